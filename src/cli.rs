@@ -1,0 +1,292 @@
+//! The command line: every subcommand of DESIGN.md with its help, and the dispatch to the
+//! library. `main.rs` only parses, sets up logging and calls [`dispatch`].
+//!
+//! This is an edge of the program: it uses `anyhow`, prints reports to stdout and chooses exit
+//! codes. It must not hold logic that tests cannot reach through the library.
+
+// Reports are this module's output: printing is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod config_check;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::{LogFormat, Redactor};
+
+/// Exit codes, the same for every subcommand.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The command ran and failed: invalid configuration, an unreachable service, a failed run.
+    pub const FAILURE: u8 = 1;
+    /// Bad usage, or a subcommand that is not available yet.
+    pub const USAGE: u8 = 2;
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  agentcron config check                      validate ./jobs.toml, print it with secrets redacted
+  agentcron --config /etc/agentcron/jobs.toml worker
+  redis-cli LPUSH agentcron:intake '{\"user\":\"alice@example.com\"}'
+
+Configuration: --config PATH, else $AGENTCRON_CONFIG, else ./jobs.toml; any key can be
+overridden with AGENTCRON__SECTION__KEY (for example AGENTCRON__WORKER__CONCURRENCY=50).
+Secrets come from SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET and ANTHROPIC_API_KEY (or .env).
+
+Exit codes: 0 success, 1 failure, 2 bad usage or not yet available.";
+
+/// Runs a Claude Managed Agent per user on a schedule, with Scalekit-authenticated tools.
+#[derive(Debug, Parser)]
+#[command(name = "agentcron", version, about, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file [default: $AGENTCRON_CONFIG, else ./jobs.toml].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr; RUST_LOG sets the filter (default info).
+    #[arg(long, global = true, value_enum, env = "AGENTCRON_LOG_FORMAT", default_value = "pretty")]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand. Those marked "not yet available" exit with code 2.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Find or create the MCP config, the agent and the environment (idempotent).
+    #[command(after_help = "Example:\n  agentcron setup")]
+    Setup,
+    /// Print each user's connections and an auth link for every inactive one.
+    #[command(after_help = "Example:\n  agentcron authorize alice@example.com --wait")]
+    Authorize(AuthorizeArgs),
+    /// Enqueue a run for each user now (or at --at) and print the run ids.
+    #[command(after_help = "Examples:\n  agentcron enqueue alice@example.com bob@example.com\n  agentcron enqueue --from-file users.txt --prompt 'Triage my inbox.'")]
+    Enqueue(EnqueueArgs),
+    /// Run the worker daemon: executes queued runs until SIGTERM.
+    #[command(after_help = "Example:\n  agentcron worker --schedule")]
+    Worker(WorkerArgs),
+    /// Run the cron scheduler alone: fires [[schedule]] ticks into the queue.
+    #[command(after_help = "Example:\n  agentcron scheduler")]
+    Scheduler,
+    /// One screen: workers, queue depths, runs by state, notices, failures, next ticks.
+    #[command(after_help = "Example:\n  agentcron status --json | jq .queue")]
+    Status(ReportArgs),
+    /// List runs, newest first.
+    #[command(after_help = "Example:\n  agentcron runs --state dead --since 1h --limit 20")]
+    Runs(RunsArgs),
+    /// Show one run record with its phase timeline.
+    #[command(after_help = "Example:\n  agentcron run 'morning-triage:alice@example.com:1767254400'")]
+    Run(RunIdArgs),
+    /// Print a run's transcript as the guide does: the agent's text, then `→ tool` per tool use.
+    #[command(after_help = "Example:\n  agentcron transcript <RUN_ID> --follow")]
+    Transcript(TranscriptArgs),
+    /// List notices for users whose connections need re-authorisation.
+    #[command(after_help = "Example:\n  agentcron notices --open --json")]
+    Notices(NoticesArgs),
+    /// Put a dead or failed run back on the queue.
+    #[command(after_help = "Example:\n  agentcron requeue <RUN_ID>")]
+    Requeue(RunIdArgs),
+    /// Cancel a queued or running run.
+    #[command(after_help = "Example:\n  agentcron cancel <RUN_ID>")]
+    Cancel(RunIdArgs),
+    /// Each schedule's next fire times, in its zone and in UTC.
+    #[command(after_help = "Example:\n  agentcron schedules --json")]
+    Schedules(ReportArgs),
+    /// Serve the local simulator of the Scalekit and Anthropic APIs.
+    #[command(after_help = "Example:\n  agentcron sim --port 8787")]
+    Sim(SimArgs),
+    /// Run the end-to-end demo against the simulator.
+    #[command(after_help = "Example:\n  agentcron demo")]
+    Demo(DemoArgs),
+    /// Benchmarks: queue throughput, concurrent sessions, schedule fan-out.
+    #[command(after_help = "Example:\n  agentcron bench queue --jobs 50000 --concurrency 200 --json")]
+    Bench(BenchArgs),
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `agentcron config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print it with secrets redacted (exit 1 when invalid).
+    #[command(after_help = "Examples:\n  agentcron config check\n  AGENTCRON__WORKER__CONCURRENCY=50 agentcron config check --json\n  agentcron config check --secrets   # also require the API credentials")]
+    Check(ConfigCheckArgs),
+}
+
+/// Arguments of `config check`.
+#[derive(Debug, Args)]
+pub struct ConfigCheckArgs {
+    /// Print JSON instead of TOML.
+    #[arg(long)]
+    pub json: bool,
+    /// Also fail when SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET or ANTHROPIC_API_KEY is missing.
+    #[arg(long)]
+    pub secrets: bool,
+}
+
+/// `--json` for reports.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Print JSON for scripts instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `authorize`.
+#[derive(Debug, Args)]
+pub struct AuthorizeArgs {
+    /// User identifiers.
+    #[arg(required = true)]
+    pub users: Vec<String>,
+    /// Poll until every connection is active or the timeout passes.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `enqueue`.
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// User identifiers.
+    pub users: Vec<String>,
+    /// Read user identifiers from a file, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
+    /// Prompt for the agent (placeholders {user}, {local_time}, {run_id}).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Not before this time (RFC 3339, or a delay such as 10m).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Run id for a single user (deduplicates).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Also run the cron scheduler in this process.
+    #[arg(long)]
+    pub schedule: bool,
+}
+
+/// Arguments of `runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only this user's runs.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only runs in this state.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only runs of this schedule.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Only runs newer than this (RFC 3339, or an age such as 1h).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A run id and `--json`.
+#[derive(Debug, Args)]
+pub struct RunIdArgs {
+    /// The run id.
+    pub id: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `transcript`.
+#[derive(Debug, Args)]
+pub struct TranscriptArgs {
+    /// The run id.
+    pub id: String,
+    /// Keep printing new events until the run ends.
+    #[arg(long)]
+    pub follow: bool,
+    /// Print the raw events as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `notices`.
+#[derive(Debug, Args)]
+pub struct NoticesArgs {
+    /// Only open notices (the default).
+    #[arg(long, conflicts_with = "all")]
+    pub open: bool,
+    /// Open and resolved notices.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8787)]
+    pub port: u16,
+    /// Seed for the deterministic mailboxes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Arguments of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep a 10-second demo schedule running until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// Arguments of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmark: queue, runs or fanout.
+    pub which: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the parsed command and returns the process exit code.
+///
+/// # Errors
+/// Any failure of the command, to be printed (redacted) by `main`.
+pub async fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Config(ConfigCommand::Check(args)) => {
+            config_check::run(cli.config.as_deref(), &args, redactor)
+        }
+        other => Ok(not_yet_available(&other)),
+    }
+}
+
+fn not_yet_available(command: &Command) -> ExitCode {
+    let name = format!("{command:?}");
+    let name = name.split(['(', ' ']).next().unwrap_or_default().to_lowercase();
+    eprintln!("agentcron {name}: not yet available (see README.md, \"Status\")");
+    ExitCode::from(exit::USAGE)
+}

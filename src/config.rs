@@ -1,0 +1,517 @@
+//! Configuration: compiled defaults, then `jobs.toml`, then environment overrides, then secrets.
+//!
+//! Layers, lowest first: defaults written in `config/validate.rs`; the file (`--config`,
+//! `$AGENTCRON_CONFIG` or `./jobs.toml`); the conventional variables `REDIS_URL`,
+//! `ANTHROPIC_BASE_URL`, `SCALEKIT_ENV_URL`, `ANTHROPIC_ENVIRONMENT_ID`; and
+//! `AGENTCRON__SECTION__KEY`, which overrides anything. Secrets come only from the environment
+//! (or `.env`) under the guide's names. Everything is validated once, here, and every problem is
+//! reported at once with the file, the key and the line.
+//!
+//! This module owns parsing and validation. It must not connect to anything: the rest of the
+//! crate receives a [`Config`] whose values are already typed and known to be in range.
+
+mod env;
+mod locate;
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Serialize;
+use url::Url;
+
+pub use self::env::{
+    AGENTCRON_CONFIG, ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, ANTHROPIC_ENVIRONMENT_ID, Env,
+    OVERRIDE_PREFIX, REDIS_URL, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET, SCALEKIT_ENV_URL,
+};
+pub use self::locate::KeyPath;
+use crate::schedule::CronExpr;
+
+/// The default configuration file, relative to the working directory.
+pub const DEFAULT_PATH: &str = "jobs.toml";
+
+/// Crate-wide result for configuration loading.
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file that was tried.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// One or more values are wrong; every problem found is listed.
+    #[error("{}", Problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    /// The individual problems, empty for I/O errors.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            Self::Invalid(problems) => problems,
+            Self::Read { .. } => &[],
+        }
+    }
+}
+
+/// One invalid value: where it came from, which key, and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where the value was set.
+    pub origin: Origin,
+    /// The dotted key, such as `schedule[0].cron`.
+    pub key: String,
+    /// What is wrong and what was expected. Never contains a secret value.
+    pub message: String,
+}
+
+/// Where a configuration value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The configuration file, with the line when the file sets the key.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, when known.
+        line: Option<usize>,
+    },
+    /// An environment variable (or `.env`).
+    Env(String),
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.origin {
+            Origin::File { path, line: Some(line) } => write!(f, "{}:{line}: ", path.display())?,
+            Origin::File { path, line: None } => write!(f, "{}: ", path.display())?,
+            Origin::Env(var) => write!(f, "environment variable {var}: ")?,
+        }
+        write!(f, "`{}`: {}", self.key, self.message)
+    }
+}
+
+struct Problems<'a>(&'a [Problem]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n_problems = self.0.len();
+        let noun = if n_problems == 1 { "problem" } else { "problems" };
+        write!(f, "invalid configuration ({n_problems} {noun})")?;
+        for problem in self.0 {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The validated configuration. Serialises with secrets redacted (for `config check`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The file this was loaded from.
+    #[serde(skip)]
+    pub source: PathBuf,
+    /// `[redis]`.
+    pub redis: RedisConfig,
+    /// `[worker]`.
+    pub worker: WorkerConfig,
+    /// `[scalekit]`.
+    pub scalekit: ScalekitConfig,
+    /// `[anthropic]`.
+    pub anthropic: AnthropicConfig,
+    /// `[http]`.
+    pub http: HttpConfig,
+    /// `[retry]`.
+    pub retry: RetryConfig,
+    /// `[limits]`.
+    pub limits: LimitsConfig,
+    /// `[transcripts]`.
+    pub transcripts: TranscriptsConfig,
+    /// `[notices]`.
+    pub notices: NoticesConfig,
+    /// `[ops]`.
+    pub ops: OpsConfig,
+    /// `[[schedule]]` entries, in file order.
+    #[serde(rename = "schedule")]
+    pub schedules: Vec<ScheduleConfig>,
+    /// Credentials from the environment.
+    pub secrets: Secrets,
+}
+
+/// `[redis]`: where the queue and all records live.
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisConfig {
+    /// Connection URL. Defaults to `redis://127.0.0.1:6379`. A password in it is redacted.
+    #[serde(serialize_with = "ser::url")]
+    pub url: Url,
+    /// Prefix of every key. Defaults to `agentcron`.
+    pub prefix: String,
+}
+
+/// `[worker]`: the daemon's limits.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerConfig {
+    /// In-flight runs per worker process. Defaults to 200: runs wait on the network.
+    pub concurrency: usize,
+    /// Longest a run may take. Defaults to 15 minutes.
+    #[serde(serialize_with = "ser::duration")]
+    pub run_timeout: Duration,
+    /// Attempts before a run is dead. Defaults to 5.
+    pub max_attempts: u32,
+    /// How long shutdown waits for in-flight runs. Defaults to 30 s.
+    #[serde(serialize_with = "ser::duration")]
+    pub shutdown_grace: Duration,
+    /// Heartbeat interval. Defaults to 5 s.
+    #[serde(serialize_with = "ser::duration")]
+    pub heartbeat: Duration,
+    /// A job whose worker misses heartbeats this long is taken over. Defaults to 30 s.
+    #[serde(serialize_with = "ser::duration")]
+    pub lease: Duration,
+}
+
+/// `[scalekit]`: the Virtual MCP server and its connections.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScalekitConfig {
+    /// Environment URL (`SCALEKIT_ENV_URL`).
+    #[serde(serialize_with = "ser::url")]
+    pub env_url: Url,
+    /// Name of the MCP config to find or create. Defaults to `email-calendar-demo`.
+    pub mcp_config_name: String,
+    /// Lifetime of a minted session token, 60 s to 24 h. Defaults to 1 h.
+    #[serde(serialize_with = "ser::duration")]
+    pub token_expiry: Duration,
+    /// A token this close to expiry is replaced mid-session. Defaults to 5 minutes.
+    #[serde(serialize_with = "ser::duration")]
+    pub token_refresh_margin: Duration,
+    /// Connection name → tools. Defaults to the guide's gmail and googlecalendar mappings.
+    pub connections: Vec<Connection>,
+}
+
+/// One connection of the MCP config and the tools it exposes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Connection {
+    /// Connection name, such as `gmail`.
+    pub name: String,
+    /// Tool names, such as `gmail_fetch_mails`.
+    pub tools: Vec<String>,
+}
+
+/// `[anthropic]`: the Managed Agents API and the agent definition.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnthropicConfig {
+    /// API base URL (`ANTHROPIC_BASE_URL`). Defaults to `https://api.anthropic.com`.
+    #[serde(serialize_with = "ser::url")]
+    pub base_url: Url,
+    /// Environment id (`ANTHROPIC_ENVIRONMENT_ID`); `setup` creates one when unset.
+    pub environment_id: Option<String>,
+    /// Name of the environment `setup` creates. Defaults to `agentcron`.
+    pub environment_name: String,
+    /// How `session.requires_action` is answered. Defaults to `auto_confirm`.
+    pub requires_action: ActionPolicy,
+    /// Archive each session when its run ends. Defaults to false.
+    pub archive_sessions: bool,
+    /// The agent `setup` finds by name or creates.
+    pub agent: AgentConfig,
+}
+
+/// The agent definition from the guide.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentConfig {
+    /// Agent name, the lookup key for `setup`.
+    pub name: String,
+    /// Model id.
+    pub model: String,
+    /// System prompt.
+    pub system: String,
+    /// Name under which the Virtual MCP server is attached.
+    pub mcp_server_name: String,
+    /// Built-in toolsets enabled beside the MCP toolset, such as `agent_toolset_20260401`.
+    pub toolsets: Vec<String>,
+    /// Permission policy of the MCP toolset.
+    pub permission_policy: PermissionPolicy,
+}
+
+/// Permission policy of the MCP toolset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PermissionPolicy {
+    /// Tools run without asking (the guide's choice).
+    AlwaysAllow,
+    /// Each tool use waits for `session.requires_action` to be answered.
+    AlwaysAsk,
+}
+
+/// Answer to `session.requires_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionPolicy {
+    /// Confirm every request, as the vendor's demo does.
+    AutoConfirm,
+    /// Deny every request.
+    Deny,
+}
+
+/// `[http]`: timeouts for both remote APIs.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpConfig {
+    /// TCP/TLS connect timeout. Defaults to 10 s.
+    #[serde(serialize_with = "ser::duration")]
+    pub connect_timeout: Duration,
+    /// Whole-request timeout for non-streaming calls. Defaults to 60 s.
+    #[serde(serialize_with = "ser::duration")]
+    pub request_timeout: Duration,
+    /// A stream with no event or keep-alive this long is reconnected. Defaults to 90 s.
+    #[serde(serialize_with = "ser::duration")]
+    pub stream_idle_timeout: Duration,
+}
+
+/// `[retry]`: backoff for transient remote failures.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetryConfig {
+    /// First delay. Defaults to 500 ms.
+    #[serde(serialize_with = "ser::duration")]
+    pub initial: Duration,
+    /// Largest delay. Defaults to 30 s.
+    #[serde(serialize_with = "ser::duration")]
+    pub max_interval: Duration,
+    /// Give up after this long. Defaults to 5 minutes.
+    #[serde(serialize_with = "ser::duration")]
+    pub max_elapsed: Duration,
+    /// Growth factor per attempt. Defaults to 2.
+    pub multiplier: f64,
+    /// Full jitter (a uniform delay in `0..=delay`). Defaults to true.
+    pub jitter: bool,
+    /// Attempts per call, the first included. Defaults to 8.
+    pub max_attempts: u32,
+}
+
+/// `[limits]`: fleet-wide rates shared by all workers through Redis.
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitsConfig {
+    /// Sessions created per second across all workers; unset means no limit.
+    pub sessions_per_second: Option<f64>,
+    /// Session tokens minted per second across all workers; unset means no limit.
+    pub tokens_per_second: Option<f64>,
+}
+
+/// `[transcripts]`: where session events are kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct TranscriptsConfig {
+    /// JSONL directory. Defaults to `./transcripts`.
+    pub dir: PathBuf,
+    /// Events kept per transcript stream in Redis. Defaults to 10,000.
+    pub redis_maxlen: usize,
+    /// Lifetime of a transcript in Redis. Defaults to 7 days.
+    #[serde(serialize_with = "ser::duration")]
+    pub ttl: Duration,
+}
+
+/// `[notices]`: follow-ups for users whose connections lapsed.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoticesConfig {
+    /// Optional webhook that receives each notice.
+    #[serde(serialize_with = "ser::opt_url")]
+    pub webhook_url: Option<Url>,
+    /// Optional HMAC-SHA256 key for the webhook's signature header.
+    #[serde(serialize_with = "ser::opt_secret")]
+    pub webhook_secret: Option<SecretString>,
+}
+
+/// `[ops]`: the HTTP endpoint for health, metrics and the dashboard.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpsConfig {
+    /// Listen address. Defaults to `127.0.0.1:9187`.
+    pub bind: SocketAddr,
+    /// Bearer token; required when `bind` is not a loopback address.
+    #[serde(serialize_with = "ser::opt_secret")]
+    pub token: Option<SecretString>,
+}
+
+/// One `[[schedule]]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScheduleConfig {
+    /// Unique name, `[A-Za-z0-9_-]`, used in run ids.
+    pub name: String,
+    /// When it fires, in `timezone`.
+    pub cron: CronExpr,
+    /// IANA zone. Defaults to `UTC`.
+    #[serde(serialize_with = "ser::display")]
+    pub timezone: chrono_tz::Tz,
+    /// Users listed inline; more come from the Redis set of the schedule.
+    pub users: Vec<String>,
+    /// Prompt with `{user}`, `{local_time}` and `{run_id}` placeholders.
+    pub prompt: String,
+    /// What a tick does while the user's previous run is active. Defaults to `skip`.
+    pub overlap: Overlap,
+    /// Window over which the users' starts are spread; none means all at the tick.
+    #[serde(serialize_with = "ser::opt_duration")]
+    pub spread: Option<Duration>,
+    /// A tick missed by at most this much is enqueued once at start; none means no catch-up.
+    #[serde(serialize_with = "ser::opt_duration")]
+    pub catch_up: Option<Duration>,
+    /// Disabled schedules are loaded but never fire. Defaults to true.
+    pub enabled: bool,
+}
+
+/// What a tick does for a user whose previous run of the schedule is still active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Record the tick as skipped for that user.
+    Skip,
+    /// Enqueue anyway; the per-user lease keeps the runs apart.
+    Queue,
+}
+
+/// Credentials, from the environment only. `Debug` and `Serialize` never show them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Secrets {
+    /// `SCALEKIT_CLIENT_ID` (an identifier, shown).
+    pub scalekit_client_id: Option<String>,
+    /// `SCALEKIT_CLIENT_SECRET`.
+    #[serde(serialize_with = "ser::secret_status")]
+    pub scalekit_client_secret: Option<SecretString>,
+    /// `ANTHROPIC_API_KEY`.
+    #[serde(serialize_with = "ser::secret_status")]
+    pub anthropic_api_key: Option<SecretString>,
+}
+
+/// The file to load: the `--config` flag, else `$AGENTCRON_CONFIG`, else `./jobs.toml`.
+pub fn resolve_path(flag: Option<&Path>, env: &Env) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| env.get(AGENTCRON_CONFIG).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
+/// Loads and validates the configuration at `path` under `env`.
+///
+/// The `.env` file beside `path` is consulted for variables `env` lacks.
+///
+/// # Errors
+/// [`ConfigError::Read`] when the file cannot be read; [`ConfigError::Invalid`] with every
+/// problem found otherwise.
+pub fn load(path: &Path, env: &Env) -> Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let mut env = env.clone();
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        env.merge_dotenv(&dir.join(".env"));
+    }
+    let raw = validate::parse_layers(path, &text, &env)?;
+    validate::validate(path, &text, &env, raw)
+}
+
+impl Config {
+    /// Checks that the credentials the remote APIs need are present.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming each missing variable.
+    pub fn require_secrets(&self) -> Result<()> {
+        let missing = [
+            (SCALEKIT_CLIENT_ID, self.secrets.scalekit_client_id.is_none()),
+            (SCALEKIT_CLIENT_SECRET, self.secrets.scalekit_client_secret.is_none()),
+            (ANTHROPIC_API_KEY, self.secrets.anthropic_api_key.is_none()),
+        ];
+        let problems: Vec<Problem> = missing
+            .iter()
+            .filter(|(_, is_missing)| *is_missing)
+            .map(|(var, _)| Problem {
+                origin: Origin::Env((*var).to_owned()),
+                key: (*var).to_owned(),
+                message: "missing: set it in the environment or in a .env file".to_owned(),
+            })
+            .collect();
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
+    }
+
+    /// The secret values this configuration holds, for the redaction facility.
+    pub fn secret_values(&self) -> Vec<String> {
+        use secrecy::ExposeSecret;
+        [
+            self.secrets.scalekit_client_secret.as_ref(),
+            self.secrets.anthropic_api_key.as_ref(),
+            self.notices.webhook_secret.as_ref(),
+            self.ops.token.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|secret| secret.expose_secret().to_owned())
+        .chain(self.redis.url.password().map(str::to_owned))
+        .collect()
+    }
+}
+
+/// Serialisers that keep secrets out of printed configuration.
+mod ser {
+    use std::time::Duration;
+
+    use secrecy::SecretString;
+    use serde::Serializer;
+    use url::Url;
+
+    pub(super) const REDACTED: &str = "[REDACTED]";
+
+    pub(super) fn duration<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*value))
+    }
+
+    pub(super) fn opt_duration<S: Serializer>(
+        value: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => duration(value, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn url<S: Serializer>(value: &Url, s: S) -> Result<S::Ok, S::Error> {
+        let mut value = value.clone();
+        if value.password().is_some() {
+            // Setting a password only fails for URLs that cannot have one, which had none.
+            let _ = value.set_password(Some(REDACTED));
+        }
+        s.collect_str(&value)
+    }
+
+    pub(super) fn opt_url<S: Serializer>(value: &Option<Url>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => url(value, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn opt_secret<S: Serializer>(
+        value: &Option<SecretString>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(_) => s.serialize_str(REDACTED),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Required secrets show whether they are set, never their value.
+    pub(super) fn secret_status<S: Serializer>(
+        value: &Option<SecretString>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if value.is_some() { REDACTED } else { "(unset)" })
+    }
+
+    pub(super) fn display<S: Serializer, T: std::fmt::Display>(
+        value: &T,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+}

@@ -1,0 +1,109 @@
+//! A snapshot of the environment the configuration reads: the process environment over the
+//! `.env` file, the way the vendor guide's `python-dotenv` layers them (a variable already set
+//! in the process wins).
+//!
+//! Tests build their own snapshot instead of mutating the process environment, so they can run
+//! in parallel. This module must not read any key of `jobs.toml`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Variables this crate reads, by name.
+pub const SCALEKIT_ENV_URL: &str = "SCALEKIT_ENV_URL";
+/// Scalekit client id (the guide's name).
+pub const SCALEKIT_CLIENT_ID: &str = "SCALEKIT_CLIENT_ID";
+/// Scalekit client secret (the guide's name).
+pub const SCALEKIT_CLIENT_SECRET: &str = "SCALEKIT_CLIENT_SECRET";
+/// Anthropic API key (the guide's name).
+pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
+/// Anthropic environment id (the guide's name).
+pub const ANTHROPIC_ENVIRONMENT_ID: &str = "ANTHROPIC_ENVIRONMENT_ID";
+/// The official Anthropic SDK's base URL override.
+pub const ANTHROPIC_BASE_URL: &str = "ANTHROPIC_BASE_URL";
+/// The conventional Redis URL variable.
+pub const REDIS_URL: &str = "REDIS_URL";
+/// Path of the configuration file when `--config` is not given.
+pub const AGENTCRON_CONFIG: &str = "AGENTCRON_CONFIG";
+/// Prefix of `AGENTCRON__SECTION__KEY` overrides.
+pub const OVERRIDE_PREFIX: &str = "AGENTCRON__";
+
+/// Conventional variables and the configuration key each one sets. `AGENTCRON__…` still wins.
+pub(crate) const CONVENTIONAL: [(&str, &str); 4] = [
+    (REDIS_URL, "redis.url"),
+    (ANTHROPIC_BASE_URL, "anthropic.base_url"),
+    (SCALEKIT_ENV_URL, "scalekit.env_url"),
+    (ANTHROPIC_ENVIRONMENT_ID, "anthropic.environment_id"),
+];
+
+/// An immutable set of environment variables.
+#[derive(Clone, Default)]
+pub struct Env(BTreeMap<String, String>);
+
+impl std::fmt::Debug for Env {
+    // Values may be secrets: only the names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl Env {
+    /// The process environment over `.env` in the current directory, when one exists.
+    pub fn from_process() -> Self {
+        let mut env = Self::default();
+        env.merge_dotenv(Path::new(".env"));
+        env.0.extend(std::env::vars());
+        env
+    }
+
+    /// Exactly these variables, for tests and embedding.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self(pairs.into_iter().map(|(key, value)| (key.into(), value.into())).collect())
+    }
+
+    /// Adds the variables of a dotenv file that are not set yet. A missing file is not an error.
+    pub fn merge_dotenv(&mut self, path: &Path) {
+        let Ok(iter) = dotenvy::from_path_iter(path) else { return };
+        for (key, value) in iter.flatten() {
+            self.0.entry(key).or_insert(value);
+        }
+    }
+
+    /// One variable; empty values count as unset, as they do for the guide's `os.environ` checks.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|value| !value.is_empty())
+    }
+
+    /// The `AGENTCRON__SECTION__KEY` variables, as the `config` crate expects them.
+    pub(crate) fn overrides(&self) -> config::Map<String, String> {
+        self.0
+            .iter()
+            .filter(|(key, _)| key.starts_with(OVERRIDE_PREFIX))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+
+    /// Conventional variables renamed to the keys they set, as an `AGENTCRON__` style map.
+    pub(crate) fn conventional(&self) -> config::Map<String, String> {
+        CONVENTIONAL
+            .iter()
+            .filter_map(|(var, key)| {
+                let value = self.get(var)?;
+                Some((format!("{OVERRIDE_PREFIX}{}", key.replace('.', "__")), value.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The variable that set configuration key `key`, if any (the override wins).
+    pub(crate) fn origin_of(&self, key: &str) -> Option<String> {
+        let name = format!("{OVERRIDE_PREFIX}{}", key.replace('.', "__")).to_uppercase();
+        if self.get(&name).is_some() {
+            return Some(name);
+        }
+        CONVENTIONAL
+            .iter()
+            .find(|(var, conventional_key)| *conventional_key == key && self.get(var).is_some())
+            .map(|(var, _)| (*var).to_owned())
+    }
+}

@@ -1,0 +1,164 @@
+//! Finds where a configuration key sits in the TOML text, and which key a parse error points at.
+//!
+//! The `config` crate forgets positions, so errors found after loading would only name a key;
+//! this module re-reads the file's spans to add the line. It must never decide whether a value
+//! is valid: it only answers "where".
+
+use std::fmt;
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// A dotted key path such as `schedule[1].cron`, built from the outermost section inwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPath(Vec<Segment>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+impl KeyPath {
+    /// Parses `a.b[2].c` into segments. Key names never contain dots or brackets here.
+    pub(crate) fn parse(path: &str) -> Self {
+        let mut segments = Vec::new();
+        for part in path.split('.').filter(|part| !part.is_empty()) {
+            let (name, rest) = part.split_once('[').unwrap_or((part, ""));
+            if !name.is_empty() {
+                segments.push(Segment::Key(name.to_owned()));
+            }
+            for index in rest.split('[') {
+                if let Ok(index) = index.trim_end_matches(']').parse() {
+                    segments.push(Segment::Index(index));
+                }
+            }
+        }
+        Self(segments)
+    }
+
+    fn push(&mut self, segment: Segment) {
+        self.0.push(segment);
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Key(name) if i == 0 => f.write_str(name)?,
+                Segment::Key(name) => write!(f, ".{name}")?,
+                Segment::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line number of a byte offset.
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end].iter().filter(|&&byte| byte == b'\n').count() + 1
+}
+
+/// The line where `path` is written in `text`, if the file sets it at all.
+pub(crate) fn line_of(text: &str, path: &KeyPath) -> Option<usize> {
+    let root = DeTable::parse(text).ok()?;
+    let span = span_of(root.get_ref(), &path.0)?;
+    Some(line_at(text, span.start))
+}
+
+fn span_of(table: &DeTable<'_>, segments: &[Segment]) -> Option<Range<usize>> {
+    let (Segment::Key(name), rest) = segments.split_first()? else { return None };
+    let (key, value) = table.iter().find(|(key, _)| key.get_ref() == name)?;
+    if rest.is_empty() {
+        return Some(key.span());
+    }
+    span_in_value(value, rest).or_else(|| Some(key.span()))
+}
+
+fn span_in_value(value: &Spanned<DeValue<'_>>, segments: &[Segment]) -> Option<Range<usize>> {
+    match (value.get_ref(), segments.first()?) {
+        (DeValue::Table(table), Segment::Key(_)) => span_of(table, segments),
+        (DeValue::Array(items), Segment::Index(index)) => {
+            let item = items.get(*index)?;
+            if segments.len() == 1 {
+                return Some(item.span());
+            }
+            span_in_value(item, &segments[1..]).or_else(|| Some(item.span()))
+        }
+        _ => None,
+    }
+}
+
+/// The innermost key whose value covers `offset`, for errors that only carry a position.
+pub(crate) fn path_at(text: &str, offset: usize) -> Option<KeyPath> {
+    let root = DeTable::parse(text).ok()?;
+    let mut path = KeyPath::default();
+    descend_table(root.get_ref(), offset, &mut path).then_some(path)
+}
+
+fn descend_table(table: &DeTable<'_>, offset: usize, path: &mut KeyPath) -> bool {
+    for (key, value) in table.iter() {
+        let covers = key.span().contains(&offset) || value.span().contains(&offset);
+        let inside = matches!(value.get_ref(), DeValue::Table(_) | DeValue::Array(_));
+        if covers || inside {
+            path.push(Segment::Key(key.get_ref().to_string()));
+            if descend_value(value, offset, path) || covers {
+                return true;
+            }
+            path.0.pop();
+        }
+    }
+    false
+}
+
+fn descend_value(value: &Spanned<DeValue<'_>>, offset: usize, path: &mut KeyPath) -> bool {
+    match value.get_ref() {
+        DeValue::Table(table) => descend_table(table, offset, path),
+        DeValue::Array(items) => items.iter().enumerate().any(|(index, item)| {
+            path.push(Segment::Index(index));
+            let found = descend_value(item, offset, path) || item.span().contains(&offset);
+            if !found {
+                path.0.pop();
+            }
+            found
+        }),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "[redis]\nurl = \"x\"\n\n[[schedule]]\nname = \"a\"\n\n[[schedule]]\nname = \"b\"\ncron = 5\n";
+
+    fn check_line(path: &str, expect: Option<usize>) {
+        assert_eq!(line_of(TEXT, &KeyPath::parse(path)), expect, "{path}");
+    }
+
+    #[test]
+    fn lines_of_keys() {
+        check_line("redis.url", Some(2));
+        check_line("schedule[1].cron", Some(9));
+        check_line("schedule[0].name", Some(5));
+        check_line("worker.concurrency", None);
+    }
+
+    #[test]
+    fn path_of_offset() {
+        let offset = TEXT.find("5\n").unwrap();
+        assert_eq!(path_at(TEXT, offset).unwrap().to_string(), "schedule[1].cron");
+        let offset = TEXT.find("\"x\"").unwrap();
+        assert_eq!(path_at(TEXT, offset).unwrap().to_string(), "redis.url");
+    }
+
+    #[test]
+    fn key_path_round_trips() {
+        for path in ["a", "a.b", "schedule[3].users[0]"] {
+            assert_eq!(KeyPath::parse(path).to_string(), path);
+        }
+    }
+}

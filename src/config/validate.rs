@@ -1,0 +1,427 @@
+//! Turns the layered raw configuration into a typed [`Config`], collecting every problem.
+//!
+//! The compiled defaults live here, next to the range each value must fall in. This module must
+//! not read files or the process environment itself: `config.rs` hands it the text and an
+//! [`Env`] snapshot.
+
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+use super::env::{ANTHROPIC_API_KEY, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET};
+use super::locate::{self, KeyPath};
+use super::raw::{RawAgent, RawConfig, RawSchedule};
+use super::*;
+
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+const FALLBACK_URL: &str = "http://invalid.invalid/";
+
+/// The guide's agent definition, used when `[anthropic.agent]` leaves a field out.
+const GUIDE_SYSTEM_PROMPT: &str = "You are an email and calendar assistant. When invoked, you will:\n\
+1. Fetch the single most recent unread email from Gmail.\n\
+2. Summarize it in 2-3 sentences.\n\
+3. Create a Google Calendar event titled 'Action Required: <email subject>' \
+with your summary as the description.";
+const GUIDE_GMAIL_TOOLS: [&str; 1] = ["gmail_fetch_mails"];
+const GUIDE_CALENDAR_TOOLS: [&str; 5] = [
+    "googlecalendar_list_calendars",
+    "googlecalendar_list_events",
+    "googlecalendar_get_event_by_id",
+    "googlecalendar_create_event",
+    "googlecalendar_update_event",
+];
+const DEFAULT_PROMPT: &str = "It is {local_time}. Triage my inbox.";
+
+/// Parses the file strictly (for positions), then layers the environment over it.
+pub(super) fn parse_layers(path: &Path, text: &str, env: &Env) -> Result<RawConfig> {
+    if let Err(error) = toml::from_str::<RawConfig>(text) {
+        return Err(ConfigError::Invalid(vec![file_problem(path, text, &error)]));
+    }
+    let with_prefix = |vars| {
+        config::Environment::with_prefix("AGENTCRON")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(vars))
+    };
+    config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .add_source(with_prefix(env.conventional()))
+        .add_source(with_prefix(env.overrides()))
+        .build()
+        .and_then(config::Config::try_deserialize::<RawConfig>)
+        .map_err(|error| ConfigError::Invalid(vec![env_problem(env, &error)]))
+}
+
+fn file_problem(path: &Path, text: &str, error: &toml::de::Error) -> Problem {
+    let offset = error.span().map(|span| span.start);
+    let key = offset.and_then(|offset| locate::path_at(text, offset));
+    Problem {
+        origin: Origin::File {
+            path: path.to_path_buf(),
+            line: offset.map(|offset| locate::line_at(text, offset)),
+        },
+        key: key.map_or_else(|| "(file)".to_owned(), |key| key.to_string()),
+        message: error.message().trim().to_owned(),
+    }
+}
+
+fn env_problem(env: &Env, error: &config::ConfigError) -> Problem {
+    // The `config` crate names the key in its message; find which variable set it.
+    let message = error.to_string();
+    let var = env
+        .overrides()
+        .into_keys()
+        .chain(env.conventional().into_keys())
+        .find(|var| message.contains(&var[OVERRIDE_PREFIX.len()..].replace("__", ".").to_lowercase()));
+    Problem {
+        origin: Origin::Env(var.unwrap_or_else(|| "AGENTCRON__*".to_owned())),
+        key: "(environment)".to_owned(),
+        message,
+    }
+}
+
+/// Collects problems with the origin of each key.
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+    env: &'a Env,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, key: &str, message: impl Into<String>) {
+        let origin = match self.env.origin_of(key) {
+            Some(var) => Origin::Env(var),
+            None => Origin::File {
+                path: self.path.to_path_buf(),
+                line: locate::line_of(self.text, &KeyPath::parse(key)),
+            },
+        };
+        self.problems.push(Problem { origin, key: key.to_owned(), message: message.into() });
+    }
+
+    fn duration(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        default: Duration,
+        range: RangeInclusive<Duration>,
+    ) -> Duration {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(text.trim()) {
+            Ok(parsed) if range.contains(&parsed) => parsed,
+            Ok(_) => {
+                let (low, high) = (range.start(), range.end());
+                let (low, high) = (humantime::format_duration(*low), humantime::format_duration(*high));
+                self.problem(key, format!("expected a duration from {low} to {high}, found {text:?}"));
+                default
+            }
+            Err(_) => {
+                let message = format!(
+                    "expected a duration such as \"30s\", \"15m\" or \"1h\", found {text:?}"
+                );
+                self.problem(key, message);
+                default
+            }
+        }
+    }
+
+    fn opt_duration(&mut self, key: &str, value: Option<&str>, max: Duration) -> Option<Duration> {
+        value.map(|text| self.duration(key, Some(text), Duration::ZERO, SECOND..=max))
+    }
+
+    fn int<T: TryFrom<i64> + Copy>(
+        &mut self,
+        key: &str,
+        value: Option<i64>,
+        default: T,
+        range: RangeInclusive<i64>,
+    ) -> T {
+        let Some(number) = value else { return default };
+        match T::try_from(number) {
+            Ok(converted) if range.contains(&number) => converted,
+            _ => {
+                let (low, high) = (range.start(), range.end());
+                self.problem(key, format!("expected an integer from {low} to {high}, found {number}"));
+                default
+            }
+        }
+    }
+
+    fn float(&mut self, key: &str, value: Option<f64>, range: RangeInclusive<f64>) -> Option<f64> {
+        let number = value?;
+        if range.contains(&number) {
+            return Some(number);
+        }
+        let (low, high) = (range.start(), range.end());
+        self.problem(key, format!("expected a number from {low} to {high}, found {number}"));
+        None
+    }
+
+    fn url(&mut self, key: &str, value: Option<&str>, schemes: &[&str], missing: &str) -> Url {
+        let fallback = || Url::parse(FALLBACK_URL).expect("the fallback URL is a valid constant");
+        let Some(text) = value else {
+            self.problem(key, format!("missing: {missing}"));
+            return fallback();
+        };
+        match Url::parse(text.trim()) {
+            Ok(url) if schemes.contains(&url.scheme()) => url,
+            Ok(url) => {
+                let scheme = url.scheme();
+                self.problem(key, format!("expected a {} URL, found scheme {scheme:?}", schemes.join(" or ")));
+                fallback()
+            }
+            Err(error) => {
+                // The text may hold a password: show only the parser's reason.
+                self.problem(key, format!("expected a URL such as \"{}://host:port\": {error}", schemes[0]));
+                fallback()
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, key: &str, value: Option<&str>, options: &[(&str, T)]) -> T {
+        let default = options[0].1;
+        let Some(text) = value else { return default };
+        if let Some((_, choice)) = options.iter().find(|(name, _)| *name == text) {
+            return *choice;
+        }
+        let names: Vec<&str> = options.iter().map(|(name, _)| *name).collect();
+        self.problem(key, format!("expected one of {}, found {text:?}", names.join(", ")));
+        default
+    }
+
+    fn name(&mut self, key: &str, value: &str, max_len: usize) {
+        let valid_chars =
+            value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if value.is_empty() || value.len() > max_len || !valid_chars {
+            self.problem(key, format!("expected 1 to {max_len} characters of A-Z a-z 0-9 - _ ., found {value:?}"));
+        }
+    }
+}
+
+/// Validates `raw`; every problem found is reported.
+pub(super) fn validate(path: &Path, text: &str, env: &Env, raw: RawConfig) -> Result<Config> {
+    let mut check = Checker { path, text, env, problems: Vec::new() };
+    let config = Config {
+        source: path.to_path_buf(),
+        redis: redis(&mut check, &raw),
+        worker: worker(&mut check, &raw),
+        scalekit: scalekit(&mut check, &raw),
+        anthropic: anthropic(&mut check, &raw),
+        http: http(&mut check, &raw),
+        retry: retry(&mut check, &raw),
+        limits: LimitsConfig {
+            sessions_per_second: check.float("limits.sessions_per_second", raw.limits.sessions_per_second, 0.001..=100_000.0),
+            tokens_per_second: check.float("limits.tokens_per_second", raw.limits.tokens_per_second, 0.001..=100_000.0),
+        },
+        transcripts: transcripts(&mut check, &raw),
+        notices: notices(&mut check, &raw),
+        ops: ops(&mut check, &raw),
+        schedules: schedules(&mut check, &raw.schedule),
+        secrets: Secrets {
+            scalekit_client_id: env.get(SCALEKIT_CLIENT_ID).map(str::to_owned),
+            scalekit_client_secret: env.get(SCALEKIT_CLIENT_SECRET).map(SecretString::from),
+            anthropic_api_key: env.get(ANTHROPIC_API_KEY).map(SecretString::from),
+        },
+    };
+    if check.problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(check.problems)) }
+}
+
+fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
+    let url = raw.redis.url.as_deref().or(Some("redis://127.0.0.1:6379"));
+    let url = check.url("redis.url", url, &["redis", "rediss", "unix"], "");
+    let prefix = raw.redis.prefix.clone().unwrap_or_else(|| "agentcron".to_owned());
+    let valid = prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_:.{}".contains(c));
+    if prefix.is_empty() || prefix.len() > 64 || !valid {
+        check.problem("redis.prefix", format!("expected 1 to 64 characters of A-Z a-z 0-9 - _ : . {{ }}, found {prefix:?}"));
+    }
+    RedisConfig { url, prefix }
+}
+
+fn worker(check: &mut Checker<'_>, raw: &RawConfig) -> WorkerConfig {
+    let w = &raw.worker;
+    WorkerConfig {
+        concurrency: check.int("worker.concurrency", w.concurrency, 200, 1..=100_000),
+        run_timeout: check.duration("worker.run_timeout", w.run_timeout.as_deref(), 15 * MINUTE, SECOND..=DAY),
+        max_attempts: check.int("worker.max_attempts", w.max_attempts, 5, 1..=100),
+        shutdown_grace: check.duration("worker.shutdown_grace", w.shutdown_grace.as_deref(), 30 * SECOND, Duration::ZERO..=HOUR),
+        heartbeat: check.duration("worker.heartbeat", w.heartbeat.as_deref(), 5 * SECOND, Duration::from_millis(100)..=MINUTE),
+        lease: check.duration("worker.lease", w.lease.as_deref(), 30 * SECOND, SECOND..=HOUR),
+    }
+}
+
+fn scalekit(check: &mut Checker<'_>, raw: &RawConfig) -> ScalekitConfig {
+    let s = &raw.scalekit;
+    let env_url = check.url("scalekit.env_url", s.env_url.as_deref(), &["https", "http"], "set it in jobs.toml or SCALEKIT_ENV_URL");
+    let token_expiry = check.duration("scalekit.token_expiry", s.token_expiry.as_deref(), HOUR, MINUTE..=DAY);
+    let token_refresh_margin = check.duration("scalekit.token_refresh_margin", s.token_refresh_margin.as_deref(), 5 * MINUTE, Duration::ZERO..=HOUR);
+    if token_refresh_margin >= token_expiry {
+        check.problem("scalekit.token_refresh_margin", "must be shorter than scalekit.token_expiry");
+    }
+    let connections = match &s.connections {
+        Some(connections) => connections.iter().map(|c| Connection { name: c.name.clone(), tools: c.tools.clone() }).collect(),
+        None => vec![guide_connection("gmail", &GUIDE_GMAIL_TOOLS), guide_connection("googlecalendar", &GUIDE_CALENDAR_TOOLS)],
+    };
+    if connections.is_empty() {
+        check.problem("scalekit.connections", "expected at least one connection");
+    }
+    for (i, connection) in connections.iter().enumerate() {
+        check.name(&format!("scalekit.connections[{i}].name"), &connection.name, 64);
+        if connection.tools.is_empty() {
+            check.problem(&format!("scalekit.connections[{i}].tools"), "expected at least one tool name");
+        }
+    }
+    let mcp_config_name = s.mcp_config_name.clone().unwrap_or_else(|| "email-calendar-demo".to_owned());
+    check.name("scalekit.mcp_config_name", &mcp_config_name, 128);
+    ScalekitConfig { env_url, mcp_config_name, token_expiry, token_refresh_margin, connections }
+}
+
+fn guide_connection(name: &str, tools: &[&str]) -> Connection {
+    Connection { name: name.to_owned(), tools: tools.iter().map(|tool| (*tool).to_owned()).collect() }
+}
+
+fn anthropic(check: &mut Checker<'_>, raw: &RawConfig) -> AnthropicConfig {
+    let a = &raw.anthropic;
+    let base_url = a.base_url.as_deref().or(Some("https://api.anthropic.com"));
+    AnthropicConfig {
+        base_url: check.url("anthropic.base_url", base_url, &["https", "http"], ""),
+        environment_id: a.environment_id.clone().filter(|id| !id.is_empty()),
+        environment_name: a.environment_name.clone().unwrap_or_else(|| "agentcron".to_owned()),
+        requires_action: check.choice("anthropic.requires_action", a.requires_action.as_deref(), &[("auto_confirm", ActionPolicy::AutoConfirm), ("deny", ActionPolicy::Deny)]),
+        archive_sessions: a.archive_sessions.unwrap_or(false),
+        agent: agent(check, &a.agent),
+    }
+}
+
+fn agent(check: &mut Checker<'_>, raw: &RawAgent) -> AgentConfig {
+    let text = |value: &Option<String>, default: &str| value.clone().unwrap_or_else(|| default.to_owned());
+    let agent = AgentConfig {
+        name: text(&raw.name, "Email Meeting Manager"),
+        model: text(&raw.model, "claude-haiku-4-5-20251001"),
+        system: text(&raw.system, GUIDE_SYSTEM_PROMPT),
+        mcp_server_name: text(&raw.mcp_server_name, "email-calendar-mcp"),
+        toolsets: raw.toolsets.clone().unwrap_or_else(|| vec!["agent_toolset_20260401".to_owned()]),
+        permission_policy: check.choice("anthropic.agent.permission_policy", raw.permission_policy.as_deref(), &[("always_allow", PermissionPolicy::AlwaysAllow), ("always_ask", PermissionPolicy::AlwaysAsk)]),
+    };
+    for (key, value) in [("name", &agent.name), ("model", &agent.model), ("system", &agent.system)] {
+        if value.trim().is_empty() {
+            check.problem(&format!("anthropic.agent.{key}"), "must not be empty");
+        }
+    }
+    check.name("anthropic.agent.mcp_server_name", &agent.mcp_server_name, 64);
+    agent
+}
+
+fn http(check: &mut Checker<'_>, raw: &RawConfig) -> HttpConfig {
+    let h = &raw.http;
+    HttpConfig {
+        connect_timeout: check.duration("http.connect_timeout", h.connect_timeout.as_deref(), 10 * SECOND, Duration::from_millis(100)..=10 * MINUTE),
+        request_timeout: check.duration("http.request_timeout", h.request_timeout.as_deref(), MINUTE, Duration::from_millis(100)..=HOUR),
+        stream_idle_timeout: check.duration("http.stream_idle_timeout", h.stream_idle_timeout.as_deref(), 90 * SECOND, SECOND..=HOUR),
+    }
+}
+
+fn retry(check: &mut Checker<'_>, raw: &RawConfig) -> RetryConfig {
+    let r = &raw.retry;
+    let initial = check.duration("retry.initial", r.initial.as_deref(), Duration::from_millis(500), Duration::from_millis(1)..=HOUR);
+    let max_interval = check.duration("retry.max_interval", r.max_interval.as_deref(), 30 * SECOND, Duration::from_millis(1)..=HOUR);
+    if max_interval < initial {
+        check.problem("retry.max_interval", "must not be shorter than retry.initial");
+    }
+    RetryConfig {
+        initial,
+        max_interval,
+        max_elapsed: check.duration("retry.max_elapsed", r.max_elapsed.as_deref(), 5 * MINUTE, Duration::ZERO..=DAY),
+        multiplier: check.float("retry.multiplier", r.multiplier, 1.0..=10.0).unwrap_or(2.0),
+        jitter: r.jitter.unwrap_or(true),
+        max_attempts: check.int("retry.max_attempts", r.max_attempts, 8, 1..=100),
+    }
+}
+
+fn transcripts(check: &mut Checker<'_>, raw: &RawConfig) -> TranscriptsConfig {
+    let t = &raw.transcripts;
+    let dir = t.dir.clone().unwrap_or_else(|| "./transcripts".to_owned());
+    if dir.trim().is_empty() {
+        check.problem("transcripts.dir", "must not be empty");
+    }
+    TranscriptsConfig {
+        dir: PathBuf::from(dir),
+        redis_maxlen: check.int("transcripts.redis_maxlen", t.redis_maxlen, 10_000, 1..=10_000_000),
+        ttl: check.duration("transcripts.ttl", t.ttl.as_deref(), 7 * DAY, MINUTE..=365 * DAY),
+    }
+}
+
+fn notices(check: &mut Checker<'_>, raw: &RawConfig) -> NoticesConfig {
+    let n = &raw.notices;
+    let webhook_url = n.webhook_url.as_deref().filter(|url| !url.is_empty());
+    NoticesConfig {
+        webhook_url: webhook_url.map(|url| check.url("notices.webhook_url", Some(url), &["https", "http"], "")),
+        webhook_secret: n.webhook_secret.clone().filter(|s| !s.is_empty()).map(SecretString::from),
+    }
+}
+
+fn ops(check: &mut Checker<'_>, raw: &RawConfig) -> OpsConfig {
+    let text = raw.ops.bind.clone().unwrap_or_else(|| "127.0.0.1:9187".to_owned());
+    let token = raw.ops.token.clone().filter(|s| !s.is_empty()).map(SecretString::from);
+    let bind = match text.parse::<std::net::SocketAddr>() {
+        Ok(bind) => bind,
+        Err(_) => {
+            check.problem("ops.bind", format!("expected an address such as \"127.0.0.1:9187\", found {text:?}"));
+            std::net::SocketAddr::from(([127, 0, 0, 1], 9187))
+        }
+    };
+    if !bind.ip().is_loopback() && token.is_none() {
+        check.problem("ops.token", format!("required when ops.bind ({bind}) is not a loopback address"));
+    }
+    OpsConfig { bind, token }
+}
+
+fn schedules(check: &mut Checker<'_>, raw: &[RawSchedule]) -> Vec<ScheduleConfig> {
+    let mut seen = std::collections::HashSet::new();
+    raw.iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let key = format!("schedule[{i}]");
+            if !seen.insert(entry.name.clone()) {
+                check.problem(&format!("{key}.name"), format!("duplicate schedule name {:?}", entry.name));
+            }
+            schedule(check, &key, entry)
+        })
+        .collect()
+}
+
+fn schedule(check: &mut Checker<'_>, key: &str, raw: &RawSchedule) -> ScheduleConfig {
+    check.name(&format!("{key}.name"), &raw.name, 64);
+    let cron = CronExpr::parse(&raw.cron).unwrap_or_else(|error| {
+        check.problem(&format!("{key}.cron"), error.to_string());
+        CronExpr::fallback()
+    });
+    let zone = raw.timezone.as_deref().unwrap_or("UTC");
+    let timezone = zone.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+        check.problem(&format!("{key}.timezone"), format!("expected an IANA time zone such as \"Europe/Berlin\", found {zone:?}"));
+        chrono_tz::UTC
+    });
+    for (j, user) in raw.users.iter().enumerate() {
+        if user.trim().is_empty() || user.len() > 255 {
+            check.problem(&format!("{key}.users[{j}]"), "expected a user id of 1 to 255 characters");
+        }
+    }
+    ScheduleConfig {
+        name: raw.name.clone(),
+        cron,
+        timezone,
+        users: raw.users.clone(),
+        prompt: raw.prompt.clone().unwrap_or_else(|| DEFAULT_PROMPT.to_owned()),
+        overlap: check.choice(&format!("{key}.overlap"), raw.overlap.as_deref(), &[("skip", Overlap::Skip), ("queue", Overlap::Queue)]),
+        spread: check.opt_duration(&format!("{key}.spread"), raw.spread.as_deref(), DAY),
+        catch_up: check.opt_duration(&format!("{key}.catch_up"), raw.catch_up.as_deref(), 7 * DAY),
+        enabled: raw.enabled.unwrap_or(true),
+    }
+}

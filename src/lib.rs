@@ -1,0 +1,35 @@
+//! agentcron: runs a Claude Managed Agent for each of many users on a schedule, with each
+//! user's Gmail and Google Calendar reached through a Scalekit Virtual MCP Server.
+//!
+//! The data flow, and the module that owns each stage:
+//!
+//! ```text
+//! jobs.toml ─► schedule ─► queue (Redis) ─► worker ─► run pipeline ─► records ─► ops
+//!                 ▲            ▲                         │    │
+//!    redis-cli ───┘(users set) └── redis-cli intake      │    └─► api::scalekit / api::anthropic
+//!                                                        └─► notices (+ webhook) / transcripts
+//! ```
+//!
+//! - [`config`]: `jobs.toml` + environment, validated once.
+//! - [`schedule`]: cron ticks in a time zone, fanned out to users.
+//! - [`queue`]: the Redis job queue and the redis-cli intake.
+//! - [`worker`]: the daemon that executes runs.
+//! - [`run`]: one agent session for one user, phase by phase.
+//! - [`api`]: clients of the two remote APIs, with retry.
+//! - [`records`]: run records, transcripts, notices in Redis.
+//! - [`ops`]: reports, health, metrics and the dashboard.
+//! - [`sim`]: a local simulator of both remote APIs.
+//! - [`telemetry`]: logging and secret redaction.
+//! - [`cli`]: the command line, used by `main.rs`.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod ops;
+pub mod queue;
+pub mod records;
+pub mod run;
+pub mod schedule;
+pub mod sim;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,38 @@
+//! The `agentcron` binary: parse the command line, set up logging, run the library, and turn
+//! the outcome into an exit code (0 success, 1 failure, 2 usage). Nothing else lives here.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use agentcron::cli::{self, Cli};
+use agentcron::telemetry::{self, Redactor};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let redactor = Redactor::default();
+    if let Err(error) = telemetry::init(cli.log_format, redactor.clone()) {
+        report(&redactor, &anyhow::Error::new(error));
+        return ExitCode::from(cli::exit::FAILURE);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            report(&redactor, &anyhow::Error::new(error).context("starting the async runtime"));
+            return ExitCode::from(cli::exit::FAILURE);
+        }
+    };
+    match runtime.block_on(cli::dispatch(cli, &redactor)) {
+        Ok(code) => code,
+        Err(error) => {
+            report(&redactor, &error);
+            ExitCode::from(cli::exit::FAILURE)
+        }
+    }
+}
+
+/// Prints an error chain once, redacted.
+#[allow(clippy::print_stderr)] // The binary's last word goes to stderr whatever the log filter.
+fn report(redactor: &Redactor, error: &anyhow::Error) {
+    eprintln!("error: {}", redactor.redact(&format!("{error:#}")));
+}
