@@ -65,7 +65,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  agentcron authorize alice@example.com --wait")]
     Authorize(AuthorizeArgs),
     /// Enqueue a run for each user now (or at --at) and print the run ids.
-    #[command(after_help = "Examples:\n  agentcron enqueue alice@example.com bob@example.com\n  agentcron enqueue --from-file users.txt --prompt 'Triage my inbox.'")]
+    #[command(
+        after_help = "Examples:\n  agentcron enqueue alice@example.com bob@example.com\n  agentcron enqueue --from-file users.txt --prompt 'Triage my inbox.'"
+    )]
     Enqueue(EnqueueArgs),
     /// Run the worker daemon: executes queued runs until SIGTERM.
     #[command(after_help = "Example:\n  agentcron worker --schedule")]
@@ -80,7 +82,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  agentcron runs --state dead --since 1h --limit 20")]
     Runs(RunsArgs),
     /// Show one run record with its phase timeline.
-    #[command(after_help = "Example:\n  agentcron run 'morning-triage:alice@example.com:1767254400'")]
+    #[command(
+        after_help = "Example:\n  agentcron run 'morning-triage:alice@example.com:1767254400'"
+    )]
     Run(RunIdArgs),
     /// Print a run's transcript as the guide does: the agent's text, then `→ tool` per tool use.
     #[command(after_help = "Example:\n  agentcron transcript <RUN_ID> --follow")]
@@ -104,7 +108,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  agentcron demo")]
     Demo(DemoArgs),
     /// Benchmarks: queue throughput, concurrent sessions, schedule fan-out.
-    #[command(after_help = "Example:\n  agentcron bench queue --jobs 50000 --concurrency 200 --json")]
+    #[command(
+        after_help = "Example:\n  agentcron bench queue --jobs 50000 --concurrency 200 --json"
+    )]
     Bench(BenchArgs),
     /// Configuration commands.
     #[command(subcommand)]
@@ -115,7 +121,9 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the configuration and print it with secrets redacted (exit 1 when invalid).
-    #[command(after_help = "Examples:\n  agentcron config check\n  AGENTCRON__WORKER__CONCURRENCY=50 agentcron config check --json\n  agentcron config check --secrets   # also require the API credentials")]
+    #[command(
+        after_help = "Examples:\n  agentcron config check\n  AGENTCRON__WORKER__CONCURRENCY=50 agentcron config check --json\n  agentcron config check --secrets   # also require the API credentials"
+    )]
     Check(ConfigCheckArgs),
 }
 

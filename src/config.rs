@@ -148,13 +148,24 @@ pub struct Config {
 }
 
 /// `[redis]`: where the queue and all records live.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct RedisConfig {
     /// Connection URL. Defaults to `redis://127.0.0.1:6379`. A password in it is redacted.
     #[serde(serialize_with = "ser::url")]
     pub url: Url,
     /// Prefix of every key. Defaults to `agentcron`.
     pub prefix: String,
+}
+
+impl fmt::Debug for RedisConfig {
+    // The URL may carry a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = ser::redacted_url(&self.url);
+        f.debug_struct("RedisConfig")
+            .field("url", &url.as_str())
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 /// `[worker]`: the daemon's limits.
@@ -407,7 +418,7 @@ pub fn load(path: &Path, env: &Env) -> Result<Config> {
         env.merge_dotenv(&dir.join(".env"));
     }
     let raw = validate::parse_layers(path, &text, &env)?;
-    validate::validate(path, &text, &env, raw)
+    validate::validate(path, &text, &env, &raw)
 }
 
 impl Config {
@@ -474,13 +485,18 @@ mod ser {
         }
     }
 
-    pub(super) fn url<S: Serializer>(value: &Url, s: S) -> Result<S::Ok, S::Error> {
-        let mut value = value.clone();
-        if value.password().is_some() {
-            // Setting a password only fails for URLs that cannot have one, which had none.
-            let _ = value.set_password(Some(REDACTED));
+    /// `url` with its password, if any, replaced.
+    pub(super) fn redacted_url(url: &Url) -> Url {
+        let mut url = url.clone();
+        // Setting a password only fails for URLs that cannot have one, which then had none.
+        if url.password().is_some() && url.set_password(Some(REDACTED)).is_err() {
+            return Url::parse("redis://[REDACTED]").unwrap_or(url);
         }
-        s.collect_str(&value)
+        url
+    }
+
+    pub(super) fn url<S: Serializer>(value: &Url, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&redacted_url(value))
     }
 
     pub(super) fn opt_url<S: Serializer>(value: &Option<Url>, s: S) -> Result<S::Ok, S::Error> {

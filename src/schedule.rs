@@ -25,7 +25,9 @@ pub struct CronExpr {
 
 /// Why a cron expression was rejected.
 #[derive(Debug, thiserror::Error)]
-#[error("expected a cron expression of 5, 6 or 7 fields such as \"0 0 8 * * Mon-Fri\", found {source_text:?}: {reason}")]
+#[error(
+    "expected a cron expression of 5, 6 or 7 fields such as \"0 0 8 * * Mon-Fri\", found {source_text:?}: {reason}"
+)]
 pub struct CronError {
     source_text: String,
     reason: String,

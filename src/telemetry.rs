@@ -42,7 +42,7 @@ pub fn init(format: LogFormat, redactor: Redactor) -> Result<(), TelemetryError>
         Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives)?,
         _ => EnvFilter::new("info"),
     };
-    let writer = RedactingWriter { redactor };
+    let writer = RedactingWriter::stderr(redactor);
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let res = match format {
         LogFormat::Pretty => builder.with_ansi(io::stderr().is_terminal()).try_init(),
@@ -51,42 +51,98 @@ pub fn init(format: LogFormat, redactor: Redactor) -> Result<(), TelemetryError>
     res.map_err(|_| TelemetryError::AlreadyInitialised)
 }
 
-/// Writes log lines to stderr after redaction.
+/// Wraps a writer factory (stderr in the binary, a buffer in tests) so that every log line
+/// is redacted before it is written.
 #[derive(Debug, Clone)]
-pub struct RedactingWriter {
+pub struct RedactingWriter<W = fn() -> io::Stderr> {
     redactor: Redactor,
+    inner: W,
 }
 
 impl RedactingWriter {
-    /// A writer that redacts with `redactor`.
-    pub fn new(redactor: Redactor) -> Self {
-        Self { redactor }
+    /// Redacts with `redactor` on the way to stderr.
+    pub fn stderr(redactor: Redactor) -> Self {
+        Self { redactor, inner: io::stderr }
     }
 }
 
-/// One log event being written. The fmt layer writes each formatted event in one call, so
-/// redacting per call sees whole lines.
-#[derive(Debug)]
-pub struct RedactingGuard<'a> {
-    redactor: &'a Redactor,
+impl<W> RedactingWriter<W> {
+    /// Redacts with `redactor` on the way to `inner`.
+    pub fn new(redactor: Redactor, inner: W) -> Self {
+        Self { redactor, inner }
+    }
 }
 
-impl Write for RedactingGuard<'_> {
+/// One log event being written. The fmt layer formats each event into one buffer and writes it
+/// in one call, so redacting per call sees whole lines.
+#[derive(Debug)]
+pub struct RedactingGuard<'a, W> {
+    redactor: &'a Redactor,
+    inner: W,
+}
+
+impl<W: Write> Write for RedactingGuard<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        io::stderr().lock().write_all(self.redactor.redact(&text).as_bytes())?;
+        self.inner.write_all(self.redactor.redact(&text).as_bytes())?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        io::stderr().flush()
+        self.inner.flush()
     }
 }
 
-impl<'a> MakeWriter<'a> for RedactingWriter {
-    type Writer = RedactingGuard<'a>;
+impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for RedactingWriter<W> {
+    type Writer = RedactingGuard<'a, W::Writer>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        RedactingGuard { redactor: &self.redactor }
+        RedactingGuard { redactor: &self.redactor, inner: self.inner.make_writer() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_lines_are_redacted_in_both_formats() {
+        for json in [false, true] {
+            let buffer = Buffer::default();
+            let sink = buffer.clone();
+            let redactor = Redactor::new(["client-secret-value"]);
+            let writer = RedactingWriter::new(redactor, move || sink.clone());
+            let builder = tracing_subscriber::fmt().with_writer(writer).with_ansi(false);
+            let log = || {
+                tracing::warn!(
+                    secret = "client-secret-value",
+                    "Token eyJhbGciOi.eyJzdWIiOiJh.c2ln minted."
+                );
+            };
+            if json {
+                tracing::subscriber::with_default(builder.json().finish(), log);
+            } else {
+                tracing::subscriber::with_default(builder.finish(), log);
+            }
+            let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+            assert!(out.contains("minted"), "{out}");
+            assert!(!out.contains("client-secret-value"), "{out}");
+            assert!(!out.contains("eyJzdWIiOiJh"), "{out}");
+        }
     }
 }

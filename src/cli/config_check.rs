@@ -19,8 +19,9 @@ pub(super) fn run(
 ) -> anyhow::Result<ExitCode> {
     let env = Env::from_process();
     let path = config::resolve_path(flag, &env);
-    let res = config::load(&path, &env)
-        .and_then(|config| if args.secrets { config.require_secrets().map(|()| config) } else { Ok(config) });
+    let res = config::load(&path, &env).and_then(|config| {
+        if args.secrets { config.require_secrets().map(|()| config) } else { Ok(config) }
+    });
     match res {
         Ok(config) => {
             for secret in config.secret_values() {
@@ -37,7 +38,10 @@ pub(super) fn run(
         }
         Err(error) => {
             if args.json {
-                println!("{}", redactor.redact(&serde_json::to_string_pretty(&problems_json(&error))?));
+                println!(
+                    "{}",
+                    redactor.redact(&serde_json::to_string_pretty(&problems_json(&error))?)
+                );
             }
             eprintln!("{}", redactor.redact(&error.to_string()));
             Ok(ExitCode::from(exit::FAILURE))

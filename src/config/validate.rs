@@ -73,18 +73,26 @@ fn file_problem(path: &Path, text: &str, error: &toml::de::Error) -> Problem {
 }
 
 fn env_problem(env: &Env, error: &config::ConfigError) -> Problem {
-    // The `config` crate names the key in its message; find which variable set it.
+    // The `config` crate names the key (or the unknown field and its table) in its message;
+    // find the variable that set it.
     let message = error.to_string();
-    let var = env
+    let named = |key: &str| {
+        let (table, field) = key.rsplit_once('.').unwrap_or(("", key));
+        message.contains(&format!("`{key}`"))
+            || (message.contains(&format!("`{field}`")) && message.contains(&format!("`{table}`")))
+    };
+    let found = env
         .overrides()
         .into_keys()
         .chain(env.conventional().into_keys())
-        .find(|var| message.contains(&var[OVERRIDE_PREFIX.len()..].replace("__", ".").to_lowercase()));
-    Problem {
-        origin: Origin::Env(var.unwrap_or_else(|| "AGENTCRON__*".to_owned())),
-        key: "(environment)".to_owned(),
-        message,
-    }
+        .map(|var| {
+            let key = var[OVERRIDE_PREFIX.len()..].replace("__", ".").to_lowercase();
+            (var, key)
+        })
+        .find(|(_, key)| named(key));
+    let (var, key) =
+        found.unwrap_or_else(|| ("AGENTCRON__*".to_owned(), "(environment)".to_owned()));
+    Problem { origin: Origin::Env(var), key, message }
 }
 
 /// Collects problems with the origin of each key.
@@ -119,8 +127,12 @@ impl Checker<'_> {
             Ok(parsed) if range.contains(&parsed) => parsed,
             Ok(_) => {
                 let (low, high) = (range.start(), range.end());
-                let (low, high) = (humantime::format_duration(*low), humantime::format_duration(*high));
-                self.problem(key, format!("expected a duration from {low} to {high}, found {text:?}"));
+                let (low, high) =
+                    (humantime::format_duration(*low), humantime::format_duration(*high));
+                self.problem(
+                    key,
+                    format!("expected a duration from {low} to {high}, found {text:?}"),
+                );
                 default
             }
             Err(_) => {
@@ -149,7 +161,10 @@ impl Checker<'_> {
             Ok(converted) if range.contains(&number) => converted,
             _ => {
                 let (low, high) = (range.start(), range.end());
-                self.problem(key, format!("expected an integer from {low} to {high}, found {number}"));
+                self.problem(
+                    key,
+                    format!("expected an integer from {low} to {high}, found {number}"),
+                );
                 default
             }
         }
@@ -175,12 +190,18 @@ impl Checker<'_> {
             Ok(url) if schemes.contains(&url.scheme()) => url,
             Ok(url) => {
                 let scheme = url.scheme();
-                self.problem(key, format!("expected a {} URL, found scheme {scheme:?}", schemes.join(" or ")));
+                self.problem(
+                    key,
+                    format!("expected a {} URL, found scheme {scheme:?}", schemes.join(" or ")),
+                );
                 fallback()
             }
             Err(error) => {
                 // The text may hold a password: show only the parser's reason.
-                self.problem(key, format!("expected a URL such as \"{}://host:port\": {error}", schemes[0]));
+                self.problem(
+                    key,
+                    format!("expected a URL such as \"{}://host:port\": {error}", schemes[0]),
+                );
                 fallback()
             }
         }
@@ -201,29 +222,40 @@ impl Checker<'_> {
         let valid_chars =
             value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if value.is_empty() || value.len() > max_len || !valid_chars {
-            self.problem(key, format!("expected 1 to {max_len} characters of A-Z a-z 0-9 - _ ., found {value:?}"));
+            self.problem(
+                key,
+                format!("expected 1 to {max_len} characters of A-Z a-z 0-9 - _ ., found {value:?}"),
+            );
         }
     }
 }
 
 /// Validates `raw`; every problem found is reported.
-pub(super) fn validate(path: &Path, text: &str, env: &Env, raw: RawConfig) -> Result<Config> {
+pub(super) fn validate(path: &Path, text: &str, env: &Env, raw: &RawConfig) -> Result<Config> {
     let mut check = Checker { path, text, env, problems: Vec::new() };
     let config = Config {
         source: path.to_path_buf(),
-        redis: redis(&mut check, &raw),
-        worker: worker(&mut check, &raw),
-        scalekit: scalekit(&mut check, &raw),
-        anthropic: anthropic(&mut check, &raw),
-        http: http(&mut check, &raw),
-        retry: retry(&mut check, &raw),
+        redis: redis(&mut check, raw),
+        worker: worker(&mut check, raw),
+        scalekit: scalekit(&mut check, raw),
+        anthropic: anthropic(&mut check, raw),
+        http: http(&mut check, raw),
+        retry: retry(&mut check, raw),
         limits: LimitsConfig {
-            sessions_per_second: check.float("limits.sessions_per_second", raw.limits.sessions_per_second, 0.001..=100_000.0),
-            tokens_per_second: check.float("limits.tokens_per_second", raw.limits.tokens_per_second, 0.001..=100_000.0),
+            sessions_per_second: check.float(
+                "limits.sessions_per_second",
+                raw.limits.sessions_per_second,
+                0.001..=100_000.0,
+            ),
+            tokens_per_second: check.float(
+                "limits.tokens_per_second",
+                raw.limits.tokens_per_second,
+                0.001..=100_000.0,
+            ),
         },
-        transcripts: transcripts(&mut check, &raw),
-        notices: notices(&mut check, &raw),
-        ops: ops(&mut check, &raw),
+        transcripts: transcripts(&mut check, raw),
+        notices: notices(&mut check, raw),
+        ops: ops(&mut check, raw),
         schedules: schedules(&mut check, &raw.schedule),
         secrets: Secrets {
             scalekit_client_id: env.get(SCALEKIT_CLIENT_ID).map(str::to_owned),
@@ -240,7 +272,10 @@ fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
     let prefix = raw.redis.prefix.clone().unwrap_or_else(|| "agentcron".to_owned());
     let valid = prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_:.{}".contains(c));
     if prefix.is_empty() || prefix.len() > 64 || !valid {
-        check.problem("redis.prefix", format!("expected 1 to 64 characters of A-Z a-z 0-9 - _ : . {{ }}, found {prefix:?}"));
+        check.problem(
+            "redis.prefix",
+            format!("expected 1 to 64 characters of A-Z a-z 0-9 - _ : . {{ }}, found {prefix:?}"),
+        );
     }
     RedisConfig { url, prefix }
 }
@@ -249,25 +284,58 @@ fn worker(check: &mut Checker<'_>, raw: &RawConfig) -> WorkerConfig {
     let w = &raw.worker;
     WorkerConfig {
         concurrency: check.int("worker.concurrency", w.concurrency, 200, 1..=100_000),
-        run_timeout: check.duration("worker.run_timeout", w.run_timeout.as_deref(), 15 * MINUTE, SECOND..=DAY),
+        run_timeout: check.duration(
+            "worker.run_timeout",
+            w.run_timeout.as_deref(),
+            15 * MINUTE,
+            SECOND..=DAY,
+        ),
         max_attempts: check.int("worker.max_attempts", w.max_attempts, 5, 1..=100),
-        shutdown_grace: check.duration("worker.shutdown_grace", w.shutdown_grace.as_deref(), 30 * SECOND, Duration::ZERO..=HOUR),
-        heartbeat: check.duration("worker.heartbeat", w.heartbeat.as_deref(), 5 * SECOND, Duration::from_millis(100)..=MINUTE),
+        shutdown_grace: check.duration(
+            "worker.shutdown_grace",
+            w.shutdown_grace.as_deref(),
+            30 * SECOND,
+            Duration::ZERO..=HOUR,
+        ),
+        heartbeat: check.duration(
+            "worker.heartbeat",
+            w.heartbeat.as_deref(),
+            5 * SECOND,
+            Duration::from_millis(100)..=MINUTE,
+        ),
         lease: check.duration("worker.lease", w.lease.as_deref(), 30 * SECOND, SECOND..=HOUR),
     }
 }
 
 fn scalekit(check: &mut Checker<'_>, raw: &RawConfig) -> ScalekitConfig {
     let s = &raw.scalekit;
-    let env_url = check.url("scalekit.env_url", s.env_url.as_deref(), &["https", "http"], "set it in jobs.toml or SCALEKIT_ENV_URL");
-    let token_expiry = check.duration("scalekit.token_expiry", s.token_expiry.as_deref(), HOUR, MINUTE..=DAY);
-    let token_refresh_margin = check.duration("scalekit.token_refresh_margin", s.token_refresh_margin.as_deref(), 5 * MINUTE, Duration::ZERO..=HOUR);
+    let env_url = check.url(
+        "scalekit.env_url",
+        s.env_url.as_deref(),
+        &["https", "http"],
+        "set it in jobs.toml or SCALEKIT_ENV_URL",
+    );
+    let token_expiry =
+        check.duration("scalekit.token_expiry", s.token_expiry.as_deref(), HOUR, MINUTE..=DAY);
+    let token_refresh_margin = check.duration(
+        "scalekit.token_refresh_margin",
+        s.token_refresh_margin.as_deref(),
+        5 * MINUTE,
+        Duration::ZERO..=HOUR,
+    );
     if token_refresh_margin >= token_expiry {
-        check.problem("scalekit.token_refresh_margin", "must be shorter than scalekit.token_expiry");
+        check
+            .problem("scalekit.token_refresh_margin", "must be shorter than scalekit.token_expiry");
     }
     let connections = match &s.connections {
-        Some(connections) => connections.iter().map(|c| Connection { name: c.name.clone(), tools: c.tools.clone() }).collect(),
-        None => vec![guide_connection("gmail", &GUIDE_GMAIL_TOOLS), guide_connection("googlecalendar", &GUIDE_CALENDAR_TOOLS)],
+        Some(connections) => connections
+            .iter()
+            .map(|c| Connection { name: c.name.clone(), tools: c.tools.clone() })
+            .collect(),
+        None => vec![
+            guide_connection("gmail", &GUIDE_GMAIL_TOOLS),
+            guide_connection("googlecalendar", &GUIDE_CALENDAR_TOOLS),
+        ],
     };
     if connections.is_empty() {
         check.problem("scalekit.connections", "expected at least one connection");
@@ -275,16 +343,23 @@ fn scalekit(check: &mut Checker<'_>, raw: &RawConfig) -> ScalekitConfig {
     for (i, connection) in connections.iter().enumerate() {
         check.name(&format!("scalekit.connections[{i}].name"), &connection.name, 64);
         if connection.tools.is_empty() {
-            check.problem(&format!("scalekit.connections[{i}].tools"), "expected at least one tool name");
+            check.problem(
+                &format!("scalekit.connections[{i}].tools"),
+                "expected at least one tool name",
+            );
         }
     }
-    let mcp_config_name = s.mcp_config_name.clone().unwrap_or_else(|| "email-calendar-demo".to_owned());
+    let mcp_config_name =
+        s.mcp_config_name.clone().unwrap_or_else(|| "email-calendar-demo".to_owned());
     check.name("scalekit.mcp_config_name", &mcp_config_name, 128);
     ScalekitConfig { env_url, mcp_config_name, token_expiry, token_refresh_margin, connections }
 }
 
 fn guide_connection(name: &str, tools: &[&str]) -> Connection {
-    Connection { name: name.to_owned(), tools: tools.iter().map(|tool| (*tool).to_owned()).collect() }
+    Connection {
+        name: name.to_owned(),
+        tools: tools.iter().map(|tool| (*tool).to_owned()).collect(),
+    }
 }
 
 fn anthropic(check: &mut Checker<'_>, raw: &RawConfig) -> AnthropicConfig {
@@ -294,23 +369,36 @@ fn anthropic(check: &mut Checker<'_>, raw: &RawConfig) -> AnthropicConfig {
         base_url: check.url("anthropic.base_url", base_url, &["https", "http"], ""),
         environment_id: a.environment_id.clone().filter(|id| !id.is_empty()),
         environment_name: a.environment_name.clone().unwrap_or_else(|| "agentcron".to_owned()),
-        requires_action: check.choice("anthropic.requires_action", a.requires_action.as_deref(), &[("auto_confirm", ActionPolicy::AutoConfirm), ("deny", ActionPolicy::Deny)]),
+        requires_action: check.choice(
+            "anthropic.requires_action",
+            a.requires_action.as_deref(),
+            &[("auto_confirm", ActionPolicy::AutoConfirm), ("deny", ActionPolicy::Deny)],
+        ),
         archive_sessions: a.archive_sessions.unwrap_or(false),
         agent: agent(check, &a.agent),
     }
 }
 
 fn agent(check: &mut Checker<'_>, raw: &RawAgent) -> AgentConfig {
-    let text = |value: &Option<String>, default: &str| value.clone().unwrap_or_else(|| default.to_owned());
+    let text =
+        |value: &Option<String>, default: &str| value.clone().unwrap_or_else(|| default.to_owned());
     let agent = AgentConfig {
         name: text(&raw.name, "Email Meeting Manager"),
         model: text(&raw.model, "claude-haiku-4-5-20251001"),
         system: text(&raw.system, GUIDE_SYSTEM_PROMPT),
         mcp_server_name: text(&raw.mcp_server_name, "email-calendar-mcp"),
         toolsets: raw.toolsets.clone().unwrap_or_else(|| vec!["agent_toolset_20260401".to_owned()]),
-        permission_policy: check.choice("anthropic.agent.permission_policy", raw.permission_policy.as_deref(), &[("always_allow", PermissionPolicy::AlwaysAllow), ("always_ask", PermissionPolicy::AlwaysAsk)]),
+        permission_policy: check.choice(
+            "anthropic.agent.permission_policy",
+            raw.permission_policy.as_deref(),
+            &[
+                ("always_allow", PermissionPolicy::AlwaysAllow),
+                ("always_ask", PermissionPolicy::AlwaysAsk),
+            ],
+        ),
     };
-    for (key, value) in [("name", &agent.name), ("model", &agent.model), ("system", &agent.system)] {
+    for (key, value) in [("name", &agent.name), ("model", &agent.model), ("system", &agent.system)]
+    {
         if value.trim().is_empty() {
             check.problem(&format!("anthropic.agent.{key}"), "must not be empty");
         }
@@ -322,23 +410,53 @@ fn agent(check: &mut Checker<'_>, raw: &RawAgent) -> AgentConfig {
 fn http(check: &mut Checker<'_>, raw: &RawConfig) -> HttpConfig {
     let h = &raw.http;
     HttpConfig {
-        connect_timeout: check.duration("http.connect_timeout", h.connect_timeout.as_deref(), 10 * SECOND, Duration::from_millis(100)..=10 * MINUTE),
-        request_timeout: check.duration("http.request_timeout", h.request_timeout.as_deref(), MINUTE, Duration::from_millis(100)..=HOUR),
-        stream_idle_timeout: check.duration("http.stream_idle_timeout", h.stream_idle_timeout.as_deref(), 90 * SECOND, SECOND..=HOUR),
+        connect_timeout: check.duration(
+            "http.connect_timeout",
+            h.connect_timeout.as_deref(),
+            10 * SECOND,
+            Duration::from_millis(100)..=10 * MINUTE,
+        ),
+        request_timeout: check.duration(
+            "http.request_timeout",
+            h.request_timeout.as_deref(),
+            MINUTE,
+            Duration::from_millis(100)..=HOUR,
+        ),
+        stream_idle_timeout: check.duration(
+            "http.stream_idle_timeout",
+            h.stream_idle_timeout.as_deref(),
+            90 * SECOND,
+            SECOND..=HOUR,
+        ),
     }
 }
 
 fn retry(check: &mut Checker<'_>, raw: &RawConfig) -> RetryConfig {
     let r = &raw.retry;
-    let initial = check.duration("retry.initial", r.initial.as_deref(), Duration::from_millis(500), Duration::from_millis(1)..=HOUR);
-    let max_interval = check.duration("retry.max_interval", r.max_interval.as_deref(), 30 * SECOND, Duration::from_millis(1)..=HOUR);
+    let initial = check.duration(
+        "retry.initial",
+        r.initial.as_deref(),
+        Duration::from_millis(500),
+        Duration::from_millis(1)..=HOUR,
+    );
+    let max_interval = check.duration(
+        "retry.max_interval",
+        r.max_interval.as_deref(),
+        30 * SECOND,
+        Duration::from_millis(1)..=HOUR,
+    );
     if max_interval < initial {
         check.problem("retry.max_interval", "must not be shorter than retry.initial");
     }
     RetryConfig {
         initial,
         max_interval,
-        max_elapsed: check.duration("retry.max_elapsed", r.max_elapsed.as_deref(), 5 * MINUTE, Duration::ZERO..=DAY),
+        max_elapsed: check.duration(
+            "retry.max_elapsed",
+            r.max_elapsed.as_deref(),
+            5 * MINUTE,
+            Duration::ZERO..=DAY,
+        ),
         multiplier: check.float("retry.multiplier", r.multiplier, 1.0..=10.0).unwrap_or(2.0),
         jitter: r.jitter.unwrap_or(true),
         max_attempts: check.int("retry.max_attempts", r.max_attempts, 8, 1..=100),
@@ -362,7 +480,8 @@ fn notices(check: &mut Checker<'_>, raw: &RawConfig) -> NoticesConfig {
     let n = &raw.notices;
     let webhook_url = n.webhook_url.as_deref().filter(|url| !url.is_empty());
     NoticesConfig {
-        webhook_url: webhook_url.map(|url| check.url("notices.webhook_url", Some(url), &["https", "http"], "")),
+        webhook_url: webhook_url
+            .map(|url| check.url("notices.webhook_url", Some(url), &["https", "http"], "")),
         webhook_secret: n.webhook_secret.clone().filter(|s| !s.is_empty()).map(SecretString::from),
     }
 }
@@ -373,12 +492,18 @@ fn ops(check: &mut Checker<'_>, raw: &RawConfig) -> OpsConfig {
     let bind = match text.parse::<std::net::SocketAddr>() {
         Ok(bind) => bind,
         Err(_) => {
-            check.problem("ops.bind", format!("expected an address such as \"127.0.0.1:9187\", found {text:?}"));
+            check.problem(
+                "ops.bind",
+                format!("expected an address such as \"127.0.0.1:9187\", found {text:?}"),
+            );
             std::net::SocketAddr::from(([127, 0, 0, 1], 9187))
         }
     };
     if !bind.ip().is_loopback() && token.is_none() {
-        check.problem("ops.token", format!("required when ops.bind ({bind}) is not a loopback address"));
+        check.problem(
+            "ops.token",
+            format!("required when ops.bind ({bind}) is not a loopback address"),
+        );
     }
     OpsConfig { bind, token }
 }
@@ -390,7 +515,10 @@ fn schedules(check: &mut Checker<'_>, raw: &[RawSchedule]) -> Vec<ScheduleConfig
         .map(|(i, entry)| {
             let key = format!("schedule[{i}]");
             if !seen.insert(entry.name.clone()) {
-                check.problem(&format!("{key}.name"), format!("duplicate schedule name {:?}", entry.name));
+                check.problem(
+                    &format!("{key}.name"),
+                    format!("duplicate schedule name {:?}", entry.name),
+                );
             }
             schedule(check, &key, entry)
         })
@@ -405,12 +533,16 @@ fn schedule(check: &mut Checker<'_>, key: &str, raw: &RawSchedule) -> ScheduleCo
     });
     let zone = raw.timezone.as_deref().unwrap_or("UTC");
     let timezone = zone.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
-        check.problem(&format!("{key}.timezone"), format!("expected an IANA time zone such as \"Europe/Berlin\", found {zone:?}"));
+        check.problem(
+            &format!("{key}.timezone"),
+            format!("expected an IANA time zone such as \"Europe/Berlin\", found {zone:?}"),
+        );
         chrono_tz::UTC
     });
     for (j, user) in raw.users.iter().enumerate() {
         if user.trim().is_empty() || user.len() > 255 {
-            check.problem(&format!("{key}.users[{j}]"), "expected a user id of 1 to 255 characters");
+            check
+                .problem(&format!("{key}.users[{j}]"), "expected a user id of 1 to 255 characters");
         }
     }
     ScheduleConfig {
@@ -419,7 +551,11 @@ fn schedule(check: &mut Checker<'_>, key: &str, raw: &RawSchedule) -> ScheduleCo
         timezone,
         users: raw.users.clone(),
         prompt: raw.prompt.clone().unwrap_or_else(|| DEFAULT_PROMPT.to_owned()),
-        overlap: check.choice(&format!("{key}.overlap"), raw.overlap.as_deref(), &[("skip", Overlap::Skip), ("queue", Overlap::Queue)]),
+        overlap: check.choice(
+            &format!("{key}.overlap"),
+            raw.overlap.as_deref(),
+            &[("skip", Overlap::Skip), ("queue", Overlap::Queue)],
+        ),
         spread: check.opt_duration(&format!("{key}.spread"), raw.spread.as_deref(), DAY),
         catch_up: check.opt_duration(&format!("{key}.catch_up"), raw.catch_up.as_deref(), 7 * DAY),
         enabled: raw.enabled.unwrap_or(true),

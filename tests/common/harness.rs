@@ -1,0 +1,47 @@
+//! The shared integration-test harness: each test gets its own Redis prefix, a configuration
+//! loaded from the shipped `jobs.toml` the way the binary loads it, and helpers to run the
+//! `agentcron` binary.
+
+#[path = "redis.rs"]
+mod redis_ns;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+pub use redis_ns::TestRedis;
+
+/// The repository root (where `jobs.toml` lives).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shipped `jobs.toml`.
+pub fn shipped_config() -> PathBuf {
+    repo_root().join("jobs.toml")
+}
+
+/// Runs the built `agentcron` binary with `args` and `env` (on top of a cleaned environment:
+/// no secrets or overrides leak in from the machine running the tests).
+pub fn agentcron(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_agentcron"));
+    command.args(args).current_dir(dir);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AGENTCRON")
+            || name.starts_with("SCALEKIT_")
+            || name.starts_with("ANTHROPIC_")
+            || name == "REDIS_URL"
+        {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    command.output().expect("the agentcron binary runs")
+}
+
+/// Stdout and stderr of a finished command, as text.
+pub fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,15 @@
+//! The one integration-test binary. Every module here uses the shared harness in
+//! `tests/common/`: a real Redis with a per-test key prefix, and the simulator over real HTTP.
+
+// A test binary exports nothing, so `pub` in the shared harness is for its sibling modules.
+#![allow(unreachable_pub)]
+// A failed unwrap is how a test helper fails loudly, with the location.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../common/harness.rs"]
+mod common;
+
+mod cli;
+mod config;
+mod harness;
+mod tidy;
