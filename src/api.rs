@@ -2,5 +2,232 @@
 //! (REST + SSE), with one retry policy that classifies every failure.
 //!
 //! Owns wire types, headers, authentication and retries. It must not know about runs, Redis or
-//! schedules: callers pass plain arguments and get typed results or a classified error.
-//! Built by the API clients issue; empty until then.
+//! schedules: callers pass plain arguments and get typed results or an [`ApiError`] that says
+//! how it should be handled ([`ErrorClass`]).
+
+pub mod anthropic;
+pub mod retry;
+pub mod scalekit;
+
+use std::fmt;
+use std::sync::Once;
+use std::time::Duration;
+
+use backon::Retryable;
+
+pub use self::retry::{ErrorClass, RetryPolicy};
+use crate::config::HttpConfig;
+use crate::ops::metrics;
+
+/// Which remote API a call went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// Scalekit AgentKit.
+    Scalekit,
+    /// Anthropic Managed Agents.
+    Anthropic,
+}
+
+impl Api {
+    /// The label used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scalekit => "scalekit",
+            Self::Anthropic => "anthropic",
+        }
+    }
+}
+
+impl fmt::Display for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed remote call, classified. Messages come from the remote body and never include
+/// request headers, so they carry no credential.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The API answered with an error status.
+    #[error("{api} {endpoint}: HTTP {status} ({class}){}: {message}", code_suffix(.code))]
+    Status {
+        /// Which API.
+        api: Api,
+        /// Which call, such as `sessions.create`.
+        endpoint: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// Anthropic's `error.type` or Scalekit's `error_code` / gRPC code.
+        code: Option<String>,
+        /// The remote message.
+        message: String,
+        /// How to handle it.
+        class: ErrorClass,
+        /// The delay the response asked for.
+        retry_after: Option<Duration>,
+    },
+    /// No usable response: connect error, timeout, reset, truncated stream.
+    #[error("{api} {endpoint}: {message} ({class})")]
+    Transport {
+        /// Which API.
+        api: Api,
+        /// Which call.
+        endpoint: &'static str,
+        /// What went wrong.
+        message: String,
+        /// How to handle it (transient unless the request could not be built).
+        class: ErrorClass,
+    },
+    /// A 2xx response whose body does not have the expected shape.
+    #[error("{api} {endpoint}: unexpected response body: {message}")]
+    Decode {
+        /// Which API.
+        api: Api,
+        /// Which call.
+        endpoint: &'static str,
+        /// The decoder's complaint.
+        message: String,
+    },
+    /// An `event: error` frame on an event stream.
+    #[error("{api} {endpoint}: error event {error_type}: {message}")]
+    StreamError {
+        /// Which API.
+        api: Api,
+        /// Which call.
+        endpoint: &'static str,
+        /// `error.type` of the frame, such as `overloaded_error`.
+        error_type: String,
+        /// `error.message` of the frame.
+        message: String,
+    },
+}
+
+fn code_suffix(code: &Option<String>) -> String {
+    code.as_ref().map(|code| format!(" {code}")).unwrap_or_default()
+}
+
+impl ApiError {
+    /// How the failure should be handled.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Status { class, .. } | Self::Transport { class, .. } => *class,
+            Self::Decode { .. } => ErrorClass::Permanent,
+            Self::StreamError { error_type, .. } => match error_type.as_str() {
+                "overloaded_error" | "api_error" | "rate_limit_error" | "timeout_error" => {
+                    ErrorClass::Transient
+                }
+                _ => ErrorClass::Permanent,
+            },
+        }
+    }
+
+    /// The delay the server asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, for errors that had one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn transport(api: Api, endpoint: &'static str, error: reqwest::Error) -> Self {
+        // Without the URL: it is ours, not news, and keeps the message short.
+        let error = error.without_url();
+        let kind = if error.is_timeout() {
+            "timed out"
+        } else if error.is_connect() {
+            "connection failed"
+        } else {
+            "transport error"
+        };
+        let message = format!("{kind}: {}", error_chain(&error));
+        Self::Transport { api, endpoint, message, class: retry::classify_transport(&error) }
+    }
+
+    pub(crate) fn decode(api: Api, endpoint: &'static str, error: &dyn fmt::Display) -> Self {
+        Self::Decode { api, endpoint, message: error.to_string() }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The one way this crate builds an HTTP client: rustls (ring), the configured timeouts.
+///
+/// Streaming calls override the whole-request timeout per request.
+///
+/// # Errors
+/// [`ApiError::Transport`] when the TLS stack cannot be initialised.
+pub fn http_client(config: &HttpConfig) -> Result<reqwest::Client, ApiError> {
+    static PROVIDER: Once = Once::new();
+    // A provider installed by someone else first is just as good, so that error is ignored.
+    PROVIDER.call_once(|| {
+        if rustls::crypto::ring::default_provider().install_default().is_err() {
+            tracing::debug!(message = "A TLS crypto provider was already installed.");
+        }
+    });
+    reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.request_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("agentcron/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|error| ApiError::transport(Api::Anthropic, "client.build", error))
+}
+
+/// Percent-encodes one path segment, as the official SDKs do.
+pub(crate) fn path_segment(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or `policy` runs out; each retry is
+/// logged and counted. A `Retry-After` replaces the computed delay but never extends the
+/// attempt budget.
+pub(crate) async fn with_retries<T, F, Fut>(
+    api: Api,
+    endpoint: &'static str,
+    policy: RetryPolicy,
+    attempt: F,
+) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let mut n_retries = 0_u32;
+    attempt
+        .retry(policy)
+        .sleep(tokio::time::sleep)
+        .when(|error: &ApiError| error.class() == ErrorClass::Transient)
+        .adjust(|error: &ApiError, delay| delay.map(|delay| error.retry_after().unwrap_or(delay)))
+        .notify(|error: &ApiError, delay| {
+            n_retries += 1;
+            let class = error.class().as_str();
+            tracing::warn!(
+                message = "Remote call failed; retrying.",
+                api = api.as_str(),
+                endpoint,
+                class,
+                attempt = n_retries + 1,
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                error = %error,
+            );
+            metrics::api_retry(api.as_str(), class);
+        })
+        .await
+}

@@ -1,0 +1,475 @@
+//! The Anthropic Managed Agents client: agents, environments, vaults and credentials,
+//! sessions, session events (send, list, SSE stream, resume).
+//!
+//! Headers are the ones the official SDK sends (`anthropic-version`, the managed-agents beta),
+//! with the key as `x-api-key`, the form Anthropic documents. Wire format:
+//! `shared/spec/anthropic-managed-agents.md`. This module must not decide what a run does with
+//! an event.
+
+pub mod events;
+pub mod types;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Method, RequestBuilder, Response};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use url::Url;
+
+pub use self::events::{EventKind, SessionEvent, StopReason};
+use self::types::BearerAuth;
+pub use self::types::*;
+use super::retry::{self, RetryPolicy};
+use super::{Api, ApiError, path_segment, with_retries};
+use crate::ops::metrics;
+
+const API: Api = Api::Anthropic;
+/// The version the official SDK 2.x sends.
+pub const ANTHROPIC_VERSION: &str = "2026-10-21";
+/// The beta every Managed Agents call needs.
+pub const ANTHROPIC_BETA: &str = "managed-agents-2026-04-01";
+/// Streams may last as long as a run; idleness is detected per frame instead.
+const STREAM_REQUEST_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// One Anthropic API key against one base URL.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    api_key: SecretString,
+    policy: RetryPolicy,
+    stream_idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("anthropic::Client").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+/// A request body: none (GET), empty (body-less POST such as archive), or JSON.
+enum Body<'a> {
+    None,
+    Empty,
+    Json(&'a (dyn erased::Json + Sync)),
+}
+
+/// Lets bodies of different types go through one `call`.
+mod erased {
+    pub(super) trait Json {
+        fn to_value(&self) -> serde_json::Result<serde_json::Value>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_value(&self) -> serde_json::Result<serde_json::Value> {
+            serde_json::to_value(self)
+        }
+    }
+}
+
+impl Client {
+    /// A client for `base_url` (`https://api.anthropic.com` or the simulator).
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &Url,
+        api_key: SecretString,
+        policy: RetryPolicy,
+        stream_idle_timeout: Duration,
+    ) -> Self {
+        let base = base_url.as_str().trim_end_matches('/').to_owned();
+        Self { http, base, api_key, policy, stream_idle_timeout }
+    }
+
+    /// `agents.create`.
+    ///
+    /// # Errors
+    /// [`ApiError`] after retries (the same for every method below).
+    pub async fn create_agent(&self, agent: &AgentCreate) -> Result<Agent, ApiError> {
+        self.call("agents.create", Method::POST, "/v1/agents", &[], Body::Json(agent)).await
+    }
+
+    /// `agents.retrieve`.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn get_agent(&self, agent_id: &str) -> Result<Agent, ApiError> {
+        let path = format!("/v1/agents/{}", path_segment(agent_id));
+        self.call("agents.retrieve", Method::GET, &path, &[], Body::None).await
+    }
+
+    /// `agents.list`, one page.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn list_agents(&self, page: Option<&str>) -> Result<Page<Agent>, ApiError> {
+        let query = page_query(page);
+        self.call("agents.list", Method::GET, "/v1/agents", &query, Body::None).await
+    }
+
+    /// The first unarchived agent called `name`, paging through all agents.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn find_agent_by_name(&self, name: &str) -> Result<Option<Agent>, ApiError> {
+        let mut page = None;
+        loop {
+            let agents = self.list_agents(page.as_deref()).await?;
+            let found = agents.data.into_iter().find(|a| a.name == name && a.archived_at.is_none());
+            if found.is_some() || agents.next_page.is_none() {
+                return Ok(found);
+            }
+            page = agents.next_page;
+        }
+    }
+
+    /// `environments.create`.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn create_environment(
+        &self,
+        env: &EnvironmentCreate,
+    ) -> Result<Environment, ApiError> {
+        self.call("environments.create", Method::POST, "/v1/environments", &[], Body::Json(env))
+            .await
+    }
+
+    /// `environments.retrieve`.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn get_environment(&self, environment_id: &str) -> Result<Environment, ApiError> {
+        let path = format!("/v1/environments/{}", path_segment(environment_id));
+        self.call("environments.retrieve", Method::GET, &path, &[], Body::None).await
+    }
+
+    /// `environments.list`, one page.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn list_environments(
+        &self,
+        page: Option<&str>,
+    ) -> Result<Page<Environment>, ApiError> {
+        let query = page_query(page);
+        self.call("environments.list", Method::GET, "/v1/environments", &query, Body::None).await
+    }
+
+    /// `vaults.create`.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn create_vault(
+        &self,
+        display_name: &str,
+        metadata: Option<serde_json::Map<String, Value>>,
+    ) -> Result<Vault, ApiError> {
+        let mut body = json!({"display_name": display_name});
+        if let Some(metadata) = metadata {
+            body["metadata"] = Value::Object(metadata);
+        }
+        self.call("vaults.create", Method::POST, "/v1/vaults", &[], Body::Json(&body)).await
+    }
+
+    /// `vaults.retrieve`.
+    ///
+    /// # Errors
+    /// [`ApiError`]; a missing vault is a permanent 404.
+    pub async fn get_vault(&self, vault_id: &str) -> Result<Vault, ApiError> {
+        let path = format!("/v1/vaults/{}", path_segment(vault_id));
+        self.call("vaults.retrieve", Method::GET, &path, &[], Body::None).await
+    }
+
+    /// `vaults.delete`.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn delete_vault(&self, vault_id: &str) -> Result<(), ApiError> {
+        let path = format!("/v1/vaults/{}", path_segment(vault_id));
+        self.call::<Value>("vaults.delete", Method::DELETE, &path, &[], Body::Empty).await.map(drop)
+    }
+
+    /// `vaults.credentials.create` with a `static_bearer` token for `mcp_server_url`.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn create_credential(
+        &self,
+        vault_id: &str,
+        display_name: &str,
+        mcp_server_url: &str,
+        token: &SecretString,
+    ) -> Result<Credential, ApiError> {
+        let auth =
+            BearerAuth { kind: "static_bearer", mcp_server_url: Some(mcp_server_url), token };
+        let body = CredentialBody { auth, display_name: Some(display_name) };
+        let path = format!("/v1/vaults/{}/credentials", path_segment(vault_id));
+        self.call("vaults.credentials.create", Method::POST, &path, &[], Body::Json(&body)).await
+    }
+
+    /// `vaults.credentials.update`: replaces the bearer token (the URL cannot change).
+    ///
+    /// # Errors
+    /// [`ApiError`]; a missing credential is a permanent 404.
+    pub async fn update_credential_token(
+        &self,
+        vault_id: &str,
+        credential_id: &str,
+        token: &SecretString,
+    ) -> Result<Credential, ApiError> {
+        let auth = BearerAuth { kind: "static_bearer", mcp_server_url: None, token };
+        let body = CredentialBody { auth, display_name: None };
+        let path = credential_path(vault_id, credential_id);
+        self.call("vaults.credentials.update", Method::POST, &path, &[], Body::Json(&body)).await
+    }
+
+    /// `vaults.credentials.retrieve`.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn get_credential(
+        &self,
+        vault_id: &str,
+        credential_id: &str,
+    ) -> Result<Credential, ApiError> {
+        let path = credential_path(vault_id, credential_id);
+        self.call("vaults.credentials.retrieve", Method::GET, &path, &[], Body::None).await
+    }
+
+    /// `vaults.credentials.delete`.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn delete_credential(
+        &self,
+        vault_id: &str,
+        credential_id: &str,
+    ) -> Result<(), ApiError> {
+        let path = credential_path(vault_id, credential_id);
+        let endpoint = "vaults.credentials.delete";
+        self.call::<Value>(endpoint, Method::DELETE, &path, &[], Body::Empty).await.map(drop)
+    }
+
+    /// `sessions.create`.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn create_session(&self, session: &SessionCreate) -> Result<Session, ApiError> {
+        self.call("sessions.create", Method::POST, "/v1/sessions", &[], Body::Json(session)).await
+    }
+
+    /// `sessions.retrieve`.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn get_session(&self, session_id: &str) -> Result<Session, ApiError> {
+        let path = format!("/v1/sessions/{}", path_segment(session_id));
+        self.call("sessions.retrieve", Method::GET, &path, &[], Body::None).await
+    }
+
+    /// `sessions.archive`.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn archive_session(&self, session_id: &str) -> Result<Session, ApiError> {
+        let path = format!("/v1/sessions/{}/archive", path_segment(session_id));
+        self.call("sessions.archive", Method::POST, &path, &[], Body::Empty).await
+    }
+
+    /// `sessions.events.send`; returns the echoed events with their ids.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn send_events(
+        &self,
+        session_id: &str,
+        events: &[OutgoingEvent],
+    ) -> Result<Vec<SessionEvent>, ApiError> {
+        let path = format!("/v1/sessions/{}/events", path_segment(session_id));
+        let body = json!({"events": events});
+        let echoed: Page<Value> =
+            self.call("sessions.events.send", Method::POST, &path, &[], Body::Json(&body)).await?;
+        Ok(echoed.data.into_iter().map(SessionEvent::from_json).collect())
+    }
+
+    /// `sessions.events.list`, one page, oldest first.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn list_events(
+        &self,
+        session_id: &str,
+        page: Option<&str>,
+    ) -> Result<Page<SessionEvent>, ApiError> {
+        let path = format!("/v1/sessions/{}/events", path_segment(session_id));
+        let query = page_query(page);
+        let raw: Page<Value> =
+            self.call("sessions.events.list", Method::GET, &path, &query, Body::None).await?;
+        let data = raw.data.into_iter().map(SessionEvent::from_json).collect();
+        Ok(Page { data, next_page: raw.next_page })
+    }
+
+    /// Every event of the session so far, oldest first.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn list_all_events(&self, session_id: &str) -> Result<Vec<SessionEvent>, ApiError> {
+        let mut events = Vec::new();
+        let mut page = None;
+        loop {
+            let batch = self.list_events(session_id, page.as_deref()).await?;
+            events.extend(batch.data);
+            match batch.next_page {
+                Some(next) if !next.is_empty() => page = Some(next),
+                _ => return Ok(events),
+            }
+        }
+    }
+
+    /// Opens `sessions.events.stream`: events from now on (the stream does not replay). Opening
+    /// is retried like any call; once open, a dropped or idle stream ends with a transient
+    /// error and the caller resumes with [`Client::resume_events`].
+    ///
+    /// # Errors
+    /// [`ApiError`] when the stream cannot be opened.
+    pub async fn stream_events(
+        &self,
+        session_id: &str,
+    ) -> Result<impl Stream<Item = Result<SessionEvent, ApiError>> + Send + 'static, ApiError> {
+        let endpoint = "sessions.events.stream";
+        let url = format!("{}/v1/sessions/{}/events/stream", self.base, path_segment(session_id));
+        let response = with_retries(API, endpoint, self.policy, || async {
+            let request = self.headers(self.http.get(&url)).timeout(STREAM_REQUEST_TIMEOUT);
+            let response = request.send().await;
+            check(endpoint, response).await
+        })
+        .await?;
+        Ok(events::decode(response, self.stream_idle_timeout))
+    }
+
+    /// Re-attaches to a session: opens the stream first, then lists the history, and yields
+    /// every event whose id is not in `seen`, each once, history first.
+    ///
+    /// # Errors
+    /// [`ApiError`] when the stream cannot be opened or the history cannot be listed.
+    pub async fn resume_events(
+        &self,
+        session_id: &str,
+        mut seen: HashSet<String>,
+    ) -> Result<impl Stream<Item = Result<SessionEvent, ApiError>> + Send + 'static, ApiError> {
+        let live = self.stream_events(session_id).await?;
+        let history = self.list_all_events(session_id).await?;
+        let missed: Vec<_> = history
+            .into_iter()
+            .filter(|e| e.id().is_none_or(|id| seen.insert(id.to_owned())))
+            .collect();
+        let live = live.filter(move |res| {
+            let fresh = match res {
+                Ok(event) => event.id().is_none_or(|id| seen.insert(id.to_owned())),
+                Err(_) => true,
+            };
+            std::future::ready(fresh)
+        });
+        Ok(futures::stream::iter(missed.into_iter().map(Ok)).chain(live))
+    }
+
+    fn headers(&self, request: RequestBuilder) -> RequestBuilder {
+        request
+            .header("x-api-key", self.api_key.expose_secret())
+            .header("anthropic-version", ANTHROPIC_VERSION)
+            .header("anthropic-beta", ANTHROPIC_BETA)
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> Result<T, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let body = match body {
+            Body::Json(body) => {
+                let value = body.to_value().map_err(|e| ApiError::decode(API, endpoint, &e))?;
+                Some(serde_json::to_vec(&value).map_err(|e| ApiError::decode(API, endpoint, &e))?)
+            }
+            Body::Empty => Some(Vec::new()),
+            Body::None => None,
+        };
+        with_retries(API, endpoint, self.policy, || async {
+            let mut request = self.headers(self.http.request(method.clone(), &url));
+            if !query.is_empty() {
+                request = request.query(query);
+            }
+            if let Some(body) = &body {
+                request = request.header(CONTENT_TYPE, "application/json").body(body.clone());
+            }
+            let response = check(endpoint, request.send().await).await?;
+            let bytes =
+                response.bytes().await.map_err(|e| ApiError::transport(API, endpoint, e))?;
+            let bytes = if bytes.is_empty() { &b"{}"[..] } else { &bytes[..] };
+            serde_json::from_slice(bytes).map_err(|e| ApiError::decode(API, endpoint, &e))
+        })
+        .await
+    }
+}
+
+#[derive(Serialize)]
+struct CredentialBody<'a> {
+    auth: BearerAuth<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<&'a str>,
+}
+
+/// A 2xx response, or the classified error.
+async fn check(
+    endpoint: &'static str,
+    response: Result<Response, reqwest::Error>,
+) -> Result<Response, ApiError> {
+    let response = match response {
+        Ok(response) => response,
+        Err(error) => {
+            metrics::api_request(API.as_str(), endpoint, "transport");
+            return Err(ApiError::transport(API, endpoint, error));
+        }
+    };
+    let status = response.status();
+    metrics::api_request(API.as_str(), endpoint, status.as_str());
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = retry::retry_after(response.headers());
+    let should_retry = response
+        .headers()
+        .get("x-should-retry")
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.eq_ignore_ascii_case("true"));
+    let text = response.text().await.unwrap_or_default();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let field = |key: &str| body.pointer(key).and_then(Value::as_str).map(str::to_owned);
+    let message = field("/error/message").unwrap_or_else(|| text.chars().take(300).collect());
+    let class = retry::classify_status(status, None, should_retry, true);
+    let code = field("/error/type");
+    Err(ApiError::Status {
+        api: API,
+        endpoint,
+        status: status.as_u16(),
+        code,
+        message,
+        class,
+        retry_after,
+    })
+}
+
+fn page_query(page: Option<&str>) -> Vec<(&str, &str)> {
+    page.map(|page| vec![("page", page)]).unwrap_or_default()
+}
+
+fn credential_path(vault_id: &str, credential_id: &str) -> String {
+    format!("/v1/vaults/{}/credentials/{}", path_segment(vault_id), path_segment(credential_id))
+}

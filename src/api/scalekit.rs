@@ -1,0 +1,507 @@
+//! The Scalekit AgentKit REST client: client-credentials token (cached, single-flight,
+//! refreshed once on a 401), MCP configs, connected accounts, session tokens, magic links.
+//!
+//! Wire format: `shared/spec/scalekit-agentkit.md`. Responses are read leniently (missing
+//! fields default, unknown fields ignored, statuses kept as strings and compared
+//! case-insensitively). This module must not decide what a run does with an inactive account.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use reqwest::{Method, RequestBuilder, Response};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use url::Url;
+
+use super::retry::{self, RetryPolicy};
+use super::{Api, ApiError, path_segment, with_retries};
+use crate::ops::metrics;
+
+const API: Api = Api::Scalekit;
+/// A cached access token is replaced this long before the server says it expires.
+const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+
+/// One Scalekit environment, authenticated with client credentials.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    client_id: String,
+    client_secret: SecretString,
+    policy: RetryPolicy,
+    /// The cached access token. A tokio mutex because it is held across the token request:
+    /// that is what makes the refresh single-flight (concurrent callers wait for one fetch).
+    token: tokio::sync::Mutex<Option<AccessToken>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("scalekit::Client").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+struct AccessToken {
+    value: SecretString,
+    refresh_at: Instant,
+}
+
+/// A Virtual MCP Server configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct McpConfig {
+    /// `cfg_…`.
+    pub id: String,
+    /// Unique name, `^[a-z0-9_-]+$`.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Connection → tools.
+    pub connection_tool_mappings: Vec<ToolMapping>,
+    /// The URL agents use; the audience of session tokens.
+    pub mcp_server_url: String,
+}
+
+/// One connection of a config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ToolMapping {
+    /// `conn_…`.
+    pub connection_id: String,
+    /// The connection's key, such as `gmail`.
+    pub connection_name: String,
+    /// Provider name.
+    pub provider: String,
+    /// Tool names; empty means all.
+    pub tools: Vec<String>,
+}
+
+/// A user's account on one connection of a config (`McpConnectionAuthState`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ConnectionState {
+    /// `conn_…`.
+    pub connection_id: String,
+    /// The connection's key, such as `gmail`.
+    pub connection_name: String,
+    /// Provider name.
+    pub provider: String,
+    /// `ca_…`, absent when the user has no account.
+    pub connected_account_id: Option<String>,
+    /// `ACTIVE`, `EXPIRED`, … (kept as sent); absent when the user has no account.
+    pub connected_account_status: Option<String>,
+    /// Auth link, only when asked for.
+    pub authentication_link: String,
+}
+
+impl ConnectionState {
+    /// Whether the account exists and is `ACTIVE` (any case).
+    pub fn is_active(&self) -> bool {
+        self.connected_account_status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("ACTIVE"))
+    }
+}
+
+/// A minted user-scoped MCP session token.
+#[derive(Debug, Clone)]
+pub struct SessionToken {
+    /// The bearer token. Never printed.
+    pub token: SecretString,
+    /// When it stops working, when the server said.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An authorization link for one connection.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct MagicLink {
+    /// The link to send to the user.
+    pub link: String,
+    /// When the link expires, as sent.
+    pub expiry: Option<String>,
+}
+
+/// A connected account without credentials (`/connected_accounts/details`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ConnectedAccount {
+    /// `ca_…`.
+    pub id: String,
+    /// The user.
+    pub identifier: String,
+    /// Provider name.
+    pub provider: String,
+    /// Connection name.
+    pub connector: String,
+    /// `conn_…`.
+    pub connection_id: String,
+    /// `ACTIVE`, `EXPIRED`, … (kept as sent).
+    pub status: String,
+    /// `OAUTH`, … (kept as sent).
+    pub authorization_type: String,
+    /// RFC 3339, as sent.
+    pub token_expires_at: Option<String>,
+    /// RFC 3339, as sent.
+    pub updated_at: Option<String>,
+    /// RFC 3339, as sent.
+    pub last_used_at: Option<String>,
+}
+
+/// A connection and its tools, for [`Client::create_config`].
+#[derive(Debug, Clone, Serialize)]
+pub struct NewMapping<'a> {
+    /// Connection key.
+    pub connection_name: &'a str,
+    /// Tool names.
+    pub tools: &'a [String],
+}
+
+impl Client {
+    /// A client for `env_url` with the given credentials.
+    pub fn new(
+        http: reqwest::Client,
+        env_url: &Url,
+        client_id: String,
+        client_secret: SecretString,
+        policy: RetryPolicy,
+    ) -> Self {
+        let base = env_url.as_str().trim_end_matches('/').to_owned();
+        Self { http, base, client_id, client_secret, policy, token: tokio::sync::Mutex::new(None) }
+    }
+
+    /// Finds a config by exact name (`filter.name`).
+    ///
+    /// # Errors
+    /// [`ApiError`] after retries.
+    pub async fn find_config_by_name(&self, name: &str) -> Result<Option<McpConfig>, ApiError> {
+        let list: ConfigList = self
+            .call(
+                "mcp.list_configs",
+                Method::GET,
+                "/api/v1/mcp/configs",
+                &[("filter.name", name)],
+                None,
+            )
+            .await?;
+        Ok(list.configs.into_iter().find(|config| config.name.eq_ignore_ascii_case(name)))
+    }
+
+    /// Finds a config by id (`filter.id`).
+    ///
+    /// # Errors
+    /// [`ApiError`] after retries.
+    pub async fn find_config_by_id(&self, id: &str) -> Result<Option<McpConfig>, ApiError> {
+        let list: ConfigList = self
+            .call(
+                "mcp.list_configs",
+                Method::GET,
+                "/api/v1/mcp/configs",
+                &[("filter.id", id)],
+                None,
+            )
+            .await?;
+        Ok(list.configs.into_iter().find(|config| config.id == id))
+    }
+
+    /// Creates a config. The body is the bare config, as the gateway's `body: "config"` rule
+    /// requires.
+    ///
+    /// # Errors
+    /// [`ApiError`]; a duplicate name is a permanent 409.
+    pub async fn create_config(
+        &self,
+        name: &str,
+        mappings: &[NewMapping<'_>],
+    ) -> Result<McpConfig, ApiError> {
+        let body = json!({"name": name, "connection_tool_mappings": mappings});
+        let created: ConfigEnvelope = self
+            .call("mcp.create_config", Method::POST, "/api/v1/mcp/configs", &[], Some(&body))
+            .await?;
+        Ok(created.config)
+    }
+
+    /// The user's account on each connection of the config; with `include_auth_link` the
+    /// server also creates missing accounts and returns a fresh link for every connection.
+    ///
+    /// # Errors
+    /// [`ApiError`] after retries.
+    pub async fn list_connected_accounts(
+        &self,
+        config_id: &str,
+        identifier: &str,
+        include_auth_link: bool,
+    ) -> Result<Vec<ConnectionState>, ApiError> {
+        let path = format!("/api/v1/mcp/configs/{}/connected_accounts", path_segment(config_id));
+        let mut body = json!({"identifier": identifier});
+        if include_auth_link {
+            body["include_auth_link"] = json!(true);
+        }
+        let list: AccountList =
+            self.call("mcp.list_connected_accounts", Method::POST, &path, &[], Some(&body)).await?;
+        Ok(list.connected_accounts)
+    }
+
+    /// Mints a token scoped to `identifier` on the config's MCP server. Fails with a
+    /// permanent 400 unless every mapped connection is ACTIVE.
+    ///
+    /// # Errors
+    /// [`ApiError`] after retries.
+    pub async fn create_session_token(
+        &self,
+        config_id: &str,
+        identifier: &str,
+        expiry: Duration,
+    ) -> Result<SessionToken, ApiError> {
+        let path = format!("/api/v1/mcp/configs/{}/tokens", path_segment(config_id));
+        let body = json!({"identifier": identifier, "expiry": format!("{}s", expiry.as_secs())});
+        let wire: TokenWire =
+            self.call("mcp.create_session_token", Method::POST, &path, &[], Some(&body)).await?;
+        if wire.token.is_empty() {
+            return Err(ApiError::decode(API, "mcp.create_session_token", &"empty token"));
+        }
+        let expires_at = wire.expires_at.as_deref().and_then(|at| at.parse().ok());
+        Ok(SessionToken { token: SecretString::from(wire.token), expires_at })
+    }
+
+    /// An authorization link for the user's account on `connection_name`.
+    ///
+    /// # Errors
+    /// [`ApiError`] after retries.
+    pub async fn magic_link(
+        &self,
+        identifier: &str,
+        connection_name: &str,
+    ) -> Result<MagicLink, ApiError> {
+        let body = json!({"connector": connection_name, "identifier": identifier});
+        let path = "/api/v1/connected_accounts/magic_link";
+        self.call("connected_accounts.magic_link", Method::POST, path, &[], Some(&body)).await
+    }
+
+    /// The user's account on one connection, without credentials.
+    ///
+    /// # Errors
+    /// [`ApiError`]; a missing account is a permanent 404.
+    pub async fn connected_account_details(
+        &self,
+        identifier: &str,
+        connection_name: &str,
+    ) -> Result<ConnectedAccount, ApiError> {
+        let query = [("connector", connection_name), ("identifier", identifier)];
+        let path = "/api/v1/connected_accounts/details";
+        let wire: AccountEnvelope =
+            self.call("connected_accounts.details", Method::GET, path, &query, None).await?;
+        Ok(wire.connected_account)
+    }
+
+    /// One call with retries; a 401 refreshes the token once within the attempt.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let request = |token: &SecretString| {
+            let builder = self.http.request(method.clone(), &url).query(query);
+            let builder = builder.bearer_auth(token.expose_secret());
+            match body {
+                Some(body) => builder.json(body),
+                None => builder,
+            }
+        };
+        with_retries(API, endpoint, self.policy, || async {
+            let token = self.access_token().await?;
+            match send(endpoint, request(&token)).await {
+                Err(error) if error.class() == retry::ErrorClass::Auth => {
+                    self.invalidate(&token).await;
+                    let token = self.access_token().await?;
+                    send(endpoint, request(&token)).await
+                }
+                res => res,
+            }
+        })
+        .await
+    }
+
+    /// The cached token, or a fresh one.
+    async fn access_token(&self) -> Result<SecretString, ApiError> {
+        let mut cached = self.token.lock().await;
+        if let Some(token) = cached.as_ref().filter(|token| token.refresh_at > Instant::now()) {
+            return Ok(token.value.clone());
+        }
+        let fresh = with_retries(API, "oauth.token", self.policy, || self.fetch_token()).await?;
+        let value = fresh.value.clone();
+        *cached = Some(fresh);
+        Ok(value)
+    }
+
+    /// Forgets `stale` unless another task already replaced it.
+    async fn invalidate(&self, stale: &SecretString) {
+        let mut cached = self.token.lock().await;
+        if cached.as_ref().is_some_and(|t| t.value.expose_secret() == stale.expose_secret()) {
+            *cached = None;
+        }
+    }
+
+    async fn fetch_token(&self) -> Result<AccessToken, ApiError> {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.expose_secret()),
+        ];
+        let url = format!("{}/oauth/token", self.base);
+        let wire: OauthToken = send("oauth.token", self.http.post(url).form(&form)).await?;
+        if wire.access_token.is_empty() {
+            return Err(ApiError::decode(API, "oauth.token", &"empty access_token"));
+        }
+        let lifetime = Duration::from_secs(wire.expires_in.unwrap_or(3600));
+        let refresh_at = Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN);
+        Ok(AccessToken { value: SecretString::from(wire.access_token), refresh_at })
+    }
+}
+
+/// Sends once and decodes a 2xx body as `T`, or classifies the error.
+async fn send<T: DeserializeOwned>(
+    endpoint: &'static str,
+    request: RequestBuilder,
+) -> Result<T, ApiError> {
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(error) => {
+            metrics::api_request(API.as_str(), endpoint, "transport");
+            return Err(ApiError::transport(API, endpoint, error));
+        }
+    };
+    let status = response.status();
+    metrics::api_request(API.as_str(), endpoint, status.as_str());
+    if status.is_success() {
+        let bytes = response.bytes().await.map_err(|e| ApiError::transport(API, endpoint, e))?;
+        let bytes = if bytes.is_empty() { &b"{}"[..] } else { &bytes[..] };
+        return serde_json::from_slice(bytes).map_err(|e| ApiError::decode(API, endpoint, &e));
+    }
+    Err(error_from(endpoint, response).await)
+}
+
+async fn error_from(endpoint: &'static str, response: Response) -> ApiError {
+    let status = response.status();
+    let retry_after = retry::retry_after(response.headers());
+    let text = response.text().await.unwrap_or_default();
+    let body: ErrorBody = serde_json::from_str(&text).unwrap_or_default();
+    let code = body.error_code().or(body.error.clone()).or(body.code.map(|code| code.to_string()));
+    let message =
+        body.message.or(body.error_description).unwrap_or_else(|| text.chars().take(300).collect());
+    let class = retry::classify_status(status, body.code, None, false);
+    ApiError::Status {
+        api: API,
+        endpoint,
+        status: status.as_u16(),
+        code,
+        message,
+        class,
+        retry_after,
+    }
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct ErrorBody {
+    code: Option<i64>,
+    message: Option<String>,
+    details: Vec<serde_json::Value>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+impl ErrorBody {
+    /// `error_code` of the first `ErrorInfo` detail.
+    fn error_code(&self) -> Option<String> {
+        self.details
+            .iter()
+            .filter(|d| d["@type"].as_str().is_some_and(|t| t.ends_with("ErrorInfo")))
+            .find_map(|d| d["error_code"].as_str().map(str::to_owned))
+    }
+}
+
+#[derive(Deserialize)]
+struct OauthToken {
+    #[serde(default)]
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct ConfigList {
+    configs: Vec<McpConfig>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct ConfigEnvelope {
+    config: McpConfig,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct AccountList {
+    connected_accounts: Vec<ConnectionState>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct AccountEnvelope {
+    connected_account: ConnectedAccount,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct TokenWire {
+    token: String,
+    expires_at: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_compare_case_insensitively_and_absence_is_inactive() {
+        let state = |status: Option<&str>| ConnectionState {
+            connected_account_status: status.map(str::to_owned),
+            ..ConnectionState::default()
+        };
+        assert!(state(Some("ACTIVE")).is_active());
+        assert!(state(Some("active")).is_active());
+        assert!(!state(Some("EXPIRED")).is_active());
+        assert!(!state(Some("SOMETHING_NEW")).is_active());
+        assert!(!state(None).is_active());
+    }
+
+    #[test]
+    fn error_bodies_of_both_shapes() {
+        let grpc: ErrorBody = serde_json::from_str(
+            r#"{"code":16,"message":"Token empty","details":[{"@type":"type.googleapis.com/scalekit.v1.errdetails.ErrorInfo","error_code":"UNAUTHENTICATED"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(grpc.error_code().as_deref(), Some("UNAUTHENTICATED"));
+        assert_eq!(grpc.code, Some(16));
+        let oauth: ErrorBody =
+            serde_json::from_str(r#"{"error":"invalid_client","error_description":"bad"}"#)
+                .unwrap();
+        assert_eq!(oauth.error.as_deref(), Some("invalid_client"));
+    }
+
+    #[test]
+    fn lenient_responses() {
+        let list: AccountList = serde_json::from_str(
+            r#"{"connected_accounts":[{"connection_name":"gmail","connected_account_status":"ACTIVE","surprise":1},{"connection_name":"googlecalendar"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(list.connected_accounts.len(), 2);
+        assert!(list.connected_accounts[0].is_active());
+        assert!(list.connected_accounts[1].connected_account_id.is_none());
+        assert_eq!(crate::api::path_segment("cfg 1/2"), "cfg%201%2F2");
+    }
+}
