@@ -9,6 +9,7 @@
 #[path = "../common/harness.rs"]
 mod common;
 
+mod api_golden;
 mod cli;
 mod config;
 mod harness;
