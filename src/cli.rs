@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod config_check;
+mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -253,12 +254,31 @@ pub struct NoticesArgs {
 /// Arguments of `sim`.
 #[derive(Debug, Args)]
 pub struct SimArgs {
-    /// Port on 127.0.0.1 (0 picks a free one).
+    /// Port (0 picks a free one).
     #[arg(long, default_value_t = 8787)]
     pub port: u16,
-    /// Seed for the deterministic mailboxes.
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Seed for the deterministic mailboxes, ids and fault rates.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Scalekit client id the simulator accepts.
+    #[arg(long, default_value = "sim-client-id")]
+    pub scalekit_client_id: String,
+    /// Scalekit client secret the simulator accepts.
+    #[arg(long, default_value = "sim-client-secret")]
+    pub scalekit_client_secret: String,
+    /// Anthropic API key the simulator accepts.
+    #[arg(long, default_value = "sim-anthropic-key")]
+    pub anthropic_api_key: String,
+    /// Status of both connections of users seen for the first time: ACTIVE, EXPIRED,
+    /// PENDING_AUTH, PENDING_VERIFICATION, DISCONNECTED, or none (no account).
+    #[arg(long, default_value = "ACTIVE")]
+    pub default_connection_status: String,
+    /// Emit empty Scalekit fields instead of omitting them as proto3 JSON does.
+    #[arg(long)]
+    pub emit_unpopulated: bool,
 }
 
 /// Arguments of `demo`.
@@ -288,6 +308,7 @@ pub async fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode>
         Command::Config(ConfigCommand::Check(args)) => {
             config_check::run(cli.config.as_deref(), &args, redactor)
         }
+        Command::Sim(args) => sim::run(&args).await,
         other => Ok(not_yet_available(&other)),
     }
 }

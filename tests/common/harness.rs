@@ -4,6 +4,8 @@
 
 #[path = "redis.rs"]
 mod redis_ns;
+#[path = "sim.rs"]
+pub mod sim;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -9,8 +9,14 @@
 #[path = "../common/harness.rs"]
 mod common;
 
+mod api_clients;
 mod api_golden;
 mod cli;
 mod config;
 mod harness;
+mod sim_anthropic;
+mod sim_conformance;
+mod sim_faults;
+mod sim_scale;
+mod sim_scalekit;
 mod tidy;

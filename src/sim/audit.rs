@@ -1,0 +1,124 @@
+//! The audit: what every session did (user messages, tool calls and the token subjects they
+//! used), how often each endpoint was called, and the violations of the invariants agentcron
+//! promises — a token used for another user, an expired token used, more than one
+//! `user.message` in a session, an unknown vault referenced.
+//!
+//! It observes and reports; it never changes an API response.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::ids;
+use super::state::{SimState, Store};
+
+/// Kinds of violation.
+pub(crate) const TOKEN_USER_MISMATCH: &str = "token_user_mismatch";
+pub(crate) const EXPIRED_TOKEN: &str = "expired_token";
+pub(crate) const MULTIPLE_USER_MESSAGES: &str = "multiple_user_messages";
+pub(crate) const UNKNOWN_VAULT: &str = "unknown_vault";
+
+#[derive(Debug, Clone)]
+struct Violation {
+    kind: &'static str,
+    session_id: Option<String>,
+    detail: String,
+    at: String,
+}
+
+/// Request counts and violations. Each has its own std `Mutex`: updates are a map increment or
+/// a push, never held across an `.await`.
+#[derive(Debug, Default)]
+pub(crate) struct Audit {
+    requests: Mutex<BTreeMap<String, u64>>,
+    violations: Mutex<Vec<Violation>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Audit {
+    pub(crate) fn count(&self, endpoint: String) {
+        *lock(&self.requests).entry(endpoint).or_default() += 1;
+    }
+
+    pub(crate) fn violation(&self, kind: &'static str, session_id: Option<&str>, detail: String) {
+        tracing::debug!(message = "Simulator audit violation.", kind, session_id, detail);
+        let violation =
+            Violation { kind, session_id: session_id.map(str::to_owned), detail, at: ids::now() };
+        lock(&self.violations).push(violation);
+    }
+
+    pub(crate) fn reset(&self) {
+        lock(&self.requests).clear();
+        lock(&self.violations).clear();
+    }
+
+    /// The `GET /_sim/audit` document.
+    pub(crate) fn report(&self, store: &Store) -> Value {
+        let sessions: Vec<Value> = store.sessions.values().map(session_report).collect();
+        let n_tool_calls: usize =
+            store.sessions.values().map(|s| s.rt.lock().audit.tool_calls.len()).sum();
+        let n_user_messages: u64 =
+            store.sessions.values().map(|s| u64::from(s.rt.lock().audit.user_messages)).sum();
+        let n_calendar: usize = store.users.values().map(|user| user.calendar.len()).sum();
+        let violations: Vec<Value> = lock(&self.violations)
+            .iter()
+            .map(|v| json!({"kind": v.kind, "session_id": v.session_id, "detail": v.detail, "at": v.at}))
+            .collect();
+        json!({
+            "sessions": sessions,
+            "requests": *lock(&self.requests),
+            "violations": violations,
+            "totals": {
+                "sessions": store.sessions.len(),
+                "user_messages": n_user_messages,
+                "tool_calls": n_tool_calls,
+                "calendar_events": n_calendar,
+            },
+        })
+    }
+}
+
+fn session_report(session: &super::state::Session) -> Value {
+    let live = session.rt.lock();
+    let tool_calls: Vec<Value> = live
+        .audit
+        .tool_calls
+        .iter()
+        .map(|call| json!({"name": call.name, "subject": call.subject, "ok": call.error.is_none(), "error": call.error}))
+        .collect();
+    json!({
+        "id": session.id,
+        "agent_id": session.agent["id"],
+        "vault_ids": session.vault_ids,
+        "title": session.title,
+        "run_id": session.run_id,
+        "user": session.user,
+        "token_subjects": live.audit.token_subjects,
+        "user_messages": live.audit.user_messages,
+        "tool_calls": tool_calls,
+        "status": live.status,
+        "archived": session.archived_at.is_some(),
+        "deleted": live.closed,
+    })
+}
+
+/// Middleware: counts each API request under `METHOD /route/{template}`.
+pub(crate) async fn count_requests(
+    State(state): State<std::sync::Arc<SimState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| request.uri().path().to_owned(), |matched| matched.as_str().to_owned());
+    state.audit.count(format!("{} {path}", request.method()));
+    next.run(request).await
+}

@@ -1,0 +1,146 @@
+//! The live part of one simulated Anthropic session: its event log, status, queued turns and
+//! audit counters, plus the change signal the SSE streams wait on.
+//!
+//! Concurrency: each session has its own std `Mutex` (never held across `.await`), so the hot
+//! path — the agent appending events, streams reading them — never touches the global store
+//! lock. A `watch` channel carries the event count: a stream subscribes *before* it reads the
+//! count, so it cannot miss an append between the two (no lost wake-ups), and a watch keeps no
+//! per-subscriber queue, so memory stays bounded however many streams are open.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::ids::{self, IdGen};
+
+/// One persisted event: its type, when it was processed, and its JSON as sent on the wire.
+/// Kept serialised (a few hundred bytes) rather than as a `Value` to keep sessions small.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredEvent {
+    pub(crate) kind: Box<str>,
+    pub(crate) processed_at: DateTime<Utc>,
+    pub(crate) json: Box<str>,
+}
+
+/// One tool call the scripted agent made, for the audit.
+#[derive(Debug, Clone)]
+pub(crate) struct ToolCall {
+    pub(crate) name: &'static str,
+    pub(crate) subject: Option<String>,
+    pub(crate) error: Option<String>,
+}
+
+/// What the audit keeps per session.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SessionAudit {
+    pub(crate) user_messages: u32,
+    pub(crate) tool_calls: Vec<ToolCall>,
+    pub(crate) token_subjects: Vec<String>,
+}
+
+/// The mutable state of a session.
+#[derive(Debug)]
+pub(crate) struct Live {
+    /// `idle`, `running` or `terminated`.
+    pub(crate) status: &'static str,
+    pub(crate) updated_at: String,
+    pub(crate) events: Vec<StoredEvent>,
+    /// `user.message`s not yet answered; the agent task drains them one turn each.
+    pub(crate) pending_turns: u32,
+    /// Whether an agent task owns this session now (at most one at a time).
+    pub(crate) agent_running: bool,
+    pub(crate) interrupted: bool,
+    /// Deleted or reset: streams end and the API answers 404.
+    pub(crate) closed: bool,
+    pub(crate) audit: SessionAudit,
+}
+
+/// A session's live state and its change signal.
+#[derive(Debug)]
+pub(crate) struct SessionRt {
+    live: Mutex<Live>,
+    changed: watch::Sender<usize>,
+}
+
+impl SessionRt {
+    pub(crate) fn new(now: &str) -> Self {
+        let live = Live {
+            status: "idle",
+            updated_at: now.to_owned(),
+            events: Vec::new(),
+            pending_turns: 0,
+            agent_running: false,
+            interrupted: false,
+            closed: false,
+            audit: SessionAudit::default(),
+        };
+        Self { live: Mutex::new(live), changed: watch::Sender::new(0) }
+    }
+
+    /// Locks the live state. A poisoned lock only means a panic elsewhere mid-update; the data
+    /// is still the best we have, so keep serving it.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends an event (adding `id` and `processed_at`), wakes the streams, returns the id.
+    pub(crate) fn append(&self, ids: &IdGen, mut event: Value) -> String {
+        let id = ids.anthropic("sevt");
+        let processed_at = Utc::now();
+        event["id"] = json!(id);
+        event["processed_at"] = json!(ids::rfc3339(processed_at));
+        let kind: Box<str> = event["type"].as_str().unwrap_or("unknown").into();
+        let stored = StoredEvent { kind, processed_at, json: event.to_string().into() };
+        let len = {
+            let mut live = self.lock();
+            live.events.push(stored);
+            live.events.len()
+        };
+        self.changed.send_replace(len);
+        id
+    }
+
+    /// Sets the status; the caller emits the matching status event.
+    pub(crate) fn set_status(&self, status: &'static str) {
+        let mut live = self.lock();
+        live.status = status;
+        live.updated_at = ids::now();
+    }
+
+    /// Marks the session closed and wakes every stream so it ends.
+    pub(crate) fn close(&self) {
+        let len = {
+            let mut live = self.lock();
+            live.closed = true;
+            live.events.len()
+        };
+        self.changed.send_replace(len);
+    }
+
+    /// A receiver that sees every append after this call.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<usize> {
+        self.changed.subscribe()
+    }
+
+    /// The event at `index` as (type, JSON), or whether the session is closed.
+    pub(crate) fn event_at(&self, index: usize) -> Result<Option<Frame>, Closed> {
+        let live = self.lock();
+        if let Some(event) = live.events.get(index) {
+            return Ok(Some((event.kind.clone(), event.json.clone())));
+        }
+        if live.closed { Err(Closed) } else { Ok(None) }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().events.len()
+    }
+}
+
+/// An event as (type, JSON), ready to frame.
+pub(crate) type Frame = (Box<str>, Box<str>);
+
+/// The session was closed (deleted or reset).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Closed;

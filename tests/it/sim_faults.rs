@@ -1,0 +1,114 @@
+//! Every fault kind of the simulator takes effect: status with count and rate, Retry-After,
+//! latency, hang, stream cut and event delay.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::common::sim::{SimClient, spawn_sim};
+
+#[tokio::test]
+async fn status_faults_use_each_api_shape_and_count_down() {
+    let sim = spawn_sim().await;
+    let client = SimClient::new(&sim);
+    client.add_fault(json!({"method": "GET", "path": "/v1/agents", "status": 429, "count": 2, "retry_after": 1.5})).await;
+    for _ in 0..2 {
+        let response = client
+            .http
+            .get(client.url("/v1/agents"))
+            .header("x-api-key", "sim-anthropic-key")
+            .header("anthropic-beta", "managed-agents-2026-04-01")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "2");
+        assert_eq!(response.headers()["retry-after-ms"], "1500");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "rate_limit_error");
+    }
+    assert_eq!(
+        client.anthropic(Method::GET, "/v1/agents", None).await.0,
+        200,
+        "the count is used up"
+    );
+
+    client.add_fault(json!({"path": "/api/v1/mcp/*", "status": 503, "count": 1})).await;
+    let sk = client.scalekit_token().await;
+    let (status, body) = client.scalekit(Method::GET, "/api/v1/mcp/configs", &sk, None).await;
+    assert_eq!((status.as_u16(), body["code"].as_i64()), (503, Some(14)));
+    assert_eq!(client.scalekit(Method::GET, "/api/v1/mcp/configs", &sk, None).await.0, 200);
+    let (status, _) =
+        client.control(Method::POST, "/faults", Some(json!({"path": "/v1", "status": 200}))).await;
+    assert_eq!(status, 400, "a fault must be an error");
+}
+
+#[tokio::test]
+async fn rate_faults_hit_some_requests_and_delete_clears_them() {
+    let sim = spawn_sim().await;
+    let client = SimClient::new(&sim);
+    client.add_fault(json!({"path": "/v1/vaults", "status": 500, "rate": 0.5})).await;
+    let mut failures = 0;
+    for _ in 0..60 {
+        if client.anthropic(Method::GET, "/v1/vaults", None).await.0 == 500 {
+            failures += 1;
+        }
+    }
+    assert!((10..=50).contains(&failures), "{failures} of 60 failed at rate 0.5");
+    let (_, listed) = client.control(Method::GET, "/faults", None).await;
+    assert_eq!(listed["faults"][0]["hits"], failures);
+    assert_eq!(client.control(Method::DELETE, "/faults", None).await.0, 204);
+    assert_eq!(client.anthropic(Method::GET, "/v1/vaults", None).await.0, 200);
+}
+
+#[tokio::test]
+async fn latency_and_hang_delay_or_withhold_the_answer() {
+    let sim = spawn_sim().await;
+    let client = SimClient::new(&sim);
+    client.add_fault(json!({"path": "/v1/environments", "latency_ms": 300, "count": 1})).await;
+    let started = Instant::now();
+    assert_eq!(client.anthropic(Method::GET, "/v1/environments", None).await.0, 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    client.add_fault(json!({"path": "/oauth/token", "hang": true, "count": 1})).await;
+    let result = client
+        .http
+        .post(client.url("/oauth/token"))
+        .timeout(Duration::from_millis(300))
+        .body("grant_type=client_credentials")
+        .send()
+        .await;
+    assert!(result.unwrap_err().is_timeout());
+    let _ = client.scalekit_token().await;
+}
+
+#[tokio::test]
+async fn stream_cut_and_event_delay_shape_the_stream() {
+    let sim = spawn_sim().await;
+    let client = SimClient::new(&sim);
+    let setup = client.setup_user("alice@example.com").await;
+    let session = client.create_session(&setup, "alice@example.com").await;
+    client
+        .add_fault(
+            json!({"path": "/v1/sessions/*/events/stream", "stream_cut_after": 3, "count": 1}),
+        )
+        .await;
+    let mut stream = client.open_stream(&session).await;
+    client.send_message(&session, "go").await;
+    let mut n_frames = 0;
+    while stream.next_frame().await.is_some() {
+        n_frames += 1;
+    }
+    assert_eq!(n_frames, 3, "the stream closes after 3 events");
+    let session = client.create_session(&setup, "alice@example.com").await;
+    client
+        .add_fault(
+            json!({"method": "POST", "path": "/v1/sessions/", "event_delay_ms": 40, "count": 1}),
+        )
+        .await;
+    let started = Instant::now();
+    let frames = client.run_turn(&session).await;
+    assert_eq!(frames.len(), 10);
+    assert!(started.elapsed() >= Duration::from_millis(40 * 8), "9 agent events, 40 ms apart");
+}
