@@ -8,7 +8,11 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod config_check;
+mod enqueue;
+mod report;
+mod setup;
 mod sim;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,8 +64,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Find or create the MCP config, the agent and the environment (idempotent).
-    #[command(after_help = "Example:\n  agentcron setup")]
-    Setup,
+    #[command(
+        after_help = "Example:\n  agentcron setup\n  agentcron setup --json | jq -r .setup.agent_id"
+    )]
+    Setup(ReportArgs),
     /// Print each user's connections and an auth link for every inactive one.
     #[command(after_help = "Example:\n  agentcron authorize alice@example.com --wait")]
     Authorize(AuthorizeArgs),
@@ -153,9 +159,12 @@ pub struct AuthorizeArgs {
     /// User identifiers.
     #[arg(required = true)]
     pub users: Vec<String>,
-    /// Poll until every connection is active or the timeout passes.
+    /// Poll until every connection is active or the timeout passes (exit 1 on timeout).
     #[arg(long)]
     pub wait: bool,
+    /// How long --wait polls.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -308,7 +317,18 @@ pub async fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode>
         Command::Config(ConfigCommand::Check(args)) => {
             config_check::run(cli.config.as_deref(), &args, redactor)
         }
+        Command::Enqueue(args) => enqueue::run(cli.config.as_deref(), &args).await,
         Command::Sim(args) => sim::run(&args).await,
+        Command::Setup(args) => setup::run(cli.config.as_deref(), &args, redactor).await,
+        Command::Authorize(args) => setup::authorize(cli.config.as_deref(), &args, redactor).await,
+        Command::Worker(args) => worker::run(cli.config.as_deref(), &args, redactor).await,
+        Command::Status(args) => report::status(cli.config.as_deref(), &args, redactor).await,
+        Command::Runs(args) => report::runs(cli.config.as_deref(), &args, redactor).await,
+        Command::Run(args) => report::run(cli.config.as_deref(), &args, redactor).await,
+        Command::Transcript(args) => {
+            report::transcript(cli.config.as_deref(), &args, redactor).await
+        }
+        Command::Notices(args) => report::notices(cli.config.as_deref(), &args, redactor).await,
         other => Ok(not_yet_available(&other)),
     }
 }

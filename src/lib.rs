@@ -20,6 +20,7 @@
 //! - [`ops`]: reports, health, metrics and the dashboard.
 //! - [`sim`]: a local simulator of both remote APIs.
 //! - [`telemetry`]: logging and secret redaction.
+//! - [`shutdown`]: the root cancellation on SIGINT/SIGTERM.
 //! - [`cli`]: the command line, used by `main.rs`.
 
 pub mod api;
@@ -30,6 +31,7 @@ pub mod queue;
 pub mod records;
 pub mod run;
 pub mod schedule;
+pub mod shutdown;
 pub mod sim;
 pub mod telemetry;
 pub mod worker;

@@ -7,3 +7,5 @@
 //! issue; the metric names exist now because the API clients record them.
 
 pub mod metrics;
+pub mod report;
+pub mod setup;

@@ -1,5 +1,232 @@
 //! The job queue on Redis (our own apalis backend), the redis-cli intake list and the rejected
-//! list, retries with delay, and dead letters.
+//! list, retries with delay, dead letters, and the fleet-wide rate limiter.
 //!
 //! Owns every queue key and the delivery guarantees. It must not execute runs or call the
-//! remote APIs. Built by the queue and worker issue; empty until then.
+//! remote APIs. apalis types stay in `queue/backend.rs` and `worker/`, so that apalis API churn
+//! touches two places.
+//!
+//! # Design
+//!
+//! A run is identified by its run id; the queue carries only that id (the "payload" is
+//! `{run_id}`), and the run record `<p>:run:<id>` holds everything else. Creating the record is
+//! the dedupe point: `enqueue.lua` creates it and queues the id only if it did not exist.
+//!
+//! Lists, not a Stream: a worker takes ids from `<p>:q:ready` with `LMOVE` (in a batch script,
+//! or `BLMOVE` when idle) into its own `<p>:q:processing:<worker>` list, so that a run is always
+//! in exactly one list and a killed worker's runs are findable by key. One lease per worker
+//! (`<p>:q:leases`, renewed by the heartbeat) covers all its runs, so the heartbeat cost does not
+//! grow with the number of in-flight runs; a Stream consumer group would need one `XCLAIM` per
+//! in-flight message per heartbeat to keep long (15 min) runs from looking idle, `XDEL`
+//! bookkeeping to bound memory, and it still needs a ZSET for delays. Every step is O(1) in the
+//! backlog: the only `LREM` is on the worker's own processing list, bounded by its concurrency.
+//! Redis round trips per run: one fetch per batch (up to 100 runs), one finish per run.
+//!
+//! Retries and `not_before` wait in `<p>:q:delayed` (scored by due time, unix ms) and are
+//! promoted in batches of at most [`PROMOTE_BATCH`]. A reaper hands the processing lists of
+//! workers whose lease expired back to `<p>:q:ready`. Times in scripts come from the Redis clock.
+//!
+//! # The run record (`HGETALL <p>:run:<id>`)
+//!
+//! Times are unix milliseconds in fields named `*_at_ms`. The queue writes `run_id`, `user`,
+//! `schedule`, `prompt`, `source`, `state=queued`, `attempts=0`, `created_at_ms` and
+//! `not_before_ms`; the worker writes `state` (`running`, `failed`, `dead` and the terminal
+//! outcome), `worker`, `attempts` (attempts started), `started_at_ms`, `last_error`,
+//! `error_class`, `next_attempt_at_ms`, `ended_at_ms`. The run pipeline writes `phase`,
+//! `session_id` and per-phase times.
+
+mod backend;
+mod enqueue;
+mod health;
+pub(crate) mod intake;
+mod jobs;
+pub mod keys;
+mod lease;
+mod ratelimit;
+mod script;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+
+pub(crate) use self::backend::{Backend, FetchConfig};
+pub use self::enqueue::{Enqueued, NewRun};
+pub(crate) use self::health::{Backoff, Health};
+pub use self::intake::{IntakeItem, Rejection};
+pub(crate) use self::jobs::{Disposition, Job};
+pub use self::keys::Keys;
+pub(crate) use self::lease::{Lease, Owner};
+pub use self::ratelimit::RateLimiter;
+use crate::config::RedisConfig;
+
+/// Result of queue operations.
+pub type Result<T = (), E = QueueError> = std::result::Result<T, E>;
+
+/// Runs taken (and due retries promoted) per script call: bounds the work Redis does per call.
+pub const PROMOTE_BATCH: usize = 500;
+/// Entries kept in the capped lists `<p>:q:dead` and `<p>:rejected`.
+pub const LIST_CAP: usize = 10_000;
+/// Responses slower than this are errors. The redis crate's 500 ms default fails under load.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a queue operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// Redis refused or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A run could not be enqueued as asked.
+    #[error("invalid run: {0}")]
+    Invalid(String),
+    /// A script answered something the queue does not understand.
+    #[error("unexpected reply from redis: {0}")]
+    Protocol(String),
+}
+
+/// The states of a run, as stored in `state` and used in `<p>:runs:state:<s>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunState {
+    /// Waiting in the ready list or the delayed set.
+    Queued,
+    /// Held by a worker.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// A connection needs the user's authorisation; not retried.
+    NeedsAuth,
+    /// The last attempt failed transiently; another attempt is due at `next_attempt_at_ms`.
+    Failed,
+    /// Attempts exhausted or a permanent error; `last_error` says why.
+    Dead,
+    /// Cancelled by an operator.
+    Cancelled,
+}
+
+impl RunState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [Self; 7] = [
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::NeedsAuth,
+        Self::Failed,
+        Self::Dead,
+        Self::Cancelled,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::NeedsAuth => "needs_auth",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == name)
+    }
+
+    /// Whether no further attempt will happen.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::NeedsAuth | Self::Dead | Self::Cancelled)
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A handle on the queue: a reconnecting, multiplexed connection and the key layout. Cheap to
+/// clone; clones share the connection.
+#[derive(Clone)]
+pub struct Queue {
+    client: redis::Client,
+    conn: ConnectionManager,
+    keys: Keys,
+    health: Arc<Health>,
+}
+
+impl fmt::Debug for Queue {
+    // The client holds the URL, which may carry a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue").field("prefix", &self.keys.prefix()).finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// Connects to `config.url`, once.
+    ///
+    /// # Errors
+    /// [`QueueError::Redis`] when the URL is invalid or Redis cannot be reached.
+    pub async fn connect(config: &RedisConfig) -> Result<Self> {
+        let client = redis::Client::open(config.url.as_str())?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client.get_connection_manager_with_config(manager_config).await?;
+        let keys = Keys::new(config.prefix.clone());
+        Ok(Self { client, conn, keys, health: Arc::new(Health::default()) })
+    }
+
+    /// The key layout.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The shared connection, for callers that read records directly.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// A separate connection for one blocking command at a time (`BLMOVE`): a blocked command
+    /// would stall every request multiplexed behind it on the shared connection.
+    pub(crate) async fn blocking_connection(
+        &self,
+        block: Duration,
+    ) -> Result<MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(block + RESPONSE_TIMEOUT));
+        Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
+    }
+}
+
+/// Unix milliseconds of `time`, saturating (for `not_before`).
+pub(crate) fn unix_ms(time: std::time::SystemTime) -> i64 {
+    let ms = time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_and_terminal_ones_are_marked() {
+        for state in RunState::ALL {
+            assert_eq!(RunState::parse(state.as_str()), Some(state));
+        }
+        let terminal: Vec<_> = RunState::ALL.into_iter().filter(|s| s.is_terminal()).collect();
+        assert_eq!(
+            terminal,
+            [RunState::Succeeded, RunState::NeedsAuth, RunState::Dead, RunState::Cancelled]
+        );
+        assert_eq!(RunState::parse("bogus"), None);
+    }
+}

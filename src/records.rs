@@ -1,5 +1,119 @@
 //! Records in Redis: run records, transcripts (also as JSONL files), notices and the per-user
-//! vault map.
+//! vault map, all under the configured prefix, readable with `redis-cli`.
 //!
-//! Owns the record layout operators read with `redis-cli`. It must not decide run outcomes.
-//! Built by the run pipeline issue; empty until then.
+//! Run record (`HGETALL <prefix>:run:<id>`): `run_id`, `user`, `schedule`, `prompt`, `state`,
+//! `phase`, `attempts`, `session_id`, `message_sent_at_ms`, `<phase>_at_ms` for each phase
+//! reached, `last_error`, `error_class`, `worker`, and the queue's timestamps. The queue writes
+//! `state`; the pipeline writes phases and ids. User map (`<prefix>:user:<user>`): `vault_id`,
+//! `credential_id`, `token_expires_at_ms`, `last_run_id`. Secrets are never stored.
+//!
+//! This module owns the layout. It must not decide run outcomes.
+
+pub mod notice;
+pub mod transcript;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use redis::aio::ConnectionManager;
+
+use crate::queue::keys::Keys;
+
+/// Why a record could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordsError {
+    /// Redis failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A transcript file could not be written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+    /// A record could not be encoded.
+    #[error("encoding a record: {0}")]
+    Encode(String),
+}
+
+impl RecordsError {
+    pub(crate) fn io(path: &Path, error: &std::io::Error) -> Self {
+        Self::Io { path: path.display().to_string(), message: error.to_string() }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The fields of a record hash, as strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fields(pub HashMap<String, String>);
+
+impl Fields {
+    /// One field.
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.get(field).map(String::as_str).filter(|value| !value.is_empty())
+    }
+}
+
+/// Reads a run record; `None` when it does not exist.
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub async fn load_run(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    run_id: &str,
+) -> Result<Option<Fields>, RecordsError> {
+    let fields: HashMap<String, String> =
+        redis::cmd("HGETALL").arg(keys.run(run_id)).query_async(conn).await?;
+    Ok((!fields.is_empty()).then_some(Fields(fields)))
+}
+
+/// Sets fields of a run record.
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub async fn set_run(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    run_id: &str,
+    fields: &[(&str, String)],
+) -> Result<(), RecordsError> {
+    redis::cmd("HSET").arg(keys.run(run_id)).arg(fields).query_async::<()>(conn).await?;
+    Ok(())
+}
+
+/// The user's vault map.
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub async fn load_user(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    user: &str,
+) -> Result<Fields, RecordsError> {
+    let fields: HashMap<String, String> =
+        redis::cmd("HGETALL").arg(keys.user(user)).query_async(conn).await?;
+    Ok(Fields(fields))
+}
+
+/// Sets fields of the user's vault map.
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub async fn set_user(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    user: &str,
+    fields: &[(&str, String)],
+) -> Result<(), RecordsError> {
+    redis::cmd("HSET").arg(keys.user(user)).arg(fields).query_async::<()>(conn).await?;
+    Ok(())
+}

@@ -1,6 +1,413 @@
-//! The run pipeline: one agent session for one user, as a state machine whose phases
-//! (checking, minting, vault, session, message, streaming) are persisted before each next one.
+//! The run pipeline: one agent session for one user, as a state machine whose phases are
+//! persisted in the run record before each starts, so a run interrupted anywhere resumes
+//! where it stopped.
 //!
-//! Owns the order of the phases and crash-safe resumption. It must not parse wire formats
-//! (that is `api`) or choose when a run happens (that is `schedule` and `queue`). Built by the
-//! run pipeline issue; empty until then.
+//! ```text
+//! checking ─► minting ─► vault ─► session ─► message ─► streaming ─► succeeded
+//!    └─► needs_auth (a notice per inactive connection; not retried)
+//! ```
+//!
+//! [`execute`] reads like the pipeline: `connections::check`, `token::mint`, `vault::refresh`,
+//! `session::ensure`, `message::ensure_sent`, `events::follow`. Crash safety: a resumed run
+//! never creates a second session (the id is persisted at once, and a creation whose id was
+//! lost is found again by its metadata), never sends a second `user.message` (when the sent
+//! mark is missing it reads the session's history first), and re-attaches to the stream
+//! skipping events already recorded. This module must not parse wire formats (`api`) or choose
+//! when runs happen (`schedule`, `queue`); it returns how the run ended and the worker records
+//! the state.
+
+pub mod connections;
+pub mod events;
+mod lease;
+pub mod message;
+pub mod session;
+pub mod token;
+pub mod vault;
+
+use std::fmt;
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiError, ErrorClass, RetryPolicy, anthropic, scalekit};
+use crate::config::Config;
+use crate::ops::setup::{self, Setup, SetupError};
+use crate::queue::keys::Keys;
+use crate::records::{self, Fields, RecordsError, now_ms};
+use crate::telemetry::Redactor;
+
+/// The phases, in order. Names are the `phase` field of the run record and metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// Listing the user's connected accounts.
+    Checking,
+    /// Minting the user-scoped session token.
+    Minting,
+    /// Putting the token in the user's vault.
+    Vault,
+    /// Creating (or finding) the session.
+    Session,
+    /// Sending the one `user.message`.
+    Message,
+    /// Following the event stream to the end of the turn.
+    Streaming,
+}
+
+impl Phase {
+    /// Every phase, in order.
+    pub const ALL: [Self; 6] =
+        [Self::Checking, Self::Minting, Self::Vault, Self::Session, Self::Message, Self::Streaming];
+
+    /// The record and label name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Checking => "checking",
+            Self::Minting => "minting",
+            Self::Vault => "vault",
+            Self::Session => "session",
+            Self::Message => "message",
+            Self::Streaming => "streaming",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Test hooks that stop a run the way a crash would: no cleanup, lease left held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPoint {
+    /// Just before `phase` is entered.
+    Before(Phase),
+    /// After the session was created, before its id was persisted.
+    SessionCreated,
+    /// After the `user.message` was accepted, before the sent mark was persisted.
+    MessageSent,
+}
+
+/// Everything a run needs, shared by all runs of a worker.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Key templates.
+    pub keys: Keys,
+    /// Redis (multiplexed, reconnecting).
+    pub redis: ConnectionManager,
+    /// Scalekit.
+    pub scalekit: Arc<scalekit::Client>,
+    /// Anthropic.
+    pub anthropic: anthropic::Client,
+    /// The ids created by `setup`.
+    pub setup: Setup,
+    /// Learns every minted token so that no output shows it.
+    pub redactor: Redactor,
+    /// For the notice webhook.
+    pub http: reqwest::Client,
+    /// Test hook; `None` in production.
+    pub fail_point: Option<FailPoint>,
+}
+
+/// Why a run could not be built or did not finish.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A remote call failed (after its own retries).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// Redis or a transcript file failed.
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+    /// Setup is missing or failed.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The run record does not exist.
+    #[error("run {0} not found")]
+    NotFound(String),
+    /// Another run of the same user holds the user's lease.
+    #[error("user {user} is busy with run {holder}")]
+    Busy {
+        /// The user.
+        user: String,
+        /// The run holding the lease.
+        holder: String,
+        /// When the lease expires unless renewed.
+        retry_after: std::time::Duration,
+    },
+    /// The session ended without finishing the turn.
+    #[error("session {session_id} ended: {reason}")]
+    SessionEnded {
+        /// The session.
+        session_id: String,
+        /// `terminated`, `retries_exhausted`, `budget_reached`, …
+        reason: String,
+    },
+    /// Shutdown or timeout stopped the run at a safe point; it is resumable.
+    #[error("cancelled at a safe point")]
+    Cancelled,
+    /// A test fail point fired.
+    #[error("fail point {0:?}")]
+    FailPoint(FailPoint),
+}
+
+impl From<redis::RedisError> for RunError {
+    fn from(error: redis::RedisError) -> Self {
+        Self::Records(RecordsError::Redis(error))
+    }
+}
+
+impl RunError {
+    /// How the worker should treat the failure.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Api(error) => error.class(),
+            Self::Records(_) | Self::Busy { .. } | Self::Cancelled | Self::FailPoint(_) => {
+                ErrorClass::Transient
+            }
+            Self::Setup(SetupError::Redis(_)) => ErrorClass::Transient,
+            Self::Setup(SetupError::Api(error)) => error.class(),
+            Self::Setup(_) | Self::NotFound(_) | Self::SessionEnded { .. } => ErrorClass::Permanent,
+        }
+    }
+}
+
+impl RunError {
+    /// The delay the failure asks for before the next attempt, if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Busy { retry_after, .. } => Some(*retry_after),
+            Self::Api(error) => error.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+/// How a run ended when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// The turn ended normally.
+    Succeeded {
+        /// The session.
+        session_id: String,
+    },
+    /// Connections need the user; notices are open. Not retried.
+    NeedsAuth {
+        /// The inactive connections.
+        connections: Vec<String>,
+    },
+}
+
+impl Context {
+    /// Builds the clients from the configuration and loads the setup ids from Redis.
+    ///
+    /// # Errors
+    /// [`RunError`] when credentials are missing, Redis is unreachable or setup has not run.
+    pub async fn connect(config: Arc<Config>, redactor: Redactor) -> Result<Self, RunError> {
+        let client = redis::Client::open(config.redis.url.as_str())?;
+        let redis_config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(std::time::Duration::from_secs(5)))
+            .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
+        let mut redis = client.get_connection_manager_with_config(redis_config).await?;
+        let keys = Keys::new(config.redis.prefix.clone());
+        let setup = setup::load(&mut redis, &keys).await?;
+        let (scalekit, anthropic, http) = clients(&config)?;
+        Ok(Self {
+            config,
+            keys,
+            redis,
+            scalekit: Arc::new(scalekit),
+            anthropic,
+            setup,
+            redactor,
+            http,
+            fail_point: None,
+        })
+    }
+}
+
+/// Both API clients and the plain HTTP client, from the configuration's credentials.
+///
+/// # Errors
+/// [`RunError`] when a credential is missing or TLS cannot start.
+pub fn clients(
+    config: &Config,
+) -> Result<(scalekit::Client, anthropic::Client, reqwest::Client), RunError> {
+    let missing = |var: &str| RunError::Setup(SetupError::Credentials(var.to_owned()));
+    let http = crate::api::http_client(&config.http)?;
+    let policy = RetryPolicy::from(&config.retry);
+    let secrets = &config.secrets;
+    let client_id =
+        secrets.scalekit_client_id.clone().ok_or_else(|| missing("SCALEKIT_CLIENT_ID"))?;
+    let secret =
+        secrets.scalekit_client_secret.clone().ok_or_else(|| missing("SCALEKIT_CLIENT_SECRET"))?;
+    let key = secrets.anthropic_api_key.clone().ok_or_else(|| missing("ANTHROPIC_API_KEY"))?;
+    let scalekit =
+        scalekit::Client::new(http.clone(), &config.scalekit.env_url, client_id, secret, policy);
+    let idle = config.http.stream_idle_timeout;
+    let anthropic =
+        anthropic::Client::new(http.clone(), &config.anthropic.base_url, key, policy, idle);
+    Ok((scalekit, anthropic, http))
+}
+
+/// What the pipeline knows of a run from its record.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The run id.
+    pub id: String,
+    /// The user.
+    pub user: String,
+    /// The schedule, for scheduled runs.
+    pub schedule: Option<String>,
+    /// The prompt given at enqueue, if any.
+    pub prompt: Option<String>,
+    /// The session, once created.
+    pub session_id: Option<String>,
+    /// Whether the `user.message` was accepted in an earlier attempt.
+    pub message_sent: bool,
+    /// Whether an earlier attempt asked for a session whose id may have been lost.
+    pub session_requested_at_ms: Option<i64>,
+}
+
+impl Run {
+    fn from_record(id: &str, record: &Fields) -> Result<Self, RunError> {
+        let user = record.get("user").ok_or_else(|| RunError::NotFound(id.to_owned()))?;
+        Ok(Self {
+            id: id.to_owned(),
+            user: user.to_owned(),
+            schedule: record.get("schedule").map(str::to_owned),
+            prompt: record.get("prompt").map(str::to_owned),
+            session_id: record.get("session_id").map(str::to_owned),
+            message_sent: record.get("message_sent_at_ms").is_some(),
+            session_requested_at_ms: record
+                .get("session_requested_at_ms")
+                .and_then(|v| v.parse().ok()),
+        })
+    }
+}
+
+/// Executes run `run_id` to its end, or to the first failure the worker must handle.
+///
+/// # Errors
+/// [`RunError`]; its [`RunError::class`] says whether a retry can help.
+///
+/// # Cancel safety
+/// Cancelling `cancel` stops the run at the next safe point (between phases or between
+/// events) with [`RunError::Cancelled`]; everything persisted so far lets it resume.
+#[tracing::instrument(skip_all, fields(run_id = %run_id))]
+pub async fn execute(
+    ctx: &Context,
+    run_id: &str,
+    cancel: &CancellationToken,
+) -> Result<Finish, RunError> {
+    let mut conn = ctx.redis.clone();
+    let record = records::load_run(&mut conn, &ctx.keys, run_id).await?;
+    let run =
+        Run::from_record(run_id, &record.ok_or_else(|| RunError::NotFound(run_id.to_owned()))?)?;
+    let lease = ctx.config.worker.lease;
+    match lease::acquire(&mut conn, &ctx.keys, &run.user, run_id, lease).await? {
+        lease::Acquired::Held => {}
+        lease::Acquired::Busy { holder, ttl } => {
+            return Err(RunError::Busy { user: run.user, holder, retry_after: ttl });
+        }
+    }
+    let res = pipeline(ctx, &mut conn, &run, cancel).await;
+    // A fail point stands for a crash, which releases nothing.
+    if !matches!(res, Err(RunError::FailPoint(_)))
+        && let Err(error) = lease::release(&mut conn, &ctx.keys, &run.user, run_id).await
+    {
+        tracing::warn!(message = "Could not release the user's lease; it will expire.", %error);
+    }
+    res
+}
+
+async fn pipeline(
+    ctx: &Context,
+    conn: &mut ConnectionManager,
+    run: &Run,
+    cancel: &CancellationToken,
+) -> Result<Finish, RunError> {
+    enter(ctx, conn, run, Phase::Checking, cancel).await?;
+    let inactive = connections::check(ctx, conn, run).await?;
+    if !inactive.is_empty() {
+        return Ok(Finish::NeedsAuth { connections: inactive });
+    }
+    enter(ctx, conn, run, Phase::Minting, cancel).await?;
+    let token = token::mint(ctx, conn, &run.user).await?;
+    enter(ctx, conn, run, Phase::Vault, cancel).await?;
+    let vault = vault::refresh(ctx, conn, &run.user, &token.token).await?;
+    enter(ctx, conn, run, Phase::Session, cancel).await?;
+    let session_id = session::ensure(ctx, conn, run, &vault.vault_id).await?;
+    enter(ctx, conn, run, Phase::Message, cancel).await?;
+    let opened = message::ensure_sent(ctx, conn, run, &session_id).await?;
+    enter(ctx, conn, run, Phase::Streaming, cancel).await?;
+    let tokens = events::TokenState { expires_at: token.expires_at, vault };
+    events::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await?;
+    if ctx.config.anthropic.archive_sessions {
+        ctx.anthropic.archive_session(&session_id).await?;
+    }
+    Ok(Finish::Succeeded { session_id })
+}
+
+/// A safe point: honours cancellation and fail points, then persists the phase.
+async fn enter(
+    ctx: &Context,
+    conn: &mut ConnectionManager,
+    run: &Run,
+    phase: Phase,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
+    if cancel.is_cancelled() {
+        return Err(RunError::Cancelled);
+    }
+    hook(ctx, FailPoint::Before(phase))?;
+    let at = format!("{phase}_at_ms");
+    records::set_run(
+        conn,
+        &ctx.keys,
+        &run.id,
+        &[("phase", phase.as_str().to_owned()), (&at, now_ms().to_string())],
+    )
+    .await?;
+    tracing::debug!(message = "Phase entered.", stage = phase.as_str());
+    Ok(())
+}
+
+/// Fires a test fail point.
+fn hook(ctx: &Context, point: FailPoint) -> Result<(), RunError> {
+    if ctx.fail_point == Some(point) { Err(RunError::FailPoint(point)) } else { Ok(()) }
+}
+
+/// The worker runs the pipeline through this: each attempt is one [`execute`], and its result
+/// becomes the [`Outcome`](crate::worker::Outcome) the queue records. Error text is redacted
+/// before it reaches the run record.
+impl crate::worker::Handler for Context {
+    async fn handle(&self, job: crate::worker::JobContext) -> crate::worker::Outcome {
+        use crate::worker::Outcome;
+        let res = execute(self, &job.run_id, &job.cancel).await;
+        match res {
+            Ok(Finish::Succeeded { .. }) => Outcome::Succeeded,
+            Ok(Finish::NeedsAuth { .. }) => Outcome::NeedsAuth,
+            Err(RunError::Cancelled) => Outcome::Cancelled,
+            Err(RunError::Busy { retry_after, .. }) => {
+                Outcome::Defer { after: retry_after.max(std::time::Duration::from_millis(500)) }
+            }
+            Err(error) => {
+                let text = self.redactor.redact(&error.to_string()).into_owned();
+                let class = error.class().as_str().to_owned();
+                tracing::warn!(message = "Run attempt failed.", run_id = %job.run_id, attempt = job.attempt, class = %class, error = %text);
+                match error.class() {
+                    ErrorClass::Transient => {
+                        Outcome::Retry { error: text, class, after: error.retry_after() }
+                    }
+                    ErrorClass::Permanent | ErrorClass::Auth => {
+                        Outcome::Fatal { error: text, class }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -20,6 +20,10 @@
 //!   200 with a body (§11.7); `processed_at` is null in the send echo (§11.8); toolsets default to
 //!   `always_allow` (agent) / `always_ask` (MCP) (§11.9); 409s use `invalid_request_error` (§11.11).
 //! - An unknown vault in `sessions.create` is a 404 `not_found_error` (and an audit violation).
+//! - `always_ask` (§4.3): the model request ends before the `requires_action` idle and a new one
+//!   starts after the confirmed tool's result; a confirmation naming anything but the awaited
+//!   tool use is a 400; a `user.message` or `user.interrupt` drops an unanswered tool use
+//!   (`agent.rs`, `anthropic/events.rs`).
 //! - Scalekit: create answers 201, everything else 200; empty values are omitted (proto3 JSON)
 //!   unless `emit_unpopulated`; a duplicate config name is 409 `ALREADY_EXISTS`; token-endpoint
 //!   errors use the OAuth shape; see `scalekit/accounts.rs` for links and minting.

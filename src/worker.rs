@@ -1,5 +1,207 @@
-//! The worker daemon: concurrency, per-user leases, heartbeats, orphan recovery and graceful
-//! shutdown around the run pipeline.
+//! The worker daemon: concurrency, heartbeats, orphan recovery and graceful shutdown around the
+//! run pipeline, built on apalis (`WorkerBuilder` with tower layers for concurrency, tracing,
+//! timeout and catch-panic) over our Redis backend ([`crate::queue`]).
 //!
-//! Owns process lifecycle. It must not contain run logic (that is `run`) or queue layout (that
-//! is `queue`). Built by the queue and worker issue; empty until then.
+//! Owns process lifecycle. It must not contain run logic (that is `run`, reached through
+//! [`Handler`]) or queue layout (that is `queue`).
+//!
+//! # Shutdown
+//!
+//! When `shutdown` is cancelled: the intake mover, the promoter and the reaper stop; apalis
+//! stops fetching; in-flight runs get `shutdown_grace` to finish; then their tokens are
+//! cancelled and they get [`CANCEL_SLACK`] to return; a run that still has not returned is
+//! dropped. Finally the heartbeat stops and everything this worker still holds goes back to the
+//! queue with its attempt refunded: recoverable, not failed.
+
+mod intake;
+mod maintenance;
+mod outcome;
+mod service;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use apalis::layers::WorkerBuilderExt;
+use apalis::layers::catch_panic::CatchPanicLayer;
+use apalis_core::worker::builder::WorkerBuilder;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use self::outcome::Outcome;
+use self::service::{FinishLayer, Finisher, HandlerService};
+use crate::config::Config;
+use crate::queue::{self, FetchConfig, Lease, Queue, QueueError};
+
+/// After `shutdown_grace`, cancelled runs get this long to return before they are dropped.
+pub const CANCEL_SLACK: Duration = Duration::from_secs(10);
+/// How long one idle `BLMOVE` waits; also bounds how stale a broken blocking connection gets.
+const BLOCK: Duration = Duration::from_secs(2);
+
+/// Why the worker stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// Redis failed where the worker cannot continue (only while starting).
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The apalis worker ended with an error.
+    #[error("worker framework: {0}")]
+    Framework(String),
+}
+
+/// Executes one run attempt. The run pipeline implements this; tests use their own.
+pub trait Handler: Clone + Send + Sync + 'static {
+    /// Runs (or resumes) `job.run_id`. Must return soon after `job.cancel` is cancelled,
+    /// with [`Outcome::Cancelled`] unless it finished anyway.
+    fn handle(&self, job: JobContext) -> impl Future<Output = Outcome> + Send;
+}
+
+/// What a handler gets for one attempt.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// The run to execute; its record is `<p>:run:<run_id>`.
+    pub run_id: String,
+    /// This attempt, 1-based. Attempts killed with their worker count; shutdown refunds them.
+    pub attempt: u32,
+    /// `[worker] max_attempts`.
+    pub max_attempts: u32,
+    /// The worker id holding the run (as in `<p>:workers` and the record's `worker`).
+    pub worker_id: String,
+    /// True when the run was taken over from a worker that died: resume from its phase.
+    pub resumed: bool,
+    /// Cancelled at the run timeout, when shutdown's grace ends, or when this worker lost
+    /// its lease. Check it between phases.
+    pub cancel: CancellationToken,
+}
+
+/// Runs the worker until `shutdown` is cancelled and the drain is over: the intake mover, the
+/// fetch loop (apalis), heartbeats, the reaper (orphan recovery), delayed-run promotion.
+/// Redis outages are retried with backoff, also while connecting.
+///
+/// # Errors
+/// [`WorkerError::Framework`] when apalis ends the worker (never expected: our backend does
+/// not fail).
+pub async fn run<H: Handler>(
+    config: &Config,
+    handler: H,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let Some(queue) = maintenance::connect(config, &shutdown).await else { return Ok(()) };
+    run_on(queue, config, handler, shutdown, &worker_id()).await
+}
+
+/// [`run`] on an existing queue handle with a chosen worker id (unique per process).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_on<H: Handler>(
+    queue: Queue,
+    config: &Config,
+    handler: H,
+    shutdown: CancellationToken,
+    worker_id: &str,
+) -> Result<(), WorkerError> {
+    let root = CancellationToken::new();
+    let lease = Arc::new(Lease::new(worker_id.to_owned(), root.clone()));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let beat = maintenance::Beat::new(config, Arc::clone(&in_flight));
+    if !maintenance::register(&queue, &lease.current(), &beat, &shutdown).await {
+        return Ok(());
+    }
+    tracing::info!(message = "Worker started.", worker_id, concurrency = config.worker.concurrency);
+    // Background loops: the heartbeat stops last (after the drain), the others at shutdown.
+    let stop_heartbeat = CancellationToken::new();
+    let mut background = JoinSet::new();
+    background.spawn(maintenance::heartbeat(
+        queue.clone(),
+        Arc::clone(&lease),
+        beat,
+        stop_heartbeat.clone(),
+    ));
+    background.spawn(maintenance::reaper(queue.clone(), config.worker.heartbeat, shutdown.clone()));
+    background.spawn(maintenance::promoter(queue.clone(), shutdown.clone()));
+    background.spawn(intake::run(queue.clone(), Arc::clone(&lease), BLOCK, shutdown.clone()));
+
+    let res = execute(&queue, config, handler, &lease, in_flight, &shutdown, &root).await;
+
+    stop_heartbeat.cancel();
+    while background.join_next().await.is_some() {}
+    maintenance::release(&queue, &lease.current()).await;
+    tracing::info!(message = "Worker stopped.", worker_id);
+    res
+}
+
+/// The apalis worker, until it ends: normally after shutdown and the drain.
+async fn execute<H: Handler>(
+    queue: &Queue,
+    config: &Config,
+    handler: H,
+    lease: &Arc<Lease>,
+    in_flight: Arc<AtomicUsize>,
+    shutdown: &CancellationToken,
+    root: &CancellationToken,
+) -> Result<(), WorkerError> {
+    let worker = &config.worker;
+    let fetch = FetchConfig {
+        concurrency: worker.concurrency,
+        max_attempts: worker.max_attempts,
+        block: BLOCK,
+    };
+    let backend =
+        queue::Backend::new(queue.clone(), Arc::clone(lease), fetch, Arc::clone(&in_flight));
+    let finisher = Finisher::new(queue.clone(), config, in_flight);
+    let apalis_worker = WorkerBuilder::new(lease.current().id.to_string())
+        .backend(backend)
+        .concurrency(worker.concurrency)
+        .layer(FinishLayer::new(finisher))
+        .enable_tracing()
+        .timeout(worker.run_timeout + CANCEL_SLACK)
+        .layer(CatchPanicLayer::with_panic_handler(service::on_panic))
+        .build(HandlerService::new(handler, worker.run_timeout, worker.max_attempts));
+    let signal = shutdown.clone();
+    let signal = async move {
+        signal.cancelled().await;
+        Ok::<(), apalis_core::error::WorkerError>(())
+    };
+    let mut running = Box::pin(apalis_worker.run_until(signal));
+    let res = tokio::select! {
+        res = &mut running => res,
+        () = shutdown.cancelled() => drain(&mut running, worker.shutdown_grace, root).await,
+    };
+    res.map_err(|error| WorkerError::Framework(error.to_string()))
+}
+
+/// Waits for in-flight runs: `grace`, then cancels them and waits [`CANCEL_SLACK`], then
+/// gives up on the rest (they are dropped with the future and released by the caller).
+async fn drain<F>(running: &mut F, grace: Duration, root: &CancellationToken) -> F::Output
+where
+    F: Future<Output = Result<(), apalis_core::error::WorkerError>> + Unpin,
+{
+    tracing::info!(
+        message = "Shutting down: draining in-flight runs.",
+        grace_secs = grace.as_secs_f64()
+    );
+    if let Ok(res) = tokio::time::timeout(grace, &mut *running).await {
+        return res;
+    }
+    tracing::warn!(message = "Shutdown grace over; cancelling in-flight runs.");
+    root.cancel();
+    if let Ok(res) = tokio::time::timeout(CANCEL_SLACK, &mut *running).await {
+        return res;
+    }
+    tracing::warn!(message = "Runs ignored cancellation; dropping them. They stay recoverable.");
+    Ok(())
+}
+
+/// `<host>-<pid>-<random>`: unique per process and per call, readable in `<p>:workers`.
+pub fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("{host}-{}-{:06x}", std::process::id(), fastrand::u32(..0x0100_0000))
+}

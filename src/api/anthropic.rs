@@ -84,6 +84,12 @@ impl Client {
         Self { http, base, api_key, policy, stream_idle_timeout }
     }
 
+    /// The same client with another retry policy, for calls that must not be repeated blindly.
+    #[must_use]
+    pub fn with_policy(&self, policy: RetryPolicy) -> Self {
+        Self { policy, ..self.clone() }
+    }
+
     /// `agents.create`.
     ///
     /// # Errors
@@ -269,6 +275,20 @@ impl Client {
     pub async fn get_session(&self, session_id: &str) -> Result<Session, ApiError> {
         let path = format!("/v1/sessions/{}", path_segment(session_id));
         self.call("sessions.retrieve", Method::GET, &path, &[], Body::None).await
+    }
+
+    /// `sessions.list` for one agent, newest first, one page.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn list_sessions(
+        &self,
+        agent_id: &str,
+        page: Option<&str>,
+    ) -> Result<Page<Session>, ApiError> {
+        let mut query = vec![("agent_id", agent_id), ("order", "desc")];
+        query.extend(page_query(page));
+        self.call("sessions.list", Method::GET, "/v1/sessions", &query, Body::None).await
     }
 
     /// `sessions.archive`.

@@ -6,8 +6,17 @@
 //! `agent.mcp_tool_result` per call, `agent.message`, `span.model_request_end`,
 //! `session.status_idle` (`end_turn`). A failed tool call is reported in the message.
 //!
-//! One tokio task per session, alive only while it has turns to run; events are produced one
-//! at a time (with the `event_delay_ms` fault's pause between them), never precomputed.
+//! The MCP toolset's permission policy is honoured (spec §3.1, §4.3): a tool whose policy
+//! (its `configs[]` entry, else `default_config`) is `always_ask` is emitted with
+//! `evaluated_permission: "ask"`, the model request ends, and the session goes idle with
+//! `requires_action` naming the tool use. A `user.tool_confirmation` resumes the turn from the
+//! session's state: `session.status_running`, then the tool's result (the real call on `allow`,
+//! an `is_error` result on `deny`, with no effect), a new `span.model_request_start`, and the
+//! rest of the script (which may pause again).
+//!
+//! One tokio task per session, alive only while it has turns to run or resume; a paused turn has
+//! no task. Events are produced one at a time (with the `event_delay_ms` fault's pause between
+//! them), never precomputed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +24,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::fixtures::{self, Mail};
-use super::session::SessionRt;
+use super::session::{Answer, Awaiting, Live, SessionRt};
 use super::state::SimState;
 use super::tools::{self, Caller};
+
+const FETCH: &str = "gmail_fetch_mails";
+const CREATE: &str = "googlecalendar_create_event";
+const NO_TOOLS: &str =
+    "I don't have any email or calendar tools connected, so I couldn't check your inbox.";
 
 /// What a turn needs to know about its session (copied out of the store at send time).
 #[derive(Debug)]
@@ -39,19 +53,47 @@ enum Stop {
     Interrupted,
 }
 
-/// Runs queued turns until none is left.
+/// What the agent task does next.
+#[derive(Debug)]
+enum Work {
+    /// Answer a queued `user.message`.
+    Fresh,
+    /// Resume the turn paused on this tool use, with the user's answer.
+    Resume(Box<str>, Answer),
+}
+
+/// What the scripted model decides after its last step.
+#[derive(Debug)]
+enum Next {
+    Call(&'static str, Value),
+    Say(String),
+}
+
+/// How a tool use ended.
+#[derive(Debug)]
+enum Outcome {
+    Done(Value),
+    Failed(String),
+    /// Denied by the user, with the optional `deny_message`.
+    Denied(Option<Box<str>>),
+}
+
+/// The agent's MCP toolset: its server's name and URL, and the toolset (for its policies).
+#[derive(Debug, Clone, Copy)]
+struct Toolset<'a> {
+    server: &'a str,
+    url: &'a str,
+    tool: &'a Value,
+}
+
+/// Runs queued turns and confirmed resumptions until none is left.
 pub(crate) async fn run(state: Arc<SimState>, turn: Turn) {
-    loop {
-        {
-            let mut live = turn.rt.lock();
-            if live.pending_turns == 0 || live.closed || state.cancel.is_cancelled() {
-                live.agent_running = false;
-                return;
-            }
-            live.pending_turns -= 1;
-            live.interrupted = false;
-        }
-        match one_turn(&state, &turn).await {
+    while let Some(work) = next_work(&state, &turn) {
+        let result = match work {
+            Work::Fresh => one_turn(&state, &turn).await,
+            Work::Resume(tool_use_id, answer) => resume(&state, &turn, &tool_use_id, answer).await,
+        };
+        match result {
             Ok(()) => {}
             Err(Stop::Interrupted) => go_idle(&state, &turn),
             Err(Stop::Gone) => {
@@ -60,6 +102,31 @@ pub(crate) async fn run(state: Arc<SimState>, turn: Turn) {
             }
         }
     }
+}
+
+/// Takes the next piece of work off the session, or releases it (the check and the flag share
+/// the session lock, so a request that queues work either sees the task or starts one).
+fn next_work(state: &SimState, turn: &Turn) -> Option<Work> {
+    let mut live = turn.rt.lock();
+    if live.closed || state.cancel.is_cancelled() {
+        live.agent_running = false;
+        return None;
+    }
+    if let Some(Awaiting { tool_use_id, answer: Some(answer) }) =
+        live.awaiting.take_if(|awaiting| awaiting.answer.is_some())
+    {
+        live.interrupted = false;
+        return Some(Work::Resume(tool_use_id, answer));
+    }
+    if live.pending_turns > 0 {
+        live.pending_turns -= 1;
+        live.interrupted = false;
+        // A new message supersedes a tool use still waiting for its confirmation.
+        live.awaiting = None;
+        return Some(Work::Fresh);
+    }
+    live.agent_running = false;
+    None
 }
 
 fn go_idle(state: &SimState, turn: &Turn) {
@@ -72,6 +139,16 @@ fn go_idle(state: &SimState, turn: &Turn) {
 
 /// Appends one event, then pauses (the `event_delay_ms` fault) or yields to other sessions.
 async fn emit(state: &SimState, turn: &Turn, event: Value) -> Result<String, Stop> {
+    emit_then(state, turn, event, |_, _| {}).await
+}
+
+/// [`emit`], recording `then` on the session under the lock that appends the event.
+async fn emit_then(
+    state: &SimState,
+    turn: &Turn,
+    event: Value,
+    then: impl FnOnce(&mut Live, &str),
+) -> Result<String, Stop> {
     {
         let live = turn.rt.lock();
         if live.closed || state.cancel.is_cancelled() {
@@ -81,7 +158,7 @@ async fn emit(state: &SimState, turn: &Turn, event: Value) -> Result<String, Sto
             return Err(Stop::Interrupted);
         }
     }
-    let id = turn.rt.append(&state.ids, event);
+    let id = turn.rt.append_then(&state.ids, event, then);
     match turn.delay {
         Some(delay) => tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -92,101 +169,248 @@ async fn emit(state: &SimState, turn: &Turn, event: Value) -> Result<String, Sto
     Ok(id)
 }
 
-async fn one_turn(state: &SimState, turn: &Turn) -> Result<(), Stop> {
+async fn start_running(state: &SimState, turn: &Turn) -> Result<(), Stop> {
     turn.rt.set_status("running");
     emit(state, turn, json!({"type": "session.status_running"})).await?;
-    let span = emit(state, turn, json!({"type": "span.model_request_start"})).await?;
-    let text = match mcp_server(&turn.agent) {
-        Some((name, url)) => inbox_to_calendar(state, turn, &name, &url).await?,
-        None => {
-            "I don't have any email or calendar tools connected, so I couldn't check your inbox."
-                .to_owned()
-        }
-    };
-    emit(
-        state,
-        turn,
-        json!({"type": "agent.message", "content": [{"type": "text", "text": text}]}),
-    )
-    .await?;
+    Ok(())
+}
+
+async fn start_span(state: &SimState, turn: &Turn) -> Result<String, Stop> {
+    emit(state, turn, json!({"type": "span.model_request_start"})).await
+}
+
+async fn end_span(state: &SimState, turn: &Turn, span: &str) -> Result<(), Stop> {
     let usage = json!({"input_tokens": 1200, "output_tokens": 180, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0});
     emit(state, turn, json!({"type": "span.model_request_end", "model_request_start_id": span, "model_usage": usage, "is_error": false})).await?;
+    Ok(())
+}
+
+async fn one_turn(state: &SimState, turn: &Turn) -> Result<(), Stop> {
+    start_running(state, turn).await?;
+    let span = start_span(state, turn).await?;
+    let next = match toolset(&turn.agent) {
+        Some(_) => Next::Call(FETCH, json!({"query": "is:unread", "max_results": 1})),
+        None => Next::Say(NO_TOOLS.to_owned()),
+    };
+    drive(state, turn, &span, next).await
+}
+
+/// Resumes the turn paused on `tool_use_id`: the answered tool's result, then the script.
+async fn resume(
+    state: &SimState,
+    turn: &Turn,
+    tool_use_id: &str,
+    answer: Answer,
+) -> Result<(), Stop> {
+    start_running(state, turn).await?;
+    // The log is append-only and the tool use was validated when confirmed, so both are found;
+    // if not, the turn still ends cleanly.
+    let paused = turn.rt.find_event("agent.mcp_tool_use", tool_use_id);
+    let tool = paused.as_ref().and_then(|event| known_tool(event["name"].as_str()?));
+    let (Some(toolset), Some(event), Some(name)) = (toolset(&turn.agent), &paused, tool) else {
+        let span = start_span(state, turn).await?;
+        return finish(state, turn, &span, NO_TOOLS.to_owned()).await;
+    };
+    let input = &event["input"];
+    let outcome = match answer {
+        Answer::Allow => perform(state, turn, toolset, tool_use_id, name, input).await?,
+        Answer::Deny(message) => deny(state, turn, tool_use_id, name, message).await?,
+    };
+    let span = start_span(state, turn).await?;
+    drive(state, turn, &span, after(name, input, outcome)).await
+}
+
+/// Runs the script from `next` until the final message or a tool use that needs confirmation.
+async fn drive(state: &SimState, turn: &Turn, span: &str, mut next: Next) -> Result<(), Stop> {
+    let toolset = toolset(&turn.agent);
+    loop {
+        let (name, input, toolset) = match (next, toolset) {
+            (Next::Say(text), _) => return finish(state, turn, span, text).await,
+            (Next::Call(..), None) => return finish(state, turn, span, NO_TOOLS.to_owned()).await,
+            (Next::Call(name, input), Some(toolset)) => (name, input, toolset),
+        };
+        let policy = policy(toolset.tool, name);
+        if policy == "always_ask" {
+            return pause(state, turn, toolset, span, name, input).await;
+        }
+        let tool_use = json!({"type": "agent.mcp_tool_use", "name": name, "mcp_server_name": toolset.server,
+            "input": input, "evaluated_permission": "allow", "evaluation": evaluation(policy)});
+        let use_id = emit(state, turn, tool_use).await?;
+        let outcome = perform(state, turn, toolset, &use_id, name, &input).await?;
+        next = after(name, &input, outcome);
+    }
+}
+
+/// The final message, the end of the model request, and idle with `end_turn`.
+async fn finish(state: &SimState, turn: &Turn, span: &str, text: String) -> Result<(), Stop> {
+    let message = json!({"type": "agent.message", "content": [{"type": "text", "text": text}]});
+    emit(state, turn, message).await?;
+    end_span(state, turn, span).await?;
     turn.rt.set_status("idle");
     emit(state, turn, json!({"type": "session.status_idle", "stop_reason": {"type": "end_turn"}}))
         .await?;
     Ok(())
 }
 
-/// The first MCP server an enabled `mcp_toolset` uses: (name, url).
-fn mcp_server(agent: &Value) -> Option<(String, String)> {
-    let tools = agent["tools"].as_array()?;
-    let servers = agent["mcp_servers"].as_array()?;
-    tools
-        .iter()
-        .filter(|tool| tool["type"] == "mcp_toolset" && tool["default_config"]["enabled"] != false)
-        .find_map(|tool| servers.iter().find(|server| server["name"] == tool["mcp_server_name"]))
-        .and_then(|server| {
-            Some((server["name"].as_str()?.to_owned(), server["url"].as_str()?.to_owned()))
-        })
-}
-
-/// The guide's task: the newest unread email → summary → calendar event. Returns the text of
-/// the agent's message.
-async fn inbox_to_calendar(
+/// Emits the tool use with `ask` (recorded as awaiting under the same lock, so an immediate
+/// confirmation finds it), ends the model request and goes idle with `requires_action`.
+async fn pause(
     state: &SimState,
     turn: &Turn,
-    server: &str,
-    url: &str,
-) -> Result<String, Stop> {
+    toolset: Toolset<'_>,
+    span: &str,
+    name: &str,
+    input: Value,
+) -> Result<(), Stop> {
+    let tool_use = json!({"type": "agent.mcp_tool_use", "name": name, "mcp_server_name": toolset.server,
+        "input": input, "evaluated_permission": "ask", "evaluation": {"type": "always_ask"}});
+    let use_id = emit_then(state, turn, tool_use, |live, id| {
+        live.awaiting = Some(Awaiting { tool_use_id: id.into(), answer: None });
+    })
+    .await?;
+    end_span(state, turn, span).await?;
+    turn.rt.set_status("idle");
+    let stop_reason = json!({"type": "requires_action", "event_ids": [use_id]});
+    emit(state, turn, json!({"type": "session.status_idle", "stop_reason": stop_reason})).await?;
+    Ok(())
+}
+
+/// Calls the tool for real and emits its result.
+async fn perform(
+    state: &SimState,
+    turn: &Turn,
+    toolset: Toolset<'_>,
+    use_id: &str,
+    name: &'static str,
+    input: &Value,
+) -> Result<Outcome, Stop> {
     let caller = Caller {
         session_id: &turn.session_id,
         vault_ids: &turn.vault_ids,
         user: turn.user.as_deref(),
         rt: &turn.rt,
     };
-    let input = json!({"query": "is:unread", "max_results": 1});
-    let fetched = call_tool(state, turn, &caller, server, url, "gmail_fetch_mails", input).await?;
-    let mail = match fetched {
-        Err(error) => return Ok(format!("I couldn't read your email: the MCP server rejected the gmail_fetch_mails call ({error}). Please reconnect your accounts and try again.")),
-        Ok(result) => match result["messages"].get(0).cloned().map(serde_json::from_value::<Mail>) {
-            Some(Ok(mail)) => mail,
-            _ => return Ok("You have no unread email, so there was nothing to summarise and I did not create a calendar event.".to_owned()),
-        },
-    };
-    let summary = fixtures::summarize(&mail);
-    let title = format!("Action Required: {}", mail.subject);
-    let input = json!({"calendar_id": "primary", "summary": title, "description": summary, "start_datetime": tools::next_morning(&mail.received_at), "event_duration_minutes": 30});
-    let created =
-        call_tool(state, turn, &caller, server, url, "googlecalendar_create_event", input).await?;
-    Ok(match created {
-        Ok(_) => {
-            format!("{summary}\n\nI created the calendar event \"{title}\" with this summary.")
-        }
-        Err(error) => {
-            format!("{summary}\n\nI could not create the calendar event \"{title}\": {error}.")
-        }
-    })
-}
-
-/// Emits the tool use, calls the tool, emits its result.
-async fn call_tool(
-    state: &SimState,
-    turn: &Turn,
-    caller: &Caller<'_>,
-    server: &str,
-    url: &str,
-    name: &'static str,
-    input: Value,
-) -> Result<Result<Value, String>, Stop> {
-    let tool_use = json!({"type": "agent.mcp_tool_use", "name": name, "mcp_server_name": server, "input": input,
-        "evaluated_permission": "allow", "evaluation": {"type": "always_allow"}});
-    let use_id = emit(state, turn, tool_use).await?;
-    let result = tools::call(state, caller, url, name, &input);
+    let result = tools::call(state, &caller, toolset.url, name, input);
     let (text, is_error) = match &result {
         Ok(value) => (value.to_string(), false),
         Err(error) => (error.clone(), true),
     };
-    let event = json!({"type": "agent.mcp_tool_result", "mcp_tool_use_id": use_id, "content": [{"type": "text", "text": text}], "is_error": is_error});
-    emit(state, turn, event).await?;
-    Ok(result)
+    emit(state, turn, tool_result(use_id, &text, is_error)).await?;
+    Ok(match result {
+        Ok(value) => Outcome::Done(value),
+        Err(error) => Outcome::Failed(error),
+    })
+}
+
+/// Emits the error result of a denied tool use; the tool is not called.
+async fn deny(
+    state: &SimState,
+    turn: &Turn,
+    use_id: &str,
+    name: &str,
+    message: Option<Box<str>>,
+) -> Result<Outcome, Stop> {
+    let text = format!("The user denied permission to call {name}{}", reason(message.as_deref()));
+    emit(state, turn, tool_result(use_id, &text, true)).await?;
+    Ok(Outcome::Denied(message))
+}
+
+fn tool_result(use_id: &str, text: &str, is_error: bool) -> Value {
+    json!({"type": "agent.mcp_tool_result", "mcp_tool_use_id": use_id, "content": [{"type": "text", "text": text}], "is_error": is_error})
+}
+
+/// `: <deny_message>.` or `.`.
+fn reason(message: Option<&str>) -> String {
+    let message = message.map(|m| m.trim().trim_end_matches('.')).filter(|m| !m.is_empty());
+    message.map_or_else(|| ".".to_owned(), |m| format!(": {m}."))
+}
+
+/// The script: what the agent does after `name` ended with `outcome`.
+fn after(name: &str, input: &Value, outcome: Outcome) -> Next {
+    if name == FETCH { after_fetch(outcome) } else { after_create(input, outcome) }
+}
+
+fn after_fetch(outcome: Outcome) -> Next {
+    let result = match outcome {
+        Outcome::Done(result) => result,
+        Outcome::Failed(error) => {
+            return Next::Say(format!(
+                "I couldn't read your email: the MCP server rejected the gmail_fetch_mails call ({error}). Please reconnect your accounts and try again."
+            ));
+        }
+        Outcome::Denied(message) => {
+            return Next::Say(format!(
+                "I couldn't read your email because you denied the gmail_fetch_mails call{} I did not create a calendar event.",
+                reason(message.as_deref())
+            ));
+        }
+    };
+    match result["messages"].get(0).cloned().map(serde_json::from_value::<Mail>) {
+        Some(Ok(mail)) => Next::Call(CREATE, event_input(&mail)),
+        _ => Next::Say("You have no unread email, so there was nothing to summarise and I did not create a calendar event.".to_owned()),
+    }
+}
+
+/// The calendar event for `mail`: its title is the `summary`, the email's summary the
+/// `description` (read back by [`after_create`], so a resumed turn needs nothing else).
+fn event_input(mail: &Mail) -> Value {
+    let summary = fixtures::summarize(mail);
+    let title = format!("Action Required: {}", mail.subject);
+    json!({"calendar_id": "primary", "summary": title, "description": summary, "start_datetime": tools::next_morning(&mail.received_at), "event_duration_minutes": 30})
+}
+
+fn after_create(input: &Value, outcome: Outcome) -> Next {
+    let summary = input["description"].as_str().unwrap_or_default();
+    let title = input["summary"].as_str().unwrap_or_default();
+    Next::Say(match outcome {
+        Outcome::Done(_) => {
+            format!("{summary}\n\nI created the calendar event \"{title}\" with this summary.")
+        }
+        Outcome::Failed(error) => {
+            format!("{summary}\n\nI could not create the calendar event \"{title}\": {error}.")
+        }
+        Outcome::Denied(message) => format!(
+            "{summary}\n\nI did not create the calendar event \"{title}\" because you denied the googlecalendar_create_event call{}",
+            reason(message.as_deref())
+        ),
+    })
+}
+
+/// The tool names the script uses, as the audit's `&'static str`.
+fn known_tool(name: &str) -> Option<&'static str> {
+    [FETCH, CREATE].into_iter().find(|known| *known == name)
+}
+
+/// The first enabled `mcp_toolset` whose MCP server the agent declares.
+fn toolset(agent: &Value) -> Option<Toolset<'_>> {
+    let servers = agent["mcp_servers"].as_array()?;
+    agent["tools"]
+        .as_array()?
+        .iter()
+        .filter(|tool| tool["type"] == "mcp_toolset" && tool["default_config"]["enabled"] != false)
+        .find_map(|tool| {
+            let server = servers.iter().find(|server| server["name"] == tool["mcp_server_name"])?;
+            Some(Toolset { server: server["name"].as_str()?, url: server["url"].as_str()?, tool })
+        })
+}
+
+/// The permission policy of `name` in `toolset`: its `configs[]` entry, else the default (the
+/// documented MCP default, `always_ask`, when neither says).
+fn policy<'a>(toolset: &'a Value, name: &str) -> &'a str {
+    toolset["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|config| config["name"] == name)
+        .and_then(|config| config["permission_policy"]["type"].as_str())
+        .or_else(|| toolset["default_config"]["permission_policy"]["type"].as_str())
+        .unwrap_or("always_ask")
+}
+
+/// The `evaluation` of an allowed tool use under `policy`.
+fn evaluation(policy: &str) -> Value {
+    match policy {
+        "auto" => json!({"type": "auto", "evaluated_permission": {"type": "allow"}}),
+        _ => json!({"type": "always_allow"}),
+    }
 }

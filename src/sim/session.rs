@@ -1,5 +1,6 @@
-//! The live part of one simulated Anthropic session: its event log, status, queued turns and
-//! audit counters, plus the change signal the SSE streams wait on.
+//! The live part of one simulated Anthropic session: its event log, status, queued turns, the
+//! tool use waiting for a `user.tool_confirmation`, and audit counters, plus the change signal
+//! the SSE streams wait on.
 //!
 //! Concurrency: each session has its own std `Mutex` (never held across `.await`), so the hot
 //! path — the agent appending events, streams reading them — never touches the global store
@@ -40,6 +41,25 @@ pub(crate) struct SessionAudit {
     pub(crate) token_subjects: Vec<String>,
 }
 
+/// The answer of a `user.tool_confirmation`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Answer {
+    Allow,
+    /// With the optional `deny_message`.
+    Deny(Option<Box<str>>),
+}
+
+/// A tool use of an `always_ask` toolset, paused until the user confirms it. Only its event id
+/// is kept: the tool's name and input are read back from the log when the turn resumes, so a
+/// paused session holds a few bytes and no task.
+#[derive(Debug, Clone)]
+pub(crate) struct Awaiting {
+    /// The `agent.mcp_tool_use` event's id, which `tool_use_id` must name.
+    pub(crate) tool_use_id: Box<str>,
+    /// Set by the confirmation; the agent task takes it and resumes the turn.
+    pub(crate) answer: Option<Answer>,
+}
+
 /// The mutable state of a session.
 #[derive(Debug)]
 pub(crate) struct Live {
@@ -52,6 +72,8 @@ pub(crate) struct Live {
     /// Whether an agent task owns this session now (at most one at a time).
     pub(crate) agent_running: bool,
     pub(crate) interrupted: bool,
+    /// The tool use waiting for confirmation, if the turn is paused on one.
+    pub(crate) awaiting: Option<Awaiting>,
     /// Deleted or reset: streams end and the API answers 404.
     pub(crate) closed: bool,
     pub(crate) audit: SessionAudit,
@@ -73,6 +95,7 @@ impl SessionRt {
             pending_turns: 0,
             agent_running: false,
             interrupted: false,
+            awaiting: None,
             closed: false,
             audit: SessionAudit::default(),
         };
@@ -86,20 +109,43 @@ impl SessionRt {
     }
 
     /// Appends an event (adding `id` and `processed_at`), wakes the streams, returns the id.
-    pub(crate) fn append(&self, ids: &IdGen, mut event: Value) -> String {
-        let id = ids.anthropic("sevt");
-        let processed_at = Utc::now();
-        event["id"] = json!(id);
-        event["processed_at"] = json!(ids::rfc3339(processed_at));
-        let kind: Box<str> = event["type"].as_str().unwrap_or("unknown").into();
-        let stored = StoredEvent { kind, processed_at, json: event.to_string().into() };
-        let len = {
+    pub(crate) fn append(&self, ids: &IdGen, event: Value) -> String {
+        self.append_then(ids, event, |_, _| {})
+    }
+
+    /// [`append`](Self::append), running `then` with the new id under the same lock, so no
+    /// request sees the event without what `then` records about it.
+    pub(crate) fn append_then(
+        &self,
+        ids: &IdGen,
+        event: Value,
+        then: impl FnOnce(&mut Live, &str),
+    ) -> String {
+        let id = {
             let mut live = self.lock();
-            live.events.push(stored);
-            live.events.len()
+            let id = push(&mut live, ids, event);
+            then(&mut live, &id);
+            id
         };
-        self.changed.send_replace(len);
+        self.notify();
         id
+    }
+
+    /// Wakes the streams after events were pushed under a held lock (see [`push`]).
+    pub(crate) fn notify(&self) {
+        let len = self.lock().events.len();
+        self.changed.send_replace(len);
+    }
+
+    /// The stored event `id` as JSON, searched from the newest (the ones looked up are recent).
+    pub(crate) fn find_event(&self, kind: &str, id: &str) -> Option<Value> {
+        let live = self.lock();
+        live.events
+            .iter()
+            .rev()
+            .filter(|event| &*event.kind == kind)
+            .filter_map(|event| serde_json::from_str::<Value>(&event.json).ok())
+            .find(|event| event["id"] == id)
     }
 
     /// Sets the status; the caller emits the matching status event.
@@ -136,6 +182,18 @@ impl SessionRt {
     pub(crate) fn len(&self) -> usize {
         self.lock().events.len()
     }
+}
+
+/// Pushes an event (adding `id` and `processed_at`) under a held lock and returns its id; the
+/// caller must call [`SessionRt::notify`] once the lock is released.
+pub(crate) fn push(live: &mut Live, ids: &IdGen, mut event: Value) -> String {
+    let id = ids.anthropic("sevt");
+    let processed_at = Utc::now();
+    event["id"] = json!(id);
+    event["processed_at"] = json!(ids::rfc3339(processed_at));
+    let kind: Box<str> = event["type"].as_str().unwrap_or("unknown").into();
+    live.events.push(StoredEvent { kind, processed_at, json: event.to_string().into() });
+    id
 }
 
 /// An event as (type, JSON), ready to frame.

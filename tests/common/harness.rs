@@ -2,6 +2,8 @@
 //! loaded from the shipped `jobs.toml` the way the binary loads it, and helpers to run the
 //! `agentcron` binary.
 
+#[path = "app.rs"]
+pub mod app;
 #[path = "redis.rs"]
 mod redis_ns;
 #[path = "sim.rs"]

@@ -199,6 +199,38 @@ impl SimClient {
         }
     }
 
+    /// An agent like the guide's whose `mcp_toolset` on `setup`'s server has `toolset`'s fields
+    /// (`default_config`, `configs`) merged in; returns its id.
+    pub async fn create_agent_with_toolset(&self, setup: &Setup, toolset: Value) -> String {
+        let mut mcp = json!({"type": "mcp_toolset", "mcp_server_name": "email-calendar-mcp"});
+        for (key, value) in toolset.as_object().unwrap() {
+            mcp[key] = value.clone();
+        }
+        let agent = json!({"name": "Email Meeting Manager", "model": "claude-haiku-4-5-20251001",
+            "mcp_servers": [{"type": "url", "name": "email-calendar-mcp", "url": setup.server_url}],
+            "tools": [{"type": "agent_toolset_20260401"}, mcp]});
+        let (status, agent) = self.anthropic(Method::POST, "/v1/agents", Some(agent)).await;
+        assert_eq!(status, 200, "{agent}");
+        agent["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends a `user.tool_confirmation` (`result` is `allow` or `deny`).
+    pub async fn confirm_tool(
+        &self,
+        session_id: &str,
+        tool_use_id: &str,
+        result: &str,
+        deny_message: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut event =
+            json!({"type": "user.tool_confirmation", "tool_use_id": tool_use_id, "result": result});
+        if let Some(message) = deny_message {
+            event["deny_message"] = json!(message);
+        }
+        let body = json!({"events": [event]});
+        self.anthropic(Method::POST, &format!("/v1/sessions/{session_id}/events"), Some(body)).await
+    }
+
     /// A session token for `user` on `config_id`.
     pub async fn mint(&self, sk: &str, config_id: &str, user: &str, expiry_secs: u64) -> String {
         let body = json!({"identifier": user, "expiry": format!("{expiry_secs}s")});

@@ -137,7 +137,7 @@ fn config_check_json_and_secrets_flag() {
 
 #[test]
 fn unfinished_subcommands_say_so_and_exit_2() {
-    let output = agentcron(&["schedules"], &[], &repo_root());
+    let output = agentcron(&["bench", "queue"], &[], &repo_root());
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output).1.contains("not yet available"));
 

@@ -194,6 +194,8 @@ pub struct Session {
     pub metadata: serde_json::Map<String, Value>,
     /// Vaults.
     pub vault_ids: Vec<String>,
+    /// RFC 3339.
+    pub created_at: Option<String>,
     /// Set when archived.
     pub archived_at: Option<String>,
 }

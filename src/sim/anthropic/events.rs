@@ -3,7 +3,9 @@
 //! default, `types[]` and `created_at[…]` filters on `processed_at`), and the hand-off to the
 //! scripted agent. Every `user.message` queues one agent turn; a second one in a session is an
 //! audit violation (agentcron promises exactly one per run) but is still answered, as the real
-//! API would. Sending to an archived session is a 409.
+//! API would. A `user.tool_confirmation` must name the tool use the session's paused turn waits
+//! on (else 400); it resumes that turn, and is not a `user.message` for the audit. A
+//! `user.interrupt` drops an unanswered tool use. Sending to an archived session is a 409.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use crate::sim::audit;
 use crate::sim::error::AnthropicError;
 use crate::sim::faults::Effects;
 use crate::sim::query::Params;
+use crate::sim::session::{self, Answer, Live};
 use crate::sim::state::SimState;
 
 /// Events a client may send.
@@ -82,11 +85,30 @@ pub(crate) fn send_events(
             delay,
         })
     })?;
+    let (echoed, n_messages, confirmed) = {
+        let mut live = turn.rt.lock();
+        check_confirmations(&live, events)?;
+        record(state, &mut live, events)
+    };
+    turn.rt.notify();
+    if n_messages > 0 {
+        count_messages(state, &turn, n_messages);
+    }
+    if n_messages > 0 || confirmed {
+        start_turns(state, turn, n_messages);
+    }
+    Ok(echoed)
+}
+
+/// Appends `events` to the log under the session lock and applies them; returns the echoes,
+/// the number of `user.message`s and whether a tool use was confirmed.
+fn record(state: &SimState, live: &mut Live, events: &[Value]) -> (Vec<Value>, u32, bool) {
     let mut echoed = Vec::with_capacity(events.len());
     let mut n_messages = 0;
+    let mut confirmed = false;
     for event in events {
         let kind = event["type"].as_str().unwrap_or_default();
-        let id = turn.rt.append(&state.ids, event.clone());
+        let id = session::push(live, &state.ids, event.clone());
         let mut echo = event.clone();
         echo["id"] = json!(id);
         // Results and outcomes are processed on receipt; the rest is queued (spec §4.1).
@@ -96,15 +118,53 @@ pub(crate) fn send_events(
         echoed.push(echo);
         match kind {
             "user.message" => n_messages += 1,
-            "user.interrupt" => turn.rt.lock().interrupted = true,
+            "user.interrupt" => interrupt(live),
+            "user.tool_confirmation" => confirmed |= confirm(live, event),
             _ => {}
         }
     }
-    if n_messages > 0 {
-        count_messages(state, &turn, n_messages);
-        start_turns(state, turn, n_messages);
+    (echoed, n_messages, confirmed)
+}
+
+/// Stops the running turn at its next event; a tool use still waiting is dropped.
+fn interrupt(live: &mut Live) {
+    live.interrupted = true;
+    if live.awaiting.as_ref().is_some_and(|awaiting| awaiting.answer.is_none()) {
+        live.awaiting = None;
     }
-    Ok(echoed)
+}
+
+/// Records the answer on the awaited tool use; false if it is no longer awaited (an interrupt
+/// earlier in the same batch).
+fn confirm(live: &mut Live, event: &Value) -> bool {
+    let answer = if event["result"] == "allow" {
+        Answer::Allow
+    } else {
+        Answer::Deny(event["deny_message"].as_str().map(Box::from))
+    };
+    match live.awaiting.as_mut() {
+        Some(awaiting) if *awaiting.tool_use_id == event["tool_use_id"] => {
+            awaiting.answer = Some(answer);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Every `user.tool_confirmation` must name the tool use the session waits on, once.
+fn check_confirmations(live: &Live, events: &[Value]) -> Result<(), AnthropicError> {
+    let mut answered = live.awaiting.as_ref().is_some_and(|awaiting| awaiting.answer.is_some());
+    for event in events.iter().filter(|event| event["type"] == "user.tool_confirmation") {
+        let id = event["tool_use_id"].as_str().unwrap_or_default();
+        let awaited = live.awaiting.as_ref().is_some_and(|awaiting| &*awaiting.tool_use_id == id);
+        if !awaited || answered {
+            return Err(AnthropicError::invalid(format!(
+                "tool_use_id: {id} is not a tool use awaiting confirmation in this session"
+            )));
+        }
+        answered = true;
+    }
+    Ok(())
 }
 
 fn check_event(event: &Value) -> Result<(), AnthropicError> {
@@ -130,6 +190,26 @@ fn check_event(event: &Value) -> Result<(), AnthropicError> {
             }
         }
     }
+    if kind == "user.tool_confirmation" {
+        check_confirmation_fields(event)?;
+    }
+    Ok(())
+}
+
+fn check_confirmation_fields(event: &Value) -> Result<(), AnthropicError> {
+    if event["tool_use_id"].as_str().is_none_or(str::is_empty) {
+        return Err(AnthropicError::invalid("user.tool_confirmation.tool_use_id: Field required"));
+    }
+    if !matches!(event["result"].as_str(), Some("allow" | "deny")) {
+        return Err(AnthropicError::invalid(
+            "user.tool_confirmation.result: must be \"allow\" or \"deny\"",
+        ));
+    }
+    if !(event["deny_message"].is_null() || event["deny_message"].is_string()) {
+        return Err(AnthropicError::invalid(
+            "user.tool_confirmation.deny_message: must be a string",
+        ));
+    }
     Ok(())
 }
 
@@ -149,8 +229,9 @@ fn count_messages(state: &SimState, turn: &Turn, n_messages: u32) {
     }
 }
 
-/// Queues `n_turns` agent turns, and starts the agent task unless one is already running (it
-/// drains the queue before it exits; the check and the flag share the session lock).
+/// Queues `n_turns` agent turns (0 when only a confirmed tool use is to resume), and starts the
+/// agent task unless one is already running (it drains the queue and resumes any confirmed
+/// tool use before it exits; the check and the flag share the session lock).
 pub(crate) fn start_turns(state: &Arc<SimState>, turn: Turn, n_turns: u32) {
     {
         let mut live = turn.rt.lock();

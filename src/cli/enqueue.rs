@@ -1,0 +1,101 @@
+//! `agentcron enqueue`: create runs for users now (or at `--at`) and print their run ids.
+//! A run id that exists already is reported as such and not queued again.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+
+use super::{EnqueueArgs, exit};
+use crate::config::{self, Env};
+use crate::queue::{Enqueued, NewRun, Queue};
+
+/// Enqueues and prints; exit 2 on bad arguments, 1 when Redis fails.
+pub(super) async fn run(flag: Option<&Path>, args: &EnqueueArgs) -> anyhow::Result<ExitCode> {
+    let runs = match runs(args) {
+        Ok(runs) => runs,
+        Err(error) => {
+            eprintln!("agentcron enqueue: {error:#}");
+            return Ok(ExitCode::from(exit::USAGE));
+        }
+    };
+    let env = Env::from_process();
+    let path = config::resolve_path(flag, &env);
+    let config =
+        config::load(&path, &env).with_context(|| format!("loading {}", path.display()))?;
+    let queue = Queue::connect(&config.redis).await.context("connecting to Redis")?;
+    let enqueued = queue.enqueue(&runs, "cli").await.context("enqueueing runs")?;
+    print(&enqueued, args.json)?;
+    Ok(ExitCode::from(exit::OK))
+}
+
+/// The runs the arguments ask for, validated before anything is written.
+fn runs(args: &EnqueueArgs) -> anyhow::Result<Vec<NewRun>> {
+    let mut users = args.users.clone();
+    if let Some(file) = &args.from_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading users from {}", file.display()))?;
+        users.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    anyhow::ensure!(!users.is_empty(), "name at least one user, or --from-file");
+    anyhow::ensure!(
+        args.run_id.is_none() || users.len() == 1,
+        "--run-id needs exactly one user (got {})",
+        users.len()
+    );
+    let not_before_ms = args.at.as_deref().map(parse_at).transpose()?;
+    let runs = users
+        .into_iter()
+        .map(|user| NewRun {
+            run_id: args.run_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            user,
+            schedule: None,
+            prompt: args.prompt.clone(),
+            not_before_ms,
+        })
+        .collect();
+    Ok(runs)
+}
+
+/// `--at`: an RFC 3339 time, or a delay from now such as `10m`.
+fn parse_at(at: &str) -> anyhow::Result<i64> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(at) {
+        return Ok(time.timestamp_millis());
+    }
+    let delay: Duration = humantime::parse_duration(at)
+        .with_context(|| format!("--at `{at}` is neither an RFC 3339 time nor a delay like 10m"))?;
+    Ok(crate::queue::unix_ms(SystemTime::now() + delay))
+}
+
+fn print(enqueued: &[Enqueued], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(enqueued)?);
+        return Ok(());
+    }
+    println!("{:<40}  {:<8}  USER", "RUN ID", "STATUS");
+    for run in enqueued {
+        let status = if run.created { "queued" } else { "exists" };
+        println!("{:<40}  {status:<8}  {}", run.run_id, run.user);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_accepts_times_and_delays() {
+        assert_eq!(parse_at("1970-01-01T00:00:02Z").unwrap(), 2000);
+        let soon = parse_at("10m").unwrap();
+        let now = crate::queue::unix_ms(SystemTime::now());
+        assert!((now + 590_000..=now + 610_000).contains(&soon));
+        assert!(parse_at("tomorrow").is_err());
+    }
+}

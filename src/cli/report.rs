@@ -1,0 +1,361 @@
+//! The operator's reports: `status`, `runs`, `run`, `transcript`, `notices`. Aligned tables
+//! (colour only on a terminal) or `--json` for scripts; the data comes from `ops::report`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{TimeZone, Utc};
+use serde_json::Value;
+
+use super::setup::{load_config, redis};
+use super::{NoticesArgs, ReportArgs, RunIdArgs, RunsArgs, TranscriptArgs, exit};
+use crate::ops::report::{self, RunFilter, RunSummary};
+use crate::queue::RunState;
+use crate::queue::keys::Keys;
+use crate::records::transcript;
+use crate::telemetry::Redactor;
+
+/// ANSI styling, only when stdout is a terminal.
+struct Style {
+    on: bool,
+}
+
+impl Style {
+    fn detect() -> Self {
+        Self { on: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.on { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+    }
+
+    fn bold(&self, text: &str) -> String {
+        self.paint("1", text)
+    }
+
+    fn state(&self, state: &str) -> String {
+        let code = match state {
+            "succeeded" => "32",
+            "dead" | "failed" => "31",
+            "needs_auth" => "33",
+            "running" => "36",
+            _ => "0",
+        };
+        self.paint(code, state)
+    }
+}
+
+fn time(ms: Option<i64>) -> String {
+    ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+        .map_or_else(|| "-".to_owned(), |at| at.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+/// Prints rows as aligned columns under a header.
+fn table(style: &Style, header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = widths[i]))
+            .collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    println!("{}", style.bold(&line(header.iter().map(|h| (*h).to_owned()).collect())));
+    for row in rows {
+        println!("{}", line(row.clone()));
+    }
+}
+
+async fn connect(
+    flag: Option<&Path>,
+    redactor: &Redactor,
+) -> anyhow::Result<(std::sync::Arc<crate::config::Config>, redis::aio::ConnectionManager, Keys)> {
+    let config = load_config(flag, redactor)?;
+    let conn = redis(&config).await?;
+    let keys = Keys::new(config.redis.prefix.clone());
+    Ok((config, conn, keys))
+}
+
+fn print_json(value: &impl serde::Serialize, redactor: &Redactor) -> anyhow::Result<()> {
+    println!("{}", redactor.redact(&serde_json::to_string_pretty(value)?));
+    Ok(())
+}
+
+/// `agentcron status`.
+pub(super) async fn status(
+    flag: Option<&Path>,
+    args: &ReportArgs,
+    redactor: &Redactor,
+) -> anyhow::Result<ExitCode> {
+    let (config, mut conn, keys) = connect(flag, redactor).await?;
+    let status = report::status(&mut conn, &keys, &config).await.context("reading status")?;
+    if args.json {
+        print_json(&status, redactor)?;
+        return Ok(ExitCode::from(exit::OK));
+    }
+    let style = Style::detect();
+    println!("{}", style.bold(&format!("Workers ({})", status.workers.len())));
+    let rows: Vec<Vec<String>> = status
+        .workers
+        .iter()
+        .map(|w| {
+            let field = |name: &str| {
+                w.heartbeat
+                    .get(name)
+                    .map(|v| v.to_string().trim_matches('"').to_owned())
+                    .unwrap_or_default()
+            };
+            let expires = w.lease_expires_at_ms.map_or("-".to_owned(), |at| {
+                format!("{:+.1}s", (at - status.at_ms) as f64 / 1000.0)
+            });
+            vec![w.id.clone(), field("in_flight"), expires]
+        })
+        .collect();
+    table(&style, &["WORKER", "IN FLIGHT", "LEASE"], &rows);
+    let q = &status.queue;
+    println!("\n{}", style.bold("Queue"));
+    println!(
+        "pending {}  scheduled {}  running {}  dead {}  rejected {}  intake {}",
+        q.pending, q.scheduled, q.running, q.dead, q.rejected, q.intake
+    );
+    println!("\n{}", style.bold("Runs by state"));
+    let rows: Vec<Vec<String>> = RunState::ALL
+        .iter()
+        .map(|s| {
+            let name = s.as_str();
+            vec![
+                style.state(name),
+                status.runs_last_hour.get(name).copied().unwrap_or(0).to_string(),
+                status.runs_last_day.get(name).copied().unwrap_or(0).to_string(),
+            ]
+        })
+        .collect();
+    table(&style, &["STATE", "LAST HOUR", "LAST DAY"], &rows);
+    println!("\n{} {}", style.bold("Open notices:"), status.notices_open);
+    if !status.recent_failures.is_empty() {
+        println!("\n{}", style.bold("Latest failures"));
+        let rows: Vec<Vec<String>> = status
+            .recent_failures
+            .iter()
+            .map(|r| {
+                vec![
+                    r.run_id.clone(),
+                    style.state(&r.state),
+                    r.error_class.clone().unwrap_or_default(),
+                    r.last_error.clone().unwrap_or_default().chars().take(80).collect(),
+                ]
+            })
+            .collect();
+        table(&style, &["RUN", "STATE", "CLASS", "ERROR"], &rows);
+    }
+    if !status.next_ticks.is_empty() {
+        println!("\n{}", style.bold("Next ticks"));
+        let rows: Vec<Vec<String>> = status
+            .next_ticks
+            .iter()
+            .map(|t| vec![t.schedule.clone(), t.local.clone(), t.utc.clone()])
+            .collect();
+        table(&style, &["SCHEDULE", "LOCAL", "UTC"], &rows);
+    }
+    Ok(ExitCode::from(exit::OK))
+}
+
+/// Parses `--since`: RFC 3339, or an age such as `1h`.
+fn since(text: &str) -> anyhow::Result<i64> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.timestamp_millis());
+    }
+    let age = humantime::parse_duration(text)
+        .with_context(|| format!("--since {text:?}: expected RFC 3339 or an age such as 1h"))?;
+    Ok(crate::records::now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `agentcron runs`.
+pub(super) async fn runs(
+    flag: Option<&Path>,
+    args: &RunsArgs,
+    redactor: &Redactor,
+) -> anyhow::Result<ExitCode> {
+    let since_ms = match args.since.as_deref().map(since).transpose() {
+        Ok(since) => since,
+        Err(error) => {
+            eprintln!("agentcron runs: {error:#}");
+            return Ok(ExitCode::from(exit::USAGE));
+        }
+    };
+    if let Some(state) = &args.state
+        && RunState::parse(state).is_none()
+    {
+        let names: Vec<_> = RunState::ALL.iter().map(|s| s.as_str()).collect();
+        eprintln!("agentcron runs: --state {state:?}: expected one of {}", names.join(", "));
+        return Ok(ExitCode::from(exit::USAGE));
+    }
+    let (_, mut conn, keys) = connect(flag, redactor).await?;
+    let filter = RunFilter {
+        user: args.user.clone(),
+        state: args.state.clone(),
+        schedule: args.schedule.clone(),
+        since_ms,
+        limit: args.limit,
+    };
+    let runs = report::runs(&mut conn, &keys, &filter).await.context("listing runs")?;
+    if args.json {
+        print_json(&runs, redactor)?;
+        return Ok(ExitCode::from(exit::OK));
+    }
+    let style = Style::detect();
+    let rows: Vec<Vec<String>> = runs.iter().map(|r| run_row(&style, r)).collect();
+    table(&style, &["RUN", "USER", "STATE", "PHASE", "ATTEMPTS", "CREATED"], &rows);
+    Ok(ExitCode::from(exit::OK))
+}
+
+fn run_row(style: &Style, run: &RunSummary) -> Vec<String> {
+    vec![
+        run.run_id.clone(),
+        run.user.clone(),
+        style.state(&run.state),
+        run.phase.clone().unwrap_or_else(|| "-".to_owned()),
+        run.attempts.to_string(),
+        time(run.created_at_ms),
+    ]
+}
+
+/// `agentcron run <id>`: exit 1 when the run does not exist.
+pub(super) async fn run(
+    flag: Option<&Path>,
+    args: &RunIdArgs,
+    redactor: &Redactor,
+) -> anyhow::Result<ExitCode> {
+    let (_, mut conn, keys) = connect(flag, redactor).await?;
+    let Some(detail) = report::run(&mut conn, &keys, &args.id).await.context("reading the run")?
+    else {
+        eprintln!("agentcron run: no run {:?}", args.id);
+        return Ok(ExitCode::from(exit::FAILURE));
+    };
+    if args.json {
+        print_json(&detail, redactor)?;
+        return Ok(ExitCode::from(exit::OK));
+    }
+    let style = Style::detect();
+    for (field, value) in &detail.record {
+        println!("{:<22} {}", style.bold(field), redactor.redact(value));
+    }
+    println!("\n{}", style.bold("Timeline"));
+    let rows: Vec<Vec<String>> = detail
+        .timeline
+        .iter()
+        .map(|span| {
+            vec![
+                span.phase.clone(),
+                time(Some(span.at_ms)),
+                span.duration_ms.map_or("-".to_owned(), |ms| format!("{ms} ms")),
+            ]
+        })
+        .collect();
+    table(&style, &["PHASE", "STARTED", "DURATION"], &rows);
+    Ok(ExitCode::from(exit::OK))
+}
+
+/// How one transcript line reads in the guide's output; `None` for lines it does not print.
+pub(crate) fn render_line(line: &Value) -> Option<String> {
+    match line["type"].as_str()? {
+        "agent.message" => {
+            let blocks = line["data"]["content"].as_array()?;
+            Some(
+                blocks
+                    .iter()
+                    .filter(|b| b["type"] == "text")
+                    .filter_map(|b| b["text"].as_str())
+                    .collect(),
+            )
+        }
+        "agent.mcp_tool_use" | "agent.tool_use" => {
+            Some(format!("\n→ {}\n", line["data"]["name"].as_str()?))
+        }
+        _ => None,
+    }
+}
+
+/// `agentcron transcript <id> [--follow]`.
+pub(super) async fn transcript(
+    flag: Option<&Path>,
+    args: &TranscriptArgs,
+    redactor: &Redactor,
+) -> anyhow::Result<ExitCode> {
+    let (_, mut conn, keys) = connect(flag, redactor).await?;
+    let mut printed = 0;
+    loop {
+        let lines = transcript::lines(&mut conn, &keys, &args.id)
+            .await
+            .context("reading the transcript")?;
+        for line in lines.iter().skip(printed) {
+            if args.json {
+                println!("{}", redactor.redact(&line.to_string()));
+            } else if let Some(text) = render_line(line) {
+                print!("{}", redactor.redact(&text));
+            }
+        }
+        printed = lines.len();
+        let state = report::run(&mut conn, &keys, &args.id)
+            .await?
+            .and_then(|d| d.record.get("state").cloned());
+        let finished = state.as_deref().and_then(RunState::parse).is_none_or(|s| s.is_terminal());
+        if !args.follow || finished {
+            if printed == 0 && state.is_none() {
+                eprintln!("agentcron transcript: no run {:?}", args.id);
+                return Ok(ExitCode::from(exit::FAILURE));
+            }
+            if !args.json {
+                println!();
+            }
+            return Ok(ExitCode::from(exit::OK));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `agentcron notices [--open|--all]`.
+pub(super) async fn notices(
+    flag: Option<&Path>,
+    args: &NoticesArgs,
+    redactor: &Redactor,
+) -> anyhow::Result<ExitCode> {
+    let (_, mut conn, keys) = connect(flag, redactor).await?;
+    let notices = report::notices(&mut conn, &keys, args.all).await.context("reading notices")?;
+    if args.json {
+        print_json(&notices, redactor)?;
+        return Ok(ExitCode::from(exit::OK));
+    }
+    let style = Style::detect();
+    let field = |n: &report::Notice, name: &str| n.fields.get(name).cloned().unwrap_or_default();
+    let rows: Vec<Vec<String>> = notices
+        .iter()
+        .map(|n| {
+            let seen = n.fields.get("last_seen_ms").and_then(|v| v.parse().ok());
+            vec![
+                n.user.clone(),
+                n.connection.clone(),
+                field(n, "status"),
+                field(n, "connection_status"),
+                field(n, "count"),
+                time(seen),
+                field(n, "auth_link"),
+            ]
+        })
+        .collect();
+    table(
+        &style,
+        &["USER", "CONNECTION", "NOTICE", "ACCOUNT", "COUNT", "LAST SEEN", "AUTH LINK"],
+        &rows,
+    );
+    Ok(ExitCode::from(exit::OK))
+}

@@ -1,0 +1,141 @@
+//! `agentcron setup` and `agentcron authorize`: the guide's build and authorize phases.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::json;
+
+use super::{AuthorizeArgs, ReportArgs, exit};
+use crate::config::{Config, Env};
+use crate::ops::setup;
+use crate::queue::keys::Keys;
+use crate::records::notice;
+use crate::telemetry::Redactor;
+
+/// Loads the configuration and requires the API credentials.
+pub(super) fn load_config(flag: Option<&Path>, redactor: &Redactor) -> anyhow::Result<Arc<Config>> {
+    let env = Env::from_process();
+    let path = crate::config::resolve_path(flag, &env);
+    let config =
+        crate::config::load(&path, &env).with_context(|| format!("loading {}", path.display()))?;
+    for secret in config.secret_values() {
+        redactor.add(secret);
+    }
+    Ok(Arc::new(config))
+}
+
+/// A reconnecting Redis connection for `config`.
+pub(super) async fn redis(config: &Config) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(config.redis.url.as_str()).context("parsing redis.url")?;
+    client.get_connection_manager().await.context("connecting to Redis")
+}
+
+/// `agentcron setup`.
+pub(super) async fn run(
+    flag: Option<&Path>,
+    args: &ReportArgs,
+    redactor: &Redactor,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(flag, redactor)?;
+    config.require_secrets()?;
+    let (scalekit, anthropic, _) = crate::run::clients(&config)?;
+    let mut conn = redis(&config).await?;
+    let keys = Keys::new(config.redis.prefix.clone());
+    let (ids, created) = setup::ensure(&config, &scalekit, &anthropic, &mut conn, &keys).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"setup": ids, "created": created}))?);
+        return Ok(ExitCode::from(exit::OK));
+    }
+    let verb = |created: bool| if created { "created" } else { "found" };
+    println!("MCP config   {}  ({})", ids.mcp_config_id, verb(created.mcp_config));
+    println!("MCP server   {}", ids.mcp_server_url);
+    println!("agent        {}  ({})", ids.agent_id, verb(created.agent));
+    println!("environment  {}  ({})", ids.environment_id, verb(created.environment));
+    println!("stored in    {}", keys.setup());
+    Ok(ExitCode::from(exit::OK))
+}
+
+/// `agentcron authorize`: prints each connection and a link for each inactive one, opening
+/// a notice for it; `--wait` polls until all are active (exit 1 on timeout).
+pub(super) async fn authorize(
+    flag: Option<&Path>,
+    args: &AuthorizeArgs,
+    redactor: &Redactor,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(flag, redactor)?;
+    config.require_secrets()?;
+    let (scalekit, _, _) = crate::run::clients(&config)?;
+    let mut conn = redis(&config).await?;
+    let keys = Keys::new(config.redis.prefix.clone());
+    let ids = setup::load(&mut conn, &keys).await?;
+    let deadline = Instant::now() + args.timeout;
+    let mut report = Vec::new();
+    for user in &args.users {
+        loop {
+            let states = scalekit.list_connected_accounts(&ids.mcp_config_id, user, false).await?;
+            let mut pending = Vec::new();
+            for connection in &config.scalekit.connections {
+                let state = states
+                    .iter()
+                    .find(|s| s.connection_name.eq_ignore_ascii_case(&connection.name));
+                let status = state
+                    .and_then(|s| s.connected_account_status.clone())
+                    .unwrap_or_else(|| "none".to_owned());
+                if state.is_some_and(|s| s.is_active()) {
+                    pending.push((connection.name.clone(), status, None));
+                    continue;
+                }
+                let link = scalekit.magic_link(user, &connection.name).await?.link;
+                notice::open(
+                    &mut conn,
+                    &keys,
+                    (user, &connection.name, &status, &link),
+                    "authorize",
+                )
+                .await?;
+                pending.push((connection.name.clone(), status, Some(link)));
+            }
+            let all_active = pending.iter().all(|(_, _, link)| link.is_none());
+            if !args.wait || all_active || Instant::now() >= deadline {
+                report.push((user.clone(), pending, all_active));
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    print_authorize(&report, args.json)?;
+    let waited_in_vain = args.wait && report.iter().any(|(_, _, all_active)| !all_active);
+    Ok(ExitCode::from(if waited_in_vain { exit::FAILURE } else { exit::OK }))
+}
+
+type Report = Vec<(String, Vec<(String, String, Option<String>)>, bool)>;
+
+fn print_authorize(report: &Report, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        let users: Vec<_> = report
+            .iter()
+            .map(|(user, connections, all_active)| {
+                let connections: Vec<_> = connections
+                    .iter()
+                    .map(|(name, status, link)| json!({"connection": name, "status": status, "auth_link": link}))
+                    .collect();
+                json!({"user": user, "all_active": all_active, "connections": connections})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json!({"users": users}))?);
+        return Ok(());
+    }
+    for (user, connections, _) in report {
+        println!("{user}");
+        for (name, status, link) in connections {
+            match link {
+                None => println!("  ✓ {name} — {status}"),
+                Some(link) => println!("  ✗ {name} — {status}; needs auth: {link}"),
+            }
+        }
+    }
+    Ok(())
+}

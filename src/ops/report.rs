@@ -1,0 +1,447 @@
+//! The data behind every report — `status`, `runs`, `run`, `transcript`, `notices` — read from
+//! Redis and shaped for both the CLI and the HTTP `/api/*` endpoints (so both always agree).
+//!
+//! Reads only. It must not change run state and must not render (that is `cli` and `http`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::queue::RunState;
+use crate::queue::keys::Keys;
+use crate::records::{self, RecordsError, notice, now_ms};
+use crate::run::Phase;
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+/// Failures shown on the status screen.
+const N_FAILURES: isize = 5;
+
+/// Queue depths.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Ready to run.
+    pub pending: u64,
+    /// Waiting for a retry or `not_before`.
+    pub scheduled: u64,
+    /// Taken by workers.
+    pub running: u64,
+    /// Dead letters.
+    pub dead: u64,
+    /// Rejected intake payloads.
+    pub rejected: u64,
+    /// Intake payloads not yet moved.
+    pub intake: u64,
+}
+
+/// One worker's heartbeat.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerInfo {
+    /// The worker id.
+    pub id: String,
+    /// What the worker last reported (host, pid, in-flight runs, times).
+    pub heartbeat: Value,
+    /// When its lease expires (unix ms); past means it is presumed dead.
+    pub lease_expires_at_ms: Option<i64>,
+}
+
+/// A run, as listed.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RunSummary {
+    /// The run id.
+    pub run_id: String,
+    /// The user.
+    pub user: String,
+    /// The schedule, if scheduled.
+    pub schedule: Option<String>,
+    /// `queued`, `running`, …
+    pub state: String,
+    /// The last phase entered.
+    pub phase: Option<String>,
+    /// Attempts started.
+    pub attempts: u64,
+    /// Creation time (unix ms).
+    pub created_at_ms: Option<i64>,
+    /// End time (unix ms).
+    pub ended_at_ms: Option<i64>,
+    /// The session.
+    pub session_id: Option<String>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Its class.
+    pub error_class: Option<String>,
+}
+
+/// The status screen.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// When this was read (unix ms).
+    pub at_ms: i64,
+    /// Workers with a heartbeat.
+    pub workers: Vec<WorkerInfo>,
+    /// Queue depths.
+    pub queue: QueueDepths,
+    /// Runs created in the last hour, by current state.
+    pub runs_last_hour: BTreeMap<String, u64>,
+    /// Runs created in the last day, by current state.
+    pub runs_last_day: BTreeMap<String, u64>,
+    /// Open notices.
+    pub notices_open: u64,
+    /// The latest dead or failed runs.
+    pub recent_failures: Vec<RunSummary>,
+    /// The next fire time of each enabled schedule.
+    pub next_ticks: Vec<NextTick>,
+}
+
+/// A schedule's next fire time.
+#[derive(Debug, Clone, Serialize)]
+pub struct NextTick {
+    /// The schedule.
+    pub schedule: String,
+    /// RFC 3339 in the schedule's zone.
+    pub local: String,
+    /// RFC 3339 in UTC.
+    pub utc: String,
+}
+
+/// Reads the status screen.
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub async fn status(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    config: &Config,
+) -> Result<Status, RecordsError> {
+    let now = now_ms();
+    let workers = workers(conn, keys).await?;
+    let queue = depths(conn, keys, &workers).await?;
+    let runs_last_hour = counts_since(conn, keys, now - HOUR_MS).await?;
+    let runs_last_day = counts_since(conn, keys, now - DAY_MS).await?;
+    let notices_open: u64 = redis::cmd("ZCARD").arg(keys.notice_index()).query_async(conn).await?;
+    let mut failed: Vec<String> = Vec::new();
+    for state in [RunState::Dead, RunState::Failed] {
+        let ids: Vec<String> = redis::cmd("ZREVRANGE")
+            .arg(keys.runs_by_state(state.as_str()))
+            .arg(0)
+            .arg(N_FAILURES - 1)
+            .query_async(conn)
+            .await?;
+        failed.extend(ids);
+    }
+    let mut recent_failures = summaries(conn, keys, &failed).await?;
+    recent_failures.sort_by_key(|run| std::cmp::Reverse(run.ended_at_ms.or(run.created_at_ms)));
+    recent_failures.truncate(usize::try_from(N_FAILURES).unwrap_or(5));
+    Ok(Status {
+        at_ms: now,
+        workers,
+        queue,
+        runs_last_hour,
+        runs_last_day,
+        notices_open,
+        recent_failures,
+        next_ticks: next_ticks(config),
+    })
+}
+
+fn next_ticks(config: &Config) -> Vec<NextTick> {
+    let now = chrono::Utc::now();
+    config
+        .schedules
+        .iter()
+        .filter(|schedule| schedule.enabled)
+        .filter_map(|schedule| {
+            let local = now.with_timezone(&schedule.timezone);
+            let next = schedule.cron.cron().find_next_occurrence(&local, false).ok()?;
+            Some(NextTick {
+                schedule: schedule.name.clone(),
+                local: next.to_rfc3339(),
+                utc: next.with_timezone(&chrono::Utc).to_rfc3339(),
+            })
+        })
+        .collect()
+}
+
+async fn workers(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+) -> Result<Vec<WorkerInfo>, RecordsError> {
+    let beats: HashMap<String, String> =
+        redis::cmd("HGETALL").arg(keys.workers()).query_async(conn).await?;
+    let leases: Vec<(String, i64)> = redis::cmd("ZRANGE")
+        .arg(keys.leases())
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(conn)
+        .await?;
+    let leases: HashMap<String, i64> = leases.into_iter().collect();
+    let mut workers: Vec<WorkerInfo> = beats
+        .into_iter()
+        .map(|(id, beat)| WorkerInfo {
+            lease_expires_at_ms: leases.get(&id).copied(),
+            heartbeat: serde_json::from_str(&beat).unwrap_or(Value::String(beat)),
+            id,
+        })
+        .collect();
+    workers.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(workers)
+}
+
+async fn depths(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    workers: &[WorkerInfo],
+) -> Result<QueueDepths, RecordsError> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("LLEN")
+        .arg(keys.ready())
+        .cmd("ZCARD")
+        .arg(keys.delayed())
+        .cmd("LLEN")
+        .arg(keys.dead())
+        .cmd("LLEN")
+        .arg(keys.rejected())
+        .cmd("LLEN")
+        .arg(keys.intake());
+    for worker in workers {
+        pipe.cmd("LLEN").arg(keys.processing(&worker.id));
+    }
+    let counts: Vec<u64> = pipe.query_async(conn).await?;
+    let running = counts.iter().skip(5).sum();
+    let at = |i: usize| counts.get(i).copied().unwrap_or(0);
+    Ok(QueueDepths {
+        pending: at(0),
+        scheduled: at(1),
+        running,
+        dead: at(2),
+        rejected: at(3),
+        intake: at(4),
+    })
+}
+
+async fn counts_since(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    since_ms: i64,
+) -> Result<BTreeMap<String, u64>, RecordsError> {
+    let mut pipe = redis::pipe();
+    for state in RunState::ALL {
+        pipe.cmd("ZCOUNT").arg(keys.runs_by_state(state.as_str())).arg(since_ms).arg("+inf");
+    }
+    let counts: Vec<u64> = pipe.query_async(conn).await?;
+    Ok(RunState::ALL.iter().zip(counts).map(|(state, n)| (state.as_str().to_owned(), n)).collect())
+}
+
+/// Summaries of `run_ids`, in order, skipping ids whose record is gone.
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub async fn summaries(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    run_ids: &[String],
+) -> Result<Vec<RunSummary>, RecordsError> {
+    let mut pipe = redis::pipe();
+    for id in run_ids {
+        pipe.cmd("HGETALL").arg(keys.run(id));
+    }
+    let records: Vec<HashMap<String, String>> = pipe.query_async(conn).await?;
+    Ok(records
+        .into_iter()
+        .filter(|fields| !fields.is_empty())
+        .map(|fields| summary(&fields))
+        .collect())
+}
+
+fn summary(fields: &HashMap<String, String>) -> RunSummary {
+    let text = |name: &str| fields.get(name).filter(|v| !v.is_empty()).cloned();
+    let int = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
+    RunSummary {
+        run_id: text("run_id").unwrap_or_default(),
+        user: text("user").unwrap_or_default(),
+        schedule: text("schedule"),
+        state: text("state").unwrap_or_default(),
+        phase: text("phase"),
+        attempts: int("attempts").and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+        created_at_ms: int("created_at_ms"),
+        ended_at_ms: int("ended_at_ms"),
+        session_id: text("session_id"),
+        last_error: text("last_error"),
+        error_class: text("error_class"),
+    }
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only this user.
+    pub user: Option<String>,
+    /// Only this state.
+    pub state: Option<String>,
+    /// Only this schedule.
+    pub schedule: Option<String>,
+    /// Only runs created at or after (unix ms).
+    pub since_ms: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Runs, newest first.
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub async fn runs(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    filter: &RunFilter,
+) -> Result<Vec<RunSummary>, RecordsError> {
+    let index = match (&filter.user, &filter.state) {
+        (Some(user), _) => keys.runs_by_user(user),
+        (None, Some(state)) => keys.runs_by_state(state),
+        (None, None) => keys.runs(),
+    };
+    // Filters without an index are applied after reading, so read ahead a bounded amount.
+    let window = if filter.schedule.is_some() || (filter.user.is_some() && filter.state.is_some()) {
+        filter.limit.saturating_mul(20).min(10_000)
+    } else {
+        filter.limit
+    };
+    let since = filter.since_ms.map_or_else(|| "-inf".to_owned(), |ms| ms.to_string());
+    let ids: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
+        .arg(&index)
+        .arg("+inf")
+        .arg(since)
+        .arg("LIMIT")
+        .arg(0)
+        .arg(window)
+        .query_async(conn)
+        .await?;
+    let mut runs = summaries(conn, keys, &ids).await?;
+    runs.retain(|run| {
+        filter.state.as_ref().is_none_or(|s| &run.state == s)
+            && filter.schedule.as_ref().is_none_or(|s| run.schedule.as_ref() == Some(s))
+    });
+    runs.truncate(filter.limit);
+    Ok(runs)
+}
+
+/// One run with its phase timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    /// Every field of the record.
+    pub record: BTreeMap<String, String>,
+    /// Phases reached, in order, with when each started and how long it took (until the next
+    /// phase or the end).
+    pub timeline: Vec<PhaseSpan>,
+}
+
+/// One phase of a run's timeline.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PhaseSpan {
+    /// The phase.
+    pub phase: String,
+    /// When it started (unix ms).
+    pub at_ms: i64,
+    /// How long it lasted, when it ended.
+    pub duration_ms: Option<i64>,
+}
+
+/// The run record and its timeline; `None` when the run does not exist.
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub async fn run(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    run_id: &str,
+) -> Result<Option<RunDetail>, RecordsError> {
+    let Some(fields) = records::load_run(conn, keys, run_id).await? else { return Ok(None) };
+    let int = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
+    let starts: Vec<(Phase, i64)> = Phase::ALL
+        .iter()
+        .filter_map(|phase| int(&format!("{phase}_at_ms")).map(|at| (*phase, at)))
+        .collect();
+    let end = int("ended_at_ms");
+    let timeline = starts
+        .iter()
+        .enumerate()
+        .map(|(i, (phase, at))| {
+            let next = starts.get(i + 1).map(|(_, at)| *at).or(end);
+            PhaseSpan {
+                phase: phase.as_str().to_owned(),
+                at_ms: *at,
+                duration_ms: next.map(|n| n - at),
+            }
+        })
+        .collect();
+    Ok(Some(RunDetail { record: fields.0.into_iter().collect(), timeline }))
+}
+
+/// A notice, as listed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Notice {
+    /// The user.
+    pub user: String,
+    /// The connection.
+    pub connection: String,
+    /// Every field of the notice hash.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Open notices, oldest first; with `all`, resolved ones too.
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub async fn notices(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    all: bool,
+) -> Result<Vec<Notice>, RecordsError> {
+    let pairs: Vec<(String, String)> = if all {
+        let pattern = keys.notice("*", "*");
+        let mut iter: redis::AsyncIter<'_, String> = conn.scan_match(pattern).await?;
+        let mut found = Vec::new();
+        while let Some(key) = futures::StreamExt::next(&mut iter).await {
+            found.push(key?);
+        }
+        drop(iter);
+        // `notice("", "")` is `<p>:notice::`; without its last colon it prefixes `<user>:<conn>`.
+        let empty = keys.notice("", "");
+        let prefix = &empty[..empty.len() - 1];
+        found
+            .iter()
+            .filter_map(|key| key.strip_prefix(prefix))
+            .filter_map(notice::split_member)
+            .map(|(u, c)| (u.to_owned(), c.to_owned()))
+            .collect()
+    } else {
+        let members: Vec<String> =
+            redis::cmd("ZRANGE").arg(keys.notice_index()).arg(0).arg(-1).query_async(conn).await?;
+        members
+            .iter()
+            .filter_map(|m| notice::split_member(m))
+            .map(|(u, c)| (u.to_owned(), c.to_owned()))
+            .collect()
+    };
+    let mut pipe = redis::pipe();
+    for (user, connection) in &pairs {
+        pipe.cmd("HGETALL").arg(keys.notice(user, connection));
+    }
+    let hashes: Vec<BTreeMap<String, String>> = pipe.query_async(conn).await?;
+    let mut out: Vec<Notice> = pairs
+        .into_iter()
+        .zip(hashes)
+        .filter(|(_, fields)| !fields.is_empty())
+        .map(|((user, connection), fields)| Notice { user, connection, fields })
+        .collect();
+    out.sort_by_key(|n| {
+        n.fields.get("first_seen_ms").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0)
+    });
+    Ok(out)
+}
+
+use redis::AsyncCommands;

@@ -1,0 +1,225 @@
+//! Our apalis [`Backend`](apalis_core::backend::Backend) over the Redis queue: it yields one
+//! apalis task per run this worker takes, fetching in batches sized to the free concurrency
+//! slots, and it never fails: Redis errors are retried here with backoff, so an outage pauses
+//! the worker instead of ending it (apalis ends a worker on the first backend error).
+//!
+//! The apalis worker polls this backend only when its concurrency layer has a free slot, so a
+//! batch is never larger than the runs it can start at once; a taken run waits in `buffer` for
+//! at most one poll. This module must not execute runs or record outcomes.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use apalis_core::backend::BackendConfig;
+use apalis_core::backend::finalize::Ephemeral;
+use apalis_core::layers::Identity;
+use apalis_core::task::Task;
+use apalis_core::task::builder::TaskBuilder;
+use apalis_core::task::task_id::TaskId;
+use apalis_core::worker::context::WorkerContext;
+use redis::aio::MultiplexedConnection;
+
+use super::health::Backoff;
+use super::jobs::Fetched;
+use super::{Job, Lease, Queue, QueueError};
+
+/// Most runs taken per fetch script call.
+const FETCH_BATCH: usize = 100;
+
+/// What the fetch loop needs from `[worker]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FetchConfig {
+    /// In-flight runs per process.
+    pub(crate) concurrency: usize,
+    /// Attempts before a run is dead (enforced at fetch for attempts that never reported).
+    pub(crate) max_attempts: u32,
+    /// How long one `BLMOVE` waits when the ready list is empty.
+    pub(crate) block: Duration,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The backend of one worker process. Not `Clone`: apalis owns it.
+pub(crate) struct Backend {
+    queue: Queue,
+    lease: Arc<Lease>,
+    config: FetchConfig,
+    /// Runs taken and not yet finished; the worker's finish step decrements it.
+    in_flight: Arc<AtomicUsize>,
+    buffer: VecDeque<Job>,
+    /// The fetch in progress. Dropping it mid-call is safe: whatever a script already moved
+    /// sits in this worker's processing list, which shutdown releases and the reaper recovers.
+    fetching: Option<BoxFuture<Vec<Job>>>,
+    /// The blocking connection, reused across fetches; only one fetch runs at a time, the
+    /// async Mutex only carries it into the `'static` fetch future.
+    blocking: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("queue", &self.queue)
+            .field("buffered", &self.buffer.len())
+            .field("in_flight", &self.in_flight.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    pub(crate) fn new(
+        queue: Queue,
+        lease: Arc<Lease>,
+        config: FetchConfig,
+        in_flight: Arc<AtomicUsize>,
+    ) -> Self {
+        Self {
+            queue,
+            lease,
+            config,
+            in_flight,
+            buffer: VecDeque::new(),
+            fetching: None,
+            blocking: Arc::default(),
+        }
+    }
+
+    fn start_fetch(&self) -> BoxFuture<Vec<Job>> {
+        let free = self.config.concurrency.saturating_sub(self.in_flight.load(Ordering::Acquire));
+        let n = free.clamp(1, FETCH_BATCH);
+        Box::pin(next_batch(
+            self.queue.clone(),
+            Arc::clone(&self.lease),
+            self.config,
+            n,
+            Arc::clone(&self.blocking),
+        ))
+    }
+}
+
+/// Fetches until at least one run is started: a batch when runs are ready, else a `BLMOVE`
+/// wait. Retries Redis errors with backoff, logging the outage once.
+async fn next_batch(
+    queue: Queue,
+    lease: Arc<Lease>,
+    config: FetchConfig,
+    n: usize,
+    blocking: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+) -> Vec<Job> {
+    let mut backoff = Backoff::default();
+    let mut blocking = blocking.lock().await;
+    loop {
+        let owner = lease.current();
+        let res = match queue.fetch(&owner, n, config.max_attempts).await {
+            Ok(Fetched::Jobs(jobs)) if jobs.is_empty() => {
+                wait_one(&queue, &mut blocking, &owner, config).await
+            }
+            other => other,
+        };
+        match res {
+            Ok(Fetched::Jobs(jobs)) if !jobs.is_empty() => {
+                queue.health().ok();
+                return jobs;
+            }
+            Ok(Fetched::Jobs(_)) => {
+                queue.health().ok();
+                backoff.reset();
+            }
+            // The heartbeat rotates the lease; wait for it rather than race it.
+            Ok(Fetched::Lost) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(error) => {
+                queue.health().failed("fetch", &error);
+                // A broken blocking connection is replaced on the next wait.
+                *blocking = None;
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
+async fn wait_one(
+    queue: &Queue,
+    blocking: &mut Option<MultiplexedConnection>,
+    owner: &super::Owner,
+    config: FetchConfig,
+) -> Result<Fetched, QueueError> {
+    if blocking.is_none() {
+        *blocking = Some(queue.blocking_connection(config.block).await?);
+    }
+    let Some(conn) = blocking.as_mut() else { return Ok(Fetched::Jobs(Vec::new())) };
+    queue.fetch_wait(conn, owner, config.block, config.max_attempts).await
+}
+
+fn to_task(job: Job) -> Task<Job> {
+    let task_id = TaskId::from_string(job.run_id.clone());
+    TaskBuilder::new(job).task_id(task_id).build()
+}
+
+impl apalis_core::backend::Backend for Backend {
+    type Task = Task<Job>;
+    type Error = QueueError;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Result<(), QueueError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Option<Result<Task<Job>, QueueError>>> {
+        loop {
+            if let Some(job) = self.buffer.pop_front() {
+                return Poll::Ready(Some(Ok(to_task(job))));
+            }
+            if self.fetching.is_none() {
+                self.fetching = Some(self.start_fetch());
+            }
+            let Some(fetching) = self.fetching.as_mut() else { return Poll::Pending };
+            match fetching.as_mut().poll(cx) {
+                Poll::Ready(jobs) => {
+                    self.fetching = None;
+                    self.in_flight.fetch_add(jobs.len(), Ordering::AcqRel);
+                    self.buffer.extend(jobs);
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn poll_close(
+        &mut self,
+        _: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Result<(), QueueError>> {
+        // Runs still buffered or half-fetched stay in the processing list: the worker's final
+        // release step puts them back on the queue.
+        self.fetching = None;
+        self.buffer.clear();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl BackendConfig for Backend {
+    type Args = Job;
+    type Id = String;
+    type Kind = Ephemeral;
+    type Config = ();
+    type Layer = Identity;
+
+    fn config(&self) -> &() {
+        &()
+    }
+
+    fn middleware(&mut self, _: &mut WorkerContext) -> Identity {
+        Identity::new()
+    }
+}

@@ -1,0 +1,264 @@
+//! The job lifecycle on Redis, one script call per step: take (fetch), finish, promote due
+//! retries, heartbeat, reap the runs of dead workers, and release everything at shutdown.
+//!
+//! Owns the meaning of each step for the run record's `state`. It must not decide outcomes:
+//! the worker passes a [`Disposition`] it already decided.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use tokio_util::sync::CancellationToken;
+
+use super::{LIST_CAP, Owner, PROMOTE_BATCH, Queue, QueueError, Result, RunState, script};
+
+/// Runs handed back per list and per reaper call; a processing list is bounded by the worker's
+/// concurrency plus one fetch batch, so this empties it in one call in practice.
+const REAP_ITEMS: usize = 2_000;
+/// Dead workers handled per reaper call.
+const REAP_WORKERS: usize = 16;
+
+/// One run taken by this worker: what the worker needs to execute and finish it.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    /// The run id.
+    pub(crate) run_id: String,
+    /// This attempt, 1-based: attempts started so far, this one included.
+    pub(crate) attempt: u32,
+    /// The state before this attempt; `Running` means the run was taken over from a worker
+    /// that died, and resumes from its persisted phase.
+    pub(crate) previous: Option<RunState>,
+    /// The owner whose processing list holds the run.
+    pub(crate) owner: Owner,
+    /// Cancels this run only: a child of the owner's token.
+    pub(crate) cancel: CancellationToken,
+}
+
+/// What to record when an attempt ends, decided by the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Disposition {
+    /// Terminal: the run succeeded.
+    Succeeded,
+    /// Terminal: a connection needs the user's authorisation.
+    NeedsAuth,
+    /// Terminal: cancelled by an operator.
+    Cancelled,
+    /// State `failed`: another attempt after `after`.
+    Retry { error: String, class: String, after: Duration },
+    /// State `dead`, with a `<p>:q:dead` entry.
+    Dead { error: String, class: String },
+    /// Queued again after `after` without counting the attempt (the user's lease was held).
+    Defer { after: Duration },
+    /// Queued again now without counting the attempt (shutdown or lost lease).
+    Release,
+}
+
+impl Disposition {
+    fn mode(&self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::NeedsAuth => "needs_auth",
+            Self::Cancelled => "cancelled",
+            Self::Retry { .. } => "retry",
+            Self::Dead { .. } => "dead",
+            Self::Defer { .. } => "defer",
+            Self::Release => "release",
+        }
+    }
+
+    /// The outcome label for metrics and logs.
+    pub(crate) fn label(&self) -> &'static str {
+        self.mode()
+    }
+
+    fn error_class_delay(&self) -> (&str, &str, u128) {
+        match self {
+            Self::Retry { error, class, after } => (error, class, after.as_millis()),
+            Self::Dead { error, class } => (error, class, 0),
+            Self::Defer { after } => ("", "", after.as_millis()),
+            _ => ("", "", 0),
+        }
+    }
+}
+
+/// What a fetch got.
+#[derive(Debug)]
+pub(crate) enum Fetched {
+    /// Runs started by this worker (possibly none).
+    Jobs(Vec<Job>),
+    /// This owner's lease was reaped: rotate before fetching again.
+    Lost,
+}
+
+impl Queue {
+    /// Takes up to `n` ready runs into `owner`'s processing list and starts them
+    /// (`attempts + 1`, `state = running`), in one script call.
+    pub(crate) async fn fetch(
+        &self,
+        owner: &Owner,
+        n: usize,
+        max_attempts: u32,
+    ) -> Result<Fetched> {
+        let mut invocation = script::FETCH.prepare_invoke();
+        self.start_args(&mut invocation, owner, n, max_attempts);
+        let value: redis::Value = invocation.invoke_async(&mut self.connection()).await?;
+        parse_started(value, owner)
+    }
+
+    /// Waits up to `block` for one ready run (`BLMOVE`, on the blocking connection), then
+    /// starts it. Used when the ready list is empty, so that pickup is immediate without polling.
+    pub(crate) async fn fetch_wait(
+        &self,
+        blocking: &mut MultiplexedConnection,
+        owner: &Owner,
+        block: Duration,
+        max_attempts: u32,
+    ) -> Result<Fetched> {
+        let (ready, processing) = (self.keys.ready(), self.keys.processing(&owner.id));
+        let (right, left) = (redis::Direction::Right, redis::Direction::Left);
+        let moved: Option<String> =
+            blocking.blmove(ready, processing, right, left, block.as_secs_f64()).await?;
+        let Some(run_id) = moved else { return Ok(Fetched::Jobs(Vec::new())) };
+        let mut invocation = script::START_ONE.prepare_invoke();
+        self.start_args(&mut invocation, owner, 1, max_attempts);
+        invocation.arg(run_id);
+        let value: redis::Value = invocation.invoke_async(&mut self.connection()).await?;
+        parse_started(value, owner)
+    }
+
+    fn start_args(
+        &self,
+        invocation: &mut redis::ScriptInvocation<'_>,
+        owner: &Owner,
+        n: usize,
+        max: u32,
+    ) {
+        let keys = &self.keys;
+        invocation
+            .key(keys.ready())
+            .key(keys.processing(&owner.id))
+            .key(keys.leases())
+            .key(keys.dead())
+            .arg(&*owner.id)
+            .arg(n)
+            .arg(keys.run_prefix())
+            .arg(keys.runs_by_state_prefix())
+            .arg(max)
+            .arg(LIST_CAP);
+    }
+
+    /// Records how an attempt ended. Returns false when the run was no longer this worker's
+    /// (it was taken over after a lost lease), in which case nothing was written.
+    pub(crate) async fn finish(&self, job: &Job, disposition: &Disposition) -> Result<bool> {
+        let keys = &self.keys;
+        let (error, class, delay_ms) = disposition.error_class_delay();
+        let mut invocation = script::FINISH.prepare_invoke();
+        invocation
+            .key(keys.processing(&job.owner.id))
+            .key(keys.run(&job.run_id))
+            .key(keys.ready())
+            .key(keys.delayed())
+            .key(keys.dead())
+            .arg(&job.run_id)
+            .arg(disposition.mode())
+            .arg(keys.runs_by_state_prefix())
+            .arg(error)
+            .arg(class)
+            .arg(delay_ms.to_string())
+            .arg(LIST_CAP);
+        let held: i64 = invocation.invoke_async(&mut self.connection()).await?;
+        Ok(held == 1)
+    }
+
+    /// Moves due runs from the delayed set to the ready list, [`PROMOTE_BATCH`] per call, until
+    /// none are due. Returns how many moved.
+    pub(crate) async fn promote_due(&self) -> Result<usize> {
+        let mut n_moved = 0;
+        loop {
+            let mut invocation = script::PROMOTE.prepare_invoke();
+            invocation.key(self.keys.delayed()).key(self.keys.ready()).arg(PROMOTE_BATCH);
+            let moved: usize = invocation.invoke_async(&mut self.connection()).await?;
+            n_moved += moved;
+            if moved < PROMOTE_BATCH {
+                return Ok(n_moved);
+            }
+        }
+    }
+
+    /// Renews `owner`'s lease to `lease` from now and stores `info` in `<p>:workers`;
+    /// `register` creates the lease. Returns false when the lease was lost (reaped).
+    pub(crate) async fn heartbeat(
+        &self,
+        owner: &Owner,
+        lease: Duration,
+        info: &str,
+        register: bool,
+    ) -> Result<bool> {
+        let mut invocation = script::HEARTBEAT.prepare_invoke();
+        invocation
+            .key(self.keys.leases())
+            .key(self.keys.workers())
+            .arg(&*owner.id)
+            .arg(lease.as_millis().to_string())
+            .arg(info)
+            .arg(if register { "1" } else { "0" });
+        let renewed: i64 = invocation.invoke_async(&mut self.connection()).await?;
+        Ok(renewed == 1)
+    }
+
+    /// Hands the runs and intake items of workers whose lease expired back to the queue.
+    /// Returns (runs, intake items, workers) handled.
+    pub(crate) async fn reap(&self) -> Result<(usize, usize, usize)> {
+        let keys = &self.keys;
+        let mut invocation = script::REAP.prepare_invoke();
+        invocation
+            .key(keys.leases())
+            .key(keys.ready())
+            .key(keys.intake())
+            .key(keys.workers())
+            .arg(keys.processing_prefix())
+            .arg(keys.intake_processing_prefix())
+            .arg(REAP_WORKERS)
+            .arg(REAP_ITEMS);
+        Ok(invocation.invoke_async(&mut self.connection()).await?)
+    }
+
+    /// Graceful shutdown's last step: everything `owner` still holds goes back to the queue
+    /// (started attempts refunded), and its lease and heartbeat are removed.
+    /// Returns (runs, intake items) released.
+    pub(crate) async fn release_all(&self, owner: &Owner) -> Result<(usize, usize)> {
+        let keys = &self.keys;
+        let mut invocation = script::RELEASE.prepare_invoke();
+        invocation
+            .key(keys.processing(&owner.id))
+            .key(keys.ready())
+            .key(keys.intake_processing(&owner.id))
+            .key(keys.intake())
+            .key(keys.leases())
+            .key(keys.workers())
+            .arg(&*owner.id)
+            .arg(keys.run_prefix())
+            .arg(keys.runs_by_state_prefix())
+            .arg(REAP_ITEMS);
+        Ok(invocation.invoke_async(&mut self.connection()).await?)
+    }
+}
+
+fn parse_started(value: redis::Value, owner: &Owner) -> Result<Fetched> {
+    if matches!(value, redis::Value::Int(-1)) {
+        return Ok(Fetched::Lost);
+    }
+    let started: Vec<(String, u32, String)> =
+        redis::from_redis_value(value).map_err(|e| QueueError::Protocol(e.to_string()))?;
+    let jobs = started
+        .into_iter()
+        .map(|(run_id, attempt, previous)| Job {
+            run_id,
+            attempt,
+            previous: RunState::parse(&previous),
+            owner: owner.clone(),
+            cancel: owner.token.child_token(),
+        })
+        .collect();
+    Ok(Fetched::Jobs(jobs))
+}

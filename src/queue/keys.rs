@@ -1,0 +1,228 @@
+//! Every Redis key agentcron uses, built from one prefix. No other file may `format!` a key:
+//! the layout below is what operators read with `redis-cli`, so it lives in one place.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `<p>:q:ready` | list | run ids ready to run; producers `LPUSH`, workers take from the right (FIFO) |
+//! | `<p>:q:processing:<worker>` | list | run ids a worker has taken and not yet finished |
+//! | `<p>:q:delayed` | zset | run ids waiting for a retry or `not_before`; score = due time, unix ms |
+//! | `<p>:q:dead` | list (capped) | JSON `{run_id, reason, error_class, at_ms}` per run that went dead, newest first |
+//! | `<p>:q:leases` | zset | worker id → lease expiry (unix ms, Redis clock); 0 = being reaped |
+//! | `<p>:intake` | list | redis-cli intake: JSON payloads, `LPUSH` by operators |
+//! | `<p>:intake:processing:<worker>` | list | intake payloads a worker has taken and not yet handled |
+//! | `<p>:rejected` | list (capped) | JSON `{reason, payload, at_ms}` per invalid intake payload, newest first |
+//! | `<p>:workers` | hash | worker id → JSON heartbeat (host, pid, in-flight runs, times) |
+//! | `<p>:run:<id>` | hash | the run record (see `queue.rs`) |
+//! | `<p>:runs`, `<p>:runs:user:<u>`, `<p>:runs:state:<s>` | zsets | run ids by creation time (unix ms) |
+//! | `<p>:user:<u>` | hash | the user's vault and credential ids |
+//! | `<p>:lock:user:<u>` | string | per-user lease (`SET NX PX`, fenced) |
+//! | `<p>:transcript:<id>` | stream | transcript events |
+//! | `<p>:notice:<u>:<conn>` | hash | one open or resolved notice |
+//! | `<p>:notices` | stream | notice events for follow-up consumers |
+//! | `<p>:notices:open` | zset | `<u>:<conn>` of every open notice; score = first seen, unix ms |
+//! | `<p>:setup` | hash | ids created by `agentcron setup` |
+//! | `<p>:users:<schedule>` | set | users of a schedule managed with redis-cli |
+//! | `<p>:ratelimit:<name>` | hash | a fleet-wide token bucket (`tokens`, `ts_us`) |
+//! | `<p>:schedule:<name>` | hash | the schedule's last tick: `last_tick` (unix s), `users`, `invalid`, `enqueued`, `updated_at_ms` |
+//! | `<p>:schedule:<name>:last` | hash | user → run id of the user's latest run of the schedule (overlap check) |
+//!
+//! This module must not talk to Redis.
+
+/// Builds keys under one prefix (`[redis] prefix`, default `agentcron`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix`.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into() }
+    }
+
+    /// The prefix itself.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
+    }
+
+    /// `<p>:q:ready`.
+    pub fn ready(&self) -> String {
+        self.key("q:ready")
+    }
+
+    /// `<p>:q:processing:<worker>`.
+    pub fn processing(&self, worker: &str) -> String {
+        format!("{}{worker}", self.processing_prefix())
+    }
+
+    /// `<p>:q:processing:`, for the reaper script, which appends worker ids.
+    pub(crate) fn processing_prefix(&self) -> String {
+        self.key("q:processing:")
+    }
+
+    /// `<p>:q:delayed`.
+    pub fn delayed(&self) -> String {
+        self.key("q:delayed")
+    }
+
+    /// `<p>:q:dead`.
+    pub fn dead(&self) -> String {
+        self.key("q:dead")
+    }
+
+    /// `<p>:q:leases`.
+    pub fn leases(&self) -> String {
+        self.key("q:leases")
+    }
+
+    /// `<p>:intake`.
+    pub fn intake(&self) -> String {
+        self.key("intake")
+    }
+
+    /// `<p>:intake:processing:<worker>`.
+    pub fn intake_processing(&self, worker: &str) -> String {
+        format!("{}{worker}", self.intake_processing_prefix())
+    }
+
+    /// `<p>:intake:processing:`, for the reaper script.
+    pub(crate) fn intake_processing_prefix(&self) -> String {
+        self.key("intake:processing:")
+    }
+
+    /// `<p>:rejected`.
+    pub fn rejected(&self) -> String {
+        self.key("rejected")
+    }
+
+    /// `<p>:workers`.
+    pub fn workers(&self) -> String {
+        self.key("workers")
+    }
+
+    /// `<p>:run:<id>`.
+    pub fn run(&self, id: &str) -> String {
+        format!("{}{id}", self.run_prefix())
+    }
+
+    /// `<p>:run:`, for scripts that visit records of run ids they read from a list.
+    pub(crate) fn run_prefix(&self) -> String {
+        self.key("run:")
+    }
+
+    /// `<p>:runs`.
+    pub fn runs(&self) -> String {
+        self.key("runs")
+    }
+
+    /// `<p>:runs:user:<u>`.
+    pub fn runs_by_user(&self, user: &str) -> String {
+        self.key(&format!("runs:user:{user}"))
+    }
+
+    /// `<p>:runs:state:<s>`.
+    pub fn runs_by_state(&self, state: &str) -> String {
+        format!("{}{state}", self.runs_by_state_prefix())
+    }
+
+    /// `<p>:runs:state:`, for scripts that move a run between state indexes.
+    pub(crate) fn runs_by_state_prefix(&self) -> String {
+        self.key("runs:state:")
+    }
+
+    /// `<p>:user:<u>`.
+    pub fn user(&self, user: &str) -> String {
+        self.key(&format!("user:{user}"))
+    }
+
+    /// `<p>:lock:user:<u>`.
+    pub fn user_lock(&self, user: &str) -> String {
+        self.key(&format!("lock:user:{user}"))
+    }
+
+    /// `<p>:transcript:<id>`.
+    pub fn transcript(&self, run_id: &str) -> String {
+        self.key(&format!("transcript:{run_id}"))
+    }
+
+    /// `<p>:notice:<u>:<conn>`.
+    pub fn notice(&self, user: &str, connection: &str) -> String {
+        self.key(&format!("notice:{user}:{connection}"))
+    }
+
+    /// `<p>:notices` (stream of notice events).
+    pub fn notices(&self) -> String {
+        self.key("notices")
+    }
+
+    /// `<p>:notices:open`: zset of `<u>:<conn>` for open notices, scored by first seen (ms).
+    pub fn notice_index(&self) -> String {
+        self.key("notices:open")
+    }
+
+    /// `<p>:setup`.
+    pub fn setup(&self) -> String {
+        self.key("setup")
+    }
+
+    /// `<p>:users:<schedule>`.
+    pub fn schedule_users(&self, schedule: &str) -> String {
+        self.key(&format!("users:{schedule}"))
+    }
+
+    /// `<p>:ratelimit:<name>`.
+    pub fn ratelimit(&self, name: &str) -> String {
+        self.key(&format!("ratelimit:{name}"))
+    }
+
+    /// `<p>:schedule:<name>`: tick statistics of a schedule.
+    pub fn schedule_stats(&self, schedule: &str) -> String {
+        self.key(&format!("schedule:{schedule}"))
+    }
+
+    /// `<p>:schedule:<name>:last`: user → run id of the user's latest run of the schedule.
+    pub fn schedule_last(&self, schedule: &str) -> String {
+        self.key(&format!("schedule:{schedule}:last"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_the_documented_table() {
+        let keys = Keys::new("agentcron");
+        let cases = [
+            (keys.ready(), "agentcron:q:ready"),
+            (keys.processing("w1"), "agentcron:q:processing:w1"),
+            (keys.delayed(), "agentcron:q:delayed"),
+            (keys.dead(), "agentcron:q:dead"),
+            (keys.leases(), "agentcron:q:leases"),
+            (keys.intake(), "agentcron:intake"),
+            (keys.intake_processing("w1"), "agentcron:intake:processing:w1"),
+            (keys.rejected(), "agentcron:rejected"),
+            (keys.workers(), "agentcron:workers"),
+            (keys.run("r1"), "agentcron:run:r1"),
+            (keys.runs(), "agentcron:runs"),
+            (keys.runs_by_user("a@b"), "agentcron:runs:user:a@b"),
+            (keys.runs_by_state("dead"), "agentcron:runs:state:dead"),
+            (keys.user("a@b"), "agentcron:user:a@b"),
+            (keys.user_lock("a@b"), "agentcron:lock:user:a@b"),
+            (keys.transcript("r1"), "agentcron:transcript:r1"),
+            (keys.notice("a@b", "gmail"), "agentcron:notice:a@b:gmail"),
+            (keys.notices(), "agentcron:notices"),
+            (keys.notice_index(), "agentcron:notices:open"),
+            (keys.setup(), "agentcron:setup"),
+            (keys.schedule_users("morning"), "agentcron:users:morning"),
+            (keys.ratelimit("sessions"), "agentcron:ratelimit:sessions"),
+        ];
+        for (got, expect) in cases {
+            assert_eq!(got, expect);
+        }
+    }
+}

@@ -1,0 +1,29 @@
+-- Helpers shared by the queue scripts (prepended to each one in script.rs).
+-- Times come from the Redis clock so that workers on machines with skewed clocks agree.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Integers as plain decimal strings: tostring() would print 1.7e+12.
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- Moves a run between the state indexes; the score stays the creation time.
+local function index_move(state_prefix, rec, id, from, to)
+  local created = redis.call('HGET', rec, 'created_at_ms') or '0'
+  if from then
+    redis.call('ZREM', state_prefix .. from, id)
+  end
+  redis.call('ZREM', state_prefix .. 'running', id)
+  redis.call('ZADD', state_prefix .. to, created, id)
+end
+
+local function push_dead(dead_key, cap, id, reason, class, at)
+  local entry = cjson.encode({run_id = id, reason = reason, error_class = class, at_ms = at})
+  redis.call('LPUSH', dead_key, entry)
+  redis.call('LTRIM', dead_key, 0, cap - 1)
+end
+
+local terminal = {succeeded = true, needs_auth = true, dead = true, cancelled = true}

@@ -1,0 +1,53 @@
+-- Starts runs whose ids are in this worker's processing list: one attempt more, state running.
+-- Used by fetch.lua (batch) and by start_one.lua (after a BLMOVE).
+-- ARGV (shared): 1 worker id, 2 n, 3 run key prefix, 4 state index prefix, 5 max attempts,
+--       6 dead list cap
+-- KEYS (shared): 1 q:ready, 2 q:processing:<worker>, 3 q:leases, 4 q:dead
+local function lease_live(worker, now)
+  local score = redis.call('ZSCORE', KEYS[3], worker)
+  return score and tonumber(score) > now
+end
+
+local function start(id, now)
+  local rec = ARGV[3] .. id
+  local state = redis.call('HGET', rec, 'state')
+  if not state then
+    redis.call('LREM', KEYS[2], 1, id)
+    push_dead(KEYS[4], tonumber(ARGV[6]), id, 'no run record for this id', 'missing', now)
+    return nil
+  end
+  if terminal[state] then
+    -- Finished (or cancelled while queued): a late or duplicate delivery.
+    redis.call('LREM', KEYS[2], 1, id)
+    return nil
+  end
+  if state == 'running' then
+    local holder = redis.call('HGET', rec, 'worker')
+    if holder and (holder == ARGV[1] or lease_live(holder, now)) then
+      -- A live worker runs it now: this copy is a duplicate and must not run twice.
+      redis.call('LREM', KEYS[2], 1, id)
+      return nil
+    end
+  end
+  local attempts = redis.call('HINCRBY', rec, 'attempts', 1)
+  if attempts > tonumber(ARGV[5]) then
+    -- Attempts were used up by workers that stopped without reporting (killed mid-run).
+    local reason = 'attempts exhausted: attempt ' .. (attempts - 1) .. ' ended without a result'
+    redis.call('HINCRBY', rec, 'attempts', -1)
+    redis.call('HSET', rec, 'state', 'dead', 'last_error', reason, 'error_class', 'crashed',
+      'ended_at_ms', int(now))
+    index_move(ARGV[4], rec, id, state, 'dead')
+    redis.call('LREM', KEYS[2], 1, id)
+    push_dead(KEYS[4], tonumber(ARGV[6]), id, reason, 'crashed', now)
+    return nil
+  end
+  redis.call('HSET', rec, 'state', 'running', 'worker', ARGV[1], 'started_at_ms', int(now))
+  redis.call('HDEL', rec, 'next_attempt_at_ms')
+  index_move(ARGV[4], rec, id, state, 'running')
+  return {id, attempts, state}
+end
+
+local function lost(now)
+  local score = redis.call('ZSCORE', KEYS[3], ARGV[1])
+  return (not score) or tonumber(score) == 0
+end

@@ -1,0 +1,31 @@
+//! The queue's Lua scripts, each loaded once per process. Every multi-key change of queue state
+//! happens inside one of them, so that a worker killed between two Redis calls never leaves a
+//! run half-moved: each script is the unit of atomicity the crash-safety argument relies on.
+//!
+//! The scripts build a few keys from prefixes passed in ARGV (records of ids read from a list),
+//! so they need a standalone Redis, not Redis Cluster (DESIGN.md: cluster is planned, with hash
+//! tags). This module must not decide when a script runs.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+macro_rules! script {
+    ($name:ident, $($file:literal),+) => {
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(include_str!("lua/common.lua"), $(include_str!($file)),+))
+        });
+    };
+}
+
+script!(ENQUEUE, "lua/enqueue.lua");
+script!(FETCH, "lua/start.lua", "lua/fetch.lua");
+script!(START_ONE, "lua/start.lua", "lua/start_one.lua");
+script!(FINISH, "lua/finish.lua");
+script!(PROMOTE, "lua/promote.lua");
+script!(HEARTBEAT, "lua/heartbeat.lua");
+script!(REAP, "lua/reap.lua");
+script!(RELEASE, "lua/release.lua");
+script!(INTAKE_TAKE, "lua/intake_take.lua");
+script!(INTAKE_REJECT, "lua/intake_reject.lua");
+script!(RATELIMIT, "lua/ratelimit.lua");

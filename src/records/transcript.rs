@@ -1,0 +1,262 @@
+//! Transcripts: every session event of a run as one JSON line `{ts, run_id, user, session_id,
+//! event_id, type, data}`, appended to the Redis stream `<prefix>:transcript:<run_id>` (capped
+//! and expiring) and to `<transcripts_dir>/<YYYY-MM-DD>/<user>/<run_id>.jsonl`.
+//!
+//! File and directory names are derived from user and run ids by an injective encoding, so no
+//! id can escape the directory or collide with another. Lines are redacted before they are
+//! written. This module must not interpret events.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use redis::aio::ConnectionManager;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use super::RecordsError;
+use crate::config::TranscriptsConfig;
+use crate::queue::keys::Keys;
+use crate::telemetry::Redactor;
+
+/// Longest file or directory name written; longer ids are shortened and given a hash suffix.
+const MAX_NAME: usize = 200;
+
+/// One run's transcript, open for appending. Redis is written per event; the file is flushed
+/// and fsynced by [`Transcript::close`].
+#[derive(Debug)]
+pub struct Transcript {
+    key: String,
+    run_id: String,
+    user: String,
+    maxlen: usize,
+    ttl_secs: i64,
+    path: PathBuf,
+    file: Option<tokio::fs::File>,
+    redactor: Redactor,
+    /// Event ids already recorded, so a resumed stream never records one twice.
+    seen: HashSet<String>,
+}
+
+impl Transcript {
+    /// Opens the transcript of `run_id`, loading the ids already recorded in Redis.
+    ///
+    /// # Errors
+    /// [`RecordsError`] when Redis or the file system fails.
+    pub async fn open(
+        conn: &mut ConnectionManager,
+        keys: &Keys,
+        config: &TranscriptsConfig,
+        redactor: Redactor,
+        (run_id, user, started): (&str, &str, DateTime<Utc>),
+    ) -> Result<Self, RecordsError> {
+        let key = keys.transcript(run_id);
+        let path = file_path(&config.dir, started, user, run_id);
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(|e| RecordsError::io(dir, &e))?;
+        }
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await
+            .map_err(|e| RecordsError::io(&path, &e))?;
+        let seen = recorded_ids(conn, &key).await?;
+        let ttl_secs = i64::try_from(config.ttl.as_secs()).unwrap_or(i64::MAX);
+        Ok(Self {
+            key,
+            run_id: run_id.to_owned(),
+            user: user.to_owned(),
+            maxlen: config.redis_maxlen,
+            ttl_secs,
+            path,
+            file: Some(file),
+            redactor,
+            seen,
+        })
+    }
+
+    /// The ids recorded so far.
+    pub fn seen(&self) -> &HashSet<String> {
+        &self.seen
+    }
+
+    /// Where the JSONL copy is written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records one event unless its id was recorded before. Returns whether it was new.
+    ///
+    /// # Errors
+    /// [`RecordsError`] when Redis or the file system fails.
+    pub async fn append(
+        &mut self,
+        conn: &mut ConnectionManager,
+        session_id: &str,
+        event: &Value,
+    ) -> Result<bool, RecordsError> {
+        let event_id = event.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if !event_id.is_empty() && !self.seen.insert(event_id.clone()) {
+            return Ok(false);
+        }
+        let kind = event.get("type").and_then(Value::as_str).unwrap_or_default();
+        let line = json!({
+            "ts": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "run_id": self.run_id,
+            "user": self.user,
+            "session_id": session_id,
+            "event_id": event_id,
+            "type": kind,
+            "data": event,
+        });
+        let line = self.redactor.redact(&line.to_string()).into_owned();
+        redis::pipe()
+            .cmd("XADD")
+            .arg(&self.key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.maxlen)
+            .arg("*")
+            .arg("event_id")
+            .arg(&event_id)
+            .arg("line")
+            .arg(&line)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&self.key)
+            .arg(self.ttl_secs)
+            .ignore()
+            .query_async::<()>(conn)
+            .await?;
+        if let Some(file) = self.file.as_mut() {
+            let bytes = format!("{line}\n");
+            file.write_all(bytes.as_bytes()).await.map_err(|e| RecordsError::io(&self.path, &e))?;
+        }
+        Ok(true)
+    }
+
+    /// Flushes and fsyncs the JSONL copy.
+    ///
+    /// # Errors
+    /// [`RecordsError`] when the file system fails.
+    pub async fn close(&mut self) -> Result<(), RecordsError> {
+        if let Some(mut file) = self.file.take() {
+            file.flush().await.map_err(|e| RecordsError::io(&self.path, &e))?;
+            file.sync_all().await.map_err(|e| RecordsError::io(&self.path, &e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The lines of a transcript in Redis, oldest first.
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub async fn lines(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    run_id: &str,
+) -> Result<Vec<Value>, RecordsError> {
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(keys.transcript(run_id))
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|(_, fields)| fields.into_iter().find(|(name, _)| name == "line"))
+        .filter_map(|(_, line)| serde_json::from_str(&line).ok())
+        .collect())
+}
+
+async fn recorded_ids(
+    conn: &mut ConnectionManager,
+    key: &str,
+) -> Result<HashSet<String>, RecordsError> {
+    let entries: Vec<(String, Vec<(String, String)>)> =
+        redis::cmd("XRANGE").arg(key).arg("-").arg("+").query_async(conn).await?;
+    Ok(entries
+        .into_iter()
+        .flat_map(|(_, fields)| fields)
+        .filter(|(name, value)| name == "event_id" && !value.is_empty())
+        .map(|(_, value)| value)
+        .collect())
+}
+
+/// `<dir>/<YYYY-MM-DD>/<user>/<run_id>.jsonl`, with both ids made safe by [`safe_name`].
+pub fn file_path(dir: &Path, started: DateTime<Utc>, user: &str, run_id: &str) -> PathBuf {
+    let day = started.format("%Y-%m-%d").to_string();
+    dir.join(day).join(safe_name(user)).join(format!("{}.jsonl", safe_name(run_id)))
+}
+
+/// A file name for any id: bytes outside `A-Z a-z 0-9 - _ @ .` are percent-encoded (so `/`,
+/// NUL and `..` cannot escape, and distinct ids never share a name); a leading dot is encoded
+/// too; names over 200 bytes keep a prefix and gain a hash of the whole id.
+pub fn safe_name(id: &str) -> String {
+    let mut name = String::with_capacity(id.len());
+    for (i, byte) in id.bytes().enumerate() {
+        let plain = byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'_' | b'@')
+            || (byte == b'.' && i > 0);
+        if plain {
+            name.push(char::from(byte));
+        } else {
+            name.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    if name.is_empty() {
+        return "%".to_owned();
+    }
+    if name.len() <= MAX_NAME {
+        return name;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
+    let hash: String = digest.as_ref()[..8].iter().map(|byte| format!("{byte:02x}")).collect();
+    let mut cut = MAX_NAME - hash.len() - 1;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}~{hash}", &name[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_names() {
+        let check = |id: &str, expect: &str| assert_eq!(safe_name(id), expect, "{id:?}");
+        check("alice@example.com", "alice@example.com");
+        check("../etc/passwd", "%2E.%2Fetc%2Fpasswd");
+        check("a/b", "a%2Fb");
+        check("nul\0", "nul%00");
+        check(".", "%2E");
+        check("..", "%2E.");
+        check("", "%");
+        check("100%", "100%25");
+        check("ü", "%C3%BC");
+        check("sched:user:123", "sched%3Auser%3A123");
+    }
+
+    #[test]
+    fn long_names_are_bounded_and_distinct() {
+        let a = "x".repeat(300);
+        let b = format!("{}y", "x".repeat(299));
+        assert!(safe_name(&a).len() <= MAX_NAME);
+        assert_ne!(safe_name(&a), safe_name(&b));
+    }
+
+    #[test]
+    fn paths_stay_inside_the_directory() {
+        let dir = Path::new("/data/transcripts");
+        let started =
+            DateTime::parse_from_rfc3339("2026-11-26T08:00:00Z").unwrap().with_timezone(&Utc);
+        for user in ["../../etc", "/abs", "a/../../b", "..", "\0"] {
+            let path = file_path(dir, started, user, "run/../x");
+            assert!(path.starts_with(dir.join("2026-11-26")), "{path:?}");
+            assert_eq!(path.components().count(), dir.components().count() + 3, "{path:?}");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Phase `streaming`: record every event to the transcript, answer `requires_action` by
+//! policy, keep the user's lease and token fresh, and stop at the end of the turn. A dropped or
+//! idle stream is re-attached (history first, events already recorded skipped).
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use super::message::EventStream;
+use super::vault::VaultIds;
+use super::{Context, Run, RunError, lease, token, vault};
+use crate::api::anthropic::{EventKind, OutgoingEvent, SessionEvent, StopReason};
+use crate::api::{ErrorClass, RetryPolicy};
+use crate::config::ActionPolicy;
+use crate::records::transcript::Transcript;
+
+/// The token currently in the user's vault.
+#[derive(Debug, Clone)]
+pub struct TokenState {
+    /// When it expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Where it is stored.
+    pub vault: VaultIds,
+}
+
+/// Follows the session until the turn ends.
+///
+/// # Errors
+/// [`RunError`] when the stream keeps failing, the session ends abnormally, or Redis fails.
+///
+/// # Cancel safety
+/// On cancellation the transcript is flushed and [`RunError::Cancelled`] returned; the events
+/// recorded so far let a later attempt resume.
+pub async fn follow(
+    ctx: &Context,
+    conn: &mut ConnectionManager,
+    run: &Run,
+    session_id: &str,
+    opened: Option<EventStream>,
+    mut tokens: TokenState,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
+    let started = Utc::now();
+    let redactor = ctx.redactor.clone();
+    let config = &ctx.config.transcripts;
+    let mut transcript =
+        Transcript::open(conn, &ctx.keys, config, redactor, (&run.id, &run.user, started)).await?;
+    let res = pump(ctx, conn, run, session_id, opened, &mut tokens, &mut transcript, cancel).await;
+    transcript.close().await?;
+    res
+}
+
+#[allow(clippy::too_many_arguments)] // The loop's state, passed once; grouping it would only rename it.
+async fn pump(
+    ctx: &Context,
+    conn: &mut ConnectionManager,
+    run: &Run,
+    session_id: &str,
+    opened: Option<EventStream>,
+    tokens: &mut TokenState,
+    transcript: &mut Transcript,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
+    let policy = RetryPolicy::from(&ctx.config.retry);
+    let mut stream = match opened {
+        Some(stream) => stream,
+        None => resume(ctx, session_id, transcript).await?,
+    };
+    let mut tick = tokio::time::interval(ctx.config.worker.heartbeat);
+    let mut n_reconnects = 0_u32;
+    loop {
+        // Each arm is cancel-safe: `cancelled`, `tick` and `StreamExt::next` lose nothing when
+        // another arm wins, so no event is dropped between iterations.
+        tokio::select! {
+            () = cancel.cancelled() => return Err(RunError::Cancelled),
+            _ = tick.tick() => keep_fresh(ctx, conn, run, tokens).await?,
+            item = stream.next() => match item {
+                Some(Ok(event)) => {
+                    n_reconnects = 0;
+                    transcript.append(conn, session_id, &event.raw).await?;
+                    if react(ctx, session_id, &event).await? {
+                        return Ok(());
+                    }
+                }
+                other => {
+                    let error = match other {
+                        Some(Err(error)) => error,
+                        _ => stream_closed(),
+                    };
+                    if error.class() != ErrorClass::Transient || n_reconnects + 1 >= policy.max_attempts {
+                        return Err(error.into());
+                    }
+                    tracing::warn!(message = "Event stream dropped; re-attaching.", %error, attempt = n_reconnects + 1);
+                    tokio::time::sleep(policy.delay(n_reconnects, fastrand::f64())).await;
+                    n_reconnects += 1;
+                    stream = resume(ctx, session_id, transcript).await?;
+                }
+            },
+        }
+    }
+}
+
+fn stream_closed() -> crate::api::ApiError {
+    crate::api::ApiError::Transport {
+        api: crate::api::Api::Anthropic,
+        endpoint: "sessions.events.stream",
+        message: "the stream ended before the turn did".to_owned(),
+        class: ErrorClass::Transient,
+    }
+}
+
+async fn resume(
+    ctx: &Context,
+    session_id: &str,
+    transcript: &Transcript,
+) -> Result<EventStream, RunError> {
+    let stream = ctx.anthropic.resume_events(session_id, transcript.seen().clone()).await?;
+    Ok(Box::pin(stream))
+}
+
+/// Acts on one event; returns whether the turn is over.
+async fn react(ctx: &Context, session_id: &str, event: &SessionEvent) -> Result<bool, RunError> {
+    match &event.kind {
+        EventKind::Idle { stop_reason: StopReason::EndTurn } => Ok(true),
+        EventKind::Idle { stop_reason: StopReason::RequiresAction { event_ids } } => {
+            answer(ctx, session_id, event_ids).await?;
+            Ok(false)
+        }
+        EventKind::Idle { stop_reason: StopReason::Other(reason) } => Err(RunError::SessionEnded {
+            session_id: session_id.to_owned(),
+            reason: reason.clone(),
+        }),
+        EventKind::Terminated => Err(RunError::SessionEnded {
+            session_id: session_id.to_owned(),
+            reason: "terminated".to_owned(),
+        }),
+        EventKind::Error { error_type, message } => {
+            tracing::warn!(message = "The session reported an error.", error_type = %error_type, detail = %message);
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
+}
+
+async fn answer(ctx: &Context, session_id: &str, event_ids: &[String]) -> Result<(), RunError> {
+    let (result, deny_message) = match ctx.config.anthropic.requires_action {
+        ActionPolicy::AutoConfirm => ("allow", None),
+        ActionPolicy::Deny => ("deny", Some("Denied by agentcron policy.".to_owned())),
+    };
+    let events: Vec<_> = event_ids
+        .iter()
+        .map(|id| OutgoingEvent::ToolConfirmation {
+            tool_use_id: id.clone(),
+            result,
+            deny_message: deny_message.clone(),
+        })
+        .collect();
+    ctx.anthropic.send_events(session_id, &events).await?;
+    Ok(())
+}
+
+/// Renews the user's lease and replaces the token before it expires.
+async fn keep_fresh(
+    ctx: &Context,
+    conn: &mut ConnectionManager,
+    run: &Run,
+    tokens: &mut TokenState,
+) -> Result<(), RunError> {
+    if !lease::renew(conn, &ctx.keys, &run.user, &run.id, ctx.config.worker.lease).await? {
+        tracing::warn!(message = "The user's lease was lost; continuing the session already started.", user = %run.user);
+    }
+    let margin = chrono::TimeDelta::from_std(ctx.config.scalekit.token_refresh_margin)
+        .unwrap_or(chrono::TimeDelta::zero());
+    if tokens.expires_at.is_some_and(|at| at - margin <= Utc::now()) {
+        let fresh = token::mint(ctx, conn, &run.user).await?;
+        vault::update(ctx, &tokens.vault, &fresh.token).await?;
+        tracing::info!(message = "Token refreshed mid-session.", user = %run.user);
+        tokens.expires_at = fresh.expires_at;
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! Phase `message`: open the event stream, then send exactly one `user.message` with the
+//! prompt, marked sent only after a 2xx.
+//!
+//! Sending is not retried blindly: a POST whose answer was lost may have been accepted, so
+//! after a transient failure the session's history is read and the message is sent again only
+//! if it is not there. A resumed run whose mark is missing reads the history first too.
+
+use std::pin::Pin;
+
+use chrono::Utc;
+use futures::Stream;
+use redis::aio::ConnectionManager;
+
+use super::{Context, FailPoint, Run, RunError, hook};
+use crate::api::anthropic::{EventKind, OutgoingEvent, SessionEvent};
+use crate::api::{ApiError, ErrorClass, RetryPolicy};
+use crate::records::{self, now_ms};
+
+/// The session's event stream, opened before the message was sent.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<SessionEvent, ApiError>> + Send>>;
+
+/// The prompt when neither the run nor its schedule gives one.
+const DEFAULT_PROMPT: &str = "It is {local_time}. Triage my inbox.";
+
+/// Sends the message unless it was sent; returns the stream opened before sending, or `None`
+/// when an earlier attempt sent it (the caller resumes from the history).
+///
+/// # Errors
+/// [`RunError`] when Anthropic or Redis fails.
+pub async fn ensure_sent(
+    ctx: &Context,
+    conn: &mut ConnectionManager,
+    run: &Run,
+    session_id: &str,
+) -> Result<Option<EventStream>, RunError> {
+    if run.message_sent {
+        return Ok(None);
+    }
+    let session_existed = run.session_id.is_some() || run.session_requested_at_ms.is_some();
+    if session_existed && was_accepted(ctx, session_id).await? {
+        mark_sent(ctx, conn, run).await?;
+        return Ok(None);
+    }
+    let stream = ctx.anthropic.stream_events(session_id).await?;
+    send_once(ctx, session_id, &render(ctx, run)).await?;
+    hook(ctx, FailPoint::MessageSent)?;
+    mark_sent(ctx, conn, run).await?;
+    Ok(Some(Box::pin(stream)))
+}
+
+async fn was_accepted(ctx: &Context, session_id: &str) -> Result<bool, RunError> {
+    let history = ctx.anthropic.list_all_events(session_id).await?;
+    Ok(history.iter().any(|event| event.kind == EventKind::UserMessage))
+}
+
+/// Sends with single attempts; between them, checks whether the last one landed after all.
+async fn send_once(ctx: &Context, session_id: &str, prompt: &str) -> Result<(), RunError> {
+    let policy = RetryPolicy::from(&ctx.config.retry);
+    let once = ctx.anthropic.with_policy(RetryPolicy { max_attempts: 1, ..policy });
+    let event = [OutgoingEvent::user_text(prompt)];
+    let mut retry = 0;
+    loop {
+        let Err(error) = once.send_events(session_id, &event).await else { return Ok(()) };
+        if error.class() != ErrorClass::Transient || retry + 1 >= policy.max_attempts {
+            return Err(error.into());
+        }
+        let delay = error.retry_after().unwrap_or_else(|| policy.delay(retry, fastrand::f64()));
+        tracing::warn!(message = "Sending the message failed; checking the history before retrying.", %error, attempt = retry + 1);
+        tokio::time::sleep(delay).await;
+        if was_accepted(ctx, session_id).await? {
+            return Ok(());
+        }
+        retry += 1;
+    }
+}
+
+async fn mark_sent(ctx: &Context, conn: &mut ConnectionManager, run: &Run) -> Result<(), RunError> {
+    records::set_run(conn, &ctx.keys, &run.id, &[("message_sent_at_ms", now_ms().to_string())])
+        .await?;
+    Ok(())
+}
+
+/// The prompt with `{user}`, `{local_time}` (in the schedule's zone, else UTC) and `{run_id}`.
+pub fn render(ctx: &Context, run: &Run) -> String {
+    let schedule = run
+        .schedule
+        .as_deref()
+        .and_then(|name| ctx.config.schedules.iter().find(|s| s.name == name));
+    let template = run
+        .prompt
+        .as_deref()
+        .or_else(|| schedule.map(|s| s.prompt.as_str()))
+        .unwrap_or(DEFAULT_PROMPT);
+    let zone = schedule.map_or(chrono_tz::UTC, |s| s.timezone);
+    let local_time = Utc::now().with_timezone(&zone).format("%A %-d %B %Y, %H:%M %Z").to_string();
+    template
+        .replace("{user}", &run.user)
+        .replace("{run_id}", &run.id)
+        .replace("{local_time}", &local_time)
+}

@@ -1,0 +1,101 @@
+//! Phase `session`: `sessions.create(agent, environment_id, vault_ids=[the user's vault])` with
+//! the run id and user in title and metadata; the id is persisted at once. If an earlier
+//! attempt asked for a session and died before persisting its id, the session is found again
+//! by its `run_id` metadata instead of creating a second one.
+
+use redis::aio::ConnectionManager;
+use serde_json::json;
+
+use super::{Context, FailPoint, Run, RunError, hook};
+use crate::api::anthropic::{Session, SessionCreate};
+use crate::records::{self, now_ms};
+
+/// How far before the recorded request a lost session may have been created (clock skew).
+const SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// The run's session id, creating the session when the run has none.
+///
+/// # Errors
+/// [`RunError`] when Anthropic or Redis fails.
+pub async fn ensure(
+    ctx: &Context,
+    conn: &mut ConnectionManager,
+    run: &Run,
+    vault_id: &str,
+) -> Result<String, RunError> {
+    if let Some(session_id) = &run.session_id {
+        return Ok(session_id.clone());
+    }
+    if let Some(requested_at) = run.session_requested_at_ms
+        && let Some(found) = find_lost(ctx, &run.id, requested_at).await?
+    {
+        tracing::info!(message = "Found the session an earlier attempt created.", session_id = %found.id);
+        persist(ctx, conn, run, &found.id).await?;
+        return Ok(found.id);
+    }
+    records::set_run(
+        conn,
+        &ctx.keys,
+        &run.id,
+        &[("session_requested_at_ms", now_ms().to_string())],
+    )
+    .await?;
+    let session = ctx.anthropic.create_session(&request(ctx, run, vault_id)).await?;
+    hook(ctx, FailPoint::SessionCreated)?;
+    persist(ctx, conn, run, &session.id).await?;
+    Ok(session.id)
+}
+
+fn request(ctx: &Context, run: &Run, vault_id: &str) -> SessionCreate {
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("run_id".to_owned(), json!(run.id));
+    metadata.insert("user".to_owned(), json!(run.user));
+    if let Some(schedule) = &run.schedule {
+        metadata.insert("schedule".to_owned(), json!(schedule));
+    }
+    SessionCreate {
+        agent: ctx.setup.agent_id.clone(),
+        environment_id: ctx.setup.environment_id.clone(),
+        title: Some(format!("agentcron {}", run.id)),
+        metadata: Some(metadata),
+        vault_ids: vec![vault_id.to_owned()],
+    }
+}
+
+async fn persist(
+    ctx: &Context,
+    conn: &mut ConnectionManager,
+    run: &Run,
+    session_id: &str,
+) -> Result<(), RunError> {
+    records::set_run(conn, &ctx.keys, &run.id, &[("session_id", session_id.to_owned())]).await?;
+    Ok(())
+}
+
+/// Pages through the agent's sessions, newest first, back to shortly before `requested_at`.
+async fn find_lost(
+    ctx: &Context,
+    run_id: &str,
+    requested_at: i64,
+) -> Result<Option<Session>, RunError> {
+    let oldest = requested_at - SKEW_MS;
+    let mut page = None;
+    loop {
+        let batch = ctx.anthropic.list_sessions(&ctx.setup.agent_id, page.as_deref()).await?;
+        let mut past_window = false;
+        for session in batch.data {
+            if session.metadata.get("run_id").and_then(|v| v.as_str()) == Some(run_id) {
+                return Ok(Some(session));
+            }
+            let created = session
+                .created_at
+                .as_deref()
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+            past_window |= created.is_some_and(|at| at.timestamp_millis() < oldest);
+        }
+        match batch.next_page {
+            Some(next) if !next.is_empty() && !past_window => page = Some(next),
+            _ => return Ok(None),
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Phase `minting`: a user-scoped session token for the MCP config, with the configured
+//! expiry. The token is registered with the redactor at once and never stored; only its
+//! expiry is, in the user's map.
+
+use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret;
+
+use super::{Context, RunError};
+use crate::api::scalekit::SessionToken;
+use crate::records;
+
+/// Mints a token for `user`.
+///
+/// # Errors
+/// [`RunError`] when Scalekit or Redis fails.
+pub async fn mint(
+    ctx: &Context,
+    conn: &mut ConnectionManager,
+    user: &str,
+) -> Result<SessionToken, RunError> {
+    let expiry = ctx.config.scalekit.token_expiry;
+    let token = ctx.scalekit.create_session_token(&ctx.setup.mcp_config_id, user, expiry).await?;
+    ctx.redactor.add(token.token.expose_secret());
+    let expires_at = token.expires_at.unwrap_or_else(|| {
+        chrono::Utc::now()
+            + chrono::TimeDelta::from_std(expiry).unwrap_or(chrono::TimeDelta::zero())
+    });
+    let fields = [("token_expires_at_ms", expires_at.timestamp_millis().to_string())];
+    records::set_user(conn, &ctx.keys, user, &fields).await?;
+    Ok(SessionToken { token: token.token, expires_at: Some(expires_at) })
+}

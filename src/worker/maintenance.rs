@@ -1,0 +1,193 @@
+//! The worker's periodic duties besides running runs: connect and register, heartbeat (which
+//! also notices a lost lease), reap the runs of dead workers, promote due retries, and release
+//! everything at shutdown. Each loop retries Redis with backoff and never ends the worker.
+//!
+//! This module must not execute runs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::ops::metrics;
+use crate::queue::{Backoff, Lease, Owner, Queue};
+
+/// How often due retries are promoted: bounds how late a retry or `not_before` run starts.
+const PROMOTE_EVERY: Duration = Duration::from_millis(250);
+
+/// Connects, retrying with backoff until Redis answers or `shutdown` is cancelled (`None`).
+pub(super) async fn connect(config: &Config, shutdown: &CancellationToken) -> Option<Queue> {
+    let mut backoff = Backoff::default();
+    let mut logged = false;
+    loop {
+        match Queue::connect(&config.redis).await {
+            Ok(queue) => return Some(queue),
+            Err(error) if !logged => {
+                tracing::warn!(message = "Redis unavailable; retrying with backoff.", error.message = %error);
+                logged = true;
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// What a heartbeat says about this worker, and how long its lease lasts.
+#[derive(Debug, Clone)]
+pub(super) struct Beat {
+    lease: Duration,
+    every: Duration,
+    concurrency: usize,
+    started_at_ms: i64,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Beat {
+    pub(super) fn new(config: &Config, in_flight: Arc<AtomicUsize>) -> Self {
+        Self {
+            lease: config.worker.lease,
+            every: config.worker.heartbeat,
+            concurrency: config.worker.concurrency,
+            started_at_ms: crate::queue::unix_ms(SystemTime::now()),
+            in_flight,
+        }
+    }
+
+    fn info(&self) -> String {
+        json!({
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "started_at_ms": self.started_at_ms,
+            "heartbeat_at_ms": crate::queue::unix_ms(SystemTime::now()),
+            "in_flight": self.in_flight.load(Ordering::Relaxed),
+            "concurrency": self.concurrency,
+        })
+        .to_string()
+    }
+}
+
+/// Creates `owner`'s lease, retrying until it works; false when `shutdown` came first.
+pub(super) async fn register(
+    queue: &Queue,
+    owner: &Owner,
+    beat: &Beat,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut backoff = Backoff::default();
+    loop {
+        match queue.heartbeat(owner, beat.lease, &beat.info(), true).await {
+            Ok(_) => {
+                queue.health().ok();
+                return true;
+            }
+            Err(error) => queue.health().failed("register", &error),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// Renews the lease every `heartbeat`. A lost lease means the reaper gave this worker's runs
+/// to others: cancel them now (they must not run twice) and continue under a new id.
+pub(super) async fn heartbeat(
+    queue: Queue,
+    lease: Arc<Lease>,
+    beat: Beat,
+    stop: CancellationToken,
+) {
+    let mut register = false;
+    while sleep_or_stop(beat.every, &stop).await {
+        let owner = lease.current();
+        match queue.heartbeat(&owner, beat.lease, &beat.info(), register).await {
+            Ok(true) => {
+                queue.health().ok();
+                register = false;
+            }
+            Ok(false) => {
+                queue.health().ok();
+                tracing::warn!(
+                    message = "Lease lost: another worker took this worker's runs; cancelling them here.",
+                    worker_id = %owner.id
+                );
+                let next = lease.rotate(&owner);
+                tracing::info!(message = "Continuing under a new worker id.", worker_id = %next.id);
+                register = true;
+            }
+            Err(error) => queue.health().failed("heartbeat", &error),
+        }
+        metrics::jobs_in_flight(beat.in_flight.load(Ordering::Relaxed));
+    }
+}
+
+/// Every `every`, hands the runs of workers whose lease expired back to the ready list. Every
+/// worker reaps; the script is atomic, so two reapers never move the same run.
+pub(super) async fn reaper(queue: Queue, every: Duration, stop: CancellationToken) {
+    while sleep_or_stop(every, &stop).await {
+        match queue.reap().await {
+            Ok((n_runs, n_items, n_workers)) => {
+                queue.health().ok();
+                if n_workers > 0 {
+                    metrics::orphans_recovered(n_runs);
+                    tracing::info!(
+                        message = "Recovered the runs of workers whose lease expired.",
+                        n_runs,
+                        n_items,
+                        n_workers
+                    );
+                }
+            }
+            Err(error) => queue.health().failed("reap", &error),
+        }
+    }
+}
+
+/// Promotes due retries and `not_before` runs to the ready list.
+pub(super) async fn promoter(queue: Queue, stop: CancellationToken) {
+    while sleep_or_stop(PROMOTE_EVERY, &stop).await {
+        match queue.promote_due().await {
+            Ok(_) => queue.health().ok(),
+            Err(error) => queue.health().failed("promote", &error),
+        }
+    }
+}
+
+/// Puts back everything `owner` still holds. Bounded: after a few failures the runs stay in
+/// the processing list, where the reaper finds them once the lease expires.
+pub(super) async fn release(queue: &Queue, owner: &Owner) {
+    let mut backoff = Backoff::default();
+    for _ in 0..5 {
+        match queue.release_all(owner).await {
+            Ok((n_runs, n_items)) => {
+                if n_runs + n_items > 0 {
+                    tracing::info!(
+                        message = "Released unfinished work to the queue.",
+                        n_runs,
+                        n_items
+                    );
+                }
+                return;
+            }
+            Err(error) => queue.health().failed("release", &error),
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+    tracing::warn!(
+        message = "Could not release unfinished work; the reaper will recover it after the lease."
+    );
+}
+
+/// Sleeps `delay`; false when `stop` was cancelled first.
+async fn sleep_or_stop(delay: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep(delay) => true,
+    }
+}

@@ -1,0 +1,238 @@
+//! The tower services apalis runs for each run: [`HandlerService`] calls the [`Handler`] with a
+//! soft timeout (cancel the run's token, let it stop at a safe point), and [`FinishLayer`]
+//! records how the attempt ended, whatever the layers beneath it did (a panic caught by
+//! `catch_panic`, the hard timeout of `timeout`). Layer order, outermost first:
+//! concurrency → finish → tracing → timeout (run timeout + slack) → catch-panic → handler.
+//!
+//! This module must not decide outcomes (that is `outcome.rs`) or touch queue keys.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use apalis_core::error::{AbortError, BoxDynError};
+use apalis_core::layers::{Layer, Service};
+use apalis_core::task::Task;
+
+use super::outcome::{Outcome, decide};
+use super::{Handler, JobContext};
+use crate::api::retry::RetryPolicy;
+use crate::config::Config;
+use crate::ops::metrics;
+use crate::queue::{Backoff, Disposition, Job, Queue, RunState};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Calls the handler for one run, cancelling its token at the run timeout.
+#[derive(Debug, Clone)]
+pub(super) struct HandlerService<H> {
+    handler: H,
+    run_timeout: Duration,
+    max_attempts: u32,
+}
+
+impl<H> HandlerService<H> {
+    pub(super) fn new(handler: H, run_timeout: Duration, max_attempts: u32) -> Self {
+        Self { handler, run_timeout, max_attempts }
+    }
+}
+
+impl<H: Handler> Service<Task<Job>> for HandlerService<H> {
+    type Response = Outcome;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Outcome, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, task: Task<Job>) -> Self::Future {
+        let job = task.args;
+        let context = JobContext {
+            run_id: job.run_id.clone(),
+            attempt: job.attempt,
+            max_attempts: self.max_attempts,
+            worker_id: job.owner.id.to_string(),
+            resumed: job.previous == Some(RunState::Running),
+            cancel: job.cancel.clone(),
+        };
+        let handler = self.handler.clone();
+        let run_timeout = self.run_timeout;
+        Box::pin(async move {
+            let handling = handler.handle(context);
+            tokio::pin!(handling);
+            // Cancel safety: `handling` is pinned outside the select and awaited again after
+            // the timeout arm, so the timeout only cancels the token, never the future.
+            let outcome = tokio::select! {
+                outcome = &mut handling => return Ok(outcome),
+                () = tokio::time::sleep(run_timeout) => {
+                    job.cancel.cancel();
+                    handling.await
+                }
+            };
+            Ok(timed_out(outcome, run_timeout))
+        })
+    }
+}
+
+/// A run stopped by its timeout is a transient failure, unless it finished anyway.
+fn timed_out(outcome: Outcome, run_timeout: Duration) -> Outcome {
+    match outcome {
+        Outcome::Cancelled | Outcome::Retry { .. } => Outcome::Retry {
+            error: format!("run timed out after {}", humantime::format_duration(run_timeout)),
+            class: "timeout".to_owned(),
+            after: None,
+        },
+        other => other,
+    }
+}
+
+/// Records attempts' ends; shared by every in-flight run of one worker.
+#[derive(Debug)]
+pub(super) struct Finisher {
+    queue: Queue,
+    max_attempts: u32,
+    policy: RetryPolicy,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Finisher {
+    pub(super) fn new(queue: Queue, config: &Config, in_flight: Arc<AtomicUsize>) -> Self {
+        let policy = RetryPolicy::from(&config.retry);
+        Self { queue, max_attempts: config.worker.max_attempts, policy, in_flight }
+    }
+
+    /// Decides and records the end of `job`'s attempt, retrying Redis until it succeeds: an
+    /// attempt's end must not be lost to an outage (the run keeps its concurrency slot
+    /// meanwhile, which is the backpressure we want).
+    async fn finish(&self, job: Job, res: Result<Outcome, BoxDynError>) {
+        let outcome = outcome_of(res);
+        let stopped = job.owner.token.is_cancelled();
+        let disposition = decide(outcome, job.attempt, self.max_attempts, stopped, &self.policy);
+        let mut backoff = Backoff::default();
+        let held = loop {
+            match self.queue.finish(&job, &disposition).await {
+                Ok(held) => break held,
+                Err(error) => {
+                    self.queue.health().failed("finish", &error);
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        };
+        self.queue.health().ok();
+        let n_in_flight = self.in_flight.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+        metrics::jobs_in_flight(n_in_flight);
+        let label = if held { disposition.label() } else { "lost" };
+        metrics::job_finished(label);
+        log(&job, &disposition, held);
+    }
+}
+
+/// The catch-panic layer's conversion: a panic becomes an [`AbortError`] with its message.
+pub(super) fn on_panic(panic: &Box<dyn std::any::Any + Send>) -> AbortError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".to_owned());
+    AbortError::new(PanicError(message))
+}
+
+/// The message of a handler's panic.
+#[derive(Debug, thiserror::Error)]
+#[error("handler panicked: {0}")]
+pub(super) struct PanicError(String);
+
+fn outcome_of(res: Result<Outcome, BoxDynError>) -> Outcome {
+    match res {
+        Ok(outcome) => outcome,
+        // A panic is retried: bounded by max_attempts, and it may depend on remote state.
+        Err(error) if error.downcast_ref::<AbortError>().is_some() => {
+            Outcome::Retry { error: error.to_string(), class: "panic".to_owned(), after: None }
+        }
+        // Only the hard timeout layer fails otherwise: the handler ignored its cancellation.
+        Err(error) => Outcome::Retry {
+            error: format!("run did not stop after cancellation: {error}"),
+            class: "timeout".to_owned(),
+            after: None,
+        },
+    }
+}
+
+fn log(job: &Job, disposition: &Disposition, held: bool) {
+    let (run_id, attempt) = (job.run_id.as_str(), job.attempt);
+    match disposition {
+        _ if !held => tracing::warn!(
+            message = "Run was taken over by another worker; result dropped.",
+            run_id,
+            attempt
+        ),
+        Disposition::Retry { error, class, after } => tracing::warn!(
+            message = "Run failed; will retry.", run_id, attempt, error_class = %class, error = %error,
+            retry_in_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX)
+        ),
+        Disposition::Dead { error, class } => tracing::error!(
+            message = "Run is dead.", run_id, attempt, error_class = %class, error = %error
+        ),
+        other => {
+            tracing::info!(message = "Run finished.", run_id, attempt, outcome = other.label())
+        }
+    }
+}
+
+/// Wraps the lower layers; see [`Finisher`].
+#[derive(Debug, Clone)]
+pub(super) struct FinishLayer {
+    finisher: Arc<Finisher>,
+}
+
+impl FinishLayer {
+    pub(super) fn new(finisher: Finisher) -> Self {
+        Self { finisher: Arc::new(finisher) }
+    }
+}
+
+impl<S> Layer<S> for FinishLayer {
+    type Service = FinishService<S>;
+
+    fn layer(&self, inner: S) -> FinishService<S> {
+        FinishService { inner, finisher: Arc::clone(&self.finisher) }
+    }
+}
+
+/// See [`FinishLayer`].
+#[derive(Debug, Clone)]
+pub(super) struct FinishService<S> {
+    inner: S,
+    finisher: Arc<Finisher>,
+}
+
+impl<S> Service<Task<Job>> for FinishService<S>
+where
+    S: Service<Task<Job>, Response = Outcome>,
+    S::Error: Into<BoxDynError>,
+    S::Future: Send + 'static,
+{
+    type Response = ();
+    type Error = BoxDynError;
+    type Future = BoxFuture<Result<(), BoxDynError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxDynError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, task: Task<Job>) -> Self::Future {
+        let job = task.args.clone();
+        let running = self.inner.call(task);
+        let finisher = Arc::clone(&self.finisher);
+        Box::pin(async move {
+            let res = running.await.map_err(Into::into);
+            finisher.finish(job, res).await;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! The redis-cli intake: payloads pushed with the real `redis-cli` binary become runs; each
+//! malformed payload is filed under `<p>:rejected` with the right reason while the valid ones
+//! around it still run, and the worker keeps going.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use serde_json::Value;
+
+use crate::common::TestRedis;
+use crate::worker_support::{
+    TestHandler, config, count_in_state, eventually, record, spawn, state,
+};
+
+/// Pushes with the `redis-cli` binary when it is installed (it is on every machine here),
+/// else with the client library.
+async fn lpush(redis: &TestRedis, key: &str, payload: &[u8]) {
+    let cli = std::path::Path::new("/usr/bin/redis-cli");
+    if let (true, Ok(text)) = (cli.exists(), std::str::from_utf8(payload)) {
+        let status = std::process::Command::new(cli)
+            .args(["-u", &redis.url, "LPUSH", key, text])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "redis-cli LPUSH failed");
+    } else {
+        let mut conn = redis.conn.clone();
+        let _: i64 = conn.lpush(key, payload).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn intake_accepts_valid_payloads_and_rejects_each_malformed_one_with_its_reason() {
+    let redis = TestRedis::new().await;
+    let config = config(&redis);
+    let big = format!(r#"{{"user":"big@example.com","prompt":"{}"}}"#, "x".repeat(70_000));
+    // (payload, expected rejection reason or None when valid), in push order.
+    let cases: Vec<(Vec<u8>, Option<&str>)> = vec![
+        (br#"{"user":"v1@example.com","run_id":"intake-v1"}"#.to_vec(), None),
+        (b"hello".to_vec(), Some("not_json")),
+        (br#"{"user":"v2@example.com""#.to_vec(), Some("not_json")),
+        (br#"["alice@example.com"]"#.to_vec(), Some("not_object")),
+        (br#"{"prompt":"no user"}"#.to_vec(), Some("missing_user")),
+        (br#"{"user":""}"#.to_vec(), Some("empty_user")),
+        (br#"{"user":42}"#.to_vec(), Some("wrong_type")),
+        (br#"{"user":"v3@example.com","schedule":"morning","prompt":"Hi.","not_before":"2001-01-01T00:00:00Z","run_id":"intake-v3"}"#.to_vec(), None),
+        (br#"{"user":"a@example.com","prompt":["x"]}"#.to_vec(), Some("wrong_type")),
+        (br#"{"user":"a@example.com","colour":"red"}"#.to_vec(), Some("unknown_field")),
+        (br#"{"user":"a@example.com","run_id":"two words"}"#.to_vec(), Some("invalid_run_id")),
+        (br#"{"user":"a@example.com","not_before":"next tuesday"}"#.to_vec(), Some("bad_not_before")),
+        (br#"{"user":"a@example.com","not_before":1900000000000}"#.to_vec(), Some("bad_not_before")),
+        (big.into_bytes(), Some("too_large")),
+        (b"\xff\xfe{}".to_vec(), Some("not_utf8")),
+        (br#"{"user":"v4@example.com"}"#.to_vec(), None),
+        (br#"{"user":"v1@example.com","run_id":"intake-v1"}"#.to_vec(), None),
+    ];
+    let n_rejected = cases.iter().filter(|(_, reason)| reason.is_some()).count();
+    assert!(n_rejected >= 10);
+
+    let handler = TestHandler::succeeding();
+    let worker = spawn(&config, handler.clone());
+    let intake = format!("{}:intake", redis.prefix);
+    for (payload, _) in &cases {
+        lpush(&redis, &intake, payload).await;
+    }
+
+    let rejected_key = format!("{}:rejected", redis.prefix);
+    let mut conn = redis.conn.clone();
+    eventually("every payload handled", Duration::from_secs(20), || {
+        let (redis, mut conn, key) = (&redis, conn.clone(), rejected_key.clone());
+        async move {
+            let n: usize = conn.llen(&key).await.unwrap();
+            n == n_rejected && count_in_state(redis, "succeeded").await == 3
+        }
+    })
+    .await;
+
+    // Each rejection carries its reason, the payload (truncated) and a timestamp.
+    let entries: Vec<String> = conn.lrange(&rejected_key, 0, -1).await.unwrap();
+    let entries: Vec<Value> =
+        entries.iter().map(|entry| serde_json::from_str(entry).unwrap()).collect();
+    let mut by_payload: HashMap<String, &Value> = HashMap::new();
+    for entry in &entries {
+        assert!(entry["at_ms"].as_i64().unwrap() > 1_700_000_000_000, "{entry}");
+        assert!(entry["payload"].as_str().unwrap().len() <= 1024 + 3, "payload kept truncated");
+        by_payload.insert(entry["payload"].as_str().unwrap().to_owned(), entry);
+    }
+    for (payload, reason) in &cases {
+        let Some(reason) = reason else { continue };
+        let kept = String::from_utf8_lossy(&payload[..payload.len().min(1024)]).into_owned();
+        let entry = by_payload.get(&kept).unwrap_or_else(|| panic!("no rejection for {kept:.80}"));
+        assert_eq!(entry["reason"], *reason, "{kept:.80}");
+        assert_eq!(entry["payload_bytes"], payload.len());
+    }
+
+    // Valid payloads became runs; the repeated run id ran once.
+    assert_eq!(state(&redis, "intake-v1").await, "succeeded");
+    let v3 = record(&redis, "intake-v3").await;
+    assert_eq!(
+        (v3["schedule"].as_str(), v3["prompt"].as_str(), v3["source"].as_str()),
+        ("morning", "Hi.", "intake")
+    );
+    assert_eq!(v3["not_before_ms"], "978307200000");
+    let v4: Vec<String> =
+        conn.zrange(format!("{}:runs:user:v4@example.com", redis.prefix), 0, -1).await.unwrap();
+    assert_eq!(v4.len(), 1, "a payload without run_id gets one generated id");
+    assert_eq!(handler.stats.counts().values().copied().collect::<Vec<_>>(), [1, 1, 1]);
+    let left: usize = conn.llen(&intake).await.unwrap();
+    assert_eq!(left, 0);
+    worker.stop().await;
+    let keys = redis.keys().await;
+    assert!(!keys.iter().any(|key| key.contains(":intake:processing:")), "{keys:?}");
+}

@@ -1,0 +1,417 @@
+//! The run pipeline against the simulator and a real Redis: the happy path with transcript and
+//! calendar, inactive connections and notices, fifty users at once, a crash at every phase
+//! boundary, a token that expires mid-session, and no secret left anywhere.
+
+use std::time::Duration;
+
+use agentcron::records::transcript;
+use agentcron::run::{Context, FailPoint, Finish, Phase, RunError};
+use serde_json::{Value, json};
+use tracing::instrument::WithSubscriber;
+
+use crate::common::app::{API_KEY, CLIENT_SECRET, TestApp, spawn_app, spawn_app_with};
+
+async fn transcript_lines(app: &TestApp, run_id: &str) -> Vec<Value> {
+    let mut conn = app.conn.clone();
+    transcript::lines(&mut conn, &app.ctx.keys, run_id).await.unwrap()
+}
+
+fn tool_uses(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "agent.mcp_tool_use")
+        .map(|l| l["data"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn happy_path_records_everything_and_books_the_meeting() {
+    let app = spawn_app().await;
+    app.create_run("r-happy", "alice@example.com").await;
+    let finish = app.execute("r-happy").await.unwrap();
+    let Finish::Succeeded { session_id } = finish else { panic!("{finish:?}") };
+
+    let record = app.record("r-happy").await;
+    assert_eq!(record.get("phase"), Some("streaming"));
+    assert_eq!(record.get("session_id"), Some(session_id.as_str()));
+    assert!(record.get("message_sent_at_ms").is_some());
+    for phase in Phase::ALL {
+        assert!(record.get(&format!("{phase}_at_ms")).is_some(), "{phase} has a timestamp");
+    }
+
+    let lines = transcript_lines(&app, "r-happy").await;
+    assert_eq!(tool_uses(&lines), ["gmail_fetch_mails", "googlecalendar_create_event"]);
+    let text: String = lines
+        .iter()
+        .filter(|l| l["type"] == "agent.message")
+        .flat_map(|l| l["data"]["content"].as_array().unwrap().clone())
+        .filter_map(|b| b["text"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!text.is_empty());
+    assert!(lines.iter().all(|l| l["run_id"] == "r-happy"
+        && l["user"] == "alice@example.com"
+        && l["session_id"] == session_id.as_str()));
+    assert_eq!(lines.last().unwrap()["type"], "session.status_idle");
+
+    let calendar = app.sim_client.calendar("alice@example.com").await;
+    assert_eq!(calendar.len(), 1);
+    assert!(
+        calendar[0]["summary"].as_str().unwrap().starts_with("Action Required: "),
+        "{calendar:?}"
+    );
+
+    let files: Vec<_> = walk(app.transcripts.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = std::fs::read_to_string(&files[0]).unwrap();
+    assert_eq!(file.lines().count(), lines.len(), "the JSONL copy matches the stream");
+    assert!(files[0].to_str().unwrap().contains("alice@example.com"));
+
+    let user: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(app.ctx.keys.user("alice@example.com"))
+        .query_async(&mut app.conn.clone())
+        .await
+        .unwrap();
+    assert!(user["vault_id"].starts_with("vlt_") && user["credential_id"].starts_with("vcrd_"));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_second_run_reuses_the_users_vault() {
+    let app = spawn_app().await;
+    for run_id in ["r-1", "r-2"] {
+        app.create_run(run_id, "bob@example.com").await;
+        app.execute(run_id).await.unwrap();
+    }
+    let audit = app.audit().await;
+    assert_eq!(audit["requests"]["POST /v1/vaults"], 1, "{}", audit["requests"]);
+    assert_eq!(audit["requests"]["POST /v1/vaults/{vault_id}/credentials"], 1);
+    assert_eq!(
+        audit["requests"]["POST /v1/vaults/{vault_id}/credentials/{credential_id}"], 1,
+        "updated on the second run"
+    );
+}
+
+#[tokio::test]
+async fn an_inactive_connection_opens_a_notice_and_a_later_run_resolves_it() {
+    let app = spawn_app().await;
+    let user = "carol@example.com";
+    app.sim_client.set_connection(user, "googlecalendar", Some("EXPIRED")).await;
+    app.create_run("r-auth-1", user).await;
+    let finish = app.execute("r-auth-1").await.unwrap();
+    assert_eq!(finish, Finish::NeedsAuth { connections: vec!["googlecalendar".to_owned()] });
+    assert!(app.sessions_of("r-auth-1").await.is_empty(), "no session for a run that needs auth");
+
+    let mut conn = app.conn.clone();
+    let keys = &app.ctx.keys;
+    let notice: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(keys.notice(user, "googlecalendar"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(notice["status"], "open");
+    assert_eq!(notice["connection_status"], "EXPIRED");
+    assert!(notice["auth_link"].starts_with("http"), "{notice:?}");
+    assert_eq!(notice["count"], "1");
+    let open: Vec<String> = redis::cmd("ZRANGE")
+        .arg(keys.notice_index())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(open, [format!("{user}:googlecalendar")]);
+
+    app.create_run("r-auth-2", user).await;
+    assert!(matches!(app.execute("r-auth-2").await.unwrap(), Finish::NeedsAuth { .. }));
+    let count: String = redis::cmd("HGET")
+        .arg(keys.notice(user, "googlecalendar"))
+        .arg("count")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(count, "2", "refreshed, not duplicated");
+
+    app.sim_client.set_connection(user, "googlecalendar", Some("ACTIVE")).await;
+    app.create_run("r-auth-3", user).await;
+    assert!(matches!(app.execute("r-auth-3").await.unwrap(), Finish::Succeeded { .. }));
+    let notice: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(keys.notice(user, "googlecalendar"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(notice["status"], "resolved");
+    assert!(notice.contains_key("resolved_at_ms"));
+    let open: Vec<String> = redis::cmd("ZRANGE")
+        .arg(keys.notice_index())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(open.is_empty());
+
+    let events: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(keys.notices())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|(_, f)| f.iter().find(|(k, _)| k == "event").unwrap().1.clone())
+        .collect();
+    assert_eq!(kinds, ["opened", "refreshed", "resolved"]);
+}
+
+#[tokio::test]
+async fn a_user_without_any_account_needs_both_connections() {
+    let app = spawn_app().await;
+    let user = "nobody@example.com";
+    app.sim_client.set_connection(user, "gmail", None).await;
+    app.sim_client.set_connection(user, "googlecalendar", None).await;
+    app.create_run("r-none", user).await;
+    let finish = app.execute("r-none").await.unwrap();
+    assert_eq!(
+        finish,
+        Finish::NeedsAuth { connections: vec!["gmail".to_owned(), "googlecalendar".to_owned()] }
+    );
+}
+
+#[tokio::test]
+async fn fifty_users_at_once_never_cross_tokens() {
+    let app = spawn_app().await;
+    let users: Vec<String> = (0..50).map(|i| format!("user{i}@example.com")).collect();
+    for (i, user) in users.iter().enumerate() {
+        app.create_run(&format!("r-fifty-{i}"), user).await;
+    }
+    let runs = (0..50).map(|i| {
+        let app = &app;
+        async move { app.execute(&format!("r-fifty-{i}")).await }
+    });
+    for res in futures::future::join_all(runs).await {
+        assert!(matches!(res, Ok(Finish::Succeeded { .. })), "{res:?}");
+    }
+    let audit = app.audit().await;
+    assert_eq!(audit["violations"], json!([]), "{}", audit["violations"]);
+    let sessions = audit["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 50);
+    for session in sessions {
+        let user = session["user"].as_str().unwrap();
+        let subjects = session["token_subjects"].as_array().unwrap();
+        assert!(!subjects.is_empty());
+        assert!(subjects.iter().all(|s| s == user), "{session}");
+        assert!(
+            session["tool_calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["subject"] == user && c["ok"] == true)
+        );
+    }
+    for user in &users {
+        assert_eq!(app.sim_client.calendar(user).await.len(), 1, "{user}");
+    }
+}
+
+#[tokio::test]
+async fn a_crash_at_any_phase_boundary_resumes_with_one_session_and_one_message() {
+    let app = spawn_app().await;
+    let points: Vec<FailPoint> = Phase::ALL
+        .iter()
+        .map(|phase| FailPoint::Before(*phase))
+        .chain([FailPoint::SessionCreated, FailPoint::MessageSent])
+        .collect();
+    for (i, point) in points.iter().enumerate() {
+        let run_id = format!("r-crash-{i}");
+        let user = format!("crash{i}@example.com");
+        app.create_run(&run_id, &user).await;
+        let crashing = Context { fail_point: Some(*point), ..app.ctx.clone() };
+        let error = app.execute_with(&crashing, &run_id).await.unwrap_err();
+        assert!(matches!(error, RunError::FailPoint(p) if p == *point), "{error}");
+        let finish = app.execute(&run_id).await.unwrap();
+        assert!(matches!(finish, Finish::Succeeded { .. }), "{point:?}: {finish:?}");
+        let sessions = app.sessions_of(&run_id).await;
+        assert_eq!(sessions.len(), 1, "{point:?}: {sessions:?}");
+        assert_eq!(sessions[0]["user_messages"], 1, "{point:?}");
+        assert_eq!(
+            app.sim_client.calendar(&user).await.len(),
+            1,
+            "{point:?}: the work was done once"
+        );
+    }
+    assert_eq!(app.audit().await["violations"], json!([]));
+}
+
+#[tokio::test]
+async fn another_run_of_the_same_user_waits_for_the_lease() {
+    let app = spawn_app().await;
+    app.create_run("r-a", "dora@example.com").await;
+    app.create_run("r-b", "dora@example.com").await;
+    let crashing =
+        Context { fail_point: Some(FailPoint::Before(Phase::Streaming)), ..app.ctx.clone() };
+    app.execute_with(&crashing, "r-a").await.unwrap_err();
+    let busy = app.execute("r-b").await.unwrap_err();
+    assert!(matches!(&busy, RunError::Busy { holder, .. } if holder == "r-a"), "{busy}");
+    assert!(busy.retry_after().is_some());
+    app.execute("r-a").await.unwrap();
+    app.execute("r-b").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_token_that_expires_mid_session_is_replaced() {
+    let app = spawn_app_with(|config| {
+        config.scalekit.token_expiry = Duration::from_secs(60);
+        config.scalekit.token_refresh_margin = Duration::from_millis(59_500);
+    })
+    .await;
+    app.sim_client.add_fault(json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 400, "count": 1})).await;
+    app.create_run("r-long", "erin@example.com").await;
+    assert!(matches!(app.execute("r-long").await.unwrap(), Finish::Succeeded { .. }));
+    let audit = app.audit().await;
+    let requests = &audit["requests"];
+    let mints = requests["POST /api/v1/mcp/configs/{config_id}/tokens"].as_u64().unwrap();
+    assert!(mints >= 2, "minted again mid-session: {requests}");
+    let updates =
+        requests["POST /v1/vaults/{vault_id}/credentials/{credential_id}"].as_u64().unwrap();
+    assert!(updates >= 1, "{requests}");
+    assert_eq!(audit["violations"], json!([]));
+}
+
+#[tokio::test]
+async fn no_secret_in_redis_transcripts_or_logs() {
+    let app = spawn_app().await;
+    let logs = crate::common::app::LogCapture::default();
+    app.create_run("r-secret", "frank@example.com").await;
+    app.execute("r-secret").with_subscriber(logs.subscriber()).await.unwrap();
+    let tokens = app.sim_client.audit().await; // forces the simulator to have minted tokens
+    assert!(tokens["totals"]["sessions"].as_u64().unwrap() >= 1);
+
+    let dump = crate::common::app::dump_redis(&app.redis).await;
+    let files: String =
+        walk(app.transcripts.path()).iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
+    let logged = logs.text();
+    assert!(logged.contains("Phase entered"), "the capture saw the run's logs");
+    for (what, text) in [("redis", &dump), ("transcript files", &files), ("logs", &logged)] {
+        for secret in [CLIENT_SECRET, API_KEY] {
+            assert!(!text.contains(secret), "{what} contains a credential");
+        }
+        assert!(!text.contains("eyJ"), "{what} contains a token-shaped string");
+    }
+}
+
+type Hooks = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Vec<u8>)>>>;
+
+async fn webhook_recorder() -> (String, Hooks) {
+    let hooks: Hooks = Default::default();
+    let seen = hooks.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let signature =
+                    headers.get("x-agentcron-signature").map(|v| v.to_str().unwrap().to_owned());
+                seen.lock().unwrap().push((signature, body.to_vec()));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), hooks)
+}
+
+#[tokio::test]
+async fn notices_reach_the_webhook_signed() {
+    let (url, hooks) = webhook_recorder().await;
+    let app = spawn_app_with(|config| {
+        config.notices.webhook_url = Some(url.parse().unwrap());
+        config.notices.webhook_secret = Some(secrecy::SecretString::from("hook-secret-123"));
+    })
+    .await;
+    app.sim_client.set_connection("gina@example.com", "gmail", Some("DISCONNECTED")).await;
+    app.create_run("r-hook", "gina@example.com").await;
+    assert!(matches!(app.execute("r-hook").await.unwrap(), Finish::NeedsAuth { .. }));
+    let hooks = hooks.lock().unwrap().clone();
+    assert_eq!(hooks.len(), 1);
+    let (signature, body) = &hooks[0];
+    let notice: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(notice["event"], "opened");
+    assert_eq!(notice["user"], "gina@example.com");
+    assert_eq!(notice["connection"], "gmail");
+    assert_eq!(notice["connection_status"], "DISCONNECTED");
+    assert!(notice["auth_link"].as_str().unwrap().starts_with("http"));
+    let secret = secrecy::SecretString::from("hook-secret-123");
+    assert_eq!(
+        signature.as_deref(),
+        Some(agentcron::records::webhook::signature(&secret, body).as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_dead_webhook_never_fails_the_run() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let app =
+        spawn_app_with(|config| config.notices.webhook_url = Some(url.parse().unwrap())).await;
+    app.sim_client.set_connection("hal@example.com", "gmail", Some("EXPIRED")).await;
+    app.create_run("r-dead-hook", "hal@example.com").await;
+    let finish = app.execute("r-dead-hook").await.unwrap();
+    assert_eq!(finish, Finish::NeedsAuth { connections: vec!["gmail".to_owned()] });
+    let mut conn = app.conn.clone();
+    let len: usize =
+        redis::cmd("XLEN").arg(app.ctx.keys.notices()).query_async(&mut conn).await.unwrap();
+    assert_eq!(len, 1, "the notice is on the stream even though the webhook is down");
+}
+
+#[tokio::test]
+async fn sessions_are_archived_when_configured() {
+    let app = spawn_app_with(|config| config.anthropic.archive_sessions = true).await;
+    app.create_run("r-archive", "ivan@example.com").await;
+    app.execute("r-archive").await.unwrap();
+    let sessions = app.sessions_of("r-archive").await;
+    assert_eq!(sessions[0]["archived"], true);
+}
+
+#[tokio::test]
+async fn a_vault_or_credential_found_missing_is_recreated() {
+    let app = spawn_app().await;
+    let user = "judy@example.com";
+    let ids = |app: &TestApp| {
+        let mut conn = app.conn.clone();
+        let key = app.ctx.keys.user(user);
+        async move {
+            let map: std::collections::HashMap<String, String> =
+                redis::cmd("HGETALL").arg(key).query_async(&mut conn).await.unwrap();
+            (map["vault_id"].clone(), map["credential_id"].clone())
+        }
+    };
+    app.create_run("r-v1", user).await;
+    app.execute("r-v1").await.unwrap();
+    let (vault, credential) = ids(&app).await;
+
+    app.ctx.anthropic.delete_credential(&vault, &credential).await.unwrap();
+    app.create_run("r-v2", user).await;
+    app.execute("r-v2").await.unwrap();
+    let (same_vault, new_credential) = ids(&app).await;
+    assert_eq!(same_vault, vault, "the vault still exists and is kept");
+    assert_ne!(new_credential, credential);
+
+    app.ctx.anthropic.delete_vault(&same_vault).await.unwrap();
+    app.create_run("r-v3", user).await;
+    app.execute("r-v3").await.unwrap();
+    let (new_vault, _) = ids(&app).await;
+    assert_ne!(new_vault, vault);
+    assert_eq!(app.audit().await["violations"], json!([]));
+}

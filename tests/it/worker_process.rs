@@ -1,0 +1,154 @@
+//! Real `agentcron worker` processes against the simulator: a worker killed with SIGKILL
+//! mid-run loses nothing (another finishes the run with exactly one session and one message),
+//! and SIGTERM drains in-flight runs before the process exits 0.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agentcron::queue::{NewRun, Queue};
+use serde_json::json;
+
+use crate::common::app::{API_KEY, CLIENT_SECRET, TestApp, spawn_app};
+
+/// The environment a child worker needs to reach this test's simulator and Redis prefix.
+fn child_env(app: &TestApp, transcripts: &Path) -> Vec<(String, String)> {
+    let base = app.sim.base_url().to_owned();
+    [
+        ("SCALEKIT_ENV_URL", base.clone()),
+        ("ANTHROPIC_BASE_URL", base),
+        ("SCALEKIT_CLIENT_ID", "sim-client-id".to_owned()),
+        ("SCALEKIT_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        ("ANTHROPIC_API_KEY", API_KEY.to_owned()),
+        ("REDIS_URL", app.redis.url.clone()),
+        ("AGENTCRON__REDIS__PREFIX", app.redis.prefix.clone()),
+        ("AGENTCRON__WORKER__HEARTBEAT", "300ms".to_owned()),
+        ("AGENTCRON__WORKER__LEASE", "2s".to_owned()),
+        ("AGENTCRON__WORKER__SHUTDOWN_GRACE", "30s".to_owned()),
+        ("AGENTCRON__OPS__BIND", "127.0.0.1:0".to_owned()),
+        ("AGENTCRON__TRANSCRIPTS__DIR", transcripts.display().to_string()),
+        ("AGENTCRON_LOG_FORMAT", "json".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+fn spawn_worker(env: &[(String, String)], log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_agentcron"));
+    command.arg("worker").current_dir(crate::common::repo_root());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AGENTCRON")
+            || name.starts_with("SCALEKIT_")
+            || name.starts_with("ANTHROPIC_")
+        {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().map(|(k, v)| (k, v))).stdout(Stdio::null()).stderr(log);
+    command.spawn().unwrap()
+}
+
+async fn state(app: &TestApp, run_id: &str) -> (Option<String>, Option<String>) {
+    let record = app.record(run_id).await;
+    (record.get("state").map(str::to_owned), record.get("phase").map(str::to_owned))
+}
+
+/// Polls until `done` holds for the run's (state, phase), or panics with the log.
+async fn wait_for(
+    app: &TestApp,
+    run_id: &str,
+    log: &Path,
+    done: impl Fn(&(Option<String>, Option<String>)) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = state(app, run_id).await;
+        if done(&now) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{run_id} stuck at {now:?}; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn enqueue(app: &TestApp, runs: &[(&str, &str)]) {
+    let queue = Queue::connect(&app.config.redis).await.unwrap();
+    let runs: Vec<NewRun> = runs
+        .iter()
+        .map(|(run_id, user)| NewRun { run_id: (*run_id).to_owned(), ..NewRun::now(*user) })
+        .collect();
+    queue.enqueue(&runs, "test").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_killed_worker_loses_nothing_and_duplicates_nothing() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = child_env(&app, dir.path());
+    // Slow agent events keep the run in the streaming phase long enough to kill it there.
+    app.sim_client
+        .add_fault(
+            json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 400}),
+        )
+        .await;
+    enqueue(&app, &[("r-kill", "kill@example.com")]).await;
+
+    let log_a = dir.path().join("a.log");
+    let mut worker_a = spawn_worker(&env, &log_a);
+    wait_for(&app, "r-kill", &log_a, |(_, phase)| phase.as_deref() == Some("streaming")).await;
+    worker_a.kill().unwrap();
+    worker_a.wait().unwrap();
+
+    let log_b = dir.path().join("b.log");
+    let mut worker_b = spawn_worker(&env, &log_b);
+    wait_for(&app, "r-kill", &log_b, |(state, _)| state.as_deref() == Some("succeeded")).await;
+    worker_b.kill().unwrap();
+    worker_b.wait().unwrap();
+
+    let sessions = app.sessions_of("r-kill").await;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["user_messages"], 1);
+    assert_eq!(app.sim_client.calendar("kill@example.com").await.len(), 1);
+    assert_eq!(app.audit().await["violations"], json!([]));
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_runs() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = child_env(&app, dir.path());
+    app.sim_client
+        .add_fault(
+            json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 300}),
+        )
+        .await;
+    let runs = [
+        ("r-drain-1", "d1@example.com"),
+        ("r-drain-2", "d2@example.com"),
+        ("r-drain-3", "d3@example.com"),
+    ];
+    enqueue(&app, &runs).await;
+
+    let log = dir.path().join("w.log");
+    let mut worker = spawn_worker(&env, &log);
+    for (run_id, _) in runs {
+        wait_for(&app, run_id, &log, |(_, phase)| phase.as_deref() == Some("streaming")).await;
+    }
+    let status = Command::new("kill").arg("-TERM").arg(worker.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || worker.wait().unwrap()).await.unwrap();
+    assert_eq!(exit.code(), Some(0), "log:\n{}", std::fs::read_to_string(&log).unwrap());
+    for (run_id, _) in runs {
+        assert_eq!(
+            state(&app, run_id).await.0.as_deref(),
+            Some("succeeded"),
+            "{run_id} drained to its end"
+        );
+    }
+}

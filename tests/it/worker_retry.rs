@@ -1,0 +1,153 @@
+//! Attempts end as the handler says: a transient failure is retried with backoff and then
+//! succeeds; attempts run out into `dead` with the last error; permanent failures and
+//! `needs_auth` are never retried; a deferral does not count as an attempt; a panic is caught.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use agentcron::worker::Outcome;
+use redis::AsyncCommands;
+
+use crate::common::TestRedis;
+use crate::worker_support::{
+    TestHandler, config, enqueue_n, eventually, plan, record, spawn, state,
+};
+
+fn transient() -> Outcome {
+    Outcome::Retry {
+        error: "HTTP 503 from sessions.create".to_owned(),
+        class: "transient".to_owned(),
+        after: None,
+    }
+}
+
+async fn settle(redis: &TestRedis, run_id: &str, expect: &str) {
+    eventually(&format!("{run_id} {expect}"), Duration::from_secs(20), || async {
+        state(redis, run_id).await == expect
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn transient_failure_is_retried_then_succeeds() {
+    let redis = TestRedis::new().await;
+    let config = config(&redis);
+    let handler = TestHandler::new(plan(|job| async move {
+        if job.attempt == 1 { transient() } else { Outcome::Succeeded }
+    }));
+    let worker = spawn(&config, handler.clone());
+    let ids = enqueue_n(&config, "flaky", 1).await;
+    settle(&redis, &ids[0], "succeeded").await;
+    worker.stop().await;
+
+    let record = record(&redis, &ids[0]).await;
+    assert_eq!(record["attempts"], "2");
+    assert_eq!(record["last_error"], "HTTP 503 from sessions.create", "the failure stays visible");
+    assert!(
+        record["ended_at_ms"].parse::<i64>().unwrap()
+            >= record["started_at_ms"].parse::<i64>().unwrap()
+    );
+    let attempts: Vec<u32> = handler.stats.starts().iter().map(|start| start.attempt).collect();
+    assert_eq!(attempts, [1, 2]);
+}
+
+#[tokio::test]
+async fn attempts_run_out_into_dead_with_the_last_error() {
+    let redis = TestRedis::new().await;
+    let config = config(&redis);
+    let handler = TestHandler::new(plan(|_| async { transient() }));
+    let worker = spawn(&config, handler.clone());
+    let ids = enqueue_n(&config, "doomed", 1).await;
+    settle(&redis, &ids[0], "dead").await;
+    worker.stop().await;
+
+    let record = record(&redis, &ids[0]).await;
+    assert_eq!(record["attempts"], "3", "max_attempts = 3");
+    assert_eq!(record["error_class"], "transient");
+    assert!(record["last_error"].starts_with("HTTP 503"), "{record:?}");
+    assert_eq!(handler.stats.starts().len(), 3);
+    let mut conn = redis.conn.clone();
+    let dead: Vec<String> = conn.lrange(format!("{}:q:dead", redis.prefix), 0, -1).await.unwrap();
+    let entry: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
+    assert_eq!(entry["run_id"], ids[0].as_str());
+    assert!(entry["reason"].as_str().unwrap().contains("gave up after 3 attempts"), "{entry}");
+    let in_dead: Option<f64> =
+        conn.zscore(format!("{}:runs:state:dead", redis.prefix), &ids[0]).await.unwrap();
+    assert!(in_dead.is_some(), "indexed as dead");
+}
+
+#[tokio::test]
+async fn permanent_failures_needs_auth_and_cancel_are_not_retried() {
+    let redis = TestRedis::new().await;
+    let config = config(&redis);
+    let handler = TestHandler::new(plan(|job| async move {
+        match job.run_id.as_str() {
+            "final-0" => Outcome::Fatal {
+                error: "HTTP 400 bad request".to_owned(),
+                class: "permanent".to_owned(),
+            },
+            "final-1" => Outcome::NeedsAuth,
+            _ => Outcome::Cancelled,
+        }
+    }));
+    let worker = spawn(&config, handler.clone());
+    let ids = enqueue_n(&config, "final", 3).await;
+    for (run_id, expect) in ids.iter().zip(["dead", "needs_auth", "cancelled"]) {
+        settle(&redis, run_id, expect).await;
+    }
+    worker.stop().await;
+    assert_eq!(record(&redis, "final-0").await["error_class"], "permanent");
+    let mut counts: Vec<usize> = handler.stats.counts().into_values().collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 1, 1], "each ran exactly once");
+}
+
+#[tokio::test]
+async fn a_deferral_does_not_use_an_attempt_and_a_panic_is_retried() {
+    let redis = TestRedis::new().await;
+    let config = config(&redis);
+    let n_calls = Arc::new(AtomicU32::new(0));
+    let calls = Arc::clone(&n_calls);
+    let handler = TestHandler::new(plan(move |job| {
+        let call = calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match call {
+                0 | 1 => Outcome::Defer { after: Duration::from_millis(20) },
+                2 => panic!("handler bug on attempt {}", job.attempt),
+                _ => Outcome::Succeeded,
+            }
+        }
+    }));
+    let worker = spawn(&config, handler.clone());
+    let ids = enqueue_n(&config, "defer", 1).await;
+    settle(&redis, &ids[0], "succeeded").await;
+    worker.stop().await;
+    let attempts: Vec<u32> = handler.stats.starts().iter().map(|start| start.attempt).collect();
+    assert_eq!(attempts, [1, 1, 1, 2], "deferrals are refunded; the panic counted");
+    let record = record(&redis, &ids[0]).await;
+    assert_eq!(record["error_class"], "panic");
+    assert!(record["last_error"].contains("handler bug on attempt 1"), "{record:?}");
+}
+
+#[tokio::test]
+async fn a_run_over_its_timeout_is_cancelled_and_retried() {
+    let redis = TestRedis::new().await;
+    let mut config = config(&redis);
+    config.worker.run_timeout = Duration::from_millis(200);
+    let handler = TestHandler::new(plan(|job| async move {
+        if job.attempt == 1 {
+            job.cancel.cancelled().await;
+            Outcome::Cancelled
+        } else {
+            Outcome::Succeeded
+        }
+    }));
+    let worker = spawn(&config, handler.clone());
+    let ids = enqueue_n(&config, "slow", 1).await;
+    settle(&redis, &ids[0], "succeeded").await;
+    worker.stop().await;
+    let record = record(&redis, &ids[0]).await;
+    assert_eq!((record["attempts"].as_str(), record["error_class"].as_str()), ("2", "timeout"));
+    assert!(record["last_error"].contains("timed out after 200ms"), "{record:?}");
+}
