@@ -191,6 +191,36 @@ pub fn http_client(config: &HttpConfig) -> Result<reqwest::Client, ApiError> {
         .map_err(|error| ApiError::transport(Api::Anthropic, "client.build", error))
 }
 
+/// Counts one attempt in `agentcron_api_requests_total` and turns a transport failure into
+/// an [`ApiError`]; any HTTP response, error status included, is returned as is.
+pub(crate) fn observe(
+    api: Api,
+    endpoint: &'static str,
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> Result<reqwest::Response, ApiError> {
+    match response {
+        Ok(response) => {
+            metrics::api_request(api.as_str(), endpoint, response.status().as_str());
+            Ok(response)
+        }
+        Err(error) => {
+            metrics::api_request(api.as_str(), endpoint, "transport");
+            Err(ApiError::transport(api, endpoint, error))
+        }
+    }
+}
+
+/// Reads a 2xx body as JSON; an empty body reads as `{}` (delete and archive answer that way).
+pub(crate) async fn decode_json<T: serde::de::DeserializeOwned>(
+    api: Api,
+    endpoint: &'static str,
+    response: reqwest::Response,
+) -> Result<T, ApiError> {
+    let bytes = response.bytes().await.map_err(|e| ApiError::transport(api, endpoint, e))?;
+    let bytes = if bytes.is_empty() { &b"{}"[..] } else { &bytes[..] };
+    serde_json::from_slice(bytes).map_err(|e| ApiError::decode(api, endpoint, &e))
+}
+
 /// Percent-encodes one path segment, as the official SDKs do.
 pub(crate) fn path_segment(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>().replace('+', "%20")

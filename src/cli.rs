@@ -7,9 +7,13 @@
 // Reports are this module's output: printing is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod admin;
+mod bench;
 mod config_check;
+mod demo;
 mod enqueue;
 mod report;
+mod schedule;
 mod setup;
 mod sim;
 mod worker;
@@ -301,11 +305,86 @@ pub struct DemoArgs {
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Which benchmark: queue, runs or fanout.
-    pub which: String,
+    /// Which benchmark.
+    #[command(subcommand)]
+    pub which: BenchCommand,
+}
+
+/// `agentcron bench …`. Each uses its own random key prefix and deletes its keys at the end.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// No-op jobs through the real queue: enqueue rates, process rate, enqueue→start latency.
+    #[command(
+        after_help = "Example:\n  agentcron bench queue --jobs 50000 --concurrency 200 --intake --json"
+    )]
+    Queue(BenchQueueArgs),
+    /// The whole run pipeline against the simulator, one session per user.
+    #[command(
+        after_help = "Examples:\n  agentcron bench runs --users 1000 --event-delay-ms 200\n  agentcron sim --port 8787 &  agentcron bench runs --users 10000 --event-delay-ms 3000 --sim-url http://127.0.0.1:8787"
+    )]
+    Runs(BenchRunsArgs),
+    /// One schedule tick fanned out to N users, until all runs exist.
+    #[command(after_help = "Example:\n  agentcron bench fanout --users 100000 --json")]
+    Fanout(BenchFanoutArgs),
+}
+
+/// Arguments every benchmark takes.
+#[derive(Debug, Args)]
+pub struct BenchCommon {
+    /// Redis to benchmark against (only keys under a random `agentcron-bench-<uuid>` prefix).
+    #[arg(long, env = "REDIS_URL", default_value = crate::bench::DEFAULT_REDIS_URL)]
+    pub redis_url: String,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of `bench queue`.
+#[derive(Debug, Args)]
+pub struct BenchQueueArgs {
+    /// Jobs in the backlog.
+    #[arg(long, default_value_t = 50_000)]
+    pub jobs: usize,
+    /// Worker concurrency.
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+    /// Also push the jobs through the redis-cli intake list.
+    #[arg(long)]
+    pub intake: bool,
+    /// Common flags.
+    #[command(flatten)]
+    pub common: BenchCommon,
+}
+
+/// Arguments of `bench runs`.
+#[derive(Debug, Args)]
+pub struct BenchRunsArgs {
+    /// Users, one run (one session) each, all at once.
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    /// Events per session you expect; the simulator's turn is fixed, the report counts them.
+    #[arg(long)]
+    pub events: Option<usize>,
+    /// Pause after each agent event, so that sessions overlap.
+    #[arg(long, default_value_t = 100)]
+    pub event_delay_ms: u64,
+    /// Use this simulator (`agentcron sim --port P`) instead of one in this process.
+    #[arg(long, value_name = "URL")]
+    pub sim_url: Option<String>,
+    /// Common flags.
+    #[command(flatten)]
+    pub common: BenchCommon,
+}
+
+/// Arguments of `bench fanout`.
+#[derive(Debug, Args)]
+pub struct BenchFanoutArgs {
+    /// Users of the schedule.
+    #[arg(long, default_value_t = 100_000)]
+    pub users: usize,
+    /// Common flags.
+    #[command(flatten)]
+    pub common: BenchCommon,
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -321,6 +400,8 @@ pub async fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode>
         Command::Sim(args) => sim::run(&args).await,
         Command::Setup(args) => setup::run(cli.config.as_deref(), &args, redactor).await,
         Command::Authorize(args) => setup::authorize(cli.config.as_deref(), &args, redactor).await,
+        Command::Scheduler => schedule::scheduler(cli.config.as_deref()).await,
+        Command::Schedules(args) => schedule::schedules(cli.config.as_deref(), &args).await,
         Command::Worker(args) => worker::run(cli.config.as_deref(), &args, redactor).await,
         Command::Status(args) => report::status(cli.config.as_deref(), &args, redactor).await,
         Command::Runs(args) => report::runs(cli.config.as_deref(), &args, redactor).await,
@@ -329,13 +410,13 @@ pub async fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode>
             report::transcript(cli.config.as_deref(), &args, redactor).await
         }
         Command::Notices(args) => report::notices(cli.config.as_deref(), &args, redactor).await,
-        other => Ok(not_yet_available(&other)),
+        Command::Demo(args) => demo::run(cli.config.as_deref(), &args, redactor).await,
+        Command::Requeue(args) => {
+            admin::run(cli.config.as_deref(), &args, admin::Verb::Requeue, redactor).await
+        }
+        Command::Cancel(args) => {
+            admin::run(cli.config.as_deref(), &args, admin::Verb::Cancel, redactor).await
+        }
+        Command::Bench(args) => bench::run(&args).await,
     }
-}
-
-fn not_yet_available(command: &Command) -> ExitCode {
-    let name = format!("{command:?}");
-    let name = name.split(['(', ' ']).next().unwrap_or_default().to_lowercase();
-    eprintln!("agentcron {name}: not yet available (see README.md, \"Status\")");
-    ExitCode::from(exit::USAGE)
 }

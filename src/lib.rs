@@ -21,11 +21,15 @@
 //! - [`sim`]: a local simulator of both remote APIs.
 //! - [`telemetry`]: logging and secret redaction.
 //! - [`shutdown`]: the root cancellation on SIGINT/SIGTERM.
+//! - [`demo`]: the end-to-end demo against the simulator (`agentcron demo`).
+//! - [`bench`]: benchmarks of the queue, the run pipeline and the fan-out (`agentcron bench`).
 //! - [`cli`]: the command line, used by `main.rs`.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod ops;
 pub mod queue;
 pub mod records;

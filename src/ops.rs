@@ -6,6 +6,7 @@
 //! through the documented operator commands. The reports and endpoints are built by the ops
 //! issue; the metric names exist now because the API clients record them.
 
+pub mod http;
 pub mod metrics;
 pub mod report;
 pub mod setup;

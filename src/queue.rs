@@ -34,6 +34,7 @@
 //! `error_class`, `next_attempt_at_ms`, `ended_at_ms`. The run pipeline writes `phase`,
 //! `session_id` and per-phase times.
 
+mod admin;
 mod backend;
 mod enqueue;
 mod health;
@@ -50,6 +51,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 
+pub use self::admin::Action;
 pub(crate) use self::backend::{Backend, FetchConfig};
 pub use self::enqueue::{Enqueued, NewRun};
 pub(crate) use self::health::{Backoff, Health};

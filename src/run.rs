@@ -87,6 +87,8 @@ pub enum FailPoint {
     SessionCreated,
     /// After the `user.message` was accepted, before the sent mark was persisted.
     MessageSent,
+    /// After the turn's last event was recorded in the transcript, before it was acted on.
+    TurnEndRecorded,
 }
 
 /// Everything a run needs, shared by all runs of a worker.
@@ -108,6 +110,8 @@ pub struct Context {
     pub redactor: Redactor,
     /// For the notice webhook.
     pub http: reqwest::Client,
+    /// The fleet-wide rate limiter, when `[limits]` sets a rate.
+    pub limiter: Option<crate::queue::RateLimiter>,
     /// Test hook; `None` in production.
     pub fail_point: Option<FailPoint>,
 }
@@ -215,6 +219,16 @@ impl Context {
         let keys = Keys::new(config.redis.prefix.clone());
         let setup = setup::load(&mut redis, &keys).await?;
         let (scalekit, anthropic, http) = clients(&config)?;
+        let limited = config.limits.sessions_per_second.is_some()
+            || config.limits.tokens_per_second.is_some();
+        let limiter = if limited {
+            let queue = crate::queue::Queue::connect(&config.redis)
+                .await
+                .map_err(|e| RunError::Records(RecordsError::Encode(e.to_string())))?;
+            Some(crate::queue::RateLimiter::new(queue))
+        } else {
+            None
+        };
         Ok(Self {
             config,
             keys,
@@ -224,6 +238,7 @@ impl Context {
             setup,
             redactor,
             http,
+            limiter,
             fail_point: None,
         })
     }
@@ -344,7 +359,7 @@ async fn pipeline(
     enter(ctx, conn, run, Phase::Message, cancel).await?;
     let opened = message::ensure_sent(ctx, conn, run, &session_id).await?;
     enter(ctx, conn, run, Phase::Streaming, cancel).await?;
-    let tokens = events::TokenState { expires_at: token.expires_at, vault };
+    let tokens = events::TokenState { expires_at: token.expires_at, vault, lease_lost: false };
     events::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await?;
     if ctx.config.anthropic.archive_sessions {
         ctx.anthropic.archive_session(&session_id).await?;
@@ -364,6 +379,9 @@ async fn enter(
         return Err(RunError::Cancelled);
     }
     hook(ctx, FailPoint::Before(phase))?;
+    if records::cancel_requested(conn, &ctx.keys, &run.id).await? {
+        return Err(RunError::Cancelled);
+    }
     let at = format!("{phase}_at_ms");
     records::set_run(
         conn,
@@ -376,6 +394,17 @@ async fn enter(
     Ok(())
 }
 
+/// Waits for the fleet-wide rate of `name` (`sessions` or `tokens`) when one is configured.
+async fn throttle(ctx: &Context, name: &str, rate: Option<f64>) -> Result<(), RunError> {
+    if let (Some(limiter), Some(rate)) = (&ctx.limiter, rate) {
+        limiter
+            .acquire(name, rate)
+            .await
+            .map_err(|e| RunError::Records(RecordsError::Encode(e.to_string())))?;
+    }
+    Ok(())
+}
+
 /// Fires a test fail point.
 fn hook(ctx: &Context, point: FailPoint) -> Result<(), RunError> {
     if ctx.fail_point == Some(point) { Err(RunError::FailPoint(point)) } else { Ok(()) }
@@ -383,12 +412,14 @@ fn hook(ctx: &Context, point: FailPoint) -> Result<(), RunError> {
 
 /// The worker runs the pipeline through this: each attempt is one [`execute`], and its result
 /// becomes the [`Outcome`](crate::worker::Outcome) the queue records. Error text is redacted
-/// before it reaches the run record.
+/// before it reaches the run record. Every attempt ends here, so this is where the run and
+/// phase metrics are recorded.
 impl crate::worker::Handler for Context {
     async fn handle(&self, job: crate::worker::JobContext) -> crate::worker::Outcome {
         use crate::worker::Outcome;
+        let start = crate::ops::metrics::AttemptStart::now();
         let res = execute(self, &job.run_id, &job.cancel).await;
-        match res {
+        let outcome = match res {
             Ok(Finish::Succeeded { .. }) => Outcome::Succeeded,
             Ok(Finish::NeedsAuth { .. }) => Outcome::NeedsAuth,
             Err(RunError::Cancelled) => Outcome::Cancelled,
@@ -408,6 +439,10 @@ impl crate::worker::Handler for Context {
                     }
                 }
             }
-        }
+        };
+        let mut conn = self.redis.clone();
+        crate::ops::metrics::attempt_ended(&mut conn, &self.keys, &job.run_id, &outcome, start)
+            .await;
+        outcome
     }
 }

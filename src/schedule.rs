@@ -1,8 +1,18 @@
 //! Schedule: cron expressions in a time zone, turned into ticks and fanned out to users.
 //!
-//! Owns the meaning of a `[[schedule]]` cron expression ([`CronExpr`]). Fan-out, tick
-//! deduplication and the daemon loop arrive with the scheduler issue. It must not run jobs or
-//! talk to the remote APIs: a tick only creates run records and jobs.
+//! Owns the meaning of a `[[schedule]]` (its [`CronExpr`], its fire times across DST in
+//! `schedule/next.rs`), the fan-out of a tick to users with deterministic run ids
+//! (`schedule/fan_out.rs`), the daemon that fires ticks and reloads `jobs.toml`
+//! (`schedule/daemon.rs`) and the data of `agentcron schedules` (`schedule/report.rs`). It must
+//! not run jobs or talk to the remote APIs: a tick only creates run records and jobs.
+//!
+//! No leader: any number of schedulers may run; the run id `<schedule>:<user>:<tick-seconds>`
+//! makes each (schedule, user, tick) one run record, created once by whichever comes first.
+
+mod daemon;
+mod fan_out;
+mod next;
+mod report;
 
 use std::fmt;
 
@@ -10,13 +20,45 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use serde::{Serialize, Serializer};
 
+pub use self::daemon::run;
+pub use self::fan_out::{TickReport, fan_out, run_id, users};
+pub use self::next::{next_fires, spread_offset};
+pub use self::report::{ScheduleReport, TickStats, report};
+use crate::config::ConfigError;
+use crate::queue::QueueError;
+
+/// Why the scheduler or a fan-out failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScheduleError {
+    /// Redis failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The configuration could not be loaded at start.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// tokio-cron-scheduler failed to start, arm or stop a job.
+    #[error("job scheduler: {0:?}")]
+    Jobs(tokio_cron_scheduler::JobSchedulerError),
+    /// The SIGHUP handler could not be installed.
+    #[error("cannot listen for SIGHUP: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+impl From<tokio_cron_scheduler::JobSchedulerError> for ScheduleError {
+    fn from(error: tokio_cron_scheduler::JobSchedulerError) -> Self {
+        Self::Jobs(error)
+    }
+}
+
 /// A validated cron expression.
 ///
 /// Accepted forms: 6 fields `sec min hour day-of-month month day-of-week`, 7 fields with a
 /// year, or the common 5 fields `min hour dom month dow`, which means second 0. When both
 /// day-of-month and day-of-week are restricted, a day matching either fires, as in Vixie cron
 /// (tokio-cron-scheduler alone would require both). Parsed by croner 3, the parser
-/// tokio-cron-scheduler uses.
+/// tokio-cron-scheduler uses. The rule for the 5-field form: a 5-field expression gets a
+/// leading `0` seconds field; 6 and 7 fields are taken as they are.
 #[derive(Clone)]
 pub struct CronExpr {
     source: String,

@@ -25,8 +25,7 @@ pub use self::events::{EventKind, SessionEvent, StopReason};
 use self::types::BearerAuth;
 pub use self::types::*;
 use super::retry::{self, RetryPolicy};
-use super::{Api, ApiError, path_segment, with_retries};
-use crate::ops::metrics;
+use super::{Api, ApiError, decode_json, observe, path_segment, with_retries};
 
 const API: Api = Api::Anthropic;
 /// The version the official SDK 2.x sends.
@@ -430,10 +429,7 @@ impl Client {
                 request = request.header(CONTENT_TYPE, "application/json").body(body.clone());
             }
             let response = check(endpoint, request.send().await).await?;
-            let bytes =
-                response.bytes().await.map_err(|e| ApiError::transport(API, endpoint, e))?;
-            let bytes = if bytes.is_empty() { &b"{}"[..] } else { &bytes[..] };
-            serde_json::from_slice(bytes).map_err(|e| ApiError::decode(API, endpoint, &e))
+            decode_json(API, endpoint, response).await
         })
         .await
     }
@@ -451,15 +447,8 @@ async fn check(
     endpoint: &'static str,
     response: Result<Response, reqwest::Error>,
 ) -> Result<Response, ApiError> {
-    let response = match response {
-        Ok(response) => response,
-        Err(error) => {
-            metrics::api_request(API.as_str(), endpoint, "transport");
-            return Err(ApiError::transport(API, endpoint, error));
-        }
-    };
+    let response = observe(API, endpoint, response)?;
     let status = response.status();
-    metrics::api_request(API.as_str(), endpoint, status.as_str());
     if status.is_success() {
         return Ok(response);
     }

@@ -16,8 +16,7 @@ use serde_json::json;
 use url::Url;
 
 use super::retry::{self, RetryPolicy};
-use super::{Api, ApiError, path_segment, with_retries};
-use crate::ops::metrics;
+use super::{Api, ApiError, decode_json, observe, path_segment, with_retries};
 
 const API: Api = Api::Scalekit;
 /// A cached access token is replaced this long before the server says it expires.
@@ -366,19 +365,9 @@ async fn send<T: DeserializeOwned>(
     endpoint: &'static str,
     request: RequestBuilder,
 ) -> Result<T, ApiError> {
-    let response = match request.send().await {
-        Ok(response) => response,
-        Err(error) => {
-            metrics::api_request(API.as_str(), endpoint, "transport");
-            return Err(ApiError::transport(API, endpoint, error));
-        }
-    };
-    let status = response.status();
-    metrics::api_request(API.as_str(), endpoint, status.as_str());
-    if status.is_success() {
-        let bytes = response.bytes().await.map_err(|e| ApiError::transport(API, endpoint, e))?;
-        let bytes = if bytes.is_empty() { &b"{}"[..] } else { &bytes[..] };
-        return serde_json::from_slice(bytes).map_err(|e| ApiError::decode(API, endpoint, &e));
+    let response = observe(API, endpoint, request.send().await)?;
+    if response.status().is_success() {
+        return decode_json(API, endpoint, response).await;
     }
     Err(error_from(endpoint, response).await)
 }

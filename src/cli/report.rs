@@ -1,14 +1,13 @@
 //! The operator's reports: `status`, `runs`, `run`, `transcript`, `notices`. Aligned tables
 //! (colour only on a terminal) or `--json` for scripts; the data comes from `ops::report`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{TimeZone, Utc};
-use serde_json::Value;
 
 use super::setup::{load_config, redis};
 use super::{NoticesArgs, ReportArgs, RunIdArgs, RunsArgs, TranscriptArgs, exit};
@@ -53,8 +52,13 @@ fn time(ms: Option<i64>) -> String {
         .map_or_else(|| "-".to_owned(), |at| at.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
-/// Prints rows as aligned columns under a header.
-fn table(style: &Style, header: &[&str], rows: &[Vec<String>]) {
+/// Writes rows as aligned columns under a header.
+fn table(
+    out: &mut impl Write,
+    style: &Style,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> std::io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -69,10 +73,11 @@ fn table(style: &Style, header: &[&str], rows: &[Vec<String>]) {
             .collect();
         padded.join("  ").trim_end().to_owned()
     };
-    println!("{}", style.bold(&line(header.iter().map(|h| (*h).to_owned()).collect())));
+    writeln!(out, "{}", style.bold(&line(header.iter().map(|h| (*h).to_owned()).collect())))?;
     for row in rows {
-        println!("{}", line(row.clone()));
+        writeln!(out, "{}", line(row.clone()))?;
     }
+    Ok(())
 }
 
 async fn connect(
@@ -102,8 +107,14 @@ pub(super) async fn status(
         print_json(&status, redactor)?;
         return Ok(ExitCode::from(exit::OK));
     }
+    render_status(&status, &mut std::io::stdout())?;
+    Ok(ExitCode::from(exit::OK))
+}
+
+/// The status screen as text, the same for `agentcron status` and the demo.
+pub(super) fn render_status(status: &report::Status, out: &mut impl Write) -> std::io::Result<()> {
     let style = Style::detect();
-    println!("{}", style.bold(&format!("Workers ({})", status.workers.len())));
+    writeln!(out, "{}", style.bold(&format!("Workers ({})", status.workers.len())))?;
     let rows: Vec<Vec<String>> = status
         .workers
         .iter()
@@ -120,14 +131,15 @@ pub(super) async fn status(
             vec![w.id.clone(), field("in_flight"), expires]
         })
         .collect();
-    table(&style, &["WORKER", "IN FLIGHT", "LEASE"], &rows);
+    table(out, &style, &["WORKER", "IN FLIGHT", "LEASE"], &rows)?;
     let q = &status.queue;
-    println!("\n{}", style.bold("Queue"));
-    println!(
+    writeln!(out, "\n{}", style.bold("Queue"))?;
+    writeln!(
+        out,
         "pending {}  scheduled {}  running {}  dead {}  rejected {}  intake {}",
         q.pending, q.scheduled, q.running, q.dead, q.rejected, q.intake
-    );
-    println!("\n{}", style.bold("Runs by state"));
+    )?;
+    writeln!(out, "\n{}", style.bold("Runs by state"))?;
     let rows: Vec<Vec<String>> = RunState::ALL
         .iter()
         .map(|s| {
@@ -139,10 +151,10 @@ pub(super) async fn status(
             ]
         })
         .collect();
-    table(&style, &["STATE", "LAST HOUR", "LAST DAY"], &rows);
-    println!("\n{} {}", style.bold("Open notices:"), status.notices_open);
+    table(out, &style, &["STATE", "LAST HOUR", "LAST DAY"], &rows)?;
+    writeln!(out, "\n{} {}", style.bold("Open notices:"), status.notices_open)?;
     if !status.recent_failures.is_empty() {
-        println!("\n{}", style.bold("Latest failures"));
+        writeln!(out, "\n{}", style.bold("Latest failures"))?;
         let rows: Vec<Vec<String>> = status
             .recent_failures
             .iter()
@@ -155,18 +167,18 @@ pub(super) async fn status(
                 ]
             })
             .collect();
-        table(&style, &["RUN", "STATE", "CLASS", "ERROR"], &rows);
+        table(out, &style, &["RUN", "STATE", "CLASS", "ERROR"], &rows)?;
     }
     if !status.next_ticks.is_empty() {
-        println!("\n{}", style.bold("Next ticks"));
+        writeln!(out, "\n{}", style.bold("Next ticks"))?;
         let rows: Vec<Vec<String>> = status
             .next_ticks
             .iter()
             .map(|t| vec![t.schedule.clone(), t.local.clone(), t.utc.clone()])
             .collect();
-        table(&style, &["SCHEDULE", "LOCAL", "UTC"], &rows);
+        table(out, &style, &["SCHEDULE", "LOCAL", "UTC"], &rows)?;
     }
-    Ok(ExitCode::from(exit::OK))
+    Ok(())
 }
 
 /// Parses `--since`: RFC 3339, or an age such as `1h`.
@@ -214,7 +226,12 @@ pub(super) async fn runs(
     }
     let style = Style::detect();
     let rows: Vec<Vec<String>> = runs.iter().map(|r| run_row(&style, r)).collect();
-    table(&style, &["RUN", "USER", "STATE", "PHASE", "ATTEMPTS", "CREATED"], &rows);
+    table(
+        &mut std::io::stdout(),
+        &style,
+        &["RUN", "USER", "STATE", "PHASE", "ATTEMPTS", "CREATED"],
+        &rows,
+    )?;
     Ok(ExitCode::from(exit::OK))
 }
 
@@ -261,28 +278,8 @@ pub(super) async fn run(
             ]
         })
         .collect();
-    table(&style, &["PHASE", "STARTED", "DURATION"], &rows);
+    table(&mut std::io::stdout(), &style, &["PHASE", "STARTED", "DURATION"], &rows)?;
     Ok(ExitCode::from(exit::OK))
-}
-
-/// How one transcript line reads in the guide's output; `None` for lines it does not print.
-pub(crate) fn render_line(line: &Value) -> Option<String> {
-    match line["type"].as_str()? {
-        "agent.message" => {
-            let blocks = line["data"]["content"].as_array()?;
-            Some(
-                blocks
-                    .iter()
-                    .filter(|b| b["type"] == "text")
-                    .filter_map(|b| b["text"].as_str())
-                    .collect(),
-            )
-        }
-        "agent.mcp_tool_use" | "agent.tool_use" => {
-            Some(format!("\n→ {}\n", line["data"]["name"].as_str()?))
-        }
-        _ => None,
-    }
 }
 
 /// `agentcron transcript <id> [--follow]`.
@@ -300,7 +297,7 @@ pub(super) async fn transcript(
         for line in lines.iter().skip(printed) {
             if args.json {
                 println!("{}", redactor.redact(&line.to_string()));
-            } else if let Some(text) = render_line(line) {
+            } else if let Some(text) = report::render_line(line) {
                 print!("{}", redactor.redact(&text));
             }
         }
@@ -353,9 +350,10 @@ pub(super) async fn notices(
         })
         .collect();
     table(
+        &mut std::io::stdout(),
         &style,
         &["USER", "CONNECTION", "NOTICE", "ACCOUNT", "COUNT", "LAST SEEN", "AUTH LINK"],
         &rows,
-    );
+    )?;
     Ok(ExitCode::from(exit::OK))
 }

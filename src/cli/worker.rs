@@ -1,13 +1,16 @@
 //! `agentcron worker`: the daemon. Executes queued runs with the run pipeline until SIGINT or
-//! SIGTERM, then drains.
+//! SIGTERM, then drains; serves the ops HTTP endpoints (`ops::http`) meanwhile and closes them
+//! last, after the drain.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
 
 use super::setup::load_config;
 use super::{WorkerArgs, exit};
+use crate::ops::http::{self, OpsState};
 use crate::run::Context;
 use crate::telemetry::Redactor;
 
@@ -19,15 +22,36 @@ pub(super) async fn run(
 ) -> anyhow::Result<ExitCode> {
     let config = load_config(flag, redactor)?;
     config.require_secrets()?;
+    // Bound first, so a bad address fails before anything else starts.
+    let listener = http::bind(&config.ops).await?;
+    let ops = OpsState::new(config.clone(), redactor.clone()).context("preparing ops HTTP")?;
     let shutdown = crate::shutdown::on_signals().context("installing signal handlers")?;
     let ctx = Context::connect(config.clone(), redactor.clone())
         .await
         .context("preparing the run pipeline")?;
-    if args.schedule {
-        anyhow::bail!(
-            "`worker --schedule` needs the scheduler, which is not yet available; run `agentcron scheduler` beside the worker"
-        );
+    let addr = listener.local_addr().context("reading the ops address")?;
+    tracing::info!(message = "Ops HTTP listening.", url = %format!("http://{addr}/"));
+    // Its own token, not a child of `shutdown`: /metrics and /readyz stay up during the drain
+    // and close last (STYLE §6).
+    let stop_ops = CancellationToken::new();
+    let server = tokio::spawn(http::serve(ops, listener, stop_ops.clone()));
+    // With --schedule the scheduler ticks in this process too; it stops first on shutdown
+    // (it watches the same token), so no new runs are enqueued while the worker drains.
+    let scheduler = if args.schedule {
+        let env = crate::config::Env::from_process();
+        let path = crate::config::resolve_path(flag, &env);
+        let queue =
+            crate::queue::Queue::connect(&config.redis).await.context("connecting to Redis")?;
+        Some(tokio::spawn(crate::schedule::run(path, env, queue, shutdown.clone())))
+    } else {
+        None
+    };
+    let res = crate::worker::run(&config, ctx, shutdown).await.context("worker");
+    if let Some(scheduler) = scheduler {
+        scheduler.await.context("scheduler task")?.context("scheduler")?;
     }
-    crate::worker::run(&config, ctx, shutdown).await.context("worker")?;
+    stop_ops.cancel();
+    server.await.context("ops HTTP task")?.context("ops HTTP")?;
+    res?;
     Ok(ExitCode::from(exit::OK))
 }

@@ -351,7 +351,13 @@ fn scalekit(check: &mut Checker<'_>, raw: &RawConfig) -> ScalekitConfig {
     }
     let mcp_config_name =
         s.mcp_config_name.clone().unwrap_or_else(|| "email-calendar-demo".to_owned());
-    check.name("scalekit.mcp_config_name", &mcp_config_name, 128);
+    // Scalekit's rule for config names: 1–100 of `a-z 0-9 _ -` (spec §2, McpConfig.name).
+    let valid = mcp_config_name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if mcp_config_name.is_empty() || mcp_config_name.len() > 100 || !valid {
+        check.problem("scalekit.mcp_config_name", format!("expected 1 to 100 characters of a-z 0-9 _ - (Scalekit's rule), found {mcp_config_name:?}"));
+    }
     ScalekitConfig { env_url, mcp_config_name, token_expiry, token_refresh_margin, connections }
 }
 

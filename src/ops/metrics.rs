@@ -2,7 +2,162 @@
 //! it never invokes the raw `metrics` macros, so names and labels cannot drift.
 //!
 //! Names follow `agentcron_<noun>_<unit>`. Without an installed recorder (tests, CLI
-//! commands) the calls cost nothing. This module must not decide when to record.
+//! commands) the calls cost nothing; [`install`] installs the Prometheus recorder that
+//! `/metrics` renders. This module must not decide when to record.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use redis::aio::ConnectionManager;
+
+use crate::queue::keys::Keys;
+use crate::run::Phase;
+use crate::worker::Outcome;
+
+/// Default histogram buckets (seconds): most phases are one API call; streaming is a turn.
+const SECONDS_BUCKETS: &[f64] =
+    &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0];
+/// Buckets for whole attempts (seconds): seconds up to the one-hour run timeout range.
+const RUN_BUCKETS: &[f64] =
+    &[0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0];
+
+/// The recorder's handle. A global recorder can be installed once per process, and tests
+/// start several servers, so the first call installs it and every later one shares it.
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder (once per process) and returns the handle `/metrics`
+/// renders. Histograms get buckets, not quantiles.
+///
+/// When another recorder was installed first, the handle renders only the descriptions; a
+/// warning says so.
+///
+/// # Panics
+/// Never in practice: the bucket lists are non-empty constants.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(SECONDS_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("agentcron_run_duration_seconds".to_owned()),
+                        RUN_BUCKETS,
+                    )
+                })
+                .expect("the bucket lists are non-empty constants")
+                .build_recorder();
+            let handle = recorder.handle();
+            if let Err(error) = metrics::set_global_recorder(recorder) {
+                tracing::warn!(message = "Another metrics recorder is installed; /metrics will be empty.", %error);
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+/// `# HELP` text for the metrics of the ops issue.
+fn describe() {
+    metrics::describe_counter!(
+        "agentcron_runs_total",
+        "Run attempts ended, by schedule and outcome."
+    );
+    metrics::describe_histogram!("agentcron_run_duration_seconds", "Duration of one run attempt.");
+    metrics::describe_histogram!("agentcron_phase_duration_seconds", "Duration of a run phase.");
+    metrics::describe_counter!("agentcron_api_requests_total", "HTTP attempts to a remote API.");
+    metrics::describe_counter!("agentcron_api_retries_total", "Retries of remote calls.");
+    metrics::describe_gauge!("agentcron_queue_depth", "Queue entries by state, read at scrape.");
+    metrics::describe_gauge!("agentcron_runs_in_flight", "Runs this worker process holds.");
+    metrics::describe_gauge!("agentcron_notices_open", "Open notices, read at scrape.");
+    metrics::describe_counter!("agentcron_intake_rejected_total", "Intake payloads rejected.");
+}
+
+/// `agentcron_runs_total{schedule,outcome}` and `agentcron_run_duration_seconds`: one run
+/// attempt ended. `schedule` is empty for runs not created by a schedule; `outcome` is
+/// `succeeded`, `needs_auth`, `cancelled`, `retry` (transient failure) or `fatal`.
+pub fn run_finished(schedule: &str, outcome: &'static str, elapsed: Duration) {
+    metrics::counter!("agentcron_runs_total", "schedule" => schedule.to_owned(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("agentcron_run_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+/// `agentcron_phase_duration_seconds{phase}`: time from entering a phase to the next phase or
+/// the end of the attempt.
+pub fn phase_finished(phase: Phase, elapsed: Duration) {
+    metrics::histogram!("agentcron_phase_duration_seconds", "phase" => phase.as_str())
+        .record(elapsed.as_secs_f64());
+}
+
+/// `agentcron_queue_depth{state}`: entries in one part of the queue (`pending`, `scheduled`,
+/// `running`, `dead`, `rejected`, `intake`), refreshed from Redis at each scrape.
+pub fn queue_depth(state: &'static str, n_entries: u64) {
+    #[allow(clippy::cast_precision_loss)] // A gauge; queue depths are far below 2^52.
+    metrics::gauge!("agentcron_queue_depth", "state" => state).set(n_entries as f64);
+}
+
+/// `agentcron_notices_open`: open notices, refreshed from Redis at each scrape.
+pub fn notices_open(n_notices: u64) {
+    #[allow(clippy::cast_precision_loss)] // A gauge; notice counts are far below 2^52.
+    metrics::gauge!("agentcron_notices_open").set(n_notices as f64);
+}
+
+/// When a run attempt started, for [`attempt_ended`].
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptStart {
+    at: Instant,
+    at_ms: i64,
+}
+
+impl AttemptStart {
+    /// Now.
+    pub fn now() -> Self {
+        Self { at: Instant::now(), at_ms: crate::records::now_ms() }
+    }
+}
+
+/// Records an ended attempt of `run_id`: [`run_finished`] labelled with the record's schedule,
+/// and [`phase_finished`] for each phase this attempt entered (the `<phase>_at_ms` fields
+/// written since `start`; the last phase lasts until now). Deferred attempts never started a
+/// run and are not counted. A Redis failure loses only the labels and phases, never the count.
+pub async fn attempt_ended(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    run_id: &str,
+    outcome: &Outcome,
+    start: AttemptStart,
+) {
+    let label = match outcome {
+        Outcome::Succeeded => "succeeded",
+        Outcome::NeedsAuth => "needs_auth",
+        Outcome::Cancelled => "cancelled",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Fatal { .. } => "fatal",
+        Outcome::Defer { .. } => return,
+    };
+    let detail = match crate::ops::report::run(conn, keys, run_id).await {
+        Ok(detail) => detail,
+        Err(error) => {
+            tracing::warn!(message = "Could not read the run for its metrics.", run_id, %error);
+            None
+        }
+    };
+    let schedule =
+        detail.as_ref().and_then(|d| d.record.get("schedule")).map_or("", String::as_str);
+    run_finished(schedule, label, start.at.elapsed());
+    let spans = detail.iter().flat_map(|d| &d.timeline).filter(|span| span.at_ms >= start.at_ms);
+    let starts: Vec<(Phase, i64)> = spans
+        .filter_map(|span| {
+            Phase::ALL.into_iter().find(|p| p.as_str() == span.phase).map(|p| (p, span.at_ms))
+        })
+        .collect();
+    let now = crate::records::now_ms();
+    for (i, (phase, at)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(now, |(_, next)| *next);
+        let ms = u64::try_from(end - at).unwrap_or(0);
+        phase_finished(*phase, Duration::from_millis(ms));
+    }
+}
 
 /// `agentcron_api_requests_total{api,endpoint,status}`: every HTTP attempt to a remote API;
 /// `status` is the HTTP code, or `transport` when no response arrived.
@@ -34,10 +189,11 @@ pub fn job_finished(outcome: &'static str) {
     metrics::counter!("agentcron_jobs_total", "outcome" => outcome).increment(1);
 }
 
-/// `agentcron_jobs_in_flight`: runs this worker process holds now.
+/// `agentcron_runs_in_flight`: runs this worker process holds now. (The function keeps its
+/// worker-side name; the metric is named for what it counts.)
 pub fn jobs_in_flight(n_jobs: usize) {
     #[allow(clippy::cast_precision_loss)] // A gauge; in-flight counts are far below 2^52.
-    metrics::gauge!("agentcron_jobs_in_flight").set(n_jobs as f64);
+    metrics::gauge!("agentcron_runs_in_flight").set(n_jobs as f64);
 }
 
 /// `agentcron_orphans_recovered_total`: runs taken back from workers whose lease expired.

@@ -154,13 +154,10 @@ fn next_ticks(config: &Config) -> Vec<NextTick> {
         .iter()
         .filter(|schedule| schedule.enabled)
         .filter_map(|schedule| {
-            let local = now.with_timezone(&schedule.timezone);
-            let next = schedule.cron.cron().find_next_occurrence(&local, false).ok()?;
-            Some(NextTick {
-                schedule: schedule.name.clone(),
-                local: next.to_rfc3339(),
-                utc: next.with_timezone(&chrono::Utc).to_rfc3339(),
-            })
+            // The scheduler's own DST-correct computation, so this screen and the daemon agree.
+            let next = crate::schedule::next_fires(schedule, now, 1).into_iter().next()?;
+            let local = next.with_timezone(&schedule.timezone).to_rfc3339();
+            Some(NextTick { schedule: schedule.name.clone(), local, utc: next.to_rfc3339() })
         })
         .collect()
 }
@@ -245,6 +242,11 @@ pub async fn summaries(
     keys: &Keys,
     run_ids: &[String],
 ) -> Result<Vec<RunSummary>, RecordsError> {
+    // redis-rs refuses an empty pipeline ("empty command"): the status screen of a prefix
+    // without failures asks for none.
+    if run_ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut pipe = redis::pipe();
     for id in run_ids {
         pipe.cmd("HGETALL").arg(keys.run(id));
@@ -427,6 +429,9 @@ pub async fn notices(
             .map(|(u, c)| (u.to_owned(), c.to_owned()))
             .collect()
     };
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut pipe = redis::pipe();
     for (user, connection) in &pairs {
         pipe.cmd("HGETALL").arg(keys.notice(user, connection));
@@ -442,6 +447,28 @@ pub async fn notices(
         n.fields.get("first_seen_ms").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0)
     });
     Ok(out)
+}
+
+/// How one transcript line reads in the guide's output (its `print(block.text, end="")` and
+/// `print(f"\n→ {event.name}")`); `None` for lines the guide does not print. A pure text view,
+/// shared by `agentcron transcript` and the demo so that both read exactly like the guide.
+pub fn render_line(line: &Value) -> Option<String> {
+    match line["type"].as_str()? {
+        "agent.message" => {
+            let blocks = line["data"]["content"].as_array()?;
+            Some(
+                blocks
+                    .iter()
+                    .filter(|b| b["type"] == "text")
+                    .filter_map(|b| b["text"].as_str())
+                    .collect(),
+            )
+        }
+        "agent.mcp_tool_use" | "agent.tool_use" => {
+            Some(format!("\n→ {}\n", line["data"]["name"].as_str()?))
+        }
+        _ => None,
+    }
 }
 
 use redis::AsyncCommands;

@@ -23,7 +23,8 @@ pub(crate) const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// Bytes of a rejected payload kept in its `<p>:rejected` entry.
 const KEPT_PAYLOAD_BYTES: usize = 1024;
 const MAX_ID_CHARS: usize = 256;
-const MAX_USER_CHARS: usize = 320;
+// Scalekit accepts identifiers of at most 255 characters when minting session tokens.
+const MAX_USER_CHARS: usize = 255;
 const FIELDS: [&str; 5] = ["user", "prompt", "schedule", "run_id", "not_before"];
 
 /// An intake payload that was accepted, as the run it becomes.

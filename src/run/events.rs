@@ -22,6 +22,8 @@ pub struct TokenState {
     pub expires_at: Option<DateTime<Utc>>,
     /// Where it is stored.
     pub vault: VaultIds,
+    /// Whether the last renewal found the user's lease gone (so the warning is logged once).
+    pub lease_lost: bool,
 }
 
 /// Follows the session until the turn ends.
@@ -65,7 +67,10 @@ async fn pump(
     let policy = RetryPolicy::from(&ctx.config.retry);
     let mut stream = match opened {
         Some(stream) => stream,
-        None => resume(ctx, session_id, transcript).await?,
+        None => match resume(ctx, session_id, transcript).await? {
+            Some(stream) => stream,
+            None => return Ok(()),
+        },
     };
     let mut tick = tokio::time::interval(ctx.config.worker.heartbeat);
     let mut n_reconnects = 0_u32;
@@ -79,6 +84,9 @@ async fn pump(
                 Some(Ok(event)) => {
                     n_reconnects = 0;
                     transcript.append(conn, session_id, &event.raw).await?;
+                    if event.is_turn_end() {
+                        super::hook(ctx, super::FailPoint::TurnEndRecorded)?;
+                    }
                     if react(ctx, session_id, &event).await? {
                         return Ok(());
                     }
@@ -94,7 +102,10 @@ async fn pump(
                     tracing::warn!(message = "Event stream dropped; re-attaching.", %error, attempt = n_reconnects + 1);
                     tokio::time::sleep(policy.delay(n_reconnects, fastrand::f64())).await;
                     n_reconnects += 1;
-                    stream = resume(ctx, session_id, transcript).await?;
+                    stream = match resume(ctx, session_id, transcript).await? {
+                        Some(stream) => stream,
+                        None => return Ok(()),
+                    };
                 }
             },
         }
@@ -110,13 +121,31 @@ fn stream_closed() -> crate::api::ApiError {
     }
 }
 
+/// Re-attaches to the session: history first, events already recorded skipped. Returns
+/// `None` when the turn is already over.
+///
+/// An earlier attempt may have recorded the session's last event — an idle or terminated
+/// status — and died before acting on it. That event is "seen", so the resumed stream would
+/// never yield it again and the run would wait for a session that has stopped. So the last
+/// event of the history is acted on here when it was recorded already. (The history is read a
+/// second time for this; resuming is rare.)
 async fn resume(
     ctx: &Context,
     session_id: &str,
     transcript: &Transcript,
-) -> Result<EventStream, RunError> {
+) -> Result<Option<EventStream>, RunError> {
     let stream = ctx.anthropic.resume_events(session_id, transcript.seen().clone()).await?;
-    Ok(Box::pin(stream))
+    let history = ctx.anthropic.list_all_events(session_id).await?;
+    let stopped = history.into_iter().last().filter(|event| {
+        matches!(event.kind, EventKind::Idle { .. } | EventKind::Terminated)
+            && event.id().is_some_and(|id| transcript.seen().contains(id))
+    });
+    if let Some(event) = stopped
+        && react(ctx, session_id, &event).await?
+    {
+        return Ok(None);
+    }
+    Ok(Some(Box::pin(stream)))
 }
 
 /// Acts on one event; returns whether the turn is over.
@@ -167,9 +196,15 @@ async fn keep_fresh(
     run: &Run,
     tokens: &mut TokenState,
 ) -> Result<(), RunError> {
-    if !lease::renew(conn, &ctx.keys, &run.user, &run.id, ctx.config.worker.lease).await? {
+    if crate::records::cancel_requested(conn, &ctx.keys, &run.id).await? {
+        return Err(RunError::Cancelled);
+    }
+    let held = lease::renew(conn, &ctx.keys, &run.user, &run.id, ctx.config.worker.lease).await?;
+    // Logged once per run, not at every tick: a starved worker would otherwise flood the log.
+    if !held && !tokens.lease_lost {
         tracing::warn!(message = "The user's lease was lost; continuing the session already started.", user = %run.user);
     }
+    tokens.lease_lost = !held;
     let margin = chrono::TimeDelta::from_std(ctx.config.scalekit.token_refresh_margin)
         .unwrap_or(chrono::TimeDelta::zero());
     if tokens.expires_at.is_some_and(|at| at - margin <= Utc::now()) {

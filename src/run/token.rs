@@ -18,6 +18,7 @@ pub async fn mint(
     conn: &mut ConnectionManager,
     user: &str,
 ) -> Result<SessionToken, RunError> {
+    super::throttle(ctx, "tokens", ctx.config.limits.tokens_per_second).await?;
     let expiry = ctx.config.scalekit.token_expiry;
     let token = ctx.scalekit.create_session_token(&ctx.setup.mcp_config_id, user, expiry).await?;
     ctx.redactor.add(token.token.expose_secret());

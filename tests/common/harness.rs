@@ -4,6 +4,8 @@
 
 #[path = "app.rs"]
 pub mod app;
+#[path = "procs.rs"]
+pub mod procs;
 #[path = "redis.rs"]
 mod redis_ns;
 #[path = "sim.rs"]

@@ -136,13 +136,12 @@ fn config_check_json_and_secrets_flag() {
 }
 
 #[test]
-fn unfinished_subcommands_say_so_and_exit_2() {
-    let output = agentcron(&["bench", "queue"], &[], &repo_root());
-    assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output).1.contains("not yet available"));
-
+fn usage_errors_exit_2() {
     let output = agentcron(&["no-such-command"], &[], &repo_root());
     assert_eq!(output.status.code(), Some(2), "clap's usage errors share exit code 2");
+    let output = agentcron(&["runs", "--limit", "many"], &[], &repo_root());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output).1.contains("--limit"));
 }
 
 #[test]

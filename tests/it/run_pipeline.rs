@@ -228,7 +228,7 @@ async fn a_crash_at_any_phase_boundary_resumes_with_one_session_and_one_message(
     let points: Vec<FailPoint> = Phase::ALL
         .iter()
         .map(|phase| FailPoint::Before(*phase))
-        .chain([FailPoint::SessionCreated, FailPoint::MessageSent])
+        .chain([FailPoint::SessionCreated, FailPoint::MessageSent, FailPoint::TurnEndRecorded])
         .collect();
     for (i, point) in points.iter().enumerate() {
         let run_id = format!("r-crash-{i}");

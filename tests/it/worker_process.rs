@@ -2,80 +2,13 @@
 //! mid-run loses nothing (another finishes the run with exactly one session and one message),
 //! and SIGTERM drains in-flight runs before the process exits 0.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use agentcron::queue::{NewRun, Queue};
 use serde_json::json;
 
-use crate::common::app::{API_KEY, CLIENT_SECRET, TestApp, spawn_app};
-
-/// The environment a child worker needs to reach this test's simulator and Redis prefix.
-fn child_env(app: &TestApp, transcripts: &Path) -> Vec<(String, String)> {
-    let base = app.sim.base_url().to_owned();
-    [
-        ("SCALEKIT_ENV_URL", base.clone()),
-        ("ANTHROPIC_BASE_URL", base),
-        ("SCALEKIT_CLIENT_ID", "sim-client-id".to_owned()),
-        ("SCALEKIT_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
-        ("ANTHROPIC_API_KEY", API_KEY.to_owned()),
-        ("REDIS_URL", app.redis.url.clone()),
-        ("AGENTCRON__REDIS__PREFIX", app.redis.prefix.clone()),
-        ("AGENTCRON__WORKER__HEARTBEAT", "300ms".to_owned()),
-        ("AGENTCRON__WORKER__LEASE", "2s".to_owned()),
-        ("AGENTCRON__WORKER__SHUTDOWN_GRACE", "30s".to_owned()),
-        ("AGENTCRON__OPS__BIND", "127.0.0.1:0".to_owned()),
-        ("AGENTCRON__TRANSCRIPTS__DIR", transcripts.display().to_string()),
-        ("AGENTCRON_LOG_FORMAT", "json".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
-}
-
-fn spawn_worker(env: &[(String, String)], log: &Path) -> Child {
-    let log = std::fs::File::create(log).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_agentcron"));
-    command.arg("worker").current_dir(crate::common::repo_root());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("AGENTCRON")
-            || name.starts_with("SCALEKIT_")
-            || name.starts_with("ANTHROPIC_")
-        {
-            command.env_remove(name);
-        }
-    }
-    command.envs(env.iter().map(|(k, v)| (k, v))).stdout(Stdio::null()).stderr(log);
-    command.spawn().unwrap()
-}
-
-async fn state(app: &TestApp, run_id: &str) -> (Option<String>, Option<String>) {
-    let record = app.record(run_id).await;
-    (record.get("state").map(str::to_owned), record.get("phase").map(str::to_owned))
-}
-
-/// Polls until `done` holds for the run's (state, phase), or panics with the log.
-async fn wait_for(
-    app: &TestApp,
-    run_id: &str,
-    log: &Path,
-    done: impl Fn(&(Option<String>, Option<String>)) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let now = state(app, run_id).await;
-        if done(&now) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{run_id} stuck at {now:?}; log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::common::app::{TestApp, spawn_app};
+use crate::common::procs::{child_env, spawn_worker, state, wait_for};
 
 async fn enqueue(app: &TestApp, runs: &[(&str, &str)]) {
     let queue = Queue::connect(&app.config.redis).await.unwrap();

@@ -1,0 +1,414 @@
+//! `agentcron bench runs`: the whole run pipeline (`run::Context` as the worker's handler)
+//! for N users at once against the simulator, in one worker process: each run checks the
+//! user's connections, mints a token, fills the vault, creates a real session, sends the
+//! message and follows the event stream to the end of the turn.
+//!
+//! The simulator runs in this process unless `sim_url` names one started with
+//! `agentcron sim`; in-process, its memory and CPU count in the numbers, and each session
+//! holds two sockets (both ends), so the open-file limit caps N. Its `event_delay_ms` fault
+//! spaces the agent's events so that sessions overlap. Pipeline overhead per run is the run's
+//! wall time (`ended_at_ms − started_at_ms`, Redis clock) minus the time the simulator was told
+//! to wait (the delayed events × the delay): what remains is our code, Redis and the
+//! simulator's own work.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::stats::{self, Baseline, Progress, per_sec, round1};
+use super::{BenchError, Result, Scratch, guarded};
+use crate::config::Config;
+use crate::ops::setup;
+use crate::queue::{NewRun, Queue, QueueError, RunState};
+use crate::run::{self, Context};
+use crate::sim::{self, SimConfig, SimHandle};
+use crate::telemetry::Redactor;
+use crate::worker;
+
+/// Largest worker concurrency the benchmark configures.
+pub const MAX_CONCURRENCY: usize = 10_000;
+/// Events the simulator's scripted turn emits without a pause after them: the final
+/// `session.status_idle` (see `sim/agent.rs`, `go_idle`).
+const UNDELAYED_EVENTS: u64 = 1;
+const SAMPLE: Duration = Duration::from_millis(100);
+/// Records read per pipelined round trip afterwards.
+const READ_CHUNK: usize = 500;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunsOptions {
+    /// Redis URL.
+    pub redis_url: String,
+    /// A running simulator (`agentcron sim`); `None` starts one in this process.
+    pub sim_url: Option<String>,
+    /// Users, one run each, all enqueued at once.
+    pub users: usize,
+    /// Events per session the caller expects. The simulator's turn emits a fixed script, so
+    /// this cannot be set: the report gives the count found in the transcripts.
+    pub events: Option<usize>,
+    /// Pause after each agent event (the simulator's `event_delay_ms` fault), ms.
+    pub event_delay_ms: u64,
+}
+
+/// The numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunsReport {
+    /// The key prefix the benchmark used (deleted at its end).
+    pub prefix: String,
+    /// Users (= runs).
+    pub users: usize,
+    /// Worker concurrency.
+    pub concurrency: usize,
+    /// Where the simulator ran: `in-process` or its URL.
+    pub simulator: String,
+    /// Events per session asked for (informational; see `events_per_session`).
+    pub events_requested: Option<usize>,
+    /// Mean transcript events per session, counted in Redis afterwards.
+    pub events_per_session: f64,
+    /// The simulator's pause after each event, ms.
+    pub event_delay_ms: u64,
+    /// Runs that ended `succeeded`.
+    pub succeeded: usize,
+    /// Runs that ended otherwise.
+    pub failed: usize,
+    /// Runs per second, from the worker's start until the last run ended.
+    pub runs_per_sec: f64,
+    /// Wall time from the worker's start until the last run ended, s.
+    pub wall_s: f64,
+    /// Median pipeline overhead per run (wall time minus the simulator's imposed pauses), ms.
+    pub overhead_p50_ms: f64,
+    /// 99th percentile of the same.
+    pub overhead_p99_ms: f64,
+    /// Median run wall time (`started_at_ms` → `ended_at_ms`), ms.
+    pub run_p50_ms: f64,
+    /// Median time from the run's start to its streaming phase (connections, token, vault,
+    /// session, message), ms: part of the overhead.
+    pub pre_stream_p50_ms: f64,
+    /// 99th percentile of the same.
+    pub pre_stream_p99_ms: f64,
+    /// Most runs in the `running` state at one sample (every 100 ms).
+    pub peak_concurrent_sessions: usize,
+    /// Peak RSS of this process (worker, and the simulator when in-process), MB.
+    pub peak_rss_mb: f64,
+    /// RSS before the worker started, MB.
+    pub baseline_rss_mb: f64,
+    /// Largest RSS sampled while runs were in flight, MB.
+    pub rss_at_peak_mb: f64,
+    /// (`rss_at_peak_mb` − `baseline_rss_mb`) / runs in flight at that sample, KB.
+    pub rss_per_session_kb: f64,
+    /// Redis commands per run (all clients, from `INFO commandstats`; see the idle rate).
+    pub redis_commands_per_run: f64,
+    /// The same by command (commands scripts run are counted by name; `evalsha` is the call),
+    /// largest first.
+    pub redis_commands_by_name: Vec<(String, f64)>,
+    /// Redis commands per second with this benchmark idle; times `wall_s` over `users` is the
+    /// share of `redis_commands_per_run` that is not ours.
+    pub idle_redis_commands_per_sec: f64,
+    /// Raw Redis speed measured in this process just before.
+    pub baseline: Baseline,
+}
+
+/// Runs the benchmark; its keys are deleted at the end, also when `cancel` fires.
+///
+/// # Errors
+/// [`BenchError`] when the simulator, setup, Redis or the worker fail, or runs do not end in
+/// time.
+pub async fn run(opts: &RunsOptions, cancel: &CancellationToken) -> Result<RunsReport> {
+    if opts.users == 0 {
+        return Err(BenchError::Usage("--users must be positive".to_owned()));
+    }
+    if opts.sim_url.is_none() {
+        check_open_files(opts.users)?;
+    }
+    let scratch = Scratch::new(&opts.redis_url)?;
+    let sim = match &opts.sim_url {
+        Some(_) => None,
+        None => Some(sim::serve(SimConfig::default()).await?),
+    };
+    let res = guarded(&scratch, cancel, measure(opts, &scratch, sim.as_ref())).await;
+    if let Some(sim) = sim {
+        sim.shutdown().await;
+    }
+    res
+}
+
+/// In-process, each session holds both ends of its stream: refuse early rather than fail
+/// with "too many open files" half-way.
+fn check_open_files(users: usize) -> Result<()> {
+    let needed = users.min(MAX_CONCURRENCY) * 2 + 500;
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse::<usize>().ok());
+    match soft {
+        Some(soft) if soft < needed => Err(BenchError::Usage(format!(
+            "{users} sessions with the simulator in this process need about {needed} open files \
+             (two sockets each); the limit is {soft}: raise it (ulimit -n) or run the simulator \
+             in another process (agentcron sim --port 8787 & … --sim-url http://127.0.0.1:8787)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+async fn measure(
+    opts: &RunsOptions,
+    scratch: &Scratch,
+    sim: Option<&SimHandle>,
+) -> Result<RunsReport> {
+    let api_url = match (sim, &opts.sim_url) {
+        (Some(sim), _) => sim.base_url().to_owned(),
+        (None, Some(url)) => url.trim_end_matches('/').to_owned(),
+        (None, None) => return Err(BenchError::Usage("no simulator".to_owned())),
+    };
+    let mut config = scratch.config(&api_url)?;
+    config.worker.concurrency = opts.users.clamp(1, MAX_CONCURRENCY);
+    let config = Arc::new(config);
+    let queue = Queue::connect(&config.redis).await?;
+    let (scalekit, anthropic, http) = run::clients(&config)?;
+    let mut manager = queue.connection();
+    setup::ensure(&config, &scalekit, &anthropic, &mut manager, queue.keys()).await?;
+    let fault = slow_events(&http, &api_url, opts.event_delay_ms).await?;
+    let ctx = Context::connect(Arc::clone(&config), Redactor::default()).await?;
+
+    let mut conn = scratch.connection().await?;
+    let baseline_key = format!("{}:bench:baseline", scratch.prefix);
+    let baseline = Baseline::measure(&mut conn, &baseline_key, 2_000).await?;
+    let idle = stats::idle_commands(&mut conn, Duration::from_secs(1)).await?;
+    let run_ids = enqueue(&queue, opts.users).await?;
+    let baseline_rss_mb = stats::rss_mb();
+
+    let commands_before = stats::redis_command_counts(&mut conn).await?;
+    let shutdown = CancellationToken::new();
+    let (worker_queue, worker_config, token) =
+        (queue.clone(), Arc::clone(&config), shutdown.clone());
+    // Owned here and awaited below, so the worker never outlives the benchmark.
+    let worker = tokio::spawn(async move {
+        let worker_id = worker::worker_id();
+        worker::run_on(worker_queue, &worker_config, ctx, token, &worker_id).await
+    });
+    let started = Instant::now();
+    let sampled = sample_until_done(&queue, &config, opts.users).await;
+    let wall = started.elapsed();
+    let commands_after = stats::redis_command_counts(&mut conn).await?;
+    shutdown.cancel();
+    let worker_res = worker.await;
+    let sampled = sampled?;
+    match worker_res {
+        Ok(res) => res?,
+        Err(error) => return Err(BenchError::Usage(format!("worker task failed: {error}"))),
+    }
+    if let Some(id) = fault {
+        clear_fault(&http, &api_url, &id).await;
+    }
+
+    let timings = read_timings(&queue, &run_ids).await?;
+    let mut overheads = Vec::with_capacity(timings.len());
+    let mut walls = Vec::with_capacity(timings.len());
+    let mut pre_stream = Vec::with_capacity(timings.len());
+    let mut n_events = 0;
+    for timing in &timings {
+        let waited = timing.events.saturating_sub(UNDELAYED_EVENTS) * opts.event_delay_ms;
+        let run_ms = timing.ended_ms.saturating_sub(timing.started_ms) as f64;
+        walls.push(run_ms);
+        pre_stream.push(timing.streaming_ms.saturating_sub(timing.started_ms) as f64);
+        overheads.push(run_ms - waited as f64);
+        n_events += timing.events;
+    }
+    let n_timed = timings.len().max(1) as f64;
+    let mut commands_by_name = stats::command_deltas(&commands_before, &commands_after, 1);
+    // The sampler's own ZCARDs and the two INFO calls are the benchmark's, not the pipeline's.
+    for (name, count) in &mut commands_by_name {
+        match name.as_str() {
+            "zcard" => *count = (*count - sampled.own_commands as f64).max(0.0),
+            "info" => *count = (*count - 2.0).max(0.0),
+            _ => {}
+        }
+    }
+    let commands: f64 = commands_by_name.iter().map(|(_, count)| count).sum();
+    let per_run = |count: f64| (count / opts.users as f64 * 100.0).round() / 100.0;
+    let mut redis_commands_by_name: Vec<(String, f64)> = commands_by_name
+        .into_iter()
+        .map(|(name, count)| (name, per_run(count)))
+        .filter(|(_, per)| *per >= 0.1)
+        .collect();
+    redis_commands_by_name.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let rss_growth = (sampled.rss_at_peak_mb - baseline_rss_mb).max(0.0);
+    Ok(RunsReport {
+        prefix: scratch.prefix.clone(),
+        users: opts.users,
+        concurrency: config.worker.concurrency,
+        simulator: opts.sim_url.clone().unwrap_or_else(|| "in-process".to_owned()),
+        events_requested: opts.events,
+        events_per_session: round1(n_events as f64 / n_timed),
+        event_delay_ms: opts.event_delay_ms,
+        succeeded: sampled.succeeded,
+        failed: opts.users - sampled.succeeded,
+        runs_per_sec: round1(per_sec(opts.users, wall)),
+        wall_s: round1(wall.as_secs_f64()),
+        overhead_p50_ms: round1(stats::percentile(&mut overheads, 0.5)),
+        overhead_p99_ms: round1(stats::percentile(&mut overheads, 0.99)),
+        run_p50_ms: round1(stats::percentile(&mut walls, 0.5)),
+        pre_stream_p50_ms: round1(stats::percentile(&mut pre_stream, 0.5)),
+        pre_stream_p99_ms: round1(stats::percentile(&mut pre_stream, 0.99)),
+        peak_concurrent_sessions: sampled.peak_running,
+        peak_rss_mb: round1(stats::peak_rss_mb()),
+        baseline_rss_mb: round1(baseline_rss_mb),
+        rss_at_peak_mb: round1(sampled.rss_at_peak_mb),
+        rss_per_session_kb: round1(rss_growth * 1024.0 / sampled.peak_running.max(1) as f64),
+        redis_commands_per_run: per_run(commands),
+        redis_commands_by_name,
+        idle_redis_commands_per_sec: round1(idle),
+        baseline,
+    })
+}
+
+/// Adds the `event_delay_ms` fault to every session's turn; returns the rule's id.
+async fn slow_events(
+    http: &reqwest::Client,
+    api_url: &str,
+    delay_ms: u64,
+) -> Result<Option<String>> {
+    if delay_ms == 0 {
+        return Ok(None);
+    }
+    let rule = serde_json::json!({
+        "method": "POST",
+        "path": "/v1/sessions/*/events",
+        "event_delay_ms": delay_ms,
+    });
+    let reply: serde_json::Value = http
+        .post(format!("{api_url}/_sim/faults"))
+        .json(&rule)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(reply.get("id").map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_owned)))
+}
+
+/// Removes the fault again, so that a shared simulator is left as found. Best effort.
+async fn clear_fault(http: &reqwest::Client, api_url: &str, id: &str) {
+    let res = http.delete(format!("{api_url}/_sim/faults/{id}")).send().await;
+    if let Err(error) = res.and_then(reqwest::Response::error_for_status) {
+        tracing::warn!(message = "Could not remove the simulator fault.", %error);
+    }
+}
+
+/// One run per user `runs-<i>@example.com`, all at once; returns the run ids.
+async fn enqueue(queue: &Queue, users: usize) -> Result<Vec<String>> {
+    let runs: Vec<NewRun> = (0..users)
+        .map(|i| NewRun {
+            run_id: format!("r-{i}"),
+            ..NewRun::now(format!("runs-{i}@example.com"))
+        })
+        .collect();
+    queue.enqueue(&runs, "other").await?;
+    Ok(runs.into_iter().map(|run| run.run_id).collect())
+}
+
+/// What sampling saw.
+#[derive(Debug, Default)]
+struct Sampled {
+    peak_running: usize,
+    rss_at_peak_mb: f64,
+    succeeded: usize,
+    /// Commands the sampling sent (all `ZCARD`).
+    own_commands: usize,
+}
+
+/// Samples the running index and RSS until every run has ended.
+async fn sample_until_done(queue: &Queue, config: &Config, n: usize) -> Result<Sampled> {
+    let keys = queue.keys();
+    let mut conn = queue.connection();
+    let ended: Vec<String> = RunState::ALL
+        .into_iter()
+        .filter(|state| state.is_terminal())
+        .map(|state| keys.runs_by_state(state.as_str()))
+        .collect();
+    // Generous: every run may wait out a few retries of the pipeline.
+    let deadline = config.worker.run_timeout.min(Duration::from_secs(600));
+    let started = Instant::now();
+    let mut sampled = Sampled::default();
+    let mut progress = Progress::new("runs ended");
+    loop {
+        let mut pipe = redis::pipe();
+        pipe.zcard(keys.runs_by_state(RunState::Running.as_str()));
+        pipe.zcard(keys.runs_by_state(RunState::Succeeded.as_str()));
+        for key in &ended {
+            pipe.zcard(key);
+        }
+        let counts: Vec<usize> = pipe.query_async(&mut conn).await.map_err(QueueError::from)?;
+        sampled.own_commands += counts.len();
+        let running = counts[0];
+        // The largest RSS while runs are in flight: streams open after the pre-stream phases,
+        // so memory peaks later than the count of running runs.
+        sampled.peak_running = sampled.peak_running.max(running);
+        if running > 0 {
+            sampled.rss_at_peak_mb = sampled.rss_at_peak_mb.max(stats::rss_mb());
+        }
+        sampled.succeeded = counts[1];
+        let n_ended: usize = counts[2..].iter().sum();
+        progress.update(n_ended, n);
+        if n_ended >= n {
+            progress.finish();
+            return Ok(sampled);
+        }
+        if started.elapsed() > deadline {
+            progress.finish();
+            let what = format!("{n_ended} of {n} runs ended");
+            return Err(BenchError::Timeout { secs: deadline.as_secs(), what });
+        }
+        tokio::time::sleep(SAMPLE).await;
+    }
+}
+
+/// `started_at_ms`, `ended_at_ms`, `streaming_at_ms` and `state` of a run record.
+type RecordTimes = (Option<u64>, Option<u64>, Option<u64>, Option<String>);
+
+/// A run's times (Redis clock, ms) and its transcript length.
+#[derive(Debug)]
+struct Timing {
+    started_ms: u64,
+    ended_ms: u64,
+    /// When the streaming phase was entered: before it, the pre-stream phases.
+    streaming_ms: u64,
+    events: u64,
+}
+
+/// Reads each ended run's times and transcript length, pipelined.
+async fn read_timings(queue: &Queue, run_ids: &[String]) -> Result<Vec<Timing>> {
+    let keys = queue.keys();
+    let mut conn = queue.connection();
+    let mut timings = Vec::with_capacity(run_ids.len());
+    for chunk in run_ids.chunks(READ_CHUNK) {
+        let mut fields_pipe = redis::pipe();
+        let mut events_pipe = redis::pipe();
+        for run_id in chunk {
+            fields_pipe.cmd("HMGET").arg(keys.run(run_id)).arg(&[
+                "started_at_ms",
+                "ended_at_ms",
+                "streaming_at_ms",
+                "state",
+            ]);
+            events_pipe.xlen(keys.transcript(run_id));
+        }
+        let fields: Vec<RecordTimes> =
+            fields_pipe.query_async(&mut conn).await.map_err(QueueError::from)?;
+        let events: Vec<u64> =
+            events_pipe.query_async(&mut conn).await.map_err(QueueError::from)?;
+        for ((started_ms, ended_ms, streaming_ms, state), events) in fields.into_iter().zip(events)
+        {
+            if let (Some(started_ms), Some(ended_ms), Some(streaming_ms), Some("succeeded")) =
+                (started_ms, ended_ms, streaming_ms, state.as_deref())
+            {
+                timings.push(Timing { started_ms, ended_ms, streaming_ms, events });
+            }
+        }
+    }
+    Ok(timings)
+}

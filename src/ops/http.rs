@@ -1,0 +1,431 @@
+//! The worker's ops HTTP server: `/healthz`, `/readyz`, `/metrics` (Prometheus text), the JSON
+//! reports under `/api/*`, and the dashboard at `/` (one static page embedded in the binary).
+//!
+//! With `ops.token` set, every route but `/healthz` and the static page needs
+//! `Authorization: Bearer <token>`. Report data comes from [`report`] and [`transcript`], metric
+//! names from [`metrics`]; this module only routes, authenticates and renders. It must not
+//! change run state.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, OpsConfig};
+use crate::ops::metrics;
+use crate::ops::report::{self, RunFilter};
+use crate::queue::RunState;
+use crate::queue::keys::Keys;
+use crate::records::transcript;
+use crate::telemetry::Redactor;
+
+/// The dashboard: plain HTML and JavaScript, no build step, no external assets.
+const DASHBOARD: &str = include_str!("dashboard.html");
+/// `/api/runs` lists this many runs unless `limit` says otherwise.
+const DEFAULT_LIMIT: usize = 50;
+/// The largest `limit` accepted.
+const MAX_LIMIT: usize = 1000;
+/// `/readyz` answers within this, whatever Redis does.
+const READY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why the ops server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpsError {
+    /// A non-loopback bind without a token would expose run data to the network.
+    #[error("ops.token: required when ops.bind ({0}) is not a loopback address")]
+    TokenRequired(SocketAddr),
+    /// The address could not be bound.
+    #[error("ops.bind: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The Redis URL is unusable.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// The server failed while serving.
+    #[error("ops server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Everything the handlers share; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct OpsState {
+    config: Arc<Config>,
+    keys: Keys,
+    /// Connects lazily and reconnects by itself, so the server starts (and `/readyz` can say
+    /// "not ready") while Redis is down.
+    redis: ConnectionManager,
+    metrics: PrometheusHandle,
+    /// Responses pass through it, like the CLI's output.
+    redactor: Redactor,
+}
+
+impl OpsState {
+    /// Prepares the state for `config` and installs the metrics recorder (see
+    /// [`metrics::install`]). Does not connect to Redis yet.
+    ///
+    /// # Errors
+    /// [`OpsError::Redis`] when the Redis URL cannot be used.
+    pub fn new(config: Arc<Config>, redactor: Redactor) -> Result<Self, OpsError> {
+        let client = redis::Client::open(config.redis.url.as_str())?;
+        // Few, short retries: an ops request should fail fast rather than hang on Redis.
+        let redis_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let redis = ConnectionManager::new_lazy_with_config(client, redis_config)?;
+        let keys = Keys::new(config.redis.prefix.clone());
+        Ok(Self { config, keys, redis, metrics: metrics::install(), redactor })
+    }
+}
+
+/// Binds the ops listener. Refuses a non-loopback address without a token, as configuration
+/// validation does: defence in depth for configurations built in code.
+///
+/// # Errors
+/// [`OpsError::TokenRequired`], or [`OpsError::Bind`] when the address cannot be bound.
+pub async fn bind(config: &OpsConfig) -> Result<TcpListener, OpsError> {
+    if config.token.is_none() && !config.bind.ip().is_loopback() {
+        return Err(OpsError::TokenRequired(config.bind));
+    }
+    TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| OpsError::Bind { addr: config.bind, source })
+}
+
+/// Serves until `shutdown` is cancelled, then finishes the requests in progress.
+///
+/// # Errors
+/// [`OpsError::Serve`] when the server fails.
+pub async fn serve(
+    state: OpsState,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), OpsError> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(OpsError::Serve)
+}
+
+/// Every route. `/healthz` and the static page are open: a probe has no token, and the page
+/// holds no data (it asks for the token and sends it with each request).
+fn router(state: OpsState) -> Router {
+    let guarded = Router::new()
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
+        .route("/api/status", get(status))
+        .route("/api/runs", get(runs))
+        .route("/api/runs/{id}", get(run))
+        .route("/api/runs/{id}/transcript", get(run_transcript))
+        .route("/api/notices", get(notices))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/", get(dashboard))
+        .merge(guarded)
+        .fallback(|| async { ApiError::NotFound("no such endpoint".to_owned()) })
+        .with_state(state)
+}
+
+/// Lets a request through when no token is configured or it carries the token.
+async fn require_token(State(state): State<OpsState>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.config.ops.token else { return next.run(request).await };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer);
+    if given.is_some_and(|given| token_matches(given, token)) {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// The credentials of a `Bearer` authorization (the scheme is case-insensitive).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim())
+}
+
+/// Compares in time independent of where the first difference is (the length may leak; the
+/// content does not).
+fn token_matches(given: &str, token: &SecretString) -> bool {
+    let (given, token) = (given.as_bytes(), token.expose_secret().as_bytes());
+    given.len() == token.len()
+        && given.iter().zip(token).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when Redis answers and the configuration has what the worker needs.
+async fn readyz(State(state): State<OpsState>) -> Response {
+    let mut conn = state.redis.clone();
+    let cmd = redis::cmd("PING");
+    let ping = cmd.query_async::<String>(&mut conn);
+    let redis = match tokio::time::timeout(READY_TIMEOUT, ping).await {
+        Ok(Ok(_)) => "ok",
+        Ok(Err(error)) => {
+            tracing::warn!(message = "Readiness: Redis failed.", %error);
+            "unreachable"
+        }
+        Err(_) => "timeout",
+    };
+    let config = if state.config.require_secrets().is_ok() { "ok" } else { "missing secrets" };
+    let ready = redis == "ok" && config == "ok";
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready { "ready" } else { "unavailable" };
+    (code, Json(json!({"status": status, "checks": {"redis": redis, "config": config}})))
+        .into_response()
+}
+
+/// Prometheus text; the queue and notice gauges are read from Redis first. A Redis failure
+/// leaves them at their last values rather than failing the scrape.
+async fn prometheus(State(state): State<OpsState>) -> Response {
+    if let Err(error) = refresh_gauges(&state).await {
+        metrics::redis_error("ops_scrape");
+        tracing::warn!(message = "Could not refresh the queue gauges.", %error);
+    }
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()
+}
+
+/// Two round trips: the worker ids, then every depth in one pipeline (as `report::status`
+/// counts them).
+async fn refresh_gauges(state: &OpsState) -> Result<(), redis::RedisError> {
+    let (mut conn, keys) = (state.redis.clone(), &state.keys);
+    let workers: Vec<String> =
+        redis::cmd("HKEYS").arg(keys.workers()).query_async(&mut conn).await?;
+    let mut pipe = redis::pipe();
+    pipe.cmd("LLEN").arg(keys.ready()).cmd("ZCARD").arg(keys.delayed());
+    pipe.cmd("LLEN").arg(keys.dead()).cmd("LLEN").arg(keys.rejected());
+    pipe.cmd("LLEN").arg(keys.intake()).cmd("ZCARD").arg(keys.notice_index());
+    for worker in &workers {
+        pipe.cmd("LLEN").arg(keys.processing(worker));
+    }
+    let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+    let at = |i: usize| counts.get(i).copied().unwrap_or(0);
+    for (i, state) in ["pending", "scheduled", "dead", "rejected", "intake"].into_iter().enumerate()
+    {
+        metrics::queue_depth(state, at(i));
+    }
+    metrics::queue_depth("running", counts.iter().skip(6).sum());
+    metrics::notices_open(at(5));
+    Ok(())
+}
+
+async fn status(State(state): State<OpsState>) -> Result<Response, ApiError> {
+    let mut conn = state.redis.clone();
+    let status = report::status(&mut conn, &state.keys, &state.config).await?;
+    Ok(state.json(&status))
+}
+
+/// `/api/runs` parameters, as `agentcron runs` takes them. Unknown parameters are refused so
+/// that a typo does not silently list everything.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunsParams {
+    user: Option<String>,
+    state: Option<String>,
+    schedule: Option<String>,
+    since: Option<String>,
+    limit: Option<String>,
+}
+
+async fn runs(
+    State(state): State<OpsState>,
+    params: Result<Query<RunsParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let filter = run_filter(params)?;
+    let mut conn = state.redis.clone();
+    let runs = report::runs(&mut conn, &state.keys, &filter).await?;
+    Ok(state.json(&runs))
+}
+
+fn run_filter(params: RunsParams) -> Result<RunFilter, ApiError> {
+    if let Some(name) = &params.state
+        && RunState::parse(name).is_none()
+    {
+        let names: Vec<_> = RunState::ALL.iter().map(|s| s.as_str()).collect();
+        return Err(ApiError::BadRequest(format!("state: expected one of {}", names.join(", "))));
+    }
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| ApiError::BadRequest(format!("limit: expected 1 to {MAX_LIMIT}")))?,
+    };
+    let since_ms = params.since.as_deref().map(since).transpose()?;
+    Ok(RunFilter {
+        user: params.user,
+        state: params.state,
+        schedule: params.schedule,
+        since_ms,
+        limit,
+    })
+}
+
+/// `since`: unix milliseconds, RFC 3339, or an age such as `1h` (as `agentcron runs --since`).
+fn since(text: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.timestamp_millis());
+    }
+    let age = humantime::parse_duration(text).map_err(|_| {
+        ApiError::BadRequest("since: expected unix ms, RFC 3339 or an age such as 1h".to_owned())
+    })?;
+    Ok(crate::records::now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)))
+}
+
+async fn run(State(state): State<OpsState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let mut conn = state.redis.clone();
+    let detail = report::run(&mut conn, &state.keys, &id).await?;
+    let detail = detail.ok_or_else(|| ApiError::NotFound(format!("no run {id:?}")))?;
+    Ok(state.json(&detail))
+}
+
+/// The transcript's lines, oldest first; 404 when neither the run nor a transcript exists.
+async fn run_transcript(
+    State(state): State<OpsState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut conn = state.redis.clone();
+    let lines = transcript::lines(&mut conn, &state.keys, &id).await?;
+    if lines.is_empty() && report::run(&mut conn, &state.keys, &id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no run {id:?}")));
+    }
+    Ok(state.json(&lines))
+}
+
+/// `?all=true` includes resolved notices.
+async fn notices(
+    State(state): State<OpsState>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    if let Some(name) = params.keys().find(|name| *name != "all") {
+        return Err(ApiError::BadRequest(format!("unknown parameter {name:?}")));
+    }
+    let all = match params.get("all").map(String::as_str) {
+        None | Some("false" | "0") => false,
+        Some("true" | "1" | "") => true,
+        Some(_) => return Err(ApiError::BadRequest("all: expected true or false".to_owned())),
+    };
+    let mut conn = state.redis.clone();
+    let notices = report::notices(&mut conn, &state.keys, all).await?;
+    Ok(state.json(&notices))
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(DASHBOARD)
+}
+
+impl OpsState {
+    /// A 200 JSON response, redacted like the CLI's `--json` output.
+    fn json(&self, value: &impl serde::Serialize) -> Response {
+        match serde_json::to_string(value) {
+            Ok(text) => {
+                let body = self.redactor.redact(&text).into_owned();
+                ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+            }
+            Err(error) => {
+                tracing::warn!(message = "Could not serialise a report.", %error);
+                ApiError::Internal.into_response()
+            }
+        }
+    }
+}
+
+/// A failed request, answered as JSON `{"error": "..."}`.
+#[derive(Debug)]
+enum ApiError {
+    BadRequest(String),
+    Unauthorized,
+    NotFound(String),
+    /// Redis failed; logged here, not shown (its text may name hosts).
+    Unavailable,
+    Internal,
+}
+
+impl From<crate::records::RecordsError> for ApiError {
+    fn from(error: crate::records::RecordsError) -> Self {
+        tracing::warn!(message = "Ops request failed on Redis.", %error);
+        Self::Unavailable
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, message) = match self {
+            Self::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized".to_owned()),
+            Self::NotFound(message) => (StatusCode::NOT_FOUND, message),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "redis unavailable".to_owned()),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned()),
+        };
+        let mut response = (code, Json(json!({"error": message}))).into_response();
+        if code == StatusCode::UNAUTHORIZED {
+            let challenge = header::HeaderValue::from_static("Bearer");
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_accepts_any_case_of_the_scheme() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
+    }
+
+    #[test]
+    fn token_matches_only_the_same_bytes() {
+        let token = SecretString::from("s3cret-token");
+        assert!(token_matches("s3cret-token", &token));
+        assert!(!token_matches("s3cret-tokeN", &token));
+        assert!(!token_matches("s3cret", &token));
+        assert!(!token_matches("", &token));
+    }
+
+    #[test]
+    fn since_takes_ms_rfc3339_and_ages() {
+        assert_eq!(since("1700000000000").unwrap(), 1_700_000_000_000);
+        assert_eq!(since("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000);
+        assert!(since("1h").unwrap() < crate::records::now_ms());
+        assert!(since("yesterday-ish").is_err());
+    }
+}

@@ -1,0 +1,52 @@
+//! Operator actions on single runs: `requeue` (a dead, failed or cancelled run goes back to the
+//! ready list with a fresh attempt budget, keeping its phase and session so it resumes) and
+//! `cancel` (a waiting run is cancelled at once; a running one is asked to stop, which the run
+//! pipeline honours at its next safe point). Each is one Lua script, so it is atomic with
+//! respect to workers.
+
+use super::{Queue, Result, script};
+
+/// What an operator action found and did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Action {
+    /// The run.
+    pub run_id: String,
+    /// The state the run was in (`missing` when there is no such run).
+    pub found: String,
+    /// Whether the action took effect (for a running run's cancel: the request was recorded).
+    pub applied: bool,
+}
+
+impl Queue {
+    /// Requeues a dead, failed or cancelled run.
+    ///
+    /// # Errors
+    /// [`super::QueueError`] when Redis fails.
+    pub async fn requeue(&self, run_id: &str) -> Result<Action> {
+        let found = self.admin(&script::REQUEUE, run_id).await?;
+        let applied = matches!(found.as_str(), "dead" | "failed" | "cancelled");
+        Ok(Action { run_id: run_id.to_owned(), found, applied })
+    }
+
+    /// Cancels a queued or failed run now, or asks a running run to stop.
+    ///
+    /// # Errors
+    /// [`super::QueueError`] when Redis fails.
+    pub async fn cancel(&self, run_id: &str) -> Result<Action> {
+        let found = self.admin(&script::CANCEL, run_id).await?;
+        let applied = matches!(found.as_str(), "queued" | "failed" | "running");
+        Ok(Action { run_id: run_id.to_owned(), found, applied })
+    }
+
+    async fn admin(&self, script: &redis::Script, run_id: &str) -> Result<String> {
+        let keys = self.keys();
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(keys.run(run_id))
+            .key(keys.ready())
+            .key(keys.delayed())
+            .arg(run_id)
+            .arg(keys.runs_by_state_prefix());
+        Ok(invocation.invoke_async(&mut self.connection()).await?)
+    }
+}

@@ -1,0 +1,21 @@
+-- Cancels a run: a waiting one at once (taken off the ready list and the delayed set), a
+-- running one by a request its worker honours at the next safe point.
+-- KEYS: 1 run record, 2 q:ready, 3 q:delayed
+-- ARGV: 1 run_id, 2 state index prefix
+-- Returns the state found: queued/failed runs are now cancelled, running ones asked to stop,
+-- finished ones untouched.
+local rec = KEYS[1]
+local id = ARGV[1]
+local state = redis.call('HGET', rec, 'state')
+if not state then return 'missing' end
+local now = int(now_ms())
+if state == 'queued' or state == 'failed' then
+  -- LREM scans the ready list, but only for this operator action, never per job.
+  redis.call('LREM', KEYS[2], 0, id)
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('HSET', rec, 'state', 'cancelled', 'ended_at_ms', now, 'cancel_requested_at_ms', now)
+  index_move(ARGV[2], rec, id, state, 'cancelled')
+elseif state == 'running' then
+  redis.call('HSET', rec, 'cancel_requested_at_ms', now)
+end
+return state

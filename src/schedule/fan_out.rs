@@ -1,0 +1,259 @@
+//! Fan-out: one tick of one schedule becomes a run per user, with deterministic run ids
+//! `<schedule>:<user>:<tick-unix-seconds>`, written in pipelined batches.
+//!
+//! Exactly once without a leader: any number of scheduler replicas may fan out the same tick,
+//! because the queue creates a run record only when its id is new (`Queue::enqueue`). The
+//! overlap check and the statistics are advisory on top of that and never create runs. This
+//! module must not decide when a tick happens (see `daemon.rs`) or execute runs.
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use redis::Script;
+use serde::Serialize;
+
+use super::{ScheduleError, next};
+use crate::config::{Overlap, ScheduleConfig};
+use crate::ops::metrics;
+use crate::queue::{NewRun, Queue, QueueError, RunState, intake};
+
+/// Users per batch: one `HMGET` of pointers, one pipeline of states, one enqueue pipeline and
+/// one pointer script per batch, so a batch costs a handful of round trips.
+const BATCH: usize = 1_000;
+/// Users read per `SSCAN` call from the Redis set.
+const SCAN_COUNT: usize = 1_000;
+
+static ADVANCE_LAST: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/advance_last.lua")));
+static RECORD_TICK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/record_tick.lua")));
+
+/// What one fan-out of one tick did, seen from this process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TickReport {
+    /// The tick, unix seconds.
+    pub tick: i64,
+    /// Distinct users of the schedule at the tick (inline and Redis set).
+    pub users: usize,
+    /// Runs this call created.
+    pub enqueued: usize,
+    /// Runs that existed already (another replica, or an earlier fan-out of the same tick).
+    pub duplicates: usize,
+    /// Users skipped because their previous run of the schedule was still active.
+    pub skipped: usize,
+    /// Users whose id is malformed (or makes too long a run id); logged and left out.
+    pub invalid: usize,
+}
+
+/// The run id of `user`'s run of `schedule` at `tick`.
+pub fn run_id(schedule: &str, user: &str, tick: DateTime<Utc>) -> String {
+    format!("{schedule}:{user}:{}", tick.timestamp())
+}
+
+/// Creates the runs of `tick` for every user of `schedule` (inline users and the Redis set
+/// `<p>:users:<schedule>`, read now), honouring `overlap` and `spread`. Safe to repeat and to
+/// run on several replicas at once: each (schedule, user, tick) is enqueued at most once.
+///
+/// # Errors
+/// [`ScheduleError::Queue`] when Redis fails; some runs may exist then, and calling again with
+/// the same tick completes the rest.
+pub async fn fan_out(
+    queue: &Queue,
+    schedule: &ScheduleConfig,
+    tick: DateTime<Utc>,
+) -> Result<TickReport, ScheduleError> {
+    let started = Instant::now();
+    let users = users(queue, schedule).await?;
+    let mut report =
+        TickReport { tick: tick.timestamp(), users: users.len(), ..TickReport::default() };
+    let runs: Vec<NewRun> = users
+        .iter()
+        .filter_map(|user| {
+            let run = new_run(schedule, user, tick);
+            if run.is_none() {
+                tracing::warn!(message = "Invalid user left out of the tick.", schedule = %schedule.name, user = %user.escape_debug());
+            }
+            run
+        })
+        .collect();
+    report.invalid = users.len() - runs.len();
+    for batch in runs.chunks(BATCH) {
+        fan_out_batch(queue, schedule, tick, batch, &mut report).await?;
+    }
+    record(queue, schedule, &report).await?;
+    emit_metrics(schedule, &report, started);
+    Ok(report)
+}
+
+/// The distinct users of `schedule`: inline ones and the Redis set, sorted.
+///
+/// # Errors
+/// [`ScheduleError::Queue`] when Redis fails.
+pub async fn users(
+    queue: &Queue,
+    schedule: &ScheduleConfig,
+) -> Result<BTreeSet<String>, ScheduleError> {
+    let mut users: BTreeSet<String> = schedule.users.iter().cloned().collect();
+    let mut conn = queue.connection();
+    let key = queue.keys().schedule_users(&schedule.name);
+    // SSCAN rather than SMEMBERS: a set of 100,000 users is read in slices, so Redis never
+    // blocks other clients for one large reply. Members added during the scan may be missed;
+    // they are included from the next tick.
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, members): (u64, Vec<String>) = redis::cmd("SSCAN")
+            .arg(&key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(&mut conn)
+            .await
+            .map_err(QueueError::from)?;
+        users.extend(members);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    Ok(users)
+}
+
+/// The run of `user` at `tick`, or `None` when the user id (or the run id it makes) is invalid.
+fn new_run(schedule: &ScheduleConfig, user: &str, tick: DateTime<Utc>) -> Option<NewRun> {
+    let run_id = run_id(&schedule.name, user, tick);
+    if intake::check_user(user).is_err() || intake::check_run_id(&run_id).is_err() {
+        return None;
+    }
+    let offset = schedule.spread.map_or(std::time::Duration::ZERO, |window| {
+        next::spread_offset(&schedule.name, user, window)
+    });
+    let offset_ms = i64::try_from(offset.as_millis()).unwrap_or(i64::MAX);
+    Some(NewRun {
+        run_id,
+        user: user.to_owned(),
+        schedule: Some(schedule.name.clone()),
+        // The worker renders the schedule's prompt from its configuration; keeping it out of
+        // 100,000 records keeps a tick's writes small.
+        prompt: None,
+        // Even without spread: a run never starts before its tick, should a tick fire early.
+        not_before_ms: Some(tick.timestamp_millis().saturating_add(offset_ms)),
+    })
+}
+
+async fn fan_out_batch(
+    queue: &Queue,
+    schedule: &ScheduleConfig,
+    tick: DateTime<Utc>,
+    batch: &[NewRun],
+    report: &mut TickReport,
+) -> Result<(), ScheduleError> {
+    let to_enqueue = match schedule.overlap {
+        Overlap::Queue => batch.to_vec(),
+        Overlap::Skip => without_active(queue, schedule, batch).await?,
+    };
+    report.skipped += batch.len() - to_enqueue.len();
+    if to_enqueue.is_empty() {
+        return Ok(());
+    }
+    let enqueued = queue.enqueue(&to_enqueue, "schedule").await?;
+    let n_created = enqueued.iter().filter(|run| run.created).count();
+    report.enqueued += n_created;
+    report.duplicates += enqueued.len() - n_created;
+    advance_last(queue, schedule, tick, &to_enqueue).await
+}
+
+/// The runs of `batch` whose user has no active previous run of the schedule. A previous run
+/// is active while its record is `queued`, `running` or `failed` (a retry is due); a missing
+/// record is not active. A pointer to the run itself (this tick was fanned out before) keeps
+/// the run, so that repeating a fan-out reports duplicates, not skips.
+async fn without_active(
+    queue: &Queue,
+    schedule: &ScheduleConfig,
+    batch: &[NewRun],
+) -> Result<Vec<NewRun>, ScheduleError> {
+    let mut conn = queue.connection();
+    let users: Vec<&str> = batch.iter().map(|run| run.user.as_str()).collect();
+    let last: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(queue.keys().schedule_last(&schedule.name))
+        .arg(&users)
+        .query_async(&mut conn)
+        .await
+        .map_err(QueueError::from)?;
+    let previous: Vec<(usize, &str)> = last
+        .iter()
+        .enumerate()
+        .filter_map(|(i, id)| id.as_deref().map(|id| (i, id)))
+        .filter(|(i, id)| *id != batch[*i].run_id)
+        .collect();
+    if previous.is_empty() {
+        return Ok(batch.to_vec());
+    }
+    let mut pipe = redis::pipe();
+    for (_, id) in &previous {
+        pipe.hget(queue.keys().run(id), "state");
+    }
+    let states: Vec<Option<String>> =
+        pipe.query_async(&mut conn).await.map_err(QueueError::from)?;
+    let active: BTreeSet<usize> = previous
+        .iter()
+        .zip(states)
+        .filter(|(_, state)| {
+            state.as_deref().and_then(RunState::parse).is_some_and(|state| !state.is_terminal())
+        })
+        .map(|((i, _), _)| *i)
+        .collect();
+    Ok(batch
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !active.contains(i))
+        .map(|(_, run)| run.clone())
+        .collect())
+}
+
+/// Points each user's "last run" at this tick's run, for the next tick's overlap check.
+async fn advance_last(
+    queue: &Queue,
+    schedule: &ScheduleConfig,
+    tick: DateTime<Utc>,
+    runs: &[NewRun],
+) -> Result<(), ScheduleError> {
+    let mut invocation = ADVANCE_LAST.prepare_invoke();
+    invocation.key(queue.keys().schedule_last(&schedule.name)).arg(tick.timestamp());
+    for run in runs {
+        invocation.arg(&run.user).arg(&run.run_id);
+    }
+    let _moved: i64 =
+        invocation.invoke_async(&mut queue.connection()).await.map_err(QueueError::from)?;
+    Ok(())
+}
+
+/// Adds this process's view of the tick to `<p>:schedule:<name>` for `agentcron schedules`.
+async fn record(
+    queue: &Queue,
+    schedule: &ScheduleConfig,
+    report: &TickReport,
+) -> Result<(), ScheduleError> {
+    let now_ms = Utc::now().timestamp_millis();
+    let _recorded: i64 = RECORD_TICK
+        .key(queue.keys().schedule_stats(&schedule.name))
+        .arg(report.tick)
+        .arg(report.users)
+        .arg(report.invalid)
+        .arg(report.enqueued)
+        .arg(now_ms)
+        .invoke_async(&mut queue.connection())
+        .await
+        .map_err(QueueError::from)?;
+    Ok(())
+}
+
+fn emit_metrics(schedule: &ScheduleConfig, report: &TickReport, started: Instant) {
+    let name = schedule.name.as_str();
+    metrics::schedule_runs(name, "enqueued", report.enqueued);
+    metrics::schedule_runs(name, "duplicate", report.duplicates);
+    metrics::schedule_runs(name, "skipped", report.skipped);
+    metrics::schedule_runs(name, "invalid", report.invalid);
+    metrics::schedule_fan_out(name, started.elapsed());
+}

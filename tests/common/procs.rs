@@ -1,0 +1,111 @@
+//! Real `agentcron worker` child processes for the process-level tests (crash, drain, chaos):
+//! the environment that points a child at a test's simulator, Redis and transcripts directory,
+//! spawning one with its stderr in a log file, and polling a run record with a deadline.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::app::{API_KEY, CLIENT_SECRET, TestApp};
+
+/// Where a child worker should point: the simulator, a Redis server and prefix, a directory.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    pub sim_url: &'a str,
+    pub redis_url: &'a str,
+    pub prefix: &'a str,
+    pub transcripts: &'a Path,
+}
+
+/// The environment a child worker needs to reach `target`, with short heartbeat (300 ms) and
+/// lease (2 s) so that a killed worker's runs are taken over quickly.
+pub fn worker_env(target: &Target<'_>) -> Vec<(String, String)> {
+    [
+        ("SCALEKIT_ENV_URL", target.sim_url.to_owned()),
+        ("ANTHROPIC_BASE_URL", target.sim_url.to_owned()),
+        ("SCALEKIT_CLIENT_ID", "sim-client-id".to_owned()),
+        ("SCALEKIT_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        ("ANTHROPIC_API_KEY", API_KEY.to_owned()),
+        ("REDIS_URL", target.redis_url.to_owned()),
+        ("AGENTCRON__REDIS__PREFIX", target.prefix.to_owned()),
+        ("AGENTCRON__WORKER__HEARTBEAT", "300ms".to_owned()),
+        ("AGENTCRON__WORKER__LEASE", "2s".to_owned()),
+        ("AGENTCRON__WORKER__SHUTDOWN_GRACE", "30s".to_owned()),
+        ("AGENTCRON__OPS__BIND", "127.0.0.1:0".to_owned()),
+        ("AGENTCRON__TRANSCRIPTS__DIR", target.transcripts.display().to_string()),
+        ("AGENTCRON_LOG_FORMAT", "json".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// [`worker_env`] for `app`'s simulator and Redis prefix.
+pub fn child_env(app: &TestApp, transcripts: &Path) -> Vec<(String, String)> {
+    worker_env(&Target {
+        sim_url: app.sim.base_url(),
+        redis_url: &app.redis.url,
+        prefix: &app.redis.prefix,
+        transcripts,
+    })
+}
+
+/// Sets `name` in `env`, replacing an earlier value.
+pub fn set_env(env: &mut Vec<(String, String)>, name: &str, value: &str) {
+    env.retain(|(k, _)| k != name);
+    env.push((name.to_owned(), value.to_owned()));
+}
+
+/// Starts `agentcron worker` with `env` only (nothing leaks in from the machine), its stderr
+/// (the logs) appended to `log`.
+pub fn spawn_worker(env: &[(String, String)], log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_agentcron"));
+    command.arg("worker").current_dir(super::repo_root());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AGENTCRON")
+            || name.starts_with("SCALEKIT_")
+            || name.starts_with("ANTHROPIC_")
+            || name == "REDIS_URL"
+            || name == "RUST_LOG"
+        {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().map(|(k, v)| (k, v))).stdout(Stdio::null()).stderr(log);
+    command.spawn().unwrap()
+}
+
+/// SIGKILLs `child` and reaps it.
+pub fn kill9(child: &mut Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A run's (state, phase).
+pub async fn state(app: &TestApp, run_id: &str) -> (Option<String>, Option<String>) {
+    let record = app.record(run_id).await;
+    (record.get("state").map(str::to_owned), record.get("phase").map(str::to_owned))
+}
+
+/// Polls until `done` holds for the run's (state, phase), or panics with the log.
+pub async fn wait_for(
+    app: &TestApp,
+    run_id: &str,
+    log: &Path,
+    done: impl Fn(&(Option<String>, Option<String>)) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = state(app, run_id).await;
+        if done(&now) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{run_id} stuck at {now:?}; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,155 @@
+//! Chaos, hostile ids: users such as `../../etc/passwd`, `a/b`, `..`, unicode and run ids with
+//! `../` run through the real pipeline (a 300-character user is refused at enqueue: Scalekit
+//! takes at most 255); every transcript file lands inside
+//! `transcripts_dir` (one per run, nothing beside it), every Redis key stays under the test's
+//! prefix, and a user with NUL is refused at enqueue and at the intake with a reason (the
+//! documented rule: no control characters in user ids).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use agentcron::queue::{NewRun, Queue, QueueError};
+use agentcron::worker;
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::common::app::spawn_app_with;
+
+/// Scalekit's limit on a connected-account identifier (the simulator enforces it).
+const SCALEKIT_MAX_IDENTIFIER: usize = 255;
+
+fn hostile() -> Vec<(String, String)> {
+    let long = "x".repeat(300);
+    [
+        ("../../etc/passwd", "ids-1"),
+        ("a/b", "../../ids-2"),
+        ("a%2Fb", "ids-3/../../x"),
+        ("..", ".."),
+        ("/abs/olute", "/ids-5"),
+        ("ünïcödé@例え.jp", "ids-ünï-6"),
+        (long.as_str(), "ids-7"),
+        ("back\\slash", "ids\\8"),
+    ]
+    .into_iter()
+    .map(|(user, run_id)| (user.to_owned(), run_id.to_owned()))
+    .collect()
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            walk(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_ids_give_safe_paths_and_keys() {
+    // The transcripts directory is nested so that an escape one or two levels up is visible.
+    let outer = tempfile::tempdir().unwrap();
+    let transcripts = outer.path().join("a").join("transcripts");
+    let app = spawn_app_in(&transcripts).await;
+    let shutdown = CancellationToken::new();
+    let config = app.config.clone();
+    let worker = tokio::spawn({
+        let (ctx, shutdown) = (app.ctx.clone(), shutdown.clone());
+        async move { worker::run(&config, ctx, shutdown).await }
+    });
+
+    let queue = Queue::connect(&app.config.redis).await.unwrap();
+    let (too_long, runs): (Vec<NewRun>, Vec<NewRun>) = hostile()
+        .into_iter()
+        .map(|(user, run_id)| NewRun { run_id, ..NewRun::now(user) })
+        .partition(|run| run.user.chars().count() > SCALEKIT_MAX_IDENTIFIER);
+    assert_eq!(too_long.len(), 1);
+    let refused = queue.enqueue(&too_long, "test").await;
+    assert!(
+        matches!(refused, Err(QueueError::Invalid(_))),
+        "a user Scalekit cannot take is refused at enqueue: {refused:?}"
+    );
+    queue.enqueue(&runs, "test").await.unwrap();
+    let nul = queue.enqueue(&[NewRun::now("nul\0x@example.com")], "test").await;
+    assert!(matches!(nul, Err(QueueError::Invalid(_))), "{nul:?}");
+    let mut conn = app.redis.conn.clone();
+    let payload = json!({"user": "nul\u{0}x@example.com"}).to_string();
+    let _: i64 = conn.lpush(app.ctx.keys.intake(), &payload).await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut succeeded = Vec::new();
+    for run in &runs {
+        loop {
+            let record = app.record(&run.run_id).await;
+            assert_eq!(record.get("user"), Some(run.user.as_str()));
+            if record.get("state") == Some("succeeded") {
+                succeeded.push(run);
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} stuck: {record:?}", run.run_id);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let rejected = loop {
+        let entries: Vec<String> = conn.lrange(app.ctx.keys.rejected(), 0, -1).await.unwrap();
+        if let Some(entry) = entries.first() {
+            break serde_json::from_str::<Value>(entry).unwrap();
+        }
+        assert!(Instant::now() < deadline, "the NUL payload was not handled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(rejected["reason"], "invalid_user");
+    shutdown.cancel();
+    worker.await.unwrap().unwrap();
+
+    // One transcript file per run that ran, all inside the directory; nothing written beside it.
+    let mut files = Vec::new();
+    walk(outer.path(), &mut files);
+    let root = transcripts.canonicalize().unwrap();
+    for file in &files {
+        let real = file.canonicalize().unwrap();
+        assert!(real.starts_with(&root), "{real:?} outside {root:?}");
+        assert!(file.file_name().unwrap().len() <= 200 + ".jsonl".len(), "{file:?}");
+    }
+    assert_eq!(succeeded.len(), runs.len(), "every accepted hostile id ran");
+    assert_eq!(files.len(), succeeded.len(), "one transcript per run: {files:#?}");
+    for run in &succeeded {
+        let lines: Vec<Value> = files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f).unwrap().lines().map(str::to_owned).collect::<Vec<_>>()
+            })
+            .map(|line| serde_json::from_str(&line).unwrap())
+            .filter(|line: &Value| line["run_id"] == run.run_id.as_str())
+            .collect();
+        assert!(!lines.is_empty(), "{} has a transcript", run.run_id);
+        assert!(lines.iter().all(|line| line["user"] == run.user.as_str()));
+    }
+
+    // Every key holding a hostile id is under the prefix, and none holds a raw NUL.
+    let mut all_keys: Vec<String> = Vec::new();
+    for pattern in
+        ["*etc/passwd*", "*例え*", "*xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx*", "*ids-*", "*a%2Fb*"]
+    {
+        let mut iter: redis::AsyncIter<'_, String> = conn.scan_match(pattern).await.unwrap();
+        while let Some(key) = futures::StreamExt::next(&mut iter).await {
+            all_keys.push(key.unwrap());
+        }
+    }
+    let ours: Vec<&String> = all_keys.iter().filter(|k| k.starts_with(&app.redis.prefix)).collect();
+    assert!(ours.len() >= runs.len(), "{ours:?}");
+    for key in &all_keys {
+        assert!(key.starts_with(&format!("{}:", app.redis.prefix)), "{key:?} escaped the prefix");
+    }
+    for key in app.redis.keys().await {
+        assert!(!key.contains('\0'), "{key:?}");
+    }
+    assert_eq!(app.audit().await["violations"], json!([]));
+}
+
+async fn spawn_app_in(transcripts: &Path) -> crate::common::app::TestApp {
+    let dir = transcripts.to_path_buf();
+    spawn_app_with(move |config| config.transcripts.dir = dir).await
+}

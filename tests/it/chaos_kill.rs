@@ -1,0 +1,233 @@
+//! Chaos, kills and faults: 200 runs for 200 users across three real `agentcron worker`
+//! processes while the simulator fails about a tenth of the API calls with 5xx, answers 429
+//! with `Retry-After`, cuts event streams, and a killer SIGKILLs a random worker every 2–4 s
+//! and starts a new one. Every run must end terminal (all succeeded: attempts are raised to
+//! 10), and the simulator's audit must show exactly one session and one `user.message` per run
+//! that reached the session phase, sessions only for known runs, and no token used for
+//! another user. The counts are printed (`--no-capture`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use agentcron::queue::{NewRun, Queue, RunState};
+use agentcron::records;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::app::{TestApp, spawn_app};
+use crate::common::procs::{child_env, kill9, set_env, spawn_worker};
+
+const N_RUNS: usize = 200;
+const N_WORKERS: usize = 3;
+/// Runs in flight per worker: few enough that the run lasts long enough for several kills.
+/// This test found `FailPoint::TurnEndRecorded` (see `run/events.rs` `resume`):
+/// a killed attempt had recorded the final `session.status_idle` before acting on it.
+const CONCURRENCY: &str = "8";
+/// The killer stops at this point even if runs are still open; the survivors then finish.
+const KILLING_FOR: Duration = Duration::from_secs(45);
+/// Everything must be terminal by then.
+const DEADLINE: Duration = Duration::from_secs(100);
+
+/// The fault mix. The simulator applies only the first rule applicable to a request, so each
+/// rule owns a disjoint set of requests: sends are slowed, stream GETs are cut, other Anthropic
+/// calls get 503s, session creation and Scalekit calls get 429 with `Retry-After: 1`.
+fn faults() -> Vec<Value> {
+    vec![
+        // Slow agent events (and few runs per worker) keep runs in flight long enough for
+        // every kill to hit some mid-stream; this rule owns the sends, so they get no 503.
+        json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 150}),
+        json!({"method": "GET", "path": "/v1/sessions/*/events/stream", "stream_cut_after": 2, "rate": 0.25}),
+        json!({"method": "POST", "path": "/v1/sessions", "status": 429, "retry_after": 1, "rate": 0.05}),
+        json!({"path": "/v1/", "status": 503, "rate": 0.10}),
+        json!({"path": "/api/", "status": 429, "retry_after": 1, "rate": 0.05}),
+        json!({"path": "/oauth", "status": 503, "rate": 0.10}),
+    ]
+}
+
+/// Runs per state, from the state indexes in one round trip; `None` when the query fails
+/// (the machine is loaded and the connection's response timeout is short): poll again.
+async fn count_states(app: &TestApp) -> Option<BTreeMap<&'static str, usize>> {
+    let mut conn = app.redis.conn.clone();
+    let mut pipe = redis::pipe();
+    for run_state in RunState::ALL {
+        pipe.zcard(app.ctx.keys.runs_by_state(run_state.as_str()));
+    }
+    let counts: Vec<usize> = pipe.query_async(&mut conn).await.ok()?;
+    Some(RunState::ALL.iter().map(|s| s.as_str()).zip(counts).collect())
+}
+
+fn n_terminal(counts: &BTreeMap<&'static str, usize>) -> usize {
+    RunState::ALL.iter().filter(|s| s.is_terminal()).filter_map(|s| counts.get(s.as_str())).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_and_faults_lose_nothing_and_duplicate_nothing() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = child_env(&app, dir.path());
+    set_env(&mut env, "AGENTCRON__WORKER__MAX_ATTEMPTS", "10");
+    set_env(&mut env, "AGENTCRON__WORKER__CONCURRENCY", CONCURRENCY);
+    set_env(&mut env, "AGENTCRON__RETRY__INITIAL", "50ms");
+    set_env(&mut env, "AGENTCRON__RETRY__MAX_INTERVAL", "1s");
+    for fault in faults() {
+        app.sim_client.add_fault(fault).await;
+    }
+    let runs: Vec<NewRun> = (0..N_RUNS)
+        .map(|i| NewRun {
+            run_id: format!("chaos-{i:03}"),
+            ..NewRun::now(format!("u{i}@chaos.test"))
+        })
+        .collect();
+    Queue::connect(&app.config.redis).await.unwrap().enqueue(&runs, "test").await.unwrap();
+
+    let log = dir.path().join("workers.log");
+    let mut workers: Vec<Child> = (0..N_WORKERS).map(|_| spawn_worker(&env, &log)).collect();
+    let started = Instant::now();
+    let mut n_kills = 0;
+    let mut next_kill = started + Duration::from_millis(fastrand::u64(2000..4000));
+    let mut counts = BTreeMap::new();
+    while n_terminal(&counts) < N_RUNS {
+        if started.elapsed() > DEADLINE {
+            panic!("runs still open after {DEADLINE:?}: {counts:?}\n{}", stuck(&app, &log).await);
+        }
+        if Instant::now() >= next_kill && started.elapsed() < KILLING_FOR {
+            let victim = fastrand::usize(..workers.len());
+            kill9(&mut workers[victim]);
+            workers[victim] = spawn_worker(&env, &log);
+            n_kills += 1;
+            next_kill = Instant::now() + Duration::from_millis(fastrand::u64(2000..4000));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(now) = count_states(&app).await {
+            counts = now;
+        }
+    }
+    let elapsed = started.elapsed();
+    for worker in &mut workers {
+        kill9(worker);
+    }
+
+    let records = load_records(&app).await;
+    let audit = app.audit().await;
+    let (fault_hits, n_sessions, n_messages) = summary(&app, &audit).await;
+    println!(
+        "chaos kill run: {N_RUNS} runs, {N_WORKERS} workers, {n_kills} SIGKILLs, {:.1} s; \
+         states {counts:?}; sessions {n_sessions}, user.messages {n_messages}; fault hits {fault_hits:?}; \
+         attempts {:?}; violations {}",
+        elapsed.as_secs_f64(),
+        attempts_histogram(&records),
+        audit["violations"]
+    );
+    assert!(n_kills >= 5, "the killer ran: {n_kills} kills");
+    assert_every_run_succeeded(&records);
+    assert_audit(&records, &audit);
+}
+
+async fn load_records(app: &TestApp) -> HashMap<String, records::Fields> {
+    let mut conn = app.ctx.redis.clone();
+    let mut out = HashMap::new();
+    for i in 0..N_RUNS {
+        let run_id = format!("chaos-{i:03}");
+        let record = records::load_run(&mut conn, &app.ctx.keys, &run_id).await.unwrap();
+        out.insert(run_id.clone(), record.unwrap_or_else(|| panic!("{run_id} lost")));
+    }
+    out
+}
+
+async fn summary(app: &TestApp, audit: &Value) -> (Vec<(String, u64)>, usize, u64) {
+    let (_, faults) = app.sim_client.control(Method::GET, "/faults", None).await;
+    let fault_hits = faults["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["rule"]["path"].as_str().unwrap().to_owned(), f["hits"].as_u64().unwrap()))
+        .collect();
+    let totals = &audit["totals"];
+    (
+        fault_hits,
+        totals["sessions"].as_u64().unwrap() as usize,
+        totals["user_messages"].as_u64().unwrap(),
+    )
+}
+
+fn attempts_histogram(records: &HashMap<String, records::Fields>) -> BTreeMap<String, usize> {
+    let mut histogram = BTreeMap::new();
+    for record in records.values() {
+        *histogram.entry(record.get("attempts").unwrap_or("?").to_owned()).or_default() += 1;
+    }
+    histogram
+}
+
+fn assert_every_run_succeeded(records: &HashMap<String, records::Fields>) {
+    for (run_id, record) in records {
+        let run_state = record.get("state").unwrap_or_default();
+        assert!(
+            RunState::parse(run_state).is_some_and(RunState::is_terminal),
+            "{run_id} not terminal: {record:?}"
+        );
+        if run_state == "dead" {
+            assert!(!record.get("last_error").unwrap_or_default().is_empty(), "{record:?}");
+        }
+        assert_eq!(run_state, "succeeded", "{run_id} with 10 attempts: {record:?}");
+    }
+}
+
+fn assert_audit(records: &HashMap<String, records::Fields>, audit: &Value) {
+    assert_eq!(audit["violations"], json!([]), "no token for another user, no second message");
+    let mut sessions: HashMap<String, Vec<&Value>> = HashMap::new();
+    for session in audit["sessions"].as_array().unwrap() {
+        let run_id = session["run_id"].as_str().unwrap_or_default().to_owned();
+        assert!(records.contains_key(&run_id), "a session of no run: {session}");
+        let user = session["user"].as_str().unwrap();
+        assert_eq!(records[&run_id].get("user"), Some(user), "{session}");
+        let subjects: HashSet<&str> = session["token_subjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert!(subjects.iter().all(|s| *s == user), "cross-user token use: {session}");
+        sessions.entry(run_id).or_default().push(session);
+    }
+    for (run_id, record) in records {
+        let Some(session_id) = record.get("session_id") else { continue };
+        let of_run = sessions.get(run_id).map_or(&[][..], Vec::as_slice);
+        assert_eq!(of_run.len(), 1, "{run_id}: one session, got {of_run:?}");
+        assert_eq!(of_run[0]["id"], session_id, "{run_id}");
+        assert_eq!(of_run[0]["user_messages"], 1, "{run_id}: one user.message");
+    }
+}
+
+/// What the open runs look like: a few records, the queue lists, and their log lines.
+async fn stuck(app: &TestApp, log: &std::path::Path) -> String {
+    let mut conn = app.redis.conn.clone();
+    let running: Vec<String> = redis::cmd("ZRANGE")
+        .arg(app.ctx.keys.runs_by_state("running"))
+        .arg(0)
+        .arg(2)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut out = String::new();
+    for run_id in &running {
+        out.push_str(&format!("{run_id}: {:?}\n", app.record(run_id).await));
+        let mut redis = app.ctx.redis.clone();
+        let lines = agentcron::records::transcript::lines(&mut redis, &app.ctx.keys, run_id)
+            .await
+            .unwrap_or_default();
+        let types: Vec<&str> = lines.iter().filter_map(|line| line["type"].as_str()).collect();
+        out.push_str(&format!("  transcript event types: {types:?}\n"));
+        for line in text.lines().filter(|line| line.contains(run_id.as_str())) {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    let dump = crate::common::app::dump_redis(&app.redis).await;
+    for line in
+        dump.lines().filter(|l| l.contains(":q:") || l.contains(":lock:") || l.contains(":workers"))
+    {
+        out.push_str(&format!("{line:.600}\n"));
+    }
+    out
+}

@@ -1,0 +1,299 @@
+//! Chaos, Redis trouble: real `agentcron worker` processes on a test-owned `redis-server` (a
+//! spare port, its own directory, killed at the end) whose connections are killed with
+//! `CLIENT KILL TYPE normal` mid-run and which is restarted: the workers reconnect and finish.
+//! Without persistence a restart loses every run that was only in Redis (what the README
+//! warns about); with `appendonly yes` + `appendfsync always` a SIGKILLed Redis loses nothing.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agentcron::config::{Config, RedisConfig};
+use agentcron::queue::keys::Keys;
+use agentcron::queue::{NewRun, Queue};
+use redis::AsyncCommands;
+use serde_json::json;
+
+use crate::common::app::{TestApp, spawn_app};
+use crate::common::procs::{Target, kill9, spawn_worker, worker_env};
+
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+/// A `redis-server` child on a free port; restarts reuse the port and the directory.
+struct PrivateRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    aof: bool,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    async fn start(aof: bool) -> Self {
+        assert!(Path::new(REDIS_SERVER).exists(), "redis-server is installed (.ci/run needs it)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = Self { port, dir: tempfile::tempdir().unwrap(), aof, child: None };
+        server.spawn().await;
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let persistence: &[&str] = if self.aof {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
+        let child = Command::new(REDIS_SERVER)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(persistence)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut conn) = self.conn().await
+                && redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server on {} did not start", self.port);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn conn(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        redis::Client::open(self.url())?.get_multiplexed_async_connection().await
+    }
+
+    /// `CLIENT KILL TYPE normal`: every client connection but this one is closed.
+    /// Kills every normal client connection; retries until it finds some, because a worker
+    /// whose connections were just killed reconnects lazily, on its next command.
+    async fn kill_clients(&self) -> i64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut conn = self.conn().await.unwrap();
+            let killed: i64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("normal")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if killed > 0 || std::time::Instant::now() > deadline {
+                return killed;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `SHUTDOWN NOSAVE`, then waits for the process to exit.
+    async fn shutdown_nosave(&mut self) {
+        let mut conn = self.conn().await.unwrap();
+        // The server closes the connection instead of answering.
+        redis::cmd("SHUTDOWN").arg("NOSAVE").query_async::<()>(&mut conn).await.ok();
+        let mut child = self.child.take().unwrap();
+        tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    }
+
+    fn kill9(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            kill9(child);
+        }
+        self.child = None;
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            // Best effort in a destructor: the process may have exited already.
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
+/// The test's configuration pointed at `server`, with `setup` done there.
+async fn setup_on(app: &TestApp, server: &PrivateRedis) -> Config {
+    let mut config = (*app.config).clone();
+    config.redis.url = server.url().parse().unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection_manager().await.unwrap();
+    let keys = Keys::new(config.redis.prefix.clone());
+    let (scalekit, anthropic, _) = agentcron::run::clients(&config).unwrap();
+    agentcron::ops::setup::ensure(&config, &scalekit, &anthropic, &mut conn, &keys).await.unwrap();
+    config
+}
+
+fn runs(tag: &str, n: usize) -> Vec<NewRun> {
+    (0..n)
+        .map(|i| NewRun {
+            run_id: format!("{tag}-{i:02}"),
+            ..NewRun::now(format!("{tag}{i}@redis.test"))
+        })
+        .collect()
+}
+
+async fn enqueue(config: &RedisConfig, runs: &[NewRun]) {
+    Queue::connect(config).await.unwrap().enqueue(runs, "test").await.unwrap();
+}
+
+/// How many of `runs` have a record in `state` (`None`: any record at all).
+async fn count(server: &PrivateRedis, prefix: &str, runs: &[NewRun], state: Option<&str>) -> usize {
+    let Ok(mut conn) = server.conn().await else { return 0 };
+    let keys = Keys::new(prefix);
+    let mut n = 0;
+    for run in runs {
+        let Ok(value) = conn.hget::<_, _, Option<String>>(keys.run(&run.run_id), "state").await
+        else {
+            return 0;
+        };
+        n += usize::from(value.is_some_and(|value| state.is_none_or(|state| state == value)));
+    }
+    n
+}
+
+async fn wait_count(
+    server: &PrivateRedis,
+    prefix: &str,
+    runs: &[NewRun],
+    at_least: usize,
+    log: &Path,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = count(server, prefix, runs, Some("succeeded")).await;
+        if n >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n}/{at_least} succeeded; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Two workers on `server`, runs slowed to ~200 ms of agent events each.
+async fn start_workers(app: &TestApp, server: &PrivateRedis, dir: &Path) -> Vec<Child> {
+    app.sim_client
+        .add_fault(
+            json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 200}),
+        )
+        .await;
+    let url = server.url();
+    let env = worker_env(&Target {
+        sim_url: app.sim.base_url(),
+        redis_url: &url,
+        prefix: &app.redis.prefix,
+        transcripts: dir,
+    });
+    let log = dir.join("workers.log");
+    (0..2).map(|_| spawn_worker(&env, &log)).collect()
+}
+
+fn assert_one_session_and_message_each(audit: &serde_json::Value, runs: &[NewRun]) {
+    assert_eq!(audit["violations"], json!([]));
+    for run in runs {
+        let sessions: Vec<_> = audit["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["run_id"] == run.run_id.as_str())
+            .collect();
+        assert_eq!(sessions.len(), 1, "{}: {sessions:?}", run.run_id);
+        assert_eq!(sessions[0]["user_messages"], 1, "{}", run.run_id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_survive_client_kills_and_a_restart_without_persistence_loses_queued_runs() {
+    let app = spawn_app().await;
+    let mut server = PrivateRedis::start(false).await;
+    let config = setup_on(&app, &server).await;
+    let prefix = app.redis.prefix.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("workers.log");
+    let mut workers = start_workers(&app, &server, dir.path()).await;
+
+    // Connections killed twice while batch A runs: the workers reconnect and finish it.
+    let batch_a = runs("ra", 30);
+    enqueue(&config.redis, &batch_a).await;
+    wait_count(&server, &prefix, &batch_a, 3, &log).await;
+    let killed_first = server.kill_clients().await;
+    wait_count(&server, &prefix, &batch_a, 15, &log).await;
+    let killed_second = server.kill_clients().await;
+    wait_count(&server, &prefix, &batch_a, batch_a.len(), &log).await;
+    assert!(killed_first >= 1 && killed_second >= 1, "{killed_first} {killed_second}");
+
+    // Batch B waits (not_before in 10 minutes) when Redis restarts without persistence.
+    let in_ten_minutes = chrono::Utc::now().timestamp_millis() + 600_000;
+    let batch_b: Vec<NewRun> = runs("rb", 10)
+        .into_iter()
+        .map(|run| NewRun { not_before_ms: Some(in_ten_minutes), ..run })
+        .collect();
+    enqueue(&config.redis, &batch_b).await;
+    assert_eq!(count(&server, &prefix, &batch_b, None).await, batch_b.len());
+    server.shutdown_nosave().await;
+    server.spawn().await;
+    let after_restart = count(&server, &prefix, &batch_b, None).await;
+    let a_after_restart = count(&server, &prefix, &batch_a, None).await;
+    let setup_left: bool =
+        server.conn().await.unwrap().exists(Keys::new(&*prefix).setup()).await.unwrap();
+    println!(
+        "redis restart without persistence: {after_restart}/{} queued runs, {a_after_restart}/{} \
+         finished run records, setup kept: {setup_left}",
+        batch_b.len(),
+        batch_a.len()
+    );
+    // Documented loss: everything that lived only in Redis is gone.
+    assert_eq!((after_restart, a_after_restart, setup_left), (0, 0, false));
+
+    // The same workers reconnect to the restarted server and run new work.
+    let batch_c = runs("rc", 20);
+    enqueue(&config.redis, &batch_c).await;
+    wait_count(&server, &prefix, &batch_c, batch_c.len(), &log).await;
+    for worker in &mut workers {
+        kill9(worker);
+    }
+    let audit = app.audit().await;
+    assert_one_session_and_message_each(&audit, &batch_a);
+    assert_one_session_and_message_each(&audit, &batch_c);
+    assert!(audit["sessions"].as_array().unwrap().iter().all(|s| s["run_id"] != "rb-00"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_aof_a_killed_redis_loses_no_run() {
+    let app = spawn_app().await;
+    let mut server = PrivateRedis::start(true).await;
+    let config = setup_on(&app, &server).await;
+    let prefix = app.redis.prefix.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("workers.log");
+    let mut workers = start_workers(&app, &server, dir.path()).await;
+
+    let batch = runs("raof", 20);
+    enqueue(&config.redis, &batch).await;
+    wait_count(&server, &prefix, &batch, 3, &log).await;
+    server.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.spawn().await;
+    let kept = count(&server, &prefix, &batch, None).await;
+    println!("redis SIGKILL with appendfsync always: {kept}/{} run records kept", batch.len());
+    assert_eq!(kept, batch.len());
+    wait_count(&server, &prefix, &batch, batch.len(), &log).await;
+    for worker in &mut workers {
+        kill9(worker);
+    }
+    assert_one_session_and_message_each(&app.audit().await, &batch);
+}

@@ -1,0 +1,189 @@
+//! The operator's reports and actions, as the binary prints them, against a Redis populated by
+//! real runs: `status`, `runs`, `run`, `transcript`, `notices` (tables and `--json`), then
+//! `requeue` and `cancel`.
+
+use std::time::{Duration, Instant};
+
+use agentcron::queue::{NewRun, Queue};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::common::app::{TestApp, spawn_app};
+use crate::common::{agentcron, repo_root, text};
+
+/// Runs the binary with this test's Redis prefix, off the runtime's threads.
+async fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+    let env = [
+        ("REDIS_URL".to_owned(), app.redis.url.clone()),
+        ("AGENTCRON__REDIS__PREFIX".to_owned(), app.redis.prefix.clone()),
+    ];
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        agentcron(&args, &env, &repo_root())
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = text(&output);
+    (output.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+async fn json_of(app: &TestApp, args: &[&str]) -> Value {
+    let (code, stdout, stderr) = cli(app, args).await;
+    assert_eq!(code, 0, "{args:?}: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+}
+
+/// Enqueues runs and works them in-process until each reaches a terminal state.
+async fn work(app: &TestApp, runs: &[(&str, &str)]) {
+    let queue = Queue::connect(&app.config.redis).await.unwrap();
+    let new: Vec<NewRun> = runs
+        .iter()
+        .map(|(id, user)| NewRun { run_id: (*id).to_owned(), ..NewRun::now(*user) })
+        .collect();
+    queue.enqueue(&new, "test").await.unwrap();
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn({
+        let (config, ctx, shutdown) = (app.config.clone(), app.ctx.clone(), shutdown.clone());
+        async move { agentcron::worker::run(&config, ctx, shutdown).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (id, _) in runs {
+        loop {
+            let state = app.record(id).await.get("state").map(str::to_owned);
+            if matches!(state.as_deref(), Some("succeeded" | "needs_auth" | "dead")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} stuck at {state:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    shutdown.cancel();
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn reports_show_what_happened() {
+    let app = spawn_app().await;
+    app.sim_client.set_connection("carol@example.com", "googlecalendar", Some("EXPIRED")).await;
+    app.sim_client
+        .add_fault(json!({"method": "POST", "path": "/v1/sessions", "status": 400, "count": 1}))
+        .await;
+    // The first session creation fails permanently: that run is dead.
+    work(&app, &[("r-dead", "dave@example.com")]).await;
+    work(&app, &[("r-alice", "alice@example.com"), ("r-carol", "carol@example.com")]).await;
+
+    let status = json_of(&app, &["status", "--json"]).await;
+    assert_eq!(status["runs_last_hour"]["succeeded"], 1, "{status}");
+    assert_eq!(status["runs_last_hour"]["needs_auth"], 1);
+    assert_eq!(status["runs_last_hour"]["dead"], 1);
+    assert_eq!(status["notices_open"], 1);
+    assert_eq!(status["queue"]["dead"], 1);
+    assert_eq!(status["recent_failures"][0]["run_id"], "r-dead");
+    assert_eq!(status["recent_failures"][0]["error_class"], "permanent");
+    let (code, table, _) = cli(&app, &["status"]).await;
+    assert_eq!(code, 0);
+    for heading in [
+        "Workers",
+        "Queue",
+        "Runs by state",
+        "Open notices: 1",
+        "Latest failures",
+        "r-dead",
+        "Next ticks",
+        "morning-triage",
+    ] {
+        assert!(table.contains(heading), "{heading} missing:\n{table}");
+    }
+    assert!(!table.contains("\x1b["), "no colour when stdout is not a terminal");
+
+    let runs = json_of(&app, &["runs", "--json"]).await;
+    assert_eq!(runs.as_array().unwrap().len(), 3);
+    let needs_auth = json_of(&app, &["runs", "--state", "needs_auth", "--json"]).await;
+    assert_eq!(needs_auth[0]["run_id"], "r-carol");
+    let alice = json_of(&app, &["runs", "--user", "alice@example.com", "--json"]).await;
+    assert_eq!(alice.as_array().unwrap().len(), 1);
+    assert_eq!(alice[0]["state"], "succeeded");
+    let (code, _, stderr) = cli(&app, &["runs", "--state", "weird"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    let (_, table, _) = cli(&app, &["runs", "--since", "1h"]).await;
+    assert!(
+        table.starts_with("RUN") && table.contains("r-alice") && table.contains("succeeded"),
+        "{table}"
+    );
+
+    let run = json_of(&app, &["run", "r-alice", "--json"]).await;
+    assert_eq!(run["record"]["state"], "succeeded");
+    let phases: Vec<&str> =
+        run["timeline"].as_array().unwrap().iter().map(|s| s["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["checking", "minting", "vault", "session", "message", "streaming"]);
+    assert!(
+        run["timeline"].as_array().unwrap().iter().all(|s| s["duration_ms"].as_i64().is_some())
+    );
+    let (code, _, _) = cli(&app, &["run", "no-such-run"]).await;
+    assert_eq!(code, 1);
+
+    let (code, transcript, _) = cli(&app, &["transcript", "r-alice"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        transcript.contains("→ gmail_fetch_mails")
+            && transcript.contains("→ googlecalendar_create_event"),
+        "{transcript}"
+    );
+    let (_, lines, _) = cli(&app, &["transcript", "r-alice", "--json"]).await;
+    assert!(lines.lines().all(|l| serde_json::from_str::<Value>(l).is_ok()));
+
+    let notices = json_of(&app, &["notices", "--json"]).await;
+    assert_eq!(notices[0]["user"], "carol@example.com");
+    assert_eq!(notices[0]["connection"], "googlecalendar");
+    assert_eq!(notices[0]["fields"]["status"], "open");
+    let (_, table, _) = cli(&app, &["notices"]).await;
+    assert!(table.contains("carol@example.com") && table.contains("http"), "{table}");
+}
+
+#[tokio::test]
+async fn requeue_and_cancel() {
+    let app = spawn_app().await;
+    app.sim_client
+        .add_fault(json!({"method": "POST", "path": "/v1/sessions", "status": 400, "count": 1}))
+        .await;
+    work(&app, &[("r-requeue", "erin@example.com")]).await;
+    assert_eq!(app.record("r-requeue").await.get("state"), Some("dead"));
+
+    let action = json_of(&app, &["requeue", "r-requeue", "--json"]).await;
+    assert_eq!(action, json!({"run_id": "r-requeue", "found": "dead", "applied": true}));
+    assert_eq!(app.record("r-requeue").await.get("state"), Some("queued"));
+    work(&app, &[("r-requeue", "erin@example.com")]).await;
+    assert_eq!(
+        app.record("r-requeue").await.get("state"),
+        Some("succeeded"),
+        "a requeued run runs again"
+    );
+    let (code, stdout, _) = cli(&app, &["requeue", "r-requeue"]).await;
+    assert_eq!(code, 1, "a succeeded run is not requeued: {stdout}");
+
+    let queue = Queue::connect(&app.config.redis).await.unwrap();
+    queue
+        .enqueue(
+            &[NewRun { run_id: "r-cancel".to_owned(), ..NewRun::now("finn@example.com") }],
+            "test",
+        )
+        .await
+        .unwrap();
+    let (code, stdout, _) = cli(&app, &["cancel", "r-cancel"]).await;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("queued → cancelled"), "{stdout}");
+    assert_eq!(app.record("r-cancel").await.get("state"), Some("cancelled"));
+    let mut conn = app.conn.clone();
+    let ready: Vec<String> = redis::cmd("LRANGE")
+        .arg(app.ctx.keys.ready())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!ready.contains(&"r-cancel".to_owned()));
+    let (code, _, _) = cli(&app, &["cancel", "nope"]).await;
+    assert_eq!(code, 1);
+}
