@@ -36,6 +36,8 @@ pub struct Transcript {
     redactor: Redactor,
     /// Event ids already recorded, so a resumed stream never records one twice.
     seen: HashSet<String>,
+    /// Whether this attempt has set the stream's lifetime.
+    expiry_set: bool,
 }
 
 impl Transcript {
@@ -73,6 +75,7 @@ impl Transcript {
             file: Some(file),
             redactor,
             seen,
+            expiry_set: false,
         })
     }
 
@@ -111,8 +114,8 @@ impl Transcript {
             "data": event,
         });
         let line = self.redactor.redact(&line.to_string()).into_owned();
-        redis::pipe()
-            .cmd("XADD")
+        let mut pipe = redis::pipe();
+        pipe.cmd("XADD")
             .arg(&self.key)
             .arg("MAXLEN")
             .arg("~")
@@ -122,13 +125,14 @@ impl Transcript {
             .arg(&event_id)
             .arg("line")
             .arg(&line)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&self.key)
-            .arg(self.ttl_secs)
-            .ignore()
-            .query_async::<()>(conn)
-            .await?;
+            .ignore();
+        // The lifetime is set once per attempt, with its first event, not once per event: the
+        // TTL then counts from the start of the attempt, and a run saves a command per event.
+        if !self.expiry_set {
+            pipe.cmd("EXPIRE").arg(&self.key).arg(self.ttl_secs).ignore();
+        }
+        pipe.query_async::<()>(conn).await?;
+        self.expiry_set = true;
         if let Some(file) = self.file.as_mut() {
             let bytes = format!("{line}\n");
             file.write_all(bytes.as_bytes()).await.map_err(|e| RecordsError::io(&self.path, &e))?;

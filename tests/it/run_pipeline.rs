@@ -52,6 +52,13 @@ async fn happy_path_records_everything_and_books_the_meeting() {
         && l["user"] == "alice@example.com"
         && l["session_id"] == session_id.as_str()));
     assert_eq!(lines.last().unwrap()["type"], "session.status_idle");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(app.ctx.keys.transcript("r-happy"))
+        .query_async(&mut app.conn.clone())
+        .await
+        .unwrap();
+    let week = i64::try_from(app.config.transcripts.ttl.as_secs()).unwrap();
+    assert!(ttl > 0 && ttl <= week, "the transcript expires: TTL {ttl}");
 
     let calendar = app.sim_client.calendar("alice@example.com").await;
     assert_eq!(calendar.len(), 1);
