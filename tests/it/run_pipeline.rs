@@ -422,3 +422,48 @@ async fn a_vault_or_credential_found_missing_is_recreated() {
     assert_ne!(new_vault, vault);
     assert_eq!(app.audit().await["violations"], json!([]));
 }
+
+/// An agent whose MCP tools ask for permission: the run answers `requires_action` by policy.
+async fn run_with_policy(policy: agentcron::config::ActionPolicy, user: &str) -> (TestApp, Finish) {
+    let app = spawn_app_with(|config| {
+        config.anthropic.agent.permission_policy = agentcron::config::PermissionPolicy::AlwaysAsk;
+        config.anthropic.requires_action = policy;
+    })
+    .await;
+    app.create_run("r-ask", user).await;
+    let finish = app.execute("r-ask").await.unwrap();
+    (app, finish)
+}
+
+#[tokio::test]
+async fn requires_action_is_confirmed_by_default_policy() {
+    let (app, finish) =
+        run_with_policy(agentcron::config::ActionPolicy::AutoConfirm, "ask@example.com").await;
+    assert!(matches!(finish, Finish::Succeeded { .. }), "{finish:?}");
+    let lines = transcript_lines(&app, "r-ask").await;
+    let asks = lines
+        .iter()
+        .filter(|l| {
+            l["type"] == "session.status_idle"
+                && l["data"]["stop_reason"]["type"] == "requires_action"
+        })
+        .count();
+    assert_eq!(asks, 2, "both tool uses asked for permission");
+    assert_eq!(
+        app.sim_client.calendar("ask@example.com").await.len(),
+        1,
+        "confirmed: the event was created"
+    );
+}
+
+#[tokio::test]
+async fn requires_action_is_denied_by_deny_policy() {
+    let (app, finish) =
+        run_with_policy(agentcron::config::ActionPolicy::Deny, "deny@example.com").await;
+    assert!(matches!(finish, Finish::Succeeded { .. }), "the turn still ends: {finish:?}");
+    let lines = transcript_lines(&app, "r-ask").await;
+    assert!(
+        lines.iter().any(|l| l["type"] == "agent.mcp_tool_result" && l["data"]["is_error"] == true)
+    );
+    assert!(app.sim_client.calendar("deny@example.com").await.is_empty(), "denied: no event");
+}
