@@ -33,17 +33,32 @@ pub(super) async fn redis(config: &Config) -> anyhow::Result<redis::aio::Connect
     client.get_connection_manager().await.context("connecting to Redis")
 }
 
+/// What the commands that talk to both APIs need.
+struct Remote {
+    config: Arc<Config>,
+    scalekit: crate::api::scalekit::Client,
+    anthropic: crate::api::anthropic::Client,
+    conn: redis::aio::ConnectionManager,
+    keys: Keys,
+}
+
+/// Loads the configuration (credentials required) and connects to Redis and both APIs.
+async fn remote(flag: Option<&Path>, redactor: &Redactor) -> anyhow::Result<Remote> {
+    let config = load_config(flag, redactor)?;
+    config.require_secrets()?;
+    let (scalekit, anthropic, _) = crate::run::clients(&config)?;
+    let conn = redis(&config).await?;
+    let keys = Keys::new(config.redis.prefix.clone());
+    Ok(Remote { config, scalekit, anthropic, conn, keys })
+}
+
 /// `agentcron setup`.
 pub(super) async fn run(
     flag: Option<&Path>,
     args: &ReportArgs,
     redactor: &Redactor,
 ) -> anyhow::Result<ExitCode> {
-    let config = load_config(flag, redactor)?;
-    config.require_secrets()?;
-    let (scalekit, anthropic, _) = crate::run::clients(&config)?;
-    let mut conn = redis(&config).await?;
-    let keys = Keys::new(config.redis.prefix.clone());
+    let Remote { config, scalekit, anthropic, mut conn, keys } = remote(flag, redactor).await?;
     let (ids, created) = setup::ensure(&config, &scalekit, &anthropic, &mut conn, &keys).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json!({"setup": ids, "created": created}))?);
@@ -65,11 +80,7 @@ pub(super) async fn authorize(
     args: &AuthorizeArgs,
     redactor: &Redactor,
 ) -> anyhow::Result<ExitCode> {
-    let config = load_config(flag, redactor)?;
-    config.require_secrets()?;
-    let (scalekit, _, _) = crate::run::clients(&config)?;
-    let mut conn = redis(&config).await?;
-    let keys = Keys::new(config.redis.prefix.clone());
+    let Remote { config, scalekit, mut conn, keys, .. } = remote(flag, redactor).await?;
     let ids = setup::load(&mut conn, &keys).await?;
     let deadline = Instant::now() + args.timeout;
     let mut report = Vec::new();
