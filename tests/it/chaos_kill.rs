@@ -119,7 +119,14 @@ async fn kills_and_faults_lose_nothing_and_duplicate_nothing() {
         attempts_histogram(&records),
         audit["violations"]
     );
-    assert!(n_kills >= 5, "the killer ran: {n_kills} kills");
+    // How many kills fit depends on how fast the runs go; what matters is that kills landed
+    // on runs in flight, which shows as runs that needed a second attempt.
+    assert!(n_kills >= 2, "the killer ran: {n_kills} kills");
+    let retried = records
+        .values()
+        .filter(|r| r.get("attempts").and_then(|a| a.parse::<u32>().ok()).unwrap_or(0) >= 2)
+        .count();
+    assert!(retried > 0, "kills hit runs in flight: {retried} runs needed another attempt");
     assert_every_run_succeeded(&records);
     assert_audit(&records, &audit);
 }
