@@ -114,12 +114,15 @@ pub async fn run_on<H: Handler>(
     // Background loops: the heartbeat stops last (after the drain), the others at shutdown.
     let stop_heartbeat = CancellationToken::new();
     let mut background = JoinSet::new();
-    background.spawn(maintenance::heartbeat(
-        queue.clone(),
+    let heartbeat = maintenance::spawn_heartbeat(
+        config.clone(),
         Arc::clone(&lease),
         beat,
         stop_heartbeat.clone(),
-    ));
+    );
+    // If this future is dropped mid-way (its task aborted), the heartbeat thread must stop too,
+    // or it would keep a dead worker's lease alive and its runs would never be recovered.
+    let _stop_heartbeat_on_drop = stop_heartbeat.clone().drop_guard();
     background.spawn(maintenance::reaper(queue.clone(), config.worker.heartbeat, shutdown.clone()));
     background.spawn(maintenance::promoter(queue.clone(), shutdown.clone()));
     background.spawn(intake::run(queue.clone(), Arc::clone(&lease), BLOCK, shutdown.clone()));
@@ -128,6 +131,11 @@ pub async fn run_on<H: Handler>(
 
     stop_heartbeat.cancel();
     while background.join_next().await.is_some() {}
+    // The heartbeat thread notices the cancellation within one sleep; joining it blocks, so
+    // off the runtime's threads.
+    if tokio::task::spawn_blocking(move || heartbeat.join()).await.is_err() {
+        tracing::error!(message = "The heartbeat thread panicked.");
+    }
     maintenance::release(&queue, &lease.current()).await;
     tracing::info!(message = "Worker stopped.", worker_id);
     res

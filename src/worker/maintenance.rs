@@ -97,12 +97,39 @@ pub(super) async fn register(
 
 /// Renews the lease every `heartbeat`. A lost lease means the reaper gave this worker's runs
 /// to others: cancel them now (they must not run twice) and continue under a new id.
-pub(super) async fn heartbeat(
-    queue: Queue,
+/// Runs [`heartbeat`] on its own thread, with its own single-threaded runtime and Redis
+/// connection, until `stop`. Thousands of busy runs on the main runtime must not delay the
+/// heartbeat: a starved heartbeat lets this worker's lease expire and the reaper hand its runs
+/// to other workers (measured: 10,000 in-flight sessions on 2 cores did exactly that).
+pub(super) fn spawn_heartbeat(
+    config: Config,
     lease: Arc<Lease>,
     beat: Beat,
     stop: CancellationToken,
-) {
+) -> std::thread::JoinHandle<()> {
+    let body = move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(message = "Cannot start the heartbeat runtime.", %error);
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            if let Some(queue) = connect(&config, &stop).await {
+                heartbeat(queue, lease, beat, stop).await;
+            }
+        });
+    };
+    // Spawning a thread fails only when the process is out of threads; then nothing else
+    // would work either, so the panic names the cause.
+    std::thread::Builder::new()
+        .name("agentcron-heartbeat".to_owned())
+        .spawn(body)
+        .expect("the operating system starts the heartbeat thread")
+}
+
+async fn heartbeat(queue: Queue, lease: Arc<Lease>, beat: Beat, stop: CancellationToken) {
     let mut register = false;
     while sleep_or_stop(beat.every, &stop).await {
         let owner = lease.current();
