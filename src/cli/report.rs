@@ -183,12 +183,8 @@ pub(super) fn render_status(status: &report::Status, out: &mut impl Write) -> st
 
 /// Parses `--since`: RFC 3339, or an age such as `1h`.
 fn since(text: &str) -> anyhow::Result<i64> {
-    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(at.timestamp_millis());
-    }
-    let age = humantime::parse_duration(text)
-        .with_context(|| format!("--since {text:?}: expected RFC 3339 or an age such as 1h"))?;
-    Ok(crate::records::now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+    report::since_ms(text)
+        .with_context(|| format!("--since {text:?}: expected RFC 3339 or an age such as 1h"))
 }
 
 /// `agentcron runs`.

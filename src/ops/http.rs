@@ -296,13 +296,9 @@ fn since(text: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
-    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(at.timestamp_millis());
-    }
-    let age = humantime::parse_duration(text).map_err(|_| {
+    crate::ops::report::since_ms(text).ok_or_else(|| {
         ApiError::BadRequest("since: expected unix ms, RFC 3339 or an age such as 1h".to_owned())
-    })?;
-    Ok(crate::records::now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)))
+    })
 }
 
 async fn run(State(state): State<OpsState>, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -277,6 +277,16 @@ fn summary(fields: &HashMap<String, String>) -> RunSummary {
     }
 }
 
+/// A `since` filter as unix milliseconds: an RFC 3339 time, or an age such as `1h` before now.
+/// `None` when the text is neither.
+pub fn since_ms(text: &str) -> Option<i64> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(at.timestamp_millis());
+    }
+    let age = humantime::parse_duration(text).ok()?;
+    Some(now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)))
+}
+
 /// Which runs to list.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
