@@ -21,11 +21,11 @@ pub async fn mint(
     super::throttle(ctx, "tokens", ctx.config.limits.tokens_per_second).await?;
     let expiry = ctx.config.scalekit.token_expiry;
     let token = ctx.scalekit.create_session_token(&ctx.setup.mcp_config_id, user, expiry).await?;
-    ctx.redactor.add(token.token.expose_secret());
     let expires_at = token.expires_at.unwrap_or_else(|| {
         chrono::Utc::now()
             + chrono::TimeDelta::from_std(expiry).unwrap_or(chrono::TimeDelta::zero())
     });
+    ctx.redactor.add_expiring(token.token.expose_secret(), expires_at.into());
     let fields = [("token_expires_at_ms", expires_at.timestamp_millis().to_string())];
     records::set_user(conn, &ctx.keys, user, &fields).await?;
     Ok(SessionToken { token: token.token, expires_at: Some(expires_at) })
