@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{Queue, QueueError, Result, RunState, intake, script};
 use crate::ops::metrics;
 
-/// Pipelined script calls per round trip when enqueueing many runs.
+/// Runs per script call (and round trip) when enqueueing many.
 const ENQUEUE_CHUNK: usize = 500;
 
 /// A run to create.
@@ -56,7 +56,7 @@ pub struct Enqueued {
 
 impl Queue {
     /// Creates and queues each run whose id is new; `source` (such as `cli`, `intake`,
-    /// `schedule`) is stored in the record. Pipelined: one round trip per 500 runs.
+    /// `schedule`) is stored in the record. One script call (and round trip) per 500 runs.
     ///
     /// # Errors
     /// [`QueueError::Invalid`] when a run id or user is malformed (nothing is enqueued then);
@@ -67,13 +67,10 @@ impl Queue {
             run.check()?;
         }
         let mut out = Vec::with_capacity(runs.len());
+        let mut conn = self.connection();
         for chunk in runs.chunks(ENQUEUE_CHUNK) {
-            let mut pipe = redis::pipe();
-            pipe.load_script(&script::ENQUEUE).ignore();
-            for run in chunk {
-                pipe.invoke_script(&self.enqueue_invocation(run, source, None));
-            }
-            let created: Vec<i64> = pipe.query_async(&mut self.connection()).await?;
+            let created: Vec<i64> =
+                self.enqueue_many_invocation(chunk, source).invoke_async(&mut conn).await?;
             out.extend(chunk.iter().zip(created).map(|(run, created)| Enqueued {
                 run_id: run.run_id.clone(),
                 user: run.user.clone(),
@@ -85,13 +82,41 @@ impl Queue {
         Ok(out)
     }
 
-    /// The script call that enqueues `run`; with `ack`, it also removes the intake payload
-    /// `ack.1` from list `ack.0` in the same atomic step.
-    pub(crate) fn enqueue_invocation(
+    /// One script call that enqueues all of `runs`.
+    fn enqueue_many_invocation(
+        &self,
+        runs: &[NewRun],
+        source: &str,
+    ) -> redis::ScriptInvocation<'static> {
+        let keys = &self.keys;
+        let mut invocation = script::ENQUEUE_MANY.prepare_invoke();
+        invocation
+            .key(keys.runs())
+            .key(keys.runs_by_state(RunState::Queued.as_str()))
+            .key(keys.ready())
+            .key(keys.delayed())
+            .arg(keys.run_prefix())
+            .arg(keys.runs_by_user_prefix())
+            .arg(source);
+        for run in runs {
+            invocation
+                .arg(&run.run_id)
+                .arg(&run.user)
+                .arg(run.schedule.as_deref().unwrap_or(""))
+                .arg(run.prompt.as_deref().unwrap_or(""))
+                .arg(run.not_before_ms.map(|ms| ms.to_string()).unwrap_or_default());
+        }
+        invocation
+    }
+
+    /// The script call that enqueues `run` and, in the same atomic step, removes the intake
+    /// payload `raw` it came from from the list `processing`.
+    pub(crate) fn enqueue_acked_invocation(
         &self,
         run: &NewRun,
         source: &str,
-        ack: Option<(&str, &str)>,
+        processing: &str,
+        raw: &[u8],
     ) -> redis::ScriptInvocation<'static> {
         let keys = &self.keys;
         let mut invocation = script::ENQUEUE.prepare_invoke();
@@ -102,15 +127,14 @@ impl Queue {
             .key(keys.runs_by_state(RunState::Queued.as_str()))
             .key(keys.ready())
             .key(keys.delayed())
+            .key(processing)
             .arg(&run.run_id)
             .arg(&run.user)
             .arg(run.schedule.as_deref().unwrap_or(""))
             .arg(run.prompt.as_deref().unwrap_or(""))
             .arg(run.not_before_ms.map(|ms| ms.to_string()).unwrap_or_default())
-            .arg(source);
-        if let Some((list, payload)) = ack {
-            invocation.key(list).arg(payload);
-        }
+            .arg(source)
+            .arg(raw);
         invocation
     }
 }

@@ -248,9 +248,7 @@ impl Queue {
         processing: &str,
         raw: &[u8],
     ) -> redis::ScriptInvocation<'static> {
-        let mut invocation = self.enqueue_invocation(run, "intake", None);
-        invocation.key(processing).arg(raw);
-        invocation
+        self.enqueue_acked_invocation(run, "intake", processing, raw)
     }
 
     fn intake_reject(

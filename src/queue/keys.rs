@@ -121,7 +121,12 @@ impl Keys {
 
     /// `<p>:runs:user:<u>`.
     pub fn runs_by_user(&self, user: &str) -> String {
-        self.key(&format!("runs:user:{user}"))
+        format!("{}{user}", self.runs_by_user_prefix())
+    }
+
+    /// `<p>:runs:user:`, for the batch enqueue script, which appends users.
+    pub(crate) fn runs_by_user_prefix(&self) -> String {
+        self.key("runs:user:")
     }
 
     /// `<p>:runs:state:<s>`.

@@ -18,7 +18,8 @@ macro_rules! script {
     };
 }
 
-script!(ENQUEUE, "lua/enqueue.lua");
+script!(ENQUEUE, "lua/create.lua", "lua/enqueue.lua");
+script!(ENQUEUE_MANY, "lua/create.lua", "lua/enqueue_many.lua");
 script!(FETCH, "lua/start.lua", "lua/fetch.lua");
 script!(START_ONE, "lua/start.lua", "lua/start_one.lua");
 script!(FINISH, "lua/finish.lua");

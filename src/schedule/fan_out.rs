@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use redis::Script;
 use serde::Serialize;
 
@@ -22,8 +23,12 @@ use crate::queue::{NewRun, Queue, QueueError, RunState, intake};
 /// Users per batch: one `HMGET` of pointers, one pipeline of states, one enqueue pipeline and
 /// one pointer script per batch, so a batch costs a handful of round trips.
 const BATCH: usize = 1_000;
-/// Users read per `SSCAN` call from the Redis set.
-const SCAN_COUNT: usize = 1_000;
+/// Batches in flight at once: while Redis runs one batch's scripts, the next is built and
+/// sent, which keeps Redis (the bound) busy instead of waiting on this process.
+const BATCHES_IN_FLIGHT: usize = 4;
+/// Users read per `SSCAN` call from the Redis set: large enough that reading 100,000 users
+/// takes 20 round trips, small enough that no reply blocks Redis for long.
+const SCAN_COUNT: usize = 5_000;
 
 static ADVANCE_LAST: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/advance_last.lua")));
@@ -79,8 +84,17 @@ pub async fn fan_out(
         })
         .collect();
     report.invalid = users.len() - runs.len();
-    for batch in runs.chunks(BATCH) {
-        fan_out_batch(queue, schedule, tick, batch, &mut report).await?;
+    // Owned batches: a stream of futures borrowing `&[NewRun]` slices trips rustc's
+    // higher-ranked `Send` check when the daemon spawns the fan-out.
+    let batches: Vec<Vec<NewRun>> = runs.chunks(BATCH).map(<[NewRun]>::to_vec).collect();
+    let mut batches = futures::stream::iter(batches)
+        .map(|batch| fan_out_batch(queue, schedule, tick, batch))
+        .buffer_unordered(BATCHES_IN_FLIGHT);
+    while let Some(counts) = batches.next().await {
+        let counts = counts?;
+        report.enqueued += counts.enqueued;
+        report.duplicates += counts.duplicates;
+        report.skipped += counts.skipped;
     }
     record(queue, schedule, &report).await?;
     emit_metrics(schedule, &report, started);
@@ -142,26 +156,34 @@ fn new_run(schedule: &ScheduleConfig, user: &str, tick: DateTime<Utc>) -> Option
     })
 }
 
+/// What one batch did.
+#[derive(Debug, Default)]
+struct BatchCounts {
+    enqueued: usize,
+    duplicates: usize,
+    skipped: usize,
+}
+
 async fn fan_out_batch(
     queue: &Queue,
     schedule: &ScheduleConfig,
     tick: DateTime<Utc>,
-    batch: &[NewRun],
-    report: &mut TickReport,
-) -> Result<(), ScheduleError> {
+    batch: Vec<NewRun>,
+) -> Result<BatchCounts, ScheduleError> {
+    let n_users = batch.len();
     let to_enqueue = match schedule.overlap {
-        Overlap::Queue => batch.to_vec(),
-        Overlap::Skip => without_active(queue, schedule, batch).await?,
+        Overlap::Skip => without_active(queue, schedule, &batch).await?,
+        Overlap::Queue => batch,
     };
-    report.skipped += batch.len() - to_enqueue.len();
+    let mut counts = BatchCounts { skipped: n_users - to_enqueue.len(), ..BatchCounts::default() };
     if to_enqueue.is_empty() {
-        return Ok(());
+        return Ok(counts);
     }
     let enqueued = queue.enqueue(&to_enqueue, "schedule").await?;
-    let n_created = enqueued.iter().filter(|run| run.created).count();
-    report.enqueued += n_created;
-    report.duplicates += enqueued.len() - n_created;
-    advance_last(queue, schedule, tick, &to_enqueue).await
+    counts.enqueued = enqueued.iter().filter(|run| run.created).count();
+    counts.duplicates = enqueued.len() - counts.enqueued;
+    advance_last(queue, schedule, tick, &to_enqueue).await?;
+    Ok(counts)
 }
 
 /// The runs of `batch` whose user has no active previous run of the schedule. A previous run
