@@ -46,6 +46,10 @@ pub struct FanoutReport {
     pub jobs: usize,
     /// Redis commands per user during the fan-out (all clients; see the idle rate).
     pub redis_commands_per_user: f64,
+    /// CPU time the Redis server used during the fan-out, ms (all clients).
+    pub redis_cpu_ms: f64,
+    /// `redis_cpu_ms / fanout_ms`: near 1.0 when Redis bounds the fan-out.
+    pub redis_busy: f64,
     /// Redis commands per second with this benchmark idle.
     pub idle_redis_commands_per_sec: f64,
     /// Peak RSS of this process, MB.
@@ -96,6 +100,7 @@ async fn measure(opts: &FanoutOptions, scratch: &Scratch) -> Result<FanoutReport
     let tick = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_else(|_| Utc::now());
 
     let commands_before = stats::redis_commands(&mut conn).await?;
+    let cpu_before = stats::redis_cpu_seconds(&mut conn).await?;
     let started = Instant::now();
     let report = schedule::fan_out(&queue, &schedule, tick).await?;
     let (mut run_records, mut jobs) = (0, 0);
@@ -124,6 +129,7 @@ async fn measure(opts: &FanoutOptions, scratch: &Scratch) -> Result<FanoutReport
     )
     .await?;
     let elapsed = started.elapsed();
+    let redis_cpu_ms = (stats::redis_cpu_seconds(&mut conn).await? - cpu_before) * 1000.0;
     let commands = stats::redis_commands(&mut conn).await?.saturating_sub(commands_before);
     let users_per_sec = per_sec(opts.users, elapsed);
     Ok(FanoutReport {
@@ -135,6 +141,8 @@ async fn measure(opts: &FanoutOptions, scratch: &Scratch) -> Result<FanoutReport
         run_records,
         jobs,
         redis_commands_per_user: (commands as f64 / opts.users as f64 * 100.0).round() / 100.0,
+        redis_cpu_ms: round1(redis_cpu_ms),
+        redis_busy: (redis_cpu_ms / (elapsed.as_secs_f64() * 1000.0) * 100.0).round() / 100.0,
         idle_redis_commands_per_sec: round1(idle),
         peak_rss_mb: round1(stats::peak_rss_mb()),
         ratio_vs_lpush_pipelined: round1(

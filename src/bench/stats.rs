@@ -71,6 +71,22 @@ pub async fn redis_command_counts(
         .collect())
 }
 
+/// CPU seconds (user + system) the Redis server has used since it started, from `INFO cpu`:
+/// its delta over a phase says how busy Redis was, that is whether Redis bounds the phase.
+///
+/// # Errors
+/// Redis errors.
+pub async fn redis_cpu_seconds(conn: &mut MultiplexedConnection) -> redis::RedisResult<f64> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+    Ok(info
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.trim_end().split_once(':')?;
+            matches!(name, "used_cpu_user" | "used_cpu_sys").then(|| value.parse::<f64>().ok())?
+        })
+        .sum())
+}
+
 /// The total of [`redis_command_counts`].
 ///
 /// # Errors

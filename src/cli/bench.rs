@@ -174,6 +174,7 @@ fn fanout_lines(r: &fanout::FanoutReport) -> Vec<(&'static str, String)> {
             "redis commands per user",
             format!("{} (idle: {}/s)", r.redis_commands_per_user, r.idle_redis_commands_per_sec),
         ),
+        ("redis CPU", format!("{} ms ({} busy)", r.redis_cpu_ms, ratio(r.redis_busy))),
         ("peak RSS", format!("{} MB", r.peak_rss_mb)),
         (
             "baseline LPUSH pipelined",
