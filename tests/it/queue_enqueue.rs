@@ -70,6 +70,35 @@ async fn not_before_in_the_future_waits_in_the_delayed_set() {
 }
 
 #[tokio::test]
+async fn a_large_batch_keeps_order_dedupes_within_itself_and_indexes_every_run() {
+    let redis = TestRedis::new().await;
+    let queue = queue(&config(&redis)).await;
+    // More than one script call's worth (500), with a repeat inside the batch and across calls.
+    let runs: Vec<NewRun> = (0..1_203)
+        .map(|i| NewRun { run_id: format!("r-{i:05}"), ..NewRun::now(format!("u{}@x", i % 7)) })
+        .collect();
+    let mut batch = runs.clone();
+    batch.insert(600, runs[3].clone());
+    let enqueued = queue.enqueue(&batch, "test").await.unwrap();
+    assert_eq!(enqueued.iter().filter(|e| e.created).count(), runs.len());
+    assert!(!enqueued[600].created, "the repeat inside the batch: {:?}", enqueued[600]);
+    let again = queue.enqueue(&runs[..10], "test").await.unwrap();
+    assert!(again.iter().all(|e| !e.created), "{again:?}");
+
+    let mut conn = redis.conn.clone();
+    let p = &redis.prefix;
+    let ready: Vec<String> = conn.lrange(format!("{p}:q:ready"), 0, -1).await.unwrap();
+    let oldest_first: Vec<String> = ready.into_iter().rev().collect();
+    let ids: Vec<String> = runs.iter().map(|run| run.run_id.clone()).collect();
+    assert_eq!(oldest_first, ids, "each run queued once, first in first out");
+    for (index, expect) in [("runs", 1_203), ("runs:state:queued", 1_203), ("runs:user:u3@x", 172)]
+    {
+        let n: usize = conn.zcard(format!("{p}:{index}")).await.unwrap();
+        assert_eq!(n, expect, "{index}");
+    }
+}
+
+#[tokio::test]
 async fn malformed_runs_are_refused_before_anything_is_written() {
     let redis = TestRedis::new().await;
     let queue = queue(&config(&redis)).await;

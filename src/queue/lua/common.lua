@@ -10,13 +10,15 @@ local function int(n)
   return string.format('%d', n)
 end
 
--- Moves a run between the state indexes; the score stays the creation time.
-local function index_move(state_prefix, rec, id, from, to)
-  local created = redis.call('HGET', rec, 'created_at_ms') or '0'
+-- Moves a run between the state indexes; the score stays the creation time. `created` may be
+-- passed by a caller that has read it already (saves a command per move), else it is read.
+-- Every state change happens in a script that moves the index with it, so removing the id
+-- from the index of its previous state is enough.
+local function index_move(state_prefix, rec, id, from, to, created)
+  created = created or redis.call('HGET', rec, 'created_at_ms') or '0'
   if from then
     redis.call('ZREM', state_prefix .. from, id)
   end
-  redis.call('ZREM', state_prefix .. 'running', id)
   redis.call('ZADD', state_prefix .. to, created, id)
 end
 

@@ -7,35 +7,36 @@
 local id = ARGV[1]
 if redis.call('LREM', KEYS[1], 1, id) == 0 then return 0 end
 local rec = KEYS[2]
-if redis.call('EXISTS', rec) == 0 then return 1 end
+local f = redis.call('HMGET', rec, 'state', 'created_at_ms')
+local old, created = f[1], f[2]
+if not old then return 1 end
 local now = now_ms()
 local mode = ARGV[2]
-local old = redis.call('HGET', rec, 'state')
 if mode == 'succeeded' or mode == 'needs_auth' or mode == 'cancelled' then
   redis.call('HSET', rec, 'state', mode, 'ended_at_ms', int(now))
-  index_move(ARGV[3], rec, id, old, mode)
+  index_move(ARGV[3], rec, id, old, mode, created)
 elseif mode == 'retry' then
   local due = now + tonumber(ARGV[6])
   redis.call('HSET', rec, 'state', 'failed', 'last_error', ARGV[4], 'error_class', ARGV[5],
     'next_attempt_at_ms', int(due))
   redis.call('ZADD', KEYS[4], due, id)
-  index_move(ARGV[3], rec, id, old, 'failed')
+  index_move(ARGV[3], rec, id, old, 'failed', created)
 elseif mode == 'dead' then
   redis.call('HSET', rec, 'state', 'dead', 'last_error', ARGV[4], 'error_class', ARGV[5],
     'ended_at_ms', int(now))
   push_dead(KEYS[5], tonumber(ARGV[7]), id, ARGV[4], ARGV[5], now)
-  index_move(ARGV[3], rec, id, old, 'dead')
+  index_move(ARGV[3], rec, id, old, 'dead', created)
 elseif mode == 'defer' then
   local due = now + tonumber(ARGV[6])
   redis.call('HINCRBY', rec, 'attempts', -1)
   redis.call('HSET', rec, 'state', 'queued', 'next_attempt_at_ms', int(due))
   redis.call('ZADD', KEYS[4], due, id)
-  index_move(ARGV[3], rec, id, old, 'queued')
+  index_move(ARGV[3], rec, id, old, 'queued', created)
 elseif mode == 'release' then
   redis.call('HINCRBY', rec, 'attempts', -1)
   redis.call('HSET', rec, 'state', 'queued')
   redis.call('RPUSH', KEYS[3], id)
-  index_move(ARGV[3], rec, id, old, 'queued')
+  index_move(ARGV[3], rec, id, old, 'queued', created)
 else
   return redis.error_reply('unknown finish mode ' .. mode)
 end

@@ -10,7 +10,10 @@ end
 
 local function start(id, now)
   local rec = ARGV[3] .. id
-  local state = redis.call('HGET', rec, 'state')
+  -- One read for everything the decision needs: start runs once per job.
+  local f = redis.call('HMGET', rec, 'state', 'worker', 'attempts', 'created_at_ms',
+    'next_attempt_at_ms')
+  local state, holder, created = f[1], f[2], f[4]
   if not state then
     redis.call('LREM', KEYS[2], 1, id)
     push_dead(KEYS[4], tonumber(ARGV[6]), id, 'no run record for this id', 'missing', now)
@@ -22,28 +25,29 @@ local function start(id, now)
     return nil
   end
   if state == 'running' then
-    local holder = redis.call('HGET', rec, 'worker')
     if holder and (holder == ARGV[1] or lease_live(holder, now)) then
       -- A live worker runs it now: this copy is a duplicate and must not run twice.
       redis.call('LREM', KEYS[2], 1, id)
       return nil
     end
   end
-  local attempts = redis.call('HINCRBY', rec, 'attempts', 1)
+  local attempts = (tonumber(f[3]) or 0) + 1
   if attempts > tonumber(ARGV[5]) then
     -- Attempts were used up by workers that stopped without reporting (killed mid-run).
     local reason = 'attempts exhausted: attempt ' .. (attempts - 1) .. ' ended without a result'
-    redis.call('HINCRBY', rec, 'attempts', -1)
     redis.call('HSET', rec, 'state', 'dead', 'last_error', reason, 'error_class', 'crashed',
       'ended_at_ms', int(now))
-    index_move(ARGV[4], rec, id, state, 'dead')
+    index_move(ARGV[4], rec, id, state, 'dead', created)
     redis.call('LREM', KEYS[2], 1, id)
     push_dead(KEYS[4], tonumber(ARGV[6]), id, reason, 'crashed', now)
     return nil
   end
-  redis.call('HSET', rec, 'state', 'running', 'worker', ARGV[1], 'started_at_ms', int(now))
-  redis.call('HDEL', rec, 'next_attempt_at_ms')
-  index_move(ARGV[4], rec, id, state, 'running')
+  redis.call('HSET', rec, 'state', 'running', 'worker', ARGV[1], 'started_at_ms', int(now),
+    'attempts', int(attempts))
+  if f[5] then
+    redis.call('HDEL', rec, 'next_attempt_at_ms')
+  end
+  index_move(ARGV[4], rec, id, state, 'running', created)
   return {id, attempts, state}
 end
 
