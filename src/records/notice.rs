@@ -151,6 +151,26 @@ pub async fn resolve(
     Ok(Some(notice))
 }
 
+/// Which of `user`'s `connections` have an open notice, in one command (`ZMSCORE` on the
+/// open-notice index): a run of a user with no open notice then costs no resolve call.
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub async fn open_among(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    user: &str,
+    connections: &[&str],
+) -> Result<Vec<bool>, RecordsError> {
+    if connections.is_empty() {
+        return Ok(Vec::new());
+    }
+    let members: Vec<String> = connections.iter().map(|c| member(user, c)).collect();
+    let scores: Vec<Option<f64>> =
+        redis::cmd("ZMSCORE").arg(keys.notice_index()).arg(&members).query_async(conn).await?;
+    Ok(scores.iter().map(Option::is_some).collect())
+}
+
 /// The member of the open-notice index for (user, connection).
 pub fn member(user: &str, connection: &str) -> String {
     format!("{user}:{connection}")

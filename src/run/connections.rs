@@ -21,12 +21,16 @@ pub async fn check(
     let states =
         ctx.scalekit.list_connected_accounts(&ctx.setup.mcp_config_id, &run.user, false).await?;
     let mut inactive = Vec::new();
-    for connection in &ctx.config.scalekit.connections {
+    let connections = &ctx.config.scalekit.connections;
+    let names: Vec<&str> = connections.iter().map(|c| c.name.as_str()).collect();
+    let noticed = notice::open_among(conn, &ctx.keys, &run.user, &names).await?;
+    for (connection, noticed) in connections.iter().zip(noticed) {
         let state =
             states.iter().find(|s| s.connection_name.eq_ignore_ascii_case(&connection.name));
         if state.is_some_and(|state| state.is_active()) {
-            if let Some(event) =
-                notice::resolve(conn, &ctx.keys, &run.user, &connection.name, &run.id).await?
+            if noticed
+                && let Some(event) =
+                    notice::resolve(conn, &ctx.keys, &run.user, &connection.name, &run.id).await?
             {
                 notify(ctx, &event).await;
             }
