@@ -72,6 +72,16 @@ impl Phase {
     }
 }
 
+impl Phase {
+    /// Whether entering the phase starts something billed (a session, the agent's turn):
+    /// an operator's cancel request is checked before these, and periodically while the
+    /// stream runs. The earlier phases are quick and idempotent, and a read of the flag before
+    /// each was a Redis command per phase per run.
+    pub fn spends(self) -> bool {
+        matches!(self, Self::Session | Self::Message)
+    }
+}
+
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -379,7 +389,7 @@ async fn enter(
         return Err(RunError::Cancelled);
     }
     hook(ctx, FailPoint::Before(phase))?;
-    if records::cancel_requested(conn, &ctx.keys, &run.id).await? {
+    if phase.spends() && records::cancel_requested(conn, &ctx.keys, &run.id).await? {
         return Err(RunError::Cancelled);
     }
     let at = format!("{phase}_at_ms");

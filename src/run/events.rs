@@ -46,8 +46,18 @@ pub async fn follow(
     let started = Utc::now();
     let redactor = ctx.redactor.clone();
     let config = &ctx.config.transcripts;
-    let mut transcript =
-        Transcript::open(conn, &ctx.keys, config, redactor, (&run.id, &run.user, started)).await?;
+    // Events are recorded only after the message is marked sent, so a run whose record did
+    // not say so at the start of this attempt has recorded none.
+    let resuming = run.message_sent;
+    let mut transcript = Transcript::open(
+        conn,
+        &ctx.keys,
+        config,
+        redactor,
+        (&run.id, &run.user, started),
+        resuming,
+    )
+    .await?;
     let res = pump(ctx, conn, run, session_id, opened, &mut tokens, &mut transcript, cancel).await;
     transcript.close().await?;
     res
@@ -72,7 +82,10 @@ async fn pump(
             None => return Ok(()),
         },
     };
-    let mut tick = tokio::time::interval(ctx.config.worker.heartbeat);
+    // The first tick one period from now, not at once: the lease was just taken and the token
+    // just minted, and an immediate tick cost four Redis commands per run for nothing.
+    let period = ctx.config.worker.heartbeat;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let mut n_reconnects = 0_u32;
     loop {
         // Each arm is cancel-safe: `cancelled`, `tick` and `StreamExt::next` lose nothing when
