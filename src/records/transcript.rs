@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 use super::RecordsError;
 use crate::config::TranscriptsConfig;
@@ -32,7 +31,8 @@ pub struct Transcript {
     maxlen: usize,
     ttl_secs: i64,
     path: PathBuf,
-    file: Option<tokio::fs::File>,
+    /// Whether this attempt appended to the JSONL copy (which `close` then fsyncs).
+    written: bool,
     redactor: Redactor,
     /// Event ids already recorded, so a resumed stream never records one twice.
     seen: HashSet<String>,
@@ -41,7 +41,9 @@ pub struct Transcript {
 }
 
 impl Transcript {
-    /// Opens the transcript of `run_id`, loading the ids already recorded in Redis.
+    /// Opens the transcript of `run_id`. With `resuming` (an earlier attempt may have
+    /// recorded events), the ids already recorded in Redis are loaded; a first stream of a run
+    /// has none, and skips that read.
     ///
     /// # Errors
     /// [`RecordsError`] when Redis or the file system fails.
@@ -51,19 +53,18 @@ impl Transcript {
         config: &TranscriptsConfig,
         redactor: Redactor,
         (run_id, user, started): (&str, &str, DateTime<Utc>),
+        resuming: bool,
     ) -> Result<Self, RecordsError> {
         let key = keys.transcript(run_id);
         let path = file_path(&config.dir, started, user, run_id);
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(|e| RecordsError::io(dir, &e))?;
         }
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await
-            .map_err(|e| RecordsError::io(&path, &e))?;
-        let seen = recorded_ids(conn, &key).await?;
+        // Created now so that a permission problem shows before the stream starts; not kept
+        // open: with 10,000 sessions streaming, an open file each (beside each one's socket)
+        // ran a worker out of file descriptors.
+        append_line(path.clone(), Vec::new()).await?;
+        let seen = if resuming { recorded_ids(conn, &key).await? } else { HashSet::new() };
         let ttl_secs = i64::try_from(config.ttl.as_secs()).unwrap_or(i64::MAX);
         Ok(Self {
             key,
@@ -72,7 +73,7 @@ impl Transcript {
             maxlen: config.redis_maxlen,
             ttl_secs,
             path,
-            file: Some(file),
+            written: false,
             redactor,
             seen,
             expiry_set: false,
@@ -133,24 +134,47 @@ impl Transcript {
         }
         pipe.query_async::<()>(conn).await?;
         self.expiry_set = true;
-        if let Some(file) = self.file.as_mut() {
-            let bytes = format!("{line}\n");
-            file.write_all(bytes.as_bytes()).await.map_err(|e| RecordsError::io(&self.path, &e))?;
-        }
+        append_line(self.path.clone(), format!("{line}\n").into_bytes()).await?;
+        self.written = true;
         Ok(true)
     }
 
-    /// Flushes and fsyncs the JSONL copy.
+    /// Fsyncs the JSONL copy, when this attempt wrote to it.
     ///
     /// # Errors
     /// [`RecordsError`] when the file system fails.
     pub async fn close(&mut self) -> Result<(), RecordsError> {
-        if let Some(mut file) = self.file.take() {
-            file.flush().await.map_err(|e| RecordsError::io(&self.path, &e))?;
-            file.sync_all().await.map_err(|e| RecordsError::io(&self.path, &e))?;
+        if !std::mem::take(&mut self.written) {
+            return Ok(());
         }
-        Ok(())
+        let path = self.path.clone();
+        blocking(&self.path, move || {
+            std::fs::OpenOptions::new().append(true).open(&path)?.sync_all()
+        })
+        .await
     }
+}
+
+/// Appends `bytes` to the file at `path`, creating it: one open, write and close on the
+/// blocking pool, so no descriptor is held between events.
+async fn append_line(path: PathBuf, bytes: Vec<u8>) -> Result<(), RecordsError> {
+    let shown = path.clone();
+    blocking(&shown, move || {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        std::io::Write::write_all(&mut file, &bytes)
+    })
+    .await
+}
+
+/// Runs file I/O on the blocking pool; errors name `path`.
+async fn blocking(
+    path: &Path,
+    io: impl FnOnce() -> std::io::Result<()> + Send + 'static,
+) -> Result<(), RecordsError> {
+    let res = tokio::task::spawn_blocking(io)
+        .await
+        .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+    res.map_err(|e| RecordsError::io(path, &e))
 }
 
 /// The lines of a transcript in Redis, oldest first.
