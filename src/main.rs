@@ -8,6 +8,10 @@ use clap::Parser;
 use agentcron::cli::{self, Cli};
 use agentcron::telemetry::{self, Redactor};
 
+// mimalloc rather than glibc's malloc: see the README's dependency section for the numbers.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let redactor = Redactor::default();
