@@ -164,8 +164,10 @@ async fn execute<H: Handler>(
         .backend(backend)
         .concurrency(worker.concurrency)
         .layer(FinishLayer::new(finisher))
-        .enable_tracing()
+        // Timeout outside tracing, so that a timed-out run shows in its trace (apalis warns
+        // at start otherwise).
         .timeout(worker.run_timeout + CANCEL_SLACK)
+        .enable_tracing()
         .layer(CatchPanicLayer::with_panic_handler(service::on_panic))
         .build(HandlerService::new(handler, worker.run_timeout, worker.max_attempts));
     let signal = shutdown.clone();
