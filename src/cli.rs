@@ -320,7 +320,7 @@ pub enum BenchCommand {
     Queue(BenchQueueArgs),
     /// The whole run pipeline against the simulator, one session per user.
     #[command(
-        after_help = "Examples:\n  agentcron bench runs --users 1000 --event-delay-ms 200\n  agentcron sim --port 8787 &  agentcron bench runs --users 10000 --event-delay-ms 3000 --sim-url http://127.0.0.1:8787"
+        after_help = "Examples:\n  agentcron bench runs --users 1000 --event-delay-ms 200\n  agentcron bench runs --users 1000 --concurrency 20 --event-delay-ms 50   # per-run overhead, no CPU queueing\n  agentcron sim --port 8787 &  agentcron bench runs --users 10000 --event-delay-ms 3000 --sim-url http://127.0.0.1:8787"
     )]
     Runs(BenchRunsArgs),
     /// One schedule tick fanned out to N users, until all runs exist.
@@ -359,9 +359,13 @@ pub struct BenchQueueArgs {
 /// Arguments of `bench runs`.
 #[derive(Debug, Args)]
 pub struct BenchRunsArgs {
-    /// Users, one run (one session) each, all at once.
+    /// Users, one run (one session) each, all enqueued at once.
     #[arg(long, default_value_t = 100)]
     pub users: usize,
+    /// Worker concurrency (runs in flight at most); default: all users at once (at most
+    /// 10,000). A small value measures each run's own overhead without queueing for the CPU.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
     /// Events per session you expect; the simulator's turn is fixed, the report counts them.
     #[arg(long)]
     pub events: Option<usize>,

@@ -29,9 +29,11 @@ use crate::worker;
 
 /// Largest worker concurrency the benchmark configures.
 pub const MAX_CONCURRENCY: usize = 10_000;
-/// Events the simulator's scripted turn emits without a pause after them: the final
-/// `session.status_idle` (see `sim/agent.rs`, `go_idle`).
-const UNDELAYED_EVENTS: u64 = 1;
+/// Transcript events the simulator records without a pause after them: the `user.message`
+/// itself (appended by the send, not by the agent) and the final `session.status_idle` (see
+/// `sim/agent.rs`, `go_idle`). Counting only the latter made the overhead negative at low
+/// concurrency.
+const UNDELAYED_EVENTS: u64 = 2;
 const SAMPLE: Duration = Duration::from_millis(100);
 /// Records read per pipelined round trip afterwards.
 const READ_CHUNK: usize = 500;
@@ -45,6 +47,8 @@ pub struct RunsOptions {
     pub sim_url: Option<String>,
     /// Users, one run each, all enqueued at once.
     pub users: usize,
+    /// Worker concurrency; `None` runs every user at once (up to [`MAX_CONCURRENCY`]).
+    pub concurrency: Option<usize>,
     /// Events per session the caller expects. The simulator's turn emits a fixed script, so
     /// this cannot be set: the report gives the count found in the transcripts.
     pub events: Option<usize>,
@@ -165,7 +169,7 @@ async fn measure(
         (None, None) => return Err(BenchError::Usage("no simulator".to_owned())),
     };
     let mut config = scratch.config(&api_url)?;
-    config.worker.concurrency = opts.users.clamp(1, MAX_CONCURRENCY);
+    config.worker.concurrency = opts.concurrency.unwrap_or(opts.users).clamp(1, MAX_CONCURRENCY);
     let config = Arc::new(config);
     let queue = Queue::connect(&config.redis).await?;
     let (scalekit, anthropic, http) = run::clients(&config)?;

@@ -29,6 +29,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 redis_url: args.common.redis_url.clone(),
                 sim_url: args.sim_url.clone(),
                 users: args.users,
+                concurrency: args.concurrency,
                 events: args.events,
                 event_delay_ms: args.event_delay_ms,
             };
