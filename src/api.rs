@@ -8,6 +8,7 @@
 pub mod anthropic;
 pub mod retry;
 pub mod scalekit;
+pub mod wait;
 
 use std::fmt;
 use std::sync::Once;
@@ -239,6 +240,8 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ApiError>>,
 {
+    // Requests and the pauses between their attempts are both time spent on the remote.
+    let _waiting = wait::Clock::start();
     let mut n_retries = 0_u32;
     attempt
         .retry(policy)

@@ -428,7 +428,10 @@ impl crate::worker::Handler for Context {
     async fn handle(&self, job: crate::worker::JobContext) -> crate::worker::Outcome {
         use crate::worker::Outcome;
         let start = crate::ops::metrics::AttemptStart::now();
-        let res = execute(self, &job.run_id, &job.cancel).await;
+        // Boxed: see `api::wait::measure`.
+        let attempt = Box::pin(execute(self, &job.run_id, &job.cancel));
+        let (res, waited) = crate::api::wait::measure(attempt).await;
+        crate::ops::metrics::run_overhead(start.elapsed().saturating_sub(waited));
         let outcome = match res {
             Ok(Finish::Succeeded { .. }) => Outcome::Succeeded,
             Ok(Finish::NeedsAuth { .. }) => Outcome::NeedsAuth,

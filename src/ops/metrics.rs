@@ -21,6 +21,9 @@ const SECONDS_BUCKETS: &[f64] =
 /// Buckets for whole attempts (seconds): seconds up to the one-hour run timeout range.
 const RUN_BUCKETS: &[f64] =
     &[0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0];
+/// Buckets for a run's own overhead (seconds): milliseconds, since the remote work is excluded.
+const OVERHEAD_BUCKETS: &[f64] =
+    &[0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The recorder's handle. A global recorder can be installed once per process, and tests
 /// start several servers, so the first call installs it and every later one shares it.
@@ -45,6 +48,12 @@ pub fn install() -> PrometheusHandle {
                         RUN_BUCKETS,
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("agentcron_run_overhead_seconds".to_owned()),
+                        OVERHEAD_BUCKETS,
+                    )
+                })
                 .expect("the bucket lists are non-empty constants")
                 .build_recorder();
             let handle = recorder.handle();
@@ -65,6 +74,10 @@ fn describe() {
     );
     metrics::describe_histogram!("agentcron_run_duration_seconds", "Duration of one run attempt.");
     metrics::describe_histogram!("agentcron_phase_duration_seconds", "Duration of a run phase.");
+    metrics::describe_histogram!(
+        "agentcron_run_overhead_seconds",
+        "Time of one run attempt not spent waiting on the remote APIs."
+    );
     metrics::describe_counter!("agentcron_api_requests_total", "HTTP attempts to a remote API.");
     metrics::describe_counter!("agentcron_api_retries_total", "Retries of remote calls.");
     metrics::describe_gauge!("agentcron_queue_depth", "Queue entries by state, read at scrape.");
@@ -80,6 +93,13 @@ pub fn run_finished(schedule: &str, outcome: &'static str, elapsed: Duration) {
     metrics::counter!("agentcron_runs_total", "schedule" => schedule.to_owned(), "outcome" => outcome)
         .increment(1);
     metrics::histogram!("agentcron_run_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+/// `agentcron_run_overhead_seconds`: one attempt's wall time minus the time it waited on the
+/// remote APIs (requests, retry pauses, the event stream): what agentcron itself costs a run,
+/// Redis, transcripts and waiting for a CPU included.
+pub fn run_overhead(overhead: Duration) {
+    metrics::histogram!("agentcron_run_overhead_seconds").record(overhead.as_secs_f64());
 }
 
 /// `agentcron_phase_duration_seconds{phase}`: time from entering a phase to the next phase or
@@ -113,6 +133,11 @@ impl AttemptStart {
     /// Now.
     pub fn now() -> Self {
         Self { at: Instant::now(), at_ms: crate::records::now_ms() }
+    }
+
+    /// Time since the attempt started.
+    pub fn elapsed(&self) -> Duration {
+        self.at.elapsed()
     }
 }
 

@@ -11,7 +11,7 @@ use super::message::EventStream;
 use super::vault::VaultIds;
 use super::{Context, Run, RunError, lease, token, vault};
 use crate::api::anthropic::{EventKind, OutgoingEvent, SessionEvent, StopReason};
-use crate::api::{ErrorClass, RetryPolicy};
+use crate::api::{ErrorClass, RetryPolicy, wait};
 use crate::config::ActionPolicy;
 use crate::records::transcript::Transcript;
 
@@ -93,7 +93,7 @@ async fn pump(
         tokio::select! {
             () = cancel.cancelled() => return Err(RunError::Cancelled),
             _ = tick.tick() => keep_fresh(ctx, conn, run, tokens).await?,
-            item = stream.next() => match item {
+            item = wait::waiting(stream.next()) => match item {
                 Some(Ok(event)) => {
                     n_reconnects = 0;
                     transcript.append(conn, session_id, &event.raw).await?;
@@ -113,7 +113,8 @@ async fn pump(
                         return Err(error.into());
                     }
                     tracing::warn!(message = "Event stream dropped; re-attaching.", %error, attempt = n_reconnects + 1);
-                    tokio::time::sleep(policy.delay(n_reconnects, fastrand::f64())).await;
+                    wait::waiting(tokio::time::sleep(policy.delay(n_reconnects, fastrand::f64())))
+                        .await;
                     n_reconnects += 1;
                     stream = match resume(ctx, session_id, transcript).await? {
                         Some(stream) => stream,

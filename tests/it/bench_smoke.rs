@@ -59,8 +59,9 @@ async fn bench_queue_reports_rates_latency_and_memory() {
 
 #[tokio::test]
 async fn bench_runs_reports_sessions_overhead_and_commands() {
-    let report = bench(&["runs", "--users", "20", "--event-delay-ms", "20"]);
+    let report = bench(&["runs", "--users", "20", "--concurrency", "5", "--event-delay-ms", "20"]);
     assert_eq!(report["users"], 20);
+    assert_eq!(report["concurrency"], 5);
     assert_eq!(report["succeeded"], 20, "{report}");
     assert_eq!(report["failed"], 0);
     assert_positive(
@@ -71,9 +72,15 @@ async fn bench_runs_reports_sessions_overhead_and_commands() {
             "peak_concurrent_sessions",
             "peak_rss_mb",
             "redis_commands_per_run",
+            "overhead_p50_ms",
         ],
     );
     assert!(report["overhead_p99_ms"].is_number() && report["rss_per_session_kb"].is_number());
+    // The overhead leaves out the time spent waiting on the simulator: 8 paused events of
+    // 20 ms each at least, which the run's wall time includes.
+    let (overhead, wall) = (&report["overhead_p50_ms"], &report["run_p50_ms"]);
+    let (overhead, wall) = (overhead.as_f64().unwrap(), wall.as_f64().unwrap());
+    assert!(overhead + 160.0 <= wall, "overhead {overhead} ms of a {wall} ms run: {report}");
     assert_no_keys_left(&report).await;
 }
 
