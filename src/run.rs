@@ -355,19 +355,23 @@ async fn pipeline(
     run: &Run,
     cancel: &CancellationToken,
 ) -> Result<Finish, RunError> {
+    // Each phase's future is boxed: rustc lays them out side by side in this function's state
+    // rather than overlapping them (24 KB, most of it dead once streaming starts), and a
+    // worker holds one such state per in-flight run. Boxed, the pre-stream phases' memory is
+    // freed when each ends.
     enter(ctx, conn, run, Phase::Checking, cancel).await?;
-    let inactive = connections::check(ctx, conn, run).await?;
+    let inactive = Box::pin(connections::check(ctx, conn, run)).await?;
     if !inactive.is_empty() {
         return Ok(Finish::NeedsAuth { connections: inactive });
     }
     enter(ctx, conn, run, Phase::Minting, cancel).await?;
-    let token = token::mint(ctx, conn, &run.user).await?;
+    let token = Box::pin(token::mint(ctx, conn, &run.user)).await?;
     enter(ctx, conn, run, Phase::Vault, cancel).await?;
-    let vault = vault::refresh(ctx, conn, &run.user, &token.token).await?;
+    let vault = Box::pin(vault::refresh(ctx, conn, &run.user, &token.token)).await?;
     enter(ctx, conn, run, Phase::Session, cancel).await?;
-    let session_id = session::ensure(ctx, conn, run, &vault.vault_id).await?;
+    let session_id = Box::pin(session::ensure(ctx, conn, run, &vault.vault_id)).await?;
     enter(ctx, conn, run, Phase::Message, cancel).await?;
-    let opened = message::ensure_sent(ctx, conn, run, &session_id).await?;
+    let opened = Box::pin(message::ensure_sent(ctx, conn, run, &session_id)).await?;
     enter(ctx, conn, run, Phase::Streaming, cancel).await?;
     let tokens = events::TokenState { expires_at: token.expires_at, vault, lease_lost: false };
     events::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await?;
