@@ -12,6 +12,9 @@ use agentcron::telemetry::{self, Redactor};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Threads for blocking work (file appends, DNS lookups).
+const BLOCKING_THREADS: usize = 16;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let redactor = Redactor::default();
@@ -19,7 +22,14 @@ fn main() -> ExitCode {
         report(&redactor, &anyhow::Error::new(error));
         return ExitCode::from(cli::exit::FAILURE);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Transcript appends go to the blocking pool, one short task per event; tokio's default
+    // of up to 512 threads let 10,000 streaming sessions start hundreds, each with its own
+    // stack and allocator heap. A few threads keep up with them.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             report(&redactor, &anyhow::Error::new(error).context("starting the async runtime"));
