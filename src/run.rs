@@ -365,7 +365,7 @@ async fn pipeline(
         return Ok(Finish::NeedsAuth { connections: inactive });
     }
     enter(ctx, conn, run, Phase::Minting, cancel).await?;
-    let token = Box::pin(token::mint(ctx, conn, &run.user)).await?;
+    let token = Box::pin(token::mint(ctx, &run.user)).await?;
     enter(ctx, conn, run, Phase::Vault, cancel).await?;
     let vault = Box::pin(vault::refresh(ctx, conn, &run.user, &token.token)).await?;
     enter(ctx, conn, run, Phase::Session, cancel).await?;

@@ -222,7 +222,7 @@ async fn keep_fresh(
     let margin = chrono::TimeDelta::from_std(ctx.config.scalekit.token_refresh_margin)
         .unwrap_or(chrono::TimeDelta::zero());
     if tokens.expires_at.is_some_and(|at| at - margin <= Utc::now()) {
-        let fresh = token::mint(ctx, conn, &run.user).await?;
+        let fresh = token::mint(ctx, &run.user).await?;
         vault::update(ctx, &tokens.vault, &fresh.token).await?;
         tracing::info!(message = "Token refreshed mid-session.", user = %run.user);
         tokens.expires_at = fresh.expires_at;

@@ -55,6 +55,19 @@ pub(crate) async fn acquire(
     run_id: &str,
     lease: Duration,
 ) -> redis::RedisResult<Acquired> {
+    // The common case, a free lease, in one plain command; the script (re-entry by the same
+    // run, or who holds it and for how long) only when that fails.
+    let taken: Option<String> = redis::cmd("SET")
+        .arg(keys.user_lock(user))
+        .arg(run_id)
+        .arg("NX")
+        .arg("PX")
+        .arg(millis(lease))
+        .query_async(conn)
+        .await?;
+    if taken.is_some() {
+        return Ok(Acquired::Held);
+    }
     let (ok, holder, ttl): (i64, String, Option<i64>) = redis::Script::new(ACQUIRE)
         .key(keys.user_lock(user))
         .arg(run_id)

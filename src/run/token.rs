@@ -1,23 +1,17 @@
 //! Phase `minting`: a user-scoped session token for the MCP config, with the configured
-//! expiry. The token is registered with the redactor at once and never stored; only its
-//! expiry is, in the user's map.
+//! expiry. The token is registered with the redactor at once (until it expires) and never
+//! stored anywhere.
 
-use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
 
 use super::{Context, RunError};
 use crate::api::scalekit::SessionToken;
-use crate::records;
 
 /// Mints a token for `user`.
 ///
 /// # Errors
-/// [`RunError`] when Scalekit or Redis fails.
-pub async fn mint(
-    ctx: &Context,
-    conn: &mut ConnectionManager,
-    user: &str,
-) -> Result<SessionToken, RunError> {
+/// [`RunError`] when Scalekit fails or the rate limiter's Redis does.
+pub async fn mint(ctx: &Context, user: &str) -> Result<SessionToken, RunError> {
     super::throttle(ctx, "tokens", ctx.config.limits.tokens_per_second).await?;
     let expiry = ctx.config.scalekit.token_expiry;
     let token = ctx.scalekit.create_session_token(&ctx.setup.mcp_config_id, user, expiry).await?;
@@ -26,7 +20,5 @@ pub async fn mint(
             + chrono::TimeDelta::from_std(expiry).unwrap_or(chrono::TimeDelta::zero())
     });
     ctx.redactor.add_expiring(token.token.expose_secret(), expires_at.into());
-    let fields = [("token_expires_at_ms", expires_at.timestamp_millis().to_string())];
-    records::set_user(conn, &ctx.keys, user, &fields).await?;
     Ok(SessionToken { token: token.token, expires_at: Some(expires_at) })
 }
