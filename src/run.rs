@@ -339,7 +339,8 @@ pub async fn execute(
             return Err(RunError::Busy { user: run.user, holder, retry_after: ttl });
         }
     }
-    let res = pipeline(ctx, &mut conn, &run, cancel).await;
+    let leased_at = std::time::Instant::now();
+    let res = pipeline(ctx, &mut conn, &run, cancel, leased_at).await;
     // A fail point stands for a crash, which releases nothing.
     if !matches!(res, Err(RunError::FailPoint(_)))
         && let Err(error) = lease::release(&mut conn, &ctx.keys, &run.user, run_id).await
@@ -354,6 +355,7 @@ async fn pipeline(
     conn: &mut ConnectionManager,
     run: &Run,
     cancel: &CancellationToken,
+    leased_at: std::time::Instant,
 ) -> Result<Finish, RunError> {
     // Each phase's future is boxed: rustc lays them out side by side in this function's state
     // rather than overlapping them (24 KB, most of it dead once streaming starts), and a
@@ -373,7 +375,12 @@ async fn pipeline(
     enter(ctx, conn, run, Phase::Message, cancel).await?;
     let opened = Box::pin(message::ensure_sent(ctx, conn, run, &session_id)).await?;
     enter(ctx, conn, run, Phase::Streaming, cancel).await?;
-    let tokens = events::TokenState { expires_at: token.expires_at, vault, lease_lost: false };
+    let tokens = events::TokenState {
+        expires_at: token.expires_at,
+        vault,
+        lease_lost: false,
+        lease_renewed_at: leased_at,
+    };
     events::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await?;
     if ctx.config.anthropic.archive_sessions {
         ctx.anthropic.archive_session(&session_id).await?;

@@ -2,6 +2,8 @@
 //! policy, keep the user's lease and token fresh, and stop at the end of the turn. A dropped or
 //! idle stream is re-attached (history first, events already recorded skipped).
 
+use std::time::Instant;
+
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
@@ -24,6 +26,8 @@ pub struct TokenState {
     pub vault: VaultIds,
     /// Whether the last renewal found the user's lease gone (so the warning is logged once).
     pub lease_lost: bool,
+    /// When the user's lease was last taken or renewed.
+    pub lease_renewed_at: Instant,
 }
 
 /// Follows the session until the turn ends.
@@ -86,6 +90,8 @@ async fn pump(
     // just minted, and an immediate tick cost four Redis commands per run for nothing.
     let period = ctx.config.worker.heartbeat;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // The phases before the stream can take long on a busy worker: renew now if it is due.
+    renew_lease_if_due(ctx, conn, run, tokens).await?;
     let mut n_reconnects = 0_u32;
     loop {
         // Each arm is cancel-safe: `cancelled`, `tick` and `StreamExt::next` lose nothing when
@@ -203,7 +209,8 @@ async fn answer(ctx: &Context, session_id: &str, event_ids: &[String]) -> Result
     Ok(())
 }
 
-/// Renews the user's lease and replaces the token before it expires.
+/// At each heartbeat: honours an operator's cancel request, renews the user's lease when a
+/// third of it has passed, and replaces the token before it expires.
 async fn keep_fresh(
     ctx: &Context,
     conn: &mut ConnectionManager,
@@ -213,12 +220,7 @@ async fn keep_fresh(
     if crate::records::cancel_requested(conn, &ctx.keys, &run.id).await? {
         return Err(RunError::Cancelled);
     }
-    let held = lease::renew(conn, &ctx.keys, &run.user, &run.id, ctx.config.worker.lease).await?;
-    // Logged once per run, not at every tick: a starved worker would otherwise flood the log.
-    if !held && !tokens.lease_lost {
-        tracing::warn!(message = "The user's lease was lost; continuing the session already started.", user = %run.user);
-    }
-    tokens.lease_lost = !held;
+    renew_lease_if_due(ctx, conn, run, tokens).await?;
     let margin = chrono::TimeDelta::from_std(ctx.config.scalekit.token_refresh_margin)
         .unwrap_or(chrono::TimeDelta::zero());
     if tokens.expires_at.is_some_and(|at| at - margin <= Utc::now()) {
@@ -227,5 +229,28 @@ async fn keep_fresh(
         tracing::info!(message = "Token refreshed mid-session.", user = %run.user);
         tokens.expires_at = fresh.expires_at;
     }
+    Ok(())
+}
+
+/// Renews the user's lease once a third of it has passed since it was last taken or renewed:
+/// three chances before it expires, without a renewal (three Redis commands) at every
+/// heartbeat of every streaming run.
+async fn renew_lease_if_due(
+    ctx: &Context,
+    conn: &mut ConnectionManager,
+    run: &Run,
+    tokens: &mut TokenState,
+) -> Result<(), RunError> {
+    let lease = ctx.config.worker.lease;
+    if tokens.lease_renewed_at.elapsed() < lease / 3 {
+        return Ok(());
+    }
+    let held = lease::renew(conn, &ctx.keys, &run.user, &run.id, lease).await?;
+    // Logged once per run, not at every tick: a starved worker would otherwise flood the log.
+    if !held && !tokens.lease_lost {
+        tracing::warn!(message = "The user's lease was lost; continuing the session already started.", user = %run.user);
+    }
+    tokens.lease_lost = !held;
+    tokens.lease_renewed_at = Instant::now();
     Ok(())
 }
