@@ -70,9 +70,7 @@ impl Phase {
             Self::Streaming => "streaming",
         }
     }
-}
 
-impl Phase {
     /// Whether entering the phase starts something billed (a session, the agent's turn):
     /// an operator's cancel request is checked before these, and periodically while the
     /// stream runs. The earlier phases are quick and idempotent, and a read of the flag before

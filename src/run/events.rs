@@ -86,8 +86,9 @@ async fn pump(
             None => return Ok(()),
         },
     };
-    // The first tick one period from now, not at once: the lease was just taken and the token
-    // just minted, and an immediate tick cost four Redis commands per run for nothing.
+    // The first tick one period from now, not at once: the token was just minted and the
+    // cancel flag read before the message was sent, so an immediate tick would only repeat a
+    // Redis read per run.
     let period = ctx.config.worker.heartbeat;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     // The phases before the stream can take long on a busy worker: renew now if it is due.
