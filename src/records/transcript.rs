@@ -63,7 +63,7 @@ impl Transcript {
         // Created now so that a permission problem shows before the stream starts; not kept
         // open: with 10,000 sessions streaming, an open file each (beside each one's socket)
         // ran a worker out of file descriptors.
-        append_line(path.clone(), Vec::new()).await?;
+        append_line(&path, Vec::new()).await?;
         let seen = if resuming { recorded_ids(conn, &key).await? } else { HashSet::new() };
         let ttl_secs = i64::try_from(config.ttl.as_secs()).unwrap_or(i64::MAX);
         Ok(Self {
@@ -134,7 +134,7 @@ impl Transcript {
         }
         pipe.query_async::<()>(conn).await?;
         self.expiry_set = true;
-        append_line(self.path.clone(), format!("{line}\n").into_bytes()).await?;
+        append_line(&self.path, format!("{line}\n").into_bytes()).await?;
         self.written = true;
         Ok(true)
     }
@@ -147,9 +147,9 @@ impl Transcript {
         if !std::mem::take(&mut self.written) {
             return Ok(());
         }
-        let path = self.path.clone();
+        let owned = self.path.clone();
         blocking(&self.path, move || {
-            std::fs::OpenOptions::new().append(true).open(&path)?.sync_all()
+            std::fs::OpenOptions::new().append(true).open(owned)?.sync_all()
         })
         .await
     }
@@ -157,10 +157,10 @@ impl Transcript {
 
 /// Appends `bytes` to the file at `path`, creating it: one open, write and close on the
 /// blocking pool, so no descriptor is held between events.
-async fn append_line(path: PathBuf, bytes: Vec<u8>) -> Result<(), RecordsError> {
-    let shown = path.clone();
-    blocking(&shown, move || {
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+async fn append_line(path: &Path, bytes: Vec<u8>) -> Result<(), RecordsError> {
+    let owned = path.to_owned();
+    blocking(path, move || {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(owned)?;
         std::io::Write::write_all(&mut file, &bytes)
     })
     .await
