@@ -99,12 +99,7 @@ impl Queue {
             .arg(keys.runs_by_user_prefix())
             .arg(source);
         for run in runs {
-            invocation
-                .arg(&run.run_id)
-                .arg(&run.user)
-                .arg(run.schedule.as_deref().unwrap_or(""))
-                .arg(run.prompt.as_deref().unwrap_or(""))
-                .arg(run.not_before_ms.map(|ms| ms.to_string()).unwrap_or_default());
+            run_args(&mut invocation, run);
         }
         invocation
     }
@@ -127,16 +122,22 @@ impl Queue {
             .key(keys.runs_by_state(RunState::Queued.as_str()))
             .key(keys.ready())
             .key(keys.delayed())
-            .key(processing)
-            .arg(&run.run_id)
-            .arg(&run.user)
-            .arg(run.schedule.as_deref().unwrap_or(""))
-            .arg(run.prompt.as_deref().unwrap_or(""))
-            .arg(run.not_before_ms.map(|ms| ms.to_string()).unwrap_or_default())
-            .arg(source)
-            .arg(raw);
+            .key(processing);
+        run_args(&mut invocation, run);
+        invocation.arg(source).arg(raw);
         invocation
     }
+}
+
+/// The five script arguments that describe a run, in the order `create.lua` takes them:
+/// run_id, user, schedule or '', prompt or '', not_before_ms or ''.
+fn run_args(invocation: &mut redis::ScriptInvocation<'static>, run: &NewRun) {
+    invocation
+        .arg(&run.run_id)
+        .arg(&run.user)
+        .arg(run.schedule.as_deref().unwrap_or(""))
+        .arg(run.prompt.as_deref().unwrap_or(""))
+        .arg(run.not_before_ms.map(|ms| ms.to_string()).unwrap_or_default());
 }
 
 /// Metric labels must be static: known sources keep their name, anything else is `other`.
