@@ -84,9 +84,15 @@ pub async fn fan_out(
         })
         .collect();
     report.invalid = users.len() - runs.len();
-    // Owned batches: a stream of futures borrowing `&[NewRun]` slices trips rustc's
-    // higher-ranked `Send` check when the daemon spawns the fan-out.
-    let batches: Vec<Vec<NewRun>> = runs.chunks(BATCH).map(<[NewRun]>::to_vec).collect();
+    // Owned batches, moved rather than cloned out of `runs`: a stream of futures borrowing
+    // `&[NewRun]` slices trips rustc's higher-ranked `Send` check when the daemon spawns the
+    // fan-out.
+    let mut runs = runs.into_iter();
+    let batches: Vec<Vec<NewRun>> = std::iter::from_fn(|| {
+        let batch: Vec<NewRun> = runs.by_ref().take(BATCH).collect();
+        (!batch.is_empty()).then_some(batch)
+    })
+    .collect();
     let mut batches = futures::stream::iter(batches)
         .map(|batch| fan_out_batch(queue, schedule, tick, batch))
         .buffer_unordered(BATCHES_IN_FLIGHT);
