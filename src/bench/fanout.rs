@@ -8,7 +8,7 @@ use chrono::{DurationRound as _, TimeDelta, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::stats::{self, Baseline, per_sec, round1};
+use super::stats::{self, Baseline, per_sec, round1, round2};
 use super::{BenchError, Result, Scratch, guarded, wait_until};
 use crate::queue::Queue;
 use crate::schedule;
@@ -140,9 +140,9 @@ async fn measure(opts: &FanoutOptions, scratch: &Scratch) -> Result<FanoutReport
         enqueued: report.enqueued,
         run_records,
         jobs,
-        redis_commands_per_user: (commands as f64 / opts.users as f64 * 100.0).round() / 100.0,
+        redis_commands_per_user: round2(commands as f64 / opts.users as f64),
         redis_cpu_ms: round1(redis_cpu_ms),
-        redis_busy: (redis_cpu_ms / (elapsed.as_secs_f64() * 1000.0) * 100.0).round() / 100.0,
+        redis_busy: round2(redis_cpu_ms / (elapsed.as_secs_f64() * 1000.0)),
         idle_redis_commands_per_sec: round1(idle),
         peak_rss_mb: round1(stats::peak_rss_mb()),
         ratio_vs_lpush_pipelined: round1(

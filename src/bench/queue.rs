@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::stats::{self, Baseline, Progress, per_sec, round1};
+use super::stats::{self, Baseline, Progress, per_sec, round1, round2};
 use super::{BenchError, Result, Scratch, guarded};
 use crate::queue::{NewRun, Queue, RunState};
 use crate::worker::{self, Handler, JobContext, Outcome};
@@ -212,7 +212,7 @@ async fn measure(opts: &QueueOptions, scratch: &Scratch) -> Result<QueueReport> 
 
     let p50_ms = stats::percentile(&mut latencies, 0.5);
     let p99_ms = stats::percentile(&mut latencies, 0.99);
-    let ratio = |ours: f64, raw: f64| (ours / raw.max(1e-9) * 100.0).round() / 100.0;
+    let ratio = |ours: f64, raw: f64| round2(ours / raw.max(1e-9));
     Ok(QueueReport {
         prefix: scratch.prefix.clone(),
         jobs: opts.jobs,
@@ -225,7 +225,7 @@ async fn measure(opts: &QueueOptions, scratch: &Scratch) -> Result<QueueReport> 
         p99_ms: (p99_ms * 1000.0).round() / 1000.0,
         latency_jobs: latencies.len(),
         intake_jobs_per_sec: intake_jobs_per_sec.map(round1),
-        redis_commands_per_job: (commands as f64 / backlog as f64 * 100.0).round() / 100.0,
+        redis_commands_per_job: round2(commands as f64 / backlog as f64),
         idle_redis_commands_per_sec: round1(idle),
         peak_rss_mb: round1(stats::peak_rss_mb()),
         ratios: QueueRatios {

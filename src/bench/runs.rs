@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::stats::{self, Baseline, Progress, per_sec, round1};
+use super::stats::{self, Baseline, Progress, per_sec, round1, round2};
 use super::{BenchError, Result, Scratch, guarded};
 use crate::config::Config;
 use crate::ops::setup;
@@ -262,7 +262,7 @@ async fn measure(
         }
     }
     let commands: f64 = commands_by_name.iter().map(|(_, count)| count).sum();
-    let per_run = |count: f64| (count / opts.users as f64 * 100.0).round() / 100.0;
+    let per_run = |count: f64| round2(count / opts.users as f64);
     let mut redis_commands_by_name: Vec<(String, f64)> = commands_by_name
         .into_iter()
         .map(|(name, count)| (name, per_run(count)))

@@ -31,6 +31,11 @@ pub fn round1(value: f64) -> f64 {
     (value * 10.0).round() / 10.0
 }
 
+/// Rounds to two decimals (ratios and per-item counts), for printing and JSON.
+pub fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
 /// A field of `/proc/self/status` in MB (the kernel reports kB); 0 where there is none.
 fn proc_status_mb(field: &str) -> f64 {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return 0.0 };
@@ -106,7 +111,7 @@ pub fn command_deltas(
         .iter()
         .map(|(name, calls)| {
             let grown = calls.saturating_sub(before.get(name).copied().unwrap_or(0));
-            (name.clone(), (grown as f64 / per.max(1) as f64 * 100.0).round() / 100.0)
+            (name.clone(), round2(grown as f64 / per.max(1) as f64))
         })
         .filter(|(_, per_item)| *per_item >= 0.05)
         .collect();
