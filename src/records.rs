@@ -90,23 +90,6 @@ pub async fn set_run(
     Ok(())
 }
 
-/// Whether an operator asked to cancel the run (`agentcron cancel` on a running run).
-///
-/// # Errors
-/// [`RecordsError`] when Redis fails.
-pub async fn cancel_requested(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    run_id: &str,
-) -> Result<bool, RecordsError> {
-    let at: Option<String> = redis::cmd("HGET")
-        .arg(keys.run(run_id))
-        .arg("cancel_requested_at_ms")
-        .query_async(conn)
-        .await?;
-    Ok(at.is_some())
-}
-
 /// The user's vault map.
 ///
 /// # Errors

@@ -71,13 +71,31 @@ impl Phase {
         }
     }
 
-    /// Whether entering the phase starts something billed (a session, the agent's turn):
-    /// an operator's cancel request is checked before these, and periodically while the
-    /// stream runs. The earlier phases are quick and idempotent, and a read of the flag before
-    /// each was a Redis command per phase per run.
-    pub fn spends(self) -> bool {
-        matches!(self, Self::Session | Self::Message)
+    /// The record field holding when the phase was entered: `<phase>_at_ms`.
+    pub fn at_field(self) -> &'static str {
+        match self {
+            Self::Checking => "checking_at_ms",
+            Self::Minting => "minting_at_ms",
+            Self::Vault => "vault_at_ms",
+            Self::Session => "session_at_ms",
+            Self::Message => "message_at_ms",
+            Self::Streaming => "streaming_at_ms",
+        }
     }
+}
+
+/// Record fields a phase established (a session id, the sent mark), persisted with the next
+/// phase marker in one write rather than each in its own.
+pub type Facts = Vec<(&'static str, String)>;
+
+/// What one attempt did, for the run and phase metrics: kept in memory as the attempt goes,
+/// rather than read back from the record at its end (a Redis read per run).
+#[derive(Debug, Default)]
+pub struct Timeline {
+    /// The run's schedule, once its record was read.
+    pub schedule: Option<String>,
+    /// Each phase this attempt entered, with when.
+    pub entered: Vec<(Phase, std::time::Instant)>,
 }
 
 impl fmt::Display for Phase {
@@ -312,24 +330,32 @@ impl Run {
     }
 }
 
-/// Executes run `run_id` to its end, or to the first failure the worker must handle.
+/// Executes run `run_id` to its end, or to the first failure the worker must handle, noting
+/// in `timeline` the phases it enters.
 ///
 /// # Errors
 /// [`RunError`]; its [`RunError::class`] says whether a retry can help.
 ///
 /// # Cancel safety
 /// Cancelling `cancel` stops the run at the next safe point (between phases or between
-/// events) with [`RunError::Cancelled`]; everything persisted so far lets it resume.
+/// events) with [`RunError::Cancelled`]; everything persisted so far lets it resume. An
+/// operator's cancel request reaches `cancel` through the worker's heartbeat; one made before
+/// this attempt started is in the record, and ends the attempt before it does anything.
 #[tracing::instrument(skip_all, fields(run_id = %run_id))]
 pub async fn execute(
     ctx: &Context,
     run_id: &str,
     cancel: &CancellationToken,
+    timeline: &mut Timeline,
 ) -> Result<Finish, RunError> {
     let mut conn = ctx.redis.clone();
     let record = records::load_run(&mut conn, &ctx.keys, run_id).await?;
-    let run =
-        Run::from_record(run_id, &record.ok_or_else(|| RunError::NotFound(run_id.to_owned()))?)?;
+    let record = record.ok_or_else(|| RunError::NotFound(run_id.to_owned()))?;
+    let run = Run::from_record(run_id, &record)?;
+    timeline.schedule.clone_from(&run.schedule);
+    if record.get("cancel_requested_at_ms").is_some() {
+        return Err(RunError::Cancelled);
+    }
     let lease = ctx.config.worker.lease;
     match lease::acquire(&mut conn, &ctx.keys, &run.user, run_id, lease).await? {
         lease::Acquired::Held => {}
@@ -338,7 +364,8 @@ pub async fn execute(
         }
     }
     let leased_at = std::time::Instant::now();
-    let res = pipeline(ctx, &mut conn, &run, cancel, leased_at).await;
+    let mut progress = Progress { ctx, run: &run, cancel, timeline };
+    let res = pipeline(&mut progress, &mut conn, leased_at).await;
     // A fail point stands for a crash, which releases nothing.
     if !matches!(res, Err(RunError::FailPoint(_)))
         && let Err(error) = lease::release(&mut conn, &ctx.keys, &run.user, run_id).await
@@ -349,30 +376,29 @@ pub async fn execute(
 }
 
 async fn pipeline(
-    ctx: &Context,
+    at: &mut Progress<'_>,
     conn: &mut ConnectionManager,
-    run: &Run,
-    cancel: &CancellationToken,
     leased_at: std::time::Instant,
 ) -> Result<Finish, RunError> {
+    let (ctx, run, cancel) = (at.ctx, at.run, at.cancel);
     // Each phase's future is boxed: rustc lays them out side by side in this function's state
     // rather than overlapping them (24 KB, most of it dead once streaming starts), and a
     // worker holds one such state per in-flight run. Boxed, the pre-stream phases' memory is
     // freed when each ends.
-    enter(ctx, conn, run, Phase::Checking, cancel).await?;
+    at.enter(conn, Phase::Checking, Facts::new()).await?;
     let inactive = Box::pin(connections::check(ctx, conn, run)).await?;
     if !inactive.is_empty() {
         return Ok(Finish::NeedsAuth { connections: inactive });
     }
-    enter(ctx, conn, run, Phase::Minting, cancel).await?;
+    at.enter(conn, Phase::Minting, Facts::new()).await?;
     let token = Box::pin(token::mint(ctx, &run.user)).await?;
-    enter(ctx, conn, run, Phase::Vault, cancel).await?;
+    at.enter(conn, Phase::Vault, Facts::new()).await?;
     let vault = Box::pin(vault::refresh(ctx, conn, &run.user, &token.token)).await?;
-    enter(ctx, conn, run, Phase::Session, cancel).await?;
-    let session_id = Box::pin(session::ensure(ctx, conn, run, &vault.vault_id)).await?;
-    enter(ctx, conn, run, Phase::Message, cancel).await?;
-    let opened = Box::pin(message::ensure_sent(ctx, conn, run, &session_id)).await?;
-    enter(ctx, conn, run, Phase::Streaming, cancel).await?;
+    at.enter(conn, Phase::Session, session::request_mark(run)).await?;
+    let (session_id, facts) = Box::pin(session::ensure(ctx, run, &vault.vault_id)).await?;
+    at.enter(conn, Phase::Message, facts).await?;
+    let (opened, facts) = Box::pin(message::ensure_sent(ctx, run, &session_id)).await?;
+    at.enter(conn, Phase::Streaming, facts).await?;
     let tokens = events::TokenState {
         expires_at: token.expires_at,
         vault,
@@ -386,31 +412,42 @@ async fn pipeline(
     Ok(Finish::Succeeded { session_id })
 }
 
-/// A safe point: honours cancellation and fail points, then persists the phase.
-async fn enter(
-    ctx: &Context,
-    conn: &mut ConnectionManager,
-    run: &Run,
-    phase: Phase,
-    cancel: &CancellationToken,
-) -> Result<(), RunError> {
-    if cancel.is_cancelled() {
-        return Err(RunError::Cancelled);
+/// One attempt's way through the phases: where it persists them and what it notes.
+struct Progress<'a> {
+    ctx: &'a Context,
+    run: &'a Run,
+    cancel: &'a CancellationToken,
+    timeline: &'a mut Timeline,
+}
+
+impl Progress<'_> {
+    /// A safe point: persists `facts` (what the phase before established), then, unless
+    /// cancellation or a fail point stops the run here, enters `phase`, in the same write.
+    async fn enter(
+        &mut self,
+        conn: &mut ConnectionManager,
+        phase: Phase,
+        mut facts: Facts,
+    ) -> Result<(), RunError> {
+        let stop = if self.cancel.is_cancelled() {
+            Some(RunError::Cancelled)
+        } else {
+            hook(self.ctx, FailPoint::Before(phase)).err()
+        };
+        if stop.is_none() {
+            facts.push(("phase", phase.as_str().to_owned()));
+            facts.push((phase.at_field(), now_ms().to_string()));
+        }
+        if !facts.is_empty() {
+            records::set_run(conn, &self.ctx.keys, &self.run.id, &facts).await?;
+        }
+        if let Some(stop) = stop {
+            return Err(stop);
+        }
+        self.timeline.entered.push((phase, std::time::Instant::now()));
+        tracing::debug!(message = "Phase entered.", stage = phase.as_str());
+        Ok(())
     }
-    hook(ctx, FailPoint::Before(phase))?;
-    if phase.spends() && records::cancel_requested(conn, &ctx.keys, &run.id).await? {
-        return Err(RunError::Cancelled);
-    }
-    let at = format!("{phase}_at_ms");
-    records::set_run(
-        conn,
-        &ctx.keys,
-        &run.id,
-        &[("phase", phase.as_str().to_owned()), (&at, now_ms().to_string())],
-    )
-    .await?;
-    tracing::debug!(message = "Phase entered.", stage = phase.as_str());
-    Ok(())
 }
 
 /// Waits for the fleet-wide rate of `name` (`sessions` or `tokens`) when one is configured.
@@ -436,9 +473,10 @@ fn hook(ctx: &Context, point: FailPoint) -> Result<(), RunError> {
 impl crate::worker::Handler for Context {
     async fn handle(&self, job: crate::worker::JobContext) -> crate::worker::Outcome {
         use crate::worker::Outcome;
-        let start = crate::ops::metrics::AttemptStart::now();
+        let start = std::time::Instant::now();
+        let mut timeline = Timeline::default();
         // Boxed: see `api::wait::measure`.
-        let attempt = Box::pin(execute(self, &job.run_id, &job.cancel));
+        let attempt = Box::pin(execute(self, &job.run_id, &job.cancel, &mut timeline));
         let (res, waited) = crate::api::wait::measure(attempt).await;
         crate::ops::metrics::run_overhead(start.elapsed().saturating_sub(waited));
         let outcome = match res {
@@ -462,9 +500,7 @@ impl crate::worker::Handler for Context {
                 }
             }
         };
-        let mut conn = self.redis.clone();
-        crate::ops::metrics::attempt_ended(&mut conn, &self.keys, &job.run_id, &outcome, start)
-            .await;
+        crate::ops::metrics::attempt_ended(&outcome, start, &timeline);
         outcome
     }
 }

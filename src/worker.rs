@@ -13,6 +13,7 @@
 //! dropped. Finally the heartbeat stops and everything this worker still holds goes back to the
 //! queue with its attempt refunded: recoverable, not failed.
 
+mod cancels;
 mod intake;
 mod maintenance;
 mod outcome;
@@ -106,7 +107,8 @@ pub async fn run_on<H: Handler>(
     let root = CancellationToken::new();
     let lease = Arc::new(Lease::new(worker_id.to_owned(), root.clone()));
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let beat = maintenance::Beat::new(config, Arc::clone(&in_flight));
+    let runs = cancels::InFlight::default();
+    let beat = maintenance::Beat::new(config, Arc::clone(&in_flight), runs.clone());
     if !maintenance::register(&queue, &lease.current(), &beat, &shutdown).await {
         return Ok(());
     }
@@ -127,7 +129,8 @@ pub async fn run_on<H: Handler>(
     background.spawn(maintenance::promoter(queue.clone(), shutdown.clone()));
     background.spawn(intake::run(queue.clone(), Arc::clone(&lease), BLOCK, shutdown.clone()));
 
-    let res = execute(&queue, config, handler, &lease, in_flight, &shutdown, &root).await;
+    let counts = (in_flight, runs);
+    let res = execute(&queue, config, handler, &lease, counts, &shutdown, &root).await;
 
     stop_heartbeat.cancel();
     while background.join_next().await.is_some() {}
@@ -147,7 +150,7 @@ async fn execute<H: Handler>(
     config: &Config,
     handler: H,
     lease: &Arc<Lease>,
-    in_flight: Arc<AtomicUsize>,
+    (in_flight, runs): (Arc<AtomicUsize>, cancels::InFlight),
     shutdown: &CancellationToken,
     root: &CancellationToken,
 ) -> Result<(), WorkerError> {
@@ -169,7 +172,7 @@ async fn execute<H: Handler>(
         .timeout(worker.run_timeout + CANCEL_SLACK)
         .enable_tracing()
         .layer(CatchPanicLayer::with_panic_handler(service::on_panic))
-        .build(HandlerService::new(handler, worker.run_timeout, worker.max_attempts));
+        .build(HandlerService::new(handler, worker.run_timeout, worker.max_attempts, runs));
     let signal = shutdown.clone();
     let signal = async move {
         signal.cancelled().await;

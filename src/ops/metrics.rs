@@ -9,10 +9,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use redis::aio::ConnectionManager;
 
-use crate::queue::keys::Keys;
-use crate::run::Phase;
+use crate::run::{Phase, Timeline};
 use crate::worker::Outcome;
 
 /// Default histogram buckets (seconds): most phases are one API call; streaming is a turn.
@@ -122,36 +120,10 @@ pub fn notices_open(n_notices: u64) {
     metrics::gauge!("agentcron_notices_open").set(n_notices as f64);
 }
 
-/// When a run attempt started, for [`attempt_ended`].
-#[derive(Debug, Clone, Copy)]
-pub struct AttemptStart {
-    at: Instant,
-    at_ms: i64,
-}
-
-impl AttemptStart {
-    /// Now.
-    pub fn now() -> Self {
-        Self { at: Instant::now(), at_ms: crate::records::now_ms() }
-    }
-
-    /// Time since the attempt started.
-    pub fn elapsed(&self) -> Duration {
-        self.at.elapsed()
-    }
-}
-
-/// Records an ended attempt of `run_id`: [`run_finished`] labelled with the record's schedule,
-/// and [`phase_finished`] for each phase this attempt entered (the `<phase>_at_ms` fields
-/// written since `start`; the last phase lasts until now). Deferred attempts never started a
-/// run and are not counted. A Redis failure loses only the labels and phases, never the count.
-pub async fn attempt_ended(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    run_id: &str,
-    outcome: &Outcome,
-    start: AttemptStart,
-) {
+/// Records an ended attempt: [`run_finished`] labelled with the run's schedule, and
+/// [`phase_finished`] for each phase the attempt entered (the last one lasts until now).
+/// Deferred attempts never started a run and are not counted.
+pub fn attempt_ended(outcome: &Outcome, start: Instant, timeline: &Timeline) {
     let label = match outcome {
         Outcome::Succeeded => "succeeded",
         Outcome::NeedsAuth => "needs_auth",
@@ -160,27 +132,12 @@ pub async fn attempt_ended(
         Outcome::Fatal { .. } => "fatal",
         Outcome::Defer { .. } => return,
     };
-    let detail = match crate::ops::report::run(conn, keys, run_id).await {
-        Ok(detail) => detail,
-        Err(error) => {
-            tracing::warn!(message = "Could not read the run for its metrics.", run_id, %error);
-            None
-        }
-    };
-    let schedule =
-        detail.as_ref().and_then(|d| d.record.get("schedule")).map_or("", String::as_str);
-    run_finished(schedule, label, start.at.elapsed());
-    let spans = detail.iter().flat_map(|d| &d.timeline).filter(|span| span.at_ms >= start.at_ms);
-    let starts: Vec<(Phase, i64)> = spans
-        .filter_map(|span| {
-            Phase::ALL.into_iter().find(|p| p.as_str() == span.phase).map(|p| (p, span.at_ms))
-        })
-        .collect();
-    let now = crate::records::now_ms();
-    for (i, (phase, at)) in starts.iter().enumerate() {
-        let end = starts.get(i + 1).map_or(now, |(_, next)| *next);
-        let ms = u64::try_from(end - at).unwrap_or(0);
-        phase_finished(*phase, Duration::from_millis(ms));
+    run_finished(timeline.schedule.as_deref().unwrap_or(""), label, start.elapsed());
+    let now = Instant::now();
+    let entered = &timeline.entered;
+    for (i, (phase, at)) in entered.iter().enumerate() {
+        let end = entered.get(i + 1).map_or(now, |(_, next)| *next);
+        phase_finished(*phase, end.saturating_duration_since(*at));
     }
 }
 

@@ -1,10 +1,14 @@
 //! Operator actions on single runs: `requeue` (a dead, failed or cancelled run goes back to the
 //! ready list with a fresh attempt budget, keeping its phase and session so it resumes) and
-//! `cancel` (a waiting run is cancelled at once; a running one is asked to stop, which the run
-//! pipeline honours at its next safe point). Each is one Lua script, so it is atomic with
-//! respect to workers.
+//! `cancel` (a waiting run is cancelled at once; a running one is asked to stop: its worker
+//! learns it at its next heartbeat and the run stops at its next safe point). Each is one Lua
+//! script, so it is atomic with respect to workers.
 
 use super::{Queue, Result, script};
+
+/// How long a worker's set of cancel requests outlives the last request: a live worker takes
+/// it within a heartbeat; the set of a worker that died must not stay forever.
+const CANCELS_TTL_SECS: u64 = 24 * 60 * 60;
 
 /// What an operator action found and did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -46,7 +50,9 @@ impl Queue {
             .key(keys.ready())
             .key(keys.delayed())
             .arg(run_id)
-            .arg(keys.runs_by_state_prefix());
+            .arg(keys.runs_by_state_prefix())
+            .arg(keys.cancels_prefix())
+            .arg(CANCELS_TTL_SECS);
         Ok(invocation.invoke_async(&mut self.connection()).await?)
     }
 }

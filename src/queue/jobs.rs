@@ -17,6 +17,8 @@ use super::{LIST_CAP, Owner, PROMOTE_BATCH, Queue, QueueError, Result, RunState,
 const REAP_ITEMS: usize = 2_000;
 /// Dead workers handled per reaper call.
 const REAP_WORKERS: usize = 16;
+/// Cancel requests one heartbeat takes at most; more wait for the next one.
+const CANCELS_PER_BEAT: usize = 10_000;
 
 /// One run taken by this worker: what the worker needs to execute and finish it.
 #[derive(Debug, Clone)]
@@ -186,24 +188,32 @@ impl Queue {
     }
 
     /// Renews `owner`'s lease to `lease` from now and stores `info` in `<p>:workers`;
-    /// `register` creates the lease. Returns false when the lease was lost (reaped).
+    /// `register` creates the lease. Returns `None` when the lease was lost (reaped), else the
+    /// runs an operator asked this worker to cancel since the last heartbeat.
     pub(crate) async fn heartbeat(
         &self,
         owner: &Owner,
         lease: Duration,
         info: &str,
         register: bool,
-    ) -> Result<bool> {
+    ) -> Result<Option<Vec<String>>> {
         let mut invocation = script::HEARTBEAT.prepare_invoke();
         invocation
             .key(self.keys.leases())
             .key(self.keys.workers())
+            .key(self.keys.cancels(&owner.id))
             .arg(&*owner.id)
             .arg(lease.as_millis().to_string())
             .arg(info)
-            .arg(if register { "1" } else { "0" });
-        let renewed: i64 = invocation.invoke_async(&mut self.connection()).await?;
-        Ok(renewed == 1)
+            .arg(if register { "1" } else { "0" })
+            .arg(CANCELS_PER_BEAT);
+        let reply: redis::Value = invocation.invoke_async(&mut self.connection()).await?;
+        if matches!(reply, redis::Value::Int(0)) {
+            return Ok(None);
+        }
+        let (_, cancels): (i64, Vec<String>) =
+            redis::from_redis_value(reply).map_err(|e| QueueError::Protocol(e.to_string()))?;
+        Ok(Some(cancels))
     }
 
     /// Hands the runs and intake items of workers whose lease expired back to the queue.

@@ -59,6 +59,17 @@ impl Keys {
         format!("{}{worker}", self.processing_prefix())
     }
 
+    /// `<p>:q:cancel:<worker>`: the running runs an operator asked `worker` to cancel, taken
+    /// by its heartbeat.
+    pub fn cancels(&self, worker: &str) -> String {
+        format!("{}{worker}", self.cancels_prefix())
+    }
+
+    /// `<p>:q:cancel:`, for the cancel script, which appends the run's worker id.
+    pub(crate) fn cancels_prefix(&self) -> String {
+        self.key("q:cancel:")
+    }
+
     /// `<p>:q:processing:`, for the reaper script, which appends worker ids.
     pub(crate) fn processing_prefix(&self) -> String {
         self.key("q:processing:")

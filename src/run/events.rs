@@ -86,9 +86,8 @@ async fn pump(
             None => return Ok(()),
         },
     };
-    // The first tick one period from now, not at once: the token was just minted and the
-    // cancel flag read before the message was sent, so an immediate tick would only repeat a
-    // Redis read per run.
+    // The first tick one period from now, not at once: the token was just minted, so an
+    // immediate tick would have nothing to do.
     let period = ctx.config.worker.heartbeat;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     // The phases before the stream can take long on a busy worker: renew now if it is due.
@@ -210,17 +209,15 @@ async fn answer(ctx: &Context, session_id: &str, event_ids: &[String]) -> Result
     Ok(())
 }
 
-/// At each heartbeat: honours an operator's cancel request, renews the user's lease when a
-/// third of it has passed, and replaces the token before it expires.
+/// At each heartbeat: renews the user's lease when a third of it has passed, and replaces the
+/// token before it expires. (An operator's cancel request arrives on `cancel`, through the
+/// worker's own heartbeat: one Redis command per worker, not one per streaming run.)
 async fn keep_fresh(
     ctx: &Context,
     conn: &mut ConnectionManager,
     run: &Run,
     tokens: &mut TokenState,
 ) -> Result<(), RunError> {
-    if crate::records::cancel_requested(conn, &ctx.keys, &run.id).await? {
-        return Err(RunError::Cancelled);
-    }
     renew_lease_if_due(ctx, conn, run, tokens).await?;
     let margin = chrono::TimeDelta::from_std(ctx.config.scalekit.token_refresh_margin)
         .unwrap_or(chrono::TimeDelta::zero());

@@ -9,12 +9,11 @@ use std::pin::Pin;
 
 use chrono::Utc;
 use futures::Stream;
-use redis::aio::ConnectionManager;
 
-use super::{Context, FailPoint, Run, RunError, hook};
+use super::{Context, Facts, FailPoint, Run, RunError, hook};
 use crate::api::anthropic::{EventKind, OutgoingEvent, SessionEvent};
 use crate::api::{ApiError, ErrorClass, RetryPolicy};
-use crate::records::{self, now_ms};
+use crate::records::now_ms;
 
 /// The session's event stream, opened before the message was sent.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<SessionEvent, ApiError>> + Send>>;
@@ -23,29 +22,27 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<SessionEvent, ApiError>>
 const DEFAULT_PROMPT: &str = "It is {local_time}. Triage my inbox.";
 
 /// Sends the message unless it was sent; returns the stream opened before sending, or `None`
-/// when an earlier attempt sent it (the caller resumes from the history).
+/// when an earlier attempt sent it (the caller resumes from the history), and the sent mark
+/// to persist with the next phase marker when this attempt learnt it.
 ///
 /// # Errors
-/// [`RunError`] when Anthropic or Redis fails.
+/// [`RunError`] when Anthropic fails.
 pub async fn ensure_sent(
     ctx: &Context,
-    conn: &mut ConnectionManager,
     run: &Run,
     session_id: &str,
-) -> Result<Option<EventStream>, RunError> {
+) -> Result<(Option<EventStream>, Facts), RunError> {
     if run.message_sent {
-        return Ok(None);
+        return Ok((None, Facts::new()));
     }
     let session_existed = run.session_id.is_some() || run.session_requested_at_ms.is_some();
     if session_existed && was_accepted(ctx, session_id).await? {
-        mark_sent(ctx, conn, run).await?;
-        return Ok(None);
+        return Ok((None, sent_mark()));
     }
     let stream = ctx.anthropic.stream_events(session_id).await?;
     send_once(ctx, session_id, &render(ctx, run)).await?;
     hook(ctx, FailPoint::MessageSent)?;
-    mark_sent(ctx, conn, run).await?;
-    Ok(Some(Box::pin(stream)))
+    Ok((Some(Box::pin(stream)), sent_mark()))
 }
 
 async fn was_accepted(ctx: &Context, session_id: &str) -> Result<bool, RunError> {
@@ -74,10 +71,8 @@ async fn send_once(ctx: &Context, session_id: &str, prompt: &str) -> Result<(), 
     }
 }
 
-async fn mark_sent(ctx: &Context, conn: &mut ConnectionManager, run: &Run) -> Result<(), RunError> {
-    records::set_run(conn, &ctx.keys, &run.id, &[("message_sent_at_ms", now_ms().to_string())])
-        .await?;
-    Ok(())
+fn sent_mark() -> Facts {
+    vec![("message_sent_at_ms", now_ms().to_string())]
 }
 
 /// The prompt with `{user}`, `{local_time}` (in the schedule's zone, else UTC) and `{run_id}`.

@@ -1,49 +1,51 @@
 //! Phase `session`: `sessions.create(agent, environment_id, vault_ids=[the user's vault])` with
-//! the run id and user in title and metadata; the id is persisted at once. If an earlier
-//! attempt asked for a session and died before persisting its id, the session is found again
-//! by its `run_id` metadata instead of creating a second one.
+//! the run id and user in title and metadata; the id is persisted with the next phase marker,
+//! before anything else happens. If an earlier attempt asked for a session and died before
+//! persisting its id, the session is found again by its `run_id` metadata instead of creating
+//! a second one.
 
-use redis::aio::ConnectionManager;
 use serde_json::json;
 
-use super::{Context, FailPoint, Run, RunError, hook};
+use super::{Context, Facts, FailPoint, Run, RunError, hook};
 use crate::api::anthropic::{Session, SessionCreate};
-use crate::records::{self, now_ms};
+use crate::records::now_ms;
 
 /// How far before the recorded request a lost session may have been created (clock skew).
 const SKEW_MS: i64 = 5 * 60 * 1000;
 
-/// The run's session id, creating the session when the run has none.
+/// The request mark the `session` phase marker carries when this attempt may ask for a
+/// session: where the search for a lost creation starts. Empty when the run has a session, or
+/// when an earlier attempt's mark stands (it is older than any creation since, so it stays).
+pub fn request_mark(run: &Run) -> Facts {
+    if run.session_id.is_some() || run.session_requested_at_ms.is_some() {
+        return Facts::new();
+    }
+    vec![("session_requested_at_ms", now_ms().to_string())]
+}
+
+/// The run's session id, creating the session when the run has none, and the facts to persist
+/// with the next phase marker (the id, when this attempt learnt it).
 ///
 /// # Errors
-/// [`RunError`] when Anthropic or Redis fails.
-pub async fn ensure(
-    ctx: &Context,
-    conn: &mut ConnectionManager,
-    run: &Run,
-    vault_id: &str,
-) -> Result<String, RunError> {
+/// [`RunError`] when Anthropic fails.
+pub async fn ensure(ctx: &Context, run: &Run, vault_id: &str) -> Result<(String, Facts), RunError> {
     if let Some(session_id) = &run.session_id {
-        return Ok(session_id.clone());
+        return Ok((session_id.clone(), Facts::new()));
     }
     if let Some(requested_at) = run.session_requested_at_ms
         && let Some(found) = find_lost(ctx, &run.id, requested_at).await?
     {
         tracing::info!(message = "Found the session an earlier attempt created.", session_id = %found.id);
-        persist(ctx, conn, run, &found.id).await?;
-        return Ok(found.id);
+        return Ok(learnt(found.id));
     }
-    records::set_run(
-        conn,
-        &ctx.keys,
-        &run.id,
-        &[("session_requested_at_ms", now_ms().to_string())],
-    )
-    .await?;
     let session = ctx.anthropic.create_session(&request(ctx, run, vault_id)).await?;
     hook(ctx, FailPoint::SessionCreated)?;
-    persist(ctx, conn, run, &session.id).await?;
-    Ok(session.id)
+    Ok(learnt(session.id))
+}
+
+fn learnt(session_id: String) -> (String, Facts) {
+    let facts = vec![("session_id", session_id.clone())];
+    (session_id, facts)
 }
 
 fn request(ctx: &Context, run: &Run, vault_id: &str) -> SessionCreate {
@@ -60,16 +62,6 @@ fn request(ctx: &Context, run: &Run, vault_id: &str) -> SessionCreate {
         metadata: Some(metadata),
         vault_ids: vec![vault_id.to_owned()],
     }
-}
-
-async fn persist(
-    ctx: &Context,
-    conn: &mut ConnectionManager,
-    run: &Run,
-    session_id: &str,
-) -> Result<(), RunError> {
-    records::set_run(conn, &ctx.keys, &run.id, &[("session_id", session_id.to_owned())]).await?;
-    Ok(())
 }
 
 /// Pages through the agent's sessions, newest first, back to shortly before `requested_at`.

@@ -1,5 +1,5 @@
 //! The worker's periodic duties besides running runs: connect and register, heartbeat (which
-//! also notices a lost lease), reap the runs of dead workers, promote due retries, and release
+//! also notices a lost lease and takes operators' cancel requests), reap the runs of dead workers, promote due retries, and release
 //! everything at shutdown. Each loop retries Redis with backoff and never ends the worker.
 //!
 //! This module must not execute runs.
@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::cancels::InFlight;
 use crate::config::Config;
 use crate::ops::metrics;
 use crate::queue::{Backoff, Lease, Owner, Queue};
@@ -46,16 +47,19 @@ pub(super) struct Beat {
     concurrency: usize,
     started_at_ms: i64,
     in_flight: Arc<AtomicUsize>,
+    /// Where the cancel requests the heartbeat takes are delivered.
+    runs: InFlight,
 }
 
 impl Beat {
-    pub(super) fn new(config: &Config, in_flight: Arc<AtomicUsize>) -> Self {
+    pub(super) fn new(config: &Config, in_flight: Arc<AtomicUsize>, runs: InFlight) -> Self {
         Self {
             lease: config.worker.lease,
             every: config.worker.heartbeat,
             concurrency: config.worker.concurrency,
             started_at_ms: crate::queue::unix_ms(SystemTime::now()),
             in_flight,
+            runs,
         }
     }
 
@@ -95,9 +99,9 @@ pub(super) async fn register(
     }
 }
 
-/// Renews the lease every `heartbeat`. A lost lease means the reaper gave this worker's runs
-/// to others: cancel them now (they must not run twice) and continue under a new id.
-/// Runs [`heartbeat`] on its own thread, with its own single-threaded runtime and Redis
+/// Renews the lease every `heartbeat` and passes on operators' cancel requests for this
+/// worker's runs. A lost lease means the reaper gave this worker's runs to others: cancel them
+/// now (they must not run twice) and continue under a new id. Runs [`heartbeat`] on its own thread, with its own single-threaded runtime and Redis
 /// connection, until `stop`. Thousands of busy runs on the main runtime must not delay the
 /// heartbeat: a starved heartbeat lets this worker's lease expire and the reaper hand its runs
 /// to other workers (measured: 10,000 in-flight sessions on 2 cores did exactly that).
@@ -131,14 +135,19 @@ pub(super) fn spawn_heartbeat(
 
 async fn heartbeat(queue: Queue, lease: Arc<Lease>, beat: Beat, stop: CancellationToken) {
     let mut register = false;
+    // Requests for runs not (yet) in flight here: a request taken between a run's start and its
+    // handler's registration is tried once more at the next beat, then forgotten.
+    let mut unmatched = Vec::new();
     while sleep_or_stop(beat.every, &stop).await {
         let owner = lease.current();
         match queue.heartbeat(&owner, beat.lease, &beat.info(), register).await {
-            Ok(true) => {
+            Ok(Some(cancels)) => {
                 queue.health().ok();
                 register = false;
+                beat.runs.cancel(std::mem::take(&mut unmatched));
+                unmatched = beat.runs.cancel(cancels);
             }
-            Ok(false) => {
+            Ok(None) => {
                 queue.health().ok();
                 tracing::warn!(
                     message = "Lease lost: another worker took this worker's runs; cancelling them here.",

@@ -18,6 +18,7 @@ use apalis_core::error::{AbortError, BoxDynError};
 use apalis_core::layers::{Layer, Service};
 use apalis_core::task::Task;
 
+use super::cancels::InFlight;
 use super::outcome::{Outcome, decide};
 use super::{Handler, JobContext};
 use crate::api::retry::RetryPolicy;
@@ -27,17 +28,24 @@ use crate::queue::{Backoff, Disposition, Job, Queue, RunState};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// Calls the handler for one run, cancelling its token at the run timeout.
+/// Calls the handler for one run, cancelling its token at the run timeout; while it runs, an
+/// operator's cancel request can reach the token through `runs`.
 #[derive(Debug, Clone)]
 pub(super) struct HandlerService<H> {
     handler: H,
     run_timeout: Duration,
     max_attempts: u32,
+    runs: InFlight,
 }
 
 impl<H> HandlerService<H> {
-    pub(super) fn new(handler: H, run_timeout: Duration, max_attempts: u32) -> Self {
-        Self { handler, run_timeout, max_attempts }
+    pub(super) fn new(
+        handler: H,
+        run_timeout: Duration,
+        max_attempts: u32,
+        runs: InFlight,
+    ) -> Self {
+        Self { handler, run_timeout, max_attempts, runs }
     }
 }
 
@@ -62,7 +70,9 @@ impl<H: Handler> Service<Task<Job>> for HandlerService<H> {
         };
         let handler = self.handler.clone();
         let run_timeout = self.run_timeout;
+        let registered = self.runs.enter(&job.run_id, job.cancel.clone());
         Box::pin(async move {
+            let _registered = registered;
             let handling = handler.handle(context);
             tokio::pin!(handling);
             // Cancel safety: `handling` is pinned outside the select and awaited again after

@@ -187,3 +187,60 @@ async fn requeue_and_cancel() {
     let (code, _, _) = cli(&app, &["cancel", "nope"]).await;
     assert_eq!(code, 1);
 }
+
+#[tokio::test]
+async fn cancelling_a_running_run_stops_it_at_the_next_heartbeat() {
+    let app = spawn_app().await;
+    // Ten events 400 ms apart: a turn of about four seconds, cancelled well before its end.
+    app.sim_client
+        .add_fault(
+            json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 400}),
+        )
+        .await;
+    let queue = Queue::connect(&app.config.redis).await.unwrap();
+    let run = NewRun { run_id: "r-stop".to_owned(), ..NewRun::now("gina@example.com") };
+    queue.enqueue(&[run], "test").await.unwrap();
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn({
+        let (config, ctx, shutdown) = (app.config.clone(), app.ctx.clone(), shutdown.clone());
+        async move { agentcron::worker::run(&config, ctx, shutdown).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.record("r-stop").await.get("phase") != Some("streaming") {
+        assert!(Instant::now() < deadline, "{:?}", app.record("r-stop").await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, stdout, stderr) = cli(&app, &["cancel", "r-stop"]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    loop {
+        let record = app.record("r-stop").await;
+        if record.get("state") == Some("cancelled") {
+            break;
+        }
+        assert_ne!(record.get("state"), Some("succeeded"), "the cancel never reached the run");
+        assert!(Instant::now() < deadline, "{record:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let record = app.record("r-stop").await;
+    assert!(record.get("cancel_requested_at_ms").is_some(), "{record:?}");
+    let lines =
+        agentcron::records::transcript::lines(&mut app.conn.clone(), &app.ctx.keys, "r-stop")
+            .await
+            .unwrap();
+    assert!(lines.len() < 10, "the turn went on after the cancel: {} events", lines.len());
+    let mut conn = app.conn.clone();
+    let pending: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:q:cancel:*", app.redis.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut left = Vec::new();
+    for key in pending {
+        let members: Vec<String> =
+            redis::cmd("SMEMBERS").arg(&key).query_async(&mut conn).await.unwrap();
+        left.extend(members);
+    }
+    assert!(left.is_empty(), "the heartbeat took the request: {left:?}");
+    shutdown.cancel();
+    worker.await.unwrap().unwrap();
+}

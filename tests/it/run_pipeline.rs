@@ -467,3 +467,16 @@ async fn requires_action_is_denied_by_deny_policy() {
     );
     assert!(app.sim_client.calendar("deny@example.com").await.is_empty(), "denied: no event");
 }
+
+#[tokio::test]
+async fn a_cancel_requested_before_the_attempt_ends_it_before_any_call() {
+    let app = spawn_app().await;
+    app.create_run("r-asked", "hana@example.com").await;
+    let mut conn = app.conn.clone();
+    let fields = [("cancel_requested_at_ms", "1".to_owned())];
+    agentcron::records::set_run(&mut conn, &app.ctx.keys, "r-asked", &fields).await.unwrap();
+    let before = app.audit().await["requests"].clone();
+    assert!(matches!(app.execute("r-asked").await, Err(RunError::Cancelled)));
+    assert_eq!(app.audit().await["requests"], before, "no remote call was made");
+    assert_eq!(app.record("r-asked").await.get("phase"), None);
+}

@@ -1,6 +1,9 @@
--- Renews (or, with ARGV[4] = '1', registers) a worker's lease and heartbeat.
--- KEYS: 1 q:leases, 2 workers. ARGV: 1 worker id, 2 lease ms, 3 heartbeat JSON, 4 register flag.
--- Returns 0 when the lease was lost: the reaper took (or is taking) this worker's runs.
+-- Renews (or, with ARGV[4] = '1', registers) a worker's lease and heartbeat, and takes the
+-- cancel requests for its runs.
+-- KEYS: 1 q:leases, 2 workers, 3 q:cancel:<worker>.
+-- ARGV: 1 worker id, 2 lease ms, 3 heartbeat JSON, 4 register flag, 5 most requests taken.
+-- Returns 0 when the lease was lost: the reaper took (or is taking) this worker's runs; else
+-- {1, run ids whose cancel was requested}.
 local now = now_ms()
 if ARGV[4] ~= '1' then
   local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -8,4 +11,4 @@ if ARGV[4] ~= '1' then
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-return 1
+return {1, redis.call('SPOP', KEYS[3], tonumber(ARGV[5]))}

@@ -1,0 +1,71 @@
+//! The runs in flight in this worker process, by run id, so that an operator's cancel request
+//! (which the heartbeat takes from Redis, one command per worker) reaches the run's token
+//! instead of every run polling its record. This module must not talk to Redis.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio_util::sync::CancellationToken;
+
+/// The tokens of the runs in flight, shared by the handler service and the heartbeat.
+#[derive(Debug, Clone, Default)]
+pub(super) struct InFlight(Arc<Mutex<HashMap<String, CancellationToken>>>);
+
+impl InFlight {
+    /// Makes `run_id` cancellable through `token` until the returned guard drops.
+    pub(super) fn enter(&self, run_id: &str, token: CancellationToken) -> Registered {
+        self.tokens().insert(run_id.to_owned(), token);
+        Registered { runs: self.clone(), run_id: run_id.to_owned() }
+    }
+
+    /// Cancels the runs among `run_ids` that are in flight here; returns the others.
+    pub(super) fn cancel(&self, run_ids: Vec<String>) -> Vec<String> {
+        let tokens = self.tokens();
+        run_ids
+            .into_iter()
+            .filter(|run_id| {
+                let Some(token) = tokens.get(run_id) else { return true };
+                tracing::info!(message = "An operator cancelled the run; stopping it.", run_id = %run_id);
+                token.cancel();
+                false
+            })
+            .collect()
+    }
+
+    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        // A panic while the map was locked cannot leave it inconsistent: each use is one call.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Keeps a run cancellable; see [`InFlight::enter`].
+#[derive(Debug)]
+pub(super) struct Registered {
+    runs: InFlight,
+    run_id: String,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.runs.tokens().remove(&self.run_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancels_only_registered_runs_and_forgets_them_when_they_end() {
+        let runs = InFlight::default();
+        let (a, b) = (CancellationToken::new(), CancellationToken::new());
+        let guard_a = runs.enter("a", a.clone());
+        let _guard_b = runs.enter("b", b.clone());
+        let unmatched = runs.cancel(vec!["a".to_owned(), "c".to_owned()]);
+        assert_eq!(unmatched, vec!["c".to_owned()]);
+        assert!(a.is_cancelled());
+        assert!(!b.is_cancelled());
+        drop(guard_a);
+        assert_eq!(runs.cancel(vec!["a".to_owned()]), vec!["a".to_owned()]);
+    }
+}
