@@ -385,19 +385,22 @@ async fn pipeline(
     // rather than overlapping them (24 KB, most of it dead once streaming starts), and a
     // worker holds one such state per in-flight run. Boxed, the pre-stream phases' memory is
     // freed when each ends.
-    at.enter(conn, Phase::Checking, Facts::new()).await?;
-    let inactive = Box::pin(connections::check(ctx, conn, run)).await?;
+    let checking = Box::pin(connections::check(ctx, conn, run));
+    let inactive = at.enter_with(&ctx.redis, Phase::Checking, Facts::new(), checking).await?;
     if !inactive.is_empty() {
         return Ok(Finish::NeedsAuth { connections: inactive });
     }
-    at.enter(conn, Phase::Minting, Facts::new()).await?;
-    let token = Box::pin(token::mint(ctx, &run.user)).await?;
-    at.enter(conn, Phase::Vault, Facts::new()).await?;
-    let vault = Box::pin(vault::refresh(ctx, conn, &run.user, &token.token)).await?;
+    let minting = Box::pin(token::mint(ctx, &run.user));
+    let token = at.enter_with(&ctx.redis, Phase::Minting, Facts::new(), minting).await?;
+    let refreshing = Box::pin(vault::refresh(ctx, conn, &run.user, &token.token));
+    let vault = at.enter_with(&ctx.redis, Phase::Vault, Facts::new(), refreshing).await?;
+    // Awaited before the session is asked for: its request mark is how a later attempt finds
+    // a session whose id this one may lose.
     at.enter(conn, Phase::Session, session::request_mark(run)).await?;
     let (session_id, facts) = Box::pin(session::ensure(ctx, run, &vault.vault_id)).await?;
-    at.enter(conn, Phase::Message, facts).await?;
-    let (opened, facts) = Box::pin(message::ensure_sent(ctx, run, &session_id)).await?;
+    let sending = Box::pin(message::ensure_sent(ctx, run, &session_id));
+    let (opened, facts) = at.enter_with(&ctx.redis, Phase::Message, facts, sending).await?;
+    // Awaited before any event is recorded: events follow the sent mark (see `events`).
     at.enter(conn, Phase::Streaming, facts).await?;
     let tokens = events::TokenState {
         expires_at: token.expires_at,
@@ -425,28 +428,46 @@ impl Progress<'_> {
     /// cancellation or a fail point stops the run here, enters `phase`, in the same write.
     async fn enter(
         &mut self,
-        conn: &mut ConnectionManager,
+        conn: &ConnectionManager,
+        phase: Phase,
+        facts: Facts,
+    ) -> Result<(), RunError> {
+        self.enter_with(conn, phase, facts, std::future::ready(Ok(()))).await
+    }
+
+    /// [`Progress::enter`], with the phase's `work` started beside the write rather than after
+    /// it: the write's round trip hides behind the phase's first remote call instead of adding
+    /// to the run's time. Both are awaited before the next phase. For phases whose start needs
+    /// nothing durable first: a crash between the two loses at most a marker, or a session id
+    /// that the request mark lets a later attempt find again.
+    async fn enter_with<T>(
+        &mut self,
+        conn: &ConnectionManager,
         phase: Phase,
         mut facts: Facts,
-    ) -> Result<(), RunError> {
+        work: impl Future<Output = Result<T, RunError>>,
+    ) -> Result<T, RunError> {
+        let mut writer = conn.clone();
+        let (keys, run_id) = (&self.ctx.keys, self.run.id.as_str());
         let stop = if self.cancel.is_cancelled() {
             Some(RunError::Cancelled)
         } else {
             hook(self.ctx, FailPoint::Before(phase)).err()
         };
-        if stop.is_none() {
-            facts.push(("phase", phase.as_str().to_owned()));
-            facts.push((phase.at_field(), now_ms().to_string()));
-        }
-        if !facts.is_empty() {
-            records::set_run(conn, &self.ctx.keys, &self.run.id, &facts).await?;
-        }
         if let Some(stop) = stop {
+            if !facts.is_empty() {
+                records::set_run(&mut writer, keys, run_id, &facts).await?;
+            }
             return Err(stop);
         }
+        facts.push(("phase", phase.as_str().to_owned()));
+        facts.push((phase.at_field(), now_ms().to_string()));
         self.timeline.entered.push((phase, std::time::Instant::now()));
         tracing::debug!(message = "Phase entered.", stage = phase.as_str());
-        Ok(())
+        let (written, done) =
+            tokio::join!(records::set_run(&mut writer, keys, run_id, &facts), work);
+        written?;
+        done
     }
 }
 

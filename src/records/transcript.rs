@@ -21,8 +21,10 @@ use crate::telemetry::Redactor;
 /// Longest file or directory name written; longer ids are shortened and given a hash suffix.
 const MAX_NAME: usize = 200;
 
-/// One run's transcript, open for appending. Redis is written per event; the file is flushed
-/// and fsynced by [`Transcript::close`].
+/// One run's transcript, open for appending. Each event is written to Redis, then to the file,
+/// behind the run: the write overlaps the wait for the next event, and the next write starts
+/// only after it ended, so the order holds. [`Transcript::settle`] waits for it (before a
+/// run acts on an event); [`Transcript::close`] waits for it and fsyncs the file.
 #[derive(Debug)]
 pub struct Transcript {
     key: String,
@@ -38,6 +40,8 @@ pub struct Transcript {
     seen: HashSet<String>,
     /// Whether this attempt has set the stream's lifetime.
     expiry_set: bool,
+    /// The last event's write, while it may still be running.
+    writing: Option<tokio::task::JoinHandle<Result<(), RecordsError>>>,
 }
 
 impl Transcript {
@@ -77,6 +81,7 @@ impl Transcript {
             redactor,
             seen,
             expiry_set: false,
+            writing: None,
         })
     }
 
@@ -90,10 +95,11 @@ impl Transcript {
         &self.path
     }
 
-    /// Records one event unless its id was recorded before. Returns whether it was new.
+    /// Records one event unless its id was recorded before. Returns whether it was new. The
+    /// write runs behind the caller; see [`Transcript::settle`].
     ///
     /// # Errors
-    /// [`RecordsError`] when Redis or the file system fails.
+    /// [`RecordsError`] when the previous event's write failed.
     pub async fn append(
         &mut self,
         conn: &mut ConnectionManager,
@@ -132,26 +138,46 @@ impl Transcript {
         if !self.expiry_set {
             pipe.cmd("EXPIRE").arg(&self.key).arg(self.ttl_secs).ignore();
         }
-        pipe.query_async::<()>(conn).await?;
+        self.settle().await?;
+        let (mut conn, path) = (conn.clone(), self.path.clone());
+        self.writing = Some(tokio::spawn(async move {
+            pipe.query_async::<()>(&mut conn).await?;
+            append_line(&path, format!("{line}\n").into_bytes()).await
+        }));
         self.expiry_set = true;
-        append_line(&self.path, format!("{line}\n").into_bytes()).await?;
         self.written = true;
         Ok(true)
     }
 
-    /// Fsyncs the JSONL copy, when this attempt wrote to it.
+    /// Waits until every event appended so far is recorded in Redis and in the file.
     ///
     /// # Errors
-    /// [`RecordsError`] when the file system fails.
+    /// [`RecordsError`] when the last write failed.
+    pub async fn settle(&mut self) -> Result<(), RecordsError> {
+        let Some(writing) = self.writing.take() else { return Ok(()) };
+        writing.await.unwrap_or_else(|join| Err(RecordsError::io(&self.path, &join.into())))
+    }
+
+    /// Settles the writes, then fsyncs the JSONL copy when this attempt wrote to it. The fsync
+    /// runs on its own, off the run's path (it is the slowest part of a short run's own time
+    /// and the Redis copy is already complete); a failure is logged.
+    ///
+    /// # Errors
+    /// [`RecordsError`] when the last write failed.
     pub async fn close(&mut self) -> Result<(), RecordsError> {
+        self.settle().await?;
         if !std::mem::take(&mut self.written) {
             return Ok(());
         }
-        let owned = self.path.clone();
-        blocking(&self.path, move || {
-            std::fs::OpenOptions::new().append(true).open(owned)?.sync_all()
-        })
-        .await
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let synced = std::fs::OpenOptions::new().append(true).open(&path)?.sync_all();
+            if let Err(error) = &synced {
+                tracing::warn!(message = "Could not fsync a transcript file.", path = %path.display(), %error);
+            }
+            synced
+        });
+        Ok(())
     }
 }
 

@@ -104,6 +104,8 @@ async fn pump(
                     n_reconnects = 0;
                     transcript.append(conn, session_id, &event.raw).await?;
                     if event.is_turn_end() {
+                        // Recorded before it is acted on, so a resumed run sees it.
+                        transcript.settle().await?;
                         super::hook(ctx, super::FailPoint::TurnEndRecorded)?;
                     }
                     if react(ctx, session_id, &event).await? {
