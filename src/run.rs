@@ -357,18 +357,18 @@ pub async fn execute(
         return Err(RunError::Cancelled);
     }
     let lease = ctx.config.worker.lease;
-    match lease::acquire(&mut conn, &ctx.keys, &run.user, run_id, lease).await? {
-        lease::Acquired::Held => {}
+    let mut held = match lease::acquire(&mut conn, &ctx.keys, &run.user, run_id, lease).await? {
+        lease::Acquired::Held(held) => held,
         lease::Acquired::Busy { holder, ttl } => {
             return Err(RunError::Busy { user: run.user, holder, retry_after: ttl });
         }
-    }
-    let leased_at = std::time::Instant::now();
+    };
     let mut progress = Progress { ctx, run: &run, cancel, timeline };
-    let res = pipeline(&mut progress, &mut conn, leased_at).await;
+    let res = pipeline(&mut progress, &mut conn, &mut held).await;
+    let ids = (run.user.as_str(), run_id);
     // A fail point stands for a crash, which releases nothing.
     if !matches!(res, Err(RunError::FailPoint(_)))
-        && let Err(error) = lease::release(&mut conn, &ctx.keys, &run.user, run_id).await
+        && let Err(error) = lease::release(&mut conn, &ctx.keys, ids, lease, &held).await
     {
         tracing::warn!(message = "Could not release the user's lease; it will expire.", %error);
     }
@@ -378,7 +378,7 @@ pub async fn execute(
 async fn pipeline(
     at: &mut Progress<'_>,
     conn: &mut ConnectionManager,
-    leased_at: std::time::Instant,
+    held: &mut lease::Held,
 ) -> Result<Finish, RunError> {
     let (ctx, run, cancel) = (at.ctx, at.run, at.cancel);
     // Each phase's future is boxed: rustc lays them out side by side in this function's state
@@ -402,12 +402,7 @@ async fn pipeline(
     let (opened, facts) = at.enter_with(&ctx.redis, Phase::Message, facts, sending).await?;
     // Awaited before any event is recorded: events follow the sent mark (see `events`).
     at.enter(conn, Phase::Streaming, facts).await?;
-    let tokens = events::TokenState {
-        expires_at: token.expires_at,
-        vault,
-        lease_lost: false,
-        lease_renewed_at: leased_at,
-    };
+    let tokens = events::TokenState { expires_at: token.expires_at, vault, lease: held };
     events::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await?;
     if ctx.config.anthropic.archive_sessions {
         ctx.anthropic.archive_session(&session_id).await?;

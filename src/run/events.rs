@@ -2,8 +2,6 @@
 //! policy, keep the user's lease and token fresh, and stop at the end of the turn. A dropped or
 //! idle stream is re-attached (history first, events already recorded skipped).
 
-use std::time::Instant;
-
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
@@ -17,17 +15,15 @@ use crate::api::{ErrorClass, RetryPolicy, wait};
 use crate::config::ActionPolicy;
 use crate::records::transcript::Transcript;
 
-/// The token currently in the user's vault.
-#[derive(Debug, Clone)]
-pub struct TokenState {
-    /// When it expires.
+/// What the stream keeps fresh: the token in the user's vault, and the user's lease.
+#[derive(Debug)]
+pub struct TokenState<'a> {
+    /// When the token expires.
     pub expires_at: Option<DateTime<Utc>>,
     /// Where it is stored.
     pub vault: VaultIds,
-    /// Whether the last renewal found the user's lease gone (so the warning is logged once).
-    pub lease_lost: bool,
-    /// When the user's lease was last taken or renewed.
-    pub lease_renewed_at: Instant,
+    /// The user's lease.
+    pub(crate) lease: &'a mut lease::Held,
 }
 
 /// Follows the session until the turn ends.
@@ -44,7 +40,7 @@ pub async fn follow(
     run: &Run,
     session_id: &str,
     opened: Option<EventStream>,
-    mut tokens: TokenState,
+    mut tokens: TokenState<'_>,
     cancel: &CancellationToken,
 ) -> Result<(), RunError> {
     let started = Utc::now();
@@ -74,7 +70,7 @@ async fn pump(
     run: &Run,
     session_id: &str,
     opened: Option<EventStream>,
-    tokens: &mut TokenState,
+    tokens: &mut TokenState<'_>,
     transcript: &mut Transcript,
     cancel: &CancellationToken,
 ) -> Result<(), RunError> {
@@ -218,7 +214,7 @@ async fn keep_fresh(
     ctx: &Context,
     conn: &mut ConnectionManager,
     run: &Run,
-    tokens: &mut TokenState,
+    tokens: &mut TokenState<'_>,
 ) -> Result<(), RunError> {
     renew_lease_if_due(ctx, conn, run, tokens).await?;
     let margin = chrono::TimeDelta::from_std(ctx.config.scalekit.token_refresh_margin)
@@ -233,24 +229,23 @@ async fn keep_fresh(
 }
 
 /// Renews the user's lease once a third of it has passed since it was last taken or renewed:
-/// three chances before it expires, without a renewal (three Redis commands) at every
-/// heartbeat of every streaming run.
+/// three chances before it expires, without a renewal at every heartbeat of every streaming
+/// run.
 async fn renew_lease_if_due(
     ctx: &Context,
     conn: &mut ConnectionManager,
     run: &Run,
-    tokens: &mut TokenState,
+    tokens: &mut TokenState<'_>,
 ) -> Result<(), RunError> {
     let lease = ctx.config.worker.lease;
-    if tokens.lease_renewed_at.elapsed() < lease / 3 {
+    if tokens.lease.age() < lease / 3 {
         return Ok(());
     }
-    let held = lease::renew(conn, &ctx.keys, &run.user, &run.id, lease).await?;
+    let was_lost = tokens.lease.lost;
+    lease::renew(conn, &ctx.keys, (&run.user, &run.id), lease, tokens.lease).await?;
     // Logged once per run, not at every tick: a starved worker would otherwise flood the log.
-    if !held && !tokens.lease_lost {
+    if tokens.lease.lost && !was_lost {
         tracing::warn!(message = "The user's lease was lost; continuing the session already started.", user = %run.user);
     }
-    tokens.lease_lost = !held;
-    tokens.lease_renewed_at = Instant::now();
     Ok(())
 }

@@ -1,21 +1,47 @@
 //! The per-user lease: at most one run per user executes at a time, whichever worker holds it.
 //!
-//! `SET <prefix>:lock:user:<u> <run_id> NX PX <lease>`; renewal and release are conditional on
-//! the holder (Lua), so a run whose lease expired can never extend or delete a newer holder's.
-//! The run id is the fencing token: the queue delivers each run to one worker at a time, so
-//! the same run id re-entering after a crash is the same logical holder and may take over.
+//! `SET <prefix>:lock:user:<u> <run_id> NX PX <lease>`. Renewal and release are conditional on
+//! the holder, so a run whose lease expired can never extend or delete a newer holder's: while
+//! less than half the lease has passed since the run last set it, the key cannot have expired,
+//! so it is still the run's and a plain `PEXPIRE` or `DEL` does (one command); later, a Lua
+//! script compares the holder first (three). The run id is the fencing token: the queue
+//! delivers each run to one worker at a time, so the same run id re-entering after a crash is
+//! the same logical holder and may take over.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 
 use crate::queue::keys::Keys;
 
+/// A lease the run holds, as far as it knows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held {
+    /// When the run last set the lease, read before the command was sent: Redis's expiry is
+    /// never earlier than this plus the lease.
+    since: Instant,
+    /// Whether the last renewal found it gone.
+    pub(crate) lost: bool,
+}
+
+impl Held {
+    /// Whether the key is certainly still this run's: it has not been lost, and less than half
+    /// the lease has passed, which leaves a plain command the other half to reach Redis.
+    fn surely_ours(&self, lease: Duration) -> bool {
+        !self.lost && self.since.elapsed() < lease / 2
+    }
+
+    /// Time since the run last set the lease.
+    pub(crate) fn age(&self) -> Duration {
+        self.since.elapsed()
+    }
+}
+
 /// What acquiring found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Acquired {
     /// The lease is ours.
-    Held,
+    Held(Held),
     /// Another run holds it.
     Busy {
         /// The other run.
@@ -55,6 +81,7 @@ pub(crate) async fn acquire(
     run_id: &str,
     lease: Duration,
 ) -> redis::RedisResult<Acquired> {
+    let held = Held { since: Instant::now(), lost: false };
     // The common case, a free lease, in one plain command; the script (re-entry by the same
     // run, or who holds it and for how long) only when that fails.
     let taken: Option<String> = redis::cmd("SET")
@@ -66,7 +93,7 @@ pub(crate) async fn acquire(
         .query_async(conn)
         .await?;
     if taken.is_some() {
-        return Ok(Acquired::Held);
+        return Ok(Acquired::Held(held));
     }
     let (ok, holder, ttl): (i64, String, Option<i64>) = redis::Script::new(ACQUIRE)
         .key(keys.user_lock(user))
@@ -76,7 +103,7 @@ pub(crate) async fn acquire(
         .await
         .map(|reply: Vec<redis::Value>| parse_reply(&reply))?;
     if ok == 1 {
-        return Ok(Acquired::Held);
+        return Ok(Acquired::Held(held));
     }
     let ttl = Duration::from_millis(u64::try_from(ttl.unwrap_or(0)).unwrap_or(0));
     Ok(Acquired::Busy { holder, ttl })
@@ -94,34 +121,53 @@ fn parse_reply(reply: &[redis::Value]) -> (i64, String, Option<i64>) {
     (int(reply.first()).unwrap_or(0), holder, int(reply.get(2)))
 }
 
-/// Extends the lease if `run_id` still holds it; returns whether it did.
+/// Extends the lease if `run_id` still holds it; notes in `held` whether it did.
 pub(crate) async fn renew(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    user: &str,
-    run_id: &str,
+    (user, run_id): (&str, &str),
     lease: Duration,
-) -> redis::RedisResult<bool> {
-    let renewed: i64 = redis::Script::new(RENEW)
-        .key(keys.user_lock(user))
-        .arg(run_id)
-        .arg(millis(lease))
-        .invoke_async(conn)
-        .await?;
-    Ok(renewed == 1)
+    held: &mut Held,
+) -> redis::RedisResult<()> {
+    let since = Instant::now();
+    let key = keys.user_lock(user);
+    let renewed: i64 = if held.surely_ours(lease) {
+        redis::cmd("PEXPIRE").arg(key).arg(millis(lease)).query_async(conn).await?
+    } else {
+        redis::Script::new(RENEW).key(key).arg(run_id).arg(millis(lease)).invoke_async(conn).await?
+    };
+    *held = Held { since, lost: renewed != 1 };
+    Ok(())
 }
 
 /// Releases the lease if `run_id` holds it.
 pub(crate) async fn release(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    user: &str,
-    run_id: &str,
+    (user, run_id): (&str, &str),
+    lease: Duration,
+    held: &Held,
 ) -> redis::RedisResult<()> {
-    redis::Script::new(RELEASE)
-        .key(keys.user_lock(user))
-        .arg(run_id)
-        .invoke_async::<i64>(conn)
-        .await?;
+    let key = keys.user_lock(user);
+    if held.surely_ours(lease) {
+        redis::cmd("DEL").arg(key).query_async::<i64>(conn).await?;
+    } else {
+        redis::Script::new(RELEASE).key(key).arg(run_id).invoke_async::<i64>(conn).await?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_command_only_while_the_key_cannot_have_expired() {
+        let lease = Duration::from_secs(30);
+        let ago = |secs| Instant::now().checked_sub(Duration::from_secs(secs)).unwrap();
+        assert!(Held { since: ago(0), lost: false }.surely_ours(lease));
+        assert!(Held { since: ago(14), lost: false }.surely_ours(lease));
+        assert!(!Held { since: ago(16), lost: false }.surely_ours(lease), "half the lease passed");
+        assert!(!Held { since: ago(0), lost: true }.surely_ours(lease), "found gone before");
+    }
 }
