@@ -331,7 +331,8 @@ impl Run {
 }
 
 /// Executes run `run_id` to its end, or to the first failure the worker must handle, noting
-/// in `timeline` the phases it enters.
+/// in `timeline` the phases it enters. `record` is the run record when the caller has read
+/// it (the worker's start does); else it is read here.
 ///
 /// # Errors
 /// [`RunError`]; its [`RunError::class`] says whether a retry can help.
@@ -345,11 +346,15 @@ impl Run {
 pub async fn execute(
     ctx: &Context,
     run_id: &str,
+    record: Option<Fields>,
     cancel: &CancellationToken,
     timeline: &mut Timeline,
 ) -> Result<Finish, RunError> {
     let mut conn = ctx.redis.clone();
-    let record = records::load_run(&mut conn, &ctx.keys, run_id).await?;
+    let record = match record {
+        Some(record) => Some(record),
+        None => records::load_run(&mut conn, &ctx.keys, run_id).await?,
+    };
     let record = record.ok_or_else(|| RunError::NotFound(run_id.to_owned()))?;
     let run = Run::from_record(run_id, &record)?;
     timeline.schedule.clone_from(&run.schedule);
@@ -487,12 +492,13 @@ fn hook(ctx: &Context, point: FailPoint) -> Result<(), RunError> {
 /// before it reaches the run record. Every attempt ends here, so this is where the run and
 /// phase metrics are recorded.
 impl crate::worker::Handler for Context {
-    async fn handle(&self, job: crate::worker::JobContext) -> crate::worker::Outcome {
+    async fn handle(&self, mut job: crate::worker::JobContext) -> crate::worker::Outcome {
         use crate::worker::Outcome;
         let start = std::time::Instant::now();
         let mut timeline = Timeline::default();
         // Boxed: see `api::wait::measure`.
-        let attempt = Box::pin(execute(self, &job.run_id, &job.cancel, &mut timeline));
+        let record = job.record.take();
+        let attempt = Box::pin(execute(self, &job.run_id, record, &job.cancel, &mut timeline));
         let (res, waited) = crate::api::wait::measure(attempt).await;
         crate::ops::metrics::run_overhead(start.elapsed().saturating_sub(waited));
         let outcome = match res {

@@ -72,9 +72,12 @@ pub struct JobContext {
     pub worker_id: String,
     /// True when the run was taken over from a worker that died: resume from its phase.
     pub resumed: bool,
-    /// Cancelled at the run timeout, when shutdown's grace ends, or when this worker lost
-    /// its lease. Check it between phases.
+    /// Cancelled at the run timeout, when shutdown's grace ends, when this worker lost its
+    /// lease, or when an operator cancels the run. Check it between phases.
     pub cancel: CancellationToken,
+    /// The run record as it was read when the attempt started (before `state` became
+    /// `running`), so that the handler need not read it again.
+    pub record: Option<crate::records::Fields>,
 }
 
 /// Runs the worker until `shutdown` is cancelled and the drain is over: the intake mover, the

@@ -34,6 +34,10 @@ pub(crate) struct Job {
     pub(crate) owner: Owner,
     /// Cancels this run only: a child of the owner's token.
     pub(crate) cancel: CancellationToken,
+    /// The run record as the start read it (before it set `state` and the attempt's fields),
+    /// handed to the handler, which then need not read it again. Taken by the first layer
+    /// that needs it, so that copies of the job kept for its end do not hold it.
+    pub(crate) record: Option<std::collections::HashMap<String, String>>,
 }
 
 /// What to record when an attempt ends, decided by the worker.
@@ -258,16 +262,18 @@ fn parse_started(value: redis::Value, owner: &Owner) -> Result<Fetched> {
     if matches!(value, redis::Value::Int(-1)) {
         return Ok(Fetched::Lost);
     }
-    let started: Vec<(String, u32, String)> =
+    type Started = (String, u32, String, std::collections::HashMap<String, String>);
+    let started: Vec<Started> =
         redis::from_redis_value(value).map_err(|e| QueueError::Protocol(e.to_string()))?;
     let jobs = started
         .into_iter()
-        .map(|(run_id, attempt, previous)| Job {
+        .map(|(run_id, attempt, previous, record)| Job {
             run_id,
             attempt,
             previous: RunState::parse(&previous),
             owner: owner.clone(),
             cancel: owner.token.child_token(),
+            record: Some(record),
         })
         .collect();
     Ok(Fetched::Jobs(jobs))

@@ -59,7 +59,7 @@ impl<H: Handler> Service<Task<Job>> for HandlerService<H> {
     }
 
     fn call(&mut self, task: Task<Job>) -> Self::Future {
-        let job = task.args;
+        let mut job = task.args;
         let context = JobContext {
             run_id: job.run_id.clone(),
             attempt: job.attempt,
@@ -67,6 +67,7 @@ impl<H: Handler> Service<Task<Job>> for HandlerService<H> {
             worker_id: job.owner.id.to_string(),
             resumed: job.previous == Some(RunState::Running),
             cancel: job.cancel.clone(),
+            record: job.record.take().map(crate::records::Fields),
         };
         let handler = self.handler.clone();
         let run_timeout = self.run_timeout;
@@ -235,8 +236,12 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, task: Task<Job>) -> Self::Future {
+    fn call(&mut self, mut task: Task<Job>) -> Self::Future {
+        // The copy kept for the attempt's end goes without the record, which only the handler
+        // reads: no second copy lives as long as the run.
+        let record = task.args.record.take();
         let job = task.args.clone();
+        task.args.record = record;
         let running = self.inner.call(task);
         let finisher = Arc::clone(&self.finisher);
         Box::pin(async move {

@@ -95,7 +95,8 @@ impl TestApp {
 
     /// Runs `run_id` with `ctx` to its end.
     pub async fn execute_with(&self, ctx: &Context, run_id: &str) -> Result<Finish, RunError> {
-        run::execute(ctx, run_id, &CancellationToken::new(), &mut run::Timeline::default()).await
+        run::execute(ctx, run_id, None, &CancellationToken::new(), &mut run::Timeline::default())
+            .await
     }
 
     /// Runs `run_id` to its end.

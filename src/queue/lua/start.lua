@@ -10,10 +10,12 @@ end
 
 local function start(id, now)
   local rec = ARGV[3] .. id
-  -- One read for everything the decision needs: start runs once per job.
-  local f = redis.call('HMGET', rec, 'state', 'worker', 'attempts', 'created_at_ms',
-    'next_attempt_at_ms')
-  local state, holder, created = f[1], f[2], f[4]
+  -- One read for everything: the decision's fields, and the record the handler needs, which
+  -- goes back with the run so that the worker need not read it again.
+  local flat = redis.call('HGETALL', rec)
+  local f = {}
+  for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
+  local state, holder, created = f.state, f.worker, f.created_at_ms
   if not state then
     redis.call('LREM', KEYS[2], 1, id)
     push_dead(KEYS[4], tonumber(ARGV[6]), id, 'no run record for this id', 'missing', now)
@@ -31,7 +33,7 @@ local function start(id, now)
       return nil
     end
   end
-  local attempts = (tonumber(f[3]) or 0) + 1
+  local attempts = (tonumber(f.attempts) or 0) + 1
   if attempts > tonumber(ARGV[5]) then
     -- Attempts were used up by workers that stopped without reporting (killed mid-run).
     local reason = 'attempts exhausted: attempt ' .. (attempts - 1) .. ' ended without a result'
@@ -44,11 +46,11 @@ local function start(id, now)
   end
   redis.call('HSET', rec, 'state', 'running', 'worker', ARGV[1], 'started_at_ms', int(now),
     'attempts', int(attempts))
-  if f[5] then
+  if f.next_attempt_at_ms then
     redis.call('HDEL', rec, 'next_attempt_at_ms')
   end
   index_move(ARGV[4], rec, id, state, 'running', created)
-  return {id, attempts, state}
+  return {id, attempts, state, flat}
 end
 
 local function lost(now)
