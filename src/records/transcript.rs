@@ -61,13 +61,17 @@ impl Transcript {
     ) -> Result<Self, RecordsError> {
         let key = keys.transcript(run_id);
         let path = file_path(&config.dir, started, user, run_id);
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| RecordsError::io(dir, &e))?;
-        }
         // Created now so that a permission problem shows before the stream starts; not kept
         // open: with 10,000 sessions streaming, an open file each (beside each one's socket)
         // ran a worker out of file descriptors.
-        append_line(&path, Vec::new()).await?;
+        let owned = path.clone();
+        blocking(&path, move || {
+            if let Some(dir) = owned.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::OpenOptions::new().create(true).append(true).open(owned).map(drop)
+        })
+        .await?;
         let seen = if resuming { recorded_ids(conn, &key).await? } else { HashSet::new() };
         let ttl_secs = i64::try_from(config.ttl.as_secs()).unwrap_or(i64::MAX);
         Ok(Self {
@@ -141,8 +145,11 @@ impl Transcript {
         self.settle().await?;
         let (mut conn, path) = (conn.clone(), self.path.clone());
         self.writing = Some(tokio::spawn(async move {
-            pipe.query_async::<()>(&mut conn).await?;
-            append_line(&path, format!("{line}\n").into_bytes()).await
+            let bytes = format!("{line}\n").into_bytes();
+            let (redis, file) =
+                tokio::join!(pipe.query_async::<()>(&mut conn), append_line(&path, bytes));
+            redis?;
+            file
         }));
         self.expiry_set = true;
         self.written = true;

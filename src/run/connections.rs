@@ -18,12 +18,15 @@ pub async fn check(
     conn: &mut ConnectionManager,
     run: &Run,
 ) -> Result<Vec<String>, RunError> {
-    let states =
-        ctx.scalekit.list_connected_accounts(&ctx.setup.mcp_config_id, &run.user, false).await?;
-    let mut inactive = Vec::new();
     let connections = &ctx.config.scalekit.connections;
     let names: Vec<&str> = connections.iter().map(|c| c.name.as_str()).collect();
-    let noticed = notice::open_among(conn, &ctx.keys, &run.user, &names).await?;
+    // Side by side: the Redis read hides behind the remote call.
+    let (states, noticed) = tokio::join!(
+        ctx.scalekit.list_connected_accounts(&ctx.setup.mcp_config_id, &run.user, false),
+        notice::open_among(conn, &ctx.keys, &run.user, &names)
+    );
+    let (states, noticed) = (states?, noticed?);
+    let mut inactive = Vec::new();
     for (connection, noticed) in connections.iter().zip(noticed) {
         let state =
             states.iter().find(|s| s.connection_name.eq_ignore_ascii_case(&connection.name));
