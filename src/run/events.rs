@@ -49,14 +49,17 @@ pub async fn follow(
     // Events are recorded only after the message is marked sent, so a run whose record did
     // not say so at the start of this attempt has recorded none.
     let resuming = run.message_sent;
-    let mut transcript = Transcript::open(
+    // Boxed here and below: what a streaming run holds for hours is this function's state,
+    // one per session; futures of rare or finished steps (opening, resuming, refreshing the
+    // token, answering) would otherwise each take room in it for the whole stream.
+    let mut transcript = Box::pin(Transcript::open(
         conn,
         &ctx.keys,
         config,
         redactor,
         (&run.id, &run.user, started),
         resuming,
-    )
+    ))
     .await?;
     let res = pump(ctx, conn, run, session_id, opened, &mut tokens, &mut transcript, cancel).await;
     transcript.close().await?;
@@ -77,7 +80,7 @@ async fn pump(
     let policy = RetryPolicy::from(&ctx.config.retry);
     let mut stream = match opened {
         Some(stream) => stream,
-        None => match resume(ctx, session_id, transcript).await? {
+        None => match Box::pin(resume(ctx, session_id, transcript)).await? {
             Some(stream) => stream,
             None => return Ok(()),
         },
@@ -87,14 +90,14 @@ async fn pump(
     let period = ctx.config.worker.heartbeat;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     // The phases before the stream can take long on a busy worker: renew now if it is due.
-    renew_lease_if_due(ctx, conn, run, tokens).await?;
+    Box::pin(renew_lease_if_due(ctx, conn, run, tokens)).await?;
     let mut n_reconnects = 0_u32;
     loop {
         // Each arm is cancel-safe: `cancelled`, `tick` and `StreamExt::next` lose nothing when
         // another arm wins, so no event is dropped between iterations.
         tokio::select! {
             () = cancel.cancelled() => return Err(RunError::Cancelled),
-            _ = tick.tick() => keep_fresh(ctx, conn, run, tokens).await?,
+            _ = tick.tick() => Box::pin(keep_fresh(ctx, conn, run, tokens)).await?,
             item = wait::waiting(stream.next()) => match item {
                 Some(Ok(event)) => {
                     n_reconnects = 0;
@@ -104,7 +107,7 @@ async fn pump(
                         transcript.settle().await?;
                         super::hook(ctx, super::FailPoint::TurnEndRecorded)?;
                     }
-                    if react(ctx, session_id, &event).await? {
+                    if Box::pin(react(ctx, session_id, &event)).await? {
                         return Ok(());
                     }
                 }
@@ -120,7 +123,7 @@ async fn pump(
                     wait::waiting(tokio::time::sleep(policy.delay(n_reconnects, fastrand::f64())))
                         .await;
                     n_reconnects += 1;
-                    stream = match resume(ctx, session_id, transcript).await? {
+                    stream = match Box::pin(resume(ctx, session_id, transcript)).await? {
                         Some(stream) => stream,
                         None => return Ok(()),
                     };
