@@ -22,6 +22,14 @@ fn main() -> ExitCode {
         report(&redactor, &anyhow::Error::new(error));
         return ExitCode::from(cli::exit::FAILURE);
     }
+    // mimalloc 3 asks for transparent huge pages on its arenas: a worker holding 10,000
+    // sessions peaked at 500 MB with them and 370–380 MB without (`benches/README.md`).
+    // Turning them off for the process is what mimalloc's own `MIMALLOC_ALLOW_THP=0` does,
+    // without unsafe code; where the kernel refuses, huge pages only cost memory.
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!(message = "Transparent huge pages stay on.", %error);
+    }
     // Transcript appends go to the blocking pool, one short task per event; tokio's default
     // of up to 512 threads let 10,000 streaming sessions start hundreds, each with its own
     // stack and allocator heap. A few threads keep up with them.
