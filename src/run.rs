@@ -1,6 +1,6 @@
 //! The run pipeline: one agent session for one user, as a state machine whose phases are
-//! persisted in the run record before each starts, so a run interrupted anywhere resumes
-//! where it stopped.
+//! persisted in the run record as each starts (what a phase established is durable before
+//! anything depends on it), so a run interrupted anywhere resumes where it stopped.
 //!
 //! ```text
 //! checking ─► minting ─► vault ─► session ─► message ─► streaming ─► succeeded
