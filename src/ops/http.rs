@@ -1,7 +1,8 @@
 //! The worker's ops HTTP server: `/healthz`, `/readyz`, `/metrics` (Prometheus text), the JSON
 //! reports under `/api/*`, and the dashboard at `/` (one static page embedded in the binary).
 //!
-//! With `ops.token` set, every route but `/healthz` and the static page needs
+//! With `ops.token` set, every route but the probes (`/healthz`, `/readyz`) and the static page
+//! needs
 //! `Authorization: Bearer <token>`. Report data comes from [`report`] and [`transcript`], metric
 //! names from [`metrics`]; this module only routes, authenticates and renders. It must not
 //! change run state.
@@ -128,11 +129,12 @@ pub async fn serve(
         .map_err(OpsError::Serve)
 }
 
-/// Every route. `/healthz` and the static page are open: a probe has no token, and the page
-/// holds no data (it asks for the token and sends it with each request).
+/// Every route. The probes and the static page are open: a probe has no token (an orchestrator's
+/// HTTP probe cannot read one from a secret), they say only whether Redis answers and the
+/// configuration is complete, and the page holds no data (it asks for the token and sends it
+/// with each request).
 fn router(state: OpsState) -> Router {
     let guarded = Router::new()
-        .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
         .route("/api/status", get(status))
         .route("/api/runs", get(runs))
@@ -142,6 +144,7 @@ fn router(state: OpsState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/", get(dashboard))
         .merge(guarded)
         .fallback(|| async { ApiError::NotFound("no such endpoint".to_owned()) })

@@ -163,7 +163,8 @@ async fn ops_on_a_public_address_needs_a_token_and_enforces_it() {
         async move { request.send().await.unwrap().status() }
     };
     assert_eq!(get("/healthz", None).await, StatusCode::OK, "liveness stays open");
-    for path in ["/api/status", "/api/runs", "/metrics", "/readyz"] {
+    assert_eq!(get("/readyz", None).await, StatusCode::OK, "readiness stays open");
+    for path in ["/api/status", "/api/runs", "/metrics"] {
         assert_eq!(get(path, None).await, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(get(path, Some("wrong-token")).await, StatusCode::UNAUTHORIZED, "{path}");
     }

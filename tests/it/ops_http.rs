@@ -335,7 +335,7 @@ async fn a_token_guards_everything_but_liveness_and_non_loopback_needs_one() {
     let token = "SECRET-ops-http-token-51c9";
     config.ops.token = Some(token.to_owned().into());
     let server = Server::start(config).await;
-    for path in ["/readyz", "/metrics", "/api/status", "/api/runs", "/api/notices"] {
+    for path in ["/metrics", "/api/status", "/api/runs", "/api/notices"] {
         let url = format!("{}{path}", server.base);
         for wrong in [None, Some("SECRET-ops-http-token-51c8"), Some("short")] {
             let (status, body) = get(&url, wrong).await;
@@ -345,7 +345,9 @@ async fn a_token_guards_everything_but_liveness_and_non_loopback_needs_one() {
         let (status, body) = get(&url, Some(token)).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
     }
+    // The probes are open: an orchestrator's probe has no token.
     assert_eq!(get(&format!("{}/healthz", server.base), None).await.0, StatusCode::OK);
+    assert_eq!(get(&format!("{}/readyz", server.base), None).await.0, StatusCode::OK);
     // The page itself holds no data; it asks for the token.
     let (status, page) = get(&format!("{}/", server.base), None).await;
     assert_eq!(status, StatusCode::OK);
