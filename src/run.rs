@@ -391,22 +391,22 @@ async fn pipeline(
     // worker holds one such state per in-flight run. Boxed, the pre-stream phases' memory is
     // freed when each ends.
     let checking = Box::pin(connections::check(ctx, conn, run));
-    let inactive = at.enter_with(&ctx.redis, Phase::Checking, Facts::new(), checking).await?;
+    let inactive = at.enter_with(Phase::Checking, Facts::new(), checking).await?;
     if !inactive.is_empty() {
         return Ok(Finish::NeedsAuth { connections: inactive });
     }
     let minting = Box::pin(token::mint(ctx, &run.user));
-    let token = at.enter_with(&ctx.redis, Phase::Minting, Facts::new(), minting).await?;
+    let token = at.enter_with(Phase::Minting, Facts::new(), minting).await?;
     let refreshing = Box::pin(vault::refresh(ctx, conn, &run.user, &token.token));
-    let vault = at.enter_with(&ctx.redis, Phase::Vault, Facts::new(), refreshing).await?;
+    let vault = at.enter_with(Phase::Vault, Facts::new(), refreshing).await?;
     // Awaited before the session is asked for: its request mark is how a later attempt finds
     // a session whose id this one may lose.
-    at.enter(conn, Phase::Session, session::request_mark(run)).await?;
+    at.enter(Phase::Session, session::request_mark(run)).await?;
     let (session_id, facts) = Box::pin(session::ensure(ctx, run, &vault.vault_id)).await?;
     let sending = Box::pin(message::ensure_sent(ctx, run, &session_id));
-    let (opened, facts) = at.enter_with(&ctx.redis, Phase::Message, facts, sending).await?;
+    let (opened, facts) = at.enter_with(Phase::Message, facts, sending).await?;
     // Awaited before any event is recorded: events follow the sent mark (see `events`).
-    at.enter(conn, Phase::Streaming, facts).await?;
+    at.enter(Phase::Streaming, facts).await?;
     let tokens = events::TokenState { expires_at: token.expires_at, vault, lease: held };
     events::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await?;
     if ctx.config.anthropic.archive_sessions {
@@ -426,28 +426,23 @@ struct Progress<'a> {
 impl Progress<'_> {
     /// A safe point: persists `facts` (what the phase before established), then, unless
     /// cancellation or a fail point stops the run here, enters `phase`, in the same write.
-    async fn enter(
-        &mut self,
-        conn: &ConnectionManager,
-        phase: Phase,
-        facts: Facts,
-    ) -> Result<(), RunError> {
-        self.enter_with(conn, phase, facts, std::future::ready(Ok(()))).await
+    async fn enter(&mut self, phase: Phase, facts: Facts) -> Result<(), RunError> {
+        self.enter_with(phase, facts, std::future::ready(Ok(()))).await
     }
 
     /// [`Progress::enter`], with the phase's `work` started beside the write rather than after
     /// it: the write's round trip hides behind the phase's first remote call instead of adding
     /// to the run's time. Both are awaited before the next phase. For phases whose start needs
     /// nothing durable first: a crash between the two loses at most a marker, or a session id
-    /// that the request mark lets a later attempt find again.
+    /// that the request mark lets a later attempt find again. The write goes on its own handle
+    /// of the worker's connection, since `work` may hold the pipeline's.
     async fn enter_with<T>(
         &mut self,
-        conn: &ConnectionManager,
         phase: Phase,
         mut facts: Facts,
         work: impl Future<Output = Result<T, RunError>>,
     ) -> Result<T, RunError> {
-        let mut writer = conn.clone();
+        let mut writer = self.ctx.redis.clone();
         let (keys, run_id) = (&self.ctx.keys, self.run.id.as_str());
         let stop = if self.cancel.is_cancelled() {
             Some(RunError::Cancelled)

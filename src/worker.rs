@@ -132,8 +132,8 @@ pub async fn run_on<H: Handler>(
     background.spawn(maintenance::promoter(queue.clone(), shutdown.clone()));
     background.spawn(intake::run(queue.clone(), Arc::clone(&lease), BLOCK, shutdown.clone()));
 
-    let counts = (in_flight, runs);
-    let res = execute(&queue, config, handler, &lease, counts, &shutdown, &root).await;
+    let tracked = (in_flight, runs);
+    let res = execute(&queue, config, handler, &lease, tracked, &shutdown, &root).await;
 
     stop_heartbeat.cancel();
     while background.join_next().await.is_some() {}

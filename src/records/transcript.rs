@@ -21,9 +21,9 @@ use crate::telemetry::Redactor;
 /// Longest file or directory name written; longer ids are shortened and given a hash suffix.
 const MAX_NAME: usize = 200;
 
-/// One run's transcript, open for appending. Each event is written to Redis, then to the file,
-/// behind the run: the write overlaps the wait for the next event, and the next write starts
-/// only after it ended, so the order holds. [`Transcript::settle`] waits for it (before a
+/// One run's transcript, open for appending. Each event is written to Redis and to the file,
+/// side by side and behind the run: the write overlaps the wait for the next event, and the
+/// next write starts only after it ended, so the order holds. [`Transcript::settle`] waits for it (before a
 /// run acts on an event); [`Transcript::close`] waits for it and fsyncs the file.
 #[derive(Debug)]
 pub struct Transcript {
@@ -204,9 +204,7 @@ async fn blocking(
     path: &Path,
     io: impl FnOnce() -> std::io::Result<()> + Send + 'static,
 ) -> Result<(), RecordsError> {
-    let res = tokio::task::spawn_blocking(io)
-        .await
-        .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+    let res = tokio::task::spawn_blocking(io).await.unwrap_or_else(|join| Err(join.into()));
     res.map_err(|e| RecordsError::io(path, &e))
 }
 

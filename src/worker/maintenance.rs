@@ -1,6 +1,6 @@
 //! The worker's periodic duties besides running runs: connect and register, heartbeat (which
-//! also notices a lost lease and takes operators' cancel requests), reap the runs of dead workers, promote due retries, and release
-//! everything at shutdown. Each loop retries Redis with backoff and never ends the worker.
+//! also notices a lost lease and takes operators' cancel requests), reap the runs of dead
+//! workers, promote due retries, and release everything at shutdown. Each loop retries Redis with backoff and never ends the worker.
 //!
 //! This module must not execute runs.
 
@@ -101,10 +101,11 @@ pub(super) async fn register(
 
 /// Renews the lease every `heartbeat` and passes on operators' cancel requests for this
 /// worker's runs. A lost lease means the reaper gave this worker's runs to others: cancel them
-/// now (they must not run twice) and continue under a new id. Runs [`heartbeat`] on its own thread, with its own single-threaded runtime and Redis
-/// connection, until `stop`. Thousands of busy runs on the main runtime must not delay the
-/// heartbeat: a starved heartbeat lets this worker's lease expire and the reaper hand its runs
-/// to other workers (measured: 10,000 in-flight sessions on 2 cores did exactly that).
+/// now (they must not run twice) and continue under a new id. Runs [`heartbeat`] on its own
+/// thread, with its own single-threaded runtime and Redis connection, until `stop`. Thousands
+/// of busy runs on the main runtime must not delay the heartbeat: a starved heartbeat lets
+/// this worker's lease expire and the reaper hand its runs to other workers (measured: 10,000
+/// in-flight sessions on 2 cores did exactly that).
 pub(super) fn spawn_heartbeat(
     config: Config,
     lease: Arc<Lease>,

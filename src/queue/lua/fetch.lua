@@ -1,5 +1,6 @@
 -- Takes up to ARGV[2] run ids from q:ready into this worker's processing list and starts them.
--- Returns -1 when this worker's lease was lost (reaped), else a list of {id, attempt, previous state, record as read}.
+-- Returns -1 when this worker's lease was lost (reaped), else a list of
+-- {id, attempt, previous state, record as read}.
 local now = now_ms()
 if lost(now) then return -1 end
 local out = {}
