@@ -8,6 +8,7 @@
 pub mod anthropic;
 pub mod retry;
 pub mod scalekit;
+pub mod stream;
 pub mod wait;
 
 use std::fmt;
@@ -151,6 +152,21 @@ impl ApiError {
         };
         let message = format!("{kind}: {}", error_chain(&error));
         Self::Transport { api, endpoint, message, class: retry::classify_transport(&error) }
+    }
+
+    /// A failure of the event streams' own client ([`stream`]): `InvalidInput` means the
+    /// request cannot be made and is permanent; everything else is the network's.
+    pub(crate) fn io(api: Api, endpoint: &'static str, error: &std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        let (kind, class) = match error.kind() {
+            ErrorKind::InvalidInput => ("invalid request", ErrorClass::Permanent),
+            ErrorKind::TimedOut => ("timed out", ErrorClass::Transient),
+            ErrorKind::ConnectionRefused
+            | ErrorKind::HostUnreachable
+            | ErrorKind::NetworkUnreachable => ("connection failed", ErrorClass::Transient),
+            _ => ("transport error", ErrorClass::Transient),
+        };
+        Self::Transport { api, endpoint, message: format!("{kind}: {}", error_chain(error)), class }
     }
 
     pub(crate) fn decode(api: Api, endpoint: &'static str, error: &dyn fmt::Display) -> Self {

@@ -288,9 +288,8 @@ pub fn clients(
     let key = secrets.anthropic_api_key.clone().ok_or_else(|| missing("ANTHROPIC_API_KEY"))?;
     let scalekit =
         scalekit::Client::new(http.clone(), &config.scalekit.env_url, client_id, secret, policy);
-    let idle = config.http.stream_idle_timeout;
     let anthropic =
-        anthropic::Client::new(http.clone(), &config.anthropic.base_url, key, policy, idle);
+        anthropic::Client::new(http.clone(), &config.anthropic.base_url, key, policy, &config.http);
     Ok((scalekit, anthropic, http))
 }
 

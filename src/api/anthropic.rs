@@ -13,19 +13,23 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use reqwest::header::CONTENT_TYPE;
-use reqwest::{Method, RequestBuilder, Response};
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use url::Url;
 
+use self::events::ENDPOINT as STREAM;
 pub use self::events::{EventKind, SessionEvent, StopReason};
 use self::types::BearerAuth;
 pub use self::types::*;
 use super::retry::{self, RetryPolicy};
+use super::stream::{self, Direct, Streams};
 use super::{Api, ApiError, decode_json, observe, path_segment, with_retries};
+use crate::config::HttpConfig;
+use crate::ops::metrics;
 
 const API: Api = Api::Anthropic;
 /// The version the official SDK 2.x sends.
@@ -43,6 +47,7 @@ pub struct Client {
     api_key: SecretString,
     policy: RetryPolicy,
     stream_idle_timeout: Duration,
+    streams: Streams,
 }
 
 impl std::fmt::Debug for Client {
@@ -71,16 +76,27 @@ mod erased {
 }
 
 impl Client {
-    /// A client for `base_url` (`https://api.anthropic.com` or the simulator).
+    /// A client for `base_url` (`https://api.anthropic.com` or the simulator). Event streams
+    /// use their own lean connections unless the environment's proxy variables apply to
+    /// `base_url` ([`Streams::for_url`]).
     pub fn new(
         http: reqwest::Client,
         base_url: &Url,
         api_key: SecretString,
         policy: RetryPolicy,
-        stream_idle_timeout: Duration,
+        config: &HttpConfig,
     ) -> Self {
         let base = base_url.as_str().trim_end_matches('/').to_owned();
-        Self { http, base, api_key, policy, stream_idle_timeout }
+        let proxies = hyper_util::client::proxy::matcher::Matcher::from_system();
+        let streams = Streams::for_url(base_url, &proxies, config);
+        let stream_idle_timeout = config.stream_idle_timeout;
+        Self { http, base, api_key, policy, stream_idle_timeout, streams }
+    }
+
+    /// The same client with event streams opened another way.
+    #[must_use]
+    pub fn with_streams(self, streams: Streams) -> Self {
+        Self { streams, ..self }
     }
 
     /// The same client with another retry policy, for calls that must not be repeated blindly.
@@ -359,15 +375,43 @@ impl Client {
         &self,
         session_id: &str,
     ) -> Result<impl Stream<Item = Result<SessionEvent, ApiError>> + Send + 'static, ApiError> {
-        let endpoint = "sessions.events.stream";
         let url = format!("{}/v1/sessions/{}/events/stream", self.base, path_segment(session_id));
-        let response = with_retries(API, endpoint, self.policy, || async {
-            let request = self.headers(self.http.get(&url)).timeout(STREAM_REQUEST_TIMEOUT);
-            let response = request.send().await;
-            check(endpoint, response).await
-        })
-        .await?;
-        Ok(events::decode(response, self.stream_idle_timeout))
+        let idle = self.stream_idle_timeout;
+        match &self.streams {
+            Streams::Direct(direct) => {
+                let url = Url::parse(&url).map_err(|e| ApiError::decode(API, STREAM, &e))?;
+                let response =
+                    with_retries(API, STREAM, self.policy, || self.open_direct(direct, &url))
+                        .await?;
+                Ok(events::decode(response.into_stream(), idle).left_stream())
+            }
+            Streams::Reqwest => {
+                let response = with_retries(API, STREAM, self.policy, || async {
+                    let request = self.headers(self.http.get(&url)).timeout(STREAM_REQUEST_TIMEOUT);
+                    check(STREAM, request.send().await).await
+                })
+                .await?;
+                Ok(events::decode(response.bytes_stream(), idle).right_stream())
+            }
+        }
+    }
+
+    async fn open_direct(&self, direct: &Direct, url: &Url) -> Result<stream::Response, ApiError> {
+        let opened = direct.get(url, &self.auth_headers()).await;
+        let response = match opened {
+            Ok(response) => response,
+            Err(error) => {
+                metrics::api_request(API.as_str(), STREAM, "transport");
+                return Err(ApiError::io(API, STREAM, &error));
+            }
+        };
+        metrics::api_request(API.as_str(), STREAM, response.status.as_str());
+        if response.status.is_success() {
+            return Ok(response);
+        }
+        let (status, headers) = (response.status, response.headers.clone());
+        let text = response.text(self.stream_idle_timeout).await;
+        Err(status_error(STREAM, status, &headers, &text))
     }
 
     /// Re-attaches to a session: opens the stream first, then lists the history, and yields
@@ -396,11 +440,18 @@ impl Client {
         Ok(futures::stream::iter(missed.into_iter().map(Ok)).chain(live))
     }
 
+    fn auth_headers(&self) -> [(&'static str, &str); 3] {
+        [
+            ("x-api-key", self.api_key.expose_secret()),
+            ("anthropic-version", ANTHROPIC_VERSION),
+            ("anthropic-beta", ANTHROPIC_BETA),
+        ]
+    }
+
     fn headers(&self, request: RequestBuilder) -> RequestBuilder {
-        request
-            .header("x-api-key", self.api_key.expose_secret())
-            .header("anthropic-version", ANTHROPIC_VERSION)
-            .header("anthropic-beta", ANTHROPIC_BETA)
+        self.auth_headers()
+            .into_iter()
+            .fold(request, |request, (name, value)| request.header(name, value))
     }
 
     async fn call<T: DeserializeOwned>(
@@ -452,19 +503,29 @@ async fn check(
     if status.is_success() {
         return Ok(response);
     }
-    let retry_after = retry::retry_after(response.headers());
-    let should_retry = response
-        .headers()
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    Err(status_error(endpoint, status, &headers, &text))
+}
+
+/// An error status, classified from its headers and Anthropic's error body.
+fn status_error(
+    endpoint: &'static str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    text: &str,
+) -> ApiError {
+    let retry_after = retry::retry_after(headers);
+    let should_retry = headers
         .get("x-should-retry")
         .and_then(|value| value.to_str().ok())
         .map(|value| value.eq_ignore_ascii_case("true"));
-    let text = response.text().await.unwrap_or_default();
-    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     let field = |key: &str| body.pointer(key).and_then(Value::as_str).map(str::to_owned);
     let message = field("/error/message").unwrap_or_else(|| text.chars().take(300).collect());
     let class = retry::classify_status(status, None, should_retry, true);
     let code = field("/error/type");
-    Err(ApiError::Status {
+    ApiError::Status {
         api: API,
         endpoint,
         status: status.as_u16(),
@@ -472,7 +533,7 @@ async fn check(
         message,
         class,
         retry_after,
-    })
+    }
 }
 
 fn page_query(page: Option<&str>) -> Vec<(&str, &str)> {

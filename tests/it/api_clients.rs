@@ -68,23 +68,27 @@ impl Fixture {
         policy: RetryPolicy,
         request_timeout: Duration,
     ) -> anthropic::Client {
+        let config = http_config(request_timeout);
         anthropic::Client::new(
-            http(request_timeout),
+            http_client(&config).unwrap(),
             &self.base(),
             SecretString::from(key),
             policy,
-            Duration::from_secs(30),
+            &config,
         )
     }
 }
 
-fn http(request_timeout: Duration) -> reqwest::Client {
-    http_client(&HttpConfig {
+fn http_config(request_timeout: Duration) -> HttpConfig {
+    HttpConfig {
         connect_timeout: Duration::from_secs(5),
         request_timeout,
         stream_idle_timeout: Duration::from_secs(30),
-    })
-    .unwrap()
+    }
+}
+
+fn http(request_timeout: Duration) -> reqwest::Client {
+    http_client(&http_config(request_timeout)).unwrap()
 }
 
 fn policy(max_attempts: u32) -> RetryPolicy {

@@ -121,7 +121,7 @@ async fn our_requests_equal_the_official_sdks() {
         &base.parse().unwrap(),
         SecretString::from("sim-anthropic-key"),
         policy,
-        http_config.stream_idle_timeout,
+        &http_config,
     );
 
     // The seed flow, with the values the recording used.

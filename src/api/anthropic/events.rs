@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::api::{Api, ApiError};
 
-const ENDPOINT: &str = "sessions.events.stream";
+pub(super) const ENDPOINT: &str = "sessions.events.stream";
 
 /// One session event: its raw JSON and what agentcron understands of it.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,11 +168,15 @@ fn stop_reason(raw: &Value) -> StopReason {
 }
 
 /// Turns an SSE response body into session events, with an idle timeout between frames.
-pub(crate) fn decode(
-    response: reqwest::Response,
+pub(crate) fn decode<B, E>(
+    body: impl Stream<Item = Result<B, E>> + Send + 'static,
     idle_timeout: Duration,
-) -> impl Stream<Item = Result<SessionEvent, ApiError>> + Send + 'static {
-    let frames = response.bytes_stream().eventsource();
+) -> impl Stream<Item = Result<SessionEvent, ApiError>> + Send + 'static
+where
+    B: AsRef<[u8]> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let frames = body.eventsource();
     futures::stream::unfold(Some(Box::pin(frames)), move |state| async move {
         let mut frames = state?;
         loop {

@@ -1,0 +1,540 @@
+//! The event stream's own HTTP/1.1 client: one `GET` per stream on its own connection, read
+//! straight into the SSE parser.
+//!
+//! Every session holds its event stream for its whole turn, so a worker at 10,000 sessions
+//! holds 10,000 connections. Through reqwest each costs about 27 KB that no option sizes:
+//! hyper's dispatch channel (9.6 KB), 8 KB write and read buffers and a connection task,
+//! measured with heaptrack; at 10,000 sessions that was three quarters of the worker. Here a
+//! connection is its socket, its TLS session for `https`, and a read buffer that starts at
+//! 1 KB and grows only for a larger event.
+//!
+//! It speaks exactly what the stream needs: one `GET` with `Connection: close`, a response head
+//! parsed by `httparse`, and a body that is chunked, sized, or ends with the connection. No
+//! redirects, compression, pooling or proxies: when the environment sends the URL through a
+//! proxy (the variables reqwest honours), [`Streams::for_url`] picks reqwest instead. This
+//! module must not parse SSE or know what a session is.
+
+use std::fmt;
+use std::io;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::Stream;
+use hyper_util::client::proxy::matcher::Matcher;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
+use url::{Host, Url};
+
+use crate::config::HttpConfig;
+
+/// What a read asks room for; the buffer starts at this and grows only for a larger event.
+const READ_CHUNK: usize = 1024;
+/// A response head (or one chunk-size line) larger than this is refused.
+const MAX_HEAD: usize = 64 * 1024;
+/// How much of an error response's body is kept for its message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+const MAX_HEADERS: usize = 64;
+
+type Io = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// How event streams reach the API.
+#[derive(Clone, Debug)]
+pub enum Streams {
+    /// This module's client, straight to the host.
+    Direct(Direct),
+    /// Through the shared reqwest client, which applies the environment's proxy.
+    Reqwest,
+}
+
+impl Streams {
+    /// [`Streams::Reqwest`] when `proxies` sends `url` through a proxy, else a direct client.
+    pub fn for_url(url: &Url, proxies: &Matcher, config: &HttpConfig) -> Self {
+        let proxied = url.as_str().parse::<http::Uri>().is_ok_and(|uri| {
+            // `intercept` wants an authority; `url` already has one, so this only guards.
+            proxies.intercept(&uri).is_some()
+        });
+        if proxied { Self::Reqwest } else { Self::Direct(Direct::new(config)) }
+    }
+}
+
+/// The direct client: timeouts and, for `https`, the TLS configuration.
+#[derive(Clone)]
+pub struct Direct {
+    connect_timeout: Duration,
+    head_timeout: Duration,
+    tls: Option<Arc<ClientConfig>>,
+}
+
+impl fmt::Debug for Direct {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Direct")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("head_timeout", &self.head_timeout)
+            .field("custom_tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Direct {
+    /// Connects within `connect_timeout` (TLS handshake included) and waits for the response
+    /// head up to `stream_idle_timeout`; `https` is verified against the platform's roots, as
+    /// reqwest does.
+    pub fn new(config: &HttpConfig) -> Self {
+        Self {
+            connect_timeout: config.connect_timeout,
+            head_timeout: config.stream_idle_timeout,
+            tls: None,
+        }
+    }
+
+    /// The same client with its own TLS configuration, such as one trusting a private CA.
+    #[must_use]
+    pub fn with_tls(self, tls: Arc<ClientConfig>) -> Self {
+        Self { tls: Some(tls), ..self }
+    }
+
+    /// Sends `GET url` with `headers` and reads the response head. Errors of kind
+    /// `InvalidInput` mean the request cannot be made as given; every other is the transport's.
+    pub(crate) async fn get(&self, url: &Url, headers: &[(&str, &str)]) -> io::Result<Response> {
+        let request = request(url, headers)?;
+        let mut io = self.connect(url).await?;
+        let head = async {
+            io.write_all(&request).await?;
+            io.flush().await?;
+            read_head(&mut io).await
+        };
+        let (status, headers, buf) =
+            timeout(self.head_timeout, head).await.map_err(|_| timed_out("no response head"))??;
+        let framing = Framing::of(&headers);
+        Ok(Response { status, headers, body: Body { io, buf, framing } })
+    }
+
+    async fn connect(&self, url: &Url) -> io::Result<Io> {
+        let host = match url.host() {
+            Some(Host::Domain(domain)) => domain.to_owned(),
+            Some(Host::Ipv4(ip)) => ip.to_string(),
+            Some(Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(invalid_input("the URL has no host")),
+        };
+        let port = url.port_or_known_default().ok_or_else(|| invalid_input("no port"))?;
+        let connect = async {
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            match url.scheme() {
+                "http" => Ok(Either::Left(tcp)),
+                "https" => self.handshake(host, tcp).await.map(Either::Right),
+                _ => Err(invalid_input("only http and https are supported")),
+            }
+        };
+        timeout(self.connect_timeout, connect).await.map_err(|_| timed_out("connect"))?
+    }
+
+    async fn handshake(&self, host: String, tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+        let tls = match &self.tls {
+            Some(tls) => tls.clone(),
+            None => platform_tls()?,
+        };
+        let name = ServerName::try_from(host).map_err(|_| invalid_input("bad TLS name"))?;
+        TlsConnector::from(tls).connect(name, tcp).await
+    }
+}
+
+/// One TLS configuration for the process, verified by the platform as reqwest's is.
+fn platform_tls() -> io::Result<Arc<ClientConfig>> {
+    static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| e.to_string())?;
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    });
+    config.clone().map_err(|error| io::Error::other(format!("TLS cannot start: {error}")))
+}
+
+/// The request's bytes. Header values are checked as reqwest checks them, so a value with a
+/// line break cannot add a header; the error never repeats the value (it may be a key).
+fn request(url: &Url, headers: &[(&str, &str)]) -> io::Result<Vec<u8>> {
+    let host = url.host_str().ok_or_else(|| invalid_input("the URL has no host"))?;
+    let mut out = format!("GET {}", url.path());
+    if let Some(query) = url.query() {
+        out.push('?');
+        out.push_str(query);
+    }
+    out.push_str(" HTTP/1.1\r\nhost: ");
+    out.push_str(host);
+    if let Some(port) = url.port() {
+        out.push_str(&format!(":{port}"));
+    }
+    out.push_str(concat!(
+        "\r\nuser-agent: agentcron/",
+        env!("CARGO_PKG_VERSION"),
+        "\r\naccept: text/event-stream\r\nconnection: close\r\n"
+    ));
+    for (name, value) in headers {
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid_input("bad header name"))?;
+        HeaderValue::from_str(value).map_err(|_| invalid_input("bad header value"))?;
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    Ok(out.into_bytes())
+}
+
+async fn read_head(io: &mut Io) -> io::Result<(StatusCode, HeaderMap, BytesMut)> {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        if let Some((status, headers, len)) = parse_head(&buf)? {
+            buf.advance(len);
+            return Ok((status, headers, buf));
+        }
+        if buf.len() >= MAX_HEAD {
+            return Err(invalid_data("the response head is over 64 KB"));
+        }
+        if read_more(io, &mut buf).await? == 0 {
+            let eof = io::ErrorKind::UnexpectedEof;
+            return Err(io::Error::new(eof, "the connection closed before the response head"));
+        }
+    }
+}
+
+fn parse_head(buf: &[u8]) -> io::Result<Option<(StatusCode, HeaderMap, usize)>> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut slots);
+    let httparse::Status::Complete(len) = response.parse(buf).map_err(invalid_data)? else {
+        return Ok(None);
+    };
+    let code = response.code.unwrap_or_default();
+    let status = StatusCode::from_u16(code).map_err(invalid_data)?;
+    let mut headers = HeaderMap::with_capacity(response.headers.len());
+    for header in response.headers.iter() {
+        let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(invalid_data)?;
+        headers.append(name, HeaderValue::from_bytes(header.value).map_err(invalid_data)?);
+    }
+    Ok(Some((status, headers, len)))
+}
+
+async fn read_more(io: &mut Io, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        buf.reserve(READ_CHUNK);
+    }
+    io.read_buf(buf).await
+}
+
+/// A response whose head has been read.
+pub(crate) struct Response {
+    /// The status.
+    pub(crate) status: StatusCode,
+    /// The headers.
+    pub(crate) headers: HeaderMap,
+    body: Body,
+}
+
+impl Response {
+    /// The body as it arrives, de-chunked.
+    pub(crate) fn into_stream(self) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+        futures::stream::try_unfold(self.body, |mut body| async move {
+            Ok(body.next().await?.map(|data| (data, body)))
+        })
+    }
+
+    /// Up to 64 KB of the body as text, for an error's message; waits at most `wait`.
+    pub(crate) async fn text(self, wait: Duration) -> String {
+        let mut body = self.body;
+        let mut text = Vec::new();
+        let read = async {
+            while let Ok(Some(data)) = body.next().await {
+                text.extend_from_slice(&data);
+                if text.len() >= MAX_ERROR_BODY {
+                    break;
+                }
+            }
+        };
+        // A body that does not end in time still gives what came of it.
+        if timeout(wait, read).await.is_err() {
+            text.extend_from_slice(b" [body cut: timed out]");
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    }
+}
+
+struct Body {
+    io: Io,
+    buf: BytesMut,
+    framing: Framing,
+}
+
+impl Body {
+    async fn next(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            match self.framing.step(&mut self.buf)? {
+                Step::Data(data) => return Ok(Some(data)),
+                Step::End => return Ok(None),
+                Step::More => {}
+            }
+            if read_more(&mut self.io, &mut self.buf).await? == 0 {
+                return match self.framing {
+                    Framing::Close => Ok(None),
+                    _ => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the connection closed inside the body",
+                    )),
+                };
+            }
+        }
+    }
+}
+
+/// How the body's end is known (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// `Transfer-Encoding: chunked`.
+    Chunked(Chunk),
+    /// `Content-Length`: the bytes still to come.
+    Length(u64),
+    /// Neither: the body ends with the connection.
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+    Done,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    Data(Bytes),
+    More,
+    End,
+}
+
+impl Framing {
+    fn of(headers: &HeaderMap) -> Self {
+        let chunked = headers
+            .get_all("transfer-encoding")
+            .iter()
+            .any(|value| value.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("chunked")));
+        let length = headers
+            .get("content-length")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse().ok());
+        match (chunked, length) {
+            (true, _) => Self::Chunked(Chunk::Size),
+            (false, Some(length)) => Self::Length(length),
+            (false, None) => Self::Close,
+        }
+    }
+
+    /// The next piece of body in `buf`, or what is needed to get one.
+    fn step(&mut self, buf: &mut BytesMut) -> io::Result<Step> {
+        match self {
+            Self::Close => {
+                let mut unbounded = u64::MAX;
+                Ok(take(buf, &mut unbounded))
+            }
+            Self::Length(0) => Ok(Step::End),
+            Self::Length(left) => Ok(take(buf, left)),
+            Self::Chunked(chunk) => chunk.step(buf),
+        }
+    }
+}
+
+impl Chunk {
+    fn step(&mut self, buf: &mut BytesMut) -> io::Result<Step> {
+        loop {
+            match self {
+                Self::Size => {
+                    let httparse::Status::Complete((len, size)) =
+                        httparse::parse_chunk_size(buf).map_err(|_| bad_chunk())?
+                    else {
+                        return more_within(buf);
+                    };
+                    buf.advance(len);
+                    *self = if size == 0 { Self::Trailers } else { Self::Data(size) };
+                }
+                Self::Data(left) => {
+                    let step = take(buf, left);
+                    if *left == 0 {
+                        *self = Self::DataEnd;
+                    }
+                    return Ok(step);
+                }
+                Self::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Step::More);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(bad_chunk());
+                    }
+                    buf.advance(2);
+                    *self = Self::Size;
+                }
+                Self::Trailers => {
+                    let Some(end) = buf.windows(2).position(|pair| pair == b"\r\n") else {
+                        return more_within(buf);
+                    };
+                    buf.advance(end + 2);
+                    if end == 0 {
+                        *self = Self::Done;
+                    }
+                }
+                Self::Done => return Ok(Step::End),
+            }
+        }
+    }
+}
+
+/// Up to `left` bytes of `buf`.
+fn take(buf: &mut BytesMut, left: &mut u64) -> Step {
+    if buf.is_empty() {
+        return Step::More;
+    }
+    let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+    *left -= n as u64;
+    Step::Data(buf.split_to(n).freeze())
+}
+
+/// More bytes are needed to finish a line, unless the line is already too long.
+fn more_within(buf: &BytesMut) -> io::Result<Step> {
+    if buf.len() > MAX_HEAD { Err(bad_chunk()) } else { Ok(Step::More) }
+}
+
+fn bad_chunk() -> io::Error {
+    invalid_data("malformed chunked body")
+}
+
+fn invalid_input(message: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
+}
+
+fn invalid_data(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+fn timed_out(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{what}: timed out"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(framing: Framing, pieces: &[&[u8]]) -> (Vec<u8>, bool) {
+        let (mut framing, mut buf, mut out) = (framing, BytesMut::new(), Vec::new());
+        for piece in pieces {
+            buf.extend_from_slice(piece);
+            loop {
+                match framing.step(&mut buf).unwrap() {
+                    Step::Data(data) => out.extend_from_slice(&data),
+                    Step::More => break,
+                    Step::End => return (out, true),
+                }
+            }
+        }
+        (out, false)
+    }
+
+    const CHUNKED: &[u8] =
+        b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\nleft over";
+
+    #[test]
+    fn a_chunked_body_decodes_however_it_is_split() {
+        for at in 0..CHUNKED.len() {
+            let (head, tail) = CHUNKED.split_at(at);
+            let (out, ended) = decode(Framing::Chunked(Chunk::Size), &[head, tail]);
+            assert_eq!(out, b"hello, world", "split at {at}");
+            assert!(ended, "split at {at}");
+        }
+        let bytes: Vec<&[u8]> = CHUNKED.chunks(1).collect();
+        assert_eq!(decode(Framing::Chunked(Chunk::Size), &bytes), (b"hello, world".to_vec(), true));
+    }
+
+    #[test]
+    fn a_sized_body_ends_at_its_length_and_an_unsized_one_never() {
+        assert_eq!(decode(Framing::Length(5), &[b"hel", b"lo, extra"]), (b"hello".to_vec(), true));
+        assert_eq!(decode(Framing::Close, &[b"a", b"b"]), (b"ab".to_vec(), false));
+    }
+
+    #[test]
+    fn malformed_chunks_are_errors() {
+        for body in [&b"zz\r\nhello\r\n"[..], b"2\r\nhello\r\n"] {
+            let (mut framing, mut buf) = (Framing::Chunked(Chunk::Size), BytesMut::from(body));
+            let result = (0..4).try_for_each(|_| framing.step(&mut buf).map(drop));
+            assert_eq!(result.unwrap_err().kind(), io::ErrorKind::InvalidData, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn the_framing_comes_from_the_headers() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        let chunked = headers(&[("transfer-encoding", "Chunked"), ("content-length", "3")]);
+        assert_eq!(Framing::of(&chunked), Framing::Chunked(Chunk::Size));
+        assert_eq!(Framing::of(&headers(&[("content-length", " 42")])), Framing::Length(42));
+        assert_eq!(Framing::of(&headers(&[])), Framing::Close);
+    }
+
+    #[test]
+    fn a_header_value_cannot_add_a_header_and_the_error_does_not_repeat_it() {
+        let url: Url = "http://127.0.0.1:8080/v1/x?beta=true".parse().unwrap();
+        let error = request(&url, &[("x-api-key", "sk-secret\r\nx-evil: 1")]).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert!(!error.to_string().contains("sk-secret"));
+        let bytes = request(&url, &[("x-api-key", "sk-1")]).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("GET /v1/x?beta=true HTTP/1.1\r\nhost: 127.0.0.1:8080\r\n"));
+        assert!(text.ends_with("connection: close\r\nx-api-key: sk-1\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn a_head_is_parsed_once_complete() {
+        let head = b"HTTP/1.1 529 Overloaded\r\nretry-after: 2\r\ncontent-length: 0\r\n\r\nrest";
+        assert!(parse_head(&head[..20]).unwrap().is_none());
+        let (status, headers, len) = parse_head(head).unwrap().unwrap();
+        assert_eq!((status.as_u16(), &head[len..]), (529, &b"rest"[..]));
+        assert_eq!(headers["retry-after"], "2");
+        assert!(parse_head(b"HTTP/1.1 abc\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn a_proxy_for_the_url_sends_streams_through_reqwest() {
+        let config = HttpConfig {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            stream_idle_timeout: Duration::from_secs(1),
+        };
+        let url: Url = "https://api.anthropic.com".parse().unwrap();
+        let via = |matcher: Matcher| Streams::for_url(&url, &matcher, &config);
+        let proxied = Matcher::builder().https("http://proxy.internal:3128").build();
+        assert!(matches!(via(proxied), Streams::Reqwest));
+        let http_only = Matcher::builder().http("http://proxy.internal:3128").build();
+        assert!(matches!(via(http_only), Streams::Direct(_)));
+        let excluded =
+            Matcher::builder().https("http://proxy.internal:3128").no("api.anthropic.com").build();
+        assert!(matches!(via(excluded), Streams::Direct(_)));
+        assert!(matches!(via(Matcher::builder().build()), Streams::Direct(_)));
+    }
+}
