@@ -280,7 +280,8 @@ pub struct HttpConfig {
     /// Whole-request timeout for non-streaming calls. Defaults to 60 s.
     #[serde(serialize_with = "ser::duration")]
     pub request_timeout: Duration,
-    /// A stream with no event or keep-alive this long is reconnected. Defaults to 90 s.
+    /// A stream with no event or keep-alive this long, or no response head this long after
+    /// connecting, is reconnected. Defaults to 90 s.
     #[serde(serialize_with = "ser::duration")]
     pub stream_idle_timeout: Duration,
 }

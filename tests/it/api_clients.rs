@@ -14,16 +14,16 @@ use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-const SECRET: &str = "SECRET-api-test-client-secret";
-const KEY: &str = "SECRET-api-test-anthropic-key";
+pub(crate) const SECRET: &str = "SECRET-api-test-client-secret";
+pub(crate) const KEY: &str = "SECRET-api-test-anthropic-key";
 
-struct Fixture {
-    sim: SimHandle,
+pub(crate) struct Fixture {
+    pub(crate) sim: SimHandle,
     control: reqwest::Client,
 }
 
 impl Fixture {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let config = SimConfig {
             scalekit_client_secret: SECRET.to_owned(),
             anthropic_api_key: KEY.to_owned(),
@@ -33,11 +33,11 @@ impl Fixture {
         Self { sim, control: http(Duration::from_secs(30)) }
     }
 
-    fn base(&self) -> url::Url {
+    pub(crate) fn base(&self) -> url::Url {
         self.sim.base_url().parse().unwrap()
     }
 
-    async fn fault(&self, fault: Value) {
+    pub(crate) async fn fault(&self, fault: Value) {
         let url = format!("{}/_sim/faults", self.sim.base_url());
         let response = self.control.post(url).json(&fault).send().await.unwrap();
         assert!(response.status().is_success(), "{}", response.text().await.unwrap());
@@ -48,7 +48,7 @@ impl Fixture {
         self.control.get(url).send().await.unwrap().json().await.unwrap()
     }
 
-    async fn requests(&self, key: &str) -> u64 {
+    pub(crate) async fn requests(&self, key: &str) -> u64 {
         self.audit().await["requests"][key].as_u64().unwrap_or(0)
     }
 
@@ -62,7 +62,7 @@ impl Fixture {
         )
     }
 
-    fn anthropic(
+    pub(crate) fn anthropic(
         &self,
         key: &str,
         policy: RetryPolicy,
@@ -79,7 +79,7 @@ impl Fixture {
     }
 }
 
-fn http_config(request_timeout: Duration) -> HttpConfig {
+pub(crate) fn http_config(request_timeout: Duration) -> HttpConfig {
     HttpConfig {
         connect_timeout: Duration::from_secs(5),
         request_timeout,
@@ -87,11 +87,11 @@ fn http_config(request_timeout: Duration) -> HttpConfig {
     }
 }
 
-fn http(request_timeout: Duration) -> reqwest::Client {
+pub(crate) fn http(request_timeout: Duration) -> reqwest::Client {
     http_client(&http_config(request_timeout)).unwrap()
 }
 
-fn policy(max_attempts: u32) -> RetryPolicy {
+pub(crate) fn policy(max_attempts: u32) -> RetryPolicy {
     RetryPolicy {
         initial: Duration::from_millis(20),
         max_interval: Duration::from_millis(100),
@@ -103,7 +103,7 @@ fn policy(max_attempts: u32) -> RetryPolicy {
 }
 
 /// The guide's build and per-run calls, up to an open session; returns the session id.
-async fn session_for(fx: &Fixture, user: &str) -> (anthropic::Client, String) {
+pub(crate) async fn session_for(fx: &Fixture, user: &str) -> (anthropic::Client, String) {
     let sk = fx.scalekit(SECRET, policy(3));
     let tools = ["gmail_fetch_mails".to_owned()];
     let cal = ["googlecalendar_create_event".to_owned()];

@@ -11,6 +11,7 @@ mod common;
 
 mod api_clients;
 mod api_golden;
+mod api_stream;
 mod bench_smoke;
 mod chaos_ids;
 mod chaos_input;
