@@ -294,3 +294,31 @@ where
         })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn a_stream_client_error_is_permanent_only_when_the_request_cannot_be_made() {
+        let class = |kind: io::ErrorKind| {
+            ApiError::io(Api::Anthropic, "sessions.events.stream", &io::Error::new(kind, "x"))
+                .class()
+        };
+        assert_eq!(class(io::ErrorKind::InvalidInput), ErrorClass::Permanent);
+        for kind in [
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::UnexpectedEof,
+            io::ErrorKind::InvalidData,
+        ] {
+            assert_eq!(class(kind), ErrorClass::Transient, "{kind:?}");
+        }
+        let error =
+            ApiError::io(Api::Anthropic, "e", &io::Error::new(io::ErrorKind::TimedOut, "t"));
+        assert_eq!(error.to_string(), "anthropic e: timed out: t (transient)");
+    }
+}
