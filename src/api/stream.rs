@@ -60,10 +60,9 @@ pub enum Streams {
 impl Streams {
     /// [`Streams::Reqwest`] when `proxies` sends `url` through a proxy, else a direct client.
     pub fn for_url(url: &Url, proxies: &Matcher, config: &HttpConfig) -> Self {
-        let proxied = url.as_str().parse::<http::Uri>().is_ok_and(|uri| {
-            // `intercept` wants an authority; `url` already has one, so this only guards.
-            proxies.intercept(&uri).is_some()
-        });
+        // A parsed `Url` is always a valid `Uri`; the check only keeps this free of panics.
+        let proxied =
+            url.as_str().parse::<http::Uri>().is_ok_and(|uri| proxies.intercept(&uri).is_some());
         if !proxied {
             return Self::Direct(Direct::new(config));
         }
