@@ -154,16 +154,17 @@ impl ApiError {
         Self::Transport { api, endpoint, message, class: retry::classify_transport(&error) }
     }
 
-    /// A failure of the event streams' own client ([`stream`]): `InvalidInput` means the
-    /// request cannot be made and is permanent; everything else is the network's.
+    /// A failure of the event streams' own client ([`stream`]): permanent when the request
+    /// cannot be made as given ([`stream::is_unusable`]), else the network's and transient.
     pub(crate) fn io(api: Api, endpoint: &'static str, error: &std::io::Error) -> Self {
         use std::io::ErrorKind;
         let (kind, class) = match error.kind() {
-            ErrorKind::InvalidInput => ("invalid request", ErrorClass::Permanent),
+            _ if stream::is_unusable(error) => ("invalid request", ErrorClass::Permanent),
             ErrorKind::TimedOut => ("timed out", ErrorClass::Transient),
             ErrorKind::ConnectionRefused
             | ErrorKind::HostUnreachable
-            | ErrorKind::NetworkUnreachable => ("connection failed", ErrorClass::Transient),
+            | ErrorKind::NetworkUnreachable
+            | ErrorKind::NotFound => ("connection failed", ErrorClass::Transient),
             _ => ("transport error", ErrorClass::Transient),
         };
         Self::Transport { api, endpoint, message: format!("{kind}: {}", error_chain(error)), class }
@@ -303,19 +304,18 @@ mod tests {
 
     #[test]
     fn a_stream_client_error_is_permanent_only_when_the_request_cannot_be_made() {
-        let class = |kind: io::ErrorKind| {
-            ApiError::io(Api::Anthropic, "sessions.events.stream", &io::Error::new(kind, "x"))
-                .class()
-        };
-        assert_eq!(class(io::ErrorKind::InvalidInput), ErrorClass::Permanent);
+        let class = |error: io::Error| ApiError::io(Api::Anthropic, "e", &error).class();
+        assert_eq!(class(stream::unusable("bad header value")), ErrorClass::Permanent);
         for kind in [
             io::ErrorKind::TimedOut,
             io::ErrorKind::ConnectionRefused,
             io::ErrorKind::ConnectionReset,
             io::ErrorKind::UnexpectedEof,
             io::ErrorKind::InvalidData,
+            // tokio's "could not resolve to any address": the network's, not ours.
+            io::ErrorKind::InvalidInput,
         ] {
-            assert_eq!(class(kind), ErrorClass::Transient, "{kind:?}");
+            assert_eq!(class(io::Error::new(kind, "x")), ErrorClass::Transient, "{kind:?}");
         }
         let error =
             ApiError::io(Api::Anthropic, "e", &io::Error::new(io::ErrorKind::TimedOut, "t"));

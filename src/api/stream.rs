@@ -16,6 +16,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
@@ -42,7 +43,8 @@ const READ_CHUNK: usize = 1024;
 const MAX_HEAD: usize = 64 * 1024;
 /// How much of an error response's body is kept for its message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
-const MAX_HEADERS: usize = 64;
+/// As many header lines as hyper accepts.
+const MAX_HEADERS: usize = 100;
 
 /// The TLS side is boxed: inline it would make every plain connection as large as a TLS
 /// session's state (1.1 KB).
@@ -106,13 +108,17 @@ impl Direct {
     }
 
     /// The same client with its own TLS configuration, such as one trusting a private CA.
+    /// Its ALPN list is replaced by `http/1.1`, the only protocol this client speaks.
     #[must_use]
     pub fn with_tls(self, tls: Arc<ClientConfig>) -> Self {
-        Self { tls: Some(tls), ..self }
+        let mut tls = Arc::unwrap_or_clone(tls);
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self { tls: Some(Arc::new(tls)), ..self }
     }
 
-    /// Sends `GET url` with `headers` and reads the response head. Errors of kind
-    /// `InvalidInput` mean the request cannot be made as given; every other is the transport's.
+    /// Sends `GET url` with `headers` and reads the response head. An error for which
+    /// [`is_unusable`] holds means the request cannot be made as given; every other is the
+    /// transport's.
     pub(crate) async fn get(&self, url: &Url, headers: &[(&str, &str)]) -> io::Result<Response> {
         let request = request(url, headers)?;
         let mut io = self.connect(url).await?;
@@ -121,9 +127,10 @@ impl Direct {
             io.flush().await?;
             read_head(&mut io).await
         };
-        let (status, headers, buf) =
+        let (head, buf) =
             timeout(self.head_timeout, head).await.map_err(|_| timed_out("no response head"))??;
-        let framing = Framing::of(&headers);
+        let framing = Framing::of(&head)?;
+        let Head { status, headers, .. } = head;
         Ok(Response { status, headers, body: Body { io, buf, framing } })
     }
 
@@ -132,19 +139,39 @@ impl Direct {
             Some(Host::Domain(domain)) => domain.to_owned(),
             Some(Host::Ipv4(ip)) => ip.to_string(),
             Some(Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(invalid_input("the URL has no host")),
+            None => return Err(unusable("the URL has no host")),
         };
-        let port = url.port_or_known_default().ok_or_else(|| invalid_input("no port"))?;
-        let connect = async {
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            match url.scheme() {
-                "http" => Ok(Either::Left(tcp)),
-                "https" => Ok(Either::Right(Box::new(self.handshake(host, tcp).await?))),
-                _ => Err(invalid_input("only http and https are supported")),
+        let port = url.port_or_known_default().ok_or_else(|| unusable("the URL has no port"))?;
+        let tcp = self.connect_tcp(&host, port).await?;
+        tcp.set_nodelay(true)?;
+        match url.scheme() {
+            "http" => Ok(Either::Left(tcp)),
+            "https" => {
+                let tls = timeout(self.connect_timeout, self.handshake(host, tcp));
+                let tls = tls.await.map_err(|_| timed_out("TLS handshake"))??;
+                Ok(Either::Right(Box::new(tls)))
             }
-        };
-        timeout(self.connect_timeout, connect).await.map_err(|_| timed_out("connect"))?
+            _ => Err(unusable("only http and https are supported")),
+        }
+    }
+
+    /// Tries each address the host resolves to, each within its share of `connect_timeout`
+    /// (as hyper does), so one unreachable address does not use up the whole timeout.
+    async fn connect_tcp(&self, host: &str, port: u16) -> io::Result<TcpStream> {
+        let resolve = timeout(self.connect_timeout, tokio::net::lookup_host((host, port)));
+        let addrs: Vec<SocketAddr> =
+            resolve.await.map_err(|_| timed_out("name resolution"))??.collect();
+        let n = u32::try_from(addrs.len()).unwrap_or(u32::MAX).max(1);
+        let each = self.connect_timeout / n;
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
+        for addr in addrs {
+            match timeout(each, TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => return Ok(tcp),
+                Ok(Err(error)) => last = error,
+                Err(_) => last = timed_out("connect"),
+            }
+        }
+        Err(last)
     }
 
     async fn handshake(&self, host: String, tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
@@ -152,9 +179,32 @@ impl Direct {
             Some(tls) => tls.clone(),
             None => platform_tls()?,
         };
-        let name = ServerName::try_from(host).map_err(|_| invalid_input("bad TLS name"))?;
+        let name = ServerName::try_from(host).map_err(|_| unusable("not a TLS server name"))?;
         TlsConnector::from(tls).connect(name, tcp).await
     }
+}
+
+/// Says that a request cannot be made as given (a bad URL or header value, or TLS that
+/// cannot start), so retrying cannot help. The network's own errors never carry it, even of
+/// kind `InvalidInput` (tokio's "could not resolve to any address").
+#[derive(Debug)]
+struct Unusable(String);
+
+impl fmt::Display for Unusable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unusable {}
+
+/// Whether `error` says the request cannot be made as given.
+pub(crate) fn is_unusable(error: &io::Error) -> bool {
+    error.get_ref().is_some_and(|inner| inner.is::<Unusable>())
+}
+
+pub(crate) fn unusable(message: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, Unusable(message.into()))
 }
 
 /// One TLS configuration for the process, verified by the platform as reqwest's is.
@@ -173,13 +223,13 @@ fn platform_tls() -> io::Result<Arc<ClientConfig>> {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     });
-    config.clone().map_err(|error| io::Error::other(format!("TLS cannot start: {error}")))
+    config.clone().map_err(|error| unusable(format!("TLS cannot start: {error}")))
 }
 
 /// The request's bytes. Header values are checked as reqwest checks them, so a value with a
 /// line break cannot add a header; the error never repeats the value (it may be a key).
 fn request(url: &Url, headers: &[(&str, &str)]) -> io::Result<Vec<u8>> {
-    let host = url.host_str().ok_or_else(|| invalid_input("the URL has no host"))?;
+    let host = url.host_str().ok_or_else(|| unusable("the URL has no host"))?;
     let mut out = format!("GET {}", url.path());
     if let Some(query) = url.query() {
         out.push('?');
@@ -193,23 +243,36 @@ fn request(url: &Url, headers: &[(&str, &str)]) -> io::Result<Vec<u8>> {
     out.push_str(concat!(
         "\r\nuser-agent: agentcron/",
         env!("CARGO_PKG_VERSION"),
-        "\r\naccept: text/event-stream\r\nconnection: close\r\n"
+        "\r\naccept: text/event-stream\r\naccept-encoding: identity\r\nconnection: close\r\n"
     ));
     for (name, value) in headers {
-        HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid_input("bad header name"))?;
-        HeaderValue::from_str(value).map_err(|_| invalid_input("bad header value"))?;
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| unusable("bad header name"))?;
+        HeaderValue::from_str(value).map_err(|_| unusable("bad header value"))?;
         out.push_str(&format!("{name}: {value}\r\n"));
     }
     out.push_str("\r\n");
     Ok(out.into_bytes())
 }
 
-async fn read_head(io: &mut Io) -> io::Result<(StatusCode, HeaderMap, BytesMut)> {
+/// A response head.
+struct Head {
+    status: StatusCode,
+    /// The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    version: u8,
+    headers: HeaderMap,
+}
+
+/// The final response's head and the bytes read after it. Interim responses (`100`, `103
+/// Early Hints`) are skipped, as a client must (RFC 9110 §15.2).
+async fn read_head<R: AsyncRead + Unpin>(io: &mut R) -> io::Result<(Head, BytesMut)> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
-        if let Some((status, headers, len)) = parse_head(&buf)? {
+        if let Some((head, len)) = parse_head(&buf)? {
             buf.advance(len);
-            return Ok((status, headers, buf));
+            if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS {
+                continue;
+            }
+            return Ok((head, buf));
         }
         if buf.len() >= MAX_HEAD {
             return Err(invalid_data("the response head is over 64 KB"));
@@ -221,7 +284,7 @@ async fn read_head(io: &mut Io) -> io::Result<(StatusCode, HeaderMap, BytesMut)>
     }
 }
 
-fn parse_head(buf: &[u8]) -> io::Result<Option<(StatusCode, HeaderMap, usize)>> {
+fn parse_head(buf: &[u8]) -> io::Result<Option<(Head, usize)>> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut slots);
     let httparse::Status::Complete(len) = response.parse(buf).map_err(invalid_data)? else {
@@ -234,10 +297,11 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<(StatusCode, HeaderMap, usize)>> 
         let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(invalid_data)?;
         headers.append(name, HeaderValue::from_bytes(header.value).map_err(invalid_data)?);
     }
-    Ok(Some((status, headers, len)))
+    let version = response.version.unwrap_or_default();
+    Ok(Some((Head { status, version, headers }, len)))
 }
 
-async fn read_more(io: &mut Io, buf: &mut BytesMut) -> io::Result<usize> {
+async fn read_more<R: AsyncRead + Unpin>(io: &mut R, buf: &mut BytesMut) -> io::Result<usize> {
     if buf.capacity() - buf.len() < READ_CHUNK / 2 {
         buf.reserve(READ_CHUNK);
     }
@@ -281,13 +345,13 @@ impl Response {
     }
 }
 
-struct Body {
-    io: Io,
+struct Body<R = Io> {
+    io: R,
     buf: BytesMut,
     framing: Framing,
 }
 
-impl Body {
+impl<R: AsyncRead + Unpin> Body<R> {
     async fn next(&mut self) -> io::Result<Option<Bytes>> {
         loop {
             match self.framing.step(&mut self.buf)? {
@@ -336,20 +400,34 @@ enum Step {
 }
 
 impl Framing {
-    fn of(headers: &HeaderMap) -> Self {
-        let chunked = headers
-            .get_all("transfer-encoding")
-            .iter()
-            .any(|value| value.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("chunked")));
-        let length = headers
-            .get("content-length")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse().ok());
-        match (chunked, length) {
-            (true, _) => Self::Chunked(Chunk::Size),
-            (false, Some(length)) => Self::Length(length),
-            (false, None) => Self::Close,
+    /// RFC 9112 §6.3: no body for 204 and 304; `chunked` when it is the only transfer coding
+    /// of an HTTP/1.1 response (any other coding is refused: this client decodes none);
+    /// otherwise one `Content-Length`, repeated values equal; otherwise to the connection's end.
+    fn of(head: &Head) -> io::Result<Self> {
+        if matches!(head.status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
+            return Ok(Self::Length(0));
         }
+        let codings: Vec<_> = list(&head.headers, "transfer-encoding").collect();
+        if !codings.is_empty() {
+            let chunked = matches!(codings[..], [coding] if coding.eq_ignore_ascii_case("chunked"));
+            return if chunked && head.version >= 1 {
+                Ok(Self::Chunked(Chunk::Size))
+            } else {
+                Err(invalid_data("unsupported transfer-encoding"))
+            };
+        }
+        let mut lengths = list(&head.headers, "content-length").map(|value| {
+            let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+            let length = digits.then(|| value.parse::<u64>().ok()).flatten();
+            length.ok_or_else(|| invalid_data("invalid content-length"))
+        });
+        let Some(length) = lengths.next().transpose()? else { return Ok(Self::Close) };
+        for other in lengths {
+            if other? != length {
+                return Err(invalid_data("conflicting content-length values"));
+            }
+        }
+        Ok(Self::Length(length))
     }
 
     /// The next piece of body in `buf`, or what is needed to get one.
@@ -366,11 +444,24 @@ impl Framing {
     }
 }
 
+/// The comma-separated elements of every `name` header, trimmed; a value that is not text
+/// reads as one element that no rule accepts.
+fn list<'a>(headers: &'a HeaderMap, name: &'static str) -> impl Iterator<Item = &'a str> {
+    let values = headers.get_all(name).into_iter();
+    values.flat_map(|value| value.to_str().unwrap_or("\u{fffd}").split(',')).map(str::trim)
+}
+
 impl Chunk {
     fn step(&mut self, buf: &mut BytesMut) -> io::Result<Step> {
         loop {
             match self {
                 Self::Size => {
+                    // httparse reads an empty size as 0, which would end the body quietly.
+                    match buf.first() {
+                        None => return Ok(Step::More),
+                        Some(b) if !b.is_ascii_hexdigit() => return Err(bad_chunk()),
+                        Some(_) => {}
+                    }
                     let httparse::Status::Complete((len, size)) =
                         httparse::parse_chunk_size(buf).map_err(|_| bad_chunk())?
                     else {
@@ -430,10 +521,6 @@ fn bad_chunk() -> io::Error {
     invalid_data("malformed chunked body")
 }
 
-fn invalid_input(message: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, message)
-}
-
 fn invalid_data(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error)
 }
@@ -491,40 +578,102 @@ mod tests {
         }
     }
 
+    fn head(status: u16, version: u8, pairs: &[(&'static str, &'static str)]) -> Head {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        Head { status: StatusCode::from_u16(status).unwrap(), version, headers }
+    }
+
     #[test]
-    fn the_framing_comes_from_the_headers() {
-        let headers = |pairs: &[(&'static str, &'static str)]| {
-            let mut map = HeaderMap::new();
-            for (name, value) in pairs {
-                map.append(*name, HeaderValue::from_static(value));
-            }
-            map
-        };
-        let chunked = headers(&[("transfer-encoding", "Chunked"), ("content-length", "3")]);
-        assert_eq!(Framing::of(&chunked), Framing::Chunked(Chunk::Size));
-        assert_eq!(Framing::of(&headers(&[("content-length", " 42")])), Framing::Length(42));
-        assert_eq!(Framing::of(&headers(&[])), Framing::Close);
+    fn the_framing_follows_rfc_9112() {
+        let framing = |version, pairs: &[_]| Framing::of(&head(200, version, pairs));
+        let chunked = [("transfer-encoding", "Chunked"), ("content-length", "3")];
+        assert_eq!(framing(1, &chunked).unwrap(), Framing::Chunked(Chunk::Size));
+        assert_eq!(framing(1, &[("content-length", " 42")]).unwrap(), Framing::Length(42));
+        let repeated = [("content-length", "5, 5"), ("content-length", "5")];
+        assert_eq!(framing(1, &repeated).unwrap(), Framing::Length(5));
+        assert_eq!(framing(1, &[]).unwrap(), Framing::Close);
+        let no_content = Framing::of(&head(204, 1, &[("content-length", "7")])).unwrap();
+        assert_eq!(no_content, Framing::Length(0));
+        for bad in [
+            &[("transfer-encoding", "gzip, chunked")][..],
+            &[("transfer-encoding", "chunked"), ("transfer-encoding", "gzip")],
+            &[("transfer-encoding", "gzip")],
+            &[("content-length", "5, 6")],
+            &[("content-length", "5"), ("content-length", "6")],
+            &[("content-length", "+5")],
+            &[("content-length", "")],
+        ] {
+            let error = framing(1, bad).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{bad:?}");
+        }
+        assert!(framing(0, &[("transfer-encoding", "chunked")]).is_err(), "HTTP/1.0 cannot chunk");
+    }
+
+    /// The body after the head in `bytes`, read as the stream reads it.
+    async fn body_of(bytes: &[u8]) -> io::Result<Vec<u8>> {
+        let mut io = bytes;
+        let (head, buf) = read_head(&mut io).await?;
+        let mut body = Body { io, buf, framing: Framing::of(&head)? };
+        let mut out = Vec::new();
+        while let Some(data) = body.next().await? {
+            out.extend_from_slice(&data);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn bodies_end_where_their_framing_says_and_a_cut_one_is_an_error() {
+        let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        assert_eq!(body_of(chunked).await.unwrap(), b"abc");
+        let interim = b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\n\r\nall";
+        assert_eq!(body_of(interim).await.unwrap(), b"all", "a 1xx is skipped");
+        let no_content = b"HTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(body_of(no_content).await.unwrap(), b"");
+        for cut in [
+            &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nab"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc",
+            b"HTTP/1.1 200 OK\r\ncontent-le",
+        ] {
+            let error = body_of(cut).await.unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{cut:?}");
+        }
+        let empty_size = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\r\nabc";
+        assert_eq!(body_of(empty_size).await.unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn a_head_over_64_kb_is_refused() {
+        let mut bytes = b"HTTP/1.1 200 OK\r\nx-long: ".to_vec();
+        bytes.resize(MAX_HEAD + 10, b'a');
+        let error = body_of(&bytes).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(error.to_string().contains("64 KB"), "{error}");
     }
 
     #[test]
     fn a_header_value_cannot_add_a_header_and_the_error_does_not_repeat_it() {
         let url: Url = "http://127.0.0.1:8080/v1/x?beta=true".parse().unwrap();
         let error = request(&url, &[("x-api-key", "sk-secret\r\nx-evil: 1")]).unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert!(is_unusable(&error), "{error:?}");
         assert!(!error.to_string().contains("sk-secret"));
         let bytes = request(&url, &[("x-api-key", "sk-1")]).unwrap();
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with("GET /v1/x?beta=true HTTP/1.1\r\nhost: 127.0.0.1:8080\r\n"));
         assert!(text.ends_with("connection: close\r\nx-api-key: sk-1\r\n\r\n"), "{text}");
+        assert!(text.contains("\r\naccept-encoding: identity\r\n"), "{text}");
     }
 
     #[test]
     fn a_head_is_parsed_once_complete() {
-        let head = b"HTTP/1.1 529 Overloaded\r\nretry-after: 2\r\ncontent-length: 0\r\n\r\nrest";
-        assert!(parse_head(&head[..20]).unwrap().is_none());
-        let (status, headers, len) = parse_head(head).unwrap().unwrap();
-        assert_eq!((status.as_u16(), &head[len..]), (529, &b"rest"[..]));
-        assert_eq!(headers["retry-after"], "2");
+        let bytes = b"HTTP/1.1 529 Overloaded\r\nretry-after: 2\r\ncontent-length: 0\r\n\r\nrest";
+        assert!(parse_head(&bytes[..20]).unwrap().is_none());
+        let (head, len) = parse_head(bytes).unwrap().unwrap();
+        assert_eq!((head.status.as_u16(), head.version, &bytes[len..]), (529, 1, &b"rest"[..]));
+        assert_eq!(head.headers["retry-after"], "2");
         assert!(parse_head(b"HTTP/1.1 abc\r\n\r\n").is_err());
     }
 

@@ -81,9 +81,18 @@ async fn tls_front(upstream: String) -> (url::Url, Arc<ClientConfig>) {
 }
 
 fn client_at(base: &url::Url, streams: Streams) -> anthropic::Client {
+    client_with(base, KEY, 1, streams)
+}
+
+fn client_with(base: &url::Url, key: &str, attempts: u32, streams: Streams) -> anthropic::Client {
     let config = http_config(Duration::from_secs(10));
-    anthropic::Client::new(http(Duration::from_secs(10)), base, KEY.into(), policy(1), &config)
-        .with_streams(streams)
+    let http = http(Duration::from_secs(10));
+    anthropic::Client::new(http, base, key.into(), policy(attempts), &config).with_streams(streams)
+}
+
+/// The direct client, whatever proxy variables the environment running the tests has.
+fn direct() -> Streams {
+    Streams::Direct(Direct::new(&http_config(Duration::from_secs(10))))
 }
 
 #[tokio::test]
@@ -107,8 +116,7 @@ async fn an_untrusted_certificate_is_refused_without_the_key_in_the_error() {
     let upstream = fx.base().socket_addrs(|| None).unwrap()[0].to_string();
     let (base, _) = tls_front(upstream).await;
     // The platform's roots, as in production: they do not know the test's certificate.
-    let direct = Direct::new(&http_config(Duration::from_secs(10)));
-    let client = client_at(&base, Streams::Direct(direct));
+    let client = client_at(&base, direct());
     let Err(error) = client.stream_events(&session).await else {
         panic!("a self-signed certificate was accepted")
     };
@@ -127,11 +135,12 @@ async fn error_statuses_on_open_are_classified_and_retried() {
     let (client, session) = session_for(&fx, "status@example.com").await;
     let stream_path = "/v1/sessions/*/events/stream";
     fx.fault(json!({"method": "GET", "path": stream_path, "status": 529, "count": 2})).await;
-    let ids = one_turn(&client, &client, &session).await;
+    let direct_client = client_with(&fx.base(), KEY, 3, direct());
+    let ids = one_turn(&direct_client, &client, &session).await;
     assert!(!ids.is_empty());
     assert_eq!(fx.requests(STREAM_ROUTE).await, 3, "two overloaded answers, then the stream");
 
-    let wrong = fx.anthropic("SECRET-wrong-key", policy(3), Duration::from_secs(10));
+    let wrong = client_with(&fx.base(), "SECRET-wrong-key", 3, direct());
     let Err(error) = wrong.stream_events(&session).await else { panic!("a wrong key streamed") };
     assert_eq!((error.status(), error.class()), (Some(401), ErrorClass::Auth), "{error}");
     assert!(!format!("{error} {error:?}").contains("SECRET"), "{error:?}");
@@ -147,7 +156,11 @@ async fn a_stream_that_never_answers_times_out_as_transient() {
     let mut config = http_config(Duration::from_secs(10));
     config.stream_idle_timeout = Duration::from_millis(500);
     let client = client_at(&fx.base(), Streams::Direct(Direct::new(&config)));
-    let Err(error) = client.stream_events(&session).await else { panic!("a hung open streamed") };
+    // The test's own bound: a lost head timeout fails here instead of hanging.
+    let opened = tokio::time::timeout(Duration::from_secs(10), client.stream_events(&session));
+    let Err(error) = opened.await.expect("the head timeout ended the open") else {
+        panic!("a hung open streamed")
+    };
     assert_eq!(error.class(), ErrorClass::Transient, "{error}");
     assert!(error.to_string().contains("timed out"), "{error}");
 }
