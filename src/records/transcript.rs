@@ -36,8 +36,10 @@ pub struct Transcript {
     /// Whether this attempt appended to the JSONL copy (which `close` then fsyncs).
     written: bool,
     redactor: Redactor,
-    /// Event ids already recorded, so a resumed stream never records one twice.
-    seen: HashSet<String>,
+    /// Event ids already recorded, so a resumed stream never records one twice. Kept only
+    /// once a stream is resumed: a first stream never repeats an event, and otherwise every
+    /// session would hold a set growing with each event (60 KB at 1,000 events).
+    seen: Option<HashSet<String>>,
     /// Whether this attempt has set the stream's lifetime.
     expiry_set: bool,
     /// The last event's write, while it may still be running.
@@ -47,7 +49,7 @@ pub struct Transcript {
 impl Transcript {
     /// Opens the transcript of `run_id`. With `resuming` (an earlier attempt may have
     /// recorded events), the ids already recorded in Redis are loaded; a first stream of a run
-    /// has none, and skips that read.
+    /// has none, and skips that read (see [`Transcript::seen`]).
     ///
     /// # Errors
     /// [`RecordsError`] when Redis or the file system fails.
@@ -72,7 +74,7 @@ impl Transcript {
             std::fs::OpenOptions::new().create(true).append(true).open(owned).map(drop)
         })
         .await?;
-        let seen = if resuming { recorded_ids(conn, &key).await? } else { HashSet::new() };
+        let seen = if resuming { Some(recorded_ids(conn, &key).await?) } else { None };
         let ttl_secs = i64::try_from(config.ttl.as_secs()).unwrap_or(i64::MAX);
         Ok(Self {
             key,
@@ -89,9 +91,20 @@ impl Transcript {
         })
     }
 
-    /// The ids recorded so far.
-    pub fn seen(&self) -> &HashSet<String> {
-        &self.seen
+    /// The ids recorded so far; the first call of an attempt that did not open `resuming`
+    /// settles the writes and reads them back from Redis, and from then on they are kept.
+    ///
+    /// # Errors
+    /// [`RecordsError`] when the last write or the read failed.
+    pub async fn seen(
+        &mut self,
+        conn: &mut ConnectionManager,
+    ) -> Result<&HashSet<String>, RecordsError> {
+        if self.seen.is_none() {
+            self.settle().await?;
+            self.seen = Some(recorded_ids(conn, &self.key).await?);
+        }
+        Ok(self.seen.get_or_insert_default())
     }
 
     /// Where the JSONL copy is written.
@@ -111,7 +124,10 @@ impl Transcript {
         event: &Value,
     ) -> Result<bool, RecordsError> {
         let event_id = event.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-        if !event_id.is_empty() && !self.seen.insert(event_id.clone()) {
+        if let Some(seen) = &mut self.seen
+            && !event_id.is_empty()
+            && !seen.insert(event_id.clone())
+        {
             return Ok(false);
         }
         let kind = event.get("type").and_then(Value::as_str).unwrap_or_default();

@@ -80,7 +80,7 @@ async fn pump(
     let policy = RetryPolicy::from(&ctx.config.retry);
     let mut stream = match opened {
         Some(stream) => stream,
-        None => match Box::pin(resume(ctx, session_id, transcript)).await? {
+        None => match Box::pin(resume(ctx, conn, session_id, transcript)).await? {
             Some(stream) => stream,
             None => return Ok(()),
         },
@@ -123,7 +123,7 @@ async fn pump(
                     wait::waiting(tokio::time::sleep(policy.delay(n_reconnects, fastrand::f64())))
                         .await;
                     n_reconnects += 1;
-                    stream = match Box::pin(resume(ctx, session_id, transcript)).await? {
+                    stream = match Box::pin(resume(ctx, conn, session_id, transcript)).await? {
                         Some(stream) => stream,
                         None => return Ok(()),
                     };
@@ -152,14 +152,16 @@ fn stream_closed() -> crate::api::ApiError {
 /// second time for this; resuming is rare.)
 async fn resume(
     ctx: &Context,
+    conn: &mut ConnectionManager,
     session_id: &str,
-    transcript: &Transcript,
+    transcript: &mut Transcript,
 ) -> Result<Option<EventStream>, RunError> {
-    let stream = ctx.anthropic.resume_events(session_id, transcript.seen().clone()).await?;
+    let seen = transcript.seen(conn).await?;
+    let stream = ctx.anthropic.resume_events(session_id, seen.clone()).await?;
     let history = ctx.anthropic.list_all_events(session_id).await?;
     let stopped = history.into_iter().last().filter(|event| {
         matches!(event.kind, EventKind::Idle { .. } | EventKind::Terminated)
-            && event.id().is_some_and(|id| transcript.seen().contains(id))
+            && event.id().is_some_and(|id| seen.contains(id))
     });
     if let Some(event) = stopped
         && react(ctx, session_id, &event).await?

@@ -294,6 +294,28 @@ async fn a_token_that_expires_mid_session_is_replaced() {
 }
 
 #[tokio::test]
+async fn a_stream_cut_twice_is_resumed_in_the_attempt_and_records_each_event_once() {
+    let app = spawn_app().await;
+    let stream = "/v1/sessions/*/events/stream";
+    app.sim_client
+        .add_fault(json!({"method": "GET", "path": stream, "stream_cut_after": 3, "count": 2}))
+        .await;
+    app.sim_client.add_fault(json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 30, "count": 1})).await;
+    app.create_run("r-cut", "cut@example.com").await;
+    let finish = app.execute("r-cut").await.unwrap();
+    let Finish::Succeeded { session_id } = finish else { panic!("{finish:?}") };
+
+    let opened =
+        app.audit().await["requests"]["GET /v1/sessions/{session_id}/events/stream"].clone();
+    assert_eq!(opened, 3, "cut twice, so opened three times");
+    let lines = transcript_lines(&app, "r-cut").await;
+    let recorded: Vec<&str> = lines.iter().map(|l| l["event_id"].as_str().unwrap()).collect();
+    let history = app.ctx.anthropic.list_all_events(&session_id).await.unwrap();
+    let history: Vec<&str> = history.iter().filter_map(|e| e.id()).collect();
+    assert_eq!(recorded, history, "every event once, in order");
+}
+
+#[tokio::test]
 async fn no_secret_in_redis_transcripts_or_logs() {
     let app = spawn_app().await;
     let logs = crate::common::app::LogCapture::default();
