@@ -360,6 +360,9 @@ pub async fn execute(
     if record.get("cancel_requested_at_ms").is_some() {
         return Err(RunError::Cancelled);
     }
+    // Locals live to the end of their scope, and this one would be held by every streaming
+    // run (about 1 KB) though nothing reads it again.
+    drop(record);
     let lease = ctx.config.worker.lease;
     let mut held = match lease::acquire(&mut conn, &ctx.keys, &run.user, run_id, lease).await? {
         lease::Acquired::Held(held) => held,
@@ -398,6 +401,9 @@ async fn pipeline(
     let token = at.enter_with(Phase::Minting, Facts::new(), minting).await?;
     let refreshing = Box::pin(vault::refresh(ctx, conn, &run.user, &token.token));
     let vault = at.enter_with(Phase::Vault, Facts::new(), refreshing).await?;
+    // Only its expiry is needed from here on; the token itself would be held for the stream.
+    let expires_at = token.expires_at;
+    drop(token);
     // Awaited before the session is asked for: its request mark is how a later attempt finds
     // a session whose id this one may lose.
     at.enter(Phase::Session, session::request_mark(run)).await?;
@@ -406,7 +412,7 @@ async fn pipeline(
     let (opened, facts) = at.enter_with(Phase::Message, facts, sending).await?;
     // Awaited before any event is recorded: events follow the sent mark (see `events`).
     at.enter(Phase::Streaming, facts).await?;
-    let tokens = events::TokenState { expires_at: token.expires_at, vault, lease: held };
+    let tokens = events::TokenState { expires_at, vault, lease: held };
     events::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await?;
     if ctx.config.anthropic.archive_sessions {
         ctx.anthropic.archive_session(&session_id).await?;

@@ -72,6 +72,8 @@ impl<H: Handler> Service<Task<Job>> for HandlerService<H> {
         let handler = self.handler.clone();
         let run_timeout = self.run_timeout;
         let registered = self.runs.enter(&job.run_id, job.cancel.clone());
+        // Only the token is needed from here on, not the whole job for the whole run.
+        let cancel = job.cancel;
         Box::pin(async move {
             let _registered = registered;
             let handling = handler.handle(context);
@@ -81,7 +83,7 @@ impl<H: Handler> Service<Task<Job>> for HandlerService<H> {
             let outcome = tokio::select! {
                 outcome = &mut handling => return Ok(outcome),
                 () = tokio::time::sleep(run_timeout) => {
-                    job.cancel.cancel();
+                    cancel.cancel();
                     handling.await
                 }
             };
@@ -246,7 +248,9 @@ where
         let finisher = Arc::clone(&self.finisher);
         Box::pin(async move {
             let res = running.await.map_err(Into::into);
-            finisher.finish(job, res).await;
+            // Boxed: inline, its state would be part of every in-flight run's for the run's
+            // whole life, though it exists only at the end.
+            Box::pin(finisher.finish(job, res)).await;
             Ok(())
         })
     }
