@@ -379,7 +379,8 @@ impl Client {
         let idle = self.stream_idle_timeout;
         match &self.streams {
             Streams::Direct(direct) => {
-                let url = Url::parse(&url).map_err(|e| ApiError::decode(API, STREAM, &e))?;
+                let unusable = |_| ApiError::io(API, STREAM, &stream::unusable("bad stream URL"));
+                let url = Url::parse(&url).map_err(unusable)?;
                 let response =
                     with_retries(API, STREAM, self.policy, || self.open_direct(direct, &url))
                         .await?;
