@@ -186,6 +186,9 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// What both HTTP clients send as `User-Agent`.
+pub(crate) const USER_AGENT: &str = concat!("agentcron/", env!("CARGO_PKG_VERSION"));
+
 /// Idle connections kept per host. Unbounded, a burst of runs leaves one idle connection
 /// (about 27 KB of hyper's buffers and channel, measured with heaptrack) per run that made a
 /// request, for the idle timeout: far more than the requests still to come need.
@@ -218,7 +221,7 @@ pub fn http_client(config: &HttpConfig) -> Result<reqwest::Client, ApiError> {
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         .http1_only()
-        .user_agent(concat!("agentcron/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .build()
         .map_err(|error| ApiError::transport(Api::Anthropic, "client.build", error))
 }

@@ -240,11 +240,11 @@ fn request(url: &Url, headers: &[(&str, &str)]) -> io::Result<Vec<u8>> {
     if let Some(port) = url.port() {
         out.push_str(&format!(":{port}"));
     }
-    out.push_str(concat!(
-        "\r\nuser-agent: agentcron/",
-        env!("CARGO_PKG_VERSION"),
-        "\r\naccept: text/event-stream\r\naccept-encoding: identity\r\nconnection: close\r\n"
-    ));
+    out.push_str("\r\nuser-agent: ");
+    out.push_str(crate::api::USER_AGENT);
+    out.push_str(
+        "\r\naccept: text/event-stream\r\naccept-encoding: identity\r\nconnection: close\r\n",
+    );
     for (name, value) in headers {
         HeaderName::from_bytes(name.as_bytes()).map_err(|_| unusable("bad header name"))?;
         HeaderValue::from_str(value).map_err(|_| unusable("bad header value"))?;

@@ -2,10 +2,9 @@
 //! reports under `/api/*`, and the dashboard at `/` (one static page embedded in the binary).
 //!
 //! With `ops.token` set, every route but the probes (`/healthz`, `/readyz`) and the static page
-//! needs
-//! `Authorization: Bearer <token>`. Report data comes from [`report`] and [`transcript`], metric
-//! names from [`metrics`]; this module only routes, authenticates and renders. It must not
-//! change run state.
+//! needs `Authorization: Bearer <token>`. Report data comes from [`report`] and
+//! [`transcript`], metric names from [`metrics`]; this module only routes, authenticates and
+//! renders. It must not change run state.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

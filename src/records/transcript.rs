@@ -23,8 +23,8 @@ const MAX_NAME: usize = 200;
 
 /// One run's transcript, open for appending. Each event is written to Redis and to the file,
 /// side by side and behind the run: the write overlaps the wait for the next event, and the
-/// next write starts only after it ended, so the order holds. [`Transcript::settle`] waits for it (before a
-/// run acts on an event); [`Transcript::close`] waits for it and fsyncs the file.
+/// next write starts only after it ended, so the order holds. [`Transcript::settle`] waits for
+/// it (before a run acts on an event); [`Transcript::close`] waits for it and fsyncs the file.
 #[derive(Debug)]
 pub struct Transcript {
     key: String,
@@ -100,11 +100,14 @@ impl Transcript {
         &mut self,
         conn: &mut ConnectionManager,
     ) -> Result<&HashSet<String>, RecordsError> {
-        if self.seen.is_none() {
-            self.settle().await?;
-            self.seen = Some(recorded_ids(conn, &self.key).await?);
-        }
-        Ok(self.seen.get_or_insert_default())
+        let seen = match self.seen.take() {
+            Some(seen) => seen,
+            None => {
+                self.settle().await?;
+                recorded_ids(conn, &self.key).await?
+            }
+        };
+        Ok(self.seen.insert(seen))
     }
 
     /// Where the JSONL copy is written.

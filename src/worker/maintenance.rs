@@ -1,6 +1,7 @@
 //! The worker's periodic duties besides running runs: connect and register, heartbeat (which
 //! also notices a lost lease and takes operators' cancel requests), reap the runs of dead
-//! workers, promote due retries, and release everything at shutdown. Each loop retries Redis with backoff and never ends the worker.
+//! workers, promote due retries, and release everything at shutdown. Each loop retries Redis
+//! with backoff and never ends the worker.
 //!
 //! This module must not execute runs.
 

@@ -18,7 +18,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::api_clients::{Fixture, KEY, http, http_config, policy, session_for};
 
+/// The stream's route as the simulator's audit counts it, and as its faults match it.
 const STREAM_ROUTE: &str = "GET /v1/sessions/{session_id}/events/stream";
+const STREAM_PATH: &str = "/v1/sessions/*/events/stream";
 
 /// Sends one message and reads `client`'s stream to the turn's end; returns the event ids.
 async fn one_turn(
@@ -133,8 +135,7 @@ async fn an_untrusted_certificate_is_refused_without_the_key_in_the_error() {
 async fn error_statuses_on_open_are_classified_and_retried() {
     let fx = Fixture::start().await;
     let (client, session) = session_for(&fx, "status@example.com").await;
-    let stream_path = "/v1/sessions/*/events/stream";
-    fx.fault(json!({"method": "GET", "path": stream_path, "status": 529, "count": 2})).await;
+    fx.fault(json!({"method": "GET", "path": STREAM_PATH, "status": 529, "count": 2})).await;
     let direct_client = client_with(&fx.base(), KEY, 3, direct());
     let ids = one_turn(&direct_client, &client, &session).await;
     assert!(!ids.is_empty());
@@ -151,8 +152,7 @@ async fn error_statuses_on_open_are_classified_and_retried() {
 async fn a_stream_that_never_answers_times_out_as_transient() {
     let fx = Fixture::start().await;
     let (_, session) = session_for(&fx, "hang@example.com").await;
-    let path = "/v1/sessions/*/events/stream";
-    fx.fault(json!({"method": "GET", "path": path, "hang": true, "count": 1})).await;
+    fx.fault(json!({"method": "GET", "path": STREAM_PATH, "hang": true, "count": 1})).await;
     let mut config = http_config(Duration::from_secs(10));
     config.stream_idle_timeout = Duration::from_millis(500);
     let client = client_at(&fx.base(), Streams::Direct(Direct::new(&config)));
