@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
-use agentcron::api::RetryPolicy;
+use agentcron::backoff::RetryPolicy;
 use agentcron::telemetry::Redactor;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 

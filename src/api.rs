@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use backon::Retryable;
 
-pub use self::retry::{ErrorClass, RetryPolicy};
+use crate::backoff::RetryPolicy;
 use crate::config::HttpConfig;
-use crate::ops::metrics;
+use crate::outcome::ErrorClass;
+use crate::telemetry::metrics;
 
 /// Which remote API a call went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

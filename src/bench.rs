@@ -20,10 +20,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigError, Env};
-use crate::ops::setup::SetupError;
 use crate::queue::QueueError;
 use crate::run::RunError;
 use crate::schedule::ScheduleError;
+use crate::setup::SetupError;
 use crate::sim::SimError;
 use crate::worker::WorkerError;
 

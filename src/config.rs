@@ -29,7 +29,7 @@ pub use self::env::{
     OVERRIDE_PREFIX, REDIS_URL, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET, SCALEKIT_ENV_URL,
 };
 pub use self::locate::KeyPath;
-use crate::schedule::CronExpr;
+use crate::cron::CronExpr;
 
 /// The default configuration file, relative to the working directory.
 pub const DEFAULT_PATH: &str = "jobs.toml";

@@ -26,15 +26,21 @@
 //! - [`cli`]: the command line, used by `main.rs`.
 
 pub mod api;
+pub mod backoff;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod cron;
 pub mod demo;
+pub mod keys;
 pub mod ops;
+pub mod outcome;
 pub mod queue;
+pub mod ratelimit;
 pub mod records;
 pub mod run;
 pub mod schedule;
+pub mod setup;
 pub mod shutdown;
 pub mod sim;
 pub mod telemetry;

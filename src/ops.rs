@@ -7,6 +7,4 @@
 //! issue; the metric names exist now because the API clients record them.
 
 pub mod http;
-pub mod metrics;
 pub mod report;
-pub mod setup;

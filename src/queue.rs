@@ -40,9 +40,7 @@ mod enqueue;
 mod health;
 pub(crate) mod intake;
 mod jobs;
-pub mod keys;
 mod lease;
-mod ratelimit;
 mod script;
 
 use std::fmt;
@@ -56,11 +54,10 @@ pub(crate) use self::backend::{Backend, FetchConfig};
 pub use self::enqueue::{Enqueued, NewRun};
 pub(crate) use self::health::{Backoff, Health};
 pub use self::intake::{IntakeItem, Rejection};
-pub(crate) use self::jobs::{Disposition, Job};
-pub use self::keys::Keys;
+pub(crate) use self::jobs::Job;
 pub(crate) use self::lease::{Lease, Owner};
-pub use self::ratelimit::RateLimiter;
 use crate::config::RedisConfig;
+use crate::keys::Keys;
 
 /// Result of queue operations.
 pub type Result<T = (), E = QueueError> = std::result::Result<T, E>;
@@ -86,67 +83,6 @@ pub enum QueueError {
     /// A script answered something the queue does not understand.
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),
-}
-
-/// The states of a run, as stored in `state` and used in `<p>:runs:state:<s>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RunState {
-    /// Waiting in the ready list or the delayed set.
-    Queued,
-    /// Held by a worker.
-    Running,
-    /// Finished successfully.
-    Succeeded,
-    /// A connection needs the user's authorisation; not retried.
-    NeedsAuth,
-    /// The last attempt failed transiently; another attempt is due at `next_attempt_at_ms`.
-    Failed,
-    /// Attempts exhausted or a permanent error; `last_error` says why.
-    Dead,
-    /// Cancelled by an operator.
-    Cancelled,
-}
-
-impl RunState {
-    /// Every state, in lifecycle order.
-    pub const ALL: [Self; 7] = [
-        Self::Queued,
-        Self::Running,
-        Self::Succeeded,
-        Self::NeedsAuth,
-        Self::Failed,
-        Self::Dead,
-        Self::Cancelled,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::NeedsAuth => "needs_auth",
-            Self::Failed => "failed",
-            Self::Dead => "dead",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|state| state.as_str() == name)
-    }
-
-    /// Whether no further attempt will happen.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::NeedsAuth | Self::Dead | Self::Cancelled)
-    }
-}
-
-impl fmt::Display for RunState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// A handle on the queue: a reconnecting, multiplexed connection and the key layout. Cheap to
@@ -213,22 +149,4 @@ impl Queue {
 pub(crate) fn unix_ms(time: std::time::SystemTime) -> i64 {
     let ms = time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     i64::try_from(ms).unwrap_or(i64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn states_round_trip_and_terminal_ones_are_marked() {
-        for state in RunState::ALL {
-            assert_eq!(RunState::parse(state.as_str()), Some(state));
-        }
-        let terminal: Vec<_> = RunState::ALL.into_iter().filter(|s| s.is_terminal()).collect();
-        assert_eq!(
-            terminal,
-            [RunState::Succeeded, RunState::NeedsAuth, RunState::Dead, RunState::Cancelled]
-        );
-        assert_eq!(RunState::parse("bogus"), None);
-    }
 }

@@ -14,11 +14,66 @@ pub mod transcript;
 pub mod webhook;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::Path;
 
 use redis::aio::ConnectionManager;
 
-use crate::queue::keys::Keys;
+use crate::keys::Keys;
+
+/// The run pipeline's phases, in order. Names are the `phase` field of the run record and
+/// metric labels; `<phase>_at_ms` is when the phase was entered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// Listing the user's connected accounts.
+    Checking,
+    /// Minting the user-scoped session token.
+    Minting,
+    /// Putting the token in the user's vault.
+    Vault,
+    /// Creating (or finding) the session.
+    Session,
+    /// Sending the one `user.message`.
+    Message,
+    /// Following the event stream to the end of the turn.
+    Streaming,
+}
+
+impl Phase {
+    /// Every phase, in order.
+    pub const ALL: [Self; 6] =
+        [Self::Checking, Self::Minting, Self::Vault, Self::Session, Self::Message, Self::Streaming];
+
+    /// The record and label name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Checking => "checking",
+            Self::Minting => "minting",
+            Self::Vault => "vault",
+            Self::Session => "session",
+            Self::Message => "message",
+            Self::Streaming => "streaming",
+        }
+    }
+
+    /// The record field holding when the phase was entered: `<phase>_at_ms`.
+    pub fn at_field(self) -> &'static str {
+        match self {
+            Self::Checking => "checking_at_ms",
+            Self::Minting => "minting_at_ms",
+            Self::Vault => "vault_at_ms",
+            Self::Session => "session_at_ms",
+            Self::Message => "message_at_ms",
+            Self::Streaming => "streaming_at_ms",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Why a record could not be read or written.
 #[derive(Debug, thiserror::Error)]

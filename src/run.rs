@@ -24,65 +24,20 @@ pub mod session;
 pub mod token;
 pub mod vault;
 
-use std::fmt;
 use std::sync::Arc;
 
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiError, ErrorClass, RetryPolicy, anthropic, scalekit};
+use crate::api::{ApiError, anthropic, scalekit};
+use crate::backoff::RetryPolicy;
 use crate::config::Config;
-use crate::ops::setup::{self, Setup, SetupError};
-use crate::queue::keys::Keys;
-use crate::records::{self, Fields, RecordsError, now_ms};
+use crate::keys::Keys;
+use crate::outcome::ErrorClass;
+use crate::ratelimit::{RateLimitError, RateLimiter};
+use crate::records::{self, Fields, Phase, RecordsError, now_ms};
+use crate::setup::{self, Setup, SetupError};
 use crate::telemetry::Redactor;
-
-/// The phases, in order. Names are the `phase` field of the run record and metric labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Phase {
-    /// Listing the user's connected accounts.
-    Checking,
-    /// Minting the user-scoped session token.
-    Minting,
-    /// Putting the token in the user's vault.
-    Vault,
-    /// Creating (or finding) the session.
-    Session,
-    /// Sending the one `user.message`.
-    Message,
-    /// Following the event stream to the end of the turn.
-    Streaming,
-}
-
-impl Phase {
-    /// Every phase, in order.
-    pub const ALL: [Self; 6] =
-        [Self::Checking, Self::Minting, Self::Vault, Self::Session, Self::Message, Self::Streaming];
-
-    /// The record and label name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Checking => "checking",
-            Self::Minting => "minting",
-            Self::Vault => "vault",
-            Self::Session => "session",
-            Self::Message => "message",
-            Self::Streaming => "streaming",
-        }
-    }
-
-    /// The record field holding when the phase was entered: `<phase>_at_ms`.
-    pub fn at_field(self) -> &'static str {
-        match self {
-            Self::Checking => "checking_at_ms",
-            Self::Minting => "minting_at_ms",
-            Self::Vault => "vault_at_ms",
-            Self::Session => "session_at_ms",
-            Self::Message => "message_at_ms",
-            Self::Streaming => "streaming_at_ms",
-        }
-    }
-}
 
 /// Record fields a phase established (a session id, the sent mark), persisted with the next
 /// phase marker in one write rather than each in its own.
@@ -96,12 +51,6 @@ pub struct Timeline {
     pub schedule: Option<String>,
     /// Each phase this attempt entered, with when.
     pub entered: Vec<(Phase, std::time::Instant)>,
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// Test hooks that stop a run the way a crash would: no cleanup, lease left held.
@@ -137,7 +86,7 @@ pub struct Context {
     /// For the notice webhook.
     pub http: reqwest::Client,
     /// The fleet-wide rate limiter, when `[limits]` sets a rate.
-    pub limiter: Option<crate::queue::RateLimiter>,
+    pub limiter: Option<RateLimiter>,
     /// Test hook; `None` in production.
     pub fail_point: Option<FailPoint>,
 }
@@ -155,6 +104,9 @@ pub enum RunError {
     /// Setup is missing or failed.
     #[error(transparent)]
     Setup(#[from] SetupError),
+    /// The fleet-wide rate limiter failed.
+    #[error(transparent)]
+    RateLimit(#[from] RateLimitError),
     /// The run record does not exist.
     #[error("run {0} not found")]
     NotFound(String),
@@ -198,9 +150,13 @@ impl RunError {
             Self::Records(_) | Self::Busy { .. } | Self::Cancelled | Self::FailPoint(_) => {
                 ErrorClass::Transient
             }
-            Self::Setup(SetupError::Redis(_)) => ErrorClass::Transient,
+            Self::Setup(SetupError::Redis(_)) | Self::RateLimit(RateLimitError::Redis(_)) => {
+                ErrorClass::Transient
+            }
             Self::Setup(SetupError::Api(error)) => error.class(),
-            Self::Setup(_) | Self::NotFound(_) | Self::SessionEnded { .. } => ErrorClass::Permanent,
+            Self::Setup(_) | Self::RateLimit(_) | Self::NotFound(_) | Self::SessionEnded { .. } => {
+                ErrorClass::Permanent
+            }
         }
     }
 }
@@ -247,14 +203,7 @@ impl Context {
         let (scalekit, anthropic, http) = clients(&config)?;
         let limited = config.limits.sessions_per_second.is_some()
             || config.limits.tokens_per_second.is_some();
-        let limiter = if limited {
-            let queue = crate::queue::Queue::connect(&config.redis)
-                .await
-                .map_err(|e| RunError::Records(RecordsError::Encode(e.to_string())))?;
-            Some(crate::queue::RateLimiter::new(queue))
-        } else {
-            None
-        };
+        let limiter = limited.then(|| RateLimiter::new(redis.clone(), keys.clone()));
         Ok(Self {
             config,
             keys,
@@ -382,6 +331,19 @@ pub async fn execute(
     res
 }
 
+/// [`execute`], with the time the attempt spent waiting on the remote APIs (requests, retry
+/// pauses, the event stream): a run's own overhead is its wall time minus that.
+pub async fn execute_measured(
+    ctx: &Context,
+    run_id: &str,
+    record: Option<Fields>,
+    cancel: &CancellationToken,
+    timeline: &mut Timeline,
+) -> (Result<Finish, RunError>, std::time::Duration) {
+    // Boxed: see `api::wait::measure`.
+    crate::api::wait::measure(Box::pin(execute(ctx, run_id, record, cancel, timeline))).await
+}
+
 async fn pipeline(
     at: &mut Progress<'_>,
     conn: &mut ConnectionManager,
@@ -474,10 +436,7 @@ impl Progress<'_> {
 /// Waits for the fleet-wide rate of `name` (`sessions` or `tokens`) when one is configured.
 async fn throttle(ctx: &Context, name: &str, rate: Option<f64>) -> Result<(), RunError> {
     if let (Some(limiter), Some(rate)) = (&ctx.limiter, rate) {
-        limiter
-            .acquire(name, rate)
-            .await
-            .map_err(|e| RunError::Records(RecordsError::Encode(e.to_string())))?;
+        limiter.acquire(name, rate).await?;
     }
     Ok(())
 }
@@ -485,44 +444,4 @@ async fn throttle(ctx: &Context, name: &str, rate: Option<f64>) -> Result<(), Ru
 /// Fires a test fail point.
 fn hook(ctx: &Context, point: FailPoint) -> Result<(), RunError> {
     if ctx.fail_point == Some(point) { Err(RunError::FailPoint(point)) } else { Ok(()) }
-}
-
-/// The worker runs the pipeline through this: each attempt is one [`execute`], and its result
-/// becomes the [`Outcome`](crate::worker::Outcome) the queue records. Error text is redacted
-/// before it reaches the run record. Every attempt ends here, so this is where the run and
-/// phase metrics are recorded.
-impl crate::worker::Handler for Context {
-    async fn handle(&self, mut job: crate::worker::JobContext) -> crate::worker::Outcome {
-        use crate::worker::Outcome;
-        let start = std::time::Instant::now();
-        let mut timeline = Timeline::default();
-        // Boxed: see `api::wait::measure`.
-        let record = job.record.take();
-        let attempt = Box::pin(execute(self, &job.run_id, record, &job.cancel, &mut timeline));
-        let (res, waited) = crate::api::wait::measure(attempt).await;
-        crate::ops::metrics::run_overhead(start.elapsed().saturating_sub(waited));
-        let outcome = match res {
-            Ok(Finish::Succeeded { .. }) => Outcome::Succeeded,
-            Ok(Finish::NeedsAuth { .. }) => Outcome::NeedsAuth,
-            Err(RunError::Cancelled) => Outcome::Cancelled,
-            Err(RunError::Busy { retry_after, .. }) => {
-                Outcome::Defer { after: retry_after.max(std::time::Duration::from_millis(500)) }
-            }
-            Err(error) => {
-                let text = self.redactor.redact(&error.to_string()).into_owned();
-                let class = error.class().as_str().to_owned();
-                tracing::warn!(message = "Run attempt failed.", run_id = %job.run_id, attempt = job.attempt, class = %class, error = %text);
-                match error.class() {
-                    ErrorClass::Transient => {
-                        Outcome::Retry { error: text, class, after: error.retry_after() }
-                    }
-                    ErrorClass::Permanent | ErrorClass::Auth => {
-                        Outcome::Fatal { error: text, class }
-                    }
-                }
-            }
-        };
-        crate::ops::metrics::attempt_ended(&outcome, start, &timeline);
-        outcome
-    }
 }

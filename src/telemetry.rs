@@ -3,6 +3,7 @@
 //! Every log line goes through [`redact::Redactor`] on its way out, so a secret that slips into
 //! a field or an error message is still not printed. This module must not decide what to log.
 
+pub mod metrics;
 pub mod redact;
 
 use std::io::{self, IsTerminal, Write};

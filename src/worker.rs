@@ -16,7 +16,7 @@
 mod cancels;
 mod intake;
 mod maintenance;
-mod outcome;
+mod pipeline;
 mod service;
 
 use std::future::Future;
@@ -30,9 +30,9 @@ use apalis_core::worker::builder::WorkerBuilder;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use self::outcome::Outcome;
 use self::service::{FinishLayer, Finisher, HandlerService};
 use crate::config::Config;
+use crate::outcome::Outcome;
 use crate::queue::{self, FetchConfig, Lease, Queue, QueueError};
 
 /// After `shutdown_grace`, cancelled runs get this long to return before they are dropped.
@@ -77,7 +77,7 @@ pub struct JobContext {
     pub cancel: CancellationToken,
     /// The run record as it was read when the attempt started (before `state` became
     /// `running`), so that the handler need not read it again.
-    pub record: Option<crate::records::Fields>,
+    pub record: Option<std::collections::HashMap<String, String>>,
 }
 
 /// Runs the worker until `shutdown` is cancelled and the drain is over: the intake mover, the

@@ -25,11 +25,12 @@ use self::events::ENDPOINT as STREAM;
 pub use self::events::{EventKind, SessionEvent, StopReason};
 use self::types::BearerAuth;
 pub use self::types::*;
-use super::retry::{self, RetryPolicy};
+use super::retry;
 use super::stream::{self, Direct, Streams};
 use super::{Api, ApiError, decode_json, observe, path_segment, with_retries};
+use crate::backoff::RetryPolicy;
 use crate::config::HttpConfig;
-use crate::ops::metrics;
+use crate::telemetry::metrics;
 
 const API: Api = Api::Anthropic;
 /// The version the official SDK 2.x sends.

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use url::Url;
 
-use super::retry::{self, RetryPolicy};
+use super::retry;
 use super::{Api, ApiError, decode_json, observe, path_segment, with_retries};
+use crate::backoff::RetryPolicy;
 
 const API: Api = Api::Scalekit;
 /// A cached access token is replaced this long before the server says it expires.
@@ -312,7 +313,7 @@ impl Client {
         with_retries(API, endpoint, self.policy, || async {
             let token = self.access_token().await?;
             match send(endpoint, request(&token)).await {
-                Err(error) if error.class() == retry::ErrorClass::Auth => {
+                Err(error) if error.class() == crate::outcome::ErrorClass::Auth => {
                     self.invalidate(&token).await;
                     let token = self.access_token().await?;
                     send(endpoint, request(&token)).await

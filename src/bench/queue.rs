@@ -16,8 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::stats::{self, Baseline, Progress, per_sec, round1, round2};
 use super::{BenchError, Result, Scratch, guarded};
-use crate::queue::{NewRun, Queue, RunState};
-use crate::worker::{self, Handler, JobContext, Outcome};
+use crate::outcome::Outcome;
+use crate::outcome::RunState;
+use crate::queue::{NewRun, Queue};
+use crate::worker::{self, Handler, JobContext};
 
 /// Runs enqueued one by one (their rate) and, separately, for the latency sample.
 const ONE_BY_ONE_MAX: usize = 5_000;

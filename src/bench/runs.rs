@@ -21,12 +21,14 @@ use tokio_util::sync::CancellationToken;
 use super::stats::{self, Baseline, Progress, per_sec, round1, round2};
 use super::{BenchError, Result, Scratch, guarded};
 use crate::config::Config;
-use crate::ops::setup;
-use crate::queue::{NewRun, Queue, QueueError, RunState};
+use crate::outcome::Outcome;
+use crate::outcome::RunState;
+use crate::queue::{NewRun, Queue, QueueError};
 use crate::run::{self, Context};
+use crate::setup;
 use crate::sim::{self, SimConfig, SimHandle};
 use crate::telemetry::Redactor;
-use crate::worker::{self, Handler, JobContext, Outcome};
+use crate::worker::{self, Handler, JobContext};
 
 /// Largest worker concurrency the benchmark configures.
 pub const MAX_CONCURRENCY: usize = 10_000;

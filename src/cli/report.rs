@@ -11,9 +11,9 @@ use chrono::{TimeZone, Utc};
 
 use super::setup::{load_config, redis};
 use super::{NoticesArgs, ReportArgs, RunIdArgs, RunsArgs, TranscriptArgs, exit};
+use crate::keys::Keys;
 use crate::ops::report::{self, RunFilter, RunSummary};
-use crate::queue::RunState;
-use crate::queue::keys::Keys;
+use crate::outcome::RunState;
 use crate::records::transcript;
 use crate::telemetry::Redactor;
 

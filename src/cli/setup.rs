@@ -10,9 +10,9 @@ use serde_json::json;
 
 use super::{AuthorizeArgs, ReportArgs, exit};
 use crate::config::{Config, Env};
-use crate::ops::setup;
-use crate::queue::keys::Keys;
+use crate::keys::Keys;
 use crate::records::notice;
+use crate::setup;
 use crate::telemetry::Redactor;
 
 /// Loads the configuration and requires the API credentials.

@@ -12,8 +12,8 @@ use super::{
     DemoError, DemoOptions, EXPIRED_CONNECTION, EXPIRED_USER, SCHEDULE, SCHEDULE_CRON, USERS,
 };
 use crate::config::{self, Config, Env};
-use crate::ops::setup;
 use crate::queue::Queue;
+use crate::setup;
 use crate::sim::SimHandle;
 
 /// The shipped `jobs.toml`, used when neither `--config` nor `./jobs.toml` exists.

@@ -27,12 +27,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, OpsConfig};
-use crate::ops::metrics;
+use crate::keys::Keys;
 use crate::ops::report::{self, RunFilter};
-use crate::queue::RunState;
-use crate::queue::keys::Keys;
+use crate::outcome::RunState;
 use crate::records::transcript;
 use crate::telemetry::Redactor;
+use crate::telemetry::metrics;
 
 /// The dashboard: plain HTML and JavaScript, no build step, no external assets.
 const DASHBOARD: &str = include_str!("dashboard.html");

@@ -10,10 +10,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::queue::RunState;
-use crate::queue::keys::Keys;
+use crate::keys::Keys;
+use crate::outcome::RunState;
+use crate::records::Phase;
 use crate::records::{self, RecordsError, notice, now_ms};
-use crate::run::Phase;
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;

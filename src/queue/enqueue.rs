@@ -4,8 +4,9 @@
 
 use serde::Serialize;
 
-use super::{Queue, QueueError, Result, RunState, intake, script};
-use crate::ops::metrics;
+use super::{Queue, QueueError, Result, intake, script};
+use crate::outcome::RunState;
+use crate::telemetry::metrics;
 
 /// Runs per script call (and round trip) when enqueueing many.
 const ENQUEUE_CHUNK: usize = 500;

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::ops::metrics;
+use crate::telemetry::metrics;
 
 /// Reachability of Redis, shared by every loop of one worker process.
 #[derive(Debug, Default)]

@@ -16,7 +16,7 @@ use redis::aio::MultiplexedConnection;
 use serde_json::{Map, Value, json};
 
 use super::{LIST_CAP, NewRun, Queue, Result, script};
-use crate::ops::metrics;
+use crate::telemetry::metrics;
 
 /// Largest accepted payload.
 pub(crate) const MAX_PAYLOAD_BYTES: usize = 64 * 1024;

@@ -2,7 +2,7 @@
 //! retries, heartbeat, reap the runs of dead workers, and release everything at shutdown.
 //!
 //! Owns the meaning of each step for the run record's `state`. It must not decide outcomes:
-//! the worker passes a [`Disposition`] it already decided.
+//! the worker passes a [`Disposition`] the outcome table (`crate::outcome`) already decided.
 
 use std::time::Duration;
 
@@ -10,7 +10,8 @@ use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
-use super::{LIST_CAP, Owner, PROMOTE_BATCH, Queue, QueueError, Result, RunState, script};
+use super::{LIST_CAP, Owner, PROMOTE_BATCH, Queue, QueueError, Result, script};
+use crate::outcome::{Disposition, RunState};
 
 /// Runs handed back per list and per reaper call; a processing list is bounded by the worker's
 /// concurrency plus one fetch batch, so this empties it in one call in practice.
@@ -38,53 +39,6 @@ pub(crate) struct Job {
     /// handed to the handler, which then need not read it again. Taken by the first layer
     /// that needs it, so that copies of the job kept for its end do not hold it.
     pub(crate) record: Option<std::collections::HashMap<String, String>>,
-}
-
-/// What to record when an attempt ends, decided by the worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Disposition {
-    /// Terminal: the run succeeded.
-    Succeeded,
-    /// Terminal: a connection needs the user's authorisation.
-    NeedsAuth,
-    /// Terminal: cancelled by an operator.
-    Cancelled,
-    /// State `failed`: another attempt after `after`.
-    Retry { error: String, class: String, after: Duration },
-    /// State `dead`, with a `<p>:q:dead` entry.
-    Dead { error: String, class: String },
-    /// Queued again after `after` without counting the attempt (the user's lease was held).
-    Defer { after: Duration },
-    /// Queued again now without counting the attempt (shutdown or lost lease).
-    Release,
-}
-
-impl Disposition {
-    fn mode(&self) -> &'static str {
-        match self {
-            Self::Succeeded => "succeeded",
-            Self::NeedsAuth => "needs_auth",
-            Self::Cancelled => "cancelled",
-            Self::Retry { .. } => "retry",
-            Self::Dead { .. } => "dead",
-            Self::Defer { .. } => "defer",
-            Self::Release => "release",
-        }
-    }
-
-    /// The outcome label for metrics and logs.
-    pub(crate) fn label(&self) -> &'static str {
-        self.mode()
-    }
-
-    fn error_class_delay(&self) -> (&str, &str, u128) {
-        match self {
-            Self::Retry { error, class, after } => (error, class, after.as_millis()),
-            Self::Dead { error, class } => (error, class, 0),
-            Self::Defer { after } => ("", "", after.as_millis()),
-            _ => ("", "", 0),
-        }
-    }
 }
 
 /// What a fetch got.
@@ -157,7 +111,7 @@ impl Queue {
     /// (it was taken over after a lost lease), in which case nothing was written.
     pub(crate) async fn finish(&self, job: &Job, disposition: &Disposition) -> Result<bool> {
         let keys = &self.keys;
-        let (error, class, delay_ms) = disposition.error_class_delay();
+        let (error, class, delay_ms) = finish_args(disposition);
         let mut invocation = script::FINISH.prepare_invoke();
         invocation
             .key(keys.processing(&job.owner.id))
@@ -166,7 +120,7 @@ impl Queue {
             .key(keys.delayed())
             .key(keys.dead())
             .arg(&job.run_id)
-            .arg(disposition.mode())
+            .arg(disposition.as_str())
             .arg(keys.runs_by_state_prefix())
             .arg(error)
             .arg(class)
@@ -277,4 +231,14 @@ fn parse_started(value: redis::Value, owner: &Owner) -> Result<Fetched> {
         })
         .collect();
     Ok(Fetched::Jobs(jobs))
+}
+
+/// The finish script's error, class and delay arguments for `disposition`.
+fn finish_args(disposition: &Disposition) -> (&str, &'static str, u128) {
+    match disposition {
+        Disposition::Retry { error, class, after } => (error, class.as_str(), after.as_millis()),
+        Disposition::Dead { error, class } => (error, class.as_str(), 0),
+        Disposition::Defer { after } => ("", "", after.as_millis()),
+        _ => ("", "", 0),
+    }
 }

@@ -29,6 +29,5 @@ script!(REAP, "lua/reap.lua");
 script!(RELEASE, "lua/release.lua");
 script!(INTAKE_TAKE, "lua/intake_take.lua");
 script!(INTAKE_REJECT, "lua/intake_reject.lua");
-script!(RATELIMIT, "lua/ratelimit.lua");
 script!(REQUEUE, "lua/requeue.lua");
 script!(CANCEL, "lua/cancel.lua");

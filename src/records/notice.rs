@@ -12,7 +12,7 @@ use redis::aio::ConnectionManager;
 use serde::Serialize;
 
 use super::{RecordsError, now_ms};
-use crate::queue::keys::Keys;
+use crate::keys::Keys;
 
 /// Entries kept on the notices stream.
 const STREAM_MAXLEN: usize = 100_000;

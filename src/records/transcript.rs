@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::RecordsError;
 use crate::config::TranscriptsConfig;
-use crate::queue::keys::Keys;
+use crate::keys::Keys;
 use crate::telemetry::Redactor;
 
 /// Longest file or directory name written; longer ids are shortened and given a hash suffix.

@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::notice::NoticeEvent;
-use crate::api::RetryPolicy;
+use crate::backoff::RetryPolicy;
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "x-agentcron-signature";

@@ -5,7 +5,7 @@
 use redis::aio::ConnectionManager;
 
 use super::{Context, Run, RunError};
-use crate::api::RetryPolicy;
+use crate::backoff::RetryPolicy;
 use crate::records::notice::{self, NoticeEvent};
 use crate::records::webhook;
 

@@ -11,8 +11,10 @@ use super::message::EventStream;
 use super::vault::VaultIds;
 use super::{Context, Run, RunError, lease, token, vault};
 use crate::api::anthropic::{EventKind, OutgoingEvent, SessionEvent, StopReason};
-use crate::api::{ErrorClass, RetryPolicy, wait};
+use crate::api::wait;
+use crate::backoff::RetryPolicy;
 use crate::config::ActionPolicy;
+use crate::outcome::ErrorClass;
 use crate::records::transcript::Transcript;
 
 /// What the stream keeps fresh: the token in the user's vault, and the user's lease.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 
-use crate::queue::keys::Keys;
+use crate::keys::Keys;
 
 /// A lease the run holds, as far as it knows.
 #[derive(Debug, Clone, Copy)]

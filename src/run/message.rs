@@ -11,8 +11,10 @@ use chrono::Utc;
 use futures::Stream;
 
 use super::{Context, Facts, FailPoint, Run, RunError, hook};
+use crate::api::ApiError;
 use crate::api::anthropic::{EventKind, OutgoingEvent, SessionEvent};
-use crate::api::{ApiError, ErrorClass, RetryPolicy};
+use crate::backoff::RetryPolicy;
+use crate::outcome::ErrorClass;
 use crate::records::now_ms;
 
 /// The session's event stream, opened before the message was sent.

@@ -36,8 +36,8 @@ use uuid::Uuid;
 
 use super::{ScheduleError, fan_out, next};
 use crate::config::{self, Env, ScheduleConfig};
-use crate::ops::metrics;
 use crate::queue::Queue;
+use crate::telemetry::metrics;
 
 /// How often `jobs.toml`'s modification time is checked.
 const FILE_POLL: Duration = Duration::from_secs(2);

@@ -17,8 +17,9 @@ use serde::Serialize;
 
 use super::{ScheduleError, next};
 use crate::config::{Overlap, ScheduleConfig};
-use crate::ops::metrics;
-use crate::queue::{NewRun, Queue, QueueError, RunState, intake};
+use crate::outcome::RunState;
+use crate::queue::{NewRun, Queue, QueueError, intake};
+use crate::telemetry::metrics;
 
 /// Users per batch: one `HMGET` of pointers, one pipeline of states, one enqueue pipeline and
 /// one pointer script per batch, so a batch costs a handful of round trips.

@@ -156,7 +156,7 @@ mod tests {
     fn schedule(cron: &str, zone: &str) -> ScheduleConfig {
         ScheduleConfig {
             name: "s".to_owned(),
-            cron: crate::schedule::CronExpr::parse(cron).unwrap(),
+            cron: crate::cron::CronExpr::parse(cron).unwrap(),
             timezone: zone.parse().unwrap(),
             users: Vec::new(),
             prompt: String::new(),

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::cancels::InFlight;
 use crate::config::Config;
-use crate::ops::metrics;
 use crate::queue::{Backoff, Lease, Owner, Queue};
+use crate::telemetry::metrics;
 
 /// How often due retries are promoted: bounds how late a retry or `not_before` run starts.
 const PROMOTE_EVERY: Duration = Duration::from_millis(250);

@@ -4,7 +4,7 @@
 //! `catch_panic`, the hard timeout of `timeout`). Layer order, outermost first:
 //! concurrency → finish → tracing → timeout (run timeout + slack) → catch-panic → handler.
 //!
-//! This module must not decide outcomes (that is `outcome.rs`) or touch queue keys.
+//! This module must not decide outcomes (that is the outcome table, `crate::outcome`) or touch queue keys.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,12 +19,12 @@ use apalis_core::layers::{Layer, Service};
 use apalis_core::task::Task;
 
 use super::cancels::InFlight;
-use super::outcome::{Outcome, decide};
 use super::{Handler, JobContext};
-use crate::api::retry::RetryPolicy;
+use crate::backoff::RetryPolicy;
 use crate::config::Config;
-use crate::ops::metrics;
-use crate::queue::{Backoff, Disposition, Job, Queue, RunState};
+use crate::outcome::{Attempt, Disposition, ErrorClass, Outcome, RunState, decide};
+use crate::queue::{Backoff, Job, Queue};
+use crate::telemetry::metrics;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -67,7 +67,7 @@ impl<H: Handler> Service<Task<Job>> for HandlerService<H> {
             worker_id: job.owner.id.to_string(),
             resumed: job.previous == Some(RunState::Running),
             cancel: job.cancel.clone(),
-            record: job.record.take().map(crate::records::Fields),
+            record: job.record.take(),
         };
         let handler = self.handler.clone();
         let run_timeout = self.run_timeout;
@@ -95,11 +95,11 @@ impl<H: Handler> Service<Task<Job>> for HandlerService<H> {
 /// A run stopped by its timeout is a transient failure, unless it finished anyway.
 fn timed_out(outcome: Outcome, run_timeout: Duration) -> Outcome {
     match outcome {
-        Outcome::Cancelled | Outcome::Retry { .. } => Outcome::Retry {
-            error: format!("run timed out after {}", humantime::format_duration(run_timeout)),
-            class: "timeout".to_owned(),
-            after: None,
-        },
+        Outcome::Failed { class, .. } if !class.is_retryable() => outcome,
+        Outcome::Cancelled | Outcome::Failed { .. } => {
+            let error = format!("run timed out after {}", humantime::format_duration(run_timeout));
+            Outcome::failed(error, ErrorClass::Timeout)
+        }
         other => other,
     }
 }
@@ -125,7 +125,8 @@ impl Finisher {
     async fn finish(&self, job: Job, res: Result<Outcome, BoxDynError>) {
         let outcome = outcome_of(res);
         let stopped = job.owner.token.is_cancelled();
-        let disposition = decide(outcome, job.attempt, self.max_attempts, stopped, &self.policy);
+        let attempt = Attempt { number: job.attempt, max: self.max_attempts, stopped };
+        let disposition = decide(outcome, attempt, &self.policy);
         let mut backoff = Backoff::default();
         let held = loop {
             match self.queue.finish(&job, &disposition).await {
@@ -139,7 +140,7 @@ impl Finisher {
         self.queue.health().ok();
         let n_in_flight = self.in_flight.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
         metrics::jobs_in_flight(n_in_flight);
-        let label = if held { disposition.label() } else { "lost" };
+        let label = if held { disposition.as_str() } else { "lost" };
         metrics::job_finished(label);
         log(&job, &disposition, held);
     }
@@ -165,14 +166,13 @@ fn outcome_of(res: Result<Outcome, BoxDynError>) -> Outcome {
         Ok(outcome) => outcome,
         // A panic is retried: bounded by max_attempts, and it may depend on remote state.
         Err(error) if error.downcast_ref::<AbortError>().is_some() => {
-            Outcome::Retry { error: error.to_string(), class: "panic".to_owned(), after: None }
+            Outcome::failed(error.to_string(), ErrorClass::Panic)
         }
         // Only the hard timeout layer fails otherwise: the handler ignored its cancellation.
-        Err(error) => Outcome::Retry {
-            error: format!("run did not stop after cancellation: {error}"),
-            class: "timeout".to_owned(),
-            after: None,
-        },
+        Err(error) => Outcome::failed(
+            format!("run did not stop after cancellation: {error}"),
+            ErrorClass::Timeout,
+        ),
     }
 }
 
@@ -192,7 +192,7 @@ fn log(job: &Job, disposition: &Disposition, held: bool) {
             message = "Run is dead.", run_id, attempt, error_class = %class, error = %error
         ),
         other => {
-            tracing::info!(message = "Run finished.", run_id, attempt, outcome = other.label())
+            tracing::info!(message = "Run finished.", run_id, attempt, outcome = other.as_str())
         }
     }
 }

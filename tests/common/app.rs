@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use agentcron::config::{self, Config, Env};
-use agentcron::queue::keys::Keys;
+use agentcron::keys::Keys;
 use agentcron::records;
 use agentcron::run::{self, Context, Finish, RunError};
 use agentcron::telemetry::Redactor;
@@ -69,7 +69,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut conn = client.get_connection_manager().await.unwrap();
     let keys = Keys::new(config.redis.prefix.clone());
     let (scalekit, anthropic, _) = run::clients(&config).unwrap();
-    agentcron::ops::setup::ensure(&config, &scalekit, &anthropic, &mut conn, &keys).await.unwrap();
+    agentcron::setup::ensure(&config, &scalekit, &anthropic, &mut conn, &keys).await.unwrap();
     let redactor = Redactor::new(config.secret_values());
     let ctx = Context::connect(config.clone(), redactor).await.unwrap();
     let sim_client = SimClient::new(&sim);

@@ -6,9 +6,11 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use agentcron::api::anthropic::{self, EventKind, OutgoingEvent, SessionCreate};
+use agentcron::api::http_client;
 use agentcron::api::scalekit::{self, NewMapping};
-use agentcron::api::{ErrorClass, RetryPolicy, http_client};
+use agentcron::backoff::RetryPolicy;
 use agentcron::config::HttpConfig;
+use agentcron::outcome::ErrorClass;
 use agentcron::sim::{SimConfig, SimHandle};
 use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};

@@ -11,7 +11,8 @@ use std::time::Duration;
 use agentcron::api::anthropic::{
     self, AgentCreate, McpServer, OutgoingEvent, SessionCreate, Tool, ToolConfig, Typed,
 };
-use agentcron::api::{RetryPolicy, http_client};
+use agentcron::api::http_client;
+use agentcron::backoff::RetryPolicy;
 use agentcron::config::HttpConfig;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};

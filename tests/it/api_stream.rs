@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentcron::api::ErrorClass;
 use agentcron::api::anthropic::{self, OutgoingEvent};
 use agentcron::api::stream::{Direct, Streams};
+use agentcron::outcome::ErrorClass;
 use futures::StreamExt;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};

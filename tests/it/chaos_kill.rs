@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use agentcron::queue::{NewRun, Queue, RunState};
+use agentcron::outcome::RunState;
+use agentcron::queue::{NewRun, Queue};
 use agentcron::records;
 use reqwest::Method;
 use serde_json::{Value, json};

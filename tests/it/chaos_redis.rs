@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agentcron::config::{Config, RedisConfig};
-use agentcron::queue::keys::Keys;
+use agentcron::keys::Keys;
 use agentcron::queue::{NewRun, Queue};
 use redis::AsyncCommands;
 use serde_json::json;
@@ -130,7 +130,7 @@ async fn setup_on(app: &TestApp, server: &PrivateRedis) -> Config {
     let mut conn = client.get_connection_manager().await.unwrap();
     let keys = Keys::new(config.redis.prefix.clone());
     let (scalekit, anthropic, _) = agentcron::run::clients(&config).unwrap();
-    agentcron::ops::setup::ensure(&config, &scalekit, &anthropic, &mut conn, &keys).await.unwrap();
+    agentcron::setup::ensure(&config, &scalekit, &anthropic, &mut conn, &keys).await.unwrap();
     config
 }
 

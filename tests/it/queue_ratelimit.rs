@@ -6,17 +6,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use agentcron::queue::{QueueError, RateLimiter};
+use agentcron::ratelimit::{RateLimitError, RateLimiter};
 
 use crate::common::TestRedis;
 use crate::worker_support::{config, queue};
+
+/// A limiter on its own connection, as another worker process would have.
+async fn limiter(config: &agentcron::config::Config) -> RateLimiter {
+    let queue = queue(config).await;
+    RateLimiter::new(queue.connection(), queue.keys().clone())
+}
 
 #[tokio::test]
 async fn the_rate_limit_holds_across_two_limiters() {
     const RATE: f64 = 20.0;
     let redis = TestRedis::new().await;
     let config = config(&redis);
-    let limiters = [RateLimiter::new(queue(&config).await), RateLimiter::new(queue(&config).await)];
+    let limiters = [limiter(&config).await, limiter(&config).await];
     let n_acquired = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let window = Duration::from_millis(1_500);
@@ -48,9 +54,9 @@ async fn the_rate_limit_holds_across_two_limiters() {
 #[tokio::test]
 async fn a_nonpositive_rate_is_refused() {
     let redis = TestRedis::new().await;
-    let limiter = RateLimiter::new(queue(&config(&redis)).await);
+    let limiter = limiter(&config(&redis)).await;
     for rate in [0.0, -1.0, f64::NAN] {
         let error = limiter.acquire("tokens", rate).await.unwrap_err();
-        assert!(matches!(error, QueueError::Invalid(_)), "{rate}: {error:?}");
+        assert!(matches!(error, RateLimitError::InvalidRate(_)), "{rate}: {error:?}");
     }
 }

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use agentcron::records::Phase;
 use agentcron::records::transcript;
-use agentcron::run::{Context, FailPoint, Finish, Phase, RunError};
+use agentcron::run::{Context, FailPoint, Finish, RunError};
 use serde_json::{Value, json};
 use tracing::instrument::WithSubscriber;
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentcron::worker::Outcome;
+use agentcron::outcome::Outcome;
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 

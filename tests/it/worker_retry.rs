@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use agentcron::worker::Outcome;
+use agentcron::outcome::{ErrorClass, Outcome};
 use redis::AsyncCommands;
 
 use crate::common::TestRedis;
@@ -15,11 +15,7 @@ use crate::worker_support::{
 };
 
 fn transient() -> Outcome {
-    Outcome::Retry {
-        error: "HTTP 503 from sessions.create".to_owned(),
-        class: "transient".to_owned(),
-        after: None,
-    }
+    Outcome::failed("HTTP 503 from sessions.create", ErrorClass::Transient)
 }
 
 async fn settle(redis: &TestRedis, run_id: &str, expect: &str) {
@@ -83,10 +79,7 @@ async fn permanent_failures_needs_auth_and_cancel_are_not_retried() {
     let config = config(&redis);
     let handler = TestHandler::new(plan(|job| async move {
         match job.run_id.as_str() {
-            "final-0" => Outcome::Fatal {
-                error: "HTTP 400 bad request".to_owned(),
-                class: "permanent".to_owned(),
-            },
+            "final-0" => Outcome::failed("HTTP 400 bad request", ErrorClass::Permanent),
             "final-1" => Outcome::NeedsAuth,
             _ => Outcome::Cancelled,
         }

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use agentcron::outcome::Outcome;
 use agentcron::queue::NewRun;
-use agentcron::worker::Outcome;
 use redis::AsyncCommands;
 
 use crate::common::TestRedis;

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentcron::config::{Config, Env};
-use agentcron::worker::{self, Handler, JobContext, Outcome, WorkerError};
+use agentcron::outcome::Outcome;
+use agentcron::worker::{self, Handler, JobContext, WorkerError};
 use redis::AsyncCommands;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

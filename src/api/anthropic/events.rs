@@ -236,7 +236,7 @@ fn transport(message: String) -> ApiError {
         api: Api::Anthropic,
         endpoint: ENDPOINT,
         message,
-        class: crate::api::ErrorClass::Transient,
+        class: crate::outcome::ErrorClass::Transient,
     }
 }
 
@@ -317,7 +317,7 @@ mod tests {
         ) else {
             panic!("an error frame is an error")
         };
-        assert_eq!(error.class(), crate::api::ErrorClass::Transient);
+        assert_eq!(error.class(), crate::outcome::ErrorClass::Transient);
         assert!(matches!(frame_event("agent.message", "{not json"), Frame::Error(_)));
     }
 }

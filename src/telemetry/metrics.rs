@@ -3,15 +3,13 @@
 //!
 //! Names follow `agentcron_<noun>_<unit>`. Without an installed recorder (tests, CLI
 //! commands) the calls cost nothing; [`install`] installs the Prometheus recorder that
-//! `/metrics` renders. This module must not decide when to record.
+//! `/metrics` renders (the ops room only serves it). A leaf: any room may record, and this
+//! module imports no room; it must not decide when to record.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::run::{Phase, Timeline};
-use crate::worker::Outcome;
 
 /// Default histogram buckets (seconds): most phases are one API call; streaming is a turn.
 const SECONDS_BUCKETS: &[f64] =
@@ -102,8 +100,8 @@ pub fn run_overhead(overhead: Duration) {
 
 /// `agentcron_phase_duration_seconds{phase}`: time from entering a phase to the next phase or
 /// the end of the attempt.
-pub fn phase_finished(phase: Phase, elapsed: Duration) {
-    metrics::histogram!("agentcron_phase_duration_seconds", "phase" => phase.as_str())
+pub fn phase_finished(phase: &'static str, elapsed: Duration) {
+    metrics::histogram!("agentcron_phase_duration_seconds", "phase" => phase)
         .record(elapsed.as_secs_f64());
 }
 
@@ -118,27 +116,6 @@ pub fn queue_depth(state: &'static str, n_entries: u64) {
 pub fn notices_open(n_notices: u64) {
     #[allow(clippy::cast_precision_loss)] // A gauge; notice counts are far below 2^52.
     metrics::gauge!("agentcron_notices_open").set(n_notices as f64);
-}
-
-/// Records an ended attempt: [`run_finished`] labelled with the run's schedule, and
-/// [`phase_finished`] for each phase the attempt entered (the last one lasts until now).
-/// Deferred attempts never started a run and are not counted.
-pub fn attempt_ended(outcome: &Outcome, start: Instant, timeline: &Timeline) {
-    let label = match outcome {
-        Outcome::Succeeded => "succeeded",
-        Outcome::NeedsAuth => "needs_auth",
-        Outcome::Cancelled => "cancelled",
-        Outcome::Retry { .. } => "retry",
-        Outcome::Fatal { .. } => "fatal",
-        Outcome::Defer { .. } => return,
-    };
-    run_finished(timeline.schedule.as_deref().unwrap_or(""), label, start.elapsed());
-    let now = Instant::now();
-    let entered = &timeline.entered;
-    for (i, (phase, at)) in entered.iter().enumerate() {
-        let end = entered.get(i + 1).map_or(now, |(_, next)| *next);
-        phase_finished(*phase, end.saturating_duration_since(*at));
-    }
 }
 
 /// `agentcron_api_requests_total{api,endpoint,status}`: every HTTP attempt to a remote API;

@@ -17,7 +17,7 @@ use crate::api::anthropic::{
 };
 use crate::api::scalekit::{self, NewMapping};
 use crate::config::{Config, PermissionPolicy};
-use crate::queue::keys::Keys;
+use crate::keys::Keys;
 
 /// The ids every run needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
