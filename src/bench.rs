@@ -10,9 +10,9 @@
 //! touched.
 
 pub mod fanout;
-pub mod queue;
 pub mod runs;
 pub mod stats;
+pub mod throughput;
 
 use std::path::PathBuf;
 use std::time::Duration;

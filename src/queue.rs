@@ -34,13 +34,13 @@
 //! `error_class`, `next_attempt_at_ms`, `ended_at_ms`. The run pipeline writes `phase`,
 //! `session_id` and per-phase times.
 
-mod admin;
+mod actions;
 mod backend;
 mod enqueue;
 mod health;
 pub(crate) mod intake;
 mod jobs;
-mod lease;
+mod ownership;
 mod script;
 
 use std::fmt;
@@ -49,13 +49,13 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 
-pub use self::admin::Action;
+pub use self::actions::Action;
 pub(crate) use self::backend::{Backend, FetchConfig};
 pub use self::enqueue::{Enqueued, NewRun};
 pub(crate) use self::health::{Backoff, Health};
 pub use self::intake::{IntakeItem, Rejection};
 pub(crate) use self::jobs::Job;
-pub(crate) use self::lease::{Lease, Owner};
+pub(crate) use self::ownership::{Lease, Owner};
 use crate::config::RedisConfig;
 use crate::keys::Keys;
 

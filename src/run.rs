@@ -8,7 +8,7 @@
 //! ```
 //!
 //! [`execute`] reads like the pipeline: `connections::check`, `token::mint`, `vault::refresh`,
-//! `session::ensure`, `message::ensure_sent`, `events::follow`. Crash safety: a resumed run
+//! `session::ensure`, `message::ensure_sent`, `turn::follow`. Crash safety: a resumed run
 //! never creates a second session (the id is persisted at once, and a creation whose id was
 //! lost is found again by its metadata), never sends a second `user.message` (when the sent
 //! mark is missing it reads the session's history first), and re-attaches to the stream
@@ -17,11 +17,11 @@
 //! the state.
 
 pub mod connections;
-pub mod events;
-mod lease;
 pub mod message;
 pub mod session;
 pub mod token;
+pub mod turn;
+mod user_lease;
 pub mod vault;
 
 use std::sync::Arc;
@@ -313,9 +313,10 @@ pub async fn execute(
     // run (about 1 KB) though nothing reads it again.
     drop(record);
     let lease = ctx.config.worker.lease;
-    let mut held = match lease::acquire(&mut conn, &ctx.keys, &run.user, run_id, lease).await? {
-        lease::Acquired::Held(held) => held,
-        lease::Acquired::Busy { holder, ttl } => {
+    let mut held = match user_lease::acquire(&mut conn, &ctx.keys, &run.user, run_id, lease).await?
+    {
+        user_lease::Acquired::Held(held) => held,
+        user_lease::Acquired::Busy { holder, ttl } => {
             return Err(RunError::Busy { user: run.user, holder, retry_after: ttl });
         }
     };
@@ -324,7 +325,7 @@ pub async fn execute(
     let ids = (run.user.as_str(), run_id);
     // A fail point stands for a crash, which releases nothing.
     if !matches!(res, Err(RunError::FailPoint(_)))
-        && let Err(error) = lease::release(&mut conn, &ctx.keys, ids, lease, &held).await
+        && let Err(error) = user_lease::release(&mut conn, &ctx.keys, ids, lease, &held).await
     {
         tracing::warn!(message = "Could not release the user's lease; it will expire.", %error);
     }
@@ -347,7 +348,7 @@ pub async fn execute_measured(
 async fn pipeline(
     at: &mut Progress<'_>,
     conn: &mut ConnectionManager,
-    held: &mut lease::Held,
+    held: &mut user_lease::Held,
 ) -> Result<Finish, RunError> {
     let (ctx, run, cancel) = (at.ctx, at.run, at.cancel);
     // Each phase's future is boxed: rustc lays them out side by side in this function's state
@@ -374,8 +375,8 @@ async fn pipeline(
     let (opened, facts) = at.enter_with(Phase::Message, facts, sending).await?;
     // Awaited before any event is recorded: events follow the sent mark (see `events`).
     at.enter(Phase::Streaming, facts).await?;
-    let tokens = events::TokenState { expires_at, vault, lease: held };
-    events::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await?;
+    let tokens = turn::TokenState { expires_at, vault, lease: held };
+    turn::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await?;
     if ctx.config.anthropic.archive_sessions {
         ctx.anthropic.archive_session(&session_id).await?;
     }

@@ -3,7 +3,7 @@
 //! Owns the meaning of a `[[schedule]]` (its fire times across DST in `schedule/next.rs`, from
 //! the leaf [`crate::cron::CronExpr`]), the fan-out of a tick to users with deterministic run ids
 //! (`schedule/fan_out.rs`), the daemon that fires ticks and reloads `jobs.toml`
-//! (`schedule/daemon.rs`) and the data of `agentcron schedules` (`schedule/report.rs`). It must
+//! (`schedule/daemon.rs`) and the data of `agentcron schedules` (`schedule/listing.rs`). It must
 //! not run jobs or talk to the remote APIs: a tick only creates run records and jobs.
 //!
 //! No leader: any number of schedulers may run; the run id `<schedule>:<user>:<tick-seconds>`
@@ -11,13 +11,13 @@
 
 mod daemon;
 mod fan_out;
+mod listing;
 mod next;
-mod report;
 
 pub use self::daemon::run;
 pub use self::fan_out::{TickReport, fan_out, run_id, users};
+pub use self::listing::{ScheduleReport, TickStats, report};
 pub use self::next::{next_fires, spread_offset};
-pub use self::report::{ScheduleReport, TickStats, report};
 use crate::config::ConfigError;
 use crate::queue::QueueError;
 

@@ -14,7 +14,7 @@
 //! queue with its attempt refunded: recoverable, not failed.
 
 mod cancels;
-mod intake;
+mod intake_mover;
 mod maintenance;
 mod pipeline;
 mod service;
@@ -130,7 +130,7 @@ pub async fn run_on<H: Handler>(
     let _stop_heartbeat_on_drop = stop_heartbeat.clone().drop_guard();
     background.spawn(maintenance::reaper(queue.clone(), config.worker.heartbeat, shutdown.clone()));
     background.spawn(maintenance::promoter(queue.clone(), shutdown.clone()));
-    background.spawn(intake::run(queue.clone(), Arc::clone(&lease), BLOCK, shutdown.clone()));
+    background.spawn(intake_mover::run(queue.clone(), Arc::clone(&lease), BLOCK, shutdown.clone()));
 
     let tracked = (in_flight, runs);
     let res = execute(&queue, config, handler, &lease, tracked, &shutdown, &root).await;

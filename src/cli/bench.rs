@@ -8,20 +8,20 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::{BenchArgs, BenchCommand, exit};
-use crate::bench::{fanout, queue, runs};
+use crate::bench::{fanout, runs, throughput};
 
 /// Runs the chosen benchmark.
 pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let cancel = crate::shutdown::on_signals().context("installing signal handlers")?;
     match &args.which {
         BenchCommand::Queue(args) => {
-            let opts = queue::QueueOptions {
+            let opts = throughput::QueueOptions {
                 redis_url: args.common.redis_url.clone(),
                 jobs: args.jobs,
                 concurrency: args.concurrency,
                 intake: args.intake,
             };
-            let report = queue::run(&opts, &cancel).await.context("bench queue")?;
+            let report = throughput::run(&opts, &cancel).await.context("bench queue")?;
             print(&report, args.common.json, queue_lines)
         }
         BenchCommand::Runs(args) => {
@@ -66,7 +66,7 @@ fn ratio(value: f64) -> String {
     format!("{value:.2}×")
 }
 
-fn queue_lines(r: &queue::QueueReport) -> Vec<(&'static str, String)> {
+fn queue_lines(r: &throughput::QueueReport) -> Vec<(&'static str, String)> {
     let b = &r.baseline;
     let mut lines = vec![
         ("jobs / concurrency", format!("{} / {}", r.jobs, r.concurrency)),

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::message::EventStream;
 use super::vault::VaultIds;
-use super::{Context, Run, RunError, lease, token, vault};
+use super::{Context, Run, RunError, token, user_lease, vault};
 use crate::api::anthropic::{EventKind, OutgoingEvent, SessionEvent, StopReason};
 use crate::api::wait;
 use crate::backoff::RetryPolicy;
@@ -25,7 +25,7 @@ pub struct TokenState<'a> {
     /// Where it is stored.
     pub vault: VaultIds,
     /// The user's lease.
-    pub(crate) lease: &'a mut lease::Held,
+    pub(crate) lease: &'a mut user_lease::Held,
 }
 
 /// Follows the session until the turn ends.
@@ -249,7 +249,7 @@ async fn renew_lease_if_due(
         return Ok(());
     }
     let was_lost = tokens.lease.lost;
-    lease::renew(conn, &ctx.keys, (&run.user, &run.id), lease, tokens.lease).await?;
+    user_lease::renew(conn, &ctx.keys, (&run.user, &run.id), lease, tokens.lease).await?;
     // Logged once per run, not at every tick: a starved worker would otherwise flood the log.
     if tokens.lease.lost && !was_lost {
         tracing::warn!(message = "The user's lease was lost; continuing the session already started.", user = %run.user);
