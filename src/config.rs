@@ -7,13 +7,17 @@
 //! (or `.env`) under the guide's names. Everything is validated once, here, and every problem is
 //! reported at once with the file, the key and the line.
 //!
-//! This module owns the typed [`Config`] and the entry points; its submodules own positions
-//! (`locate.rs`), the raw shape (`raw.rs`), layering and validation (`validate.rs`), errors
-//! (`error.rs`) and redacting serialisers (`ser.rs`). It must not connect to anything: the
+//! The file is read and parsed once per load (`layers.rs`); the parsed document keeps every
+//! key's position, so a problem found later in validation still names its line.
+//!
+//! This module owns the typed [`Config`] and the entry points; its submodules own the layering
+//! (`layers.rs`), positions (`locate.rs`), the raw shape (`raw.rs`), validation (`validate.rs`),
+//! errors (`error.rs`) and redacting serialisers (`ser.rs`). It must not connect to anything: the
 //! rest of the crate receives a [`Config`] whose values are already typed and known to be in range.
 
 mod env;
 mod error;
+mod layers;
 mod locate;
 mod raw;
 mod ser;
@@ -343,8 +347,8 @@ pub fn load(path: &Path, env: &Env) -> Result<Config> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         env.merge_dotenv(&dir.join(".env"));
     }
-    let raw = validate::parse_layers(path, &text, &env)?;
-    validate::validate(path, &text, &env, &raw)
+    let (document, raw) = layers::parse_layers(path, &text, &env)?;
+    validate::validate(path, &document, &env, &raw)
 }
 
 impl Config {

@@ -1,8 +1,8 @@
 //! Turns the layered raw configuration into a typed [`Config`], collecting every problem.
 //!
 //! The compiled defaults live here, next to the range each value must fall in. This module must
-//! not read files or the process environment itself: `config.rs` hands it the text and an
-//! [`Env`] snapshot.
+//! not read or parse files or read the process environment itself: `config.rs` hands it the
+//! parsed [`Document`] (for lines) and an [`Env`] snapshot.
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::env::{ANTHROPIC_API_KEY, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET};
-use super::locate::{self, KeyPath};
+use super::locate::{Document, KeyPath};
 use super::raw::{RawAgent, RawConfig, RawSchedule};
 use super::*;
 
@@ -38,84 +38,39 @@ const GUIDE_CALENDAR_TOOLS: [&str; 5] = [
 ];
 const DEFAULT_PROMPT: &str = "It is {local_time}. Triage my inbox.";
 
-/// Parses the file strictly (for positions), then layers the environment over it.
-pub(super) fn parse_layers(path: &Path, text: &str, env: &Env) -> Result<RawConfig> {
-    if let Err(error) = toml::from_str::<RawConfig>(text) {
-        return Err(ConfigError::Invalid(vec![file_problem(path, text, &error)]));
-    }
-    let with_prefix = |vars| {
-        config::Environment::with_prefix("AGENTCRON")
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true)
-            .source(Some(vars))
-    };
-    config::Config::builder()
-        .add_source(config::File::from_str(text, config::FileFormat::Toml))
-        .add_source(with_prefix(env.conventional()))
-        .add_source(with_prefix(env.overrides()))
-        .build()
-        .and_then(config::Config::try_deserialize::<RawConfig>)
-        .map_err(|error| ConfigError::Invalid(vec![env_problem(env, &error)]))
-}
-
-fn file_problem(path: &Path, text: &str, error: &toml::de::Error) -> Problem {
-    let offset = error.span().map(|span| span.start);
-    let key = offset.and_then(|offset| locate::path_at(text, offset));
-    Problem {
-        origin: Origin::File {
-            path: path.to_path_buf(),
-            line: offset.map(|offset| locate::line_at(text, offset)),
-        },
-        key: key.map_or_else(|| "(file)".to_owned(), |key| key.to_string()),
-        message: error.message().trim().to_owned(),
-    }
-}
-
-fn env_problem(env: &Env, error: &config::ConfigError) -> Problem {
-    // The `config` crate names the key (or the unknown field and its table) in its message;
-    // find the variable that set it.
-    let message = error.to_string();
-    let named = |key: &str| {
-        let (table, field) = key.rsplit_once('.').unwrap_or(("", key));
-        message.contains(&format!("`{key}`"))
-            || (message.contains(&format!("`{field}`")) && message.contains(&format!("`{table}`")))
-    };
-    let found = env
-        .overrides()
-        .into_keys()
-        .chain(env.conventional().into_keys())
-        .map(|var| {
-            let key = var[OVERRIDE_PREFIX.len()..].replace("__", ".").to_lowercase();
-            (var, key)
-        })
-        .find(|(_, key)| named(key));
-    let (var, key) =
-        found.unwrap_or_else(|| ("AGENTCRON__*".to_owned(), "(environment)".to_owned()));
-    Problem { origin: Origin::Env(var), key, message }
-}
-
 /// Collects problems with the origin of each key.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     path: &'a Path,
-    text: &'a str,
+    document: &'a Document<'a>,
     env: &'a Env,
     problems: Vec<Problem>,
 }
 
-impl Checker<'_> {
-    fn problem(&mut self, key: &str, message: impl Into<String>) {
+impl<'a> Checker<'a> {
+    /// A checker for values layered from `document` (the file at `path`) and `env`.
+    pub(super) fn new(path: &'a Path, document: &'a Document<'a>, env: &'a Env) -> Self {
+        Self { path, document, env, problems: Vec::new() }
+    }
+
+    /// Every problem recorded, in the order found.
+    pub(super) fn into_problems(self) -> Vec<Problem> {
+        self.problems
+    }
+
+    /// Records a problem with `key`; its origin is the variable that set the key, else the
+    /// file's line for it (from the spans of the one parse).
+    pub(super) fn problem(&mut self, key: &str, message: impl Into<String>) {
         let origin = match self.env.origin_of(key) {
             Some(var) => Origin::Env(var),
             None => Origin::File {
                 path: self.path.to_path_buf(),
-                line: locate::line_of(self.text, &KeyPath::parse(key)),
+                line: self.document.line_of(&KeyPath::parse(key)),
             },
         };
         self.problems.push(Problem { origin, key: key.to_owned(), message: message.into() });
     }
 
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         key: &str,
         value: Option<&str>,
@@ -145,11 +100,16 @@ impl Checker<'_> {
         }
     }
 
-    fn opt_duration(&mut self, key: &str, value: Option<&str>, max: Duration) -> Option<Duration> {
+    pub(super) fn opt_duration(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        max: Duration,
+    ) -> Option<Duration> {
         value.map(|text| self.duration(key, Some(text), Duration::ZERO, SECOND..=max))
     }
 
-    fn int<T: TryFrom<i64> + Copy>(
+    pub(super) fn int<T: TryFrom<i64> + Copy>(
         &mut self,
         key: &str,
         value: Option<i64>,
@@ -170,7 +130,12 @@ impl Checker<'_> {
         }
     }
 
-    fn float(&mut self, key: &str, value: Option<f64>, range: RangeInclusive<f64>) -> Option<f64> {
+    pub(super) fn float(
+        &mut self,
+        key: &str,
+        value: Option<f64>,
+        range: RangeInclusive<f64>,
+    ) -> Option<f64> {
         let number = value?;
         if range.contains(&number) {
             return Some(number);
@@ -180,7 +145,13 @@ impl Checker<'_> {
         None
     }
 
-    fn url(&mut self, key: &str, value: Option<&str>, schemes: &[&str], missing: &str) -> Url {
+    pub(super) fn url(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        schemes: &[&str],
+        missing: &str,
+    ) -> Url {
         let fallback = || Url::parse(FALLBACK_URL).expect("the fallback URL is a valid constant");
         let Some(text) = value else {
             self.problem(key, format!("missing: {missing}"));
@@ -207,7 +178,12 @@ impl Checker<'_> {
         }
     }
 
-    fn choice<T: Copy>(&mut self, key: &str, value: Option<&str>, options: &[(&str, T)]) -> T {
+    pub(super) fn choice<T: Copy>(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        options: &[(&str, T)],
+    ) -> T {
         let default = options[0].1;
         let Some(text) = value else { return default };
         if let Some((_, choice)) = options.iter().find(|(name, _)| *name == text) {
@@ -218,7 +194,7 @@ impl Checker<'_> {
         default
     }
 
-    fn name(&mut self, key: &str, value: &str, max_len: usize) {
+    pub(super) fn name(&mut self, key: &str, value: &str, max_len: usize) {
         let valid_chars =
             value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if value.is_empty() || value.len() > max_len || !valid_chars {
@@ -231,8 +207,13 @@ impl Checker<'_> {
 }
 
 /// Validates `raw`; every problem found is reported.
-pub(super) fn validate(path: &Path, text: &str, env: &Env, raw: &RawConfig) -> Result<Config> {
-    let mut check = Checker { path, text, env, problems: Vec::new() };
+pub(super) fn validate(
+    path: &Path,
+    document: &Document<'_>,
+    env: &Env,
+    raw: &RawConfig,
+) -> Result<Config> {
+    let mut check = Checker::new(path, document, env);
     let config = Config {
         source: path.to_path_buf(),
         redis: redis(&mut check, raw),
@@ -263,7 +244,8 @@ pub(super) fn validate(path: &Path, text: &str, env: &Env, raw: &RawConfig) -> R
             anthropic_api_key: env.get(ANTHROPIC_API_KEY).map(SecretString::from),
         },
     };
-    if check.problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(check.problems)) }
+    let problems = check.into_problems();
+    if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
 }
 
 fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
@@ -351,7 +333,7 @@ fn scalekit(check: &mut Checker<'_>, raw: &RawConfig) -> ScalekitConfig {
     }
     let mcp_config_name =
         s.mcp_config_name.clone().unwrap_or_else(|| "email-calendar-demo".to_owned());
-    // Scalekit's rule for config names: 1–100 of `a-z 0-9 _ -` (spec §2, McpConfig.name).
+    // Scalekit's rule for config names: 1–100 of `a-z 0-9 _ -` (its `McpConfig.name` field).
     let valid = mcp_config_name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
