@@ -157,3 +157,41 @@ fn env_problem(env: &Env, error: &config::ConfigError) -> Problem {
         found.unwrap_or_else(|| ("AGENTCRON__*".to_owned(), "(environment)".to_owned()));
     Problem { origin: Origin::Env(var), key, message }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../../jobs.toml");
+    const KINDS: &str = "a = 0x1F\nb = -2.5e3\nc = inf\nd = 1979-05-27T07:32:00Z\ne = [1, \"x\"]\n\
+        [[f]]\ng = true\n[h.i]\nj = 'k'\n";
+
+    fn layered(source: impl config::Source + Send + Sync + 'static) -> serde_json::Value {
+        let config = config::Config::builder().add_source(source).build().unwrap();
+        config.try_deserialize().unwrap()
+    }
+
+    /// The parsed-table source gives the `config` crate what its own TOML file source gave.
+    #[test]
+    fn parsed_file_matches_the_config_crates_file_source() {
+        for text in [SHIPPED, KINDS] {
+            let document = Document::parse(text).unwrap();
+            let ours = layered(ParsedFile::from_document(&document).unwrap());
+            let theirs = layered(config::File::from_str(text, config::FileFormat::Toml));
+            assert_eq!(ours, theirs, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_strict_error_names_the_key_and_line_from_the_one_parse() {
+        let env = Env::default();
+        let text = "[worker]\nconcurrency = 3\ncolour = \"blue\"\n";
+        let Err(error) = parse_layers(Path::new("jobs.toml"), text, &env) else {
+            panic!("an unknown key must be rejected")
+        };
+        let problem = &error.problems()[0];
+        assert_eq!(problem.key, "worker.colour");
+        let origin = Origin::File { path: "jobs.toml".into(), line: Some(3) };
+        assert_eq!(problem.origin, origin);
+    }
+}
