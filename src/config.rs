@@ -7,12 +7,20 @@
 //! (or `.env`) under the guide's names. Everything is validated once, here, and every problem is
 //! reported at once with the file, the key and the line.
 //!
-//! This module owns parsing and validation. It must not connect to anything: the rest of the
-//! crate receives a [`Config`] whose values are already typed and known to be in range.
+//! The file is read and parsed once per load (`layers.rs`); the parsed document keeps every
+//! key's position, so a problem found later in validation still names its line.
+//!
+//! This module owns the typed [`Config`] and the entry points; its submodules own the layering
+//! (`layers.rs`), positions (`locate.rs`), the raw shape (`raw.rs`), validation (`validate.rs`),
+//! errors (`error.rs`) and redacting serialisers (`ser.rs`). It must not connect to anything: the
+//! rest of the crate receives a [`Config`] whose values are already typed and known to be in range.
 
 mod env;
+mod error;
+mod layers;
 mod locate;
 mod raw;
+mod ser;
 mod validate;
 
 use std::fmt;
@@ -28,91 +36,12 @@ pub use self::env::{
     AGENTCRON_CONFIG, ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, ANTHROPIC_ENVIRONMENT_ID, Env,
     OVERRIDE_PREFIX, REDIS_URL, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET, SCALEKIT_ENV_URL,
 };
+pub use self::error::{ConfigError, Origin, Problem, Result};
 pub use self::locate::KeyPath;
 use crate::cron::CronExpr;
 
 /// The default configuration file, relative to the working directory.
 pub const DEFAULT_PATH: &str = "jobs.toml";
-
-/// Crate-wide result for configuration loading.
-pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
-
-/// Why a configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read configuration file {path}: {source}")]
-    Read {
-        /// The file that was tried.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// One or more values are wrong; every problem found is listed.
-    #[error("{}", Problems(.0))]
-    Invalid(Vec<Problem>),
-}
-
-impl ConfigError {
-    /// The individual problems, empty for I/O errors.
-    pub fn problems(&self) -> &[Problem] {
-        match self {
-            Self::Invalid(problems) => problems,
-            Self::Read { .. } => &[],
-        }
-    }
-}
-
-/// One invalid value: where it came from, which key, and what was expected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Where the value was set.
-    pub origin: Origin,
-    /// The dotted key, such as `schedule[0].cron`.
-    pub key: String,
-    /// What is wrong and what was expected. Never contains a secret value.
-    pub message: String,
-}
-
-/// Where a configuration value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// The configuration file, with the line when the file sets the key.
-    File {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line, when known.
-        line: Option<usize>,
-    },
-    /// An environment variable (or `.env`).
-    Env(String),
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.origin {
-            Origin::File { path, line: Some(line) } => write!(f, "{}:{line}: ", path.display())?,
-            Origin::File { path, line: None } => write!(f, "{}: ", path.display())?,
-            Origin::Env(var) => write!(f, "environment variable {var}: ")?,
-        }
-        write!(f, "`{}`: {}", self.key, self.message)
-    }
-}
-
-struct Problems<'a>(&'a [Problem]);
-
-impl fmt::Display for Problems<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n_problems = self.0.len();
-        let noun = if n_problems == 1 { "problem" } else { "problems" };
-        write!(f, "invalid configuration ({n_problems} {noun})")?;
-        for problem in self.0 {
-            write!(f, "\n  {problem}")?;
-        }
-        Ok(())
-    }
-}
 
 /// The validated configuration. Serialises with secrets redacted (for `config check`).
 #[derive(Debug, Clone, Serialize)]
@@ -418,8 +347,8 @@ pub fn load(path: &Path, env: &Env) -> Result<Config> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         env.merge_dotenv(&dir.join(".env"));
     }
-    let raw = validate::parse_layers(path, &text, &env)?;
-    validate::validate(path, &text, &env, &raw)
+    let (document, raw) = layers::parse_layers(path, &text, &env)?;
+    validate::validate(path, &document, &env, &raw)
 }
 
 impl Config {
@@ -459,76 +388,5 @@ impl Config {
         .map(|secret| secret.expose_secret().to_owned())
         .chain(self.redis.url.password().map(str::to_owned))
         .collect()
-    }
-}
-
-/// Serialisers that keep secrets out of printed configuration.
-mod ser {
-    use std::time::Duration;
-
-    use secrecy::SecretString;
-    use serde::Serializer;
-    use url::Url;
-
-    pub(super) const REDACTED: &str = "[REDACTED]";
-
-    pub(super) fn duration<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*value))
-    }
-
-    pub(super) fn opt_duration<S: Serializer>(
-        value: &Option<Duration>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(value) => duration(value, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    /// `url` with its password, if any, replaced.
-    pub(super) fn redacted_url(url: &Url) -> Url {
-        let mut url = url.clone();
-        // Setting a password only fails for URLs that cannot have one, which then had none.
-        if url.password().is_some() && url.set_password(Some(REDACTED)).is_err() {
-            return Url::parse("redis://[REDACTED]").unwrap_or(url);
-        }
-        url
-    }
-
-    pub(super) fn url<S: Serializer>(value: &Url, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&redacted_url(value))
-    }
-
-    pub(super) fn opt_url<S: Serializer>(value: &Option<Url>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(value) => url(value, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn opt_secret<S: Serializer>(
-        value: &Option<SecretString>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(_) => s.serialize_str(REDACTED),
-            None => s.serialize_none(),
-        }
-    }
-
-    /// Required secrets show whether they are set, never their value.
-    pub(super) fn secret_status<S: Serializer>(
-        value: &Option<SecretString>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_str(if value.is_some() { REDACTED } else { "(unset)" })
-    }
-
-    pub(super) fn display<S: Serializer, T: std::fmt::Display>(
-        value: &T,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.collect_str(value)
     }
 }

@@ -1,8 +1,9 @@
 //! Finds where a configuration key sits in the TOML text, and which key a parse error points at.
 //!
-//! The `config` crate forgets positions, so errors found after loading would only name a key;
-//! this module re-reads the file's spans to add the line. It must never decide whether a value
-//! is valid: it only answers "where".
+//! [`Document`] is the file parsed once, with the span of every key and value kept. The layering
+//! reads values from it and validation asks it for lines, so no error needs a second parse to
+//! name its line. This module must never decide whether a value is valid: it only answers
+//! "where".
 
 use std::fmt;
 use std::ops::Range;
@@ -62,11 +63,38 @@ pub(crate) fn line_at(text: &str, offset: usize) -> usize {
     text.as_bytes()[..end].iter().filter(|&&byte| byte == b'\n').count() + 1
 }
 
-/// The line where `path` is written in `text`, if the file sets it at all.
-pub(crate) fn line_of(text: &str, path: &KeyPath) -> Option<usize> {
-    let root = DeTable::parse(text).ok()?;
-    let span = span_of(root.get_ref(), &path.0)?;
-    Some(line_at(text, span.start))
+/// The configuration file's text, parsed once, with the span of every key and value.
+#[derive(Debug)]
+pub(crate) struct Document<'a> {
+    text: &'a str,
+    root: Spanned<DeTable<'a>>,
+}
+
+impl<'a> Document<'a> {
+    /// Parses `text` as TOML. This is the only parse of the file per load.
+    ///
+    /// # Errors
+    /// The syntax error, with its span in `text`.
+    pub(crate) fn parse(text: &'a str) -> Result<Self, toml::de::Error> {
+        Ok(Self { text, root: DeTable::parse(text)? })
+    }
+
+    /// The parsed top-level table, spans included.
+    pub(crate) fn root(&self) -> &Spanned<DeTable<'a>> {
+        &self.root
+    }
+
+    /// The line where `path` is written, if the file sets it at all.
+    pub(crate) fn line_of(&self, path: &KeyPath) -> Option<usize> {
+        let span = span_of(self.root.get_ref(), &path.0)?;
+        Some(line_at(self.text, span.start))
+    }
+
+    /// The innermost key whose value covers `offset`, for errors that only carry a position.
+    pub(crate) fn path_at(&self, offset: usize) -> Option<KeyPath> {
+        let mut path = KeyPath::default();
+        descend_table(self.root.get_ref(), offset, &mut path).then_some(path)
+    }
 }
 
 fn span_of(table: &DeTable<'_>, segments: &[Segment]) -> Option<Range<usize>> {
@@ -90,13 +118,6 @@ fn span_in_value(value: &Spanned<DeValue<'_>>, segments: &[Segment]) -> Option<R
         }
         _ => None,
     }
-}
-
-/// The innermost key whose value covers `offset`, for errors that only carry a position.
-pub(crate) fn path_at(text: &str, offset: usize) -> Option<KeyPath> {
-    let root = DeTable::parse(text).ok()?;
-    let mut path = KeyPath::default();
-    descend_table(root.get_ref(), offset, &mut path).then_some(path)
 }
 
 fn descend_table(table: &DeTable<'_>, offset: usize, path: &mut KeyPath) -> bool {
@@ -136,7 +157,8 @@ mod tests {
     const TEXT: &str = "[redis]\nurl = \"x\"\n\n[[schedule]]\nname = \"a\"\n\n[[schedule]]\nname = \"b\"\ncron = 5\n";
 
     fn check_line(path: &str, expect: Option<usize>) {
-        assert_eq!(line_of(TEXT, &KeyPath::parse(path)), expect, "{path}");
+        let document = Document::parse(TEXT).unwrap();
+        assert_eq!(document.line_of(&KeyPath::parse(path)), expect, "{path}");
     }
 
     #[test]
@@ -149,10 +171,11 @@ mod tests {
 
     #[test]
     fn path_of_offset() {
+        let document = Document::parse(TEXT).unwrap();
         let offset = TEXT.find("5\n").unwrap();
-        assert_eq!(path_at(TEXT, offset).unwrap().to_string(), "schedule[1].cron");
+        assert_eq!(document.path_at(offset).unwrap().to_string(), "schedule[1].cron");
         let offset = TEXT.find("\"x\"").unwrap();
-        assert_eq!(path_at(TEXT, offset).unwrap().to_string(), "redis.url");
+        assert_eq!(document.path_at(offset).unwrap().to_string(), "redis.url");
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The configuration exactly as written in `jobs.toml` and the environment, before validation.
 //!
 //! Every field is optional or defaulted here and every value keeps its textual form (durations,
-//! URLs, cron expressions are strings), so that validation in `config.rs` can report *all*
+//! URLs, cron expressions are strings), so that validation in `validate.rs` can report *all*
 //! problems at once with the key that holds each one. Unknown keys are rejected.
-//! This module must not interpret values: parsing belongs to `config.rs`.
+//! This module must not interpret values: that belongs to `validate.rs`.
 
 use serde::Deserialize;
 

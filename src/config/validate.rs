@@ -1,18 +1,20 @@
 //! Turns the layered raw configuration into a typed [`Config`], collecting every problem.
 //!
-//! The compiled defaults live here, next to the range each value must fall in. This module must
-//! not read files or the process environment itself: `config.rs` hands it the text and an
+//! The compiled defaults live here, next to the range each value must fall in; the primitive
+//! checks are in `validate/checker.rs`. This module must not read or parse files or read the
+//! process environment itself: `config.rs` hands it the parsed [`Document`] (for lines) and an
 //! [`Env`] snapshot.
 
-use std::ops::RangeInclusive;
+mod checker;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
-use url::Url;
 
+use self::checker::Checker;
 use super::env::{ANTHROPIC_API_KEY, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET};
-use super::locate::{self, KeyPath};
+use super::locate::Document;
 use super::raw::{RawAgent, RawConfig, RawSchedule};
 use super::*;
 
@@ -20,7 +22,6 @@ const SECOND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
-const FALLBACK_URL: &str = "http://invalid.invalid/";
 
 /// The guide's agent definition, used when `[anthropic.agent]` leaves a field out.
 const GUIDE_SYSTEM_PROMPT: &str = "You are an email and calendar assistant. When invoked, you will:\n\
@@ -38,201 +39,14 @@ const GUIDE_CALENDAR_TOOLS: [&str; 5] = [
 ];
 const DEFAULT_PROMPT: &str = "It is {local_time}. Triage my inbox.";
 
-/// Parses the file strictly (for positions), then layers the environment over it.
-pub(super) fn parse_layers(path: &Path, text: &str, env: &Env) -> Result<RawConfig> {
-    if let Err(error) = toml::from_str::<RawConfig>(text) {
-        return Err(ConfigError::Invalid(vec![file_problem(path, text, &error)]));
-    }
-    let with_prefix = |vars| {
-        config::Environment::with_prefix("AGENTCRON")
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true)
-            .source(Some(vars))
-    };
-    config::Config::builder()
-        .add_source(config::File::from_str(text, config::FileFormat::Toml))
-        .add_source(with_prefix(env.conventional()))
-        .add_source(with_prefix(env.overrides()))
-        .build()
-        .and_then(config::Config::try_deserialize::<RawConfig>)
-        .map_err(|error| ConfigError::Invalid(vec![env_problem(env, &error)]))
-}
-
-fn file_problem(path: &Path, text: &str, error: &toml::de::Error) -> Problem {
-    let offset = error.span().map(|span| span.start);
-    let key = offset.and_then(|offset| locate::path_at(text, offset));
-    Problem {
-        origin: Origin::File {
-            path: path.to_path_buf(),
-            line: offset.map(|offset| locate::line_at(text, offset)),
-        },
-        key: key.map_or_else(|| "(file)".to_owned(), |key| key.to_string()),
-        message: error.message().trim().to_owned(),
-    }
-}
-
-fn env_problem(env: &Env, error: &config::ConfigError) -> Problem {
-    // The `config` crate names the key (or the unknown field and its table) in its message;
-    // find the variable that set it.
-    let message = error.to_string();
-    let named = |key: &str| {
-        let (table, field) = key.rsplit_once('.').unwrap_or(("", key));
-        message.contains(&format!("`{key}`"))
-            || (message.contains(&format!("`{field}`")) && message.contains(&format!("`{table}`")))
-    };
-    let found = env
-        .overrides()
-        .into_keys()
-        .chain(env.conventional().into_keys())
-        .map(|var| {
-            let key = var[OVERRIDE_PREFIX.len()..].replace("__", ".").to_lowercase();
-            (var, key)
-        })
-        .find(|(_, key)| named(key));
-    let (var, key) =
-        found.unwrap_or_else(|| ("AGENTCRON__*".to_owned(), "(environment)".to_owned()));
-    Problem { origin: Origin::Env(var), key, message }
-}
-
-/// Collects problems with the origin of each key.
-struct Checker<'a> {
-    path: &'a Path,
-    text: &'a str,
-    env: &'a Env,
-    problems: Vec<Problem>,
-}
-
-impl Checker<'_> {
-    fn problem(&mut self, key: &str, message: impl Into<String>) {
-        let origin = match self.env.origin_of(key) {
-            Some(var) => Origin::Env(var),
-            None => Origin::File {
-                path: self.path.to_path_buf(),
-                line: locate::line_of(self.text, &KeyPath::parse(key)),
-            },
-        };
-        self.problems.push(Problem { origin, key: key.to_owned(), message: message.into() });
-    }
-
-    fn duration(
-        &mut self,
-        key: &str,
-        value: Option<&str>,
-        default: Duration,
-        range: RangeInclusive<Duration>,
-    ) -> Duration {
-        let Some(text) = value else { return default };
-        match humantime::parse_duration(text.trim()) {
-            Ok(parsed) if range.contains(&parsed) => parsed,
-            Ok(_) => {
-                let (low, high) = (range.start(), range.end());
-                let (low, high) =
-                    (humantime::format_duration(*low), humantime::format_duration(*high));
-                self.problem(
-                    key,
-                    format!("expected a duration from {low} to {high}, found {text:?}"),
-                );
-                default
-            }
-            Err(_) => {
-                let message = format!(
-                    "expected a duration such as \"30s\", \"15m\" or \"1h\", found {text:?}"
-                );
-                self.problem(key, message);
-                default
-            }
-        }
-    }
-
-    fn opt_duration(&mut self, key: &str, value: Option<&str>, max: Duration) -> Option<Duration> {
-        value.map(|text| self.duration(key, Some(text), Duration::ZERO, SECOND..=max))
-    }
-
-    fn int<T: TryFrom<i64> + Copy>(
-        &mut self,
-        key: &str,
-        value: Option<i64>,
-        default: T,
-        range: RangeInclusive<i64>,
-    ) -> T {
-        let Some(number) = value else { return default };
-        match T::try_from(number) {
-            Ok(converted) if range.contains(&number) => converted,
-            _ => {
-                let (low, high) = (range.start(), range.end());
-                self.problem(
-                    key,
-                    format!("expected an integer from {low} to {high}, found {number}"),
-                );
-                default
-            }
-        }
-    }
-
-    fn float(&mut self, key: &str, value: Option<f64>, range: RangeInclusive<f64>) -> Option<f64> {
-        let number = value?;
-        if range.contains(&number) {
-            return Some(number);
-        }
-        let (low, high) = (range.start(), range.end());
-        self.problem(key, format!("expected a number from {low} to {high}, found {number}"));
-        None
-    }
-
-    fn url(&mut self, key: &str, value: Option<&str>, schemes: &[&str], missing: &str) -> Url {
-        let fallback = || Url::parse(FALLBACK_URL).expect("the fallback URL is a valid constant");
-        let Some(text) = value else {
-            self.problem(key, format!("missing: {missing}"));
-            return fallback();
-        };
-        match Url::parse(text.trim()) {
-            Ok(url) if schemes.contains(&url.scheme()) => url,
-            Ok(url) => {
-                let scheme = url.scheme();
-                self.problem(
-                    key,
-                    format!("expected a {} URL, found scheme {scheme:?}", schemes.join(" or ")),
-                );
-                fallback()
-            }
-            Err(error) => {
-                // The text may hold a password: show only the parser's reason.
-                self.problem(
-                    key,
-                    format!("expected a URL such as \"{}://host:port\": {error}", schemes[0]),
-                );
-                fallback()
-            }
-        }
-    }
-
-    fn choice<T: Copy>(&mut self, key: &str, value: Option<&str>, options: &[(&str, T)]) -> T {
-        let default = options[0].1;
-        let Some(text) = value else { return default };
-        if let Some((_, choice)) = options.iter().find(|(name, _)| *name == text) {
-            return *choice;
-        }
-        let names: Vec<&str> = options.iter().map(|(name, _)| *name).collect();
-        self.problem(key, format!("expected one of {}, found {text:?}", names.join(", ")));
-        default
-    }
-
-    fn name(&mut self, key: &str, value: &str, max_len: usize) {
-        let valid_chars =
-            value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if value.is_empty() || value.len() > max_len || !valid_chars {
-            self.problem(
-                key,
-                format!("expected 1 to {max_len} characters of A-Z a-z 0-9 - _ ., found {value:?}"),
-            );
-        }
-    }
-}
-
 /// Validates `raw`; every problem found is reported.
-pub(super) fn validate(path: &Path, text: &str, env: &Env, raw: &RawConfig) -> Result<Config> {
-    let mut check = Checker { path, text, env, problems: Vec::new() };
+pub(super) fn validate(
+    path: &Path,
+    document: &Document<'_>,
+    env: &Env,
+    raw: &RawConfig,
+) -> Result<Config> {
+    let mut check = Checker::new(path, document, env);
     let config = Config {
         source: path.to_path_buf(),
         redis: redis(&mut check, raw),
@@ -263,7 +77,8 @@ pub(super) fn validate(path: &Path, text: &str, env: &Env, raw: &RawConfig) -> R
             anthropic_api_key: env.get(ANTHROPIC_API_KEY).map(SecretString::from),
         },
     };
-    if check.problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(check.problems)) }
+    let problems = check.into_problems();
+    if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
 }
 
 fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
@@ -351,7 +166,7 @@ fn scalekit(check: &mut Checker<'_>, raw: &RawConfig) -> ScalekitConfig {
     }
     let mcp_config_name =
         s.mcp_config_name.clone().unwrap_or_else(|| "email-calendar-demo".to_owned());
-    // Scalekit's rule for config names: 1–100 of `a-z 0-9 _ -` (spec §2, McpConfig.name).
+    // Scalekit's rule for config names: 1–100 of `a-z 0-9 _ -` (its `McpConfig.name` field).
     let valid = mcp_config_name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
