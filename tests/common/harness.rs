@@ -4,16 +4,21 @@
 
 #[path = "app.rs"]
 pub mod app;
+#[path = "poll.rs"]
+pub mod poll;
 #[path = "procs.rs"]
 pub mod procs;
 #[path = "redis.rs"]
 mod redis_ns;
 #[path = "sim.rs"]
 pub mod sim;
+#[path = "worker.rs"]
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+pub use poll::poll_until;
 pub use redis_ns::TestRedis;
 
 /// The repository root (where `jobs.toml` lives).

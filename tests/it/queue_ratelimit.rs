@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use agentcron::queue::{QueueError, RateLimiter};
 
 use crate::common::TestRedis;
-use crate::worker_support::{config, queue};
+use crate::common::worker::{config, queue};
 
 #[tokio::test]
 async fn the_rate_limit_holds_across_two_limiters() {

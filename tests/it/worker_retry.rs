@@ -10,9 +10,8 @@ use agentcron::worker::Outcome;
 use redis::AsyncCommands;
 
 use crate::common::TestRedis;
-use crate::worker_support::{
-    TestHandler, config, enqueue_n, eventually, plan, record, spawn, state,
-};
+use crate::common::poll_until;
+use crate::common::worker::{TestHandler, config, enqueue_n, plan, record, spawn, state};
 
 fn transient() -> Outcome {
     Outcome::Retry {
@@ -23,7 +22,7 @@ fn transient() -> Outcome {
 }
 
 async fn settle(redis: &TestRedis, run_id: &str, expect: &str) {
-    eventually(&format!("{run_id} {expect}"), Duration::from_secs(20), || async {
+    poll_until(&format!("{run_id} {expect}"), Duration::from_secs(20), || async {
         state(redis, run_id).await == expect
     })
     .await;
