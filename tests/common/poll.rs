@@ -71,6 +71,15 @@ where
     }
 }
 
+/// Text shown as it is in a timeout message (a log, say), not quoted and escaped.
+pub struct Text(pub String);
+
+impl Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\n{}", self.0)
+    }
+}
+
 /// A state observed together with a log file that is read only if the poll times out.
 pub struct WithLog<'a, S>(pub S, pub &'a Path);
 
