@@ -49,11 +49,29 @@ impl<T, S: Debug> Polled for Result<T, S> {
 /// Runs `check` every 50 ms until it reports done (`true`, `Some(value)` or `Ok(value)`) and
 /// returns the value; panics with "timed out after `limit`: `what`" and the last observed state
 /// (the `Err` of a `Result` check) when `limit` passes first.
-pub async fn poll_until<P, F, Fut>(what: &str, limit: Duration, mut check: F) -> P::Done
+pub async fn poll_until<P, F, Fut>(what: &str, limit: Duration, check: F) -> P::Done
 where
     P: Polled,
     F: FnMut() -> Fut,
     Fut: Future<Output = P>,
+{
+    poll_until_else(what, limit, check, || async { String::new() }).await
+}
+
+/// [`poll_until`], adding what `diagnose` gathers (stuck runs, a Redis dump) to the failure
+/// message on a timeout.
+pub async fn poll_until_else<P, F, Fut, D, DFut>(
+    what: &str,
+    limit: Duration,
+    mut check: F,
+    diagnose: D,
+) -> P::Done
+where
+    P: Polled,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = P>,
+    D: FnOnce() -> DFut,
+    DFut: Future<Output = String>,
 {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
@@ -62,9 +80,12 @@ where
             Err(last) => last,
         };
         if tokio::time::Instant::now() >= deadline {
+            let diagnosis = diagnose().await;
             match last {
-                Some(last) => panic!("timed out after {limit:?}: {what}; last seen: {last:?}"),
-                None => panic!("timed out after {limit:?}: {what}"),
+                Some(last) => {
+                    panic!("timed out after {limit:?}: {what}; last seen: {last:?}\n{diagnosis}")
+                }
+                None => panic!("timed out after {limit:?}: {what}\n{diagnosis}"),
             }
         }
         tokio::time::sleep(INTERVAL).await;

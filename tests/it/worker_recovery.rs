@@ -145,13 +145,24 @@ async fn a_worker_that_lost_its_lease_stops_the_run_before_it_runs_elsewhere() {
 async fn shutdown_drains_in_flight_runs() {
     let redis = TestRedis::new().await;
     let config = config(&redis);
-    let handler = TestHandler::new(plan(|_| async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        Outcome::Succeeded
+    // Each run is held until the test opens the gate, so all five are in flight at shutdown.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handler = TestHandler::new(plan({
+        let gate = Arc::clone(&gate);
+        move |_| {
+            let gate = Arc::clone(&gate);
+            async move {
+                gate.acquire().await.unwrap().forget();
+                Outcome::Succeeded
+            }
+        }
     }));
     let worker = spawn(&config, handler.clone());
     let ids = enqueue_n(&config, "drain", 5).await;
     poll_until("all five running", LIMIT, || async { handler.stats.starts().len() == 5 }).await;
+    worker.shutdown.cancel();
+    assert_eq!(handler.stats.finished.load(Ordering::SeqCst), 0, "all five still in flight");
+    gate.add_permits(5);
     worker.stop().await;
     for run_id in &ids {
         assert_eq!(state(&redis, run_id).await, "succeeded", "{run_id}");

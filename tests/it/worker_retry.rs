@@ -23,7 +23,8 @@ fn transient() -> Outcome {
 
 async fn settle(redis: &TestRedis, run_id: &str, expect: &str) {
     poll_until(&format!("{run_id} {expect}"), Duration::from_secs(20), || async {
-        state(redis, run_id).await == expect
+        let now = state(redis, run_id).await;
+        if now == expect { Ok(()) } else { Err(now) }
     })
     .await;
 }

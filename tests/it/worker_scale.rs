@@ -17,6 +17,7 @@ async fn two_workers_on_one_queue_never_run_a_run_twice() {
     let redis = TestRedis::new().await;
     let config = config(&redis);
     let handler = TestHandler::new(plan(|_| async {
+        // Not a wait: 0–2 ms of simulated work, so that the two workers' runs interleave.
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..3))).await;
         Outcome::Succeeded
     }));
