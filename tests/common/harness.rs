@@ -1,19 +1,27 @@
 //! The shared integration-test harness: each test gets its own Redis prefix, a configuration
 //! loaded from the shipped `jobs.toml` the way the binary loads it, and helpers to run the
-//! `agentcron` binary.
+//! `agentcron` binary. Every helper of the tests lives under here: [`app`] (`spawn_app`, the
+//! product on a simulator), [`worker`] (in-process workers with a recording test handler),
+//! [`procs`] (real `agentcron worker` children), [`sim`] (the simulator's client) and
+//! [`poll`] (`poll_until`, the one way to wait for a state).
 
 #[path = "app.rs"]
 pub mod app;
+#[path = "poll.rs"]
+pub mod poll;
 #[path = "procs.rs"]
 pub mod procs;
 #[path = "redis.rs"]
 mod redis_ns;
 #[path = "sim.rs"]
 pub mod sim;
+#[path = "worker.rs"]
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+pub use poll::poll_until;
 pub use redis_ns::TestRedis;
 
 /// The repository root (where `jobs.toml` lives).

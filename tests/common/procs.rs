@@ -4,9 +4,10 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::app::{API_KEY, CLIENT_SECRET, TestApp};
+use super::poll::{WithLog, poll_until};
 
 /// Where a child worker should point: the simulator, a Redis server and prefix, a directory.
 #[derive(Debug, Clone)]
@@ -88,24 +89,17 @@ pub async fn state(app: &TestApp, run_id: &str) -> (Option<String>, Option<Strin
     (record.get("state").map(str::to_owned), record.get("phase").map(str::to_owned))
 }
 
-/// Polls until `done` holds for the run's (state, phase), or panics with the log.
+/// Polls until `done` holds for the run's (state, phase); on timeout (60 s) the failure shows
+/// the last (state, phase) and the worker log.
 pub async fn wait_for(
     app: &TestApp,
     run_id: &str,
     log: &Path,
     done: impl Fn(&(Option<String>, Option<String>)) -> bool,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    poll_until(&format!("{run_id} to reach the wanted state"), Duration::from_secs(60), || async {
         let now = state(app, run_id).await;
-        if done(&now) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{run_id} stuck at {now:?}; log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if done(&now) { Ok(()) } else { Err(WithLog(now, log)) }
+    })
+    .await;
 }

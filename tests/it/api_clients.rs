@@ -3,7 +3,7 @@
 //! no secret in any error.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentcron::api::anthropic::{self, EventKind, OutgoingEvent, SessionCreate};
 use agentcron::api::http_client;
@@ -15,6 +15,7 @@ use agentcron::sim::{SimConfig, SimHandle};
 use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
+use tracing::instrument::WithSubscriber;
 
 pub(crate) const SECRET: &str = "SECRET-api-test-client-secret";
 pub(crate) const KEY: &str = "SECRET-api-test-anthropic-key";
@@ -225,11 +226,18 @@ async fn retry_after_is_honoured() {
     )
     .await;
     let client = fx.anthropic(KEY, policy(3), Duration::from_secs(10));
-    let started = Instant::now();
-    client.list_agents(None).await.unwrap();
-    let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_secs(2), "waited only {elapsed:?}");
+    let logs = crate::common::app::LogCapture::default();
+    client.list_agents(None).with_subscriber(logs.subscriber()).await.unwrap();
     assert_eq!(fx.requests("GET /v1/agents").await, 2);
+    // The retry was scheduled for the server's 2 s, not the policy's backoff (at most 100 ms).
+    let delays: Vec<Value> = logs
+        .text()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line["fields"]["message"] == "Remote call failed; retrying.")
+        .map(|line| line["fields"]["delay_ms"].clone())
+        .collect();
+    assert_eq!(delays, [json!(2000)], "{}", logs.text());
 }
 
 #[tokio::test]

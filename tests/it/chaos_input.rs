@@ -12,7 +12,7 @@
 //! inside the transcripts directory.
 
 use std::path::{Component, Path};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentcron::config::{self, Env};
 use agentcron::records::transcript::{file_path, safe_name};
@@ -23,9 +23,9 @@ use redis::AsyncCommands;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::common::TestRedis;
 use crate::common::app::{TestApp, spawn_app};
-use crate::worker_support::{self, TestHandler};
+use crate::common::worker::{self as test_worker, TestHandler};
+use crate::common::{TestRedis, poll_until};
 
 /// Every reason the parser documents.
 const REASONS: [&str; 11] = [
@@ -169,7 +169,7 @@ async fn malformed_intake_is_rejected_with_reasons_while_valid_runs_succeed() {
     let _: i64 = conn.lpush(&intake, future.to_string()).await.unwrap();
 
     let rejected_key = app.ctx.keys.rejected();
-    wait_until("every payload handled", || async {
+    poll_until("every payload handled", Duration::from_secs(60), || async {
         let mut conn = app.redis.conn.clone();
         let n: usize = conn.llen(&rejected_key).await.unwrap();
         let mut all_done = n == bad.len();
@@ -219,24 +219,12 @@ async fn malformed_intake_is_rejected_with_reasons_while_valid_runs_succeed() {
     assert!(!worker.is_finished());
     let last = json!({"user": "last@x.test", "run_id": "in-last"}).to_string();
     let _: i64 = conn.lpush(&intake, last).await.unwrap();
-    wait_until("the last payload ran", || async {
+    poll_until("the last payload ran", Duration::from_secs(60), || async {
         record_opt(&app, "in-last").await.is_some_and(|r| r.get("state") == Some("succeeded"))
     })
     .await;
     shutdown.cancel();
     worker.await.unwrap().unwrap();
-}
-
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The run record, or `None` while it does not exist.
@@ -368,20 +356,22 @@ async fn check_batch(redis: &TestRedis, batch: usize, cases: &[Case]) {
         }
         let _: i64 = conn.lpush(&intake, payload).await.unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left: usize = conn.llen(&intake).await.unwrap();
-        let n: usize = conn.llen(&rejected).await.unwrap();
-        let n_runs = future_runs(redis, &expected_runs).await;
-        if left == 0 && n == expected_rejections.len() && n_runs == expected_runs.len() {
-            break;
+    let what = format!("batch {batch}: every payload taken off the intake");
+    poll_until(&what, Duration::from_secs(30), || {
+        let (mut conn, intake, rejected) = (conn.clone(), &intake, &rejected);
+        let (expected_runs, n_rejections) = (&expected_runs, expected_rejections.len());
+        async move {
+            let left: usize = conn.llen(intake).await.unwrap();
+            let n: usize = conn.llen(rejected).await.unwrap();
+            let n_runs = future_runs(redis, expected_runs).await;
+            if left == 0 && n == n_rejections && n_runs == expected_runs.len() {
+                Ok(())
+            } else {
+                Err(format!("{n} rejected, {n_runs} runs, {left} left"))
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "batch {batch}: {n} rejected, {n_runs} runs, {left} left"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let entries: Vec<String> = conn.lrange(&rejected, 0, -1).await.unwrap();
     for entry in entries {
         let entry: Value = serde_json::from_str(&entry).unwrap();
@@ -396,7 +386,7 @@ async fn check_batch(redis: &TestRedis, batch: usize, cases: &[Case]) {
     }
     for (run_id, case) in expected_runs {
         let Case::Valid { user, prompt, schedule, not_before } = case else { unreachable!() };
-        let record = worker_support::record(redis, &run_id).await;
+        let record = test_worker::record(redis, &run_id).await;
         assert_eq!(record.get("user"), Some(user), "{run_id}");
         assert_eq!(
             record.get("prompt").map(String::as_str).unwrap_or_default(),
@@ -429,8 +419,8 @@ fn intake_classifies_every_generated_payload_as_constructed() {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (redis, running) = rt.block_on(async {
         let redis = TestRedis::new().await;
-        let config = worker_support::config(&redis);
-        let running = worker_support::spawn(&config, TestHandler::succeeding());
+        let config = test_worker::config(&redis);
+        let running = test_worker::spawn(&config, TestHandler::succeeding());
         (redis, running)
     });
     let mut runner = TestRunner::new(ProptestConfig {

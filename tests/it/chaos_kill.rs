@@ -17,6 +17,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::app::{TestApp, spawn_app};
+use crate::common::poll::poll_until_else;
 use crate::common::procs::{child_env, kill9, set_env, spawn_worker};
 
 const N_RUNS: usize = 200;
@@ -86,24 +87,34 @@ async fn kills_and_faults_lose_nothing_and_duplicate_nothing() {
     let mut workers: Vec<Child> = (0..N_WORKERS).map(|_| spawn_worker(&env, &log)).collect();
     let started = Instant::now();
     let mut n_kills = 0;
-    let mut next_kill = started + Duration::from_millis(fastrand::u64(2000..4000));
-    let mut counts = BTreeMap::new();
-    while n_terminal(&counts) < N_RUNS {
-        if started.elapsed() > DEADLINE {
-            panic!("runs still open after {DEADLINE:?}: {counts:?}\n{}", stuck(&app, &log).await);
-        }
-        if Instant::now() >= next_kill && started.elapsed() < KILLING_FOR {
+    let killer = async {
+        while started.elapsed() < KILLING_FOR {
+            // The chaos schedule (a SIGKILL every 2–4 s), not a wait for some state.
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(2000..4000))).await;
             let victim = fastrand::usize(..workers.len());
             kill9(&mut workers[victim]);
             workers[victim] = spawn_worker(&env, &log);
             n_kills += 1;
-            next_kill = Instant::now() + Duration::from_millis(fastrand::u64(2000..4000));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Some(now) = count_states(&app).await {
-            counts = now;
-        }
-    }
+    };
+    let all_ended = poll_until_else(
+        "every run terminal",
+        DEADLINE,
+        || async {
+            // `None` (a failed query on a loaded machine) is polled again.
+            match count_states(&app).await {
+                Some(counts) if n_terminal(&counts) == N_RUNS => Ok(counts),
+                other => Err(other),
+            }
+        },
+        || stuck(&app, &log),
+    );
+    tokio::pin!(all_ended);
+    // The killer stops when every run has ended, or after KILLING_FOR; the poll goes on.
+    let counts = tokio::select! {
+        counts = &mut all_ended => counts,
+        () = killer => all_ended.await,
+    };
     let elapsed = started.elapsed();
     for worker in &mut workers {
         kill9(worker);

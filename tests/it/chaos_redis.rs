@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentcron::config::{Config, RedisConfig};
 use agentcron::keys::Keys;
@@ -15,6 +15,7 @@ use redis::AsyncCommands;
 use serde_json::json;
 
 use crate::common::app::{TestApp, spawn_app};
+use crate::common::poll::{WithLog, poll_until};
 use crate::common::procs::{Target, kill9, spawn_worker, worker_env};
 
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
@@ -58,16 +59,14 @@ impl PrivateRedis {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut conn) = self.conn().await
-                && redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
-            {
-                return;
+        let what = format!("redis-server on {} to answer PING", self.port);
+        poll_until(&what, Duration::from_secs(20), || async {
+            match self.conn().await {
+                Ok(mut conn) => redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok(),
+                Err(_) => false,
             }
-            assert!(Instant::now() < deadline, "redis-server on {} did not start", self.port);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
     }
 
     async fn conn(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
@@ -78,8 +77,7 @@ impl PrivateRedis {
     /// Kills every normal client connection; retries until it finds some, because a worker
     /// whose connections were just killed reconnects lazily, on its next command.
     async fn kill_clients(&self) -> i64 {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        poll_until("a worker connection to kill", Duration::from_secs(10), || async {
             let mut conn = self.conn().await.unwrap();
             let killed: i64 = redis::cmd("CLIENT")
                 .arg("KILL")
@@ -88,11 +86,9 @@ impl PrivateRedis {
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            if killed > 0 || std::time::Instant::now() > deadline {
-                return killed;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            (killed > 0).then_some(killed)
+        })
+        .await
     }
 
     /// `SHUTDOWN NOSAVE`, then waits for the process to exit.
@@ -169,19 +165,11 @@ async fn wait_count(
     at_least: usize,
     log: &Path,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    poll_until(&format!("{at_least} runs succeeded"), Duration::from_secs(60), || async {
         let n = count(server, prefix, runs, Some("succeeded")).await;
-        if n >= at_least {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{n}/{at_least} succeeded; log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if n >= at_least { Ok(()) } else { Err(WithLog(format!("{n} succeeded"), log)) }
+    })
+    .await;
 }
 
 /// Two workers on `server`, runs slowed to ~200 ms of agent events each.
@@ -286,6 +274,8 @@ async fn with_aof_a_killed_redis_loses_no_run() {
     enqueue(&config.redis, &batch).await;
     wait_count(&server, &prefix, &batch, 3, &log).await;
     server.kill9();
+    // Not a wait for a state: the outage deliberately lasts a while, so that the workers' calls
+    // fail against a dead server before it comes back.
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.spawn().await;
     let kept = count(&server, &prefix, &batch, None).await;

@@ -8,13 +8,14 @@
 
 use std::path::Path;
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentcron::queue::{NewRun, Queue};
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::common::app::{API_KEY, CLIENT_SECRET, TestApp, dump_redis, spawn_app};
+use crate::common::poll::{Text, poll_until};
 use crate::common::procs::{child_env, kill9, set_env, spawn_worker, wait_for};
 
 const OPS_TOKEN: &str = "SECRET-ops-token-5d1a";
@@ -107,33 +108,40 @@ async fn no_secret_or_token_appears_in_logs_redis_transcripts_or_reports() {
     }
 }
 
-/// Polls the child until it exits, failing after 30 s.
+/// Polls the child until it exits, failing after 30 s (and killing it then, so that no worker
+/// is left behind).
 async fn exit_code(child: &mut Child) -> Option<i32> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
+    let child = KillIfPanicking(child);
+    let status = poll_until("the worker to exit", Duration::from_secs(30), || {
+        let exited = child.0.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    status.code()
+}
+
+/// Kills the child when dropped during a panic (a failed poll).
+struct KillIfPanicking<'a>(&'a mut Child);
+
+impl Drop for KillIfPanicking<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Best effort: a second panic here would abort the test binary.
+            self.0.kill().ok();
+            self.0.wait().ok();
         }
-        if Instant::now() > deadline {
-            kill9(child);
-            panic!("the worker did not exit");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// The ops port the worker logged for its `0.0.0.0` listener.
 async fn logged_port(log: &Path) -> u16 {
     let pattern = regex::Regex::new(r"http://0\.0\.0\.0:(\d+)/").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    poll_until("the worker to log its ops URL", Duration::from_secs(30), || async {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(found) = pattern.captures(&text) {
-            return found[1].parse().unwrap();
-        }
-        assert!(Instant::now() < deadline, "no ops URL logged:\n{text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        let port = pattern.captures(&text).map(|found| found[1].parse().unwrap());
+        port.ok_or(Text(text))
+    })
+    .await
 }
 
 #[tokio::test]

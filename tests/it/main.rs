@@ -44,4 +44,3 @@ mod worker_process;
 mod worker_recovery;
 mod worker_retry;
 mod worker_scale;
-mod worker_support;

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::app::{TestApp, spawn_app};
+use crate::common::poll::{Text, poll_until};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -87,11 +88,11 @@ async fn run_through_worker(app: &TestApp, run_id: &str, user: &str, schedule: &
     let shutdown = CancellationToken::new();
     let (config, ctx, token) = (app.config.clone(), app.ctx.clone(), shutdown.clone());
     let running = tokio::spawn(async move { worker::run(&config, ctx, token).await });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while app.record(run_id).await.get("state") != Some("succeeded") {
-        assert!(tokio::time::Instant::now() < deadline, "{run_id}: {:?}", app.record(run_id).await);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_until(&format!("{run_id} succeeded"), Duration::from_secs(30), || async {
+        let record = app.record(run_id).await;
+        if record.get("state") == Some("succeeded") { Ok(()) } else { Err(record) }
+    })
+    .await;
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(30), running).await.unwrap().unwrap().unwrap();
 }
@@ -465,13 +466,9 @@ fn spawn_worker(app: &TestApp, dir: &Path, log: &Path) -> std::process::Child {
 /// The `http://127.0.0.1:<port>/` the worker logged.
 async fn wait_for_url(log: &Path) -> String {
     let pattern = regex::Regex::new(r"http://127\.0\.0\.1:\d+/").unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    poll_until("the worker to log its ops URL", Duration::from_secs(30), || async {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(found) = pattern.find(&text) {
-            return found.as_str().to_owned();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no ops URL logged:\n{text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        pattern.find(&text).map(|found| found.as_str().to_owned()).ok_or(Text(text))
+    })
+    .await
 }

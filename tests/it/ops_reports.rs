@@ -2,14 +2,14 @@
 //! real runs: `status`, `runs`, `run`, `transcript`, `notices` (tables and `--json`), then
 //! `requeue` and `cancel`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentcron::queue::{NewRun, Queue};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::app::{TestApp, spawn_app};
-use crate::common::{agentcron, repo_root, text};
+use crate::common::{agentcron, poll_until, repo_root, text};
 
 /// Runs the binary with this test's Redis prefix, off the runtime's threads.
 async fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
@@ -48,17 +48,17 @@ async fn work(app: &TestApp, runs: &[(&str, &str)]) {
         let (config, ctx, shutdown) = (app.config.clone(), app.ctx.clone(), shutdown.clone());
         async move { agentcron::worker::run(&config, ctx, shutdown).await }
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for (id, _) in runs {
-        loop {
+    poll_until("every run reached its end", Duration::from_secs(30), || async {
+        let mut open = Vec::new();
+        for (id, _) in runs {
             let state = app.record(id).await.get("state").map(str::to_owned);
-            if matches!(state.as_deref(), Some("succeeded" | "needs_auth" | "dead")) {
-                break;
+            if !matches!(state.as_deref(), Some("succeeded" | "needs_auth" | "dead")) {
+                open.push((id, state));
             }
-            assert!(Instant::now() < deadline, "{id} stuck at {state:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
+        if open.is_empty() { Ok(()) } else { Err(open) }
+    })
+    .await;
     shutdown.cancel();
     worker.await.unwrap().unwrap();
 }
@@ -205,22 +205,19 @@ async fn cancelling_a_running_run_stops_it_at_the_next_heartbeat() {
         let (config, ctx, shutdown) = (app.config.clone(), app.ctx.clone(), shutdown.clone());
         async move { agentcron::worker::run(&config, ctx, shutdown).await }
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while app.record("r-stop").await.get("phase") != Some("streaming") {
-        assert!(Instant::now() < deadline, "{:?}", app.record("r-stop").await);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_until("r-stop streaming", Duration::from_secs(20), || async {
+        let record = app.record("r-stop").await;
+        if record.get("phase") == Some("streaming") { Ok(()) } else { Err(record) }
+    })
+    .await;
     let (code, stdout, stderr) = cli(&app, &["cancel", "r-stop"]).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
-    loop {
+    poll_until("r-stop cancelled", Duration::from_secs(20), || async {
         let record = app.record("r-stop").await;
-        if record.get("state") == Some("cancelled") {
-            break;
-        }
         assert_ne!(record.get("state"), Some("succeeded"), "the cancel never reached the run");
-        assert!(Instant::now() < deadline, "{record:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if record.get("state") == Some("cancelled") { Ok(()) } else { Err(record) }
+    })
+    .await;
     let record = app.record("r-stop").await;
     assert!(record.get("cancel_requested_at_ms").is_some(), "{record:?}");
     let lines =

@@ -5,8 +5,8 @@
 use agentcron::queue::NewRun;
 use redis::AsyncCommands;
 
+use crate::common::worker::{config, queue, record};
 use crate::common::{TestRedis, agentcron, text};
-use crate::worker_support::{config, queue, record};
 
 #[tokio::test]
 async fn enqueue_creates_the_record_once_and_queues_the_id_once() {

@@ -9,9 +9,8 @@ use redis::AsyncCommands;
 use serde_json::Value;
 
 use crate::common::TestRedis;
-use crate::worker_support::{
-    TestHandler, config, count_in_state, eventually, record, spawn, state,
-};
+use crate::common::poll_until;
+use crate::common::worker::{TestHandler, config, count_in_state, record, spawn, state};
 
 /// Pushes with the `redis-cli` binary when it is installed (it is on every machine here),
 /// else with the client library.
@@ -67,7 +66,7 @@ async fn intake_accepts_valid_payloads_and_rejects_each_malformed_one_with_its_r
 
     let rejected_key = format!("{}:rejected", redis.prefix);
     let mut conn = redis.conn.clone();
-    eventually("every payload handled", Duration::from_secs(20), || {
+    poll_until("every payload handled", Duration::from_secs(20), || {
         let (redis, mut conn, key) = (&redis, conn.clone(), rejected_key.clone());
         async move {
             let n: usize = conn.llen(&key).await.unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use agentcron::ratelimit::{RateLimitError, RateLimiter};
 
 use crate::common::TestRedis;
-use crate::worker_support::{config, queue};
+use crate::common::worker::{config, queue};
 
 /// A limiter on its own connection, as another worker process would have.
 async fn limiter(config: &agentcron::config::Config) -> RateLimiter {

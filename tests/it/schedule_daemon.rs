@@ -6,13 +6,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{Timelike, Utc};
 use redis::AsyncCommands;
 
 use super::schedule_fan_out::env_for;
-use crate::common::TestRedis;
+use crate::common::poll::Text;
+use crate::common::{TestRedis, poll_until};
 
 /// A running `agentcron scheduler`, killed on drop so a failed test leaves no process behind.
 struct Scheduler {
@@ -36,22 +37,35 @@ impl Scheduler {
         Self { child, log }
     }
 
-    /// SIGTERM, then the exit status: the scheduler must stop cleanly with 0.
-    fn stop(mut self) -> String {
+    /// SIGTERM, then the exit status: the scheduler must stop cleanly with 0. Returns the log.
+    async fn stop(mut self) -> String {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let exit = loop {
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                break exit;
-            }
-            assert!(Instant::now() < deadline, "scheduler did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let child = &mut self.child;
+        let exit =
+            poll_until("the scheduler to stop after SIGTERM", Duration::from_secs(20), || {
+                let exited = child.try_wait().unwrap();
+                async move { exited }
+            })
+            .await;
+        let log = self.log();
         assert!(exit.success(), "scheduler exited with {exit}: {log}");
         log
+    }
+
+    /// The log so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `line`.
+    async fn wait_for_log(&self, line: &str) {
+        poll_until(&format!("the scheduler to log {line:?}"), Duration::from_secs(30), || async {
+            let log = self.log();
+            if log.contains(line) { Ok(()) } else { Err(Text(log)) }
+        })
+        .await;
     }
 }
 
@@ -89,22 +103,18 @@ fn by_tick(ids: &[String]) -> BTreeMap<i64, BTreeSet<String>> {
     ticks
 }
 
-/// Waits until `check` holds for the run ids, or fails after `limit`.
+/// Waits until `check` holds for the run ids, or fails after `limit` showing the last ids.
 async fn wait_for(
     redis: &TestRedis,
     limit: Duration,
     what: &str,
     check: impl Fn(&[String]) -> bool,
 ) {
-    let deadline = Instant::now() + limit;
-    loop {
+    poll_until(what, limit, || async {
         let ids = run_ids(redis).await;
-        if check(&ids) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; runs: {ids:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if check(&ids) { Ok(()) } else { Err(ids) }
+    })
+    .await;
 }
 
 /// Every queued run id, with how often it sits in the ready list and the delayed set.
@@ -133,7 +143,7 @@ async fn two_schedulers_enqueue_every_user_and_tick_exactly_once() {
     let first = Scheduler::spawn(&config, &redis, dir.path().join("first.log"));
     let second = Scheduler::spawn(&config, &redis, dir.path().join("second.log"));
     wait_for(&redis, Duration::from_secs(60), "12 ticks", |ids| by_tick(ids).len() >= 12).await;
-    let (first_log, second_log) = (first.stop(), second.stop());
+    let (first_log, second_log) = (first.stop().await, second.stop().await);
     assert!(first_log.contains("Tick fanned out"), "first scheduler never fanned out: {first_log}");
     assert!(second_log.contains("Tick fanned out"), "second never fanned out: {second_log}");
 
@@ -174,18 +184,14 @@ async fn catch_up_enqueues_a_missed_tick_once_and_not_again_after_a_second_resta
     wait_for(&redis, Duration::from_secs(30), "the caught-up tick", |ids| sorted(ids) == expect)
         .await;
     wait_for_stats(&redis, &stats_key, 1).await;
-    first.stop();
+    first.stop().await;
 
     // The second start fans the same tick out again (its stats update proves it ran)...
     let mut conn = redis.conn.clone();
     let updated: i64 = conn.hget(&stats_key, "updated_at_ms").await.unwrap();
     let second = Scheduler::spawn(&config, &redis, dir.path().join("second.log"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while conn.hget::<_, _, i64>(&stats_key, "updated_at_ms").await.unwrap() == updated {
-        assert!(Instant::now() < deadline, "the second start did not catch up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    second.stop();
+    wait_for_stats(&redis, &stats_key, updated + 1).await;
+    second.stop().await;
     // ...and creates nothing: the same two runs, each queued once, counted once.
     assert_eq!(sorted(&run_ids(&redis).await), expect);
     let counts = queued_counts(&redis).await;
@@ -200,15 +206,17 @@ fn sorted(ids: &[String]) -> Vec<String> {
     ids
 }
 
-async fn wait_for_stats(redis: &TestRedis, key: &str, at_least: i64) {
-    let mut conn = redis.conn.clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while conn.hget::<_, _, Option<i64>>(key, "updated_at_ms").await.unwrap().unwrap_or(0)
-        < at_least
-    {
-        assert!(Instant::now() < deadline, "no tick statistics at {key}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Waits until the schedule's statistics at `key` were updated at or after `at_least_ms`.
+async fn wait_for_stats(redis: &TestRedis, key: &str, at_least_ms: i64) {
+    let conn = redis.conn.clone();
+    poll_until(&format!("tick statistics at {key}"), Duration::from_secs(30), || {
+        let mut conn = conn.clone();
+        async move {
+            let updated: Option<i64> = conn.hget(key, "updated_at_ms").await.unwrap();
+            if updated.unwrap_or(0) >= at_least_ms { Ok(()) } else { Err(updated) }
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -220,8 +228,8 @@ async fn a_changed_jobs_toml_is_applied_and_an_invalid_one_is_rejected() {
         "[[schedule]]\nname = \"later\"\ncron = \"0 0 0 1 1 *\"\nusers = [\"a@x\"]\n",
     );
     let scheduler = Scheduler::spawn(&config, &redis, dir.path().join("daemon.log"));
-    // Let it start with the first file before the change.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // It has loaded the first file (and noted its modification time) before the change.
+    scheduler.wait_for_log("Schedule added.").await;
     write_config(
         dir.path(),
         "[[schedule]]\nname = \"now\"\ncron = \"* * * * * *\"\noverlap = \"queue\"\nusers = [\"a@x\"]\n",
@@ -232,13 +240,13 @@ async fn a_changed_jobs_toml_is_applied_and_an_invalid_one_is_rejected() {
     .await;
     write_config(dir.path(), "[[schedule]]\nname = \"broken\"\ncron = \"61 * * * * *\"\n");
     // The invalid file is rejected; the running schedule keeps firing.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    scheduler.wait_for_log("Rejected the new configuration").await;
     let n_runs = run_ids(&redis).await.len();
     wait_for(&redis, Duration::from_secs(30), "more ticks after the invalid file", |ids| {
         ids.len() >= n_runs + 2
     })
     .await;
-    let log = scheduler.stop();
+    let log = scheduler.stop().await;
     assert!(log.contains("Rejected the new configuration"), "{log}");
     assert!(log.contains("Schedule added"), "{log}");
     assert!(!run_ids(&redis).await.iter().any(|id| id.starts_with("broken:")));

@@ -1,10 +1,10 @@
 //! Every fault kind of the simulator takes effect: status with count and rate, Retry-After,
 //! latency, hang, stream cut and event delay.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::sim::{SimClient, spawn_sim};
 
@@ -66,10 +66,25 @@ async fn rate_faults_hit_some_requests_and_delete_clears_them() {
 async fn latency_and_hang_delay_or_withhold_the_answer() {
     let sim = spawn_sim().await;
     let client = SimClient::new(&sim);
+    let environments = |timeout: Duration| {
+        client
+            .http
+            .get(client.url("/v1/environments"))
+            .header("x-api-key", &client.api_key)
+            .header("anthropic-beta", "managed-agents-2026-04-01")
+            .timeout(timeout)
+            .send()
+    };
+    // A short latency delays the answer but still gives it.
     client.add_fault(json!({"path": "/v1/environments", "latency_ms": 300, "count": 1})).await;
-    let started = Instant::now();
-    assert_eq!(client.anthropic(Method::GET, "/v1/environments", None).await.0, 200);
-    assert!(started.elapsed() >= Duration::from_millis(300));
+    let delayed = environments(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(delayed.status(), 200, "a latency fault answers normally in the end");
+    // A latency far beyond the client's timeout: that one answer is cut by the timeout, and
+    // the next request (the count is used up) is answered.
+    client.add_fault(json!({"path": "/v1/environments", "latency_ms": 600_000, "count": 1})).await;
+    let cut = environments(Duration::from_millis(300)).await.unwrap_err();
+    assert!(cut.is_timeout(), "the delayed answer was cut by the client timeout: {cut:?}");
+    assert_eq!(environments(Duration::from_secs(30)).await.unwrap().status(), 200);
 
     client.add_fault(json!({"path": "/oauth/token", "hang": true, "count": 1})).await;
     let result = client
@@ -79,8 +94,16 @@ async fn latency_and_hang_delay_or_withhold_the_answer() {
         .body("grant_type=client_credentials")
         .send()
         .await;
-    assert!(result.unwrap_err().is_timeout());
-    let _ = client.scalekit_token().await;
+    let hung = result.unwrap_err();
+    assert!(hung.is_timeout(), "a hung request ends only by the client's timeout: {hung:?}");
+    // The hang was used up: the next token request is answered (`scalekit_token` asserts 200).
+    assert!(!client.scalekit_token().await.is_empty());
+
+    let (_, listed) = client.control(Method::GET, "/faults", None).await;
+    assert_eq!(listed["faults"], json!([]), "every counted fault was used up");
+    let requests = &client.audit().await["requests"];
+    assert_eq!(requests["GET /v1/environments"], 3, "{requests}");
+    assert_eq!(requests["POST /oauth/token"], 2, "the hung request and the answered one");
 }
 
 #[tokio::test]
@@ -101,14 +124,38 @@ async fn stream_cut_and_event_delay_shape_the_stream() {
         n_frames += 1;
     }
     assert_eq!(n_frames, 3, "the stream closes after 3 events");
+
+    // An event delay holds back every agent event after the first one: with a delay far longer
+    // than the test, the turn stops after its first event and the session stays running.
+    let held = client.create_session(&setup, "alice@example.com").await;
+    client
+        .add_fault(
+            json!({"method": "POST", "path": "/v1/sessions/", "event_delay_ms": 600_000, "count": 1}),
+        )
+        .await;
+    let mut stream = client.open_stream(&held).await;
+    let (status, body) = client.send_message(&held, "Triage my inbox.").await;
+    assert_eq!(status, 200, "{body}");
+    let first = stream.next_frame().await.unwrap();
+    let second = stream.next_frame().await.unwrap();
+    assert_eq!((first.0.as_str(), second.0.as_str()), ("user.message", "session.status_running"));
+    let (_, history) =
+        client.anthropic(Method::GET, &format!("/v1/sessions/{held}/events"), None).await;
+    let types: Vec<&Value> =
+        history["data"].as_array().unwrap().iter().map(|e| &e["type"]).collect();
+    assert_eq!(types, ["user.message", "session.status_running"], "nothing after the delay");
+    let (_, retrieved) = client.anthropic(Method::GET, &format!("/v1/sessions/{held}"), None).await;
+    assert_eq!(retrieved["status"], "running");
+
+    // A short delay slows the turn but loses nothing: all 10 frames, up to idle.
     let session = client.create_session(&setup, "alice@example.com").await;
     client
         .add_fault(
             json!({"method": "POST", "path": "/v1/sessions/", "event_delay_ms": 40, "count": 1}),
         )
         .await;
-    let started = Instant::now();
     let frames = client.run_turn(&session).await;
     assert_eq!(frames.len(), 10);
-    assert!(started.elapsed() >= Duration::from_millis(40 * 8), "9 agent events, 40 ms apart");
+    let (_, listed) = client.control(Method::GET, "/faults", None).await;
+    assert_eq!(listed["faults"], json!([]), "every counted fault was used up");
 }

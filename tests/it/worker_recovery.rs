@@ -13,9 +13,8 @@ use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::TestRedis;
-use crate::worker_support::{
-    TestHandler, config, enqueue_n, eventually, plan, record, spawn, state,
-};
+use crate::common::poll_until;
+use crate::common::worker::{TestHandler, config, enqueue_n, plan, record, spawn, state};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -52,7 +51,7 @@ async fn a_killed_workers_run_is_taken_over_and_resumed_with_one_session() {
     let handler_a = TestHandler::new(session_plan(true));
     let worker_a = spawn(&config, handler_a.clone());
     let ids = enqueue_n(&config, "crash", 1).await;
-    eventually("worker A started the run", LIMIT, || async {
+    poll_until("worker A started the run", LIMIT, || async {
         !handler_a.stats.starts().is_empty()
     })
     .await;
@@ -69,11 +68,11 @@ async fn a_killed_workers_run_is_taken_over_and_resumed_with_one_session() {
     let _: i64 =
         conn.lpush(&stuck, r#"{"user":"late@example.com","run_id":"from-intake"}"#).await.unwrap();
 
-    eventually("worker B finished the run", LIMIT, || async {
+    poll_until("worker B finished the run", LIMIT, || async {
         state(&redis, &ids[0]).await == "succeeded"
     })
     .await;
-    eventually("the intake payload was recovered", LIMIT, || async {
+    poll_until("the intake payload was recovered", LIMIT, || async {
         state(&redis, "from-intake").await == "succeeded"
     })
     .await;
@@ -119,7 +118,7 @@ async fn a_worker_that_lost_its_lease_stops_the_run_before_it_runs_elsewhere() {
     }));
     let worker = spawn(&config, handler.clone());
     let ids = enqueue_n(&config, "paused", 1).await;
-    eventually("the run started", LIMIT, || async { !handler.stats.starts().is_empty() }).await;
+    poll_until("the run started", LIMIT, || async { !handler.stats.starts().is_empty() }).await;
     // As if this worker had been paused past its lease and another worker's reaper acted:
     // what reap.lua does, the lease marked 0 and the run handed back to the ready list.
     let mut conn = redis.conn.clone();
@@ -131,7 +130,7 @@ async fn a_worker_that_lost_its_lease_stops_the_run_before_it_runs_elsewhere() {
     let moved: Option<String> = conn.lmove(&processing, &ready, right, left).await.unwrap();
     assert_eq!(moved.as_deref(), Some(ids[0].as_str()));
 
-    eventually("the run succeeded", LIMIT, || async {
+    poll_until("the run succeeded", LIMIT, || async {
         state(&redis, &ids[0]).await == "succeeded"
     })
     .await;
@@ -146,13 +145,24 @@ async fn a_worker_that_lost_its_lease_stops_the_run_before_it_runs_elsewhere() {
 async fn shutdown_drains_in_flight_runs() {
     let redis = TestRedis::new().await;
     let config = config(&redis);
-    let handler = TestHandler::new(plan(|_| async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        Outcome::Succeeded
+    // Each run is held until the test opens the gate, so all five are in flight at shutdown.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handler = TestHandler::new(plan({
+        let gate = Arc::clone(&gate);
+        move |_| {
+            let gate = Arc::clone(&gate);
+            async move {
+                gate.acquire().await.unwrap().forget();
+                Outcome::Succeeded
+            }
+        }
     }));
     let worker = spawn(&config, handler.clone());
     let ids = enqueue_n(&config, "drain", 5).await;
-    eventually("all five running", LIMIT, || async { handler.stats.starts().len() == 5 }).await;
+    poll_until("all five running", LIMIT, || async { handler.stats.starts().len() == 5 }).await;
+    worker.shutdown.cancel();
+    assert_eq!(handler.stats.finished.load(Ordering::SeqCst), 0, "all five still in flight");
+    gate.add_permits(5);
     worker.stop().await;
     for run_id in &ids {
         assert_eq!(state(&redis, run_id).await, "succeeded", "{run_id}");
@@ -176,7 +186,7 @@ async fn runs_that_outlast_the_grace_go_back_to_the_queue_unharmed() {
     }));
     let worker = spawn(&config, stubborn.clone());
     let ids = enqueue_n(&config, "long", 3).await;
-    eventually("all three running", LIMIT, || async { stubborn.stats.starts().len() == 3 }).await;
+    poll_until("all three running", LIMIT, || async { stubborn.stats.starts().len() == 3 }).await;
     worker.stop().await;
 
     let mut conn = redis.conn.clone();
@@ -200,7 +210,7 @@ async fn runs_that_outlast_the_grace_go_back_to_the_queue_unharmed() {
 
     let next = TestHandler::succeeding();
     let worker = spawn(&config, next.clone());
-    eventually("the next worker ran them", LIMIT, || async { next.stats.starts().len() == 3 })
+    poll_until("the next worker ran them", LIMIT, || async { next.stats.starts().len() == 3 })
         .await;
     worker.stop().await;
     assert!(next.stats.starts().iter().all(|start| start.attempt == 1 && !start.resumed));

@@ -10,17 +10,17 @@ use agentcron::outcome::{ErrorClass, Outcome};
 use redis::AsyncCommands;
 
 use crate::common::TestRedis;
-use crate::worker_support::{
-    TestHandler, config, enqueue_n, eventually, plan, record, spawn, state,
-};
+use crate::common::poll_until;
+use crate::common::worker::{TestHandler, config, enqueue_n, plan, record, spawn, state};
 
 fn transient() -> Outcome {
     Outcome::failed("HTTP 503 from sessions.create", ErrorClass::Transient)
 }
 
 async fn settle(redis: &TestRedis, run_id: &str, expect: &str) {
-    eventually(&format!("{run_id} {expect}"), Duration::from_secs(20), || async {
-        state(redis, run_id).await == expect
+    poll_until(&format!("{run_id} {expect}"), Duration::from_secs(20), || async {
+        let now = state(redis, run_id).await;
+        if now == expect { Ok(()) } else { Err(now) }
     })
     .await;
 }

@@ -9,21 +9,21 @@ use agentcron::queue::NewRun;
 use redis::AsyncCommands;
 
 use crate::common::TestRedis;
-use crate::worker_support::{
-    TestHandler, config, count_in_state, enqueue_n, eventually, plan, queue, spawn,
-};
+use crate::common::poll_until;
+use crate::common::worker::{TestHandler, config, count_in_state, enqueue_n, plan, queue, spawn};
 
 #[tokio::test]
 async fn two_workers_on_one_queue_never_run_a_run_twice() {
     let redis = TestRedis::new().await;
     let config = config(&redis);
     let handler = TestHandler::new(plan(|_| async {
+        // Not a wait: 0–2 ms of simulated work, so that the two workers' runs interleave.
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..3))).await;
         Outcome::Succeeded
     }));
     let workers = [spawn(&config, handler.clone()), spawn(&config, handler.clone())];
     let ids = enqueue_n(&config, "pair", 1_000).await;
-    eventually("all runs succeeded", Duration::from_secs(60), || async {
+    poll_until("all runs succeeded", Duration::from_secs(60), || async {
         count_in_state(&redis, "succeeded").await == ids.len()
     })
     .await;
@@ -70,7 +70,7 @@ async fn twenty_thousand_runs_due_at_once_are_all_processed() {
 
     let handler = TestHandler::succeeding();
     let workers = [spawn(&config, handler.clone()), spawn(&config, handler.clone())];
-    eventually("all runs succeeded", Duration::from_secs(100), || async {
+    poll_until("all runs succeeded", Duration::from_secs(100), || async {
         count_in_state(&redis, "succeeded").await == N_RUNS
     })
     .await;

@@ -1,6 +1,6 @@
-//! Shared helpers of the queue and worker tests: a configuration on the test's Redis prefix
-//! with short timings, a scriptable test handler that records every attempt and any overlap,
-//! spawning workers, and polling with a deadline.
+//! In-process workers for the queue and worker tests: a configuration on the test's Redis
+//! prefix with short timings, a scriptable test handler that records every attempt and any
+//! overlap, spawning workers, and reading run records and queue state.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -16,13 +16,12 @@ use redis::AsyncCommands;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::TestRedis;
+use super::TestRedis;
 
 /// The shipped configuration on `redis`'s prefix, with timings short enough for tests:
 /// heartbeat 100 ms, lease 1 s, retries after 10–50 ms, three attempts.
 pub fn config(redis: &TestRedis) -> Config {
-    let mut config =
-        agentcron::config::load(&crate::common::shipped_config(), &Env::default()).unwrap();
+    let mut config = agentcron::config::load(&super::shipped_config(), &Env::default()).unwrap();
     config.redis.prefix = redis.prefix.clone();
     config.redis.url = redis.url.parse().unwrap();
     config.worker.concurrency = 50;
@@ -149,22 +148,6 @@ pub fn spawn(config: &Config, handler: TestHandler) -> Running {
     let token = shutdown.clone();
     let handle = tokio::spawn(async move { worker::run(&config, handler, token).await });
     Running { shutdown, handle }
-}
-
-/// Polls `check` every 20 ms until it holds; fails the test after `limit`.
-pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The run record.
