@@ -115,13 +115,8 @@ impl ApiError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Status { class, .. } | Self::Transport { class, .. } => *class,
-            Self::Decode { .. } => ErrorClass::Permanent,
-            Self::StreamError { error_type, .. } => match error_type.as_str() {
-                "overloaded_error" | "api_error" | "rate_limit_error" | "timeout_error" => {
-                    ErrorClass::Transient
-                }
-                _ => ErrorClass::Permanent,
-            },
+            Self::Decode { .. } => retry::classify_decode(),
+            Self::StreamError { error_type, .. } => retry::classify_stream_error(error_type),
         }
     }
 
@@ -158,16 +153,7 @@ impl ApiError {
     /// A failure of the event streams' own client ([`stream`]): permanent when the request
     /// cannot be made as given ([`stream::is_unusable`]), else the network's and transient.
     pub(crate) fn io(api: Api, endpoint: &'static str, error: &std::io::Error) -> Self {
-        use std::io::ErrorKind;
-        let (kind, class) = match error.kind() {
-            _ if stream::is_unusable(error) => ("invalid request", ErrorClass::Permanent),
-            ErrorKind::TimedOut => ("timed out", ErrorClass::Transient),
-            ErrorKind::ConnectionRefused
-            | ErrorKind::HostUnreachable
-            | ErrorKind::NetworkUnreachable
-            | ErrorKind::NotFound => ("connection failed", ErrorClass::Transient),
-            _ => ("transport error", ErrorClass::Transient),
-        };
+        let (kind, class) = retry::classify_io(error, stream::is_unusable(error));
         Self::Transport { api, endpoint, message: format!("{kind}: {}", error_chain(error)), class }
     }
 

@@ -35,6 +35,7 @@ use url::Url;
 pub use self::env::{
     AGENTCRON_CONFIG, ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, ANTHROPIC_ENVIRONMENT_ID, Env,
     OVERRIDE_PREFIX, REDIS_URL, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET, SCALEKIT_ENV_URL,
+    host_name,
 };
 pub use self::error::{ConfigError, Origin, Problem, Result};
 pub use self::locate::KeyPath;

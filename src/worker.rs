@@ -213,11 +213,6 @@ where
 
 /// `<host>-<pid>-<random>`: unique per process and per call, readable in `<p>:workers`.
 pub fn worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|host| host.trim().to_owned())
-        .filter(|host| !host.is_empty())
-        .unwrap_or_else(|| "host".to_owned());
+    let host = crate::config::host_name();
     format!("{host}-{}-{:06x}", std::process::id(), fastrand::u32(..0x0100_0000))
 }

@@ -59,6 +59,44 @@ pub fn classify_transport(error: &reqwest::Error) -> ErrorClass {
     if error.is_builder() { ErrorClass::Permanent } else { ErrorClass::Transient }
 }
 
+/// Classifies a failure of the event streams' own client: permanent when the request cannot be
+/// made as given (`unusable`), else the network's and transient. Returns a short description
+/// of the failure with its class.
+pub fn classify_io(error: &std::io::Error, unusable: bool) -> (&'static str, ErrorClass) {
+    use std::io::ErrorKind;
+    match error.kind() {
+        _ if unusable => ("invalid request", ErrorClass::Permanent),
+        ErrorKind::TimedOut => ("timed out", ErrorClass::Transient),
+        ErrorKind::ConnectionRefused
+        | ErrorKind::HostUnreachable
+        | ErrorKind::NetworkUnreachable
+        | ErrorKind::NotFound => ("connection failed", ErrorClass::Transient),
+        _ => ("transport error", ErrorClass::Transient),
+    }
+}
+
+/// Classifies an `error` frame of an event stream by its `error.type`: overload, rate limit,
+/// timeout and internal errors are transient, every other type permanent.
+pub fn classify_stream_error(error_type: &str) -> ErrorClass {
+    match error_type {
+        "overloaded_error" | "api_error" | "rate_limit_error" | "timeout_error" => {
+            ErrorClass::Transient
+        }
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// Classifies an event stream that broke off mid-frame: the network's, transient.
+pub fn classify_cut_stream() -> ErrorClass {
+    ErrorClass::Transient
+}
+
+/// Classifies a response that could not be decoded: the same request would get the same
+/// answer, so it is permanent.
+pub fn classify_decode() -> ErrorClass {
+    ErrorClass::Permanent
+}
+
 /// The delay a response asks for: `retry-after-ms` (milliseconds, Anthropic), else
 /// `Retry-After` as seconds or an HTTP date. Capped at one hour.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use super::{DemoArgs, exit};
+use crate::config::{Env, REDIS_URL};
 use crate::demo::{Demo, DemoOptions};
 use crate::telemetry::Redactor;
 
@@ -22,7 +23,10 @@ pub(super) async fn run(
     let shutdown = crate::shutdown::on_signals().context("installing signal handlers")?;
     let opts = DemoOptions {
         config: flag.map(Path::to_path_buf),
-        redis_url: std::env::var(crate::config::REDIS_URL).ok().filter(|url| !url.is_empty()),
+        redis_url: Env::from_process()
+            .get(REDIS_URL)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned),
         follow: args.follow,
         redactor: redactor.clone(),
         ..DemoOptions::default()

@@ -107,3 +107,13 @@ impl Env {
             .map(|(var, _)| (*var).to_owned())
     }
 }
+
+/// This machine's name, for worker ids: `$HOSTNAME`, else the kernel's hostname, else `host`.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "host".to_owned())
+}

@@ -236,7 +236,7 @@ fn transport(message: String) -> ApiError {
         api: Api::Anthropic,
         endpoint: ENDPOINT,
         message,
-        class: crate::outcome::ErrorClass::Transient,
+        class: crate::api::retry::classify_cut_stream(),
     }
 }
 
