@@ -1,4 +1,4 @@
-//! The command line: every subcommand of DESIGN.md with its help, and the dispatch to the
+//! The command line: every subcommand with its help, and the dispatch to the
 //! library. `main.rs` only parses, sets up logging and calls [`dispatch`].
 //!
 //! This is an edge of the program: it uses `anyhow`, prints reports to stdout and chooses exit

@@ -32,7 +32,7 @@ pub(super) async fn run(
     let addr = listener.local_addr().context("reading the ops address")?;
     tracing::info!(message = "Ops HTTP listening.", url = %format!("http://{addr}/"));
     // Its own token, not a child of `shutdown`: /metrics and /readyz stay up during the drain
-    // and close last (STYLE §6).
+    // and close last, so the drain can be watched to its end.
     let stop_ops = CancellationToken::new();
     let server = tokio::spawn(http::serve(ops, listener, stop_ops.clone()));
     // With --schedule the scheduler ticks in this process too; it stops first on shutdown

@@ -3,7 +3,7 @@
 //! run half-moved: each script is the unit of atomicity the crash-safety argument relies on.
 //!
 //! The scripts build a few keys from prefixes passed in ARGV (records of ids read from a list),
-//! so they need a standalone Redis, not Redis Cluster (DESIGN.md: cluster is planned, with hash
+//! so they need a standalone Redis, not Redis Cluster (cluster support is planned, with hash
 //! tags). This module must not decide when a script runs.
 
 use std::sync::LazyLock;

@@ -1,9 +1,9 @@
 """Conformance check of the agentcron simulator against the official `anthropic` SDK.
 
-Runs the Scalekit guide's flow (seed/claude-managed-agents.md) exactly as the guide writes the
+Runs the Scalekit guide's flow ("Claude Managed Agents" with a Virtual MCP Server) exactly as the guide writes the
 Anthropic calls, twice (the second run updates the vault credential), and asserts that the tool
 uses, the agent's text and the idle status arrive. The Scalekit part uses plain HTTP on the REST
-paths of spec/scalekit-agentkit.md (the official Scalekit SDK speaks gRPC).
+paths of Scalekit's AgentKit API (the official Scalekit SDK speaks gRPC).
 
 Environment: ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY, SCALEKIT_ENV_URL, SCALEKIT_CLIENT_ID,
 SCALEKIT_CLIENT_SECRET, and optionally SIM_USER. Prints "CONFORMANCE OK" and exits 0 on success.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates the conformance virtualenv (idempotent): target/conformance-venv with the official
-# anthropic SDK at the version the spec recorded (spec/anthropic-requests.json).
+# anthropic SDK at the version whose requests are recorded in tests/golden/anthropic-requests.json.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="${CONFORMANCE_VENV:-$root/target/conformance-venv}"

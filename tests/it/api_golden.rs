@@ -1,6 +1,7 @@
 //! Golden requests: for each call the guide makes, our Anthropic client's request (method,
 //! path, query, `anthropic-version`, `anthropic-beta`, `content-type`, JSON body) equals the
-//! one the official Python SDK 2.14.0 sent, as recorded in `shared/spec/anthropic-requests.json`.
+//! one the official Python SDK 2.14.0 sent, as recorded in
+//! `tests/golden/anthropic-requests.json`.
 //!
 //! A recorder server stands in for the API and answers with the recorded ids, so the paths
 //! match byte for byte.
@@ -20,7 +21,7 @@ use futures::StreamExt;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-/// A copy of `shared/spec/anthropic-requests.json`, kept in the repository so tests run anywhere.
+/// The requests the official SDK sent, recorded once and kept in the repository.
 const SPEC: &str = "tests/golden/anthropic-requests.json";
 
 #[derive(Debug, Clone, PartialEq)]
