@@ -185,7 +185,7 @@ const POOL_MAX_IDLE_PER_HOST: usize = 32;
 /// HTTP/1.1 only.
 ///
 /// Not HTTP/2: a client keeps one HTTP/2 connection per host and does not open another when
-/// the server's limit of concurrent streams (100 is common) is reached (RFC 9113 §9.1;
+/// the server's limit of concurrent streams (100 is common) is reached (RFC 9113, section 9.1;
 /// hyperium/hyper#3623). Every session's event stream stays open for its whole turn, so a
 /// worker with more sessions than that would leave further streams and requests waiting on
 /// the ones before. On HTTP/1.1 each stream has its own connection.

@@ -1,6 +1,9 @@
 //! Repository hygiene that review would otherwise have to catch: every Rust file opens with a
-//! `//!` doc saying what it owns, and there are no `mod.rs` files.
+//! `//!` doc saying what it owns; there are no `mod.rs` files; no file of `src/` is over 400
+//! lines; no two files in different rooms share a name (except the documented mirrors); and
+//! nothing points at a document outside the repository. The module graph is `tidy_graph.rs`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::common::repo_root;
@@ -33,4 +36,70 @@ fn every_rust_file_opens_with_a_module_doc() {
     assert!(missing.is_empty(), "files without a leading //! doc: {missing:?}");
     let mod_rs: Vec<_> = files.iter().filter(|path| path.ends_with("mod.rs")).collect();
     assert!(mod_rs.is_empty(), "use name.rs + name/ instead of mod.rs: {mod_rs:?}");
+}
+
+/// Files of `src/` longer than this are split along their natural seams (unit tests included).
+const MAX_LINES: usize = 400;
+
+#[test]
+fn no_source_file_is_over_the_line_limit() {
+    let mut files = Vec::new();
+    rust_files(&repo_root().join("src"), &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .map(|path| (path, std::fs::read_to_string(path).unwrap().lines().count()))
+        .filter(|(_, n_lines)| *n_lines > MAX_LINES)
+        .map(|(path, n_lines)| format!("{} ({n_lines} lines)", path.display()))
+        .collect();
+    assert!(long.is_empty(), "files over {MAX_LINES} lines: {long:?}");
+}
+
+/// A name may repeat only where ARCHITECTURE.md says the repetition is the point: a command's
+/// file in `cli/` is named after the room it drives, and `sim/` mirrors the client it fakes.
+#[test]
+fn no_two_rooms_have_files_of_the_same_name() {
+    let src = repo_root().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for path in &files {
+        let relative = path.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        by_name.entry(name).or_default().push(relative);
+    }
+    let mirrors = |path: &String| path.starts_with("cli/") || path.starts_with("sim/");
+    let clashes: Vec<_> = by_name
+        .into_iter()
+        .filter(|(name, paths)| {
+            name != "tests.rs" && paths.iter().filter(|p| !mirrors(p)).count() > 1
+        })
+        .collect();
+    assert!(clashes.is_empty(), "files of the same name in different rooms: {clashes:?}");
+}
+
+#[test]
+fn nothing_points_at_documents_outside_the_repository() {
+    let root = repo_root();
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "benches"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    files.extend(["README.md", "ARCHITECTURE.md", "CONTRIBUTING.md"].map(|name| root.join(name)));
+    let section_sign = '\u{a7}';
+    let found: Vec<String> = files
+        .iter()
+        .flat_map(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let hits: Vec<String> = text
+                .lines()
+                .enumerate()
+                .filter(|(_, line)| {
+                    line.contains(section_sign) || line.contains(concat!("DESIGN", ".md"))
+                })
+                .map(|(i, _)| format!("{}:{}", path.display(), i + 1))
+                .collect();
+            hits
+        })
+        .collect();
+    assert!(found.is_empty(), "references to documents outside the repository: {found:?}");
 }
