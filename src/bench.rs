@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigError, Env};
+use crate::keys::Keys;
 use crate::queue::QueueError;
 use crate::run::RunError;
 use crate::schedule::ScheduleError;
@@ -166,27 +167,8 @@ impl Scratch {
 
     async fn delete_keys(&self) -> Result<usize> {
         let mut conn = self.connection().await?;
-        let pattern = format!("{}:*", self.prefix);
-        let mut cursor: u64 = 0;
-        let mut n_deleted = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(CLEANUP_CHUNK)
-                .query_async(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                redis::cmd("UNLINK").arg(&keys).query_async::<()>(&mut conn).await?;
-                n_deleted += keys.len();
-            }
-            if next == 0 {
-                return Ok(n_deleted);
-            }
-            cursor = next;
-        }
+        let keys = Keys::new(self.prefix.clone());
+        Ok(crate::queue::remove_all_keys(&mut conn, &keys, CLEANUP_CHUNK).await?)
     }
 }
 

@@ -363,7 +363,7 @@ impl Demo {
             None => {
                 let mut conn = self.queue.connection();
                 if let Err(error) =
-                    prepare::remove_keys(&mut conn, self.queue.keys().prefix()).await
+                    crate::queue::remove_all_keys(&mut conn, self.queue.keys(), 500).await
                 {
                     tracing::warn!(message = "Could not remove the demo's Redis keys.", %error);
                 }

@@ -204,6 +204,22 @@ impl Keys {
     pub fn schedule_last(&self, schedule: &str) -> String {
         self.key(&format!("schedule:{schedule}:last"))
     }
+
+    /// `<p>:bench:baseline`: a benchmark's scratch key for the idle baseline.
+    pub fn bench_baseline(&self) -> String {
+        self.key("bench:baseline")
+    }
+
+    /// `<p>:*`: the `SCAN MATCH` pattern of every key under the prefix (for removing a demo's
+    /// or a benchmark's private prefix; never the operator's).
+    pub fn all(&self) -> String {
+        self.key("*")
+    }
+
+    /// `<u>:<conn>`: a member of `<p>:notices:open`.
+    pub fn notice_member(user: &str, connection: &str) -> String {
+        format!("{user}:{connection}")
+    }
 }
 
 #[cfg(test)]

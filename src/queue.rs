@@ -150,3 +150,36 @@ pub(crate) fn unix_ms(time: std::time::SystemTime) -> i64 {
     let ms = time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
+
+/// Deletes every key under `keys`' prefix with `SCAN` and `UNLINK`, `chunk` at a time, and
+/// returns how many. Only for a private prefix the caller made (the demo's, a benchmark's):
+/// never run it on an operator's prefix.
+///
+/// # Errors
+/// Redis failed; keys already unlinked stay unlinked.
+pub async fn remove_all_keys(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    chunk: usize,
+) -> std::result::Result<usize, redis::RedisError> {
+    let pattern = keys.all();
+    let (mut cursor, mut n_deleted) = (0_u64, 0);
+    loop {
+        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(chunk)
+            .query_async(conn)
+            .await?;
+        if !found.is_empty() {
+            redis::cmd("UNLINK").arg(&found).query_async::<()>(conn).await?;
+            n_deleted += found.len();
+        }
+        if next == 0 {
+            return Ok(n_deleted);
+        }
+        cursor = next;
+    }
+}

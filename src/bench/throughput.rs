@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::stats::{self, Baseline, Progress, per_sec, round1, round2};
 use super::{BenchError, Result, Scratch, guarded};
+use crate::keys::Keys;
 use crate::outcome::Outcome;
 use crate::outcome::RunState;
 use crate::queue::{NewRun, Queue};
@@ -149,7 +150,7 @@ async fn measure(opts: &QueueOptions, scratch: &Scratch) -> Result<QueueReport> 
     config.worker.concurrency = opts.concurrency;
     let queue = Queue::connect(&config.redis).await?;
     let mut conn = scratch.connection().await?;
-    let baseline_key = format!("{}:bench:baseline", scratch.prefix);
+    let baseline_key = Keys::new(scratch.prefix.clone()).bench_baseline();
     let baseline = Baseline::measure(&mut conn, &baseline_key, opts.jobs.min(20_000)).await?;
     let idle = stats::idle_commands(&mut conn, Duration::from_secs(1)).await?;
 

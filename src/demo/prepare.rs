@@ -5,8 +5,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use redis::aio::ConnectionManager;
-
 use super::redis_server::{self, DEFAULT_URL, PrivateRedis};
 use super::{
     DemoError, DemoOptions, EXPIRED_CONNECTION, EXPIRED_USER, SCHEDULE, SCHEDULE_CRON, USERS,
@@ -171,31 +169,6 @@ pub(super) async fn prepare_users(
         USERS[0], USERS[1], EXPIRED_USER
     )?;
     Ok(())
-}
-
-/// Deletes every key under `prefix` (the demo's own, fresh prefix).
-pub(super) async fn remove_keys(
-    conn: &mut ConnectionManager,
-    prefix: &str,
-) -> Result<(), redis::RedisError> {
-    let mut cursor = 0_u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(500)
-            .query_async(conn)
-            .await?;
-        if !keys.is_empty() {
-            redis::cmd("UNLINK").arg(&keys).query_async::<i64>(conn).await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
 }
 
 #[cfg(test)]

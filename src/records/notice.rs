@@ -173,7 +173,7 @@ pub async fn open_among(
 
 /// The member of the open-notice index for (user, connection).
 pub fn member(user: &str, connection: &str) -> String {
-    format!("{user}:{connection}")
+    Keys::notice_member(user, connection)
 }
 
 /// Splits an index member back into (user, connection).
