@@ -30,7 +30,7 @@ fn declared_graph(architecture: &str) -> Graph {
 
 /// Replaces comments, string literals and char literals with spaces, keeping line breaks, so
 /// that only code is searched.
-fn code_only(source: &str) -> String {
+pub fn code_only(source: &str) -> String {
     let chars: Vec<char> = source.chars().collect();
     let mut out = String::with_capacity(source.len());
     let blank = |c: char| if c == '\n' { '\n' } else { ' ' };
