@@ -4,23 +4,24 @@
 //! Virtual MCP servers it hands out (`{base_url}/mcp/v3/servers/{uuid}`, checked as JWT `aud`),
 //! and a control API under `/_sim/`. Everything is in memory.
 //!
-//! **Architecture invariant:** it has its own wire structs and never imports `crate::api` or
-//! `crate::run`, so a client bug cannot be copied into the fake and pass.
+//! **Architecture invariant:** it has its own wire structs and imports nothing of the client
+//! side (ARCHITECTURE.md's module graph gives `sim` no arrows), so a client bug cannot be
+//! copied into the fake and pass.
 //!
 //! Map: [`scalekit`] and [`anthropic`] are the two APIs; [`agent`] is the scripted agent and
 //! [`tools`] its MCP tools; [`session`] is a session's event log; [`faults`], [`audit`] and
 //! [`control`] are the test hooks; [`state`], [`fixtures`], [`ids`], [`jwt`], [`query`] and
 //! [`error`] are shared plumbing.
 //!
-//! Where the specs leave a point open, the choice made (and where):
-//! - The stream does not replay events sent before it opened; `events.list` has the history
-//!   (the reading of spec §11.4). It stays open after `session.status_idle`, with a
-//!   `:keep-alive` comment every `heartbeat` (§11.3); no `id:` lines (§11.5).
-//! - A missing `anthropic-beta` is 400 `invalid_request_error` (§11.6); environment delete is
-//!   200 with a body (§11.7); `processed_at` is null in the send echo (§11.8); toolsets default to
-//!   `always_allow` (agent) / `always_ask` (MCP) (§11.9); 409s use `invalid_request_error` (§11.11).
+//! Where the vendors' documentation leaves a point open, the choice made (and where):
+//! - The stream does not replay events sent before it opened; `events.list` has the history.
+//!   It stays open after `session.status_idle`, with a `:keep-alive` comment every
+//!   `heartbeat`; it sends no `id:` lines.
+//! - A missing `anthropic-beta` is 400 `invalid_request_error`; environment delete is 200 with
+//!   a body; `processed_at` is null in the send echo; toolsets default to `always_allow`
+//!   (agent) and `always_ask` (MCP); 409s use `invalid_request_error`.
 //! - An unknown vault in `sessions.create` is a 404 `not_found_error` (and an audit violation).
-//! - `always_ask` (§4.3): the model request ends before the `requires_action` idle and a new one
+//! - `always_ask`: the model request ends before the `requires_action` idle and a new one
 //!   starts after the confirmed tool's result; a confirmation naming anything but the awaited
 //!   tool use is a 400; a `user.message` or `user.interrupt` drops an unanswered tool use
 //!   (`agent.rs`, `anthropic/events.rs`).
@@ -54,7 +55,7 @@ use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt as _;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -184,9 +185,7 @@ impl Drop for SimHandle {
 pub async fn serve(config: SimConfig) -> Result<SimHandle, SimError> {
     config.validate()?;
     let wanted = SocketAddr::new(config.bind, config.port);
-    let listener = TcpListener::bind(wanted)
-        .await
-        .map_err(|source| SimError::Bind { addr: wanted, source })?;
+    let listener = listen(wanted).map_err(|source| SimError::Bind { addr: wanted, source })?;
     let addr = listener.local_addr().map_err(|source| SimError::Bind { addr: wanted, source })?;
     // A wildcard bind is reachable on loopback; that is the URL to hand out.
     let host = if addr.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { addr.ip() };
@@ -211,6 +210,19 @@ pub async fn serve(config: SimConfig) -> Result<SimHandle, SimError> {
     });
     tracing::info!(message = "Simulator listening.", %base_url);
     Ok(SimHandle { addr, base_url, config, cancel, task: Some(task) })
+}
+
+/// Pending connections the kernel queues before `accept`. Tokio's default (1,024) overflows
+/// when a thousand sessions open their streams at once on a busy machine, and a connection
+/// dropped from a full queue can end in a reset instead of a retry.
+const BACKLOG: u32 = 4_096;
+
+/// A listening socket on `addr` with [`BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Both APIs behind request counting and fault injection, the control API beside them.
