@@ -5,6 +5,8 @@
 //! fields default, unknown fields ignored, statuses kept as strings and compared
 //! case-insensitively). This module must not decide what a run does with an inactive account.
 
+mod models;
+
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, RequestBuilder, Response};
@@ -12,8 +14,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use url::Url;
-
-mod models;
 
 use self::models::{
     AccountEnvelope, AccountList, ConfigEnvelope, ConfigList, ErrorBody, OauthToken, TokenWire,

@@ -14,6 +14,8 @@
 //! proxy (the variables reqwest honours), [`Streams::for_url`] picks reqwest instead. This
 //! module must not parse SSE or know what a session is.
 
+mod response;
+
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -32,12 +34,9 @@ use tokio_rustls::client::TlsStream;
 use tokio_util::either::Either;
 use url::{Host, Url};
 
-use crate::config::HttpConfig;
-
-mod response;
-
 pub(crate) use self::response::Response;
 use self::response::{Body, Framing, Head, read_head, timed_out};
+use crate::config::HttpConfig;
 
 /// The TLS side is boxed: inline it would make every plain connection as large as a TLS
 /// session's state (1.1 KB).
