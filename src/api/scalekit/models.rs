@@ -109,7 +109,7 @@ pub struct ConnectedAccount {
     pub last_used_at: Option<String>,
 }
 
-/// A connection and its tools, for [`Client::create_config`].
+/// A connection and its tools, for [`Client::create_config`](super::Client::create_config).
 #[derive(Debug, Clone, Serialize)]
 pub struct NewMapping<'a> {
     /// Connection key.
