@@ -9,6 +9,8 @@
 //! secrets or keys: it builds its own configuration from `jobs.toml` with the simulator's URL
 //! and credentials and a fresh key prefix, so the user's own prefix is never touched.
 
+mod failure;
+mod options;
 mod prepare;
 mod redis_server;
 
@@ -22,18 +24,17 @@ use redis::aio::ConnectionManager;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use self::failure::DemoError;
+pub use self::options::{DemoOptions, DemoReport};
 pub use self::redis_server::{DEFAULT_URL, PrivateRedis};
-use crate::api::ApiError;
-use crate::config::{self, Config, ConfigError, Env};
-use crate::ops::http::{self, OpsError, OpsState};
+use crate::config::{self, Config, Env};
+use crate::ops::http::{self, OpsState};
 use crate::ops::report::{self, Notice, RunFilter, RunSummary, Status};
 use crate::outcome::RunState;
-use crate::queue::{Queue, QueueError};
-use crate::records::{RecordsError, transcript};
-use crate::run::RunError;
+use crate::queue::Queue;
+use crate::records::transcript;
 use crate::schedule::ScheduleError;
-use crate::setup::SetupError;
-use crate::sim::{self, SimConfig, SimError, SimHandle};
+use crate::sim::{self, SimConfig, SimHandle};
 use crate::telemetry::Redactor;
 use crate::worker::WorkerError;
 
@@ -48,143 +49,6 @@ pub const SCHEDULE: &str = "demo";
 /// Every 10 seconds (6-field cron, seconds first).
 pub const SCHEDULE_CRON: &str = "*/10 * * * * *";
 const POLL: Duration = Duration::from_millis(200);
-
-/// Why the demo could not run.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DemoError {
-    /// `redis-server` is needed and not installed.
-    #[error(
-        "redis-server not found: install it with `sudo apt-get install redis-server` (Debian/Ubuntu) or `brew install redis` (macOS)"
-    )]
-    RedisServerMissing,
-    /// The private `redis-server` failed to start.
-    #[error("private redis-server: {0}")]
-    RedisServer(String),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    File {
-        /// The file or directory.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The configuration to start from is not valid TOML.
-    #[error("{path}: {message}")]
-    Toml {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// Writing the demo's output failed.
-    #[error("writing the output: {0}")]
-    Output(#[from] std::io::Error),
-    /// The demo configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The simulator failed to start.
-    #[error(transparent)]
-    Sim(#[from] SimError),
-    /// `setup` failed.
-    #[error(transparent)]
-    Setup(#[from] SetupError),
-    /// The run pipeline could not be prepared.
-    #[error(transparent)]
-    Run(#[from] RunError),
-    /// An HTTP client could not be built.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    /// Redis failed.
-    #[error(transparent)]
-    Queue(#[from] QueueError),
-    /// Reading records failed.
-    #[error(transparent)]
-    Records(#[from] RecordsError),
-    /// Redis failed.
-    #[error(transparent)]
-    Redis(#[from] redis::RedisError),
-    /// The simulator's control API refused a change.
-    #[error("simulator control API: {0}")]
-    Control(#[from] reqwest::Error),
-    /// The worker stopped with an error.
-    #[error(transparent)]
-    Worker(#[from] WorkerError),
-    /// The scheduler stopped with an error.
-    #[error(transparent)]
-    Schedule(#[from] ScheduleError),
-    /// The ops server (dashboard) failed.
-    #[error(transparent)]
-    Ops(#[from] OpsError),
-    /// The runs did not all end in time.
-    #[error("the demo runs did not end within {secs} s: {states}")]
-    Timeout {
-        /// The deadline.
-        secs: u64,
-        /// Each user's run state at the deadline.
-        states: String,
-    },
-    /// SIGINT or SIGTERM arrived first.
-    #[error("interrupted")]
-    Interrupted,
-    /// A background task panicked.
-    #[error("{0} task failed: {1}")]
-    Task(&'static str, String),
-}
-
-/// How to run the demo.
-#[derive(Debug, Clone)]
-pub struct DemoOptions {
-    /// The configuration to start from; `None` means `./jobs.toml` when it exists, else the
-    /// shipped defaults compiled into the binary.
-    pub config: Option<PathBuf>,
-    /// `$REDIS_URL`; `None` means [`DEFAULT_URL`]. When it does not answer, a private
-    /// `redis-server` is started.
-    pub redis_url: Option<String>,
-    /// Enable the 10-second demo schedule (for [`Demo::follow`]).
-    pub follow: bool,
-    /// How long the three runs may take. Defaults to 60 s.
-    pub deadline: Duration,
-    /// Learns the demo's secrets so no output shows them.
-    pub redactor: Redactor,
-}
-
-impl Default for DemoOptions {
-    fn default() -> Self {
-        Self {
-            config: None,
-            redis_url: None,
-            follow: false,
-            deadline: Duration::from_secs(60),
-            redactor: Redactor::default(),
-        }
-    }
-}
-
-/// How the three runs ended.
-#[derive(Debug, Clone)]
-pub struct DemoReport {
-    /// Each user's run, in [`USERS`] order.
-    pub runs: Vec<RunSummary>,
-    /// Open notices after the runs.
-    pub notices: Vec<Notice>,
-}
-
-impl DemoReport {
-    /// True when alice and bob succeeded and carol ended `needs_auth` with an open notice that
-    /// carries an auth link.
-    pub fn passed(&self) -> bool {
-        let state = |user: &str| self.runs.iter().find(|r| r.user == user).map(|r| r.state.clone());
-        let succeeded = |user: &str| state(user).as_deref() == Some(RunState::Succeeded.as_str());
-        let carol_notice = self.notices.iter().any(|n| {
-            n.user == EXPIRED_USER && n.fields.get("auth_link").is_some_and(|l| !l.is_empty())
-        });
-        succeeded(USERS[0])
-            && succeeded(USERS[1])
-            && state(EXPIRED_USER).as_deref() == Some(RunState::NeedsAuth.as_str())
-            && carol_notice
-    }
-}
 
 /// A running demo: simulator, Redis, configuration and one worker. Dropping it stops the
 /// worker, the simulator and a private Redis; [`Demo::stop`] also waits for them and removes

@@ -6,31 +6,27 @@
 //! `shared/spec/anthropic-managed-agents.md`. This module must not decide what a run does with
 //! an event.
 
+mod credentials;
 pub mod events;
+mod streaming;
 pub mod types;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use url::Url;
 
-use self::events::ENDPOINT as STREAM;
 pub use self::events::{EventKind, SessionEvent, StopReason};
-use self::types::BearerAuth;
 pub use self::types::*;
 use super::retry;
-use super::stream::{self, Direct, Streams};
+use super::stream::Streams;
 use super::{Api, ApiError, decode_json, observe, path_segment, with_retries};
 use crate::backoff::RetryPolicy;
 use crate::config::HttpConfig;
-use crate::telemetry::metrics;
 
 const API: Api = Api::Anthropic;
 /// The version the official SDK 2.x sends.
@@ -181,101 +177,6 @@ impl Client {
         self.call("environments.list", Method::GET, "/v1/environments", &query, Body::None).await
     }
 
-    /// `vaults.create`.
-    ///
-    /// # Errors
-    /// [`ApiError`].
-    pub async fn create_vault(
-        &self,
-        display_name: &str,
-        metadata: Option<serde_json::Map<String, Value>>,
-    ) -> Result<Vault, ApiError> {
-        let mut body = json!({"display_name": display_name});
-        if let Some(metadata) = metadata {
-            body["metadata"] = Value::Object(metadata);
-        }
-        self.call("vaults.create", Method::POST, "/v1/vaults", &[], Body::Json(&body)).await
-    }
-
-    /// `vaults.retrieve`.
-    ///
-    /// # Errors
-    /// [`ApiError`]; a missing vault is a permanent 404.
-    pub async fn get_vault(&self, vault_id: &str) -> Result<Vault, ApiError> {
-        let path = format!("/v1/vaults/{}", path_segment(vault_id));
-        self.call("vaults.retrieve", Method::GET, &path, &[], Body::None).await
-    }
-
-    /// `vaults.delete`.
-    ///
-    /// # Errors
-    /// [`ApiError`].
-    pub async fn delete_vault(&self, vault_id: &str) -> Result<(), ApiError> {
-        let path = format!("/v1/vaults/{}", path_segment(vault_id));
-        self.call::<Value>("vaults.delete", Method::DELETE, &path, &[], Body::Empty).await.map(drop)
-    }
-
-    /// `vaults.credentials.create` with a `static_bearer` token for `mcp_server_url`.
-    ///
-    /// # Errors
-    /// [`ApiError`].
-    pub async fn create_credential(
-        &self,
-        vault_id: &str,
-        display_name: &str,
-        mcp_server_url: &str,
-        token: &SecretString,
-    ) -> Result<Credential, ApiError> {
-        let auth =
-            BearerAuth { kind: "static_bearer", mcp_server_url: Some(mcp_server_url), token };
-        let body = CredentialBody { auth, display_name: Some(display_name) };
-        let path = format!("/v1/vaults/{}/credentials", path_segment(vault_id));
-        self.call("vaults.credentials.create", Method::POST, &path, &[], Body::Json(&body)).await
-    }
-
-    /// `vaults.credentials.update`: replaces the bearer token (the URL cannot change).
-    ///
-    /// # Errors
-    /// [`ApiError`]; a missing credential is a permanent 404.
-    pub async fn update_credential_token(
-        &self,
-        vault_id: &str,
-        credential_id: &str,
-        token: &SecretString,
-    ) -> Result<Credential, ApiError> {
-        let auth = BearerAuth { kind: "static_bearer", mcp_server_url: None, token };
-        let body = CredentialBody { auth, display_name: None };
-        let path = credential_path(vault_id, credential_id);
-        self.call("vaults.credentials.update", Method::POST, &path, &[], Body::Json(&body)).await
-    }
-
-    /// `vaults.credentials.retrieve`.
-    ///
-    /// # Errors
-    /// [`ApiError`].
-    pub async fn get_credential(
-        &self,
-        vault_id: &str,
-        credential_id: &str,
-    ) -> Result<Credential, ApiError> {
-        let path = credential_path(vault_id, credential_id);
-        self.call("vaults.credentials.retrieve", Method::GET, &path, &[], Body::None).await
-    }
-
-    /// `vaults.credentials.delete`.
-    ///
-    /// # Errors
-    /// [`ApiError`].
-    pub async fn delete_credential(
-        &self,
-        vault_id: &str,
-        credential_id: &str,
-    ) -> Result<(), ApiError> {
-        let path = credential_path(vault_id, credential_id);
-        let endpoint = "vaults.credentials.delete";
-        self.call::<Value>(endpoint, Method::DELETE, &path, &[], Body::Empty).await.map(drop)
-    }
-
     /// `sessions.create`.
     ///
     /// # Errors
@@ -366,82 +267,6 @@ impl Client {
         }
     }
 
-    /// Opens `sessions.events.stream`: events from now on (the stream does not replay). Opening
-    /// is retried like any call; once open, a dropped or idle stream ends with a transient
-    /// error and the caller resumes with [`Client::resume_events`].
-    ///
-    /// # Errors
-    /// [`ApiError`] when the stream cannot be opened.
-    pub async fn stream_events(
-        &self,
-        session_id: &str,
-    ) -> Result<impl Stream<Item = Result<SessionEvent, ApiError>> + Send + 'static, ApiError> {
-        let url = format!("{}/v1/sessions/{}/events/stream", self.base, path_segment(session_id));
-        let idle = self.stream_idle_timeout;
-        match &self.streams {
-            Streams::Direct(direct) => {
-                let unusable = |_| ApiError::io(API, STREAM, &stream::unusable("bad stream URL"));
-                let url = Url::parse(&url).map_err(unusable)?;
-                let response =
-                    with_retries(API, STREAM, self.policy, || self.open_direct(direct, &url))
-                        .await?;
-                Ok(events::decode(response.into_stream(), idle).left_stream())
-            }
-            Streams::Reqwest => {
-                let response = with_retries(API, STREAM, self.policy, || async {
-                    let request = self.headers(self.http.get(&url)).timeout(STREAM_REQUEST_TIMEOUT);
-                    check(STREAM, request.send().await).await
-                })
-                .await?;
-                Ok(events::decode(response.bytes_stream(), idle).right_stream())
-            }
-        }
-    }
-
-    async fn open_direct(&self, direct: &Direct, url: &Url) -> Result<stream::Response, ApiError> {
-        let opened = direct.get(url, &self.auth_headers()).await;
-        let response = match opened {
-            Ok(response) => response,
-            Err(error) => {
-                metrics::api_request(API.as_str(), STREAM, "transport");
-                return Err(ApiError::io(API, STREAM, &error));
-            }
-        };
-        metrics::api_request(API.as_str(), STREAM, response.status.as_str());
-        if response.status.is_success() {
-            return Ok(response);
-        }
-        let (status, headers) = (response.status, response.headers.clone());
-        let text = response.text(self.stream_idle_timeout).await;
-        Err(status_error(STREAM, status, &headers, &text))
-    }
-
-    /// Re-attaches to a session: opens the stream first, then lists the history, and yields
-    /// every event whose id is not in `seen`, each once, history first.
-    ///
-    /// # Errors
-    /// [`ApiError`] when the stream cannot be opened or the history cannot be listed.
-    pub async fn resume_events(
-        &self,
-        session_id: &str,
-        mut seen: HashSet<String>,
-    ) -> Result<impl Stream<Item = Result<SessionEvent, ApiError>> + Send + 'static, ApiError> {
-        let live = self.stream_events(session_id).await?;
-        let history = self.list_all_events(session_id).await?;
-        let missed: Vec<_> = history
-            .into_iter()
-            .filter(|e| e.id().is_none_or(|id| seen.insert(id.to_owned())))
-            .collect();
-        let live = live.filter(move |res| {
-            let fresh = match res {
-                Ok(event) => event.id().is_none_or(|id| seen.insert(id.to_owned())),
-                Err(_) => true,
-            };
-            std::future::ready(fresh)
-        });
-        Ok(futures::stream::iter(missed.into_iter().map(Ok)).chain(live))
-    }
-
     fn auth_headers(&self) -> [(&'static str, &str); 3] {
         [
             ("x-api-key", self.api_key.expose_secret()),
@@ -486,13 +311,6 @@ impl Client {
         })
         .await
     }
-}
-
-#[derive(Serialize)]
-struct CredentialBody<'a> {
-    auth: BearerAuth<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    display_name: Option<&'a str>,
 }
 
 /// A 2xx response, or the classified error.
@@ -540,8 +358,4 @@ fn status_error(
 
 fn page_query(page: Option<&str>) -> Vec<(&str, &str)> {
     page.map(|page| vec![("page", page)]).unwrap_or_default()
-}
-
-fn credential_path(vault_id: &str, credential_id: &str) -> String {
-    format!("/v1/vaults/{}/credentials/{}", path_segment(vault_id), path_segment(credential_id))
 }

@@ -12,18 +12,19 @@
 //! The older estimate, wall time minus the pauses the simulator was told to make, is kept as
 //! `unpaused_*`: it also counts the simulator's own work.
 
+mod sampling;
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::stats::{self, Baseline, Progress, per_sec, round1, round2};
+use self::sampling::{read_timings, sample_until_done};
+use super::stats::{self, Baseline, per_sec, round1, round2};
 use super::{BenchError, Result, Scratch, guarded};
-use crate::config::Config;
 use crate::outcome::Outcome;
-use crate::outcome::RunState;
-use crate::queue::{NewRun, Queue, QueueError};
+use crate::queue::{NewRun, Queue};
 use crate::run::{self, Context};
 use crate::setup;
 use crate::sim::{self, SimConfig, SimHandle};
@@ -37,9 +38,6 @@ pub const MAX_CONCURRENCY: usize = 10_000;
 /// `sim/agent.rs`, `go_idle`). Counting only the latter made the overhead negative at low
 /// concurrency.
 const UNDELAYED_EVENTS: u64 = 2;
-const SAMPLE: Duration = Duration::from_millis(100);
-/// Records read per pipelined round trip afterwards.
-const READ_CHUNK: usize = 500;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -346,106 +344,4 @@ async fn enqueue(queue: &Queue, users: usize) -> Result<Vec<String>> {
         .collect();
     queue.enqueue(&runs, "other").await?;
     Ok(runs.into_iter().map(|run| run.run_id).collect())
-}
-
-/// What sampling saw.
-#[derive(Debug, Default)]
-struct Sampled {
-    peak_running: usize,
-    rss_at_peak_mb: f64,
-    succeeded: usize,
-    /// Commands the sampling sent (all `ZCARD`).
-    own_commands: usize,
-}
-
-/// Samples the running index and RSS until every run has ended.
-async fn sample_until_done(queue: &Queue, config: &Config, n: usize) -> Result<Sampled> {
-    let keys = queue.keys();
-    let mut conn = queue.connection();
-    let ended: Vec<String> = RunState::ALL
-        .into_iter()
-        .filter(|state| state.is_terminal())
-        .map(|state| keys.runs_by_state(state.as_str()))
-        .collect();
-    // Generous: every run may wait out a few retries of the pipeline.
-    let deadline = config.worker.run_timeout.min(Duration::from_secs(600));
-    let started = Instant::now();
-    let mut sampled = Sampled::default();
-    let mut progress = Progress::new("runs ended");
-    loop {
-        let mut pipe = redis::pipe();
-        pipe.zcard(keys.runs_by_state(RunState::Running.as_str()));
-        pipe.zcard(keys.runs_by_state(RunState::Succeeded.as_str()));
-        for key in &ended {
-            pipe.zcard(key);
-        }
-        let counts: Vec<usize> = pipe.query_async(&mut conn).await.map_err(QueueError::from)?;
-        sampled.own_commands += counts.len();
-        let running = counts[0];
-        // The largest RSS while runs are in flight: streams open after the pre-stream phases,
-        // so memory peaks later than the count of running runs.
-        sampled.peak_running = sampled.peak_running.max(running);
-        if running > 0 {
-            sampled.rss_at_peak_mb = sampled.rss_at_peak_mb.max(stats::rss_mb());
-        }
-        sampled.succeeded = counts[1];
-        let n_ended: usize = counts[2..].iter().sum();
-        progress.update(n_ended, n);
-        if n_ended >= n {
-            progress.finish();
-            return Ok(sampled);
-        }
-        if started.elapsed() > deadline {
-            progress.finish();
-            let what = format!("{n_ended} of {n} runs ended");
-            return Err(BenchError::Timeout { secs: deadline.as_secs(), what });
-        }
-        tokio::time::sleep(SAMPLE).await;
-    }
-}
-
-/// `started_at_ms`, `ended_at_ms`, `streaming_at_ms` and `state` of a run record.
-type RecordTimes = (Option<u64>, Option<u64>, Option<u64>, Option<String>);
-
-/// A run's times (Redis clock, ms) and its transcript length.
-#[derive(Debug)]
-struct Timing {
-    started_ms: u64,
-    ended_ms: u64,
-    /// When the streaming phase was entered: before it, the pre-stream phases.
-    streaming_ms: u64,
-    events: u64,
-}
-
-/// Reads each ended run's times and transcript length, pipelined.
-async fn read_timings(queue: &Queue, run_ids: &[String]) -> Result<Vec<Timing>> {
-    let keys = queue.keys();
-    let mut conn = queue.connection();
-    let mut timings = Vec::with_capacity(run_ids.len());
-    for chunk in run_ids.chunks(READ_CHUNK) {
-        let mut fields_pipe = redis::pipe();
-        let mut events_pipe = redis::pipe();
-        for run_id in chunk {
-            fields_pipe.cmd("HMGET").arg(keys.run(run_id)).arg(&[
-                "started_at_ms",
-                "ended_at_ms",
-                "streaming_at_ms",
-                "state",
-            ]);
-            events_pipe.xlen(keys.transcript(run_id));
-        }
-        let fields: Vec<RecordTimes> =
-            fields_pipe.query_async(&mut conn).await.map_err(QueueError::from)?;
-        let events: Vec<u64> =
-            events_pipe.query_async(&mut conn).await.map_err(QueueError::from)?;
-        for ((started_ms, ended_ms, streaming_ms, state), events) in fields.into_iter().zip(events)
-        {
-            if let (Some(started_ms), Some(ended_ms), Some(streaming_ms), Some("succeeded")) =
-                (started_ms, ended_ms, streaming_ms, state.as_deref())
-            {
-                timings.push(Timing { started_ms, ended_ms, streaming_ms, events });
-            }
-        }
-    }
-    Ok(timings)
 }

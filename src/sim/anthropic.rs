@@ -244,7 +244,8 @@ impl Page {
     }
 }
 
-/// A cursor encodes its order; reusing it with the other order is a 400 (spec §5).
+/// A cursor encodes its order; reusing it with the other order is a 400, as the real API
+/// answers.
 fn decode_cursor(cursor: &str, descending: bool) -> Result<usize, AnthropicError> {
     let invalid = || AnthropicError::invalid("page: invalid page cursor");
     let rest = cursor.strip_prefix("page_").ok_or_else(invalid)?;

@@ -2,9 +2,9 @@
 //! simulator's own start-up error.
 //!
 //! - Scalekit (grpc-gateway `google.rpc.Status`): `{"code":<grpc>,"message",…,"details":[ErrorInfo]}`
-//!   with the HTTP status of the gRPC code (spec/scalekit-agentkit.md §4.3).
+//!   with the HTTP status grpc-gateway gives the gRPC code.
 //! - Anthropic: `{"type":"error","error":{"type","message"},"request_id"}` plus a `request-id`
-//!   header (spec/anthropic-managed-agents.md §6).
+//!   header, as Anthropic's API answers every error.
 //!
 //! It must not decide *when* an error happens; handlers do.
 
@@ -111,7 +111,7 @@ impl IntoResponse for ScalekitError {
     }
 }
 
-/// grpc-gateway's standard gRPC code → HTTP status mapping (spec §4.1).
+/// grpc-gateway's standard gRPC code → HTTP status mapping.
 fn grpc_http_status(code: i32) -> StatusCode {
     match code {
         3 | 9 | 11 => StatusCode::BAD_REQUEST,

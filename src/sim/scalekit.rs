@@ -2,8 +2,8 @@
 //! client-credentials token endpoint, bearer authentication, and the routes of the MCP-config and
 //! connected-account services. Wire format: spec/scalekit-agentkit.md.
 //!
-//! Responses omit empty values as proto3 JSON does (spec §0), unless the simulator runs with
-//! `emit_unpopulated`. Decided here where the spec is unsure: `/oauth/token` errors use the
+//! Responses omit empty values as proto3 JSON does, unless the simulator runs with
+//! `emit_unpopulated`. Decided here where Scalekit's documentation is unsure: `/oauth/token` errors use the
 //! OAuth 2.0 shape (`{"error":"invalid_client","error_description":…}`, 401; 400 for a bad
 //! grant), and the access token is a simulator-signed JWT valid for `scalekit_token_ttl`.
 
@@ -127,7 +127,8 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     (status, axum::Json(json!({"error": error, "error_description": description}))).into_response()
 }
 
-/// Middleware: requires `Authorization: Bearer <token issued by /oauth/token>` (spec §1.3).
+/// Middleware: requires `Authorization: Bearer <token issued by /oauth/token>`, as every
+/// Scalekit API route does.
 async fn authenticate(State(state): Shared, request: Request, next: Next) -> Response {
     match check_bearer(&state, request.headers()) {
         Ok(()) => next.run(request).await,

@@ -1,6 +1,7 @@
-//! Request and response bodies of the Managed Agents API, as the official SDK sends and reads
-//! them (`shared/spec/anthropic-managed-agents.md` §3). Requests serialise only the fields that
-//! are set; responses read only what agentcron uses and default the rest.
+//! Request and response bodies of the Managed Agents API's resources (agents, environments,
+//! vaults, credentials and sessions), as the official SDK sends and reads them. Requests
+//! serialise only the fields that are set; responses read only what agentcron uses and default
+//! the rest.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};

@@ -1,5 +1,5 @@
 //! Agents: create, retrieve (optionally a `version`), update (a new version; `version` is an
-//! optimistic-concurrency check, 409 on mismatch), list, archive and versions (spec §3.1).
+//! optimistic-concurrency check, 409 on mismatch), list, archive and versions.
 //! Responses are fully expanded as the SDK's strict mode requires: `model` is an object and every
 //! toolset has `default_config.{enabled,permission_policy}` and `configs`. Defaults from the
 //! docs: `agent_toolset` → `always_allow`, `mcp_toolset` → `always_ask`.

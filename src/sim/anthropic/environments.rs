@@ -1,4 +1,4 @@
-//! Environments: create, retrieve, update, list, delete, archive (spec §3.2). A cloud `config`
+//! Environments: create, retrieve, update, list, delete, archive. A cloud `config`
 //! is expanded with `networking` and all six `packages` lists, and `description` defaults to
 //! `""` (not null) so every SDK version's strict mode accepts it. Delete answers 200
 //! `{"id","type":"environment_deleted"}` (the SDK's type) rather than the 204 one reference shows.

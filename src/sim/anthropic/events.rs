@@ -111,7 +111,8 @@ fn record(state: &SimState, live: &mut Live, events: &[Value]) -> (Vec<Value>, u
         let id = session::push(live, &state.ids, event.clone());
         let mut echo = event.clone();
         echo["id"] = json!(id);
-        // Results and outcomes are processed on receipt; the rest is queued (spec §4.1).
+        // As the real API does, results and outcomes are processed on receipt (their
+        // `processed_at` is set in the echo); the rest is queued and echoed with null.
         let processed =
             matches!(kind, "user.custom_tool_result" | "user.tool_result" | "user.define_outcome");
         echo["processed_at"] = if processed { json!(crate::sim::ids::now()) } else { Value::Null };

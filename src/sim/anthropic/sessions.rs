@@ -1,4 +1,4 @@
-//! Sessions: create, retrieve, update, list, delete, archive (spec §3.5). A session snapshots
+//! Sessions: create, retrieve, update, list, delete, archive. A session snapshots
 //! its agent (with any overrides) at creation. Its user and run id for the audit come from
 //! metadata `user` (or `identifier`) and `run_id`, else from the title: a run id
 //! `<schedule>:<user>:<tick>` in the title gives the user, otherwise a word containing `@`.

@@ -1,4 +1,4 @@
-//! Vaults and their credentials (spec §3.3, §3.4). Secrets (`token`, `access_token`,
+//! Vaults and their credentials: create, retrieve, update, list, delete, archive. Secrets (`token`, `access_token`,
 //! `refresh_token`, `client_secret`, `secret_value`) are kept aside and never echoed. An update's
 //! `auth.type` must equal the stored one (400 otherwise) and cannot change `mcp_server_url`.
 //! Decided here: a vault may hold several credentials for one URL; the agent uses the most

@@ -1,5 +1,5 @@
-//! `McpService` config routes: create, list (with `filter.*`, `search`, paging), get, delete
-//! (spec/scalekit-agentkit.md §2.1, §2.2, §2.7). Create validates like protovalidate does:
+//! `McpService` config routes: create, list (with `filter.*`, `search`, paging), get, delete.
+//! Create validates like protovalidate does:
 //! name 1–100 chars of `^[a-z0-9_-]+$`, unique; at most 25 mappings, each naming a known
 //! connection and only tools that connection has. A duplicate name is 409 `ALREADY_EXISTS`
 //! (the spec's most likely reading). Create answers 201 as the OpenAPI documents.
@@ -199,7 +199,7 @@ fn matches(config: &McpConfig, params: &Params) -> bool {
                 .is_some_and(|c| c.provider.eq_ignore_ascii_case(provider))
         })
     });
-    // The server compares the UUID in the URL's last path segment (spec §2.2).
+    // The real server compares only the UUID in the URL's last path segment.
     let url_ok = params.get("filter.mcp_server_url").is_none_or(|url| {
         url.trim_end_matches('/').rsplit('/').next() == Some(config.server_uuid.as_str())
     });
