@@ -2,8 +2,8 @@
 //! sessions, session events (send, list, SSE stream, resume).
 //!
 //! Headers are the ones the official SDK sends (`anthropic-version`, the managed-agents beta),
-//! with the key as `x-api-key`, the form Anthropic documents. Wire format:
-//! `shared/spec/anthropic-managed-agents.md`. This module must not decide what a run does with
+//! with the key as `x-api-key`, the form Anthropic documents; bodies are the ones the official
+//! SDK sends (`tests/golden/`). This module must not decide what a run does with
 //! an event.
 
 mod credentials;

@@ -1,7 +1,7 @@
 //! The Scalekit AgentKit REST client: client-credentials token (cached, single-flight,
 //! refreshed once on a 401), MCP configs, connected accounts, session tokens, magic links.
 //!
-//! Wire format: `shared/spec/scalekit-agentkit.md`. Responses are read leniently (missing
+//! Wire format: Scalekit's AgentKit REST API (grpc-gateway JSON). Responses are read leniently (missing
 //! fields default, unknown fields ignored, statuses kept as strings and compared
 //! case-insensitively). This module must not decide what a run does with an inactive account.
 

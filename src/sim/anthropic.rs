@@ -1,6 +1,6 @@
 //! The simulated Anthropic Managed Agents API (beta `managed-agents-2026-04-01`): routes,
 //! authentication and the helpers every resource shares (JSON bodies, cursor pages, metadata
-//! patches). Wire format: spec/anthropic-managed-agents.md; the official Python SDK 2.14.0 works
+//! patches), in the API's own wire format: the official Python SDK 2.14.0 works
 //! against it unchanged (tests/conformance/).
 //!
 //! Accepted: `x-api-key: <key>` or `Authorization: Bearer <key>` (SDK 2.x), any

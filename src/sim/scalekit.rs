@@ -1,6 +1,6 @@
 //! The simulated Scalekit AgentKit REST API (grpc-gateway over `scalekit.v1`): the
 //! client-credentials token endpoint, bearer authentication, and the routes of the MCP-config and
-//! connected-account services. Wire format: spec/scalekit-agentkit.md.
+//! connected-account services, in the wire format of Scalekit's AgentKit REST API.
 //!
 //! Responses omit empty values as proto3 JSON does, unless the simulator runs with
 //! `emit_unpopulated`. Decided here where Scalekit's documentation is unsure: `/oauth/token` errors use the
