@@ -32,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod cron;
 pub mod demo;
+pub mod ids;
 pub mod keys;
 pub mod ops;
 pub mod outcome;
