@@ -5,7 +5,7 @@
 //! constructor ([`RunId::parse`], [`UserId::parse`]); this module is the one place each rule
 //! lives. Ids that come from the vendor APIs ([`SessionId`], [`VaultId`], [`CredentialId`]) are
 //! taken as given. Ids read back from Redis were validated when written and are taken as given
-//! ([`RunId::from_stored`], [`UserId::from_stored`]).
+//! ([`RunId::trusted`], [`UserId::trusted`]).
 //!
 //! Wire formats and Redis contents are unchanged: each id serialises as its plain string
 //! (`serde(transparent)`), and keys are formatted from `as_str()`. A leaf: it uses no other
@@ -160,9 +160,10 @@ macro_rules! checked_from {
                 Ok(Self(id.into()))
             }
 
-            /// An id read back from Redis (or another store agentcron wrote), where it was
-            /// validated when written; taken as given so that reading never fails on it.
-            pub fn from_stored(id: impl Into<String>) -> Self {
+            /// An id known to be valid, taken as given: read back from Redis, where it was
+            /// validated when written (so reading never fails on it), or built by agentcron
+            /// itself from valid parts. A key built from an invalid one names nothing.
+            pub fn trusted(id: impl Into<String>) -> Self {
                 Self(id.into())
             }
         }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::stats::{self, Baseline, Progress, per_sec, round1, round2};
 use super::{BenchError, Result, Scratch, guarded};
 use crate::config::Config;
+use crate::ids::{RunId, UserId};
 use crate::outcome::Outcome;
 use crate::outcome::RunState;
 use crate::queue::{NewRun, Queue, QueueError};
@@ -337,11 +338,11 @@ async fn clear_fault(http: &reqwest::Client, api_url: &str, id: &str) {
 }
 
 /// One run per user `runs-<i>@example.com`, all at once; returns the run ids.
-async fn enqueue(queue: &Queue, users: usize) -> Result<Vec<String>> {
+async fn enqueue(queue: &Queue, users: usize) -> Result<Vec<RunId>> {
     let runs: Vec<NewRun> = (0..users)
         .map(|i| NewRun {
-            run_id: format!("r-{i}"),
-            ..NewRun::now(format!("runs-{i}@example.com"))
+            run_id: RunId::trusted(format!("r-{i}")),
+            ..NewRun::now(UserId::trusted(format!("runs-{i}@example.com")))
         })
         .collect();
     queue.enqueue(&runs, "other").await?;
@@ -418,7 +419,7 @@ struct Timing {
 }
 
 /// Reads each ended run's times and transcript length, pipelined.
-async fn read_timings(queue: &Queue, run_ids: &[String]) -> Result<Vec<Timing>> {
+async fn read_timings(queue: &Queue, run_ids: &[RunId]) -> Result<Vec<Timing>> {
     let keys = queue.keys();
     let mut conn = queue.connection();
     let mut timings = Vec::with_capacity(run_ids.len());
