@@ -5,7 +5,7 @@
 //! constructor ([`RunId::parse`], [`UserId::parse`]); this module is the one place each rule
 //! lives. Ids that come from the vendor APIs ([`SessionId`], [`VaultId`], [`CredentialId`]) are
 //! taken as given. Ids read back from Redis were validated when written and are taken as given
-//! ([`RunId::trusted`], [`UserId::trusted`]).
+//! ([`RunId::trusted`], and `FromRedisValue` and `Deserialize`, which never fail on an id).
 //!
 //! Wire formats and Redis contents are unchanged: each id serialises as its plain string
 //! (`serde(transparent)`), and keys are formatted from `as_str()`. A leaf: it uses no other

@@ -117,7 +117,8 @@ pub async fn users(
     queue: &Queue,
     schedule: &ScheduleConfig,
 ) -> Result<BTreeSet<String>, ScheduleError> {
-    let mut users: BTreeSet<String> = schedule.users.iter().cloned().collect();
+    let mut users: BTreeSet<String> =
+        schedule.users.iter().map(|u| u.as_str().to_owned()).collect();
     let mut conn = queue.connection();
     let key = queue.keys().schedule_users(&schedule.name);
     // SSCAN rather than SMEMBERS: a set of 100,000 users is read in slices, so Redis never
