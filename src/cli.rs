@@ -23,6 +23,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::ids::{RunId, UserId};
 use crate::telemetry::{LogFormat, Redactor};
 
 /// Exit codes, the same for every subcommand.
@@ -162,7 +163,7 @@ pub struct ReportArgs {
 pub struct AuthorizeArgs {
     /// User identifiers.
     #[arg(required = true)]
-    pub users: Vec<String>,
+    pub users: Vec<UserId>,
     /// Poll until every connection is active or the timeout passes (exit 1 on timeout).
     #[arg(long)]
     pub wait: bool,
@@ -178,7 +179,7 @@ pub struct AuthorizeArgs {
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
     /// User identifiers.
-    pub users: Vec<String>,
+    pub users: Vec<UserId>,
     /// Read user identifiers from a file, one per line.
     #[arg(long, value_name = "FILE")]
     pub from_file: Option<PathBuf>,
@@ -190,7 +191,7 @@ pub struct EnqueueArgs {
     pub at: Option<String>,
     /// Run id for a single user (deduplicates).
     #[arg(long)]
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -231,7 +232,7 @@ pub struct RunsArgs {
 #[derive(Debug, Args)]
 pub struct RunIdArgs {
     /// The run id.
-    pub id: String,
+    pub id: RunId,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -241,7 +242,7 @@ pub struct RunIdArgs {
 #[derive(Debug, Args)]
 pub struct TranscriptArgs {
     /// The run id.
-    pub id: String,
+    pub id: RunId,
     /// Keep printing new events until the run ends.
     #[arg(long)]
     pub follow: bool,

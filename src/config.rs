@@ -40,6 +40,7 @@ pub use self::env::{
 pub use self::error::{ConfigError, Origin, Problem, Result};
 pub use self::locate::KeyPath;
 use crate::cron::CronExpr;
+use crate::ids::UserId;
 
 /// The default configuration file, relative to the working directory.
 pub const DEFAULT_PATH: &str = "jobs.toml";
@@ -289,7 +290,7 @@ pub struct ScheduleConfig {
     #[serde(serialize_with = "ser::display")]
     pub timezone: chrono_tz::Tz,
     /// Users listed inline; more come from the Redis set of the schedule.
-    pub users: Vec<String>,
+    pub users: Vec<UserId>,
     /// Prompt with `{user}`, `{local_time}` and `{run_id}` placeholders.
     pub prompt: String,
     /// What a tick does while the user's previous run is active. Defaults to `skip`.

@@ -28,6 +28,8 @@
 //!
 //! This module must not talk to Redis.
 
+use crate::ids::{RunId, UserId};
+
 /// Builds keys under one prefix (`[redis] prefix`, default `agentcron`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -116,7 +118,7 @@ impl Keys {
     }
 
     /// `<p>:run:<id>`.
-    pub fn run(&self, id: &str) -> String {
+    pub fn run(&self, id: &RunId) -> String {
         format!("{}{id}", self.run_prefix())
     }
 
@@ -131,7 +133,7 @@ impl Keys {
     }
 
     /// `<p>:runs:user:<u>`.
-    pub fn runs_by_user(&self, user: &str) -> String {
+    pub fn runs_by_user(&self, user: &UserId) -> String {
         format!("{}{user}", self.runs_by_user_prefix())
     }
 
@@ -151,23 +153,33 @@ impl Keys {
     }
 
     /// `<p>:user:<u>`.
-    pub fn user(&self, user: &str) -> String {
+    pub fn user(&self, user: &UserId) -> String {
         self.key(&format!("user:{user}"))
     }
 
     /// `<p>:lock:user:<u>`.
-    pub fn user_lock(&self, user: &str) -> String {
+    pub fn user_lock(&self, user: &UserId) -> String {
         self.key(&format!("lock:user:{user}"))
     }
 
     /// `<p>:transcript:<id>`.
-    pub fn transcript(&self, run_id: &str) -> String {
+    pub fn transcript(&self, run_id: &RunId) -> String {
         self.key(&format!("transcript:{run_id}"))
     }
 
     /// `<p>:notice:<u>:<conn>`.
-    pub fn notice(&self, user: &str, connection: &str) -> String {
+    pub fn notice(&self, user: &UserId, connection: &str) -> String {
         self.key(&format!("notice:{user}:{connection}"))
+    }
+
+    /// `<p>:notice:*:*`, the pattern that matches every notice (for `SCAN`).
+    pub fn notice_pattern(&self) -> String {
+        self.key("notice:*:*")
+    }
+
+    /// `<p>:notice:`, which prefixes the `<u>:<conn>` of every notice key.
+    pub fn notice_prefix(&self) -> String {
+        self.key("notice:")
     }
 
     /// `<p>:notices` (stream of notice events).
@@ -229,6 +241,7 @@ mod tests {
     #[test]
     fn layout_matches_the_documented_table() {
         let keys = Keys::new("agentcron");
+        let (run_id, user) = (RunId::parse("r1").unwrap(), UserId::parse("a@b").unwrap());
         let cases = [
             (keys.ready(), "agentcron:q:ready"),
             (keys.processing("w1"), "agentcron:q:processing:w1"),
@@ -239,14 +252,16 @@ mod tests {
             (keys.intake_processing("w1"), "agentcron:intake:processing:w1"),
             (keys.rejected(), "agentcron:rejected"),
             (keys.workers(), "agentcron:workers"),
-            (keys.run("r1"), "agentcron:run:r1"),
+            (keys.run(&run_id), "agentcron:run:r1"),
             (keys.runs(), "agentcron:runs"),
-            (keys.runs_by_user("a@b"), "agentcron:runs:user:a@b"),
+            (keys.runs_by_user(&user), "agentcron:runs:user:a@b"),
             (keys.runs_by_state("dead"), "agentcron:runs:state:dead"),
-            (keys.user("a@b"), "agentcron:user:a@b"),
-            (keys.user_lock("a@b"), "agentcron:lock:user:a@b"),
-            (keys.transcript("r1"), "agentcron:transcript:r1"),
-            (keys.notice("a@b", "gmail"), "agentcron:notice:a@b:gmail"),
+            (keys.user(&user), "agentcron:user:a@b"),
+            (keys.user_lock(&user), "agentcron:lock:user:a@b"),
+            (keys.transcript(&run_id), "agentcron:transcript:r1"),
+            (keys.notice(&user, "gmail"), "agentcron:notice:a@b:gmail"),
+            (keys.notice_pattern(), "agentcron:notice:*:*"),
+            (keys.notice_prefix(), "agentcron:notice:"),
             (keys.notices(), "agentcron:notices"),
             (keys.notice_index(), "agentcron:notices:open"),
             (keys.setup(), "agentcron:setup"),

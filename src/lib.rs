@@ -11,6 +11,7 @@
 //! ```
 //!
 //! - [`config`]: `jobs.toml` + environment, validated once.
+//! - [`ids`]: typed run, user, session and vault ids; where run and user ids are validated.
 //! - [`schedule`]: cron ticks in a time zone, fanned out to users.
 //! - [`queue`]: the Redis job queue and the redis-cli intake.
 //! - [`worker`]: the daemon that executes runs.
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod cron;
 pub mod demo;
+pub mod ids;
 pub mod keys;
 pub mod ops;
 pub mod outcome;

@@ -77,9 +77,6 @@ pub enum QueueError {
     /// Redis refused or could not be reached.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// A run could not be enqueued as asked.
-    #[error("invalid run: {0}")]
-    Invalid(String),
     /// A script answered something the queue does not understand.
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),

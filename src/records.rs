@@ -19,6 +19,7 @@ use std::path::Path;
 
 use redis::aio::ConnectionManager;
 
+use crate::ids::{RunId, UserId};
 use crate::keys::Keys;
 
 /// The run pipeline's phases, in order. Names are the `phase` field of the run record and
@@ -124,7 +125,7 @@ impl Fields {
 pub async fn load_run(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    run_id: &str,
+    run_id: &RunId,
 ) -> Result<Option<Fields>, RecordsError> {
     let fields: HashMap<String, String> =
         redis::cmd("HGETALL").arg(keys.run(run_id)).query_async(conn).await?;
@@ -138,7 +139,7 @@ pub async fn load_run(
 pub async fn set_run(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    run_id: &str,
+    run_id: &RunId,
     fields: &[(&str, String)],
 ) -> Result<(), RecordsError> {
     redis::cmd("HSET").arg(keys.run(run_id)).arg(fields).query_async::<()>(conn).await?;
@@ -152,7 +153,7 @@ pub async fn set_run(
 pub async fn load_user(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    user: &str,
+    user: &UserId,
 ) -> Result<Fields, RecordsError> {
     let fields: HashMap<String, String> =
         redis::cmd("HGETALL").arg(keys.user(user)).query_async(conn).await?;
@@ -166,7 +167,7 @@ pub async fn load_user(
 pub async fn set_user(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    user: &str,
+    user: &UserId,
     fields: &[(&str, String)],
 ) -> Result<(), RecordsError> {
     redis::cmd("HSET").arg(keys.user(user)).arg(fields).query_async::<()>(conn).await?;

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ApiError, anthropic, scalekit};
 use crate::backoff::RetryPolicy;
 use crate::config::Config;
+use crate::ids::{RunId, SessionId, UserId};
 use crate::keys::Keys;
 use crate::outcome::ErrorClass;
 use crate::ratelimit::{RateLimitError, RateLimiter};
@@ -109,14 +110,14 @@ pub enum RunError {
     RateLimit(#[from] RateLimitError),
     /// The run record does not exist.
     #[error("run {0} not found")]
-    NotFound(String),
+    NotFound(RunId),
     /// Another run of the same user holds the user's lease.
     #[error("user {user} is busy with run {holder}")]
     Busy {
         /// The user.
-        user: String,
+        user: UserId,
         /// The run holding the lease.
-        holder: String,
+        holder: RunId,
         /// When the lease expires unless renewed.
         retry_after: std::time::Duration,
     },
@@ -124,7 +125,7 @@ pub enum RunError {
     #[error("session {session_id} ended: {reason}")]
     SessionEnded {
         /// The session.
-        session_id: String,
+        session_id: SessionId,
         /// `terminated`, `retries_exhausted`, `budget_reached`, …
         reason: String,
     },
@@ -178,7 +179,7 @@ pub enum Finish {
     /// The turn ended normally.
     Succeeded {
         /// The session.
-        session_id: String,
+        session_id: SessionId,
     },
     /// Connections need the user; notices are open. Not retried.
     NeedsAuth {
@@ -246,15 +247,15 @@ pub fn clients(
 #[derive(Debug, Clone)]
 pub struct Run {
     /// The run id.
-    pub id: String,
+    pub id: RunId,
     /// The user.
-    pub user: String,
+    pub user: UserId,
     /// The schedule, for scheduled runs.
     pub schedule: Option<String>,
     /// The prompt given at enqueue, if any.
     pub prompt: Option<String>,
     /// The session, once created.
-    pub session_id: Option<String>,
+    pub session_id: Option<SessionId>,
     /// Whether the `user.message` was accepted in an earlier attempt.
     pub message_sent: bool,
     /// Whether an earlier attempt asked for a session whose id may have been lost.
@@ -262,14 +263,14 @@ pub struct Run {
 }
 
 impl Run {
-    fn from_record(id: &str, record: &Fields) -> Result<Self, RunError> {
-        let user = record.get("user").ok_or_else(|| RunError::NotFound(id.to_owned()))?;
+    fn from_record(id: &RunId, record: &Fields) -> Result<Self, RunError> {
+        let user = record.get("user").ok_or_else(|| RunError::NotFound(id.clone()))?;
         Ok(Self {
-            id: id.to_owned(),
-            user: user.to_owned(),
+            id: id.clone(),
+            user: UserId::trusted(user),
             schedule: record.get("schedule").map(str::to_owned),
             prompt: record.get("prompt").map(str::to_owned),
-            session_id: record.get("session_id").map(str::to_owned),
+            session_id: record.get("session_id").map(SessionId::from),
             message_sent: record.get("message_sent_at_ms").is_some(),
             session_requested_at_ms: record
                 .get("session_requested_at_ms")
@@ -293,7 +294,7 @@ impl Run {
 #[tracing::instrument(skip_all, fields(run_id = %run_id))]
 pub async fn execute(
     ctx: &Context,
-    run_id: &str,
+    run_id: &RunId,
     record: Option<Fields>,
     cancel: &CancellationToken,
     timeline: &mut Timeline,
@@ -303,7 +304,7 @@ pub async fn execute(
         Some(record) => Some(record),
         None => records::load_run(&mut conn, &ctx.keys, run_id).await?,
     };
-    let record = record.ok_or_else(|| RunError::NotFound(run_id.to_owned()))?;
+    let record = record.ok_or_else(|| RunError::NotFound(run_id.clone()))?;
     let run = Run::from_record(run_id, &record)?;
     timeline.schedule.clone_from(&run.schedule);
     if record.get("cancel_requested_at_ms").is_some() {
@@ -322,7 +323,7 @@ pub async fn execute(
     };
     let mut progress = Progress { ctx, run: &run, cancel, timeline };
     let res = pipeline(&mut progress, &mut conn, &mut held).await;
-    let ids = (run.user.as_str(), run_id);
+    let ids = (&run.user, run_id);
     // A fail point stands for a crash, which releases nothing.
     if !matches!(res, Err(RunError::FailPoint(_)))
         && let Err(error) = user_lease::release(&mut conn, &ctx.keys, ids, lease, &held).await
@@ -336,7 +337,7 @@ pub async fn execute(
 /// pauses, the event stream): a run's own overhead is its wall time minus that.
 pub async fn execute_measured(
     ctx: &Context,
-    run_id: &str,
+    run_id: &RunId,
     record: Option<Fields>,
     cancel: &CancellationToken,
     timeline: &mut Timeline,
@@ -378,7 +379,7 @@ async fn pipeline(
     let tokens = turn::TokenState { expires_at, vault, lease: held };
     turn::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await?;
     if ctx.config.anthropic.archive_sessions {
-        ctx.anthropic.archive_session(&session_id).await?;
+        ctx.anthropic.archive_session(session_id.as_str()).await?;
     }
     Ok(Finish::Succeeded { session_id })
 }
@@ -411,7 +412,7 @@ impl Progress<'_> {
         work: impl Future<Output = Result<T, RunError>>,
     ) -> Result<T, RunError> {
         let mut writer = self.ctx.redis.clone();
-        let (keys, run_id) = (&self.ctx.keys, self.run.id.as_str());
+        let (keys, run_id) = (&self.ctx.keys, &self.run.id);
         let stop = if self.cancel.is_cancelled() {
             Some(RunError::Cancelled)
         } else {

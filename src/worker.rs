@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::service::{FinishLayer, Finisher, HandlerService};
 use crate::config::Config;
+use crate::ids::RunId;
 use crate::outcome::Outcome;
 use crate::queue::{self, FetchConfig, Lease, Queue, QueueError};
 
@@ -63,7 +64,7 @@ pub trait Handler: Clone + Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct JobContext {
     /// The run to execute; its record is `<p>:run:<run_id>`.
-    pub run_id: String,
+    pub run_id: RunId,
     /// This attempt, 1-based. Attempts killed with their worker count; shutdown refunds them.
     pub attempt: u32,
     /// `[worker] max_attempts`.

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use self::sampling::{read_timings, sample_until_done};
 use super::stats::{self, Baseline, per_sec, round1, round2};
 use super::{BenchError, Result, Scratch, guarded};
+use crate::ids::{RunId, UserId};
 use crate::keys::Keys;
 use crate::outcome::Outcome;
 use crate::queue::{NewRun, Queue};
@@ -336,11 +337,11 @@ async fn clear_fault(http: &reqwest::Client, api_url: &str, id: &str) {
 }
 
 /// One run per user `runs-<i>@example.com`, all at once; returns the run ids.
-async fn enqueue(queue: &Queue, users: usize) -> Result<Vec<String>> {
+async fn enqueue(queue: &Queue, users: usize) -> Result<Vec<RunId>> {
     let runs: Vec<NewRun> = (0..users)
         .map(|i| NewRun {
-            run_id: format!("r-{i}"),
-            ..NewRun::now(format!("runs-{i}@example.com"))
+            run_id: RunId::trusted(format!("r-{i}")),
+            ..NewRun::now(UserId::trusted(format!("runs-{i}@example.com")))
         })
         .collect();
     queue.enqueue(&runs, "other").await?;

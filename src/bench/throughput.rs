@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::stats::{self, Baseline, Progress, per_sec, round1, round2};
 use super::{BenchError, Result, Scratch, guarded};
+use crate::ids::{RunId, UserId};
 use crate::keys::Keys;
 use crate::outcome::Outcome;
 use crate::outcome::RunState;
@@ -128,7 +129,7 @@ struct NoOp {
 
 impl Handler for NoOp {
     async fn handle(&self, job: JobContext) -> Outcome {
-        self.board.record(&job.run_id);
+        self.board.record(job.run_id.as_str());
         Outcome::Succeeded
     }
 }
@@ -294,5 +295,6 @@ fn bench_user(i: usize) -> String {
 }
 
 fn bench_run(run_id: String, i: usize) -> NewRun {
-    NewRun { run_id, user: bench_user(i), schedule: None, prompt: None, not_before_ms: None }
+    let (run_id, user) = (RunId::trusted(run_id), UserId::trusted(bench_user(i)));
+    NewRun { run_id, user, schedule: None, prompt: None, not_before_ms: None }
 }

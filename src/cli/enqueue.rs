@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use super::{EnqueueArgs, exit};
 use crate::config::{self, Env};
+use crate::ids::{RunId, UserId};
 use crate::queue::{Enqueued, NewRun, Queue};
 
 /// Enqueues and prints; exit 2 on bad arguments, 1 when Redis fails.
@@ -36,12 +37,14 @@ fn runs(args: &EnqueueArgs) -> anyhow::Result<Vec<NewRun>> {
     if let Some(file) = &args.from_file {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("reading users from {}", file.display()))?;
-        users.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty() && !line.starts_with('#'))
-                .map(str::to_owned),
-        );
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let user = UserId::parse(line)
+                .with_context(|| format!("invalid user in {}", file.display()))?;
+            users.push(user);
+        }
     }
     anyhow::ensure!(!users.is_empty(), "name at least one user, or --from-file");
     anyhow::ensure!(
@@ -53,7 +56,7 @@ fn runs(args: &EnqueueArgs) -> anyhow::Result<Vec<NewRun>> {
     let runs = users
         .into_iter()
         .map(|user| NewRun {
-            run_id: args.run_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            run_id: args.run_id.clone().unwrap_or_else(RunId::generate),
             user,
             schedule: None,
             prompt: args.prompt.clone(),

@@ -160,7 +160,7 @@ pub(super) fn render_status(status: &report::Status, out: &mut impl Write) -> st
             .iter()
             .map(|r| {
                 vec![
-                    r.run_id.clone(),
+                    r.run_id.to_string(),
                     style.state(&r.state),
                     r.error_class.clone().unwrap_or_default(),
                     r.last_error.clone().unwrap_or_default().chars().take(80).collect(),
@@ -233,8 +233,8 @@ pub(super) async fn runs(
 
 fn run_row(style: &Style, run: &RunSummary) -> Vec<String> {
     vec![
-        run.run_id.clone(),
-        run.user.clone(),
+        run.run_id.to_string(),
+        run.user.to_string(),
         style.state(&run.state),
         run.phase.clone().unwrap_or_else(|| "-".to_owned()),
         run.attempts.to_string(),
@@ -335,7 +335,7 @@ pub(super) async fn notices(
         .map(|n| {
             let seen = n.fields.get("last_seen_ms").and_then(|v| v.parse().ok());
             vec![
-                n.user.clone(),
+                n.user.to_string(),
                 n.connection.clone(),
                 field(n, "status"),
                 field(n, "connection_status"),

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{AuthorizeArgs, ReportArgs, exit};
 use crate::config::{Config, Env};
+use crate::ids::{RunId, UserId};
 use crate::keys::Keys;
 use crate::records::notice;
 use crate::setup;
@@ -86,7 +87,8 @@ pub(super) async fn authorize(
     let mut report = Vec::new();
     for user in &args.users {
         loop {
-            let states = scalekit.list_connected_accounts(&ids.mcp_config_id, user, false).await?;
+            let states =
+                scalekit.list_connected_accounts(&ids.mcp_config_id, user.as_str(), false).await?;
             let mut pending = Vec::new();
             for connection in &config.scalekit.connections {
                 let state = states
@@ -99,12 +101,12 @@ pub(super) async fn authorize(
                     pending.push((connection.name.clone(), status, None));
                     continue;
                 }
-                let link = scalekit.magic_link(user, &connection.name).await?.link;
+                let link = scalekit.magic_link(user.as_str(), &connection.name).await?.link;
                 notice::open(
                     &mut conn,
                     &keys,
                     (user, &connection.name, &status, &link),
-                    "authorize",
+                    &RunId::trusted("authorize"),
                 )
                 .await?;
                 pending.push((connection.name.clone(), status, Some(link)));
@@ -122,7 +124,7 @@ pub(super) async fn authorize(
     Ok(ExitCode::from(if waited_in_vain { exit::FAILURE } else { exit::OK }))
 }
 
-type Report = Vec<(String, Vec<(String, String, Option<String>)>, bool)>;
+type Report = Vec<(UserId, Vec<(String, String, Option<String>)>, bool)>;
 
 fn print_authorize(report: &Report, as_json: bool) -> anyhow::Result<()> {
     if as_json {

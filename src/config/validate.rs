@@ -17,6 +17,7 @@ use super::env::{ANTHROPIC_API_KEY, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET};
 use super::locate::Document;
 use super::raw::{RawAgent, RawConfig, RawSchedule};
 use super::*;
+use crate::ids::UserId;
 
 const SECOND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
@@ -360,17 +361,21 @@ fn schedule(check: &mut Checker<'_>, key: &str, raw: &RawSchedule) -> ScheduleCo
         );
         chrono_tz::UTC
     });
+    let mut users = Vec::with_capacity(raw.users.len());
     for (j, user) in raw.users.iter().enumerate() {
-        if user.trim().is_empty() || user.len() > 255 {
-            check
-                .problem(&format!("{key}.users[{j}]"), "expected a user id of 1 to 255 characters");
+        match UserId::parse(user.as_str()) {
+            Ok(user) => users.push(user),
+            Err(error) => check.problem(
+                &format!("{key}.users[{j}]"),
+                format!("expected a user id of 1 to 255 characters: {error}"),
+            ),
         }
     }
     ScheduleConfig {
         name: raw.name.clone(),
         cron,
         timezone,
-        users: raw.users.clone(),
+        users,
         prompt: raw.prompt.clone().unwrap_or_else(|| DEFAULT_PROMPT.to_owned()),
         overlap: check.choice(
             &format!("{key}.overlap"),

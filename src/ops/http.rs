@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, OpsConfig};
+use crate::ids::RunId;
 use crate::keys::Keys;
 use crate::ops::report::{self, RunFilter};
 use crate::outcome::RunState;
@@ -304,9 +305,12 @@ fn since(text: &str) -> Result<i64, ApiError> {
 }
 
 async fn run(State(state): State<OpsState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no run {id:?}"));
+    // An invalid run id names no run.
+    let run_id = RunId::parse(id.as_str()).map_err(|_| not_found())?;
     let mut conn = state.redis.clone();
-    let detail = report::run(&mut conn, &state.keys, &id).await?;
-    let detail = detail.ok_or_else(|| ApiError::NotFound(format!("no run {id:?}")))?;
+    let detail = report::run(&mut conn, &state.keys, &run_id).await?;
+    let detail = detail.ok_or_else(not_found)?;
     Ok(state.json(&detail))
 }
 
@@ -315,10 +319,13 @@ async fn run_transcript(
     State(state): State<OpsState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no run {id:?}"));
+    // An invalid run id names no run.
+    let run_id = RunId::parse(id.as_str()).map_err(|_| not_found())?;
     let mut conn = state.redis.clone();
-    let lines = transcript::lines(&mut conn, &state.keys, &id).await?;
-    if lines.is_empty() && report::run(&mut conn, &state.keys, &id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no run {id:?}")));
+    let lines = transcript::lines(&mut conn, &state.keys, &run_id).await?;
+    if lines.is_empty() && report::run(&mut conn, &state.keys, &run_id).await?.is_none() {
+        return Err(not_found());
     }
     Ok(state.json(&lines))
 }

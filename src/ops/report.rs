@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::ids::{RunId, SessionId, UserId};
 use crate::keys::Keys;
 use crate::outcome::RunState;
 use crate::records::Phase;
@@ -49,12 +50,12 @@ pub struct WorkerInfo {
 }
 
 /// A run, as listed.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RunSummary {
     /// The run id.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The user.
-    pub user: String,
+    pub user: UserId,
     /// The schedule, if scheduled.
     pub schedule: Option<String>,
     /// `queued`, `running`, …
@@ -68,7 +69,7 @@ pub struct RunSummary {
     /// End time (unix ms).
     pub ended_at_ms: Option<i64>,
     /// The session.
-    pub session_id: Option<String>,
+    pub session_id: Option<SessionId>,
     /// The last error.
     pub last_error: Option<String>,
     /// Its class.
@@ -122,9 +123,9 @@ pub async fn status(
     let runs_last_hour = counts_since(conn, keys, now - HOUR_MS).await?;
     let runs_last_day = counts_since(conn, keys, now - DAY_MS).await?;
     let notices_open: u64 = redis::cmd("ZCARD").arg(keys.notice_index()).query_async(conn).await?;
-    let mut failed: Vec<String> = Vec::new();
+    let mut failed: Vec<RunId> = Vec::new();
     for state in [RunState::Dead, RunState::Failed] {
-        let ids: Vec<String> = redis::cmd("ZREVRANGE")
+        let ids: Vec<RunId> = redis::cmd("ZREVRANGE")
             .arg(keys.runs_by_state(state.as_str()))
             .arg(0)
             .arg(N_FAILURES - 1)
@@ -240,7 +241,7 @@ async fn counts_since(
 pub async fn summaries(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    run_ids: &[String],
+    run_ids: &[RunId],
 ) -> Result<Vec<RunSummary>, RecordsError> {
     // redis-rs refuses an empty pipeline ("empty command"): the status screen of a prefix
     // without failures asks for none.
@@ -263,15 +264,16 @@ fn summary(fields: &HashMap<String, String>) -> RunSummary {
     let text = |name: &str| fields.get(name).filter(|v| !v.is_empty()).cloned();
     let int = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
     RunSummary {
-        run_id: text("run_id").unwrap_or_default(),
-        user: text("user").unwrap_or_default(),
+        // Both were validated at enqueue.
+        run_id: RunId::trusted(text("run_id").unwrap_or_default()),
+        user: UserId::trusted(text("user").unwrap_or_default()),
         schedule: text("schedule"),
         state: text("state").unwrap_or_default(),
         phase: text("phase"),
         attempts: int("attempts").and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
         created_at_ms: int("created_at_ms"),
         ended_at_ms: int("ended_at_ms"),
-        session_id: text("session_id"),
+        session_id: text("session_id").map(SessionId::from),
         last_error: text("last_error"),
         error_class: text("error_class"),
     }
@@ -312,7 +314,11 @@ pub async fn runs(
     filter: &RunFilter,
 ) -> Result<Vec<RunSummary>, RecordsError> {
     let index = match (&filter.user, &filter.state) {
-        (Some(user), _) => keys.runs_by_user(user),
+        (Some(user), _) => match UserId::parse(user.as_str()) {
+            Ok(user) => keys.runs_by_user(&user),
+            // No run was ever enqueued for an invalid user.
+            Err(_) => return Ok(Vec::new()),
+        },
         (None, Some(state)) => keys.runs_by_state(state),
         (None, None) => keys.runs(),
     };
@@ -323,7 +329,7 @@ pub async fn runs(
         filter.limit
     };
     let since = filter.since_ms.map_or_else(|| "-inf".to_owned(), |ms| ms.to_string());
-    let ids: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
+    let ids: Vec<RunId> = redis::cmd("ZREVRANGEBYSCORE")
         .arg(&index)
         .arg("+inf")
         .arg(since)
@@ -369,7 +375,7 @@ pub struct PhaseSpan {
 pub async fn run(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    run_id: &str,
+    run_id: &RunId,
 ) -> Result<Option<RunDetail>, RecordsError> {
     let Some(fields) = records::load_run(conn, keys, run_id).await? else { return Ok(None) };
     let int = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
@@ -397,7 +403,7 @@ pub async fn run(
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Notice {
     /// The user.
-    pub user: String,
+    pub user: UserId,
     /// The connection.
     pub connection: String,
     /// Every field of the notice hash.
@@ -413,22 +419,21 @@ pub async fn notices(
     keys: &Keys,
     all: bool,
 ) -> Result<Vec<Notice>, RecordsError> {
-    let pairs: Vec<(String, String)> = if all {
-        let pattern = keys.notice("*", "*");
+    // The users were validated when their notices were opened.
+    let pairs: Vec<(UserId, String)> = if all {
+        let pattern = keys.notice_pattern();
         let mut iter: redis::AsyncIter<'_, String> = conn.scan_match(pattern).await?;
         let mut found = Vec::new();
         while let Some(key) = futures::StreamExt::next(&mut iter).await {
             found.push(key?);
         }
         drop(iter);
-        // `notice("", "")` is `<p>:notice::`; without its last colon it prefixes `<user>:<conn>`.
-        let empty = keys.notice("", "");
-        let prefix = &empty[..empty.len() - 1];
+        let prefix = keys.notice_prefix();
         found
             .iter()
-            .filter_map(|key| key.strip_prefix(prefix))
+            .filter_map(|key| key.strip_prefix(prefix.as_str()))
             .filter_map(notice::split_member)
-            .map(|(u, c)| (u.to_owned(), c.to_owned()))
+            .map(|(u, c)| (UserId::trusted(u), c.to_owned()))
             .collect()
     } else {
         let members: Vec<String> =
@@ -436,7 +441,7 @@ pub async fn notices(
         members
             .iter()
             .filter_map(|m| notice::split_member(m))
-            .map(|(u, c)| (u.to_owned(), c.to_owned()))
+            .map(|(u, c)| (UserId::trusted(u), c.to_owned()))
             .collect()
     };
     if pairs.is_empty() {

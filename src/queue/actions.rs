@@ -5,6 +5,7 @@
 //! script, so it is atomic with respect to workers.
 
 use super::{Queue, Result, script};
+use crate::ids::RunId;
 
 /// How long a worker's set of cancel requests outlives the last request: a live worker takes
 /// it within a heartbeat; the set of a worker that died must not stay forever.
@@ -14,7 +15,7 @@ const CANCELS_TTL_SECS: u64 = 24 * 60 * 60;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Action {
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The state the run was in (`missing` when there is no such run).
     pub found: String,
     /// Whether the action took effect (for a running run's cancel: the request was recorded).
@@ -26,23 +27,23 @@ impl Queue {
     ///
     /// # Errors
     /// [`super::QueueError`] when Redis fails.
-    pub async fn requeue(&self, run_id: &str) -> Result<Action> {
+    pub async fn requeue(&self, run_id: &RunId) -> Result<Action> {
         let found = self.admin(&script::REQUEUE, run_id).await?;
         let applied = matches!(found.as_str(), "dead" | "failed" | "cancelled");
-        Ok(Action { run_id: run_id.to_owned(), found, applied })
+        Ok(Action { run_id: run_id.clone(), found, applied })
     }
 
     /// Cancels a queued or failed run now, or asks a running run to stop.
     ///
     /// # Errors
     /// [`super::QueueError`] when Redis fails.
-    pub async fn cancel(&self, run_id: &str) -> Result<Action> {
+    pub async fn cancel(&self, run_id: &RunId) -> Result<Action> {
         let found = self.admin(&script::CANCEL, run_id).await?;
         let applied = matches!(found.as_str(), "queued" | "failed" | "running");
-        Ok(Action { run_id: run_id.to_owned(), found, applied })
+        Ok(Action { run_id: run_id.clone(), found, applied })
     }
 
-    async fn admin(&self, script: &redis::Script, run_id: &str) -> Result<String> {
+    async fn admin(&self, script: &redis::Script, run_id: &RunId) -> Result<String> {
         let keys = self.keys();
         let mut invocation = script.prepare_invoke();
         invocation

@@ -155,7 +155,7 @@ async fn wait_one(
 }
 
 fn to_task(job: Job) -> Task<Job> {
-    let task_id = TaskId::from_string(job.run_id.clone());
+    let task_id = TaskId::from_string(job.run_id.as_str().to_owned());
     TaskBuilder::new(job).task_id(task_id).build()
 }
 

@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use super::{Queue, QueueError, Result, intake, script};
+use super::{Queue, Result, script};
+use crate::ids::{RunId, UserId};
 use crate::outcome::RunState;
 use crate::telemetry::metrics;
 
@@ -15,9 +16,9 @@ const ENQUEUE_CHUNK: usize = 500;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRun {
     /// Unique id; a second enqueue with the same id is a no-op.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The user the run is for.
-    pub user: String,
+    pub user: UserId,
     /// The schedule that fired it, if any.
     pub schedule: Option<String>,
     /// Prompt override, if any.
@@ -28,19 +29,8 @@ pub struct NewRun {
 
 impl NewRun {
     /// A run for `user` with a fresh UUIDv7 id and nothing else set.
-    pub fn now(user: impl Into<String>) -> Self {
-        Self {
-            run_id: uuid::Uuid::now_v7().to_string(),
-            user: user.into(),
-            schedule: None,
-            prompt: None,
-            not_before_ms: None,
-        }
-    }
-
-    fn check(&self) -> Result<()> {
-        intake::check_run_id(&self.run_id).map_err(QueueError::Invalid)?;
-        intake::check_user(&self.user).map_err(QueueError::Invalid)
+    pub fn now(user: UserId) -> Self {
+        Self { run_id: RunId::generate(), user, schedule: None, prompt: None, not_before_ms: None }
     }
 }
 
@@ -48,9 +38,9 @@ impl NewRun {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Enqueued {
     /// The run id.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The user.
-    pub user: String,
+    pub user: UserId,
     /// True when this call created the run; false when it already existed.
     pub created: bool,
 }
@@ -59,14 +49,12 @@ impl Queue {
     /// Creates and queues each run whose id is new; `source` (such as `cli`, `intake`,
     /// `schedule`) is stored in the record. One script call (and round trip) per 500 runs.
     ///
+    /// The ids were validated when the runs were built ([`RunId`], [`UserId`]).
+    ///
     /// # Errors
-    /// [`QueueError::Invalid`] when a run id or user is malformed (nothing is enqueued then);
-    /// [`QueueError::Redis`] when Redis fails part-way, in which case some runs may exist:
+    /// [`super::QueueError::Redis`] when Redis fails part-way, in which case some runs may exist:
     /// calling again with the same ids is safe.
     pub async fn enqueue(&self, runs: &[NewRun], source: &str) -> Result<Vec<Enqueued>> {
-        for run in runs {
-            run.check()?;
-        }
         let mut out = Vec::with_capacity(runs.len());
         let mut conn = self.connection();
         for chunk in runs.chunks(ENQUEUE_CHUNK) {

@@ -16,15 +16,13 @@ use redis::aio::MultiplexedConnection;
 use serde_json::{Map, Value, json};
 
 use super::{LIST_CAP, NewRun, Queue, Result, script};
+use crate::ids::{RunId, UserId};
 use crate::telemetry::metrics;
 
 /// Largest accepted payload.
 pub(crate) const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// Bytes of a rejected payload kept in its `<p>:rejected` entry.
 const KEPT_PAYLOAD_BYTES: usize = 1024;
-const MAX_ID_CHARS: usize = 256;
-// Scalekit accepts identifiers of at most 255 characters when minting session tokens.
-const MAX_USER_CHARS: usize = 255;
 const FIELDS: [&str; 5] = ["user", "prompt", "schedule", "run_id", "not_before"];
 
 /// An intake payload that was accepted, as the run it becomes.
@@ -71,13 +69,12 @@ pub(crate) fn parse(payload: &[u8]) -> std::result::Result<IntakeItem, Rejection
     if user.trim().is_empty() {
         return Err(reject("empty_user", "`user` is empty"));
     }
-    check_user(&user).map_err(|detail| reject("invalid_user", detail))?;
+    let user = UserId::try_from(user).map_err(|e| reject("invalid_user", e.to_string()))?;
     let run_id = match optional_string(&object, "run_id")? {
         Some(run_id) => {
-            check_run_id(&run_id).map_err(|detail| reject("invalid_run_id", detail))?;
-            run_id
+            RunId::try_from(run_id).map_err(|e| reject("invalid_run_id", e.to_string()))?
         }
-        None => uuid::Uuid::now_v7().to_string(),
+        None => RunId::generate(),
     };
     Ok(NewRun {
         run_id,
@@ -132,37 +129,6 @@ fn kind(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-/// A user id: non-empty, at most 320 characters, no control characters or surrounding spaces.
-///
-/// # Errors
-/// What is wrong, for the operator.
-pub(crate) fn check_user(user: &str) -> std::result::Result<(), String> {
-    if user.is_empty() || user.trim() != user {
-        return Err(format!("user `{user}` is empty or has surrounding whitespace"));
-    }
-    if user.chars().count() > MAX_USER_CHARS || user.chars().any(char::is_control) {
-        return Err(format!(
-            "user is longer than {MAX_USER_CHARS} characters or has control characters"
-        ));
-    }
-    Ok(())
-}
-
-/// A run id: 1 to 256 characters, no whitespace or control characters (it is part of keys).
-///
-/// # Errors
-/// What is wrong, for the operator.
-pub(crate) fn check_run_id(run_id: &str) -> std::result::Result<(), String> {
-    let n_chars = run_id.chars().count();
-    if n_chars == 0 || n_chars > MAX_ID_CHARS {
-        return Err(format!("run id must be 1 to {MAX_ID_CHARS} characters"));
-    }
-    if run_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("run id `{run_id}` contains whitespace or control characters"));
-    }
-    Ok(())
 }
 
 /// What one intake batch did.
@@ -326,6 +292,6 @@ mod tests {
         assert_eq!(run.run_id, "r-1");
         assert_eq!(run.not_before_ms, Some(1000));
         let generated = parse(br#"{"user":"a"}"#).unwrap();
-        assert!(uuid::Uuid::parse_str(&generated.run_id).is_ok());
+        assert!(uuid::Uuid::parse_str(generated.run_id.as_str()).is_ok());
     }
 }

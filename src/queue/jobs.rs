@@ -11,6 +11,7 @@ use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::{LIST_CAP, Owner, PROMOTE_BATCH, Queue, QueueError, Result, script};
+use crate::ids::RunId;
 use crate::outcome::{Disposition, RunState};
 
 /// Runs handed back per list and per reaper call; a processing list is bounded by the worker's
@@ -25,7 +26,7 @@ const CANCELS_PER_BEAT: usize = 10_000;
 #[derive(Debug, Clone)]
 pub(crate) struct Job {
     /// The run id.
-    pub(crate) run_id: String,
+    pub(crate) run_id: RunId,
     /// This attempt, 1-based: attempts started so far, this one included.
     pub(crate) attempt: u32,
     /// The state before this attempt; `Running` means the run was taken over from a worker
@@ -216,7 +217,8 @@ fn parse_started(value: redis::Value, owner: &Owner) -> Result<Fetched> {
     if matches!(value, redis::Value::Int(-1)) {
         return Ok(Fetched::Lost);
     }
-    type Started = (String, u32, String, std::collections::HashMap<String, String>);
+    // The run ids were validated when enqueued.
+    type Started = (RunId, u32, String, std::collections::HashMap<String, String>);
     let started: Vec<Started> =
         redis::from_redis_value(value).map_err(|e| QueueError::Protocol(e.to_string()))?;
     let jobs = started

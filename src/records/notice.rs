@@ -12,6 +12,7 @@ use redis::aio::ConnectionManager;
 use serde::Serialize;
 
 use super::{RecordsError, now_ms};
+use crate::ids::{RunId, UserId};
 use crate::keys::Keys;
 
 /// Entries kept on the notices stream.
@@ -23,7 +24,7 @@ pub struct NoticeEvent {
     /// `opened`, `refreshed` or `resolved`.
     pub event: &'static str,
     /// The user.
-    pub user: String,
+    pub user: UserId,
     /// The connection, such as `googlecalendar`.
     pub connection: String,
     /// The account status seen (`EXPIRED`, `none` when there is no account, `ACTIVE` when
@@ -34,7 +35,7 @@ pub struct NoticeEvent {
     /// How many runs have seen it inactive.
     pub count: u64,
     /// The run that saw it.
-    pub run_id: String,
+    pub run_id: RunId,
     /// When, in unix milliseconds.
     pub at_ms: i64,
 }
@@ -46,8 +47,8 @@ pub struct NoticeEvent {
 pub async fn open(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    (user, connection, status, link): (&str, &str, &str, &str),
-    run_id: &str,
+    (user, connection, status, link): (&UserId, &str, &str, &str),
+    run_id: &RunId,
 ) -> Result<NoticeEvent, RecordsError> {
     let key = keys.notice(user, connection);
     let now = now_ms();
@@ -90,19 +91,19 @@ pub async fn open(
         .arg(keys.notice_index())
         .arg("NX")
         .arg(now)
-        .arg(member(user, connection))
+        .arg(member(user.as_str(), connection))
         .ignore()
         .query_async(conn)
         .await?;
     let event = if was_open.as_deref() == Some("open") { "refreshed" } else { "opened" };
     let notice = NoticeEvent {
         event,
-        user: user.to_owned(),
+        user: user.clone(),
         connection: connection.to_owned(),
         connection_status: status.to_owned(),
         auth_link: link.to_owned(),
         count,
-        run_id: run_id.to_owned(),
+        run_id: run_id.clone(),
         at_ms: now,
     };
     publish(conn, keys, &notice).await?;
@@ -116,9 +117,9 @@ pub async fn open(
 pub async fn resolve(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    user: &str,
+    user: &UserId,
     connection: &str,
-    run_id: &str,
+    run_id: &RunId,
 ) -> Result<Option<NoticeEvent>, RecordsError> {
     let key = keys.notice(user, connection);
     let now = now_ms();
@@ -133,18 +134,18 @@ pub async fn resolve(
         .key(&key)
         .key(keys.notice_index())
         .arg(now)
-        .arg(member(user, connection))
+        .arg(member(user.as_str(), connection))
         .invoke_async(conn)
         .await?;
     let Some(count) = count else { return Ok(None) };
     let notice = NoticeEvent {
         event: "resolved",
-        user: user.to_owned(),
+        user: user.clone(),
         connection: connection.to_owned(),
         connection_status: "ACTIVE".to_owned(),
         auth_link: String::new(),
         count,
-        run_id: run_id.to_owned(),
+        run_id: run_id.clone(),
         at_ms: now,
     };
     publish(conn, keys, &notice).await?;
@@ -159,13 +160,13 @@ pub async fn resolve(
 pub async fn open_among(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    user: &str,
+    user: &UserId,
     connections: &[&str],
 ) -> Result<Vec<bool>, RecordsError> {
     if connections.is_empty() {
         return Ok(Vec::new());
     }
-    let members: Vec<String> = connections.iter().map(|c| member(user, c)).collect();
+    let members: Vec<String> = connections.iter().map(|c| member(user.as_str(), c)).collect();
     let scores: Vec<Option<f64>> =
         redis::cmd("ZMSCORE").arg(keys.notice_index()).arg(&members).query_async(conn).await?;
     Ok(scores.iter().map(Option::is_some).collect())

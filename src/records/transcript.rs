@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::RecordsError;
 use crate::config::TranscriptsConfig;
+use crate::ids::{RunId, SessionId, UserId};
 use crate::keys::Keys;
 use crate::telemetry::Redactor;
 
@@ -28,8 +29,8 @@ const MAX_NAME: usize = 200;
 #[derive(Debug)]
 pub struct Transcript {
     key: String,
-    run_id: String,
-    user: String,
+    run_id: RunId,
+    user: UserId,
     maxlen: usize,
     ttl_secs: i64,
     path: PathBuf,
@@ -58,11 +59,11 @@ impl Transcript {
         keys: &Keys,
         config: &TranscriptsConfig,
         redactor: Redactor,
-        (run_id, user, started): (&str, &str, DateTime<Utc>),
+        (run_id, user, started): (&RunId, &UserId, DateTime<Utc>),
         resuming: bool,
     ) -> Result<Self, RecordsError> {
         let key = keys.transcript(run_id);
-        let path = file_path(&config.dir, started, user, run_id);
+        let path = file_path(&config.dir, started, user.as_str(), run_id.as_str());
         // Created now so that a permission problem shows before the stream starts; not kept
         // open: with 10,000 sessions streaming, an open file each (beside each one's socket)
         // ran a worker out of file descriptors.
@@ -78,8 +79,8 @@ impl Transcript {
         let ttl_secs = i64::try_from(config.ttl.as_secs()).unwrap_or(i64::MAX);
         Ok(Self {
             key,
-            run_id: run_id.to_owned(),
-            user: user.to_owned(),
+            run_id: run_id.clone(),
+            user: user.clone(),
             maxlen: config.redis_maxlen,
             ttl_secs,
             path,
@@ -123,7 +124,7 @@ impl Transcript {
     pub async fn append(
         &mut self,
         conn: &mut ConnectionManager,
-        session_id: &str,
+        session_id: &SessionId,
         event: &Value,
     ) -> Result<bool, RecordsError> {
         let event_id = event.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -234,7 +235,7 @@ async fn blocking(
 pub async fn lines(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    run_id: &str,
+    run_id: &RunId,
 ) -> Result<Vec<Value>, RecordsError> {
     let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
         .arg(keys.transcript(run_id))

@@ -22,7 +22,7 @@ pub async fn check(
     let names: Vec<&str> = connections.iter().map(|c| c.name.as_str()).collect();
     // Side by side: the Redis read hides behind the remote call.
     let (states, noticed) = tokio::join!(
-        ctx.scalekit.list_connected_accounts(&ctx.setup.mcp_config_id, &run.user, false),
+        ctx.scalekit.list_connected_accounts(&ctx.setup.mcp_config_id, run.user.as_str(), false),
         notice::open_among(conn, &ctx.keys, &run.user, &names)
     );
     let (states, noticed) = (states?, noticed?);
@@ -42,9 +42,8 @@ pub async fn check(
         let status = state
             .and_then(|s| s.connected_account_status.clone())
             .unwrap_or_else(|| "none".to_owned());
-        let link = ctx.scalekit.magic_link(&run.user, &connection.name).await?;
-        let fields =
-            (run.user.as_str(), connection.name.as_str(), status.as_str(), link.link.as_str());
+        let link = ctx.scalekit.magic_link(run.user.as_str(), &connection.name).await?;
+        let fields = (&run.user, connection.name.as_str(), status.as_str(), link.link.as_str());
         let event = notice::open(conn, &ctx.keys, fields, &run.id).await?;
         tracing::info!(message = "Connection needs re-authorisation; notice opened.", user = %run.user, connection = %connection.name, status = %status);
         notify(ctx, &event).await;

@@ -5,6 +5,7 @@
 //! after a transient failure the session's history is read and the message is sent again only
 //! if it is not there. A resumed run whose mark is missing reads the history first too.
 
+use crate::ids::SessionId;
 use std::pin::Pin;
 
 use chrono::Utc;
@@ -32,7 +33,7 @@ const DEFAULT_PROMPT: &str = "It is {local_time}. Triage my inbox.";
 pub async fn ensure_sent(
     ctx: &Context,
     run: &Run,
-    session_id: &str,
+    session_id: &SessionId,
 ) -> Result<(Option<EventStream>, Facts), RunError> {
     if run.message_sent {
         return Ok((None, Facts::new()));
@@ -41,25 +42,25 @@ pub async fn ensure_sent(
     if session_existed && was_accepted(ctx, session_id).await? {
         return Ok((None, sent_mark()));
     }
-    let stream = ctx.anthropic.stream_events(session_id).await?;
+    let stream = ctx.anthropic.stream_events(session_id.as_str()).await?;
     send_once(ctx, session_id, &render(ctx, run)).await?;
     hook(ctx, FailPoint::MessageSent)?;
     Ok((Some(Box::pin(stream)), sent_mark()))
 }
 
-async fn was_accepted(ctx: &Context, session_id: &str) -> Result<bool, RunError> {
-    let history = ctx.anthropic.list_all_events(session_id).await?;
+async fn was_accepted(ctx: &Context, session_id: &SessionId) -> Result<bool, RunError> {
+    let history = ctx.anthropic.list_all_events(session_id.as_str()).await?;
     Ok(history.iter().any(|event| event.kind == EventKind::UserMessage))
 }
 
 /// Sends with single attempts; between them, checks whether the last one landed after all.
-async fn send_once(ctx: &Context, session_id: &str, prompt: &str) -> Result<(), RunError> {
+async fn send_once(ctx: &Context, session_id: &SessionId, prompt: &str) -> Result<(), RunError> {
     let policy = RetryPolicy::from(&ctx.config.retry);
     let once = ctx.anthropic.with_policy(RetryPolicy { max_attempts: 1, ..policy });
     let event = [OutgoingEvent::user_text(prompt)];
     let mut retry = 0;
     loop {
-        let Err(error) = once.send_events(session_id, &event).await else { return Ok(()) };
+        let Err(error) = once.send_events(session_id.as_str(), &event).await else { return Ok(()) };
         if error.class() != ErrorClass::Transient || retry + 1 >= policy.max_attempts {
             return Err(error.into());
         }
@@ -91,7 +92,7 @@ pub fn render(ctx: &Context, run: &Run) -> String {
     let zone = schedule.map_or(chrono_tz::UTC, |s| s.timezone);
     let local_time = Utc::now().with_timezone(&zone).format("%A %-d %B %Y, %H:%M %Z").to_string();
     template
-        .replace("{user}", &run.user)
-        .replace("{run_id}", &run.id)
+        .replace("{user}", run.user.as_str())
+        .replace("{run_id}", run.id.as_str())
         .replace("{local_time}", &local_time)
 }

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::{Context, Facts, FailPoint, Run, RunError, hook};
 use crate::api::anthropic::{Session, SessionCreate};
+use crate::ids::{RunId, SessionId, VaultId};
 use crate::records::now_ms;
 
 /// How far before the recorded request a lost session may have been created (clock skew).
@@ -28,7 +29,11 @@ pub fn request_mark(run: &Run) -> Facts {
 ///
 /// # Errors
 /// [`RunError`] when Anthropic fails.
-pub async fn ensure(ctx: &Context, run: &Run, vault_id: &str) -> Result<(String, Facts), RunError> {
+pub async fn ensure(
+    ctx: &Context,
+    run: &Run,
+    vault_id: &VaultId,
+) -> Result<(SessionId, Facts), RunError> {
     if let Some(session_id) = &run.session_id {
         return Ok((session_id.clone(), Facts::new()));
     }
@@ -36,19 +41,19 @@ pub async fn ensure(ctx: &Context, run: &Run, vault_id: &str) -> Result<(String,
         && let Some(found) = find_lost(ctx, &run.id, requested_at).await?
     {
         tracing::info!(message = "Found the session an earlier attempt created.", session_id = %found.id);
-        return Ok(learnt(found.id));
+        return Ok(learnt(SessionId::from(found.id)));
     }
     let session = ctx.anthropic.create_session(&request(ctx, run, vault_id)).await?;
     hook(ctx, FailPoint::SessionCreated)?;
-    Ok(learnt(session.id))
+    Ok(learnt(SessionId::from(session.id)))
 }
 
-fn learnt(session_id: String) -> (String, Facts) {
-    let facts = vec![("session_id", session_id.clone())];
+fn learnt(session_id: SessionId) -> (SessionId, Facts) {
+    let facts = vec![("session_id", session_id.as_str().to_owned())];
     (session_id, facts)
 }
 
-fn request(ctx: &Context, run: &Run, vault_id: &str) -> SessionCreate {
+fn request(ctx: &Context, run: &Run, vault_id: &VaultId) -> SessionCreate {
     let mut metadata = serde_json::Map::new();
     metadata.insert("run_id".to_owned(), json!(run.id));
     metadata.insert("user".to_owned(), json!(run.user));
@@ -60,14 +65,14 @@ fn request(ctx: &Context, run: &Run, vault_id: &str) -> SessionCreate {
         environment_id: ctx.setup.environment_id.clone(),
         title: Some(format!("agentcron {}", run.id)),
         metadata: Some(metadata),
-        vault_ids: vec![vault_id.to_owned()],
+        vault_ids: vec![vault_id.as_str().to_owned()],
     }
 }
 
 /// Pages through the agent's sessions, newest first, back to shortly before `requested_at`.
 async fn find_lost(
     ctx: &Context,
-    run_id: &str,
+    run_id: &RunId,
     requested_at: i64,
 ) -> Result<Option<Session>, RunError> {
     let oldest = requested_at - SKEW_MS;
@@ -76,7 +81,7 @@ async fn find_lost(
         let batch = ctx.anthropic.list_sessions(&ctx.setup.agent_id, page.as_deref()).await?;
         let mut past_window = false;
         for session in batch.data {
-            if session.metadata.get("run_id").and_then(|v| v.as_str()) == Some(run_id) {
+            if session.metadata.get("run_id").and_then(|v| v.as_str()) == Some(run_id.as_str()) {
                 return Ok(Some(session));
             }
             let created = session

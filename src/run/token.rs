@@ -2,6 +2,7 @@
 //! expiry. The token is registered with the redactor at once (until it expires) and never
 //! stored anywhere.
 
+use crate::ids::UserId;
 use secrecy::ExposeSecret;
 
 use super::{Context, RunError};
@@ -11,10 +12,11 @@ use crate::api::scalekit::SessionToken;
 ///
 /// # Errors
 /// [`RunError`] when Scalekit fails or the rate limiter's Redis does.
-pub async fn mint(ctx: &Context, user: &str) -> Result<SessionToken, RunError> {
+pub async fn mint(ctx: &Context, user: &UserId) -> Result<SessionToken, RunError> {
     super::throttle(ctx, "tokens", ctx.config.limits.tokens_per_second).await?;
     let expiry = ctx.config.scalekit.token_expiry;
-    let token = ctx.scalekit.create_session_token(&ctx.setup.mcp_config_id, user, expiry).await?;
+    let token =
+        ctx.scalekit.create_session_token(&ctx.setup.mcp_config_id, user.as_str(), expiry).await?;
     let expires_at = token.expires_at.unwrap_or_else(|| {
         chrono::Utc::now()
             + chrono::TimeDelta::from_std(expiry).unwrap_or(chrono::TimeDelta::zero())

@@ -2,6 +2,7 @@
 //! policy, keep the user's lease and token fresh, and stop at the end of the turn. A dropped or
 //! idle stream is re-attached (history first, events already recorded skipped).
 
+use crate::ids::SessionId;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
@@ -40,7 +41,7 @@ pub async fn follow(
     ctx: &Context,
     conn: &mut ConnectionManager,
     run: &Run,
-    session_id: &str,
+    session_id: &SessionId,
     opened: Option<EventStream>,
     mut tokens: TokenState<'_>,
     cancel: &CancellationToken,
@@ -73,7 +74,7 @@ async fn pump(
     ctx: &Context,
     conn: &mut ConnectionManager,
     run: &Run,
-    session_id: &str,
+    session_id: &SessionId,
     opened: Option<EventStream>,
     tokens: &mut TokenState<'_>,
     transcript: &mut Transcript,
@@ -155,12 +156,12 @@ fn stream_closed() -> crate::api::ApiError {
 async fn resume(
     ctx: &Context,
     conn: &mut ConnectionManager,
-    session_id: &str,
+    session_id: &SessionId,
     transcript: &mut Transcript,
 ) -> Result<Option<EventStream>, RunError> {
     let seen = transcript.seen(conn).await?;
-    let stream = ctx.anthropic.resume_events(session_id, seen.clone()).await?;
-    let history = ctx.anthropic.list_all_events(session_id).await?;
+    let stream = ctx.anthropic.resume_events(session_id.as_str(), seen.clone()).await?;
+    let history = ctx.anthropic.list_all_events(session_id.as_str()).await?;
     let stopped = history.into_iter().last().filter(|event| {
         matches!(event.kind, EventKind::Idle { .. } | EventKind::Terminated)
             && event.id().is_some_and(|id| seen.contains(id))
@@ -174,19 +175,22 @@ async fn resume(
 }
 
 /// Acts on one event; returns whether the turn is over.
-async fn react(ctx: &Context, session_id: &str, event: &SessionEvent) -> Result<bool, RunError> {
+async fn react(
+    ctx: &Context,
+    session_id: &SessionId,
+    event: &SessionEvent,
+) -> Result<bool, RunError> {
     match &event.kind {
         EventKind::Idle { stop_reason: StopReason::EndTurn } => Ok(true),
         EventKind::Idle { stop_reason: StopReason::RequiresAction { event_ids } } => {
             answer(ctx, session_id, event_ids).await?;
             Ok(false)
         }
-        EventKind::Idle { stop_reason: StopReason::Other(reason) } => Err(RunError::SessionEnded {
-            session_id: session_id.to_owned(),
-            reason: reason.clone(),
-        }),
+        EventKind::Idle { stop_reason: StopReason::Other(reason) } => {
+            Err(RunError::SessionEnded { session_id: session_id.clone(), reason: reason.clone() })
+        }
         EventKind::Terminated => Err(RunError::SessionEnded {
-            session_id: session_id.to_owned(),
+            session_id: session_id.clone(),
             reason: "terminated".to_owned(),
         }),
         EventKind::Error { error_type, message } => {
@@ -197,7 +201,11 @@ async fn react(ctx: &Context, session_id: &str, event: &SessionEvent) -> Result<
     }
 }
 
-async fn answer(ctx: &Context, session_id: &str, event_ids: &[String]) -> Result<(), RunError> {
+async fn answer(
+    ctx: &Context,
+    session_id: &SessionId,
+    event_ids: &[String],
+) -> Result<(), RunError> {
     let (result, deny_message) = match ctx.config.anthropic.requires_action {
         ActionPolicy::AutoConfirm => ("allow", None),
         ActionPolicy::Deny => ("deny", Some("Denied by agentcron policy.".to_owned())),
@@ -210,7 +218,7 @@ async fn answer(ctx: &Context, session_id: &str, event_ids: &[String]) -> Result
             deny_message: deny_message.clone(),
         })
         .collect();
-    ctx.anthropic.send_events(session_id, &events).await?;
+    ctx.anthropic.send_events(session_id.as_str(), &events).await?;
     Ok(())
 }
 

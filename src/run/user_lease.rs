@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 
+use crate::ids::{RunId, UserId};
 use crate::keys::Keys;
 
 /// A lease the run holds, as far as it knows.
@@ -45,7 +46,7 @@ pub(crate) enum Acquired {
     /// Another run holds it.
     Busy {
         /// The other run.
-        holder: String,
+        holder: RunId,
         /// How long until it expires unless renewed.
         ttl: Duration,
     },
@@ -77,8 +78,8 @@ fn millis(duration: Duration) -> u64 {
 pub(crate) async fn acquire(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    user: &str,
-    run_id: &str,
+    user: &UserId,
+    run_id: &RunId,
     lease: Duration,
 ) -> redis::RedisResult<Acquired> {
     let held = Held { since: Instant::now(), lost: false };
@@ -106,7 +107,8 @@ pub(crate) async fn acquire(
         return Ok(Acquired::Held(held));
     }
     let ttl = Duration::from_millis(u64::try_from(ttl.unwrap_or(0)).unwrap_or(0));
-    Ok(Acquired::Busy { holder, ttl })
+    // The holder was written by a run of a validated id.
+    Ok(Acquired::Busy { holder: RunId::trusted(holder), ttl })
 }
 
 fn parse_reply(reply: &[redis::Value]) -> (i64, String, Option<i64>) {
@@ -125,7 +127,7 @@ fn parse_reply(reply: &[redis::Value]) -> (i64, String, Option<i64>) {
 pub(crate) async fn renew(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    (user, run_id): (&str, &str),
+    (user, run_id): (&UserId, &RunId),
     lease: Duration,
     held: &mut Held,
 ) -> redis::RedisResult<()> {
@@ -144,7 +146,7 @@ pub(crate) async fn renew(
 pub(crate) async fn release(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    (user, run_id): (&str, &str),
+    (user, run_id): (&UserId, &RunId),
     lease: Duration,
     held: &Held,
 ) -> redis::RedisResult<()> {

@@ -8,15 +8,16 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use super::{Context, RunError};
+use crate::ids::{CredentialId, UserId, VaultId};
 use crate::records;
 
 /// The user's vault and credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaultIds {
     /// `vlt_…`.
-    pub vault_id: String,
+    pub vault_id: VaultId,
     /// `vcrd_…`.
-    pub credential_id: String,
+    pub credential_id: CredentialId,
 }
 
 /// Puts `token` in the user's vault, creating what is missing.
@@ -26,7 +27,7 @@ pub struct VaultIds {
 pub async fn refresh(
     ctx: &Context,
     conn: &mut ConnectionManager,
-    user: &str,
+    user: &UserId,
     token: &SecretString,
 ) -> Result<VaultIds, RunError> {
     let map = records::load_user(conn, &ctx.keys, user).await?;
@@ -34,26 +35,33 @@ pub async fn refresh(
         match ctx.anthropic.update_credential_token(vault_id, credential_id, token).await {
             Ok(_) => {
                 return Ok(VaultIds {
-                    vault_id: vault_id.to_owned(),
-                    credential_id: credential_id.to_owned(),
+                    vault_id: VaultId::from(vault_id),
+                    credential_id: CredentialId::from(credential_id),
                 });
             }
             Err(error) if error.status() == Some(404) => {
-                tracing::info!(message = "Vault credential missing; recreating.", user, vault_id);
+                tracing::info!(
+                    message = "Vault credential missing; recreating.",
+                    user = user.as_str(),
+                    vault_id
+                );
             }
             Err(error) => return Err(error.into()),
         }
     }
     let vault_id = match map.get("vault_id") {
-        Some(id) if vault_exists(ctx, id).await? => id.to_owned(),
+        Some(id) if vault_exists(ctx, id).await? => VaultId::from(id),
         _ => create_vault(ctx, user).await?,
     };
     let credential = ctx
         .anthropic
-        .create_credential(&vault_id, "agentcron", &ctx.setup.mcp_server_url, token)
+        .create_credential(vault_id.as_str(), "agentcron", &ctx.setup.mcp_server_url, token)
         .await?;
-    let ids = VaultIds { vault_id, credential_id: credential.id };
-    let fields = [("vault_id", ids.vault_id.clone()), ("credential_id", ids.credential_id.clone())];
+    let ids = VaultIds { vault_id, credential_id: CredentialId::from(credential.id) };
+    let fields = [
+        ("vault_id", ids.vault_id.as_str().to_owned()),
+        ("credential_id", ids.credential_id.as_str().to_owned()),
+    ];
     records::set_user(conn, &ctx.keys, user, &fields).await?;
     Ok(ids)
 }
@@ -66,12 +74,12 @@ async fn vault_exists(ctx: &Context, vault_id: &str) -> Result<bool, RunError> {
     }
 }
 
-async fn create_vault(ctx: &Context, user: &str) -> Result<String, RunError> {
+async fn create_vault(ctx: &Context, user: &UserId) -> Result<VaultId, RunError> {
     let mut metadata = serde_json::Map::new();
     metadata.insert("user".to_owned(), json!(user));
     metadata.insert("created_by".to_owned(), json!("agentcron"));
     let vault = ctx.anthropic.create_vault(&format!("agentcron {user}"), Some(metadata)).await?;
-    Ok(vault.id)
+    Ok(VaultId::from(vault.id))
 }
 
 /// Replaces the token mid-session (the session outlives the first token).
@@ -79,6 +87,8 @@ async fn create_vault(ctx: &Context, user: &str) -> Result<String, RunError> {
 /// # Errors
 /// [`RunError`] when Anthropic fails.
 pub async fn update(ctx: &Context, ids: &VaultIds, token: &SecretString) -> Result<(), RunError> {
-    ctx.anthropic.update_credential_token(&ids.vault_id, &ids.credential_id, token).await?;
+    ctx.anthropic
+        .update_credential_token(ids.vault_id.as_str(), ids.credential_id.as_str(), token)
+        .await?;
     Ok(())
 }

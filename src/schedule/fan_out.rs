@@ -17,8 +17,9 @@ use serde::Serialize;
 
 use super::{ScheduleError, next};
 use crate::config::{Overlap, ScheduleConfig};
+use crate::ids::{RunId, UserId};
 use crate::outcome::RunState;
-use crate::queue::{NewRun, Queue, QueueError, intake};
+use crate::queue::{NewRun, Queue, QueueError};
 use crate::telemetry::metrics;
 
 /// Users per batch: one `HMGET` of pointers, one pipeline of states, one enqueue pipeline and
@@ -116,7 +117,8 @@ pub async fn users(
     queue: &Queue,
     schedule: &ScheduleConfig,
 ) -> Result<BTreeSet<String>, ScheduleError> {
-    let mut users: BTreeSet<String> = schedule.users.iter().cloned().collect();
+    let mut users: BTreeSet<String> =
+        schedule.users.iter().map(|u| u.as_str().to_owned()).collect();
     let mut conn = queue.connection();
     let key = queue.keys().schedule_users(&schedule.name);
     // SSCAN rather than SMEMBERS: a set of 100,000 users is read in slices, so Redis never
@@ -143,17 +145,15 @@ pub async fn users(
 
 /// The run of `user` at `tick`, or `None` when the user id (or the run id it makes) is invalid.
 fn new_run(schedule: &ScheduleConfig, user: &str, tick: DateTime<Utc>) -> Option<NewRun> {
-    let run_id = run_id(&schedule.name, user, tick);
-    if intake::check_user(user).is_err() || intake::check_run_id(&run_id).is_err() {
-        return None;
-    }
+    let run_id = RunId::parse(run_id(&schedule.name, user, tick)).ok()?;
+    let user = UserId::parse(user).ok()?;
     let offset = schedule.spread.map_or(std::time::Duration::ZERO, |window| {
-        next::spread_offset(&schedule.name, user, window)
+        next::spread_offset(&schedule.name, user.as_str(), window)
     });
     let offset_ms = i64::try_from(offset.as_millis()).unwrap_or(i64::MAX);
     Some(NewRun {
         run_id,
-        user: user.to_owned(),
+        user,
         schedule: Some(schedule.name.clone()),
         // The worker renders the schedule's prompt from its configuration; keeping it out of
         // 100,000 records keeps a tick's writes small.
@@ -210,11 +210,12 @@ async fn without_active(
         .query_async(&mut conn)
         .await
         .map_err(QueueError::from)?;
-    let previous: Vec<(usize, &str)> = last
-        .iter()
+    // The pointers hold run ids the schedule enqueued, which were valid then.
+    let previous: Vec<(usize, RunId)> = last
+        .into_iter()
         .enumerate()
-        .filter_map(|(i, id)| id.as_deref().map(|id| (i, id)))
-        .filter(|(i, id)| *id != batch[*i].run_id)
+        .filter_map(|(i, id)| id.map(|id| (i, RunId::trusted(id))))
+        .filter(|(i, id)| batch[*i].run_id != *id)
         .collect();
     if previous.is_empty() {
         return Ok(batch.to_vec());

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::{ScheduleError, fan_out, next};
 use crate::config::ScheduleConfig;
+use crate::ids::RunId;
 use crate::queue::{Queue, QueueError};
 
 /// Fire times shown per schedule.
@@ -145,7 +146,9 @@ async fn states(
     for batch in users.chunks(BATCH) {
         let mut pipe = redis::pipe();
         for user in batch {
-            pipe.hget(queue.keys().run(&fan_out::run_id(&schedule.name, user, tick)), "state");
+            // A lookup only: the id of an invalid user names no record, and reads as none.
+            let run_id = RunId::trusted(fan_out::run_id(&schedule.name, user, tick));
+            pipe.hget(queue.keys().run(&run_id), "state");
         }
         let states: Vec<Option<String>> =
             pipe.query_async(&mut conn).await.map_err(QueueError::from)?;

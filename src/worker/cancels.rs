@@ -7,15 +7,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::ids::RunId;
+
 /// The tokens of the runs in flight, shared by the handler service and the heartbeat.
 #[derive(Debug, Clone, Default)]
-pub(super) struct InFlight(Arc<Mutex<HashMap<String, CancellationToken>>>);
+pub(super) struct InFlight(Arc<Mutex<HashMap<RunId, CancellationToken>>>);
 
 impl InFlight {
     /// Makes `run_id` cancellable through `token` until the returned guard drops.
-    pub(super) fn enter(&self, run_id: &str, token: CancellationToken) -> Registered {
-        self.tokens().insert(run_id.to_owned(), token);
-        Registered { runs: self.clone(), run_id: run_id.to_owned() }
+    pub(super) fn enter(&self, run_id: &RunId, token: CancellationToken) -> Registered {
+        self.tokens().insert(run_id.clone(), token);
+        Registered { runs: self.clone(), run_id: run_id.clone() }
     }
 
     /// Cancels the runs among `run_ids` that are in flight here; returns the others.
@@ -24,7 +26,7 @@ impl InFlight {
         run_ids
             .into_iter()
             .filter(|run_id| {
-                let Some(token) = tokens.get(run_id) else { return true };
+                let Some(token) = tokens.get(run_id.as_str()) else { return true };
                 tracing::info!(message = "An operator cancelled the run; stopping it.", run_id = %run_id);
                 token.cancel();
                 false
@@ -32,7 +34,7 @@ impl InFlight {
             .collect()
     }
 
-    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, CancellationToken>> {
         // A panic while the map was locked cannot leave it inconsistent: each use is one call.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -42,7 +44,7 @@ impl InFlight {
 #[derive(Debug)]
 pub(super) struct Registered {
     runs: InFlight,
-    run_id: String,
+    run_id: RunId,
 }
 
 impl Drop for Registered {
@@ -59,8 +61,8 @@ mod tests {
     fn cancels_only_registered_runs_and_forgets_them_when_they_end() {
         let runs = InFlight::default();
         let (a, b) = (CancellationToken::new(), CancellationToken::new());
-        let guard_a = runs.enter("a", a.clone());
-        let _guard_b = runs.enter("b", b.clone());
+        let guard_a = runs.enter(&RunId::parse("a").unwrap(), a.clone());
+        let _guard_b = runs.enter(&RunId::parse("b").unwrap(), b.clone());
         let unmatched = runs.cancel(vec!["a".to_owned(), "c".to_owned()]);
         assert_eq!(unmatched, vec!["c".to_owned()]);
         assert!(a.is_cancelled());

@@ -90,12 +90,13 @@ impl TestApp {
             ("user", user.to_owned()),
             ("state", "queued".to_owned()),
         ];
-        records::set_run(&mut conn, &self.ctx.keys, run_id, &fields).await.unwrap();
+        records::set_run(&mut conn, &self.ctx.keys, &super::run_id(run_id), &fields).await.unwrap();
     }
 
     /// Runs `run_id` with `ctx` to its end.
     pub async fn execute_with(&self, ctx: &Context, run_id: &str) -> Result<Finish, RunError> {
-        run::execute(ctx, run_id, None, &CancellationToken::new(), &mut run::Timeline::default())
+        let run_id = super::run_id(run_id);
+        run::execute(ctx, &run_id, None, &CancellationToken::new(), &mut run::Timeline::default())
             .await
     }
 
@@ -107,7 +108,8 @@ impl TestApp {
     /// The run record.
     pub async fn record(&self, run_id: &str) -> records::Fields {
         let mut conn = self.conn.clone();
-        records::load_run(&mut conn, &self.ctx.keys, run_id).await.unwrap().unwrap()
+        let run_id = super::run_id(run_id);
+        records::load_run(&mut conn, &self.ctx.keys, &run_id).await.unwrap().unwrap()
     }
 
     /// The simulator's audit.

@@ -24,6 +24,16 @@ use std::process::Output;
 pub use poll::poll_until;
 pub use redis_ns::TestRedis;
 
+/// A valid run id for a test.
+pub fn run_id(id: &str) -> agentcron::ids::RunId {
+    agentcron::ids::RunId::parse(id).unwrap()
+}
+
+/// A valid user id for a test.
+pub fn user_id(id: &str) -> agentcron::ids::UserId {
+    agentcron::ids::UserId::parse(id).unwrap()
+}
+
 /// The repository root (where `jobs.toml` lives).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -111,7 +111,7 @@ impl TestHandler {
 
 impl Handler for TestHandler {
     async fn handle(&self, job: JobContext) -> Outcome {
-        let run_id = job.run_id.clone();
+        let run_id = job.run_id.to_string();
         self.stats.starts.lock().unwrap().push(Start {
             run_id: run_id.clone(),
             attempt: job.attempt,
@@ -176,11 +176,11 @@ pub async fn queue(config: &Config) -> agentcron::queue::Queue {
 pub async fn enqueue_n(config: &Config, tag: &str, n: usize) -> Vec<String> {
     let runs: Vec<_> = (0..n)
         .map(|i| agentcron::queue::NewRun {
-            run_id: format!("{tag}-{i}"),
-            ..agentcron::queue::NewRun::now(format!("user-{i}"))
+            run_id: super::run_id(&format!("{tag}-{i}")),
+            ..agentcron::queue::NewRun::now(super::user_id(&format!("user-{i}")))
         })
         .collect();
     let enqueued = queue(config).await.enqueue(&runs, "test").await.unwrap();
     assert!(enqueued.iter().all(|run| run.created));
-    runs.into_iter().map(|run| run.run_id).collect()
+    runs.into_iter().map(|run| run.run_id.into_inner()).collect()
 }

@@ -1,14 +1,15 @@
 //! Chaos, hostile ids: users such as `../../etc/passwd`, `a/b`, `..`, unicode and run ids with
-//! `../` run through the real pipeline (a 300-character user is refused at enqueue: Scalekit
+//! `../` run through the real pipeline (a 300-character user is refused as a user id: Scalekit
 //! takes at most 255); every transcript file lands inside
 //! `transcripts_dir` (one per run, nothing beside it), every Redis key stays under the test's
-//! prefix, and a user with NUL is refused at enqueue and at the intake with a reason (the
+//! prefix, and a user with NUL is refused as a user id and at the intake with a reason (the
 //! documented rule: no control characters in user ids).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agentcron::queue::{NewRun, Queue, QueueError};
+use agentcron::ids::UserId;
+use agentcron::queue::{NewRun, Queue};
 use agentcron::worker;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -62,19 +63,21 @@ async fn hostile_ids_give_safe_paths_and_keys() {
     });
 
     let queue = Queue::connect(&app.config.redis).await.unwrap();
-    let (too_long, runs): (Vec<NewRun>, Vec<NewRun>) = hostile()
-        .into_iter()
-        .map(|(user, run_id)| NewRun { run_id, ..NewRun::now(user) })
-        .partition(|run| run.user.chars().count() > SCALEKIT_MAX_IDENTIFIER);
+    let (too_long, accepted): (Vec<_>, Vec<_>) =
+        hostile().into_iter().partition(|(user, _)| user.chars().count() > SCALEKIT_MAX_IDENTIFIER);
     assert_eq!(too_long.len(), 1);
-    let refused = queue.enqueue(&too_long, "test").await;
-    assert!(
-        matches!(refused, Err(QueueError::Invalid(_))),
-        "a user Scalekit cannot take is refused at enqueue: {refused:?}"
-    );
+    let refused = UserId::parse(too_long[0].0.as_str());
+    assert!(refused.is_err(), "a user Scalekit cannot take is refused before enqueue: {refused:?}");
+    let runs: Vec<NewRun> = accepted
+        .iter()
+        .map(|(user, run_id)| NewRun {
+            run_id: crate::common::run_id(run_id),
+            ..NewRun::now(crate::common::user_id(user))
+        })
+        .collect();
     queue.enqueue(&runs, "test").await.unwrap();
-    let nul = queue.enqueue(&[NewRun::now("nul\0x@example.com")], "test").await;
-    assert!(matches!(nul, Err(QueueError::Invalid(_))), "{nul:?}");
+    let nul = UserId::parse("nul\0x@example.com");
+    assert!(nul.is_err(), "{nul:?}");
     let mut conn = app.redis.conn.clone();
     let payload = json!({"user": "nul\u{0}x@example.com"}).to_string();
     let _: i64 = conn.lpush(app.ctx.keys.intake(), &payload).await.unwrap();
@@ -83,7 +86,7 @@ async fn hostile_ids_give_safe_paths_and_keys() {
     poll_until("every run succeeded", Duration::from_secs(60), || async {
         let mut open = Vec::new();
         for run in &runs {
-            let record = app.record(&run.run_id).await;
+            let record = app.record(run.run_id.as_str()).await;
             assert_eq!(record.get("user"), Some(run.user.as_str()));
             if record.get("state") != Some("succeeded") {
                 open.push(record);

@@ -230,7 +230,8 @@ async fn malformed_intake_is_rejected_with_reasons_while_valid_runs_succeed() {
 /// The run record, or `None` while it does not exist.
 pub async fn record_opt(app: &TestApp, run_id: &str) -> Option<agentcron::records::Fields> {
     let mut conn = app.conn.clone();
-    agentcron::records::load_run(&mut conn, &app.ctx.keys, run_id).await.unwrap()
+    let run_id = crate::common::run_id(run_id);
+    agentcron::records::load_run(&mut conn, &app.ctx.keys, &run_id).await.unwrap()
 }
 
 /// A generated intake payload and what the parser must do with it.

@@ -77,8 +77,8 @@ async fn kills_and_faults_lose_nothing_and_duplicate_nothing() {
     }
     let runs: Vec<NewRun> = (0..N_RUNS)
         .map(|i| NewRun {
-            run_id: format!("chaos-{i:03}"),
-            ..NewRun::now(format!("u{i}@chaos.test"))
+            run_id: crate::common::run_id(&format!("chaos-{i:03}")),
+            ..NewRun::now(crate::common::user_id(&format!("u{i}@chaos.test")))
         })
         .collect();
     Queue::connect(&app.config.redis).await.unwrap().enqueue(&runs, "test").await.unwrap();
@@ -148,7 +148,8 @@ async fn load_records(app: &TestApp) -> HashMap<String, records::Fields> {
     let mut out = HashMap::new();
     for i in 0..N_RUNS {
         let run_id = format!("chaos-{i:03}");
-        let record = records::load_run(&mut conn, &app.ctx.keys, &run_id).await.unwrap();
+        let id = crate::common::run_id(&run_id);
+        let record = records::load_run(&mut conn, &app.ctx.keys, &id).await.unwrap();
         out.insert(run_id.clone(), record.unwrap_or_else(|| panic!("{run_id} lost")));
     }
     out
@@ -233,7 +234,8 @@ async fn stuck(app: &TestApp, log: &std::path::Path) -> String {
     for run_id in &running {
         out.push_str(&format!("{run_id}: {:?}\n", app.record(run_id).await));
         let mut redis = app.ctx.redis.clone();
-        let lines = agentcron::records::transcript::lines(&mut redis, &app.ctx.keys, run_id)
+        let id = crate::common::run_id(run_id);
+        let lines = agentcron::records::transcript::lines(&mut redis, &app.ctx.keys, &id)
             .await
             .unwrap_or_default();
         let types: Vec<&str> = lines.iter().filter_map(|line| line["type"].as_str()).collect();

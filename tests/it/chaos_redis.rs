@@ -133,8 +133,8 @@ async fn setup_on(app: &TestApp, server: &PrivateRedis) -> Config {
 fn runs(tag: &str, n: usize) -> Vec<NewRun> {
     (0..n)
         .map(|i| NewRun {
-            run_id: format!("{tag}-{i:02}"),
-            ..NewRun::now(format!("{tag}{i}@redis.test"))
+            run_id: crate::common::run_id(&format!("{tag}-{i:02}")),
+            ..NewRun::now(crate::common::user_id(&format!("{tag}{i}@redis.test")))
         })
         .collect()
 }

@@ -25,7 +25,10 @@ fn is_terminal(state: Option<&str>) -> bool {
 }
 
 async fn enqueue(app: &TestApp, run_id: &str, user: &str) {
-    let run = NewRun { run_id: run_id.to_owned(), ..NewRun::now(user) };
+    let run = NewRun {
+        run_id: crate::common::run_id(run_id),
+        ..NewRun::now(crate::common::user_id(user))
+    };
     Queue::connect(&app.config.redis).await.unwrap().enqueue(&[run], "test").await.unwrap();
 }
 

@@ -80,9 +80,9 @@ async fn get_json(url: &str) -> (StatusCode, Value) {
 async fn run_through_worker(app: &TestApp, run_id: &str, user: &str, schedule: &str) {
     let queue = Queue::connect(&app.config.redis).await.unwrap();
     let run = NewRun {
-        run_id: run_id.to_owned(),
+        run_id: crate::common::run_id(run_id),
         schedule: Some(schedule.to_owned()),
-        ..NewRun::now(user)
+        ..NewRun::now(crate::common::user_id(user))
     };
     queue.enqueue(&[run], "test").await.unwrap();
     let shutdown = CancellationToken::new();

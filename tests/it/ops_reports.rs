@@ -40,7 +40,10 @@ async fn work(app: &TestApp, runs: &[(&str, &str)]) {
     let queue = Queue::connect(&app.config.redis).await.unwrap();
     let new: Vec<NewRun> = runs
         .iter()
-        .map(|(id, user)| NewRun { run_id: (*id).to_owned(), ..NewRun::now(*user) })
+        .map(|(id, user)| NewRun {
+            run_id: crate::common::run_id(id),
+            ..NewRun::now(crate::common::user_id(user))
+        })
         .collect();
     queue.enqueue(&new, "test").await.unwrap();
     let shutdown = CancellationToken::new();
@@ -166,7 +169,10 @@ async fn requeue_and_cancel() {
     let queue = Queue::connect(&app.config.redis).await.unwrap();
     queue
         .enqueue(
-            &[NewRun { run_id: "r-cancel".to_owned(), ..NewRun::now("finn@example.com") }],
+            &[NewRun {
+                run_id: crate::common::run_id("r-cancel"),
+                ..NewRun::now(crate::common::user_id("finn@example.com"))
+            }],
             "test",
         )
         .await
@@ -198,7 +204,10 @@ async fn cancelling_a_running_run_stops_it_at_the_next_heartbeat() {
         )
         .await;
     let queue = Queue::connect(&app.config.redis).await.unwrap();
-    let run = NewRun { run_id: "r-stop".to_owned(), ..NewRun::now("gina@example.com") };
+    let run = NewRun {
+        run_id: crate::common::run_id("r-stop"),
+        ..NewRun::now(crate::common::user_id("gina@example.com"))
+    };
     queue.enqueue(&[run], "test").await.unwrap();
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn({
@@ -220,10 +229,13 @@ async fn cancelling_a_running_run_stops_it_at_the_next_heartbeat() {
     .await;
     let record = app.record("r-stop").await;
     assert!(record.get("cancel_requested_at_ms").is_some(), "{record:?}");
-    let lines =
-        agentcron::records::transcript::lines(&mut app.conn.clone(), &app.ctx.keys, "r-stop")
-            .await
-            .unwrap();
+    let lines = agentcron::records::transcript::lines(
+        &mut app.conn.clone(),
+        &app.ctx.keys,
+        &crate::common::run_id("r-stop"),
+    )
+    .await
+    .unwrap();
     assert!(lines.len() < 10, "the turn went on after the cancel: {} events", lines.len());
     let mut conn = app.conn.clone();
     let pending: Vec<String> = redis::cmd("KEYS")

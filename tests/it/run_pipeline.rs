@@ -14,7 +14,7 @@ use crate::common::app::{API_KEY, CLIENT_SECRET, TestApp, spawn_app, spawn_app_w
 
 async fn transcript_lines(app: &TestApp, run_id: &str) -> Vec<Value> {
     let mut conn = app.conn.clone();
-    transcript::lines(&mut conn, &app.ctx.keys, run_id).await.unwrap()
+    transcript::lines(&mut conn, &app.ctx.keys, &crate::common::run_id(run_id)).await.unwrap()
 }
 
 fn tool_uses(lines: &[Value]) -> Vec<String> {
@@ -54,7 +54,7 @@ async fn happy_path_records_everything_and_books_the_meeting() {
         && l["session_id"] == session_id.as_str()));
     assert_eq!(lines.last().unwrap()["type"], "session.status_idle");
     let ttl: i64 = redis::cmd("TTL")
-        .arg(app.ctx.keys.transcript("r-happy"))
+        .arg(app.ctx.keys.transcript(&crate::common::run_id("r-happy")))
         .query_async(&mut app.conn.clone())
         .await
         .unwrap();
@@ -75,7 +75,7 @@ async fn happy_path_records_everything_and_books_the_meeting() {
     assert!(files[0].to_str().unwrap().contains("alice@example.com"));
 
     let user: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(app.ctx.keys.user("alice@example.com"))
+        .arg(app.ctx.keys.user(&crate::common::user_id("alice@example.com")))
         .query_async(&mut app.conn.clone())
         .await
         .unwrap();
@@ -120,7 +120,7 @@ async fn an_inactive_connection_opens_a_notice_and_a_later_run_resolves_it() {
     let mut conn = app.conn.clone();
     let keys = &app.ctx.keys;
     let notice: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(keys.notice(user, "googlecalendar"))
+        .arg(keys.notice(&crate::common::user_id(user), "googlecalendar"))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -140,7 +140,7 @@ async fn an_inactive_connection_opens_a_notice_and_a_later_run_resolves_it() {
     app.create_run("r-auth-2", user).await;
     assert!(matches!(app.execute("r-auth-2").await.unwrap(), Finish::NeedsAuth { .. }));
     let count: String = redis::cmd("HGET")
-        .arg(keys.notice(user, "googlecalendar"))
+        .arg(keys.notice(&crate::common::user_id(user), "googlecalendar"))
         .arg("count")
         .query_async(&mut conn)
         .await
@@ -151,7 +151,7 @@ async fn an_inactive_connection_opens_a_notice_and_a_later_run_resolves_it() {
     app.create_run("r-auth-3", user).await;
     assert!(matches!(app.execute("r-auth-3").await.unwrap(), Finish::Succeeded { .. }));
     let notice: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(keys.notice(user, "googlecalendar"))
+        .arg(keys.notice(&crate::common::user_id(user), "googlecalendar"))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -311,7 +311,7 @@ async fn a_stream_cut_twice_is_resumed_in_the_attempt_and_records_each_event_onc
     assert_eq!(opened, 3, "cut twice, so opened three times");
     let lines = transcript_lines(&app, "r-cut").await;
     let recorded: Vec<&str> = lines.iter().map(|l| l["event_id"].as_str().unwrap()).collect();
-    let history = app.ctx.anthropic.list_all_events(&session_id).await.unwrap();
+    let history = app.ctx.anthropic.list_all_events(session_id.as_str()).await.unwrap();
     let history: Vec<&str> = history.iter().filter_map(|e| e.id()).collect();
     assert_eq!(recorded, history, "every event once, in order");
 }
@@ -420,7 +420,7 @@ async fn a_vault_or_credential_found_missing_is_recreated() {
     let user = "judy@example.com";
     let ids = |app: &TestApp| {
         let mut conn = app.conn.clone();
-        let key = app.ctx.keys.user(user);
+        let key = app.ctx.keys.user(&crate::common::user_id(user));
         async move {
             let map: std::collections::HashMap<String, String> =
                 redis::cmd("HGETALL").arg(key).query_async(&mut conn).await.unwrap();
@@ -497,7 +497,14 @@ async fn a_cancel_requested_before_the_attempt_ends_it_before_any_call() {
     app.create_run("r-asked", "hana@example.com").await;
     let mut conn = app.conn.clone();
     let fields = [("cancel_requested_at_ms", "1".to_owned())];
-    agentcron::records::set_run(&mut conn, &app.ctx.keys, "r-asked", &fields).await.unwrap();
+    agentcron::records::set_run(
+        &mut conn,
+        &app.ctx.keys,
+        &crate::common::run_id("r-asked"),
+        &fields,
+    )
+    .await
+    .unwrap();
     let before = app.audit().await["requests"].clone();
     assert!(matches!(app.execute("r-asked").await, Err(RunError::Cancelled)));
     assert_eq!(app.audit().await["requests"], before, "no remote call was made");

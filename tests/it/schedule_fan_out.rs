@@ -48,13 +48,16 @@ async fn fan_out(fixture: &Fixture, secs: i64) -> TickReport {
 async fn state(fixture: &Fixture, user: &str, secs: i64) -> Option<String> {
     let id = schedule::run_id(&fixture.schedule.name, user, tick(secs));
     let mut conn = fixture.redis.conn.clone();
-    conn.hget(fixture.queue.keys().run(&id), "state").await.unwrap()
+    conn.hget(fixture.queue.keys().run(&crate::common::run_id(&id)), "state").await.unwrap()
 }
 
 async fn set_state(fixture: &Fixture, user: &str, secs: i64, state: &str) {
     let id = schedule::run_id(&fixture.schedule.name, user, tick(secs));
     let mut conn = fixture.redis.conn.clone();
-    let () = conn.hset(fixture.queue.keys().run(&id), "state", state).await.unwrap();
+    let () = conn
+        .hset(fixture.queue.keys().run(&crate::common::run_id(&id)), "state", state)
+        .await
+        .unwrap();
 }
 
 /// `redis-cli SADD`/`SREM` on the schedule's user set, as an operator would; the redis crate
@@ -95,7 +98,7 @@ async fn a_tick_creates_one_run_per_user_and_a_repeat_creates_none() {
         .redis
         .conn
         .clone()
-        .hgetall(fixture.queue.keys().run("triage:a@x:1767254400"))
+        .hgetall(fixture.queue.keys().run(&crate::common::run_id("triage:a@x:1767254400")))
         .await
         .unwrap();
     assert_eq!(record.get("schedule").map(String::as_str), Some("triage"));
@@ -180,7 +183,7 @@ async fn spread_offsets_are_deterministic_and_within_the_window() {
             .redis
             .conn
             .clone()
-            .hget(fixture.queue.keys().run(&id), "not_before_ms")
+            .hget(fixture.queue.keys().run(&crate::common::run_id(&id)), "not_before_ms")
             .await
             .unwrap();
         let offset = not_before - tick_secs * 1000;

@@ -14,7 +14,10 @@ async fn enqueue(app: &TestApp, runs: &[(&str, &str)]) {
     let queue = Queue::connect(&app.config.redis).await.unwrap();
     let runs: Vec<NewRun> = runs
         .iter()
-        .map(|(run_id, user)| NewRun { run_id: (*run_id).to_owned(), ..NewRun::now(*user) })
+        .map(|(run_id, user)| NewRun {
+            run_id: crate::common::run_id(run_id),
+            ..NewRun::now(crate::common::user_id(user))
+        })
         .collect();
     queue.enqueue(&runs, "test").await.unwrap();
 }

@@ -59,9 +59,9 @@ async fn twenty_thousand_runs_due_at_once_are_all_processed() {
         + 1_000;
     let runs: Vec<NewRun> = (0..N_RUNS)
         .map(|i| NewRun {
-            run_id: format!("tick-{i}"),
+            run_id: crate::common::run_id(&format!("tick-{i}")),
             not_before_ms: Some(due),
-            ..NewRun::now(format!("u{i}@example.com"))
+            ..NewRun::now(crate::common::user_id(&format!("u{i}@example.com")))
         })
         .collect();
     let started = Instant::now();

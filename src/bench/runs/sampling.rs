@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::super::stats::{self, Progress};
 use super::super::{BenchError, Result};
 use crate::config::Config;
+use crate::ids::RunId;
 use crate::outcome::RunState;
 use crate::queue::{Queue, QueueError};
 
@@ -87,7 +88,7 @@ pub(super) struct Timing {
 }
 
 /// Reads each ended run's times and transcript length, pipelined.
-pub(super) async fn read_timings(queue: &Queue, run_ids: &[String]) -> Result<Vec<Timing>> {
+pub(super) async fn read_timings(queue: &Queue, run_ids: &[RunId]) -> Result<Vec<Timing>> {
     let keys = queue.keys();
     let mut conn = queue.connection();
     let mut timings = Vec::with_capacity(run_ids.len());
