@@ -1,0 +1,104 @@
+//! What every run of a worker shares: the configuration, Redis, both API clients, the setup
+//! ids, the redactor and the fleet-wide rate limiter, built once from the configuration. This
+//! module must not run a phase.
+
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+
+use super::{FailPoint, RunError};
+use crate::api::{anthropic, scalekit};
+use crate::backoff::RetryPolicy;
+use crate::config::Config;
+use crate::keys::Keys;
+use crate::ratelimit::RateLimiter;
+use crate::setup::{self, Setup, SetupError};
+use crate::telemetry::Redactor;
+
+/// Everything a run needs, shared by all runs of a worker.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Key templates.
+    pub keys: Keys,
+    /// Redis (multiplexed, reconnecting).
+    pub redis: ConnectionManager,
+    /// Scalekit.
+    pub scalekit: Arc<scalekit::Client>,
+    /// Anthropic.
+    pub anthropic: anthropic::Client,
+    /// The ids created by `setup`.
+    pub setup: Setup,
+    /// Learns every minted token so that no output shows it.
+    pub redactor: Redactor,
+    /// For the notice webhook.
+    pub http: reqwest::Client,
+    /// The fleet-wide rate limiter, when `[limits]` sets a rate.
+    pub limiter: Option<RateLimiter>,
+    /// Test hook; `None` in production.
+    pub fail_point: Option<FailPoint>,
+}
+
+impl Context {
+    /// Builds the clients from the configuration and loads the setup ids from Redis.
+    ///
+    /// # Errors
+    /// [`RunError`] when credentials are missing, Redis is unreachable or setup has not run.
+    pub async fn connect(config: Arc<Config>, redactor: Redactor) -> Result<Self, RunError> {
+        let client = redis::Client::open(config.redis.url.as_str())?;
+        let redis_config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(std::time::Duration::from_secs(5)))
+            .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
+        let mut redis = client.get_connection_manager_with_config(redis_config).await?;
+        let keys = Keys::new(config.redis.prefix.clone());
+        let setup = setup::load(&mut redis, &keys).await?;
+        let (scalekit, anthropic, http) = clients(&config)?;
+        let limited = config.limits.sessions_per_second.is_some()
+            || config.limits.tokens_per_second.is_some();
+        let limiter = limited.then(|| RateLimiter::new(redis.clone(), keys.clone()));
+        Ok(Self {
+            config,
+            keys,
+            redis,
+            scalekit: Arc::new(scalekit),
+            anthropic,
+            setup,
+            redactor,
+            http,
+            limiter,
+            fail_point: None,
+        })
+    }
+}
+
+/// Both API clients and the plain HTTP client, from the configuration's credentials.
+///
+/// # Errors
+/// [`RunError`] when a credential is missing or TLS cannot start.
+pub fn clients(
+    config: &Config,
+) -> Result<(scalekit::Client, anthropic::Client, reqwest::Client), RunError> {
+    let missing = |var: &str| RunError::Setup(SetupError::Credentials(var.to_owned()));
+    let http = crate::api::http_client(&config.http)?;
+    let policy = RetryPolicy::from(&config.retry);
+    let secrets = &config.secrets;
+    let client_id =
+        secrets.scalekit_client_id.clone().ok_or_else(|| missing("SCALEKIT_CLIENT_ID"))?;
+    let secret =
+        secrets.scalekit_client_secret.clone().ok_or_else(|| missing("SCALEKIT_CLIENT_SECRET"))?;
+    let key = secrets.anthropic_api_key.clone().ok_or_else(|| missing("ANTHROPIC_API_KEY"))?;
+    let scalekit =
+        scalekit::Client::new(http.clone(), &config.scalekit.env_url, client_id, secret, policy);
+    let anthropic =
+        anthropic::Client::new(http.clone(), &config.anthropic.base_url, key, policy, &config.http);
+    Ok((scalekit, anthropic, http))
+}
+
+/// Waits for the fleet-wide rate of `name` (`sessions` or `tokens`) when one is configured.
+pub(super) async fn throttle(ctx: &Context, name: &str, rate: Option<f64>) -> Result<(), RunError> {
+    if let (Some(limiter), Some(rate)) = (&ctx.limiter, rate) {
+        limiter.acquire(name, rate).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! How an attempt of the pipeline ends: [`Finish`] when it did not fail, [`RunError`] when it
+//! did, with the error's class for the outcome table. This module must not decide retries:
+//! `crate::outcome` does, from the class.
+
+use crate::api::ApiError;
+use crate::ids::{RunId, SessionId, UserId};
+use crate::outcome::ErrorClass;
+use crate::ratelimit::RateLimitError;
+use crate::records::RecordsError;
+use crate::setup::SetupError;
+
+use super::FailPoint;
+
+/// Why a run could not be built or did not finish.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A remote call failed (after its own retries).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// Redis or a transcript file failed.
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+    /// Setup is missing or failed.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The fleet-wide rate limiter failed.
+    #[error(transparent)]
+    RateLimit(#[from] RateLimitError),
+    /// The run record does not exist.
+    #[error("run {0} not found")]
+    NotFound(RunId),
+    /// Another run of the same user holds the user's lease.
+    #[error("user {user} is busy with run {holder}")]
+    Busy {
+        /// The user.
+        user: UserId,
+        /// The run holding the lease.
+        holder: RunId,
+        /// When the lease expires unless renewed.
+        retry_after: std::time::Duration,
+    },
+    /// The session ended without finishing the turn.
+    #[error("session {session_id} ended: {reason}")]
+    SessionEnded {
+        /// The session.
+        session_id: SessionId,
+        /// `terminated`, `retries_exhausted`, `budget_reached`, …
+        reason: String,
+    },
+    /// Shutdown or timeout stopped the run at a safe point; it is resumable.
+    #[error("cancelled at a safe point")]
+    Cancelled,
+    /// A test fail point fired.
+    #[error("fail point {0:?}")]
+    FailPoint(FailPoint),
+}
+
+impl From<redis::RedisError> for RunError {
+    fn from(error: redis::RedisError) -> Self {
+        Self::Records(RecordsError::Redis(error))
+    }
+}
+
+impl RunError {
+    /// How the worker should treat the failure.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Api(error) => error.class(),
+            Self::Records(_) | Self::Busy { .. } | Self::Cancelled | Self::FailPoint(_) => {
+                ErrorClass::Transient
+            }
+            Self::Setup(SetupError::Redis(_)) | Self::RateLimit(RateLimitError::Redis(_)) => {
+                ErrorClass::Transient
+            }
+            Self::Setup(SetupError::Api(error)) => error.class(),
+            Self::Setup(_) | Self::RateLimit(_) | Self::NotFound(_) | Self::SessionEnded { .. } => {
+                ErrorClass::Permanent
+            }
+        }
+    }
+}
+
+impl RunError {
+    /// The delay the failure asks for before the next attempt, if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Busy { retry_after, .. } => Some(*retry_after),
+            Self::Api(error) => error.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+/// How a run ended when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// The turn ended normally.
+    Succeeded {
+        /// The session.
+        session_id: SessionId,
+    },
+    /// Connections need the user; notices are open. Not retried.
+    NeedsAuth {
+        /// The inactive connections.
+        connections: Vec<String>,
+    },
+}
