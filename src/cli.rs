@@ -26,6 +26,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::ids::{RunId, UserId};
 use crate::telemetry::{LogFormat, Redactor};
 
+pub use self::bench::{
+    BenchArgs, BenchCommand, BenchCommon, BenchFanoutArgs, BenchQueueArgs, BenchRunsArgs,
+};
+pub use self::sim::SimArgs;
+
 /// Exit codes, the same for every subcommand.
 pub mod exit {
     /// Success.
@@ -265,131 +270,12 @@ pub struct NoticesArgs {
     pub json: bool,
 }
 
-/// Arguments of `sim`.
-#[derive(Debug, Args)]
-pub struct SimArgs {
-    /// Port (0 picks a free one).
-    #[arg(long, default_value_t = 8787)]
-    pub port: u16,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: std::net::IpAddr,
-    /// Seed for the deterministic mailboxes, ids and fault rates.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Scalekit client id the simulator accepts.
-    #[arg(long, default_value = "sim-client-id")]
-    pub scalekit_client_id: String,
-    /// Scalekit client secret the simulator accepts.
-    #[arg(long, default_value = "sim-client-secret")]
-    pub scalekit_client_secret: String,
-    /// Anthropic API key the simulator accepts.
-    #[arg(long, default_value = "sim-anthropic-key")]
-    pub anthropic_api_key: String,
-    /// Status of both connections of users seen for the first time: ACTIVE, EXPIRED,
-    /// PENDING_AUTH, PENDING_VERIFICATION, DISCONNECTED, or none (no account).
-    #[arg(long, default_value = "ACTIVE")]
-    pub default_connection_status: String,
-    /// Emit empty Scalekit fields instead of omitting them as proto3 JSON does.
-    #[arg(long)]
-    pub emit_unpopulated: bool,
-}
-
 /// Arguments of `demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Keep a 10-second demo schedule running until Ctrl-C.
     #[arg(long)]
     pub follow: bool,
-}
-
-/// Arguments of `bench`.
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Which benchmark.
-    #[command(subcommand)]
-    pub which: BenchCommand,
-}
-
-/// `agentcron bench …`. Each uses its own random key prefix and deletes its keys at the end.
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// No-op jobs through the real queue: enqueue rates, process rate, enqueue→start latency.
-    #[command(
-        after_help = "Example:\n  agentcron bench queue --jobs 50000 --concurrency 200 --intake --json"
-    )]
-    Queue(BenchQueueArgs),
-    /// The whole run pipeline against the simulator, one session per user.
-    #[command(
-        after_help = "Examples:\n  agentcron bench runs --users 1000 --event-delay-ms 200\n  agentcron bench runs --users 1000 --concurrency 20 --event-delay-ms 50   # per-run overhead, no CPU queueing\n  agentcron sim --port 8787 &  agentcron bench runs --users 10000 --event-delay-ms 3000 --sim-url http://127.0.0.1:8787"
-    )]
-    Runs(BenchRunsArgs),
-    /// One schedule tick fanned out to N users, until all runs exist.
-    #[command(after_help = "Example:\n  agentcron bench fanout --users 100000 --json")]
-    Fanout(BenchFanoutArgs),
-}
-
-/// Arguments every benchmark takes.
-#[derive(Debug, Args)]
-pub struct BenchCommon {
-    /// Redis to benchmark against (only keys under a random `agentcron-bench-<uuid>` prefix).
-    #[arg(long, env = "REDIS_URL", default_value = crate::bench::DEFAULT_REDIS_URL)]
-    pub redis_url: String,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Arguments of `bench queue`.
-#[derive(Debug, Args)]
-pub struct BenchQueueArgs {
-    /// Jobs in the backlog.
-    #[arg(long, default_value_t = 50_000)]
-    pub jobs: usize,
-    /// Worker concurrency.
-    #[arg(long, default_value_t = 200)]
-    pub concurrency: usize,
-    /// Also push the jobs through the redis-cli intake list.
-    #[arg(long)]
-    pub intake: bool,
-    /// Common flags.
-    #[command(flatten)]
-    pub common: BenchCommon,
-}
-
-/// Arguments of `bench runs`.
-#[derive(Debug, Args)]
-pub struct BenchRunsArgs {
-    /// Users, one run (one session) each, all enqueued at once.
-    #[arg(long, default_value_t = 100)]
-    pub users: usize,
-    /// Worker concurrency (runs in flight at most); default: all users at once (at most
-    /// 10,000). A small value measures each run's own overhead without queueing for the CPU.
-    #[arg(long)]
-    pub concurrency: Option<usize>,
-    /// Events per session you expect; the simulator's turn is fixed, the report counts them.
-    #[arg(long)]
-    pub events: Option<usize>,
-    /// Pause after each agent event, so that sessions overlap.
-    #[arg(long, default_value_t = 100)]
-    pub event_delay_ms: u64,
-    /// Use this simulator (`agentcron sim --port P`) instead of one in this process.
-    #[arg(long, value_name = "URL")]
-    pub sim_url: Option<String>,
-    /// Common flags.
-    #[command(flatten)]
-    pub common: BenchCommon,
-}
-
-/// Arguments of `bench fanout`.
-#[derive(Debug, Args)]
-pub struct BenchFanoutArgs {
-    /// Users of the schedule.
-    #[arg(long, default_value_t = 100_000)]
-    pub users: usize,
-    /// Common flags.
-    #[command(flatten)]
-    pub common: BenchCommon,
 }
 
 /// Runs the parsed command and returns the process exit code.

@@ -5,10 +5,100 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::{BenchArgs, BenchCommand, exit};
+use super::exit;
 use crate::bench::{fanout, runs, throughput};
+
+/// Arguments of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmark.
+    #[command(subcommand)]
+    pub which: BenchCommand,
+}
+
+/// `agentcron bench …`. Each uses its own random key prefix and deletes its keys at the end.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// No-op jobs through the real queue: enqueue rates, process rate, enqueue→start latency.
+    #[command(
+        after_help = "Example:\n  agentcron bench queue --jobs 50000 --concurrency 200 --intake --json"
+    )]
+    Queue(BenchQueueArgs),
+    /// The whole run pipeline against the simulator, one session per user.
+    #[command(
+        after_help = "Examples:\n  agentcron bench runs --users 1000 --event-delay-ms 200\n  agentcron bench runs --users 1000 --concurrency 20 --event-delay-ms 50   # per-run overhead, no CPU queueing\n  agentcron sim --port 8787 &  agentcron bench runs --users 10000 --event-delay-ms 3000 --sim-url http://127.0.0.1:8787"
+    )]
+    Runs(BenchRunsArgs),
+    /// One schedule tick fanned out to N users, until all runs exist.
+    #[command(after_help = "Example:\n  agentcron bench fanout --users 100000 --json")]
+    Fanout(BenchFanoutArgs),
+}
+
+/// Arguments every benchmark takes.
+#[derive(Debug, Args)]
+pub struct BenchCommon {
+    /// Redis to benchmark against (only keys under a random `agentcron-bench-<uuid>` prefix).
+    #[arg(long, env = "REDIS_URL", default_value = crate::bench::DEFAULT_REDIS_URL)]
+    pub redis_url: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `bench queue`.
+#[derive(Debug, Args)]
+pub struct BenchQueueArgs {
+    /// Jobs in the backlog.
+    #[arg(long, default_value_t = 50_000)]
+    pub jobs: usize,
+    /// Worker concurrency.
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+    /// Also push the jobs through the redis-cli intake list.
+    #[arg(long)]
+    pub intake: bool,
+    /// Common flags.
+    #[command(flatten)]
+    pub common: BenchCommon,
+}
+
+/// Arguments of `bench runs`.
+#[derive(Debug, Args)]
+pub struct BenchRunsArgs {
+    /// Users, one run (one session) each, all enqueued at once.
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    /// Worker concurrency (runs in flight at most); default: all users at once (at most
+    /// 10,000). A small value measures each run's own overhead without queueing for the CPU.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Events per session you expect; the simulator's turn is fixed, the report counts them.
+    #[arg(long)]
+    pub events: Option<usize>,
+    /// Pause after each agent event, so that sessions overlap.
+    #[arg(long, default_value_t = 100)]
+    pub event_delay_ms: u64,
+    /// Use this simulator (`agentcron sim --port P`) instead of one in this process.
+    #[arg(long, value_name = "URL")]
+    pub sim_url: Option<String>,
+    /// Common flags.
+    #[command(flatten)]
+    pub common: BenchCommon,
+}
+
+/// Arguments of `bench fanout`.
+#[derive(Debug, Args)]
+pub struct BenchFanoutArgs {
+    /// Users of the schedule.
+    #[arg(long, default_value_t = 100_000)]
+    pub users: usize,
+    /// Common flags.
+    #[command(flatten)]
+    pub common: BenchCommon,
+}
 
 /// Runs the chosen benchmark.
 pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {

@@ -4,9 +4,40 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use clap::Args;
 
-use super::{SimArgs, exit};
+use super::exit;
 use crate::sim::{self, SimConfig};
+
+/// Arguments of `sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Port (0 picks a free one).
+    #[arg(long, default_value_t = 8787)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Seed for the deterministic mailboxes, ids and fault rates.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Scalekit client id the simulator accepts.
+    #[arg(long, default_value = "sim-client-id")]
+    pub scalekit_client_id: String,
+    /// Scalekit client secret the simulator accepts.
+    #[arg(long, default_value = "sim-client-secret")]
+    pub scalekit_client_secret: String,
+    /// Anthropic API key the simulator accepts.
+    #[arg(long, default_value = "sim-anthropic-key")]
+    pub anthropic_api_key: String,
+    /// Status of both connections of users seen for the first time: ACTIVE, EXPIRED,
+    /// PENDING_AUTH, PENDING_VERIFICATION, DISCONNECTED, or none (no account).
+    #[arg(long, default_value = "ACTIVE")]
+    pub default_connection_status: String,
+    /// Emit empty Scalekit fields instead of omitting them as proto3 JSON does.
+    #[arg(long)]
+    pub emit_unpopulated: bool,
+}
 
 /// Runs the simulator in the foreground.
 pub(super) async fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {

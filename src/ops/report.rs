@@ -3,6 +3,9 @@
 //!
 //! Reads only. It must not change run state and must not render (that is `cli` and `http`).
 
+mod notices;
+mod run_detail;
+
 use std::collections::{BTreeMap, HashMap};
 
 use redis::aio::ConnectionManager;
@@ -13,8 +16,10 @@ use crate::config::Config;
 use crate::ids::{RunId, SessionId, UserId};
 use crate::keys::Keys;
 use crate::outcome::RunState;
-use crate::records::Phase;
-use crate::records::{self, RecordsError, notice, now_ms};
+use crate::records::{RecordsError, now_ms};
+
+pub use self::notices::{Notice, notices};
+pub use self::run_detail::{PhaseSpan, RunDetail, render_line, run};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -346,144 +351,3 @@ pub async fn runs(
     runs.truncate(filter.limit);
     Ok(runs)
 }
-
-/// One run with its phase timeline.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunDetail {
-    /// Every field of the record.
-    pub record: BTreeMap<String, String>,
-    /// Phases reached, in order, with when each started and how long it took (until the next
-    /// phase or the end).
-    pub timeline: Vec<PhaseSpan>,
-}
-
-/// One phase of a run's timeline.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct PhaseSpan {
-    /// The phase.
-    pub phase: String,
-    /// When it started (unix ms).
-    pub at_ms: i64,
-    /// How long it lasted, when it ended.
-    pub duration_ms: Option<i64>,
-}
-
-/// The run record and its timeline; `None` when the run does not exist.
-///
-/// # Errors
-/// [`RecordsError`] when Redis fails.
-pub async fn run(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    run_id: &RunId,
-) -> Result<Option<RunDetail>, RecordsError> {
-    let Some(fields) = records::load_run(conn, keys, run_id).await? else { return Ok(None) };
-    let int = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
-    let starts: Vec<(Phase, i64)> = Phase::ALL
-        .iter()
-        .filter_map(|phase| int(&format!("{phase}_at_ms")).map(|at| (*phase, at)))
-        .collect();
-    let end = int("ended_at_ms");
-    let timeline = starts
-        .iter()
-        .enumerate()
-        .map(|(i, (phase, at))| {
-            let next = starts.get(i + 1).map(|(_, at)| *at).or(end);
-            PhaseSpan {
-                phase: phase.as_str().to_owned(),
-                at_ms: *at,
-                duration_ms: next.map(|n| n - at),
-            }
-        })
-        .collect();
-    Ok(Some(RunDetail { record: fields.0.into_iter().collect(), timeline }))
-}
-
-/// A notice, as listed.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Notice {
-    /// The user.
-    pub user: UserId,
-    /// The connection.
-    pub connection: String,
-    /// Every field of the notice hash.
-    pub fields: BTreeMap<String, String>,
-}
-
-/// Open notices, oldest first; with `all`, resolved ones too.
-///
-/// # Errors
-/// [`RecordsError`] when Redis fails.
-pub async fn notices(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    all: bool,
-) -> Result<Vec<Notice>, RecordsError> {
-    // The users were validated when their notices were opened.
-    let pairs: Vec<(UserId, String)> = if all {
-        let pattern = keys.notice_pattern();
-        let mut iter: redis::AsyncIter<'_, String> = conn.scan_match(pattern).await?;
-        let mut found = Vec::new();
-        while let Some(key) = futures::StreamExt::next(&mut iter).await {
-            found.push(key?);
-        }
-        drop(iter);
-        let prefix = keys.notice_prefix();
-        found
-            .iter()
-            .filter_map(|key| key.strip_prefix(prefix.as_str()))
-            .filter_map(notice::split_member)
-            .map(|(u, c)| (UserId::trusted(u), c.to_owned()))
-            .collect()
-    } else {
-        let members: Vec<String> =
-            redis::cmd("ZRANGE").arg(keys.notice_index()).arg(0).arg(-1).query_async(conn).await?;
-        members
-            .iter()
-            .filter_map(|m| notice::split_member(m))
-            .map(|(u, c)| (UserId::trusted(u), c.to_owned()))
-            .collect()
-    };
-    if pairs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut pipe = redis::pipe();
-    for (user, connection) in &pairs {
-        pipe.cmd("HGETALL").arg(keys.notice(user, connection));
-    }
-    let hashes: Vec<BTreeMap<String, String>> = pipe.query_async(conn).await?;
-    let mut out: Vec<Notice> = pairs
-        .into_iter()
-        .zip(hashes)
-        .filter(|(_, fields)| !fields.is_empty())
-        .map(|((user, connection), fields)| Notice { user, connection, fields })
-        .collect();
-    out.sort_by_key(|n| {
-        n.fields.get("first_seen_ms").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0)
-    });
-    Ok(out)
-}
-
-/// How one transcript line reads in the guide's output (its `print(block.text, end="")` and
-/// `print(f"\n→ {event.name}")`); `None` for lines the guide does not print. A pure text view,
-/// shared by `agentcron transcript` and the demo so that both read exactly like the guide.
-pub fn render_line(line: &Value) -> Option<String> {
-    match line["type"].as_str()? {
-        "agent.message" => {
-            let blocks = line["data"]["content"].as_array()?;
-            Some(
-                blocks
-                    .iter()
-                    .filter(|b| b["type"] == "text")
-                    .filter_map(|b| b["text"].as_str())
-                    .collect(),
-            )
-        }
-        "agent.mcp_tool_use" | "agent.tool_use" => {
-            Some(format!("\n→ {}\n", line["data"]["name"].as_str()?))
-        }
-        _ => None,
-    }
-}
-
-use redis::AsyncCommands;

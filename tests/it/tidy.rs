@@ -86,6 +86,8 @@ fn nothing_points_at_documents_outside_the_repository() {
     }
     files.extend(["README.md", "ARCHITECTURE.md", "CONTRIBUTING.md"].map(|name| root.join(name)));
     let section_sign = '\u{a7}';
+    // The team's design notes and the vendors' specs live beside the repository, not in it.
+    let outside = [concat!("DESIGN", ".md"), concat!("shared", "/"), concat!("spec", "/")];
     let found: Vec<String> = files
         .iter()
         .flat_map(|path| {
@@ -94,7 +96,8 @@ fn nothing_points_at_documents_outside_the_repository() {
                 .lines()
                 .enumerate()
                 .filter(|(_, line)| {
-                    line.contains(section_sign) || line.contains(concat!("DESIGN", ".md"))
+                    line.contains(section_sign)
+                        || outside.iter().any(|document| line.contains(document))
                 })
                 .map(|(i, _)| format!("{}:{}", path.display(), i + 1))
                 .collect();
@@ -102,4 +105,69 @@ fn nothing_points_at_documents_outside_the_repository() {
         })
         .collect();
     assert!(found.is_empty(), "references to documents outside the repository: {found:?}");
+}
+
+/// Every `src/` file with its path relative to `src/` and its text.
+fn sources() -> Vec<(String, String)> {
+    let src = repo_root().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let relative = path.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+            (relative, std::fs::read_to_string(path).unwrap())
+        })
+        .collect()
+}
+
+/// `file:line` of every line of `text` (comments skipped) for which `hit` holds.
+fn lines_where(file: &str, text: &str, hit: impl Fn(&str) -> bool) -> Vec<String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim_start().starts_with("//") && hit(line))
+        .map(|(i, _)| format!("src/{file}:{}", i + 1))
+        .collect()
+}
+
+#[test]
+fn no_key_is_formatted_outside_keys_rs() {
+    let key_shapes = ["format!(\"{}:", "format!(\"{prefix}:"];
+    let found: Vec<String> = sources()
+        .iter()
+        .filter(|(file, _)| file != "keys.rs")
+        .flat_map(|(file, text)| {
+            lines_where(file, text, |line| key_shapes.iter().any(|shape| line.contains(shape)))
+        })
+        .collect();
+    assert!(found.is_empty(), "Redis keys formatted outside src/keys.rs: {found:?}");
+}
+
+#[test]
+fn the_environment_is_read_only_in_config() {
+    let conventional = ["\"NO_COLOR\"", "\"PATH\"", "\"RUST_LOG\""];
+    let reads = ["env::var(", "env::var_os(", "env::vars("];
+    let found: Vec<String> = sources()
+        .iter()
+        .filter(|(file, _)| !file.starts_with("config"))
+        .flat_map(|(file, text)| {
+            lines_where(file, text, |line| {
+                reads.iter().any(|read| line.contains(read))
+                    && !conventional.iter().any(|name| line.contains(name))
+            })
+        })
+        .collect();
+    assert!(found.is_empty(), "environment read outside src/config: {found:?}");
+}
+
+#[test]
+fn apalis_stays_in_the_backend_and_the_worker() {
+    let found: Vec<String> = sources()
+        .iter()
+        .filter(|(file, _)| file != "queue/backend.rs" && !file.starts_with("worker"))
+        .filter(|(_, text)| crate::tidy_graph::code_only(text).contains("apalis"))
+        .map(|(file, _)| format!("src/{file}"))
+        .collect();
+    assert!(found.is_empty(), "apalis used outside queue/backend.rs and worker/: {found:?}");
 }
