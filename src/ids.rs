@@ -190,6 +190,16 @@ impl RunId {
         Self(uuid::Uuid::now_v7().to_string())
     }
 
+    /// The run id of `user`'s run of `schedule` at the tick `tick_secs` (unix seconds):
+    /// `<schedule>:<user>:<tick_secs>`. Deterministic, so that any number of schedulers create
+    /// each (schedule, user, tick) once.
+    ///
+    /// # Errors
+    /// [`IdError`] when the id it makes is not a valid run id (for example too long).
+    pub fn scheduled(schedule: &str, user: &str, tick_secs: i64) -> Result<Self, IdError> {
+        Self::parse(format!("{schedule}:{user}:{tick_secs}"))
+    }
+
     fn check(run_id: &str) -> Result<(), IdError> {
         let n_chars = run_id.chars().count();
         if n_chars == 0 || n_chars > MAX_RUN_ID_CHARS {
@@ -246,6 +256,14 @@ unchecked_from!(CredentialId);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scheduled_run_id_is_schedule_user_and_tick() {
+        let id = RunId::scheduled("triage", "a@example.com", 1_767_254_400).unwrap();
+        assert_eq!(id.as_str(), "triage:a@example.com:1767254400");
+        assert!(RunId::scheduled("triage", &"u".repeat(300), 0).is_err(), "too long");
+        assert!(RunId::scheduled("triage", "has space", 0).is_err());
+    }
 
     #[test]
     fn run_ids_follow_the_rules() {

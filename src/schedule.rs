@@ -15,7 +15,7 @@ mod listing;
 mod next;
 
 pub use self::daemon::run;
-pub use self::fan_out::{TickReport, fan_out, run_id, users};
+pub use self::fan_out::{TickReport, fan_out, users};
 pub use self::listing::{ScheduleReport, TickStats, report};
 pub use self::next::{next_fires, spread_offset};
 use crate::config::ConfigError;

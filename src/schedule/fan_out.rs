@@ -54,11 +54,6 @@ pub struct TickReport {
     pub invalid: usize,
 }
 
-/// The run id of `user`'s run of `schedule` at `tick`.
-pub fn run_id(schedule: &str, user: &str, tick: DateTime<Utc>) -> String {
-    format!("{schedule}:{user}:{}", tick.timestamp())
-}
-
 /// Creates the runs of `tick` for every user of `schedule` (inline users and the Redis set
 /// `<p>:users:<schedule>`, read now), honouring `overlap` and `spread`. Safe to repeat and to
 /// run on several replicas at once: each (schedule, user, tick) is enqueued at most once.
@@ -145,7 +140,7 @@ pub async fn users(
 
 /// The run of `user` at `tick`, or `None` when the user id (or the run id it makes) is invalid.
 fn new_run(schedule: &ScheduleConfig, user: &str, tick: DateTime<Utc>) -> Option<NewRun> {
-    let run_id = RunId::parse(run_id(&schedule.name, user, tick)).ok()?;
+    let run_id = RunId::scheduled(&schedule.name, user, tick.timestamp()).ok()?;
     let user = UserId::parse(user).ok()?;
     let offset = schedule.spread.map_or(std::time::Duration::ZERO, |window| {
         next::spread_offset(&schedule.name, user.as_str(), window)

@@ -146,8 +146,10 @@ async fn states(
     for batch in users.chunks(BATCH) {
         let mut pipe = redis::pipe();
         for user in batch {
-            // A lookup only: the id of an invalid user names no record, and reads as none.
-            let run_id = RunId::trusted(fan_out::run_id(&schedule.name, user, tick));
+            // An invalid user's run was never created: it reads as none.
+            let Ok(run_id) = RunId::scheduled(&schedule.name, user, tick.timestamp()) else {
+                continue;
+            };
             pipe.hget(queue.keys().run(&run_id), "state");
         }
         let states: Vec<Option<String>> =

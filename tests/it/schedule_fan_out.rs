@@ -2,6 +2,7 @@
 //! duplicates, users added with redis-cli join from the next tick, `skip` overlap, and `spread`.
 
 use agentcron::config::{self, Env, ScheduleConfig};
+use agentcron::ids::RunId;
 use agentcron::queue::Queue;
 use agentcron::schedule::{self, TickReport};
 use chrono::{DateTime, Utc};
@@ -46,18 +47,15 @@ async fn fan_out(fixture: &Fixture, secs: i64) -> TickReport {
 }
 
 async fn state(fixture: &Fixture, user: &str, secs: i64) -> Option<String> {
-    let id = schedule::run_id(&fixture.schedule.name, user, tick(secs));
+    let id = RunId::scheduled(&fixture.schedule.name, user, secs).unwrap();
     let mut conn = fixture.redis.conn.clone();
-    conn.hget(fixture.queue.keys().run(&crate::common::run_id(&id)), "state").await.unwrap()
+    conn.hget(fixture.queue.keys().run(&id), "state").await.unwrap()
 }
 
 async fn set_state(fixture: &Fixture, user: &str, secs: i64, state: &str) {
-    let id = schedule::run_id(&fixture.schedule.name, user, tick(secs));
+    let id = RunId::scheduled(&fixture.schedule.name, user, secs).unwrap();
     let mut conn = fixture.redis.conn.clone();
-    let () = conn
-        .hset(fixture.queue.keys().run(&crate::common::run_id(&id)), "state", state)
-        .await
-        .unwrap();
+    let () = conn.hset(fixture.queue.keys().run(&id), "state", state).await.unwrap();
 }
 
 /// `redis-cli SADD`/`SREM` on the schedule's user set, as an operator would; the redis crate
@@ -178,12 +176,12 @@ async fn spread_offsets_are_deterministic_and_within_the_window() {
     let mut offsets = std::collections::BTreeSet::new();
     for i in 0..200 {
         let user = format!("user{i}@x");
-        let id = schedule::run_id("triage", &user, tick(tick_secs));
+        let id = RunId::scheduled("triage", &user, tick_secs).unwrap();
         let not_before: i64 = fixture
             .redis
             .conn
             .clone()
-            .hget(fixture.queue.keys().run(&crate::common::run_id(&id)), "not_before_ms")
+            .hget(fixture.queue.keys().run(&id), "not_before_ms")
             .await
             .unwrap();
         let offset = not_before - tick_secs * 1000;
