@@ -82,16 +82,24 @@ fn since(text: &str) -> Result<i64, ApiError> {
     })
 }
 
+/// The 404 of a run that does not exist.
+fn no_run(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no run {id:?}"))
+}
+
+/// `id` as a run id; an invalid one names no run, so it is a 404 like a missing one.
+fn known_run_id(id: &str) -> Result<RunId, ApiError> {
+    RunId::parse(id).map_err(|_| no_run(id))
+}
+
 pub(super) async fn run(
     State(state): State<OpsState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no run {id:?}"));
-    // An invalid run id names no run.
-    let run_id = RunId::parse(id.as_str()).map_err(|_| not_found())?;
+    let run_id = known_run_id(&id)?;
     let mut conn = state.redis.clone();
     let detail = report::run(&mut conn, &state.keys, &run_id).await?;
-    let detail = detail.ok_or_else(not_found)?;
+    let detail = detail.ok_or_else(|| no_run(&id))?;
     Ok(state.json(&detail))
 }
 
@@ -100,13 +108,11 @@ pub(super) async fn run_transcript(
     State(state): State<OpsState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no run {id:?}"));
-    // An invalid run id names no run.
-    let run_id = RunId::parse(id.as_str()).map_err(|_| not_found())?;
+    let run_id = known_run_id(&id)?;
     let mut conn = state.redis.clone();
     let lines = transcript::lines(&mut conn, &state.keys, &run_id).await?;
     if lines.is_empty() && report::run(&mut conn, &state.keys, &run_id).await?.is_none() {
-        return Err(not_found());
+        return Err(no_run(&id));
     }
     Ok(state.json(&lines))
 }
