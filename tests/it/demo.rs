@@ -45,7 +45,11 @@ fn assert_three_outcomes(stdout: &str) {
 }
 
 fn run_demo(redis: &str, extra: &[(&str, &str)], dir: &Path) -> (Option<i32>, String, String) {
-    let mut env = vec![("REDIS_URL", redis), ("NO_COLOR", "1")];
+    // The demo keeps its jobs.toml and transcripts for the user to read; a test's go in a
+    // directory of its own that is removed when the test ends.
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp_path = tmp.path().to_str().unwrap().to_owned();
+    let mut env = vec![("REDIS_URL", redis), ("NO_COLOR", "1"), ("TMPDIR", tmp_path.as_str())];
     env.extend_from_slice(extra);
     let output = agentcron(&["demo"], &env, dir);
     let (stdout, stderr) = text(&output);
