@@ -54,7 +54,7 @@ pub(crate) use self::backend::{Backend, FetchConfig};
 pub use self::enqueue::{Enqueued, NewRun};
 pub(crate) use self::health::{Backoff, Health};
 pub use self::intake::{IntakeItem, Rejection};
-pub(crate) use self::jobs::Job;
+pub(crate) use self::jobs::{Finished, Job};
 pub(crate) use self::ownership::{Lease, Owner};
 use crate::config::RedisConfig;
 use crate::keys::Keys;

@@ -17,6 +17,7 @@ mod cancels;
 mod intake_mover;
 mod maintenance;
 mod pipeline;
+mod reconcile;
 mod service;
 
 use std::future::Future;
@@ -132,6 +133,10 @@ pub async fn run_on<H: Handler>(
     background.spawn(maintenance::reaper(queue.clone(), config.worker.heartbeat, shutdown.clone()));
     background.spawn(maintenance::promoter(queue.clone(), shutdown.clone()));
     background.spawn(intake_mover::run(queue.clone(), Arc::clone(&lease), BLOCK, shutdown.clone()));
+    let every = config.worker.lease / 3;
+    let reconciler =
+        reconcile::Reconciler::new(queue.clone(), Arc::clone(&lease), runs.clone(), every);
+    background.spawn(reconciler.run(shutdown.clone()));
 
     let tracked = (in_flight, runs);
     let res = execute(&queue, config, handler, &lease, tracked, &shutdown, &root).await;
@@ -166,7 +171,7 @@ async fn execute<H: Handler>(
     };
     let backend =
         queue::Backend::new(queue.clone(), Arc::clone(lease), fetch, Arc::clone(&in_flight));
-    let finisher = Finisher::new(queue.clone(), config, in_flight);
+    let finisher = Finisher::new(queue.clone(), config, in_flight, runs);
     let apalis_worker = WorkerBuilder::new(lease.current().id.to_string())
         .backend(backend)
         .concurrency(worker.concurrency)
@@ -176,7 +181,7 @@ async fn execute<H: Handler>(
         .timeout(worker.run_timeout + CANCEL_SLACK)
         .enable_tracing()
         .layer(CatchPanicLayer::with_panic_handler(service::on_panic))
-        .build(HandlerService::new(handler, worker.run_timeout, worker.max_attempts, runs));
+        .build(HandlerService::new(handler, worker.run_timeout, worker.max_attempts));
     let signal = shutdown.clone();
     let signal = async move {
         signal.cancelled().await;

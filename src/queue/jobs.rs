@@ -42,6 +42,21 @@ pub(crate) struct Job {
     pub(crate) record: Option<std::collections::HashMap<String, String>>,
 }
 
+/// What the finish script found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finished {
+    /// Recorded.
+    Recorded,
+    /// Recorded, though the run's entry in the processing list was gone (an operator's `DEL`,
+    /// eviction, a restore): the record still named this worker, so nobody else had started
+    /// the run.
+    RecordedWithoutEntry,
+    /// An earlier try of this finish had recorded it; its reply was lost.
+    AlreadyRecorded,
+    /// Another worker took the run over (this one lost its lease); nothing was written.
+    TakenOver,
+}
+
 /// What a fetch got.
 #[derive(Debug)]
 pub(crate) enum Fetched {
@@ -108,9 +123,8 @@ impl Queue {
             .arg(LIST_CAP);
     }
 
-    /// Records how an attempt ended. Returns false when the run was no longer this worker's
-    /// (it was taken over after a lost lease), in which case nothing was written.
-    pub(crate) async fn finish(&self, job: &Job, disposition: &Disposition) -> Result<bool> {
+    /// Records how an attempt ended; see [`Finished`] for what was found.
+    pub(crate) async fn finish(&self, job: &Job, disposition: &Disposition) -> Result<Finished> {
         let keys = &self.keys;
         let (error, class, delay_ms) = finish_args(disposition);
         let mut invocation = script::FINISH.prepare_invoke();
@@ -126,9 +140,15 @@ impl Queue {
             .arg(error)
             .arg(class)
             .arg(delay_ms.to_string())
-            .arg(LIST_CAP);
-        let held: i64 = invocation.invoke_async(&mut self.connection()).await?;
-        Ok(held == 1)
+            .arg(LIST_CAP)
+            .arg(&*job.owner.id);
+        let reply: i64 = invocation.invoke_async(&mut self.connection()).await?;
+        Ok(match reply {
+            1 => Finished::Recorded,
+            2 => Finished::RecordedWithoutEntry,
+            3 => Finished::AlreadyRecorded,
+            _ => Finished::TakenOver,
+        })
     }
 
     /// Moves due runs from the delayed set to the ready list, [`PROMOTE_BATCH`] per call, until
@@ -209,6 +229,33 @@ impl Queue {
             .arg(keys.run_prefix())
             .arg(keys.runs_by_state_prefix())
             .arg(REAP_ITEMS);
+        Ok(invocation.invoke_async(&mut self.connection()).await?)
+    }
+}
+
+impl Queue {
+    /// The runs in `owner`'s processing list, at most `limit` (the list is bounded by the
+    /// worker's concurrency plus one fetch batch).
+    pub(crate) async fn processing_ids(&self, owner: &Owner, limit: usize) -> Result<Vec<RunId>> {
+        let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
+        let mut conn = self.connection();
+        Ok(conn.lrange(self.keys.processing(&owner.id), 0, stop).await?)
+    }
+
+    /// Hands `run_ids` back to the ready list if they are still in `owner`'s processing list,
+    /// refunding the attempt their start counted. Returns how many were handed back.
+    pub(crate) async fn release_runs(&self, owner: &Owner, run_ids: &[RunId]) -> Result<usize> {
+        let keys = &self.keys;
+        let mut invocation = script::RELEASE_RUNS.prepare_invoke();
+        invocation
+            .key(keys.processing(&owner.id))
+            .key(keys.ready())
+            .arg(&*owner.id)
+            .arg(keys.run_prefix())
+            .arg(keys.runs_by_state_prefix());
+        for run_id in run_ids {
+            invocation.arg(run_id);
+        }
         Ok(invocation.invoke_async(&mut self.connection()).await?)
     }
 }

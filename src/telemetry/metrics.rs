@@ -161,6 +161,13 @@ pub fn orphans_recovered(n_runs: usize) {
         .increment(u64::try_from(n_runs).unwrap_or(u64::MAX));
 }
 
+/// `agentcron_runs_reconciled_total`: runs a worker found in its processing list but was not
+/// executing (a fetch whose reply was lost), handed back to the queue.
+pub fn runs_reconciled(n_runs: usize) {
+    metrics::counter!("agentcron_runs_reconciled_total")
+        .increment(u64::try_from(n_runs).unwrap_or(u64::MAX));
+}
+
 /// `agentcron_redis_errors_total{op}`: failed Redis calls of the queue and worker loops.
 pub fn redis_error(op: &'static str) {
     metrics::counter!("agentcron_redis_errors_total", "op" => op).increment(1);

@@ -20,6 +20,11 @@ impl InFlight {
         Registered { runs: self.clone(), run_id: run_id.clone() }
     }
 
+    /// Whether `run_id` is in flight here.
+    pub(super) fn contains(&self, run_id: &RunId) -> bool {
+        self.tokens().contains_key(run_id)
+    }
+
     /// Cancels the runs among `run_ids` that are in flight here; returns the others.
     pub(super) fn cancel(&self, run_ids: Vec<String>) -> Vec<String> {
         let tokens = self.tokens();

@@ -223,7 +223,7 @@ pub(super) async fn release(queue: &Queue, owner: &Owner) {
 }
 
 /// Sleeps `delay`; false when `stop` was cancelled first.
-async fn sleep_or_stop(delay: Duration, stop: &CancellationToken) -> bool {
+pub(super) async fn sleep_or_stop(delay: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
         () = stop.cancelled() => false,
         () = tokio::time::sleep(delay) => true,

@@ -23,29 +23,22 @@ use super::{Handler, JobContext};
 use crate::backoff::RetryPolicy;
 use crate::config::Config;
 use crate::outcome::{Attempt, Disposition, ErrorClass, Outcome, RunState, decide};
-use crate::queue::{Backoff, Job, Queue};
+use crate::queue::{Backoff, Finished, Job, Queue};
 use crate::telemetry::metrics;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// Calls the handler for one run, cancelling its token at the run timeout; while it runs, an
-/// operator's cancel request can reach the token through `runs`.
+/// Calls the handler for one run, cancelling its token at the run timeout.
 #[derive(Debug, Clone)]
 pub(super) struct HandlerService<H> {
     handler: H,
     run_timeout: Duration,
     max_attempts: u32,
-    runs: InFlight,
 }
 
 impl<H> HandlerService<H> {
-    pub(super) fn new(
-        handler: H,
-        run_timeout: Duration,
-        max_attempts: u32,
-        runs: InFlight,
-    ) -> Self {
-        Self { handler, run_timeout, max_attempts, runs }
+    pub(super) fn new(handler: H, run_timeout: Duration, max_attempts: u32) -> Self {
+        Self { handler, run_timeout, max_attempts }
     }
 }
 
@@ -71,11 +64,9 @@ impl<H: Handler> Service<Task<Job>> for HandlerService<H> {
         };
         let handler = self.handler.clone();
         let run_timeout = self.run_timeout;
-        let registered = self.runs.enter(&job.run_id, job.cancel.clone());
         // Only the token is needed from here on, not the whole job for the whole run.
         let cancel = job.cancel;
         Box::pin(async move {
-            let _registered = registered;
             let handling = handler.handle(context);
             tokio::pin!(handling);
             // Cancel safety: `handling` is pinned outside the select and awaited again after
@@ -104,19 +95,28 @@ fn timed_out(outcome: Outcome, run_timeout: Duration) -> Outcome {
     }
 }
 
-/// Records attempts' ends; shared by every in-flight run of one worker.
+/// Records attempts' ends; shared by every in-flight run of one worker. Each run is in
+/// `runs` from the moment apalis hands it over until its end is recorded: an operator's
+/// cancel request reaches its token there, and the reconciler does not mistake a run whose
+/// end is still being written for one nobody executes.
 #[derive(Debug)]
 pub(super) struct Finisher {
     queue: Queue,
     max_attempts: u32,
     policy: RetryPolicy,
     in_flight: Arc<AtomicUsize>,
+    runs: InFlight,
 }
 
 impl Finisher {
-    pub(super) fn new(queue: Queue, config: &Config, in_flight: Arc<AtomicUsize>) -> Self {
+    pub(super) fn new(
+        queue: Queue,
+        config: &Config,
+        in_flight: Arc<AtomicUsize>,
+        runs: InFlight,
+    ) -> Self {
         let policy = RetryPolicy::from(&config.retry);
-        Self { queue, max_attempts: config.worker.max_attempts, policy, in_flight }
+        Self { queue, max_attempts: config.worker.max_attempts, policy, in_flight, runs }
     }
 
     /// Decides and records the end of `job`'s attempt, retrying Redis until it succeeds: an
@@ -128,9 +128,9 @@ impl Finisher {
         let attempt = Attempt { number: job.attempt, max: self.max_attempts, stopped };
         let disposition = decide(outcome, attempt, &self.policy);
         let mut backoff = Backoff::default();
-        let held = loop {
+        let finished = loop {
             match self.queue.finish(&job, &disposition).await {
-                Ok(held) => break held,
+                Ok(finished) => break finished,
                 Err(error) => {
                     self.queue.health().failed("finish", &error);
                     tokio::time::sleep(backoff.next_delay()).await;
@@ -140,9 +140,9 @@ impl Finisher {
         self.queue.health().ok();
         let n_in_flight = self.in_flight.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
         metrics::jobs_in_flight(n_in_flight);
-        let label = if held { disposition.as_str() } else { "lost" };
+        let label = if finished == Finished::TakenOver { "lost" } else { disposition.as_str() };
         metrics::job_finished(label);
-        log(&job, &disposition, held);
+        log(&job, &disposition, finished);
     }
 }
 
@@ -176,22 +176,33 @@ fn outcome_of(res: Result<Outcome, BoxDynError>) -> Outcome {
     }
 }
 
-fn log(job: &Job, disposition: &Disposition, held: bool) {
+fn log(job: &Job, disposition: &Disposition, finished: Finished) {
     let (run_id, attempt) = (job.run_id.as_str(), job.attempt);
-    match disposition {
-        _ if !held => tracing::warn!(
-            message = "Run was taken over by another worker; result dropped.",
+    match (finished, disposition) {
+        (Finished::TakenOver, _) => tracing::warn!(
+            message = "Run was taken over by another worker after this one lost its lease; result dropped.",
             run_id,
             attempt
         ),
-        Disposition::Retry { error, class, after } => tracing::warn!(
+        (Finished::AlreadyRecorded, _) => tracing::info!(
+            message = "Run's end was already recorded by an earlier try whose reply was lost.",
+            run_id,
+            attempt
+        ),
+        (Finished::RecordedWithoutEntry, _) => tracing::warn!(
+            message = "Run's queue entry was missing (deleted or evicted); its end is recorded anyway, since no other worker had it.",
+            run_id,
+            attempt,
+            outcome = disposition.as_str()
+        ),
+        (_, Disposition::Retry { error, class, after }) => tracing::warn!(
             message = "Run failed; will retry.", run_id, attempt, error_class = %class, error = %error,
             retry_in_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX)
         ),
-        Disposition::Dead { error, class } => tracing::error!(
+        (_, Disposition::Dead { error, class }) => tracing::error!(
             message = "Run is dead.", run_id, attempt, error_class = %class, error = %error
         ),
-        other => {
+        (_, other) => {
             tracing::info!(message = "Run finished.", run_id, attempt, outcome = other.as_str())
         }
     }
@@ -244,9 +255,11 @@ where
         let record = task.args.record.take();
         let job = task.args.clone();
         task.args.record = record;
+        let registered = self.finisher.runs.enter(&job.run_id, job.cancel.clone());
         let running = self.inner.call(task);
         let finisher = Arc::clone(&self.finisher);
         Box::pin(async move {
+            let _registered = registered;
             let res = running.await.map_err(Into::into);
             // Boxed: inline, its state would be part of every in-flight run's for the run's
             // whole life, though it exists only at the end.

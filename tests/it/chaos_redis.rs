@@ -3,6 +3,8 @@
 //! `CLIENT KILL TYPE normal` mid-run and which is restarted: the workers reconnect and finish.
 //! Without persistence a restart loses every run that was only in Redis (what the README
 //! warns about); with `appendonly yes` + `appendfsync always` a SIGKILLed Redis loses nothing.
+//! Writes paused past the workers' reply timeout (a slow failover) strand no run: the runs a
+//! fetch moved after its caller gave up are handed back by the worker's reconciliation.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -16,7 +18,7 @@ use serde_json::json;
 
 use crate::common::app::{TestApp, spawn_app};
 use crate::common::poll::{WithLog, poll_until};
-use crate::common::procs::{Target, kill9, spawn_worker, worker_env};
+use crate::common::procs::{Target, kill9, set_env, spawn_worker, worker_env};
 
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
@@ -172,20 +174,29 @@ async fn wait_count(
     .await;
 }
 
-/// Two workers on `server`, runs slowed to ~200 ms of agent events each.
-async fn start_workers(app: &TestApp, server: &PrivateRedis, dir: &Path) -> Vec<Child> {
+/// Two workers on `server`, runs slowed to ~200 ms of agent events each; `settings` override
+/// the workers' environment.
+async fn start_workers(
+    app: &TestApp,
+    server: &PrivateRedis,
+    dir: &Path,
+    settings: &[(&str, &str)],
+) -> Vec<Child> {
     app.sim_client
         .add_fault(
             json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 200}),
         )
         .await;
     let url = server.url();
-    let env = worker_env(&Target {
+    let mut env = worker_env(&Target {
         sim_url: app.sim.base_url(),
         redis_url: &url,
         prefix: &app.redis.prefix,
         transcripts: dir,
     });
+    for (name, value) in settings {
+        set_env(&mut env, name, value);
+    }
     let log = dir.join("workers.log");
     (0..2).map(|_| spawn_worker(&env, &log)).collect()
 }
@@ -212,7 +223,7 @@ async fn workers_survive_client_kills_and_a_restart_without_persistence_loses_qu
     let prefix = app.redis.prefix.clone();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("workers.log");
-    let mut workers = start_workers(&app, &server, dir.path()).await;
+    let mut workers = start_workers(&app, &server, dir.path(), &[]).await;
 
     // Connections killed twice while batch A runs: the workers reconnect and finish it.
     let batch_a = runs("ra", 30);
@@ -268,7 +279,7 @@ async fn with_aof_a_killed_redis_loses_no_run() {
     let prefix = app.redis.prefix.clone();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("workers.log");
-    let mut workers = start_workers(&app, &server, dir.path()).await;
+    let mut workers = start_workers(&app, &server, dir.path(), &[]).await;
 
     let batch = runs("raof", 20);
     enqueue(&config.redis, &batch).await;
@@ -285,5 +296,84 @@ async fn with_aof_a_killed_redis_loses_no_run() {
     for worker in &mut workers {
         kill9(worker);
     }
+    assert_one_session_and_message_each(&app.audit().await, &batch);
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to every child.
+fn signal(children: &[Child], signal: &str) {
+    for child in children {
+        let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap();
+        assert!(status.success(), "kill {signal} {}", child.id());
+    }
+}
+
+/// `CLIENT PAUSE 3000 WRITE`, renewed, for `total`: every write (fetches, finishes, the
+/// test's own enqueue) waits, and clients whose reply takes longer than their timeout give up
+/// while Redis still holds their command, to run it when writes resume.
+async fn pause_writes(server: &PrivateRedis, total: Duration) {
+    let mut conn = server.conn().await.unwrap();
+    let started = std::time::Instant::now();
+    while started.elapsed() < total {
+        let () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(3000)
+            .arg("WRITE")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        // Renewed before it lapses, so that writes never resume in between.
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+    }
+    let () = redis::cmd("CLIENT").arg("UNPAUSE").query_async(&mut conn).await.unwrap();
+}
+
+/// A slow failover: writes paused for 15 s, past the workers' 10 s reply timeout, while the
+/// workers fetch 30 runs. The fetches that gave up ran when writes resumed and moved runs to
+/// processing lists nobody read; before reconciliation those runs stayed `running` (or
+/// `queued`) forever (15 of 30 in the issue's trial). Now every run succeeds, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_paused_past_the_reply_timeout_strand_no_run() {
+    let app = spawn_app().await;
+    let server = PrivateRedis::start(false).await;
+    let config = setup_on(&app, &server).await;
+    let prefix = app.redis.prefix.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("workers.log");
+    // A lease longer than the pause, so that no lease is lost and only reconciliation (every
+    // lease / 3) can recover the stranded runs.
+    let settings = [("AGENTCRON__WORKER__LEASE", "30s"), ("AGENTCRON__WORKER__HEARTBEAT", "1s")];
+    let mut workers = start_workers(&app, &server, dir.path(), &settings).await;
+    poll_until("both workers registered", Duration::from_secs(20), || async {
+        let Ok(mut conn) = server.conn().await else { return false };
+        let workers: usize = conn.hlen(Keys::new(&*prefix).workers()).await.unwrap_or(0);
+        workers == 2
+    })
+    .await;
+
+    // The workers are frozen while the runs arrive, so each one's waiting `BLMOVE` takes a
+    // run and the batch fetch that follows finds a full ready list, both under paused writes.
+    let batch = runs("rp", 30);
+    signal(&workers, "-STOP");
+    enqueue(&config.redis, &batch).await;
+    let thaw = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        signal(&workers, "-CONT");
+    };
+    tokio::join!(pause_writes(&server, Duration::from_secs(15)), thaw);
+
+    poll_until("every run succeeded", Duration::from_secs(90), || async {
+        let n = count(&server, &prefix, &batch, Some("succeeded")).await;
+        if n == batch.len() { Ok(()) } else { Err(WithLog(format!("{n} succeeded"), &log)) }
+    })
+    .await;
+    for worker in &mut workers {
+        kill9(worker);
+    }
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logs.contains("Handed back runs this worker held but was not executing"),
+        "the pause stranded runs and reconciliation handed them back"
+    );
+    assert!(!logs.contains("taken over by another worker"), "no worker lost its lease");
     assert_one_session_and_message_each(&app.audit().await, &batch);
 }

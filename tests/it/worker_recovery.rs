@@ -215,3 +215,40 @@ async fn runs_that_outlast_the_grace_go_back_to_the_queue_unharmed() {
     worker.stop().await;
     assert!(next.stats.starts().iter().all(|start| start.attempt == 1 && !start.resumed));
 }
+
+/// A run whose processing-list entry vanished while it ran (an operator's `DEL`, eviction, a
+/// restore) still ends, and its end is recorded: the record names this worker, so nobody took
+/// it over. Before, the result was dropped as "taken over" and the run stayed `running`.
+#[tokio::test]
+async fn a_run_whose_queue_entry_vanished_mid_run_still_ends() {
+    let redis = TestRedis::new().await;
+    let config = config(&redis);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handler = TestHandler::new(plan({
+        let gate = Arc::clone(&gate);
+        move |_| {
+            let gate = Arc::clone(&gate);
+            async move {
+                gate.acquire().await.unwrap().forget();
+                Outcome::Succeeded
+            }
+        }
+    }));
+    let worker = spawn(&config, handler.clone());
+    let ids = enqueue_n(&config, "vanish", 3).await;
+    poll_until("all three running", LIMIT, || async { handler.stats.starts().len() == 3 }).await;
+    let mut conn = redis.conn.clone();
+    let lists: Vec<String> = conn.keys(format!("{}:q:processing:*", redis.prefix)).await.unwrap();
+    assert_eq!(lists.len(), 1, "one worker, one processing list: {lists:?}");
+    let () = conn.del(&lists).await.unwrap();
+    gate.add_permits(3);
+    for run_id in &ids {
+        poll_until(&format!("{run_id} succeeded"), LIMIT, || async {
+            state(&redis, run_id).await == "succeeded"
+        })
+        .await;
+        assert_eq!(record(&redis, run_id).await["attempts"], "1", "{run_id}");
+    }
+    worker.stop().await;
+    assert_eq!(handler.stats.starts().len(), 3, "nothing ran twice");
+}

@@ -1,14 +1,22 @@
--- Records the end of an attempt, if this worker still holds the run.
+-- Records the end of an attempt, unless another worker took the run over meanwhile.
 -- KEYS: 1 q:processing:<worker>, 2 run record, 3 q:ready, 4 q:delayed, 5 q:dead
--- ARGV: 1 run_id, 2 mode, 3 state index prefix, 4 error, 5 error class, 6 delay ms, 7 dead cap
+-- ARGV: 1 run_id, 2 mode, 3 state index prefix, 4 error, 5 error class, 6 delay ms, 7 dead cap,
+--       8 worker id
 -- Modes: succeeded | needs_auth | cancelled (terminal), retry (failed, due later),
 --        dead, defer (queued again later, attempt refunded), release (queued now, refunded).
--- Returns 0 when the run was no longer in this worker's processing list (taken over).
+-- Returns 1 when recorded; 2 when recorded though the run's queue entry was gone (lost to an
+-- operator's DEL, eviction or a restore: nobody else can have started the run, since the
+-- record still names this worker); 3 when an earlier try of this same finish already recorded
+-- it (its reply was lost); 0 when another worker took the run over (nothing written).
 local id = ARGV[1]
-if redis.call('LREM', KEYS[1], 1, id) == 0 then return 0 end
 local rec = KEYS[2]
-local f = redis.call('HMGET', rec, 'state', 'created_at_ms')
-local old, created = f[1], f[2]
+local f = redis.call('HMGET', rec, 'state', 'created_at_ms', 'worker')
+local old, created, holder = f[1], f[2], f[3]
+local held = redis.call('LREM', KEYS[1], 1, id) > 0
+if not held then
+  if holder ~= ARGV[8] then return 0 end
+  if old ~= 'running' then return 3 end
+end
 if not old then return 1 end
 local now = now_ms()
 local mode = ARGV[2]
@@ -40,4 +48,5 @@ elseif mode == 'release' then
 else
   return redis.error_reply('unknown finish mode ' .. mode)
 end
-return 1
+if held then return 1 end
+return 2
