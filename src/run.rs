@@ -138,15 +138,14 @@ pub async fn execute(
     // run (about 1 KB) though nothing reads it again.
     drop(record);
     let lease = ctx.config.worker.lease;
-    let mut held = match user_lease::acquire(&mut conn, &ctx.keys, &run.user, run_id, lease).await?
-    {
+    let held = match user_lease::acquire(&mut conn, &ctx.keys, &run.user, run_id, lease).await? {
         user_lease::Acquired::Held(held) => held,
         user_lease::Acquired::Busy { holder, ttl } => {
             return Err(RunError::Busy { user: run.user, holder, retry_after: ttl });
         }
     };
     let mut progress = Progress { ctx, run: &run, cancel, timeline };
-    let res = pipeline(&mut progress, &mut conn, &mut held).await;
+    let res = pipeline(&mut progress, &mut conn).await;
     let ids = (&run.user, run_id);
     // A fail point stands for a crash, which releases nothing.
     if !matches!(res, Err(RunError::FailPoint(_)))
@@ -170,11 +169,7 @@ pub async fn execute_measured(
     crate::api::wait::measure(Box::pin(execute(ctx, run_id, record, cancel, timeline))).await
 }
 
-async fn pipeline(
-    at: &mut Progress<'_>,
-    conn: &mut ConnectionManager,
-    held: &mut user_lease::Held,
-) -> Result<Finish, RunError> {
+async fn pipeline(at: &mut Progress<'_>, conn: &mut ConnectionManager) -> Result<Finish, RunError> {
     let (ctx, run, cancel) = (at.ctx, at.run, at.cancel);
     // Each phase's future is boxed: rustc lays them out side by side in this function's state
     // rather than overlapping them (24 KB, most of it dead once streaming starts), and a
@@ -200,7 +195,7 @@ async fn pipeline(
     let (opened, facts) = at.enter_with(Phase::Message, facts, sending).await?;
     // Awaited before any event is recorded: events follow the sent mark (see `events`).
     at.enter(Phase::Streaming, facts).await?;
-    let tokens = turn::TokenState { expires_at, vault, lease: held };
+    let tokens = turn::TokenState { expires_at, vault };
     turn::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await?;
     if ctx.config.anthropic.archive_sessions {
         ctx.anthropic.archive_session(session_id.as_str()).await?;

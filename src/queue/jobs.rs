@@ -11,7 +11,7 @@ use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::{LIST_CAP, Owner, PROMOTE_BATCH, Queue, QueueError, Result, script};
-use crate::ids::RunId;
+use crate::ids::{RunId, UserId};
 use crate::outcome::{Disposition, RunState};
 
 /// Runs handed back per list and per reaper call; a processing list is bounded by the worker's
@@ -19,6 +19,8 @@ use crate::outcome::{Disposition, RunState};
 const REAP_ITEMS: usize = 2_000;
 /// Dead workers handled per reaper call.
 const REAP_WORKERS: usize = 16;
+/// Per-user leases renewed per script call: bounds one call's time on Redis.
+const USER_LEASES_PER_CALL: usize = 1_000;
 /// Cancel requests one heartbeat takes at most; more wait for the next one.
 const CANCELS_PER_BEAT: usize = 10_000;
 
@@ -240,6 +242,27 @@ impl Queue {
         let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
         let mut conn = self.connection();
         Ok(conn.lrange(self.keys.processing(&owner.id), 0, stop).await?)
+    }
+
+    /// Renews the per-user lease of each (user, run) in `holders` for `lease`, where that run
+    /// still holds it; [`USER_LEASES_PER_CALL`] per script call. Returns how many were renewed.
+    pub(crate) async fn renew_user_leases(
+        &self,
+        holders: &[(UserId, RunId)],
+        lease: Duration,
+    ) -> Result<usize> {
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+        let mut n_renewed = 0;
+        for chunk in holders.chunks(USER_LEASES_PER_CALL) {
+            let mut invocation = script::RENEW_USER_LEASES.prepare_invoke();
+            invocation.arg(lease_ms);
+            for (user, run_id) in chunk {
+                invocation.key(self.keys.user_lock(user)).arg(run_id);
+            }
+            let n: usize = invocation.invoke_async(&mut self.connection()).await?;
+            n_renewed += n;
+        }
+        Ok(n_renewed)
     }
 
     /// Hands `run_ids` back to the ready list if they are still in `owner`'s processing list,

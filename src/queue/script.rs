@@ -28,6 +28,7 @@ script!(HEARTBEAT, "lua/heartbeat.lua");
 script!(REAP, "lua/reap.lua");
 script!(RELEASE, "lua/release.lua");
 script!(RELEASE_RUNS, "lua/release_runs.lua");
+script!(RENEW_USER_LEASES, "lua/renew_user_leases.lua");
 script!(INTAKE_TAKE, "lua/intake_take.lua");
 script!(INTAKE_REJECT, "lua/intake_reject.lua");
 script!(REQUEUE, "lua/requeue.lua");

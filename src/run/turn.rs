@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::message::EventStream;
 use super::vault::VaultIds;
-use super::{Context, Run, RunError, token, user_lease, vault};
+use super::{Context, Run, RunError, token, vault};
 use crate::api::anthropic::{EventKind, OutgoingEvent, SessionEvent, StopReason};
 use crate::api::wait;
 use crate::backoff::RetryPolicy;
@@ -18,15 +18,14 @@ use crate::config::ActionPolicy;
 use crate::outcome::ErrorClass;
 use crate::records::transcript::Transcript;
 
-/// What the stream keeps fresh: the token in the user's vault, and the user's lease.
+/// What the stream keeps fresh: the token in the user's vault. (The user's lease is kept by
+/// the worker's heartbeat for every run it holds, whatever the run is waiting on.)
 #[derive(Debug)]
-pub struct TokenState<'a> {
+pub struct TokenState {
     /// When the token expires.
     pub expires_at: Option<DateTime<Utc>>,
     /// Where it is stored.
     pub vault: VaultIds,
-    /// The user's lease.
-    pub(crate) lease: &'a mut user_lease::Held,
 }
 
 /// Follows the session until the turn ends.
@@ -43,7 +42,7 @@ pub async fn follow(
     run: &Run,
     session_id: &SessionId,
     opened: Option<EventStream>,
-    mut tokens: TokenState<'_>,
+    mut tokens: TokenState,
     cancel: &CancellationToken,
 ) -> Result<(), RunError> {
     let started = Utc::now();
@@ -76,7 +75,7 @@ async fn pump(
     run: &Run,
     session_id: &SessionId,
     opened: Option<EventStream>,
-    tokens: &mut TokenState<'_>,
+    tokens: &mut TokenState,
     transcript: &mut Transcript,
     cancel: &CancellationToken,
 ) -> Result<(), RunError> {
@@ -92,15 +91,13 @@ async fn pump(
     // immediate tick would have nothing to do.
     let period = ctx.config.worker.heartbeat;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    // The phases before the stream can take long on a busy worker: renew now if it is due.
-    Box::pin(renew_lease_if_due(ctx, conn, run, tokens)).await?;
     let mut n_reconnects = 0_u32;
     loop {
         // Each arm is cancel-safe: `cancelled`, `tick` and `StreamExt::next` lose nothing when
         // another arm wins, so no event is dropped between iterations.
         tokio::select! {
             () = cancel.cancelled() => return Err(RunError::Cancelled),
-            _ = tick.tick() => Box::pin(keep_fresh(ctx, conn, run, tokens)).await?,
+            _ = tick.tick() => Box::pin(keep_fresh(ctx, run, tokens)).await?,
             item = wait::waiting(stream.next()) => match item {
                 Some(Ok(event)) => {
                     n_reconnects = 0;
@@ -222,16 +219,10 @@ async fn answer(
     Ok(())
 }
 
-/// At each heartbeat: renews the user's lease when a third of it has passed, and replaces the
-/// token before it expires. (An operator's cancel request arrives on `cancel`, through the
-/// worker's own heartbeat: one Redis command per worker, not one per streaming run.)
-async fn keep_fresh(
-    ctx: &Context,
-    conn: &mut ConnectionManager,
-    run: &Run,
-    tokens: &mut TokenState<'_>,
-) -> Result<(), RunError> {
-    renew_lease_if_due(ctx, conn, run, tokens).await?;
+/// At each heartbeat: replaces the token before it expires. (An operator's cancel request
+/// arrives on `cancel`, and the user's lease is renewed, through the worker's own heartbeat:
+/// one Redis call per worker, not one per streaming run.)
+async fn keep_fresh(ctx: &Context, run: &Run, tokens: &mut TokenState) -> Result<(), RunError> {
     let margin = chrono::TimeDelta::from_std(ctx.config.scalekit.token_refresh_margin)
         .unwrap_or(chrono::TimeDelta::zero());
     if tokens.expires_at.is_some_and(|at| at - margin <= Utc::now()) {
@@ -239,28 +230,6 @@ async fn keep_fresh(
         vault::update(ctx, &tokens.vault, &fresh.token).await?;
         tracing::info!(message = "Token refreshed mid-session.", user = %run.user);
         tokens.expires_at = fresh.expires_at;
-    }
-    Ok(())
-}
-
-/// Renews the user's lease once a third of it has passed since it was last taken or renewed:
-/// three chances before it expires, without a renewal at every heartbeat of every streaming
-/// run.
-async fn renew_lease_if_due(
-    ctx: &Context,
-    conn: &mut ConnectionManager,
-    run: &Run,
-    tokens: &mut TokenState<'_>,
-) -> Result<(), RunError> {
-    let lease = ctx.config.worker.lease;
-    if tokens.lease.age() < lease / 3 {
-        return Ok(());
-    }
-    let was_lost = tokens.lease.lost;
-    user_lease::renew(conn, &ctx.keys, (&run.user, &run.id), lease, tokens.lease).await?;
-    // Logged once per run, not at every tick: a starved worker would otherwise flood the log.
-    if tokens.lease.lost && !was_lost {
-        tracing::warn!(message = "The user's lease was lost; continuing the session already started.", user = %run.user);
     }
     Ok(())
 }

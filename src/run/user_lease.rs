@@ -1,10 +1,12 @@
 //! The per-user lease: at most one run per user executes at a time, whichever worker holds it.
 //!
-//! `SET <prefix>:lock:user:<u> <run_id> NX PX <lease>`. Renewal and release are conditional on
-//! the holder, so a run whose lease expired can never extend or delete a newer holder's: while
-//! less than half the lease has passed since the run last set it, the key cannot have expired,
-//! so it is still the run's and a plain `PEXPIRE` or `DEL` does (one command); later, a Lua
-//! script compares the holder first (three). The run id is the fencing token: the queue
+//! `SET <prefix>:lock:user:<u> <run_id> NX PX <lease>`. The worker's heartbeat renews the
+//! lease of every run it holds (`Queue::renew_user_leases`), so a run keeps it however long a
+//! remote call blocks, and loses it only when its worker is gone. Renewal and release are
+//! conditional on the holder, so a run whose lease expired can never extend or delete a newer
+//! holder's: while less than half the lease has passed since the run took it, the key cannot
+//! have expired, so a plain `DEL` releases it (one command); later, a Lua script compares the
+//! holder first. The run id is the fencing token: the queue
 //! delivers each run to one worker at a time, so the same run id re-entering after a crash is
 //! the same logical holder and may take over.
 
@@ -21,20 +23,13 @@ pub(crate) struct Held {
     /// When the run last set the lease, read before the command was sent: Redis's expiry is
     /// never earlier than this plus the lease.
     since: Instant,
-    /// Whether the last renewal found it gone.
-    pub(crate) lost: bool,
 }
 
 impl Held {
-    /// Whether the key is certainly still this run's: it has not been lost, and less than half
-    /// the lease has passed, which leaves a plain command the other half to reach Redis.
+    /// Whether the key is certainly still this run's: less than half the lease has passed
+    /// since the run took it, which leaves a plain command the other half to reach Redis.
     fn surely_ours(&self, lease: Duration) -> bool {
-        !self.lost && self.since.elapsed() < lease / 2
-    }
-
-    /// Time since the run last set the lease.
-    pub(crate) fn age(&self) -> Duration {
-        self.since.elapsed()
+        self.since.elapsed() < lease / 2
     }
 }
 
@@ -62,10 +57,6 @@ if holder == ARGV[1] then
 end
 return {0, holder or '', redis.call('PTTL', KEYS[1])}";
 
-const RENEW: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0";
-
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0";
@@ -82,7 +73,7 @@ pub(crate) async fn acquire(
     run_id: &RunId,
     lease: Duration,
 ) -> redis::RedisResult<Acquired> {
-    let held = Held { since: Instant::now(), lost: false };
+    let held = Held { since: Instant::now() };
     // The common case, a free lease, in one plain command; the script (re-entry by the same
     // run, or who holds it and for how long) only when that fails.
     let taken: Option<String> = redis::cmd("SET")
@@ -123,25 +114,6 @@ fn parse_reply(reply: &[redis::Value]) -> (i64, String, Option<i64>) {
     (int(reply.first()).unwrap_or(0), holder, int(reply.get(2)))
 }
 
-/// Extends the lease if `run_id` still holds it; notes in `held` whether it did.
-pub(crate) async fn renew(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    (user, run_id): (&UserId, &RunId),
-    lease: Duration,
-    held: &mut Held,
-) -> redis::RedisResult<()> {
-    let since = Instant::now();
-    let key = keys.user_lock(user);
-    let renewed: i64 = if held.surely_ours(lease) {
-        redis::cmd("PEXPIRE").arg(key).arg(millis(lease)).query_async(conn).await?
-    } else {
-        redis::Script::new(RENEW).key(key).arg(run_id).arg(millis(lease)).invoke_async(conn).await?
-    };
-    *held = Held { since, lost: renewed != 1 };
-    Ok(())
-}
-
 /// Releases the lease if `run_id` holds it.
 pub(crate) async fn release(
     conn: &mut ConnectionManager,
@@ -167,9 +139,8 @@ mod tests {
     fn a_plain_command_only_while_the_key_cannot_have_expired() {
         let lease = Duration::from_secs(30);
         let ago = |secs| Instant::now().checked_sub(Duration::from_secs(secs)).unwrap();
-        assert!(Held { since: ago(0), lost: false }.surely_ours(lease));
-        assert!(Held { since: ago(14), lost: false }.surely_ours(lease));
-        assert!(!Held { since: ago(16), lost: false }.surely_ours(lease), "half the lease passed");
-        assert!(!Held { since: ago(0), lost: true }.surely_ours(lease), "found gone before");
+        assert!(Held { since: ago(0) }.surely_ours(lease));
+        assert!(Held { since: ago(14) }.surely_ours(lease));
+        assert!(!Held { since: ago(16) }.surely_ours(lease), "half the lease passed");
     }
 }

@@ -1,13 +1,13 @@
 //! The worker's periodic duties besides running runs: connect and register, heartbeat (which
-//! also notices a lost lease and takes operators' cancel requests), reap the runs of dead
-//! workers, promote due retries, and release everything at shutdown. Each loop retries Redis
-//! with backoff and never ends the worker.
+//! also notices a lost lease, takes operators' cancel requests and renews the per-user leases
+//! of the runs in flight), reap the runs of dead workers, promote due retries, and release
+//! everything at shutdown. Each loop retries Redis with backoff and never ends the worker.
 //!
 //! This module must not execute runs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -48,7 +48,8 @@ pub(super) struct Beat {
     concurrency: usize,
     started_at_ms: i64,
     in_flight: Arc<AtomicUsize>,
-    /// Where the cancel requests the heartbeat takes are delivered.
+    /// Where the cancel requests the heartbeat takes are delivered, and whose per-user leases
+    /// it renews.
     runs: InFlight,
 }
 
@@ -140,6 +141,7 @@ async fn heartbeat(queue: Queue, lease: Arc<Lease>, beat: Beat, stop: Cancellati
     // Requests for runs not (yet) in flight here: a request taken between a run's start and its
     // handler's registration is tried once more at the next beat, then forgotten.
     let mut unmatched = Vec::new();
+    let mut users_renewed = Instant::now();
     while sleep_or_stop(beat.every, &stop).await {
         let owner = lease.current();
         match queue.heartbeat(&owner, beat.lease, &beat.info(), register).await {
@@ -148,6 +150,11 @@ async fn heartbeat(queue: Queue, lease: Arc<Lease>, beat: Beat, stop: Cancellati
                 register = false;
                 beat.runs.cancel(std::mem::take(&mut unmatched));
                 unmatched = beat.runs.cancel(cancels);
+                if users_renewed.elapsed() >= beat.lease / 3
+                    && renew_user_leases(&queue, &beat).await
+                {
+                    users_renewed = Instant::now();
+                }
             }
             Ok(None) => {
                 queue.health().ok();
@@ -162,6 +169,23 @@ async fn heartbeat(queue: Queue, lease: Arc<Lease>, beat: Beat, stop: Cancellati
             Err(error) => queue.health().failed("heartbeat", &error),
         }
         metrics::jobs_in_flight(beat.in_flight.load(Ordering::Relaxed));
+    }
+}
+
+/// Renews the per-user lease of every run in flight here, whatever each run is waiting on (a
+/// remote call that blocks longer than the lease must not let another run of the same user
+/// start). Returns whether Redis answered.
+async fn renew_user_leases(queue: &Queue, beat: &Beat) -> bool {
+    let holders = beat.runs.holders();
+    if holders.is_empty() {
+        return true;
+    }
+    match queue.renew_user_leases(&holders, beat.lease).await {
+        Ok(_) => true,
+        Err(error) => {
+            queue.health().failed("renew_user_leases", &error);
+            false
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use super::cancels::InFlight;
 use super::{Handler, JobContext};
 use crate::backoff::RetryPolicy;
 use crate::config::Config;
+use crate::ids::UserId;
 use crate::outcome::{Attempt, Disposition, ErrorClass, Outcome, RunState, decide};
 use crate::queue::{Backoff, Finished, Job, Queue};
 use crate::telemetry::metrics;
@@ -255,7 +256,10 @@ where
         let record = task.args.record.take();
         let job = task.args.clone();
         task.args.record = record;
-        let registered = self.finisher.runs.enter(&job.run_id, job.cancel.clone());
+        // The start script read the record; its `user` was validated at enqueue.
+        let user = task.args.record.as_ref().and_then(|record| record.get("user"));
+        let user = user.map(|user| UserId::trusted(user.as_str()));
+        let registered = self.finisher.runs.enter(&job.run_id, user, job.cancel.clone());
         let running = self.inner.call(task);
         let finisher = Arc::clone(&self.finisher);
         Box::pin(async move {

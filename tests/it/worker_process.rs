@@ -88,3 +88,41 @@ async fn sigterm_drains_in_flight_runs() {
         );
     }
 }
+
+/// A remote call that blocks longer than the lease (session creation held 6 s, three times the
+/// 2 s lease) keeps the user's lease: the worker's heartbeat renews it for every run it holds,
+/// so a second run of the same user waits for the first instead of starting beside it. Before,
+/// the lease was renewed only between stream events and lapsed during the call.
+#[tokio::test]
+async fn a_call_blocked_past_the_lease_keeps_the_users_lease() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = child_env(&app, dir.path());
+    app.sim_client
+        .add_fault(
+            json!({"method": "POST", "path": "/v1/sessions", "latency_ms": 6000, "count": 1}),
+        )
+        .await;
+    enqueue(&app, &[("r-stall-a", "stall@example.com")]).await;
+    let log = dir.path().join("w.log");
+    let mut worker = spawn_worker(&env, &log);
+    wait_for(&app, "r-stall-a", &log, |(_, phase)| phase.as_deref() == Some("session")).await;
+    enqueue(&app, &[("r-stall-b", "stall@example.com")]).await;
+    for run_id in ["r-stall-a", "r-stall-b"] {
+        wait_for(&app, run_id, &log, |(state, _)| state.as_deref() == Some("succeeded")).await;
+    }
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+
+    let (a, b) = (app.record("r-stall-a").await, app.record("r-stall-b").await);
+    let at = |record: &agentcron::records::Fields, field: &str| -> i64 {
+        record.get(field).unwrap_or_else(|| panic!("no {field}")).parse().unwrap()
+    };
+    let (a_streaming, b_checking) = (at(&a, "streaming_at_ms"), at(&b, "checking_at_ms"));
+    assert!(
+        b_checking >= a_streaming,
+        "the second run began ({b_checking}) while the first held the user ({a_streaming})"
+    );
+    assert_eq!(b.get("attempts"), Some("1"), "waiting for the user cost no attempt");
+    assert_eq!(app.audit().await["violations"], json!([]));
+}
