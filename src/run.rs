@@ -132,6 +132,7 @@ pub async fn execute(
     let run = Run::from_record(run_id, &record)?;
     timeline.schedule.clone_from(&run.schedule);
     if record.get("cancel_requested_at_ms").is_some() {
+        session::stop_if_cancelled(ctx, &mut conn, run_id).await?;
         return Err(RunError::Cancelled);
     }
     // Locals live to the end of their scope, and this one would be held by every streaming
@@ -145,7 +146,13 @@ pub async fn execute(
         }
     };
     let mut progress = Progress { ctx, run: &run, cancel, timeline };
-    let res = pipeline(&mut progress, &mut conn).await;
+    let mut res = pipeline(&mut progress, &mut conn).await;
+    // Before the user's lease goes: the next run of the user must not meet a working agent.
+    if matches!(res, Err(RunError::Cancelled))
+        && let Err(error) = session::stop_if_cancelled(ctx, &mut conn, run_id).await
+    {
+        res = Err(error);
+    }
     let ids = (&run.user, run_id);
     // A fail point stands for a crash, which releases nothing.
     if !matches!(res, Err(RunError::FailPoint(_)))

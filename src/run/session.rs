@@ -2,12 +2,14 @@
 //! the run id and user in title and metadata; the id is persisted with the next phase marker,
 //! before anything else happens. If an earlier attempt asked for a session and died before
 //! persisting its id, the session is found again by its `run_id` metadata instead of creating
-//! a second one.
+//! a second one. An operator's cancel reaches the session too: [`stop_if_cancelled`]
+//! interrupts its turn and archives it.
 
+use redis::aio::ConnectionManager;
 use serde_json::json;
 
 use super::{Context, Facts, FailPoint, Run, RunError, hook};
-use crate::api::anthropic::{Session, SessionCreate};
+use crate::api::anthropic::{OutgoingEvent, Session, SessionCreate};
 use crate::ids::{RunId, SessionId, VaultId};
 use crate::records::now_ms;
 
@@ -22,6 +24,35 @@ pub fn request_mark(run: &Run) -> Facts {
         return Facts::new();
     }
     vec![("session_requested_at_ms", now_ms().to_string())]
+}
+
+/// When an operator asked to cancel the run and it has a session, stops the agent working on
+/// the user's mailbox: interrupts the turn (`user.interrupt`), then archives the session. A
+/// session already archived (by an earlier attempt) is left alone.
+///
+/// # Errors
+/// [`RunError`] when Redis or Anthropic fails; the attempt is then retried, and the next one
+/// stops the agent before it does anything else.
+pub async fn stop_if_cancelled(
+    ctx: &Context,
+    conn: &mut ConnectionManager,
+    run_id: &RunId,
+) -> Result<(), RunError> {
+    let (requested, session_id): (Option<String>, Option<SessionId>) = redis::cmd("HMGET")
+        .arg(ctx.keys.run(run_id))
+        .arg("cancel_requested_at_ms")
+        .arg("session_id")
+        .query_async(conn)
+        .await?;
+    let (Some(_), Some(session_id)) = (requested, session_id) else { return Ok(()) };
+    let session = ctx.anthropic.get_session(session_id.as_str()).await?;
+    if session.archived_at.is_some() {
+        return Ok(());
+    }
+    ctx.anthropic.send_events(session_id.as_str(), &[OutgoingEvent::Interrupt]).await?;
+    ctx.anthropic.archive_session(session_id.as_str()).await?;
+    tracing::info!(message = "Cancelled: the session was interrupted and archived.", run_id = %run_id, session_id = %session_id);
+    Ok(())
 }
 
 /// The run's session id, creating the session when the run has none, and the facts to persist

@@ -237,6 +237,23 @@ async fn cancelling_a_running_run_stops_it_at_the_next_heartbeat() {
     .await
     .unwrap();
     assert!(lines.len() < 10, "the turn went on after the cancel: {} events", lines.len());
+    // The cancel reached the agent: its turn was interrupted and the session archived.
+    let sessions = app.sessions_of("r-stop").await;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["archived"], true, "{sessions:?}");
+    let session_id = sessions[0]["id"].as_str().unwrap();
+    let (status, events) = app
+        .sim_client
+        .anthropic(
+            reqwest::Method::GET,
+            &format!("/v1/sessions/{session_id}/events?limit=1000"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{events}");
+    let kinds: Vec<&str> =
+        events["data"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(kinds.contains(&"user.interrupt"), "no interrupt in the session: {kinds:?}");
     let mut conn = app.conn.clone();
     let pending: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}:q:cancel:*", app.redis.prefix))

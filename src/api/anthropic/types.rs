@@ -233,6 +233,9 @@ pub enum OutgoingEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         deny_message: Option<String>,
     },
+    /// Stops the agent's turn: it goes idle without finishing.
+    #[serde(rename = "user.interrupt")]
+    Interrupt,
 }
 
 impl OutgoingEvent {
