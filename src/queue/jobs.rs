@@ -136,6 +136,7 @@ impl Queue {
             .key(keys.ready())
             .key(keys.delayed())
             .key(keys.dead())
+            .key(keys.leases())
             .arg(&job.run_id)
             .arg(disposition.as_str())
             .arg(keys.runs_by_state_prefix())

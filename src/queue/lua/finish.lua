@@ -1,24 +1,29 @@
 -- Records the end of an attempt, unless another worker took the run over meanwhile.
--- KEYS: 1 q:processing:<worker>, 2 run record, 3 q:ready, 4 q:delayed, 5 q:dead
+-- KEYS: 1 q:processing:<worker>, 2 run record, 3 q:ready, 4 q:delayed, 5 q:dead, 6 q:leases
 -- ARGV: 1 run_id, 2 mode, 3 state index prefix, 4 error, 5 error class, 6 delay ms, 7 dead cap,
 --       8 worker id
 -- Modes: succeeded | needs_auth | cancelled (terminal), retry (failed, due later),
 --        dead, defer (queued again later, attempt refunded), release (queued now, refunded).
 -- Returns 1 when recorded; 2 when recorded though the run's queue entry was gone (lost to an
 -- operator's DEL, eviction or a restore: nobody else can have started the run, since the
--- record still names this worker); 3 when an earlier try of this same finish already recorded
--- it (its reply was lost); 0 when another worker took the run over (nothing written).
+-- record still names this worker and its lease was never reaped); 3 when an earlier try of
+-- this same finish already recorded it (its reply was lost); 0 when the run was taken over
+-- (this worker's lease was reaped, or another worker started it): nothing written.
 local id = ARGV[1]
 local rec = KEYS[2]
 local f = redis.call('HMGET', rec, 'state', 'created_at_ms', 'worker')
 local old, created, holder = f[1], f[2], f[3]
 local held = redis.call('LREM', KEYS[1], 1, id) > 0
+local now = now_ms()
 if not held then
   if holder ~= ARGV[8] then return 0 end
+  -- The reaper leaves the record as it was but zeroes (then removes) the lease: a lease that
+  -- is not live means the run went back to the queue, whatever the record still says.
+  local lease = redis.call('ZSCORE', KEYS[6], ARGV[8])
+  if not lease or tonumber(lease) <= now then return 0 end
   if old ~= 'running' then return 3 end
 end
 if not old then return 1 end
-local now = now_ms()
 local mode = ARGV[2]
 if mode == 'succeeded' or mode == 'needs_auth' or mode == 'cancelled' then
   redis.call('HSET', rec, 'state', mode, 'ended_at_ms', int(now))
