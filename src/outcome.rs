@@ -9,6 +9,7 @@
 //! Cancelled                the worker is stopping    Release       queued      no
 //! Failed(retryable class)  the worker is stopping    Release       queued      no
 //! Defer (user busy)                                  Defer         queued      no
+//! Superseded (fenced off)                            Release       queued      no
 //! Failed(retryable class)  attempts left             Retry         failed      yes
 //! Failed(retryable class)  last attempt              Dead          dead        yes
 //! Failed(permanent, auth)                            Dead          dead        yes
@@ -138,6 +139,10 @@ pub enum Outcome {
         /// When to try again.
         after: Duration,
     },
+    /// A later attempt of the run started while this one was stalled (its worker frozen past
+    /// its lease): this one stopped without acting. Its worker no longer holds the run, so the
+    /// queue normally writes nothing; were the entry still held, the run goes back unharmed.
+    Superseded,
     /// The attempt failed; its class decides between another attempt and `dead`.
     Failed {
         /// The error, for `last_error` (already redacted).
@@ -164,7 +169,7 @@ impl Outcome {
             Self::Cancelled => Some("cancelled"),
             Self::Failed { class, .. } if class.is_retryable() => Some("retry"),
             Self::Failed { .. } => Some("fatal"),
-            Self::Defer { .. } => None,
+            Self::Defer { .. } | Self::Superseded => None,
         }
     }
 }
@@ -254,6 +259,7 @@ pub fn decide(outcome: Outcome, attempt: Attempt, policy: &RetryPolicy) -> Dispo
         Outcome::Succeeded => Disposition::Succeeded,
         Outcome::NeedsAuth => Disposition::NeedsAuth,
         Outcome::Defer { after } => Disposition::Defer { after },
+        Outcome::Superseded => Disposition::Release,
         Outcome::Cancelled if attempt.stopped => Disposition::Release,
         Outcome::Failed { class, .. } if attempt.stopped && retryable(class) => {
             Disposition::Release
@@ -322,6 +328,7 @@ mod tests {
         check(Outcome::Cancelled, 1, false, &D::Cancelled, S::Cancelled);
         check(Outcome::Cancelled, 1, true, &D::Release, S::Queued);
         check(Outcome::Defer { after: secs(5) }, 3, false, &D::Defer { after: secs(5) }, S::Queued);
+        check(Outcome::Superseded, 2, false, &D::Release, S::Queued);
         for class in [C::Transient, C::Timeout, C::Panic] {
             check(failed(class, None), 1, true, &D::Release, S::Queued);
             check(failed(class, None), 1, false, &retry(class, 1), S::Failed);

@@ -132,7 +132,8 @@ pub async fn load_run(
     Ok((!fields.is_empty()).then_some(Fields(fields)))
 }
 
-/// Sets fields of a run record.
+/// Sets fields of a run record; with `fence`, only while the record's `fence` is that value
+/// (returns false, writing nothing, when a later attempt of the run started since).
 ///
 /// # Errors
 /// [`RecordsError`] when Redis fails.
@@ -140,11 +141,25 @@ pub async fn set_run(
     conn: &mut ConnectionManager,
     keys: &Keys,
     run_id: &RunId,
+    fence: Option<u64>,
     fields: &[(&str, String)],
-) -> Result<(), RecordsError> {
-    redis::cmd("HSET").arg(keys.run(run_id)).arg(fields).query_async::<()>(conn).await?;
-    Ok(())
+) -> Result<bool, RecordsError> {
+    let Some(fence) = fence else {
+        redis::cmd("HSET").arg(keys.run(run_id)).arg(fields).query_async::<()>(conn).await?;
+        return Ok(true);
+    };
+    let written: i64 =
+        SET_FENCED.key(keys.run(run_id)).arg(fence).arg(fields).invoke_async(conn).await?;
+    Ok(written == 1)
 }
+
+/// `HSET` of ARGV[2..] into the record KEYS[1] only while its `fence` is ARGV[1].
+static SET_FENCED: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return 0 end \
+         redis.call('HSET', KEYS[1], unpack(ARGV, 2)) return 1",
+    )
+});
 
 /// The user's vault map.
 ///

@@ -19,6 +19,7 @@
 
 mod context;
 mod ending;
+mod fence;
 mod progress;
 
 pub mod connections;
@@ -84,10 +85,12 @@ pub struct Run {
     pub message_sent: bool,
     /// Whether an earlier attempt asked for a session whose id may have been lost.
     pub session_requested_at_ms: Option<i64>,
+    /// This attempt's fence (`None` when executed outside a worker, as tests do).
+    pub fence: Option<u64>,
 }
 
 impl Run {
-    fn from_record(id: &RunId, record: &Fields) -> Result<Self, RunError> {
+    fn from_record(id: &RunId, record: &Fields, fence: Option<u64>) -> Result<Self, RunError> {
         let user = record.get("user").ok_or_else(|| RunError::NotFound(id.clone()))?;
         Ok(Self {
             id: id.clone(),
@@ -99,6 +102,7 @@ impl Run {
             session_requested_at_ms: record
                 .get("session_requested_at_ms")
                 .and_then(|v| v.parse().ok()),
+            fence,
         })
     }
 }
@@ -120,6 +124,7 @@ pub async fn execute(
     ctx: &Context,
     run_id: &RunId,
     record: Option<Fields>,
+    fence: Option<u64>,
     cancel: &CancellationToken,
     timeline: &mut Timeline,
 ) -> Result<Finish, RunError> {
@@ -129,7 +134,7 @@ pub async fn execute(
         None => records::load_run(&mut conn, &ctx.keys, run_id).await?,
     };
     let record = record.ok_or_else(|| RunError::NotFound(run_id.clone()))?;
-    let run = Run::from_record(run_id, &record)?;
+    let run = Run::from_record(run_id, &record, fence)?;
     timeline.schedule.clone_from(&run.schedule);
     if record.get("cancel_requested_at_ms").is_some() {
         session::stop_if_cancelled(ctx, &mut conn, run_id).await?;
@@ -169,11 +174,12 @@ pub async fn execute_measured(
     ctx: &Context,
     run_id: &RunId,
     record: Option<Fields>,
+    fence: Option<u64>,
     cancel: &CancellationToken,
     timeline: &mut Timeline,
 ) -> (Result<Finish, RunError>, std::time::Duration) {
     // Boxed: see `api::wait::measure`.
-    crate::api::wait::measure(Box::pin(execute(ctx, run_id, record, cancel, timeline))).await
+    crate::api::wait::measure(Box::pin(execute(ctx, run_id, record, fence, cancel, timeline))).await
 }
 
 async fn pipeline(at: &mut Progress<'_>, conn: &mut ConnectionManager) -> Result<Finish, RunError> {
@@ -189,7 +195,7 @@ async fn pipeline(at: &mut Progress<'_>, conn: &mut ConnectionManager) -> Result
     }
     let minting = Box::pin(token::mint(ctx, &run.user));
     let token = at.enter_with(Phase::Minting, Facts::new(), minting).await?;
-    let refreshing = Box::pin(vault::refresh(ctx, conn, &run.user, &token.token));
+    let refreshing = Box::pin(vault::refresh(ctx, conn, run, &token.token));
     let vault = at.enter_with(Phase::Vault, Facts::new(), refreshing).await?;
     // Only its expiry is needed from here on; the token itself would be held for the stream.
     let expires_at = token.expires_at;
@@ -205,6 +211,7 @@ async fn pipeline(at: &mut Progress<'_>, conn: &mut ConnectionManager) -> Result
     let tokens = turn::TokenState { expires_at, vault };
     turn::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await?;
     if ctx.config.anthropic.archive_sessions {
+        fence::check(ctx, run).await?;
         ctx.anthropic.archive_session(session_id.as_str()).await?;
     }
     Ok(Finish::Succeeded { session_id })

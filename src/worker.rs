@@ -68,6 +68,9 @@ pub struct JobContext {
     pub run_id: RunId,
     /// This attempt, 1-based. Attempts killed with their worker count; shutdown refunds them.
     pub attempt: u32,
+    /// The attempt's fence: every side effect checks that the run's record still carries it,
+    /// so an attempt taken over while its worker was frozen stops without acting.
+    pub fence: u64,
     /// `[worker] max_attempts`.
     pub max_attempts: u32,
     /// The worker id holding the run (as in `<p>:workers` and the record's `worker`).

@@ -31,6 +31,8 @@ pub(crate) struct Job {
     pub(crate) run_id: RunId,
     /// This attempt, 1-based: attempts started so far, this one included.
     pub(crate) attempt: u32,
+    /// The record's `fence` as this attempt's start set it: higher for every later start.
+    pub(crate) fence: u64,
     /// The state before this attempt; `Running` means the run was taken over from a worker
     /// that died, and resumes from its persisted phase.
     pub(crate) previous: Option<RunState>,
@@ -289,14 +291,15 @@ fn parse_started(value: redis::Value, owner: &Owner) -> Result<Fetched> {
         return Ok(Fetched::Lost);
     }
     // The run ids were validated when enqueued.
-    type Started = (RunId, u32, String, std::collections::HashMap<String, String>);
+    type Started = (RunId, u32, String, std::collections::HashMap<String, String>, u64);
     let started: Vec<Started> =
         redis::from_redis_value(value).map_err(|e| QueueError::Protocol(e.to_string()))?;
     let jobs = started
         .into_iter()
-        .map(|(run_id, attempt, previous, record)| Job {
+        .map(|(run_id, attempt, previous, record, fence)| Job {
             run_id,
             attempt,
+            fence,
             previous: RunState::parse(&previous),
             owner: owner.clone(),
             cancel: owner.token.child_token(),

@@ -48,6 +48,13 @@ pub enum RunError {
         /// `terminated`, `retries_exhausted`, `budget_reached`, …
         reason: String,
     },
+    /// Another attempt of the run started while this one was stalled (its worker frozen past
+    /// its lease); this one stopped before its next side effect.
+    #[error("run {run_id} was taken over by a later attempt")]
+    Fenced {
+        /// The run.
+        run_id: RunId,
+    },
     /// Shutdown or timeout stopped the run at a safe point; it is resumable.
     #[error("cancelled at a safe point")]
     Cancelled,
@@ -67,9 +74,11 @@ impl RunError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Api(error) => error.class(),
-            Self::Records(_) | Self::Busy { .. } | Self::Cancelled | Self::FailPoint(_) => {
-                ErrorClass::Transient
-            }
+            Self::Records(_)
+            | Self::Busy { .. }
+            | Self::Cancelled
+            | Self::Fenced { .. }
+            | Self::FailPoint(_) => ErrorClass::Transient,
             Self::Setup(SetupError::Redis(_)) | Self::RateLimit(RateLimitError::Redis(_)) => {
                 ErrorClass::Transient
             }

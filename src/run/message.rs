@@ -11,7 +11,7 @@ use std::pin::Pin;
 use chrono::Utc;
 use futures::Stream;
 
-use super::{Context, Facts, FailPoint, Run, RunError, hook};
+use super::{Context, Facts, FailPoint, Run, RunError, fence, hook};
 use crate::api::ApiError;
 use crate::api::anthropic::{EventKind, OutgoingEvent, SessionEvent};
 use crate::backoff::RetryPolicy;
@@ -43,6 +43,9 @@ pub async fn ensure_sent(
         return Ok((None, sent_mark()));
     }
     let stream = ctx.anthropic.stream_events(session_id.as_str()).await?;
+    // Opening the stream can take long; the worker may have been frozen meanwhile and another
+    // attempt taken over and sent the message.
+    fence::check(ctx, run).await?;
     send_once(ctx, session_id, &render(ctx, run)).await?;
     hook(ctx, FailPoint::MessageSent)?;
     Ok((Some(Box::pin(stream)), sent_mark()))

@@ -5,7 +5,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Context, Facts, FailPoint, Run, RunError, Timeline, hook};
+use super::{Context, Facts, FailPoint, Run, RunError, Timeline, fence, hook};
 use crate::records::{self, Phase, now_ms};
 
 /// One attempt's way through the phases: where it persists them and what it notes.
@@ -43,8 +43,10 @@ impl Progress<'_> {
             hook(self.ctx, FailPoint::Before(phase)).err()
         };
         if let Some(stop) = stop {
-            if !facts.is_empty() {
-                records::set_run(&mut writer, keys, run_id, &facts).await?;
+            if !facts.is_empty()
+                && !records::set_run(&mut writer, keys, run_id, self.run.fence, &facts).await?
+            {
+                return Err(fence::fenced(self.run, None));
             }
             return Err(stop);
         }
@@ -52,9 +54,12 @@ impl Progress<'_> {
         facts.push((phase.at_field(), now_ms().to_string()));
         self.timeline.entered.push((phase, std::time::Instant::now()));
         tracing::debug!(message = "Phase entered.", stage = phase.as_str());
+        let fence = self.run.fence;
         let (written, done) =
-            tokio::join!(records::set_run(&mut writer, keys, run_id, &facts), work);
-        written?;
+            tokio::join!(records::set_run(&mut writer, keys, run_id, fence, &facts), work);
+        if !written? {
+            return Err(fence::fenced(self.run, None));
+        }
         done
     }
 }

@@ -8,7 +8,7 @@
 use redis::aio::ConnectionManager;
 use serde_json::json;
 
-use super::{Context, Facts, FailPoint, Run, RunError, hook};
+use super::{Context, Facts, FailPoint, Run, RunError, fence, hook};
 use crate::api::anthropic::{OutgoingEvent, Session, SessionCreate};
 use crate::ids::{RunId, SessionId, VaultId};
 use crate::records::now_ms;
@@ -74,6 +74,7 @@ pub async fn ensure(
         tracing::info!(message = "Found the session an earlier attempt created.", session_id = %found.id);
         return Ok(learnt(SessionId::from(found.id)));
     }
+    fence::check(ctx, run).await?;
     let session = ctx.anthropic.create_session(&request(ctx, run, vault_id)).await?;
     hook(ctx, FailPoint::SessionCreated)?;
     Ok(learnt(SessionId::from(session.id)))

@@ -7,7 +7,7 @@ use redis::aio::ConnectionManager;
 use secrecy::SecretString;
 use serde_json::json;
 
-use super::{Context, RunError};
+use super::{Context, Run, RunError, fence};
 use crate::ids::{CredentialId, UserId, VaultId};
 use crate::records;
 
@@ -27,9 +27,10 @@ pub struct VaultIds {
 pub async fn refresh(
     ctx: &Context,
     conn: &mut ConnectionManager,
-    user: &UserId,
+    run: &Run,
     token: &SecretString,
 ) -> Result<VaultIds, RunError> {
+    let user = &run.user;
     let map = records::load_user(conn, &ctx.keys, user).await?;
     if let (Some(vault_id), Some(credential_id)) = (map.get("vault_id"), map.get("credential_id")) {
         match ctx.anthropic.update_credential_token(vault_id, credential_id, token).await {
@@ -49,6 +50,8 @@ pub async fn refresh(
             Err(error) => return Err(error.into()),
         }
     }
+    // Creating a vault or a credential must not happen twice for one run.
+    fence::check(ctx, run).await?;
     let vault_id = match map.get("vault_id") {
         Some(id) if vault_exists(ctx, id).await? => VaultId::from(id),
         _ => create_vault(ctx, user).await?,

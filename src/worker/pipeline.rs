@@ -21,8 +21,15 @@ impl Handler for Context {
         let start = Instant::now();
         let mut timeline = Timeline::default();
         let record = job.record.take().map(Fields);
-        let (res, waited) =
-            run::execute_measured(self, &job.run_id, record, &job.cancel, &mut timeline).await;
+        let (res, waited) = run::execute_measured(
+            self,
+            &job.run_id,
+            record,
+            Some(job.fence),
+            &job.cancel,
+            &mut timeline,
+        )
+        .await;
         metrics::run_overhead(start.elapsed().saturating_sub(waited));
         let outcome = outcome_of(self, &job, res);
         attempt_ended(&outcome, start, &timeline);
@@ -36,6 +43,7 @@ fn outcome_of(ctx: &Context, job: &JobContext, res: Result<Finish, RunError>) ->
         Ok(Finish::Succeeded { .. }) => Outcome::Succeeded,
         Ok(Finish::NeedsAuth { .. }) => Outcome::NeedsAuth,
         Err(RunError::Cancelled) => Outcome::Cancelled,
+        Err(RunError::Fenced { .. }) => Outcome::Superseded,
         Err(RunError::Busy { retry_after, .. }) => {
             Outcome::Defer { after: retry_after.max(MIN_DEFER) }
         }

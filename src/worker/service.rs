@@ -57,6 +57,7 @@ impl<H: Handler> Service<Task<Job>> for HandlerService<H> {
         let context = JobContext {
             run_id: job.run_id.clone(),
             attempt: job.attempt,
+            fence: job.fence,
             max_attempts: self.max_attempts,
             worker_id: job.owner.id.to_string(),
             resumed: job.previous == Some(RunState::Running),

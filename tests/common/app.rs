@@ -90,14 +90,23 @@ impl TestApp {
             ("user", user.to_owned()),
             ("state", "queued".to_owned()),
         ];
-        records::set_run(&mut conn, &self.ctx.keys, &super::run_id(run_id), &fields).await.unwrap();
+        records::set_run(&mut conn, &self.ctx.keys, &super::run_id(run_id), None, &fields)
+            .await
+            .unwrap();
     }
 
     /// Runs `run_id` with `ctx` to its end.
     pub async fn execute_with(&self, ctx: &Context, run_id: &str) -> Result<Finish, RunError> {
         let run_id = super::run_id(run_id);
-        run::execute(ctx, &run_id, None, &CancellationToken::new(), &mut run::Timeline::default())
-            .await
+        run::execute(
+            ctx,
+            &run_id,
+            None,
+            None,
+            &CancellationToken::new(),
+            &mut run::Timeline::default(),
+        )
+        .await
     }
 
     /// Runs `run_id` to its end.

@@ -501,6 +501,7 @@ async fn a_cancel_requested_before_the_attempt_ends_it_before_any_call() {
         &mut conn,
         &app.ctx.keys,
         &crate::common::run_id("r-asked"),
+        None,
         &fields,
     )
     .await

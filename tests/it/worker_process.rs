@@ -3,11 +3,13 @@
 //! and SIGTERM drains in-flight runs before the process exits 0.
 
 use std::process::Command;
+use std::time::Duration;
 
 use agentcron::queue::{NewRun, Queue};
 use serde_json::json;
 
 use crate::common::app::{TestApp, spawn_app};
+use crate::common::poll::{Text, poll_until};
 use crate::common::procs::{child_env, spawn_worker, state, wait_for};
 
 async fn enqueue(app: &TestApp, runs: &[(&str, &str)]) {
@@ -125,4 +127,49 @@ async fn a_call_blocked_past_the_lease_keeps_the_users_lease() {
     );
     assert_eq!(b.get("attempts"), Some("1"), "waiting for the user cost no attempt");
     assert_eq!(app.audit().await["violations"], json!([]));
+}
+
+/// A worker frozen (SIGSTOP, as a VM pause or a long GC) between opening the event stream and
+/// sending the message, past its lease: a second worker takes the run over and sends the
+/// message; when the first resumes, its fence is stale and it stops without sending. Before,
+/// both sent (3 of 3 tries in the issue's trial).
+#[tokio::test]
+async fn a_worker_frozen_past_its_lease_is_fenced_off_and_sends_nothing() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = child_env(&app, dir.path());
+    // The first stream open takes 4 s: long enough to freeze its worker inside it.
+    app.sim_client
+        .add_fault(json!({
+            "method": "GET", "path": "/v1/sessions/*/events/stream", "latency_ms": 4000, "count": 1
+        }))
+        .await;
+    enqueue(&app, &[("r-frozen", "frozen@example.com")]).await;
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let mut worker_a = spawn_worker(&env, &log_a);
+    wait_for(&app, "r-frozen", &log_a, |(_, phase)| phase.as_deref() == Some("message")).await;
+    signal(&worker_a, "-STOP");
+    let mut worker_b = spawn_worker(&env, &log_b);
+    wait_for(&app, "r-frozen", &log_b, |(state, _)| state.as_deref() == Some("succeeded")).await;
+    signal(&worker_a, "-CONT");
+    poll_until("the frozen worker fenced off", Duration::from_secs(20), || async {
+        let log = std::fs::read_to_string(&log_a).unwrap_or_default();
+        if log.contains("Fenced off") { Ok(()) } else { Err(Text(log)) }
+    })
+    .await;
+    for worker in [&mut worker_a, &mut worker_b] {
+        worker.kill().unwrap();
+        worker.wait().unwrap();
+    }
+    let sessions = app.sessions_of("r-frozen").await;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["user_messages"], 1, "one message, whichever worker sent it");
+    assert_eq!(app.record("r-frozen").await.get("state"), Some("succeeded"));
+    assert_eq!(app.audit().await["violations"], json!([]));
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to `child`.
+fn signal(child: &std::process::Child, signal: &str) {
+    let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap();
+    assert!(status.success(), "kill {signal} {}", child.id());
 }

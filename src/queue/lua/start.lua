@@ -44,13 +44,16 @@ local function start(id, now)
     push_dead(KEYS[4], tonumber(ARGV[6]), id, reason, 'crashed', now)
     return nil
   end
+  -- The fence: one more at every start, so that an attempt taken over while its worker was
+  -- frozen finds, at its next side effect, that it is no longer the run's current attempt.
+  local fence = redis.call('HINCRBY', rec, 'fence', 1)
   redis.call('HSET', rec, 'state', 'running', 'worker', ARGV[1], 'started_at_ms', int(now),
     'attempts', int(attempts))
   if f.next_attempt_at_ms then
     redis.call('HDEL', rec, 'next_attempt_at_ms')
   end
   index_move(ARGV[4], rec, id, state, 'running', created)
-  return {id, attempts, state, flat}
+  return {id, attempts, state, flat, fence}
 end
 
 local function lost(now)
