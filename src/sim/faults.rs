@@ -3,7 +3,8 @@
 //!
 //! A rule matches a request by method (absent or `*` = any) and path: a prefix, or a glob when
 //! it contains `*` (which matches any run of characters, `/` included). A rule is only
-//! *applicable* to requests it can affect: `status`, `hang` and `latency_ms` to any request,
+//! *applicable* to requests it can affect: `status`, `hang`, `lose_response` (the request is
+//! carried out, then the connection closes with no answer) and `latency_ms` to any request,
 //! `stream_cut_after` only to `GET …/events/stream`, `event_delay_ms` only to
 //! `POST …/events` (the request that starts the agent's turn). The first applicable rule wins.
 //! With `count` it applies to the next `count` such requests; with `rate` to each with that
@@ -49,6 +50,10 @@ pub(crate) struct FaultSpec {
     /// Never answer (until the client gives up or the simulator stops).
     #[serde(default)]
     pub(crate) hang: bool,
+    /// Carry the request out, then close the connection without an answer: the client cannot
+    /// tell whether it was done (a reply lost in a failover, a proxy timing out).
+    #[serde(default)]
+    pub(crate) lose_response: bool,
 }
 
 impl FaultSpec {
@@ -76,6 +81,7 @@ impl FaultSpec {
             self.latency_ms.is_some(),
             self.stream_cut_after.is_some(),
             self.event_delay_ms.is_some(),
+            self.lose_response,
         ];
         if !effects.contains(&true) {
             return Err(
@@ -96,6 +102,7 @@ impl FaultSpec {
         let send = method == "POST" && path.ends_with("/events");
         self.status.is_some()
             || self.hang
+            || self.lose_response
             || self.latency_ms.is_some()
             || (stream && self.stream_cut_after.is_some())
             || (send && self.event_delay_ms.is_some())
@@ -129,6 +136,7 @@ pub(crate) struct Effects {
     pub(crate) retry_after: Option<f64>,
     pub(crate) latency: Option<Duration>,
     pub(crate) hang: bool,
+    pub(crate) lose_response: bool,
     pub(crate) stream_cut_after: Option<u64>,
     pub(crate) event_delay: Option<Duration>,
 }
@@ -211,6 +219,7 @@ impl Faults {
             retry_after: spec.retry_after,
             latency: spec.latency_ms.map(Duration::from_millis),
             hang: spec.hang,
+            lose_response: spec.lose_response,
             stream_cut_after: spec.stream_cut_after,
             event_delay: spec.event_delay_ms.map(Duration::from_millis),
         })
@@ -241,8 +250,16 @@ pub(crate) async fn inject(
     if let Some(status) = effects.status {
         return error_response(&path, status, effects.retry_after);
     }
+    let lose_response = effects.lose_response;
     request.extensions_mut().insert(effects);
-    next.run(request).await
+    let response = next.run(request).await;
+    if lose_response {
+        // Unwinding out of the connection's task drops the socket before a byte of the answer
+        // is written. `resume_unwind` skips the panic hook: nothing is printed.
+        drop(response);
+        std::panic::resume_unwind(Box::new("sim: response lost on purpose"));
+    }
+    response
 }
 
 /// The injected error in the shape of the API that owns `path`.

@@ -1,5 +1,5 @@
 //! Every fault kind of the simulator takes effect: status with count and rate, Retry-After,
-//! latency, hang, stream cut and event delay.
+//! latency, hang, a lost response, stream cut and event delay.
 
 use std::time::Duration;
 
@@ -158,4 +158,42 @@ async fn stream_cut_and_event_delay_shape_the_stream() {
     assert_eq!(frames.len(), 10);
     let (_, listed) = client.control(Method::GET, "/faults", None).await;
     assert_eq!(listed["faults"], json!([]), "every counted fault was used up");
+}
+
+/// `lose_response`: the request is carried out, then the connection closes with no answer.
+#[tokio::test]
+async fn a_lost_response_is_carried_out_but_never_answered() {
+    let sim = spawn_sim().await;
+    let client = SimClient::new(&sim);
+    client
+        .add_fault(
+            json!({"method": "POST", "path": "/v1/vaults", "lose_response": true, "count": 1}),
+        )
+        .await;
+    let body = json!({"display_name": "lost", "metadata": {"run_id": "r-lost"}});
+    let lost = client
+        .http
+        .post(client.url("/v1/vaults"))
+        .header("x-api-key", "sim-anthropic-key")
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "managed-agents-2026-04-01")
+        .json(&body)
+        .send()
+        .await;
+    let error = lost.expect_err("no answer to a lost response");
+    assert!(!error.is_status() && !error.is_timeout(), "the connection closed: {error:?}");
+    // It was carried out all the same, and the fault was used up.
+    let (status, vaults) = client.anthropic(Method::GET, "/v1/vaults", None).await;
+    assert_eq!(status, 200, "{vaults}");
+    let names: Vec<&str> = vaults["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["display_name"].as_str())
+        .collect();
+    assert_eq!(names, ["lost"], "{vaults}");
+    let (status, _) = client.anthropic(Method::POST, "/v1/vaults", Some(body)).await;
+    assert_eq!(status, 200, "the next request is answered");
+    let (_, faults) = client.control(Method::GET, "/faults", None).await;
+    assert_eq!(faults["faults"], json!([]), "the fault was used up");
 }
