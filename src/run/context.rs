@@ -7,10 +7,11 @@ use std::sync::Arc;
 use redis::aio::ConnectionManager;
 
 use super::{FailPoint, RunError};
-use crate::api::{anthropic, scalekit};
+use crate::api::{ApiError, anthropic, scalekit};
 use crate::backoff::RetryPolicy;
 use crate::config::Config;
 use crate::keys::Keys;
+use crate::outcome::ErrorClass;
 use crate::ratelimit::RateLimiter;
 use crate::setup::{self, Setup, SetupError};
 use crate::telemetry::Redactor;
@@ -100,5 +101,27 @@ pub(super) async fn throttle(ctx: &Context, name: &str, rate: Option<f64>) -> Re
     if let (Some(limiter), Some(rate)) = (&ctx.limiter, rate) {
         limiter.acquire(name, rate).await?;
     }
+    Ok(())
+}
+
+/// After single attempt number `retry` of a call that must not be repeated blindly failed:
+/// returns the error when retrying cannot help or the attempts are used up; else waits the
+/// backoff (or the delay the API asked for) and returns, so that the caller can check whether
+/// the failed attempt took effect after all before trying again.
+///
+/// # Errors
+/// The call's error, when it is not to be retried.
+pub(super) async fn pause_before_retry(
+    policy: &RetryPolicy,
+    retry: u32,
+    error: ApiError,
+    what: &'static str,
+) -> Result<(), RunError> {
+    if error.class() != ErrorClass::Transient || retry + 1 >= policy.max_attempts {
+        return Err(error.into());
+    }
+    let delay = error.retry_after().unwrap_or_else(|| policy.delay(retry, fastrand::f64()));
+    tracing::warn!(message = "A call that must not be repeated blindly failed; checking whether it landed before retrying.", call = what, %error, attempt = retry + 1);
+    tokio::time::sleep(delay).await;
     Ok(())
 }

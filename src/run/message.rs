@@ -11,11 +11,11 @@ use std::pin::Pin;
 use chrono::Utc;
 use futures::Stream;
 
+use super::context::pause_before_retry;
 use super::{Context, Facts, FailPoint, Run, RunError, fence, hook};
 use crate::api::ApiError;
 use crate::api::anthropic::{EventKind, OutgoingEvent, SessionEvent};
 use crate::backoff::RetryPolicy;
-use crate::outcome::ErrorClass;
 use crate::records::now_ms;
 
 /// The session's event stream, opened before the message was sent.
@@ -64,12 +64,7 @@ async fn send_once(ctx: &Context, session_id: &SessionId, prompt: &str) -> Resul
     let mut retry = 0;
     loop {
         let Err(error) = once.send_events(session_id.as_str(), &event).await else { return Ok(()) };
-        if error.class() != ErrorClass::Transient || retry + 1 >= policy.max_attempts {
-            return Err(error.into());
-        }
-        let delay = error.retry_after().unwrap_or_else(|| policy.delay(retry, fastrand::f64()));
-        tracing::warn!(message = "Sending the message failed; checking the history before retrying.", %error, attempt = retry + 1);
-        tokio::time::sleep(delay).await;
+        pause_before_retry(&policy, retry, error, "sessions.events.send").await?;
         if was_accepted(ctx, session_id).await? {
             return Ok(());
         }

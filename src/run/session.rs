@@ -8,13 +8,17 @@
 use redis::aio::ConnectionManager;
 use serde_json::json;
 
+use super::context::pause_before_retry;
 use super::{Context, Facts, FailPoint, Run, RunError, fence, hook};
 use crate::api::anthropic::{OutgoingEvent, Session, SessionCreate};
+use crate::backoff::RetryPolicy;
 use crate::ids::{RunId, SessionId, VaultId};
 use crate::records::now_ms;
 
 /// How far before the recorded request a lost session may have been created (clock skew).
 const SKEW_MS: i64 = 5 * 60 * 1000;
+/// Pages of the agent's sessions (20 each, newest first) a lost session is looked for in.
+const MAX_LOOKUP_PAGES: usize = 10;
 
 /// The request mark the `session` phase marker carries when this attempt may ask for a
 /// session: where the search for a lost creation starts. Empty when the run has a session, or
@@ -74,10 +78,37 @@ pub async fn ensure(
         tracing::info!(message = "Found the session an earlier attempt created.", session_id = %found.id);
         return Ok(learnt(SessionId::from(found.id)));
     }
-    fence::check(ctx, run).await?;
-    let session = ctx.anthropic.create_session(&request(ctx, run, vault_id)).await?;
+    let requested_at = run.session_requested_at_ms.unwrap_or_else(now_ms);
+    let session = create_once(ctx, run, vault_id, requested_at).await?;
     hook(ctx, FailPoint::SessionCreated)?;
     Ok(learnt(SessionId::from(session.id)))
+}
+
+/// Creates the session with single attempts; after an ambiguous failure (a timeout, a dropped
+/// connection, a 5xx or a 409: the server may have acted), looks the session up by its
+/// `run_id` metadata before creating again, so a lost answer never leaves a second session.
+async fn create_once(
+    ctx: &Context,
+    run: &Run,
+    vault_id: &VaultId,
+    requested_at: i64,
+) -> Result<Session, RunError> {
+    let policy = RetryPolicy::from(&ctx.config.retry);
+    let once = ctx.anthropic.with_policy(RetryPolicy { max_attempts: 1, ..policy });
+    let mut retry = 0;
+    loop {
+        fence::check(ctx, run).await?;
+        let error = match once.create_session(&request(ctx, run, vault_id)).await {
+            Ok(session) => return Ok(session),
+            Err(error) => error,
+        };
+        pause_before_retry(&policy, retry, error, "sessions.create").await?;
+        if let Some(found) = find_lost(ctx, &run.id, requested_at).await? {
+            tracing::info!(message = "The failed create had made the session; using it.", session_id = %found.id);
+            return Ok(found);
+        }
+        retry += 1;
+    }
 }
 
 fn learnt(session_id: SessionId) -> (SessionId, Facts) {
@@ -101,7 +132,11 @@ fn request(ctx: &Context, run: &Run, vault_id: &VaultId) -> SessionCreate {
     }
 }
 
-/// Pages through the agent's sessions, newest first, back to shortly before `requested_at`.
+/// Pages through the agent's sessions, newest first, back to shortly before `requested_at`,
+/// at most [`MAX_LOOKUP_PAGES`] pages: a tick of thousands of users creates sessions of one
+/// agent faster than one run could page through them, and an unbounded search by every run
+/// whose id was lost is a storm against the vendor's rate limit. Not found within the bound
+/// counts as not created.
 async fn find_lost(
     ctx: &Context,
     run_id: &RunId,
@@ -109,7 +144,7 @@ async fn find_lost(
 ) -> Result<Option<Session>, RunError> {
     let oldest = requested_at - SKEW_MS;
     let mut page = None;
-    loop {
+    for _ in 0..MAX_LOOKUP_PAGES {
         let batch = ctx.anthropic.list_sessions(&ctx.setup.agent_id, page.as_deref()).await?;
         let mut past_window = false;
         for session in batch.data {
@@ -127,4 +162,6 @@ async fn find_lost(
             _ => return Ok(None),
         }
     }
+    tracing::warn!(message = "Gave up looking for a lost session after the page limit; a new one is created.", run_id = %run_id, pages = MAX_LOOKUP_PAGES);
+    Ok(None)
 }

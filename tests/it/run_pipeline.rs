@@ -511,3 +511,24 @@ async fn a_cancel_requested_before_the_attempt_ends_it_before_any_call() {
     assert_eq!(app.audit().await["requests"], before, "no remote call was made");
     assert_eq!(app.record("r-asked").await.get("phase"), None);
 }
+
+/// A create or send whose answer is lost after the server acted (`lose_response`: the
+/// connection closes unanswered) is not repeated blindly: the session is looked up by its
+/// `run_id` before another create, the history before another send. One session, one message.
+#[tokio::test]
+async fn a_lost_answer_to_a_create_or_send_leaves_one_session_and_one_message() {
+    let app = spawn_app().await;
+    for (method, path) in [("POST", "/v1/sessions"), ("POST", "/v1/sessions/*/events")] {
+        let fault = json!({"method": method, "path": path, "lose_response": true, "count": 1});
+        app.sim_client.add_fault(fault).await;
+    }
+    app.create_run("r-lost", "lost@example.com").await;
+    let finish = app.execute("r-lost").await.unwrap();
+    assert!(matches!(finish, Finish::Succeeded { .. }), "{finish:?}");
+    let sessions = app.sessions_of("r-lost").await;
+    assert_eq!(sessions.len(), 1, "a lost answer made a second session: {sessions:?}");
+    assert_eq!(sessions[0]["user_messages"], 1, "{sessions:?}");
+    let (_, faults) = app.sim_client.control(reqwest::Method::GET, "/faults", None).await;
+    assert_eq!(faults["faults"], json!([]), "both answers were lost");
+    assert_eq!(app.audit().await["violations"], json!([]));
+}
