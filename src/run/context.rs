@@ -125,3 +125,9 @@ pub(super) async fn pause_before_retry(
     tokio::time::sleep(delay).await;
     Ok(())
 }
+
+/// The retry policy, and the Anthropic client with single attempts.
+pub(super) fn single_attempts(ctx: &Context) -> (RetryPolicy, anthropic::Client) {
+    let policy = RetryPolicy::from(&ctx.config.retry);
+    (policy, ctx.anthropic.with_policy(RetryPolicy { max_attempts: 1, ..policy }))
+}

@@ -11,11 +11,10 @@ use std::pin::Pin;
 use chrono::Utc;
 use futures::Stream;
 
-use super::context::pause_before_retry;
+use super::context::{pause_before_retry, single_attempts};
 use super::{Context, Facts, FailPoint, Run, RunError, fence, hook};
 use crate::api::ApiError;
 use crate::api::anthropic::{EventKind, OutgoingEvent, SessionEvent};
-use crate::backoff::RetryPolicy;
 use crate::records::now_ms;
 
 /// The session's event stream, opened before the message was sent.
@@ -58,8 +57,7 @@ async fn was_accepted(ctx: &Context, session_id: &SessionId) -> Result<bool, Run
 
 /// Sends with single attempts; between them, checks whether the last one landed after all.
 async fn send_once(ctx: &Context, session_id: &SessionId, prompt: &str) -> Result<(), RunError> {
-    let policy = RetryPolicy::from(&ctx.config.retry);
-    let once = ctx.anthropic.with_policy(RetryPolicy { max_attempts: 1, ..policy });
+    let (policy, once) = single_attempts(ctx);
     let event = [OutgoingEvent::user_text(prompt)];
     let mut retry = 0;
     loop {

@@ -8,10 +8,9 @@
 use redis::aio::ConnectionManager;
 use serde_json::json;
 
-use super::context::pause_before_retry;
+use super::context::{pause_before_retry, single_attempts};
 use super::{Context, Facts, FailPoint, Run, RunError, fence, hook};
 use crate::api::anthropic::{OutgoingEvent, Session, SessionCreate};
-use crate::backoff::RetryPolicy;
 use crate::ids::{RunId, SessionId, VaultId};
 use crate::records::now_ms;
 
@@ -93,8 +92,7 @@ async fn create_once(
     vault_id: &VaultId,
     requested_at: i64,
 ) -> Result<Session, RunError> {
-    let policy = RetryPolicy::from(&ctx.config.retry);
-    let once = ctx.anthropic.with_policy(RetryPolicy { max_attempts: 1, ..policy });
+    let (policy, once) = single_attempts(ctx);
     let mut retry = 0;
     loop {
         fence::check(ctx, run).await?;

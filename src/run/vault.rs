@@ -7,9 +7,15 @@ use redis::aio::ConnectionManager;
 use secrecy::SecretString;
 use serde_json::json;
 
+use super::context::{pause_before_retry, single_attempts};
 use super::{Context, Run, RunError, fence};
 use crate::ids::{CredentialId, UserId, VaultId};
 use crate::records;
+
+/// The `created_by` metadata of our vaults, and our credentials' display name.
+const CREATED_BY: &str = "agentcron";
+/// Pages of up to 100 vaults a vault whose create answer was lost is looked for in.
+const MAX_LOOKUP_PAGES: usize = 10;
 
 /// The user's vault and credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,11 +62,8 @@ pub async fn refresh(
         Some(id) if vault_exists(ctx, id).await? => VaultId::from(id),
         _ => create_vault(ctx, user).await?,
     };
-    let credential = ctx
-        .anthropic
-        .create_credential(vault_id.as_str(), "agentcron", &ctx.setup.mcp_server_url, token)
-        .await?;
-    let ids = VaultIds { vault_id, credential_id: CredentialId::from(credential.id) };
+    let credential_id = create_credential(ctx, &vault_id, token).await?;
+    let ids = VaultIds { vault_id, credential_id };
     let fields = [
         ("vault_id", ids.vault_id.as_str().to_owned()),
         ("credential_id", ids.credential_id.as_str().to_owned()),
@@ -77,12 +80,76 @@ async fn vault_exists(ctx: &Context, vault_id: &str) -> Result<bool, RunError> {
     }
 }
 
+/// Creates the user's vault with single attempts; after an ambiguous failure (the vendor may
+/// have acted), looks for it by its `user` metadata before creating again.
 async fn create_vault(ctx: &Context, user: &UserId) -> Result<VaultId, RunError> {
     let mut metadata = serde_json::Map::new();
     metadata.insert("user".to_owned(), json!(user));
-    metadata.insert("created_by".to_owned(), json!("agentcron"));
-    let vault = ctx.anthropic.create_vault(&format!("agentcron {user}"), Some(metadata)).await?;
-    Ok(VaultId::from(vault.id))
+    metadata.insert("created_by".to_owned(), json!(CREATED_BY));
+    let (policy, once) = single_attempts(ctx);
+    let name = format!("agentcron {user}");
+    let mut retry = 0;
+    loop {
+        let error = match once.create_vault(&name, Some(metadata.clone())).await {
+            Ok(vault) => return Ok(VaultId::from(vault.id)),
+            Err(error) => error,
+        };
+        pause_before_retry(&policy, retry, error, "vaults.create").await?;
+        if let Some(found) = find_vault(ctx, user).await? {
+            return Ok(found);
+        }
+        retry += 1;
+    }
+}
+
+/// The user's vault among the first [`MAX_LOOKUP_PAGES`] pages the API lists.
+async fn find_vault(ctx: &Context, user: &UserId) -> Result<Option<VaultId>, RunError> {
+    let mut page = None;
+    for _ in 0..MAX_LOOKUP_PAGES {
+        let batch = ctx.anthropic.list_vaults(page.as_deref()).await?;
+        let text = |vault: &crate::api::anthropic::Vault, key: &str| {
+            vault.metadata.get(key).and_then(|v| v.as_str()).map(str::to_owned)
+        };
+        let mine = batch.data.iter().find(|vault| {
+            text(vault, "user").as_deref() == Some(user.as_str())
+                && text(vault, "created_by").as_deref() == Some(CREATED_BY)
+        });
+        if let Some(vault) = mine {
+            return Ok(Some(VaultId::from(vault.id.as_str())));
+        }
+        match batch.next_page {
+            Some(next) if !next.is_empty() => page = Some(next),
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// Creates the credential with single attempts; after an ambiguous failure, looks for it in
+/// the vault (by its MCP server) before creating again, so the vault never holds two
+/// credentials for one server (which would leave it to the vendor which token the agent uses).
+async fn create_credential(
+    ctx: &Context,
+    vault_id: &VaultId,
+    token: &SecretString,
+) -> Result<CredentialId, RunError> {
+    let (policy, once) = single_attempts(ctx);
+    let url = &ctx.setup.mcp_server_url;
+    let mut retry = 0;
+    loop {
+        let error = match once.create_credential(vault_id.as_str(), CREATED_BY, url, token).await {
+            Ok(credential) => return Ok(CredentialId::from(credential.id)),
+            Err(error) => error,
+        };
+        pause_before_retry(&policy, retry, error, "vaults.credentials.create").await?;
+        let listed = ctx.anthropic.list_credentials(vault_id.as_str()).await?;
+        if let Some(found) = listed.data.iter().find(|c| &c.auth.mcp_server_url == url) {
+            // It may hold the token of the failed create or an older one: set this one.
+            ctx.anthropic.update_credential_token(vault_id.as_str(), &found.id, token).await?;
+            return Ok(CredentialId::from(found.id.as_str()));
+        }
+        retry += 1;
+    }
 }
 
 /// Replaces the token mid-session (the session outlives the first token).

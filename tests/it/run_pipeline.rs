@@ -513,12 +513,19 @@ async fn a_cancel_requested_before_the_attempt_ends_it_before_any_call() {
 }
 
 /// A create or send whose answer is lost after the server acted (`lose_response`: the
-/// connection closes unanswered) is not repeated blindly: the session is looked up by its
-/// `run_id` before another create, the history before another send. One session, one message.
+/// connection closes unanswered) is not repeated blindly: the vault is looked up by its user,
+/// the credential in its vault, the session by its `run_id` before another create, the history
+/// before another send. One vault, one credential, one session, one message.
 #[tokio::test]
-async fn a_lost_answer_to_a_create_or_send_leaves_one_session_and_one_message() {
+async fn a_lost_answer_to_any_create_or_send_leaves_one_object_each() {
     let app = spawn_app().await;
-    for (method, path) in [("POST", "/v1/sessions"), ("POST", "/v1/sessions/*/events")] {
+    let creates = [
+        ("POST", "/v1/vaults"),
+        ("POST", "/v1/vaults/*/credentials"),
+        ("POST", "/v1/sessions"),
+        ("POST", "/v1/sessions/*/events"),
+    ];
+    for (method, path) in creates {
         let fault = json!({"method": method, "path": path, "lose_response": true, "count": 1});
         app.sim_client.add_fault(fault).await;
     }
@@ -529,6 +536,15 @@ async fn a_lost_answer_to_a_create_or_send_leaves_one_session_and_one_message() 
     assert_eq!(sessions.len(), 1, "a lost answer made a second session: {sessions:?}");
     assert_eq!(sessions[0]["user_messages"], 1, "{sessions:?}");
     let (_, faults) = app.sim_client.control(reqwest::Method::GET, "/faults", None).await;
-    assert_eq!(faults["faults"], json!([]), "both answers were lost");
+    assert_eq!(faults["faults"], json!([]), "every answer was lost once");
+    let (_, vaults) =
+        app.sim_client.anthropic(reqwest::Method::GET, "/v1/vaults?limit=100", None).await;
+    let vaults = vaults["data"].as_array().unwrap();
+    assert_eq!(vaults.len(), 1, "a lost answer made a second vault: {vaults:?}");
+    let vault_id = vaults[0]["id"].as_str().unwrap();
+    let path = format!("/v1/vaults/{vault_id}/credentials?limit=100");
+    let (_, credentials) = app.sim_client.anthropic(reqwest::Method::GET, &path, None).await;
+    let credentials = credentials["data"].as_array().unwrap();
+    assert_eq!(credentials.len(), 1, "a second credential: {credentials:?}");
     assert_eq!(app.audit().await["violations"], json!([]));
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::types::BearerAuth;
-use super::{Body, Client, Credential, Vault};
+use super::{Body, Client, Credential, Page, Vault};
 use crate::api::{ApiError, path_segment};
 use reqwest::Method;
 
@@ -28,6 +28,27 @@ impl Client {
             body["metadata"] = Value::Object(metadata);
         }
         self.call("vaults.create", Method::POST, "/v1/vaults", &[], Body::Json(&body)).await
+    }
+
+    /// `vaults.list`, one page of up to 100, in the API's order.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn list_vaults(&self, page: Option<&str>) -> Result<Page<Vault>, ApiError> {
+        let mut query = vec![("limit", "100")];
+        query.extend(super::page_query(page));
+        self.call("vaults.list", Method::GET, "/v1/vaults", &query, Body::None).await
+    }
+
+    /// `vaults.credentials.list`: the vault's credentials, first page of up to 100 (an
+    /// agentcron vault holds one).
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn list_credentials(&self, vault_id: &str) -> Result<Page<Credential>, ApiError> {
+        let path = format!("/v1/vaults/{}/credentials", path_segment(vault_id));
+        let query = [("limit", "100")];
+        self.call("vaults.credentials.list", Method::GET, &path, &query, Body::None).await
     }
 
     /// `vaults.retrieve`.
