@@ -133,7 +133,8 @@ pub async fn run_on<H: Handler>(
     // If this future is dropped mid-way (its task aborted), the heartbeat thread must stop too,
     // or it would keep a dead worker's lease alive and its runs would never be recovered.
     let _stop_heartbeat_on_drop = stop_heartbeat.clone().drop_guard();
-    background.spawn(maintenance::reaper(queue.clone(), config.worker.heartbeat, shutdown.clone()));
+    let (beat_every, lease_every) = (config.worker.heartbeat, config.worker.lease);
+    background.spawn(maintenance::reaper(queue.clone(), beat_every, lease_every, shutdown.clone()));
     background.spawn(maintenance::promoter(queue.clone(), shutdown.clone()));
     background.spawn(intake_mover::run(queue.clone(), Arc::clone(&lease), BLOCK, shutdown.clone()));
     let every = config.worker.lease / 3;

@@ -17,6 +17,8 @@ use crate::outcome::{Disposition, RunState};
 /// Runs handed back per list and per reaper call; a processing list is bounded by the worker's
 /// concurrency plus one fetch batch, so this empties it in one call in practice.
 const REAP_ITEMS: usize = 2_000;
+/// Entries of the `running` index one sweep call looks at: two reads each, bounded.
+const SWEEP_BATCH: usize = 1_000;
 /// Dead workers handled per reaper call.
 const REAP_WORKERS: usize = 16;
 /// Per-user leases renewed per script call: bounds one call's time on Redis.
@@ -214,6 +216,25 @@ impl Queue {
             .arg(keys.intake_processing_prefix())
             .arg(REAP_WORKERS)
             .arg(REAP_ITEMS);
+        Ok(invocation.invoke_async(&mut self.connection()).await?)
+    }
+
+    /// Walks [`SWEEP_BATCH`] entries of the `running` index from rank `start`, returning to
+    /// the queue the runs nobody holds (their worker's lease is gone and their id is in no
+    /// processing list). Returns the rank to start the next call at (0 after the end) and how
+    /// many runs went back.
+    pub(crate) async fn sweep(&self, start: usize) -> Result<(usize, usize)> {
+        let keys = &self.keys;
+        let mut invocation = script::SWEEP.prepare_invoke();
+        invocation
+            .key(keys.runs_by_state(RunState::Running.as_str()))
+            .key(keys.ready())
+            .key(keys.leases())
+            .arg(keys.run_prefix())
+            .arg(keys.processing_prefix())
+            .arg(start)
+            .arg(SWEEP_BATCH)
+            .arg(keys.runs_by_state_prefix());
         Ok(invocation.invoke_async(&mut self.connection()).await?)
     }
 

@@ -26,6 +26,7 @@ script!(FINISH, "lua/finish.lua");
 script!(PROMOTE, "lua/promote.lua");
 script!(HEARTBEAT, "lua/heartbeat.lua");
 script!(REAP, "lua/reap.lua");
+script!(SWEEP, "lua/sweep.lua");
 script!(RELEASE, "lua/release.lua");
 script!(RELEASE_RUNS, "lua/release_runs.lua");
 script!(RENEW_USER_LEASES, "lua/renew_user_leases.lua");

@@ -190,8 +190,16 @@ async fn renew_user_leases(queue: &Queue, beat: &Beat) -> bool {
 }
 
 /// Every `every`, hands the runs of workers whose lease expired back to the ready list. Every
-/// worker reaps; the script is atomic, so two reapers never move the same run.
-pub(super) async fn reaper(queue: Queue, every: Duration, stop: CancellationToken) {
+/// worker reaps; the script is atomic, so two reapers never move the same run. Every `sweep`
+/// it also walks part of the `running` index for runs nobody holds (their worker gone and
+/// their queue entry lost), so that no run stays `running` forever.
+pub(super) async fn reaper(
+    queue: Queue,
+    every: Duration,
+    sweep: Duration,
+    stop: CancellationToken,
+) {
+    let (mut swept, mut cursor) = (Instant::now(), 0);
     while sleep_or_stop(every, &stop).await {
         match queue.reap().await {
             Ok((n_runs, n_items, n_workers)) => {
@@ -207,6 +215,31 @@ pub(super) async fn reaper(queue: Queue, every: Duration, stop: CancellationToke
                 }
             }
             Err(error) => queue.health().failed("reap", &error),
+        }
+        if swept.elapsed() >= sweep {
+            swept = Instant::now();
+            cursor = sweep_once(&queue, cursor).await;
+        }
+    }
+}
+
+/// One sweep call from `cursor`; returns where the next starts.
+async fn sweep_once(queue: &Queue, cursor: usize) -> usize {
+    match queue.sweep(cursor).await {
+        Ok((next, n_runs)) => {
+            queue.health().ok();
+            if n_runs > 0 {
+                metrics::orphans_recovered(n_runs);
+                tracing::warn!(
+                    message = "Returned to the queue runs recorded running that nobody held (their worker gone, their queue entry lost).",
+                    n_runs
+                );
+            }
+            next
+        }
+        Err(error) => {
+            queue.health().failed("sweep", &error);
+            cursor
         }
     }
 }

@@ -252,3 +252,33 @@ async fn a_run_whose_queue_entry_vanished_mid_run_still_ends() {
     worker.stop().await;
     assert_eq!(handler.stats.starts().len(), 3, "nothing ran twice");
 }
+
+/// A run recorded `running` by a worker that is gone, whose queue entry was lost too (its
+/// processing list deleted, evicted or missing from a restore), is found by the sweep of the
+/// `running` index and returns to the queue: no run stays `running` forever.
+#[tokio::test]
+async fn a_running_run_nobody_holds_returns_to_the_queue() {
+    let redis = TestRedis::new().await;
+    let config = config(&redis);
+    let ids = enqueue_n(&config, "stranded", 1).await;
+    // As a worker that died would leave it once its processing list was lost: the record says
+    // running under a worker with no lease, and no list holds the id.
+    let mut conn = redis.conn.clone();
+    let p = &redis.prefix;
+    let removed: i64 = conn.lrem(format!("{p}:q:ready"), 1, &ids[0]).await.unwrap();
+    assert_eq!(removed, 1);
+    let fields = [("state", "running"), ("worker", "gone-worker"), ("attempts", "1")];
+    let () = conn.hset_multiple(format!("{p}:run:{}", ids[0]), &fields).await.unwrap();
+    let _: i64 = conn.zrem(format!("{p}:runs:state:queued"), &ids[0]).await.unwrap();
+    let _: i64 = conn.zadd(format!("{p}:runs:state:running"), &ids[0], 1).await.unwrap();
+
+    let handler = TestHandler::succeeding();
+    let worker = spawn(&config, handler.clone());
+    poll_until("the stranded run succeeded", LIMIT, || async {
+        state(&redis, &ids[0]).await == "succeeded"
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(handler.stats.starts().len(), 1, "{:?}", handler.stats.starts());
+    assert_eq!(record(&redis, &ids[0]).await["attempts"], "2", "the lost attempt counts");
+}
