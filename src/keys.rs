@@ -14,7 +14,7 @@
 //! | `<p>:workers` | hash | worker id → JSON heartbeat (host, pid, in-flight runs, times) |
 //! | `<p>:run:<id>` | hash | the run record (see `queue.rs`) |
 //! | `<p>:runs`, `<p>:runs:user:<u>`, `<p>:runs:state:<s>` | zsets | run ids by creation time (unix ms) |
-//! | `<p>:user:<u>` | hash | the user's vault and credential ids |
+//! | `<p>:user:<u>` | hash | the user's vault and credential ids, and when its vault was last asked for |
 //! | `<p>:lock:user:<u>` | string | per-user lease (`SET NX PX`, fenced) |
 //! | `<p>:transcript:<id>` | stream | transcript events |
 //! | `<p>:notice:<u>:<conn>` | hash | one open or resolved notice |

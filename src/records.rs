@@ -5,7 +5,7 @@
 //! `phase`, `attempts`, `session_id`, `message_sent_at_ms`, `<phase>_at_ms` for each phase
 //! reached, `last_error`, `error_class`, `worker`, and the queue's timestamps. The queue writes
 //! `state`; the pipeline writes phases and ids. User map (`<prefix>:user:<user>`): `vault_id`,
-//! `credential_id`. Secrets are never stored.
+//! `credential_id`, `vault_requested_at_ms`. Secrets are never stored.
 //!
 //! This module owns the layout. It must not decide run outcomes.
 

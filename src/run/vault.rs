@@ -60,9 +60,16 @@ pub async fn refresh(
     fence::check(ctx, run).await?;
     let vault_id = match map.get("vault_id") {
         Some(id) if vault_exists(ctx, id).await? => VaultId::from(id),
-        _ => create_vault(ctx, user).await?,
+        _ => ensure_vault(ctx, conn, user, map.get("vault_requested_at_ms").is_some()).await?,
     };
-    let credential_id = create_credential(ctx, &vault_id, token).await?;
+    let credential_id = match find_credential(ctx, &vault_id).await? {
+        // An earlier attempt created it and died before the map was written.
+        Some(found) => {
+            ctx.anthropic.update_credential_token(vault_id.as_str(), found.as_str(), token).await?;
+            found
+        }
+        None => create_credential(ctx, &vault_id, token).await?,
+    };
     let ids = VaultIds { vault_id, credential_id };
     let fields = [
         ("vault_id", ids.vault_id.as_str().to_owned()),
@@ -78,6 +85,24 @@ async fn vault_exists(ctx: &Context, vault_id: &str) -> Result<bool, RunError> {
         Err(error) if error.status() == Some(404) => Ok(false),
         Err(error) => Err(error.into()),
     }
+}
+
+/// The user's vault: found again when an earlier attempt asked for one and died before
+/// recording its id (the request mark in the user map says so), else created. The mark is
+/// written before the create, so that a crash between the create and the map leaves a trace.
+async fn ensure_vault(
+    ctx: &Context,
+    conn: &mut ConnectionManager,
+    user: &UserId,
+    requested_before: bool,
+) -> Result<VaultId, RunError> {
+    if requested_before && let Some(found) = find_vault(ctx, user).await? {
+        tracing::info!(message = "Found the vault an earlier attempt created.", user = user.as_str(), vault_id = %found);
+        return Ok(found);
+    }
+    let mark = [("vault_requested_at_ms", records::now_ms().to_string())];
+    records::set_user(conn, &ctx.keys, user, &mark).await?;
+    create_vault(ctx, user).await
 }
 
 /// Creates the user's vault with single attempts; after an ambiguous failure (the vendor may
@@ -142,11 +167,10 @@ async fn create_credential(
             Err(error) => error,
         };
         pause_before_retry(&policy, retry, error, "vaults.credentials.create").await?;
-        let listed = ctx.anthropic.list_credentials(vault_id.as_str()).await?;
-        if let Some(found) = listed.data.iter().find(|c| &c.auth.mcp_server_url == url) {
+        if let Some(found) = find_credential(ctx, vault_id).await? {
             // It may hold the token of the failed create or an older one: set this one.
-            ctx.anthropic.update_credential_token(vault_id.as_str(), &found.id, token).await?;
-            return Ok(CredentialId::from(found.id.as_str()));
+            ctx.anthropic.update_credential_token(vault_id.as_str(), found.as_str(), token).await?;
+            return Ok(found);
         }
         retry += 1;
     }
@@ -161,4 +185,15 @@ pub async fn update(ctx: &Context, ids: &VaultIds, token: &SecretString) -> Resu
         .update_credential_token(ids.vault_id.as_str(), ids.credential_id.as_str(), token)
         .await?;
     Ok(())
+}
+
+/// The vault's credential for our MCP server, if it has one.
+async fn find_credential(
+    ctx: &Context,
+    vault_id: &VaultId,
+) -> Result<Option<CredentialId>, RunError> {
+    let listed = ctx.anthropic.list_credentials(vault_id.as_str()).await?;
+    let url = &ctx.setup.mcp_server_url;
+    let found = listed.data.iter().find(|credential| &credential.auth.mcp_server_url == url);
+    Ok(found.map(|credential| CredentialId::from(credential.id.as_str())))
 }

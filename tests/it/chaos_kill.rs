@@ -1,10 +1,14 @@
-//! Chaos, kills and faults: 200 runs for 200 users across three real `agentcron worker`
-//! processes while the simulator fails about a tenth of the API calls with 5xx, answers 429
-//! with `Retry-After`, cuts event streams, and a killer SIGKILLs a random worker every 2–4 s
-//! and starts a new one. Every run must end terminal (all succeeded: attempts are raised to
-//! 10), and the simulator's audit must show exactly one session and one `user.message` per run
-//! that reached the session phase, sessions only for known runs, and no token used for
-//! another user. The counts are printed (`--no-capture`).
+//! Chaos, kills, freezes and faults: 300 runs for 300 users across three real `agentcron
+//! worker` processes while the simulator fails about a tenth of the API calls with 5xx,
+//! answers 429 with `Retry-After`, cuts event streams, loses the answer to 5 % of vault,
+//! credential and session creates after carrying them out, and a killer every 2–4 s either
+//! SIGKILLs a random worker and starts a new one or freezes one (SIGSTOP) for 1.5–3.5 s, past
+//! its 2 s lease, then thaws it. Every run must end terminal (all succeeded: attempts are
+//! raised to 10), and the simulator's audit must show exactly one session and one
+//! `user.message` per run that reached the session phase, one vault per user with one
+//! credential, sessions only for known runs, and no token used for another user. The counts
+//! are printed (`--no-capture`). Paused Redis writes have their own test on a private Redis
+//! (`chaos_redis`): a pause here would stall every other test sharing this Redis.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Child;
@@ -20,7 +24,7 @@ use crate::common::app::{TestApp, spawn_app};
 use crate::common::poll::poll_until_else;
 use crate::common::procs::{child_env, kill9, set_env, spawn_worker};
 
-const N_RUNS: usize = 200;
+const N_RUNS: usize = 300;
 const N_WORKERS: usize = 3;
 /// Runs in flight per worker: few enough that the run lasts long enough for several kills.
 /// This test found `FailPoint::TurnEndRecorded` (see `run/events.rs` `resume`):
@@ -33,14 +37,16 @@ const DEADLINE: Duration = Duration::from_secs(100);
 
 /// The fault mix. The simulator applies only the first rule applicable to a request, so each
 /// rule owns a disjoint set of requests: sends are slowed, stream GETs are cut, other Anthropic
-/// calls get 503s, session creation and Scalekit calls get 429 with `Retry-After: 1`.
+/// calls get 503s, session, vault and credential creates lose 5 % of their answers, Scalekit
+/// calls get 429 with `Retry-After: 1`.
 fn faults() -> Vec<Value> {
     vec![
         // Slow agent events (and few runs per worker) keep runs in flight long enough for
         // every kill to hit some mid-stream; this rule owns the sends, so they get no 503.
         json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 150}),
         json!({"method": "GET", "path": "/v1/sessions/*/events/stream", "stream_cut_after": 2, "rate": 0.25}),
-        json!({"method": "POST", "path": "/v1/sessions", "status": 429, "retry_after": 1, "rate": 0.05}),
+        json!({"method": "POST", "path": "/v1/sessions", "lose_response": true, "rate": 0.05}),
+        json!({"method": "POST", "path": "/v1/vaults", "lose_response": true, "rate": 0.05}),
         json!({"path": "/v1/", "status": 503, "rate": 0.10}),
         json!({"path": "/api/", "status": 429, "retry_after": 1, "rate": 0.05}),
         json!({"path": "/oauth", "status": 503, "rate": 0.10}),
@@ -86,15 +92,22 @@ async fn kills_and_faults_lose_nothing_and_duplicate_nothing() {
     let log = dir.path().join("workers.log");
     let mut workers: Vec<Child> = (0..N_WORKERS).map(|_| spawn_worker(&env, &log)).collect();
     let started = Instant::now();
-    let mut n_kills = 0;
+    let (mut n_kills, mut n_freezes) = (0, 0);
     let killer = async {
         while started.elapsed() < KILLING_FOR {
-            // The chaos schedule (a SIGKILL every 2–4 s), not a wait for some state.
+            // The chaos schedule (a SIGKILL or a freeze every 2–4 s), not a wait for a state.
             tokio::time::sleep(Duration::from_millis(fastrand::u64(2000..4000))).await;
             let victim = fastrand::usize(..workers.len());
-            kill9(&mut workers[victim]);
-            workers[victim] = spawn_worker(&env, &log);
-            n_kills += 1;
+            if fastrand::bool() {
+                kill9(&mut workers[victim]);
+                workers[victim] = spawn_worker(&env, &log);
+                n_kills += 1;
+            } else {
+                signal(&workers[victim], "-STOP");
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(1500..3500))).await;
+                signal(&workers[victim], "-CONT");
+                n_freezes += 1;
+            }
         }
     };
     let all_ended = poll_until_else(
@@ -124,7 +137,8 @@ async fn kills_and_faults_lose_nothing_and_duplicate_nothing() {
     let audit = app.audit().await;
     let (fault_hits, n_sessions, n_messages) = summary(&app, &audit).await;
     println!(
-        "chaos kill run: {N_RUNS} runs, {N_WORKERS} workers, {n_kills} SIGKILLs, {:.1} s; \
+        "chaos kill run: {N_RUNS} runs, {N_WORKERS} workers, {n_kills} SIGKILLs, {n_freezes} \
+         freezes, {:.1} s; \
          states {counts:?}; sessions {n_sessions}, user.messages {n_messages}; fault hits {fault_hits:?}; \
          attempts {:?}; violations {}",
         elapsed.as_secs_f64(),
@@ -133,7 +147,7 @@ async fn kills_and_faults_lose_nothing_and_duplicate_nothing() {
     );
     // How many kills fit depends on how fast the runs go; what matters is that kills landed
     // on runs in flight, which shows as runs that needed a second attempt.
-    assert!(n_kills >= 2, "the killer ran: {n_kills} kills");
+    assert!(n_kills + n_freezes >= 4, "the killer ran: {n_kills} kills, {n_freezes} freezes");
     let retried = records
         .values()
         .filter(|r| r.get("attempts").and_then(|a| a.parse::<u32>().ok()).unwrap_or(0) >= 2)
@@ -141,6 +155,51 @@ async fn kills_and_faults_lose_nothing_and_duplicate_nothing() {
     assert!(retried > 0, "kills hit runs in flight: {retried} runs needed another attempt");
     assert_every_run_succeeded(&records);
     assert_audit(&records, &audit);
+    assert_one_vault_and_credential_per_user(&app, &records).await;
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to `child`.
+fn signal(child: &Child, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(signal)
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {}", child.id());
+}
+
+/// Every user of the runs has exactly one vault, holding exactly one credential.
+async fn assert_one_vault_and_credential_per_user(
+    app: &TestApp,
+    records: &HashMap<String, records::Fields>,
+) {
+    // The faults would hit these reads too.
+    let (status, _) = app.sim_client.control(Method::DELETE, "/faults", None).await;
+    assert!(status.is_success(), "{status}");
+    let mut vaults: HashMap<String, Vec<String>> = HashMap::new();
+    let mut page: Option<String> = None;
+    loop {
+        let query = page.as_ref().map_or(String::new(), |p| format!("&page={p}"));
+        let path = format!("/v1/vaults?limit=100{query}");
+        let (_, listed) = app.sim_client.anthropic(Method::GET, &path, None).await;
+        for vault in listed["data"].as_array().unwrap() {
+            let user = vault["metadata"]["user"].as_str().unwrap_or_default().to_owned();
+            vaults.entry(user).or_default().push(vault["id"].as_str().unwrap().to_owned());
+        }
+        match listed["next_page"].as_str() {
+            Some(next) if !next.is_empty() => page = Some(next.to_owned()),
+            _ => break,
+        }
+    }
+    let users: HashSet<&str> = records.values().filter_map(|r| r.get("user")).collect();
+    assert_eq!(vaults.len(), users.len(), "one vault per user");
+    for (user, ids) in &vaults {
+        assert_eq!(ids.len(), 1, "{user}: one vault, got {ids:?}");
+        let path = format!("/v1/vaults/{}/credentials?limit=100", ids[0]);
+        let (_, credentials) = app.sim_client.anthropic(Method::GET, &path, None).await;
+        let n = credentials["data"].as_array().unwrap().len();
+        assert_eq!(n, 1, "{user}: one credential, got {credentials}");
+    }
 }
 
 async fn load_records(app: &TestApp) -> HashMap<String, records::Fields> {
