@@ -29,3 +29,13 @@ local function push_dead(dead_key, cap, id, reason, class, at)
 end
 
 local terminal = {succeeded = true, needs_auth = true, dead = true, cancelled = true}
+
+-- Puts a run that `worker` started back to `queued`, refunding the attempt its start counted;
+-- a run in any other state, or started by another worker, is left as it is.
+local function refund_start(state_prefix, rec, id, worker)
+  if redis.call('HGET', rec, 'state') == 'running' and redis.call('HGET', rec, 'worker') == worker then
+    redis.call('HINCRBY', rec, 'attempts', -1)
+    redis.call('HSET', rec, 'state', 'queued')
+    index_move(state_prefix, rec, id, 'running', 'queued')
+  end
+end

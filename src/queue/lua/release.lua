@@ -10,12 +10,7 @@ for _ = 1, limit do
   local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'RIGHT')
   if not id then break end
   runs = runs + 1
-  local rec = ARGV[2] .. id
-  if redis.call('HGET', rec, 'state') == 'running' and redis.call('HGET', rec, 'worker') == ARGV[1] then
-    redis.call('HINCRBY', rec, 'attempts', -1)
-    redis.call('HSET', rec, 'state', 'queued')
-    index_move(ARGV[3], rec, id, 'running', 'queued')
-  end
+  refund_start(ARGV[3], ARGV[2] .. id, id, ARGV[1])
 end
 for _ = 1, limit do
   if not redis.call('LMOVE', KEYS[3], KEYS[4], 'RIGHT', 'RIGHT') then break end

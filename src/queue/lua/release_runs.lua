@@ -9,12 +9,7 @@ for i = 4, #ARGV do
   local id = ARGV[i]
   if redis.call('LREM', KEYS[1], 1, id) > 0 then
     n = n + 1
-    local rec = ARGV[2] .. id
-    if redis.call('HGET', rec, 'state') == 'running' and redis.call('HGET', rec, 'worker') == ARGV[1] then
-      redis.call('HINCRBY', rec, 'attempts', -1)
-      redis.call('HSET', rec, 'state', 'queued')
-      index_move(ARGV[3], rec, id, 'running', 'queued')
-    end
+    refund_start(ARGV[3], ARGV[2] .. id, id, ARGV[1])
     redis.call('RPUSH', KEYS[2], id)
   end
 end
