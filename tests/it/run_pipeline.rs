@@ -548,3 +548,41 @@ async fn a_lost_answer_to_any_create_or_send_leaves_one_object_each() {
     assert_eq!(credentials.len(), 1, "a second credential: {credentials:?}");
     assert_eq!(app.audit().await["violations"], json!([]));
 }
+
+/// Looking for a session an earlier attempt may have created (its id was never recorded) is
+/// bounded: with 400 sessions of the agent made since, the lookup stops after 10 pages instead
+/// of paging through them all (the issue measured about 100 list calls per such run), and the
+/// run goes on with a session of its own.
+#[tokio::test]
+async fn the_lookup_of_a_lost_session_is_bounded() {
+    let app = spawn_app().await;
+    let (status, vault) = app
+        .sim_client
+        .anthropic(reqwest::Method::POST, "/v1/vaults", Some(json!({"display_name": "filler"})))
+        .await;
+    assert_eq!(status, 200, "{vault}");
+    app.create_run("r-bounded", "bounded@example.com").await;
+    let asked_at = chrono::Utc::now().timestamp_millis() - 1_000;
+    let fields = [("session_requested_at_ms", asked_at.to_string())];
+    let run_id = crate::common::run_id("r-bounded");
+    agentcron::records::set_run(&mut app.conn.clone(), &app.ctx.keys, &run_id, None, &fields)
+        .await
+        .unwrap();
+    for i in 0..400 {
+        let body = json!({
+            "agent": app.ctx.setup.agent_id, "environment_id": app.ctx.setup.environment_id,
+            "vault_ids": [vault["id"]], "metadata": {"run_id": format!("filler-{i}")}
+        });
+        let (status, session) =
+            app.sim_client.anthropic(reqwest::Method::POST, "/v1/sessions", Some(body)).await;
+        assert_eq!(status, 200, "{session}");
+    }
+    let lists = |audit: &Value| audit["requests"]["GET /v1/sessions"].as_u64().unwrap_or(0);
+    let before = lists(&app.audit().await);
+    let finish = app.execute("r-bounded").await.unwrap();
+    assert!(matches!(finish, Finish::Succeeded { .. }), "{finish:?}");
+    let n_lists = lists(&app.audit().await) - before;
+    assert!(n_lists <= 10, "the lookup listed {n_lists} pages");
+    assert!(n_lists >= 1, "the lookup ran");
+    assert_eq!(app.sessions_of("r-bounded").await.len(), 1);
+}
