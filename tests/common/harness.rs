@@ -2,13 +2,16 @@
 //! loaded from the shipped `jobs.toml` the way the binary loads it, and helpers to run the
 //! `agentcron` binary. Every helper of the tests lives under here: [`app`] (`spawn_app`, the
 //! product on a simulator), [`worker`] (in-process workers with a recording test handler),
-//! [`procs`] (real `agentcron worker` children), [`sim`] (the simulator's client) and
+//! [`procs`] (real `agentcron worker` children), [`private_redis`] (a test-owned `redis-server`
+//! for faults that would disturb the shared one), [`sim`] (the simulator's client) and
 //! [`poll`] (`poll_until`, the one way to wait for a state).
 
 #[path = "app.rs"]
 pub mod app;
 #[path = "poll.rs"]
 pub mod poll;
+#[path = "private_redis.rs"]
+pub mod private_redis;
 #[path = "procs.rs"]
 pub mod procs;
 #[path = "redis.rs"]

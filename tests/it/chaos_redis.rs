@@ -7,10 +7,10 @@
 //! fetch moved after its caller gave up are handed back by the worker's reconciliation.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use agentcron::config::{Config, RedisConfig};
+use agentcron::config::RedisConfig;
 use agentcron::keys::Keys;
 use agentcron::queue::{NewRun, Queue};
 use redis::AsyncCommands;
@@ -18,119 +18,8 @@ use serde_json::json;
 
 use crate::common::app::{TestApp, spawn_app};
 use crate::common::poll::{WithLog, poll_until};
+use crate::common::private_redis::{PrivateRedis, pause_writes, setup_on};
 use crate::common::procs::{Target, kill9, set_env, spawn_worker, worker_env};
-
-const REDIS_SERVER: &str = "/usr/bin/redis-server";
-
-/// A `redis-server` child on a free port; restarts reuse the port and the directory.
-struct PrivateRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    aof: bool,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    async fn start(aof: bool) -> Self {
-        assert!(Path::new(REDIS_SERVER).exists(), "redis-server is installed (.ci/run needs it)");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = Self { port, dir: tempfile::tempdir().unwrap(), aof, child: None };
-        server.spawn().await;
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn spawn(&mut self) {
-        let persistence: &[&str] = if self.aof {
-            &["--appendonly", "yes", "--appendfsync", "always"]
-        } else {
-            &["--appendonly", "no"]
-        };
-        let child = Command::new(REDIS_SERVER)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(persistence)
-            .arg("--dir")
-            .arg(self.dir.path())
-            .arg("--logfile")
-            .arg(self.dir.path().join("redis.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let what = format!("redis-server on {} to answer PING", self.port);
-        poll_until(&what, Duration::from_secs(20), || async {
-            match self.conn().await {
-                Ok(mut conn) => redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok(),
-                Err(_) => false,
-            }
-        })
-        .await;
-    }
-
-    async fn conn(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        redis::Client::open(self.url())?.get_multiplexed_async_connection().await
-    }
-
-    /// `CLIENT KILL TYPE normal`: every client connection but this one is closed.
-    /// Kills every normal client connection; retries until it finds some, because a worker
-    /// whose connections were just killed reconnects lazily, on its next command.
-    async fn kill_clients(&self) -> i64 {
-        poll_until("a worker connection to kill", Duration::from_secs(10), || async {
-            let mut conn = self.conn().await.unwrap();
-            let killed: i64 = redis::cmd("CLIENT")
-                .arg("KILL")
-                .arg("TYPE")
-                .arg("normal")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            (killed > 0).then_some(killed)
-        })
-        .await
-    }
-
-    /// `SHUTDOWN NOSAVE`, then waits for the process to exit.
-    async fn shutdown_nosave(&mut self) {
-        let mut conn = self.conn().await.unwrap();
-        // The server closes the connection instead of answering.
-        redis::cmd("SHUTDOWN").arg("NOSAVE").query_async::<()>(&mut conn).await.ok();
-        let mut child = self.child.take().unwrap();
-        tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
-    }
-
-    fn kill9(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            kill9(child);
-        }
-        self.child = None;
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            // Best effort in a destructor: the process may have exited already.
-            child.kill().ok();
-            child.wait().ok();
-        }
-    }
-}
-
-/// The test's configuration pointed at `server`, with `setup` done there.
-async fn setup_on(app: &TestApp, server: &PrivateRedis) -> Config {
-    let mut config = (*app.config).clone();
-    config.redis.url = server.url().parse().unwrap();
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = client.get_connection_manager().await.unwrap();
-    let keys = Keys::new(config.redis.prefix.clone());
-    let (scalekit, anthropic, _) = agentcron::run::clients(&config).unwrap();
-    agentcron::setup::ensure(&config, &scalekit, &anthropic, &mut conn, &keys).await.unwrap();
-    config
-}
 
 fn runs(tag: &str, n: usize) -> Vec<NewRun> {
     (0..n)
@@ -305,26 +194,6 @@ fn signal(children: &[Child], signal: &str) {
         let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap();
         assert!(status.success(), "kill {signal} {}", child.id());
     }
-}
-
-/// `CLIENT PAUSE 3000 WRITE`, renewed, for `total`: every write (fetches, finishes, the
-/// test's own enqueue) waits, and clients whose reply takes longer than their timeout give up
-/// while Redis still holds their command, to run it when writes resume.
-async fn pause_writes(server: &PrivateRedis, total: Duration) {
-    let mut conn = server.conn().await.unwrap();
-    let started = std::time::Instant::now();
-    while started.elapsed() < total {
-        let () = redis::cmd("CLIENT")
-            .arg("PAUSE")
-            .arg(3000)
-            .arg("WRITE")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        // Renewed before it lapses, so that writes never resume in between.
-        tokio::time::sleep(Duration::from_millis(2000)).await;
-    }
-    let () = redis::cmd("CLIENT").arg("UNPAUSE").query_async(&mut conn).await.unwrap();
 }
 
 /// A slow failover: writes paused for 15 s, past the workers' 10 s reply timeout, while the
