@@ -206,7 +206,7 @@ async fn pipeline(at: &mut Progress<'_>, conn: &mut ConnectionManager) -> Result
     let (session_id, facts) = Box::pin(session::ensure(ctx, run, &vault.vault_id)).await?;
     let sending = Box::pin(message::ensure_sent(ctx, run, &session_id));
     let (opened, facts) = at.enter_with(Phase::Message, facts, sending).await?;
-    // Awaited before any event is recorded: events follow the sent mark (see `events`).
+    // Awaited before any event is recorded: events follow the sent mark (see `turn`).
     at.enter(Phase::Streaming, facts).await?;
     let tokens = turn::TokenState { expires_at, vault };
     turn::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await?;

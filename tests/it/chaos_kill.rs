@@ -30,7 +30,7 @@ use crate::common::procs::{child_env, kill9, set_env, spawn_worker};
 const N_RUNS: usize = 300;
 const N_WORKERS: usize = 3;
 /// Runs in flight per worker: few enough that the run lasts long enough for several kills.
-/// This test found `FailPoint::TurnEndRecorded` (see `run/events.rs` `resume`):
+/// This test found `FailPoint::TurnEndRecorded` (see `run/turn.rs` `resume`):
 /// a killed attempt had recorded the final `session.status_idle` before acting on it.
 const CONCURRENCY: &str = "8";
 /// The killer stops at this point even if runs are still open; the survivors then finish.
