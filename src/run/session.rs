@@ -8,7 +8,7 @@
 use redis::aio::ConnectionManager;
 use serde_json::json;
 
-use super::context::{pause_before_retry, single_attempts};
+use super::context::{pause_before_retry, single_attempts, throttle};
 use super::{Context, Facts, FailPoint, Run, RunError, fence, hook};
 use crate::api::anthropic::{OutgoingEvent, Session, SessionCreate};
 use crate::ids::{RunId, SessionId, VaultId};
@@ -96,6 +96,7 @@ async fn create_once(
     let mut retry = 0;
     loop {
         fence::check(ctx, run).await?;
+        throttle(ctx, "sessions", ctx.config.limits.sessions_per_second).await?;
         let error = match once.create_session(&request(ctx, run, vault_id)).await {
             Ok(session) => return Ok(session),
             Err(error) => error,
@@ -143,6 +144,8 @@ async fn find_lost(
     let oldest = requested_at - SKEW_MS;
     let mut page = None;
     for _ in 0..MAX_LOOKUP_PAGES {
+        // Through the fleet-wide limiter: a tick of many lost ids must not become a storm.
+        throttle(ctx, "sessions", ctx.config.limits.sessions_per_second).await?;
         let batch = ctx.anthropic.list_sessions(&ctx.setup.agent_id, page.as_deref()).await?;
         let mut past_window = false;
         for session in batch.data {

@@ -586,3 +586,18 @@ async fn the_lookup_of_a_lost_session_is_bounded() {
     assert!(n_lists >= 1, "the lookup ran");
     assert_eq!(app.sessions_of("r-bounded").await.len(), 1);
 }
+
+/// `limits.sessions_per_second` applies to session creation (and to the lookup of a lost
+/// session): the run takes its token from the fleet-wide bucket in Redis. Before, the setting
+/// was accepted and nothing used it.
+#[tokio::test]
+async fn the_sessions_limit_is_taken_before_a_session_is_created() {
+    let app = spawn_app_with(|config| config.limits.sessions_per_second = Some(100.0)).await;
+    app.create_run("r-limited", "limited@example.com").await;
+    let finish = app.execute("r-limited").await.unwrap();
+    assert!(matches!(finish, Finish::Succeeded { .. }), "{finish:?}");
+    let bucket = app.ctx.keys.ratelimit("sessions");
+    let exists: bool =
+        redis::cmd("EXISTS").arg(&bucket).query_async(&mut app.conn.clone()).await.unwrap();
+    assert!(exists, "the sessions bucket {bucket} was never taken from");
+}
