@@ -48,7 +48,12 @@ pub async fn stop_if_cancelled(
         .query_async(conn)
         .await?;
     let (Some(_), Some(session_id)) = (requested, session_id) else { return Ok(()) };
-    let session = ctx.anthropic.get_session(session_id.as_str()).await?;
+    let session = match ctx.anthropic.get_session(session_id.as_str()).await {
+        Ok(session) => session,
+        // Deleted at the vendor: there is no agent left to stop.
+        Err(error) if error.status() == Some(404) => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
     if session.archived_at.is_some() {
         return Ok(());
     }
