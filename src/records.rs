@@ -3,8 +3,9 @@
 //!
 //! Run record (`HGETALL <prefix>:run:<id>`): `run_id`, `user`, `schedule`, `prompt`, `state`,
 //! `phase`, `attempts`, `session_id`, `message_sent_at_ms`, `<phase>_at_ms` for each phase
-//! reached, `last_error`, `error_class`, `worker`, and the queue's timestamps. The queue writes
-//! `state`; the pipeline writes phases and ids. User map (`<prefix>:user:<user>`): `vault_id`,
+//! reached, `last_error`, `error_class`, `worker`, `fence` (one more at every start), and the
+//! queue's timestamps. The queue writes `state` and `fence`; the pipeline writes phases and ids,
+//! only while its attempt's fence is current. User map (`<prefix>:user:<user>`): `vault_id`,
 //! `credential_id`, `vault_requested_at_ms`. Secrets are never stored.
 //!
 //! This module owns the layout. It must not decide run outcomes.
