@@ -5,7 +5,7 @@
 //! it contains `*` (which matches any run of characters, `/` included). A rule is only
 //! *applicable* to requests it can affect: `status`, `hang`, `lose_response` (the request is
 //! carried out, then the connection closes with no answer) and `latency_ms` to any request,
-//! `stream_cut_after` only to `GET …/events/stream`, `event_delay_ms` only to
+//! `stream_cut_after`, `heartbeat_ms` and `garbage_line` only to `GET …/events/stream`, `event_delay_ms` only to
 //! `POST …/events` (the request that starts the agent's turn). The first applicable rule wins.
 //! With `count` it applies to the next `count` such requests; with `rate` to each with that
 //! probability (seeded); with neither, to every one until deleted.
@@ -54,6 +54,13 @@ pub(crate) struct FaultSpec {
     /// tell whether it was done (a reply lost in a failover, a proxy timing out).
     #[serde(default)]
     pub(crate) lose_response: bool,
+    /// On `GET …/events/stream`: only SSE comment lines (heartbeats) for this long, then the
+    /// events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) heartbeat_ms: Option<u64>,
+    /// On `GET …/events/stream`: one `data:` line that is not JSON, after the first event.
+    #[serde(default)]
+    pub(crate) garbage_line: bool,
 }
 
 impl FaultSpec {
@@ -82,6 +89,8 @@ impl FaultSpec {
             self.stream_cut_after.is_some(),
             self.event_delay_ms.is_some(),
             self.lose_response,
+            self.heartbeat_ms.is_some(),
+            self.garbage_line,
         ];
         if !effects.contains(&true) {
             return Err(
@@ -104,7 +113,10 @@ impl FaultSpec {
             || self.hang
             || self.lose_response
             || self.latency_ms.is_some()
-            || (stream && self.stream_cut_after.is_some())
+            || (stream
+                && (self.stream_cut_after.is_some()
+                    || self.heartbeat_ms.is_some()
+                    || self.garbage_line))
             || (send && self.event_delay_ms.is_some())
     }
 }
@@ -138,6 +150,8 @@ pub(crate) struct Effects {
     pub(crate) hang: bool,
     pub(crate) lose_response: bool,
     pub(crate) stream_cut_after: Option<u64>,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) garbage_line: bool,
     pub(crate) event_delay: Option<Duration>,
 }
 
@@ -221,6 +235,8 @@ impl Faults {
             hang: spec.hang,
             lose_response: spec.lose_response,
             stream_cut_after: spec.stream_cut_after,
+            heartbeat: spec.heartbeat_ms.map(Duration::from_millis),
+            garbage_line: spec.garbage_line,
             event_delay: spec.event_delay_ms.map(Duration::from_millis),
         })
     }

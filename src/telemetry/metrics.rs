@@ -168,6 +168,11 @@ pub fn runs_reconciled(n_runs: usize) {
         .increment(u64::try_from(n_runs).unwrap_or(u64::MAX));
 }
 
+/// `agentcron_stream_frames_skipped_total{reason}`: event-stream frames skipped (`not_json`).
+pub fn stream_frame_skipped(reason: &'static str) {
+    metrics::counter!("agentcron_stream_frames_skipped_total", "reason" => reason).increment(1);
+}
+
 /// `agentcron_redis_errors_total{op}`: failed Redis calls of the queue and worker loops.
 pub fn redis_error(op: &'static str) {
     metrics::counter!("agentcron_redis_errors_total", "op" => op).increment(1);

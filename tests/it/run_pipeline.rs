@@ -601,3 +601,31 @@ async fn the_sessions_limit_is_taken_before_a_session_is_created() {
         redis::cmd("EXISTS").arg(&bucket).query_async(&mut app.conn.clone()).await.unwrap();
     assert!(exists, "the sessions bucket {bucket} was never taken from");
 }
+
+/// A quiet but alive stream is not cut off, and one bad frame does not end the turn: with only
+/// heartbeats for 3 s against a 1 s idle timeout, then one `data:` line that is not JSON, the
+/// run succeeds on a single stream connection and the agent's work is all in the transcript.
+#[tokio::test]
+async fn heartbeats_keep_a_quiet_stream_and_a_garbage_line_is_skipped() {
+    let app =
+        spawn_app_with(|config| config.http.stream_idle_timeout = Duration::from_secs(1)).await;
+    let stream = "/v1/sessions/*/events/stream";
+    let fault = json!({"method": "GET", "path": stream, "heartbeat_ms": 3000, "garbage_line": true, "count": 1});
+    app.sim_client.add_fault(fault).await;
+    app.create_run("r-quiet", "quiet@example.com").await;
+    let finish = app.execute("r-quiet").await.unwrap();
+    assert!(matches!(finish, Finish::Succeeded { .. }), "{finish:?}");
+    let audit = app.audit().await;
+    let opens: u64 = audit["requests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(request, _)| {
+            request.starts_with("GET /v1/sessions/") && request.ends_with("/events/stream")
+        })
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(opens, 1, "the stream was reopened: {}", audit["requests"]);
+    let lines = transcript_lines(&app, "r-quiet").await;
+    assert_eq!(tool_uses(&lines), ["gmail_fetch_mails", "googlecalendar_create_event"]);
+}

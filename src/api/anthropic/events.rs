@@ -167,7 +167,9 @@ fn stop_reason(raw: &Value) -> StopReason {
     }
 }
 
-/// Turns an SSE response body into session events, with an idle timeout between frames.
+/// Turns an SSE response body into session events. The idle timeout runs between any bytes
+/// of the body, comment lines (`:keep-alive`, heartbeats) included: a quiet agent that keeps
+/// its stream alive is not cut off; only a silent connection is.
 pub(crate) fn decode<B, E>(
     body: impl Stream<Item = Result<B, E>> + Send + 'static,
     idle_timeout: Duration,
@@ -176,15 +178,11 @@ where
     B: AsRef<[u8]> + Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
-    let frames = body.eventsource();
+    let frames = watched(body, idle_timeout).eventsource();
     futures::stream::unfold(Some(Box::pin(frames)), move |state| async move {
         let mut frames = state?;
         loop {
-            let Ok(next) = tokio::time::timeout(idle_timeout, frames.next()).await else {
-                let message = format!("no event or keep-alive for {}s", idle_timeout.as_secs());
-                return Some((Err(transport(message)), None));
-            };
-            let frame = match next {
+            let frame = match frames.next().await {
                 None => return None,
                 Some(Err(error)) => return Some((Err(transport(error.to_string())), None)),
                 Some(Ok(frame)) => frame,
@@ -194,6 +192,46 @@ where
                 Frame::Event(event) => return Some((Ok(event), Some(frames))),
                 Frame::Error(error) => return Some((Err(error), None)),
             }
+        }
+    })
+}
+
+/// Why the body stopped.
+#[derive(Debug)]
+enum BodyError {
+    /// No byte at all for the idle timeout.
+    Idle(Duration),
+    /// The body itself failed.
+    Read(String),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Idle(timeout) => {
+                write!(f, "no event or keep-alive for {}s", timeout.as_secs_f64())
+            }
+            Self::Read(error) => f.write_str(error),
+        }
+    }
+}
+
+/// `body` with the idle timeout between its chunks; ends after the first error.
+fn watched<B, E>(
+    body: impl Stream<Item = Result<B, E>> + Send + 'static,
+    idle_timeout: Duration,
+) -> impl Stream<Item = Result<B, BodyError>> + Send + 'static
+where
+    B: AsRef<[u8]> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    futures::stream::unfold(Some(Box::pin(body)), move |state| async move {
+        let mut body = state?;
+        match tokio::time::timeout(idle_timeout, body.next()).await {
+            Err(_) => Some((Err(BodyError::Idle(idle_timeout)), None)),
+            Ok(None) => None,
+            Ok(Some(Err(error))) => Some((Err(BodyError::Read(error.to_string())), None)),
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
         }
     })
 }
@@ -209,11 +247,14 @@ fn frame_event(name: &str, data: &str) -> Frame {
         return Frame::Skip;
     }
     let Ok(value) = serde_json::from_str::<Value>(data) else {
-        return Frame::Error(ApiError::decode(
-            Api::Anthropic,
-            ENDPOINT,
-            &"a frame's data is not JSON",
-        ));
+        // One bad frame must not end a healthy turn: counted, logged, skipped.
+        crate::telemetry::metrics::stream_frame_skipped("not_json");
+        tracing::warn!(
+            message = "Skipped an event-stream frame whose data is not JSON.",
+            event = name,
+            bytes = data.len()
+        );
+        return Frame::Skip;
     };
     if name == "error" || value.get("type").and_then(Value::as_str) == Some("error") {
         let field =
@@ -318,6 +359,32 @@ mod tests {
             panic!("an error frame is an error")
         };
         assert_eq!(error.class(), crate::outcome::ErrorClass::Transient);
-        assert!(matches!(frame_event("agent.message", "{not json"), Frame::Error(_)));
+        assert!(
+            matches!(frame_event("agent.message", "{not json"), Frame::Skip),
+            "skipped, not fatal"
+        );
+    }
+
+    /// Comment lines keep the stream alive: a quiet stretch longer than the idle timeout, made
+    /// of heartbeats, is not a timeout; real silence is.
+    #[tokio::test]
+    async fn heartbeats_reset_the_idle_timer_and_silence_does_not() {
+        let event = "data: {\"type\":\"session.status_idle\",\"id\":\"sevt_1\"}\n\n";
+        let chunks = |pauses: Vec<(u64, &'static str)>| {
+            futures::stream::iter(pauses).then(|(ms, chunk)| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok::<_, std::io::Error>(chunk.as_bytes().to_vec())
+            })
+        };
+        let idle = Duration::from_millis(1_000);
+        // 1.2 s with only comments, each 300 ms after the last: never 1 s without a byte.
+        let beat = ":keep-alive\n\n";
+        let beating = vec![(300, beat), (300, beat), (300, beat), (300, event)];
+        let got: Vec<_> = decode(chunks(beating), idle).collect().await;
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].is_ok(), "heartbeats 300 ms apart, then the event: {got:?}");
+        let silent = vec![(1_500, event)];
+        let got: Vec<_> = decode(chunks(silent), idle).collect().await;
+        assert!(matches!(got.as_slice(), [Err(_)]), "1.5 s of silence times out: {got:?}");
     }
 }

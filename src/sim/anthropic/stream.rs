@@ -55,7 +55,12 @@ pub(super) async fn open(
         changed,
         cursor,
         delivered: 0,
-        cut_after: effects.and_then(|Extension(effects)| effects.stream_cut_after),
+        cut_after: effects.as_ref().and_then(|Extension(effects)| effects.stream_cut_after),
+        hold_until: effects
+            .as_ref()
+            .and_then(|Extension(effects)| effects.heartbeat)
+            .map(|hold| tokio::time::Instant::now() + hold),
+        garbage_line: effects.as_ref().is_some_and(|Extension(effects)| effects.garbage_line),
         message_deltas: deltas.contains(&"agent.message"),
         queued: VecDeque::new(),
     };
@@ -72,9 +77,16 @@ struct Reader {
     cursor: usize,
     delivered: u64,
     cut_after: Option<u64>,
+    /// A `heartbeat_ms` fault: only comment lines until then.
+    hold_until: Option<tokio::time::Instant>,
+    /// A `garbage_line` fault not yet delivered.
+    garbage_line: bool,
     message_deltas: bool,
     queued: VecDeque<Event>,
 }
+
+/// How often a `heartbeat_ms` fault sends a comment line while it holds the events back.
+const HOLD_BEAT: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn frames(reader: Reader) -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::unfold(reader, |mut reader| async move {
@@ -86,6 +98,14 @@ fn frames(reader: Reader) -> impl Stream<Item = Result<Event, Infallible>> {
 impl Reader {
     /// The next frame, or `None` when the stream should end.
     async fn next(&mut self) -> Option<Event> {
+        if let Some(until) = self.hold_until {
+            let now = tokio::time::Instant::now();
+            if now < until {
+                tokio::time::sleep(HOLD_BEAT.min(until - now)).await;
+                return Some(Event::default().comment("heartbeat"));
+            }
+            self.hold_until = None;
+        }
         loop {
             if let Some(frame) = self.queued.pop_front() {
                 return Some(frame);
@@ -98,6 +118,9 @@ impl Reader {
                     self.cursor += 1;
                     self.delivered += 1;
                     self.queue(&kind, &json);
+                    if std::mem::take(&mut self.garbage_line) {
+                        self.queued.push_back(Event::default().data("this line is not JSON {"));
+                    }
                 }
                 Ok(None) => {
                     // Cancel safety: `changed()` and `cancelled()` lose nothing when dropped; the
