@@ -201,11 +201,12 @@ pub struct Session {
     pub archived_at: Option<String>,
 }
 
-/// One page of a list.
+/// One page of a list (also the echo of `events.send`).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub struct Page<T> {
-    /// Items.
-    #[serde(default = "Vec::new")]
+    /// Items. `"data": null` reads as none: an accepted send may echo nothing.
+    #[serde(default = "Vec::new", deserialize_with = "null_as_empty")]
     pub data: Vec<T>,
     /// Cursor of the next page; none on the last.
     #[serde(default)]
@@ -245,6 +246,15 @@ impl OutgoingEvent {
     }
 }
 
+/// `null` as an empty list.
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 /// `{"type":"text","text"}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TextBlock {
@@ -252,4 +262,19 @@ pub struct TextBlock {
     kind: &'static str,
     /// The text.
     pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_null_or_missing_page_is_empty() {
+        let null: Page<Value> = serde_json::from_str(r#"{"data": null}"#).unwrap();
+        assert!(null.data.is_empty());
+        let missing: Page<Value> = serde_json::from_str("{}").unwrap();
+        assert!(missing.data.is_empty());
+        let one: Page<Value> = serde_json::from_str(r#"{"data": [{"id": "a"}]}"#).unwrap();
+        assert_eq!(one.data.len(), 1);
+    }
 }
