@@ -80,6 +80,10 @@ async fn pump(
     cancel: &CancellationToken,
 ) -> Result<(), RunError> {
     let policy = RetryPolicy::from(&ctx.config.retry);
+    // The turn ends only at an idle that follows the echo of our message: a stream opened just
+    // before the send may carry an idle from before it. A message sent by an earlier attempt
+    // was echoed then.
+    let mut echoed = opened.is_none();
     let mut stream = match opened {
         Some(stream) => stream,
         None => match Box::pin(resume(ctx, conn, session_id, transcript)).await? {
@@ -101,11 +105,16 @@ async fn pump(
             item = wait::waiting(stream.next()) => match item {
                 Some(Ok(event)) => {
                     n_reconnects = 0;
+                    echoed |= event.kind == EventKind::UserMessage;
                     transcript.append(conn, session_id, &event.raw).await?;
                     if event.is_turn_end() {
                         // Recorded before it is acted on, so a resumed run sees it.
                         transcript.settle().await?;
                         super::hook(ctx, super::FailPoint::TurnEndRecorded)?;
+                    }
+                    if !echoed && matches!(event.kind, EventKind::Idle { .. }) {
+                        tracing::info!(message = "An idle from before our message; waiting for the turn.", session_id = %session_id);
+                        continue;
                     }
                     if Box::pin(react(ctx, session_id, &event)).await? {
                         return Ok(());

@@ -6,7 +6,8 @@
 //! *applicable* to requests it can affect: `status`, `hang`, `lose_response` (the request is
 //! carried out, then the connection closes with no answer) and `latency_ms` to any request,
 //! `stream_cut_after`, `heartbeat_ms` and `garbage_line` only to `GET …/events/stream`, `event_delay_ms` only to
-//! `POST …/events` (the request that starts the agent's turn). The first applicable rule wins.
+//! `POST …/events` (the request that starts the agent's turn), and `idle_first` (an idle
+//! status logged before the echo of the sent events) too. The first applicable rule wins.
 //! With `count` it applies to the next `count` such requests; with `rate` to each with that
 //! probability (seeded); with neither, to every one until deleted.
 //!
@@ -61,6 +62,9 @@ pub(crate) struct FaultSpec {
     /// On `GET …/events/stream`: one `data:` line that is not JSON, after the first event.
     #[serde(default)]
     pub(crate) garbage_line: bool,
+    /// On `POST …/events`: a `session.status_idle` is logged before the echo of the events.
+    #[serde(default)]
+    pub(crate) idle_first: bool,
 }
 
 impl FaultSpec {
@@ -91,6 +95,7 @@ impl FaultSpec {
             self.lose_response,
             self.heartbeat_ms.is_some(),
             self.garbage_line,
+            self.idle_first,
         ];
         if !effects.contains(&true) {
             return Err(
@@ -117,7 +122,7 @@ impl FaultSpec {
                 && (self.stream_cut_after.is_some()
                     || self.heartbeat_ms.is_some()
                     || self.garbage_line))
-            || (send && self.event_delay_ms.is_some())
+            || (send && (self.event_delay_ms.is_some() || self.idle_first))
     }
 }
 
@@ -152,6 +157,7 @@ pub(crate) struct Effects {
     pub(crate) stream_cut_after: Option<u64>,
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) garbage_line: bool,
+    pub(crate) idle_first: bool,
     pub(crate) event_delay: Option<Duration>,
 }
 
@@ -237,6 +243,7 @@ impl Faults {
             stream_cut_after: spec.stream_cut_after,
             heartbeat: spec.heartbeat_ms.map(Duration::from_millis),
             garbage_line: spec.garbage_line,
+            idle_first: spec.idle_first,
             event_delay: spec.event_delay_ms.map(Duration::from_millis),
         })
     }

@@ -629,3 +629,23 @@ async fn heartbeats_keep_a_quiet_stream_and_a_garbage_line_is_skipped() {
     let lines = transcript_lines(&app, "r-quiet").await;
     assert_eq!(tool_uses(&lines), ["gmail_fetch_mails", "googlecalendar_create_event"]);
 }
+
+/// An idle status that arrives before the echo of our message (`idle_first`) does not end the
+/// turn: the run waits for the real answer, and the agent's work is in its transcript. Before,
+/// the run succeeded having done nothing.
+#[tokio::test]
+async fn an_idle_before_our_message_does_not_end_the_turn() {
+    let app = spawn_app().await;
+    let send = "/v1/sessions/*/events";
+    app.sim_client
+        .add_fault(json!({"method": "POST", "path": send, "idle_first": true, "count": 1}))
+        .await;
+    app.create_run("r-early", "early@example.com").await;
+    let finish = app.execute("r-early").await.unwrap();
+    assert!(matches!(finish, Finish::Succeeded { .. }), "{finish:?}");
+    let lines = transcript_lines(&app, "r-early").await;
+    assert_eq!(tool_uses(&lines), ["gmail_fetch_mails", "googlecalendar_create_event"]);
+    assert!(lines.iter().any(|l| l["type"] == "agent.message"), "the agent's answer is recorded");
+    let idles = lines.iter().filter(|l| l["type"] == "session.status_idle").count();
+    assert_eq!(idles, 2, "the early idle and the turn's own");
+}

@@ -58,7 +58,16 @@ pub(super) async fn send(
     if events.is_empty() {
         return Err(AnthropicError::invalid("events: must not be empty"));
     }
-    let delay = effects.and_then(|Extension(effects)| effects.event_delay);
+    let delay = effects.as_ref().and_then(|Extension(effects)| effects.event_delay);
+    if effects.is_some_and(|Extension(effects)| effects.idle_first) {
+        // A stale idle from before this send, as a client may see one: the turn has not ended.
+        let idle = json!({"type": "session.status_idle", "stop_reason": {"type": "end_turn"}});
+        with_session(&state, &id, |session| {
+            let mut live = session.rt.lock();
+            session::push(&mut live, &state.ids, idle);
+            Ok(())
+        })?;
+    }
     let echoed = send_events(&state, &id, events, EventsOrigin::Send, delay)?;
     Ok(Json(json!({"data": echoed})))
 }
