@@ -184,3 +184,16 @@ pub async fn enqueue_n(config: &Config, tag: &str, n: usize) -> Vec<String> {
     assert!(enqueued.iter().all(|run| run.created));
     runs.into_iter().map(|run| run.run_id.into_inner()).collect()
 }
+
+/// A handler whose every attempt waits for a permit of `gate`, then succeeds: the test holds
+/// its runs in flight until it adds permits.
+pub fn gated(gate: &Arc<tokio::sync::Semaphore>) -> TestHandler {
+    let gate = Arc::clone(gate);
+    TestHandler::new(plan(move |_| {
+        let gate = Arc::clone(&gate);
+        async move {
+            gate.acquire().await.unwrap().forget();
+            Outcome::Succeeded
+        }
+    }))
+}

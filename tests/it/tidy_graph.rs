@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::common::repo_root;
+use crate::tidy::rust_files;
 
 /// The declared graph: room → the rooms it may use (`None` for `*`, every room).
 type Graph = BTreeMap<String, Option<BTreeSet<String>>>;
@@ -155,17 +156,6 @@ fn crate_uses(code: &str) -> Vec<(usize, String)> {
 fn room_of(src: &Path, path: &Path) -> String {
     let first = path.strip_prefix(src).unwrap().components().next().unwrap();
     first.as_os_str().to_string_lossy().trim_end_matches(".rs").to_owned()
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|ext| ext == "rs") {
-            out.push(path);
-        }
-    }
 }
 
 /// Every import the declaration forbids, as `file:line: room uses other`.

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::common::TestRedis;
 use crate::common::poll_until;
-use crate::common::worker::{TestHandler, config, enqueue_n, plan, record, spawn, state};
+use crate::common::worker::{TestHandler, config, enqueue_n, gated, plan, record, spawn, state};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -147,16 +147,7 @@ async fn shutdown_drains_in_flight_runs() {
     let config = config(&redis);
     // Each run is held until the test opens the gate, so all five are in flight at shutdown.
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let handler = TestHandler::new(plan({
-        let gate = Arc::clone(&gate);
-        move |_| {
-            let gate = Arc::clone(&gate);
-            async move {
-                gate.acquire().await.unwrap().forget();
-                Outcome::Succeeded
-            }
-        }
-    }));
+    let handler = gated(&gate);
     let worker = spawn(&config, handler.clone());
     let ids = enqueue_n(&config, "drain", 5).await;
     poll_until("all five running", LIMIT, || async { handler.stats.starts().len() == 5 }).await;
@@ -224,16 +215,7 @@ async fn a_run_whose_queue_entry_vanished_mid_run_still_ends() {
     let redis = TestRedis::new().await;
     let config = config(&redis);
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let handler = TestHandler::new(plan({
-        let gate = Arc::clone(&gate);
-        move |_| {
-            let gate = Arc::clone(&gate);
-            async move {
-                gate.acquire().await.unwrap().forget();
-                Outcome::Succeeded
-            }
-        }
-    }));
+    let handler = gated(&gate);
     let worker = spawn(&config, handler.clone());
     let ids = enqueue_n(&config, "vanish", 3).await;
     poll_until("all three running", LIMIT, || async { handler.stats.starts().len() == 3 }).await;
