@@ -58,16 +58,15 @@ pub async fn refresh(
     }
     // Creating a vault or a credential must not happen twice for one run.
     fence::check(ctx, run).await?;
-    let vault_id = match map.get("vault_id") {
-        Some(id) if vault_exists(ctx, id).await? => VaultId::from(id),
+    let (vault_id, created) = match map.get("vault_id") {
+        Some(id) if vault_exists(ctx, id).await? => (VaultId::from(id), false),
         _ => ensure_vault(ctx, conn, user, map.get("vault_requested_at_ms").is_some()).await?,
     };
-    let credential_id = match find_credential(ctx, &vault_id).await? {
-        // An earlier attempt created it and died before the map was written.
-        Some(found) => {
-            ctx.anthropic.update_credential_token(vault_id.as_str(), found.as_str(), token).await?;
-            found
-        }
+    // A vault that existed may hold our credential already (an earlier attempt created it and
+    // died before the map was written); one this attempt created holds none.
+    let adopted = if created { None } else { adopt_credential(ctx, &vault_id, token).await? };
+    let credential_id = match adopted {
+        Some(found) => found,
         None => create_credential(ctx, &vault_id, token).await?,
     };
     let ids = VaultIds { vault_id, credential_id };
@@ -88,21 +87,22 @@ async fn vault_exists(ctx: &Context, vault_id: &str) -> Result<bool, RunError> {
 }
 
 /// The user's vault: found again when an earlier attempt asked for one and died before
-/// recording its id (the request mark in the user map says so), else created. The mark is
-/// written before the create, so that a crash between the create and the map leaves a trace.
+/// recording its id (the request mark in the user map says so), else created; with whether
+/// this attempt created it. The mark is written before the create, so that a crash between
+/// the create and the map leaves a trace.
 async fn ensure_vault(
     ctx: &Context,
     conn: &mut ConnectionManager,
     user: &UserId,
     requested_before: bool,
-) -> Result<VaultId, RunError> {
+) -> Result<(VaultId, bool), RunError> {
     if requested_before && let Some(found) = find_vault(ctx, user).await? {
         tracing::info!(message = "Found the vault an earlier attempt created.", user = user.as_str(), vault_id = %found);
-        return Ok(found);
+        return Ok((found, false));
     }
     let mark = [("vault_requested_at_ms", records::now_ms().to_string())];
     records::set_user(conn, &ctx.keys, user, &mark).await?;
-    create_vault(ctx, user).await
+    Ok((create_vault(ctx, user).await?, true))
 }
 
 /// Creates the user's vault with single attempts; after an ambiguous failure (the vendor may
@@ -167,9 +167,7 @@ async fn create_credential(
             Err(error) => error,
         };
         pause_before_retry(&policy, retry, error, "vaults.credentials.create").await?;
-        if let Some(found) = find_credential(ctx, vault_id).await? {
-            // It may hold the token of the failed create or an older one: set this one.
-            ctx.anthropic.update_credential_token(vault_id.as_str(), found.as_str(), token).await?;
+        if let Some(found) = adopt_credential(ctx, vault_id, token).await? {
             return Ok(found);
         }
         retry += 1;
@@ -187,13 +185,19 @@ pub async fn update(ctx: &Context, ids: &VaultIds, token: &SecretString) -> Resu
     Ok(())
 }
 
-/// The vault's credential for our MCP server, if it has one.
-async fn find_credential(
+/// The vault's credential for our MCP server, if it has one, set to `token` (it may hold an
+/// older token, or that of a create whose answer was lost).
+async fn adopt_credential(
     ctx: &Context,
     vault_id: &VaultId,
+    token: &SecretString,
 ) -> Result<Option<CredentialId>, RunError> {
     let listed = ctx.anthropic.list_credentials(vault_id.as_str()).await?;
     let url = &ctx.setup.mcp_server_url;
-    let found = listed.data.iter().find(|credential| &credential.auth.mcp_server_url == url);
-    Ok(found.map(|credential| CredentialId::from(credential.id.as_str())))
+    let Some(found) = listed.data.iter().find(|credential| &credential.auth.mcp_server_url == url)
+    else {
+        return Ok(None);
+    };
+    ctx.anthropic.update_credential_token(vault_id.as_str(), &found.id, token).await?;
+    Ok(Some(CredentialId::from(found.id.as_str())))
 }
