@@ -45,7 +45,16 @@ pub(crate) struct Turn {
     pub(crate) agent: Arc<Value>,
     pub(crate) vault_ids: Vec<String>,
     pub(crate) user: Option<String>,
+    pub(crate) faults: TurnFaults,
+}
+
+/// The faults a send asked of the turns it starts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TurnFaults {
+    /// `event_delay_ms`: the pause after each event.
     pub(crate) delay: Option<Duration>,
+    /// `session_error`: the turn reports this error type instead of working, then idles.
+    pub(crate) session_error: Option<String>,
 }
 
 /// Why a turn stopped early.
@@ -139,7 +148,7 @@ async fn emit_then(
         }
     }
     let id = turn.rt.append_then(&state.ids, event, then);
-    match turn.delay {
+    match turn.faults.delay {
         Some(delay) => tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = state.cancel.cancelled() => return Err(Stop::Gone),
@@ -168,6 +177,9 @@ async fn end_span(state: &SimState, turn: &Turn, span: &str) -> Result<(), Stop>
 async fn one_turn(state: &SimState, turn: &Turn) -> Result<(), Stop> {
     start_running(state, turn).await?;
     let span = start_span(state, turn).await?;
+    if let Some(error_type) = &turn.faults.session_error {
+        return fail(state, turn, &span, error_type).await;
+    }
     let next = match toolset(&turn.agent) {
         Some(_) => Next::Call(FETCH, json!({"query": "is:unread", "max_results": 1})),
         None => Next::Say(NO_TOOLS.to_owned()),
@@ -225,6 +237,25 @@ async fn drive(state: &SimState, turn: &Turn, span: &str, mut next: Next) -> Res
 async fn finish(state: &SimState, turn: &Turn, span: &str, text: String) -> Result<(), Stop> {
     let message = json!({"type": "agent.message", "content": [{"type": "text", "text": text}]});
     emit(state, turn, message).await?;
+    end_span(state, turn, span).await?;
+    turn.rt.set_status("idle");
+    emit(state, turn, json!({"type": "session.status_idle", "stop_reason": {"type": "end_turn"}}))
+        .await?;
+    Ok(())
+}
+
+/// The `session_error` fault: the error, as the API reports one it will not retry (a model
+/// error as `exhausted`, any other as `terminal`), the end of the model request, and idle with
+/// `end_turn` — the stop reason that reads as success to a client ignoring the error.
+async fn fail(state: &SimState, turn: &Turn, span: &str, error_type: &str) -> Result<(), Stop> {
+    let retry_status = if error_type.starts_with("model_") { "exhausted" } else { "terminal" };
+    let mut error = json!({"type": error_type, "message": format!("simulated {error_type}"),
+        "retry_status": {"type": retry_status}});
+    if error_type.starts_with("mcp_") {
+        let server = toolset(&turn.agent).map_or("mcp", |toolset| toolset.server);
+        error["mcp_server_name"] = json!(server);
+    }
+    emit(state, turn, json!({"type": "session.error", "error": error})).await?;
     end_span(state, turn, span).await?;
     turn.rt.set_status("idle");
     emit(state, turn, json!({"type": "session.status_idle", "stop_reason": {"type": "end_turn"}}))

@@ -7,7 +7,8 @@
 //! carried out, then the connection closes with no answer) and `latency_ms` to any request,
 //! `stream_cut_after`, `heartbeat_ms` and `garbage_line` only to `GET …/events/stream`, `event_delay_ms` only to
 //! `POST …/events` (the request that starts the agent's turn), and `idle_first` (an idle
-//! status logged before the echo of the sent events) too. The first applicable rule wins.
+//! status logged before the echo of the sent events) and `session_error` (the turn reports
+//! that error, then idles) too. The first applicable rule wins.
 //! With `count` it applies to the next `count` such requests; with `rate` to each with that
 //! probability (seeded); with neither, to every one until deleted.
 //!
@@ -65,6 +66,9 @@ pub(crate) struct FaultSpec {
     /// On `POST …/events`: a `session.status_idle` is logged before the echo of the events.
     #[serde(default)]
     pub(crate) idle_first: bool,
+    /// On `POST …/events`: the turn emits `session.error` of this type, then goes idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) session_error: Option<String>,
 }
 
 impl FaultSpec {
@@ -96,10 +100,11 @@ impl FaultSpec {
             self.heartbeat_ms.is_some(),
             self.garbage_line,
             self.idle_first,
+            self.session_error.is_some(),
         ];
         if !effects.contains(&true) {
             return Err(
-                "a fault needs status, hang, latency_ms, stream_cut_after or event_delay_ms"
+                "a fault needs an effect: status, hang, lose_response, latency_ms, stream_cut_after, heartbeat_ms, garbage_line, event_delay_ms, idle_first or session_error"
                     .to_owned(),
             );
         }
@@ -122,7 +127,10 @@ impl FaultSpec {
                 && (self.stream_cut_after.is_some()
                     || self.heartbeat_ms.is_some()
                     || self.garbage_line))
-            || (send && (self.event_delay_ms.is_some() || self.idle_first))
+            || (send
+                && (self.event_delay_ms.is_some()
+                    || self.idle_first
+                    || self.session_error.is_some()))
     }
 }
 
@@ -158,6 +166,7 @@ pub(crate) struct Effects {
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) garbage_line: bool,
     pub(crate) idle_first: bool,
+    pub(crate) session_error: Option<String>,
     pub(crate) event_delay: Option<Duration>,
 }
 
@@ -244,6 +253,7 @@ impl Faults {
             heartbeat: spec.heartbeat_ms.map(Duration::from_millis),
             garbage_line: spec.garbage_line,
             idle_first: spec.idle_first,
+            session_error: spec.session_error,
             event_delay: spec.event_delay_ms.map(Duration::from_millis),
         })
     }

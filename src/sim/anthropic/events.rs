@@ -8,7 +8,6 @@
 //! `user.interrupt` drops an unanswered tool use. Sending to an archived session is a 409.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -18,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::sessions::with_session;
 use super::{Page, Shared, object_body};
-use crate::sim::agent::{self, Turn};
+use crate::sim::agent::{self, Turn, TurnFaults};
 use crate::sim::audit;
 use crate::sim::error::AnthropicError;
 use crate::sim::faults::Effects;
@@ -58,7 +57,10 @@ pub(super) async fn send(
     if events.is_empty() {
         return Err(AnthropicError::invalid("events: must not be empty"));
     }
-    let delay = effects.as_ref().and_then(|Extension(effects)| effects.event_delay);
+    let faults = TurnFaults {
+        delay: effects.as_ref().and_then(|Extension(effects)| effects.event_delay),
+        session_error: effects.as_ref().and_then(|Extension(e)| e.session_error.clone()),
+    };
     if effects.is_some_and(|Extension(effects)| effects.idle_first) {
         // A stale idle from before this send, as a client may see one: the turn has not ended.
         let idle = json!({"type": "session.status_idle", "stop_reason": {"type": "end_turn"}});
@@ -68,7 +70,7 @@ pub(super) async fn send(
             Ok(())
         })?;
     }
-    let echoed = send_events(&state, &id, events, EventsOrigin::Send, delay)?;
+    let echoed = send_events(&state, &id, events, EventsOrigin::Send, faults)?;
     Ok(Json(json!({"data": echoed})))
 }
 
@@ -78,7 +80,7 @@ pub(crate) fn send_events(
     session_id: &str,
     events: &[Value],
     origin: EventsOrigin,
-    delay: Option<Duration>,
+    faults: TurnFaults,
 ) -> Result<Vec<Value>, AnthropicError> {
     events.iter().try_for_each(check_event)?;
     let turn = with_session(state, session_id, |session| {
@@ -91,7 +93,7 @@ pub(crate) fn send_events(
             agent: session.agent.clone(),
             vault_ids: session.vault_ids.clone(),
             user: session.user.clone(),
-            delay,
+            faults,
         })
     })?;
     let (echoed, n_messages, confirmed) = {

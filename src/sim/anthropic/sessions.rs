@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::events::{EventsOrigin, send_events};
 use super::{Page, Shared, archive_object, metadata, object_body, patch_metadata};
+use crate::sim::agent::TurnFaults;
 use crate::sim::audit;
 use crate::sim::error::AnthropicError;
 use crate::sim::ids;
@@ -86,7 +87,7 @@ pub(super) async fn create(
     store.sessions.insert(id.clone(), session);
     drop(store);
     if let Some(Value::Array(initial)) = body.get("initial_events") {
-        send_events(&state, &id, initial, EventsOrigin::Initial, None)?;
+        send_events(&state, &id, initial, EventsOrigin::Initial, TurnFaults::default())?;
     }
     Ok(Json(wire))
 }
