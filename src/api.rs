@@ -136,6 +136,13 @@ impl ApiError {
         }
     }
 
+    /// Whether Scalekit refused because a connection of the user lapsed (an account no longer
+    /// active when a token was minted): the run needs the user, not another attempt.
+    pub fn is_lapsed_connection(&self) -> bool {
+        matches!(self, Self::Status { api: Api::Scalekit, status, code, .. }
+            if retry::is_lapsed_connection(*status, code.as_deref()))
+    }
+
     pub(crate) fn transport(api: Api, endpoint: &'static str, error: reqwest::Error) -> Self {
         // Without the URL: it is ours, not news, and keeps the message short.
         let error = error.without_url();

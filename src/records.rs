@@ -162,6 +162,57 @@ static SET_FENCED: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new
     )
 });
 
+/// Removes fields of a run record and sets others, in one step; with `fence`, only while the
+/// record's `fence` is that value (as [`set_run`]).
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub async fn replace_run_fields(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    run_id: &RunId,
+    fence: Option<u64>,
+    (remove, set): (&[&str], &[(&str, String)]),
+) -> Result<bool, RecordsError> {
+    let key = keys.run(run_id);
+    let Some(fence) = fence else {
+        redis::pipe()
+            .atomic()
+            .cmd("HDEL")
+            .arg(&key)
+            .arg(remove)
+            .ignore()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(set)
+            .ignore()
+            .query_async::<()>(conn)
+            .await?;
+        return Ok(true);
+    };
+    let written: i64 = REPLACE_FENCED
+        .key(key)
+        .arg(fence)
+        .arg(remove.len())
+        .arg(remove)
+        .arg(set)
+        .invoke_async(conn)
+        .await?;
+    Ok(written == 1)
+}
+
+/// `HDEL` of the ARGV[2] fields after it, then `HSET` of the pairs after those, into the record
+/// KEYS[1], only while its `fence` is ARGV[1].
+static REPLACE_FENCED: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return 0 end \
+         local n = tonumber(ARGV[2]) \
+         if n > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, 3, 2 + n)) end \
+         if #ARGV > 2 + n then redis.call('HSET', KEYS[1], unpack(ARGV, 3 + n)) end \
+         return 1",
+    )
+});
+
 /// The user's vault map.
 ///
 /// # Errors

@@ -6,6 +6,8 @@
 //! ```text
 //! checking ─► minting ─► vault ─► session ─► message ─► streaming ─► succeeded
 //!    └─► needs_auth (a notice per inactive connection; not retried)
+//!              └── a lapsed connection at minting or at the mid-session refresh, or the MCP
+//!                  server refusing the user's credentials: needs_auth too (`setback`)
 //! ```
 //!
 //! [`execute`] reads like the pipeline: `connections::check`, `token::mint`, `vault::refresh`,
@@ -21,6 +23,7 @@ mod context;
 mod ending;
 mod fence;
 mod progress;
+mod setback;
 
 pub mod connections;
 pub mod message;
@@ -189,12 +192,15 @@ async fn pipeline(at: &mut Progress<'_>, conn: &mut ConnectionManager) -> Result
     // worker holds one such state per in-flight run. Boxed, the pre-stream phases' memory is
     // freed when each ends.
     let checking = Box::pin(connections::check(ctx, conn, run));
-    let inactive = at.enter_with(Phase::Checking, Facts::new(), checking).await?;
-    if !inactive.is_empty() {
-        return Ok(Finish::NeedsAuth { connections: inactive });
+    let checked = at.enter_with(Phase::Checking, Facts::new(), checking).await?;
+    if !checked.inactive.is_empty() {
+        return Ok(Finish::NeedsAuth { connections: checked.inactive });
     }
     let minting = Box::pin(token::mint(ctx, &run.user));
-    let token = at.enter_with(Phase::Minting, Facts::new(), minting).await?;
+    let token = match at.enter_with(Phase::Minting, Facts::new(), minting).await {
+        Ok(token) => token,
+        Err(error) => return Box::pin(setback::settle(ctx, conn, run, None, error)).await,
+    };
     let refreshing = Box::pin(vault::refresh(ctx, conn, run, &token.token));
     let vault = at.enter_with(Phase::Vault, Facts::new(), refreshing).await?;
     // Only its expiry is needed from here on; the token itself would be held for the stream.
@@ -209,7 +215,12 @@ async fn pipeline(at: &mut Progress<'_>, conn: &mut ConnectionManager) -> Result
     // Awaited before any event is recorded: events follow the sent mark (see `turn`).
     at.enter(Phase::Streaming, facts).await?;
     let tokens = turn::TokenState { expires_at, vault };
-    turn::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await?;
+    if let Err(error) = turn::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await {
+        return Box::pin(setback::settle(ctx, conn, run, Some(&session_id), error)).await;
+    }
+    if checked.mcp_noticed {
+        connections::resolve_mcp_refusal(ctx, conn, run).await?;
+    }
     if ctx.config.anthropic.archive_sessions {
         fence::check(ctx, run).await?;
         ctx.anthropic.archive_session(session_id.as_str()).await?;

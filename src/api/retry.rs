@@ -86,6 +86,31 @@ pub fn classify_stream_error(error_type: &str) -> ErrorClass {
     }
 }
 
+/// Classifies the `error.type` of a `session.error` that ended a turn (its `retry_status` not
+/// `retrying`). The MCP server refusing the user's credentials needs the user (`auth`: the run
+/// becomes `needs_auth`); an overloaded or rate-limited model, a failed model request, an MCP
+/// server or credential host out of reach, and an unknown error may pass (`transient`: retried
+/// in a fresh session); billing, limits reached and repository errors will not.
+pub fn classify_session_error(error_type: &str) -> ErrorClass {
+    match error_type {
+        "mcp_authentication_failed_error" => ErrorClass::Auth,
+        "model_overloaded_error"
+        | "model_rate_limited_error"
+        | "model_request_failed_error"
+        | "mcp_connection_failed_error"
+        | "credential_host_unreachable_error"
+        | "unknown_error" => ErrorClass::Transient,
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// Whether a Scalekit refusal says a connection lapsed: gRPC `FAILED_PRECONDITION` (9, HTTP
+/// 400), which minting a token answers when a connected account of the user is no longer
+/// active. Such a run needs the user, not another attempt.
+pub fn is_lapsed_connection(status: u16, code: Option<&str>) -> bool {
+    status == 400 && matches!(code, Some("FAILED_PRECONDITION" | "9"))
+}
+
 /// Classifies an event stream that broke off mid-frame: the network's, transient.
 pub fn classify_cut_stream() -> ErrorClass {
     ErrorClass::Transient
@@ -157,6 +182,20 @@ mod tests {
         check(400, Some(14), None, false, Transient);
         check(503, None, Some(false), false, Permanent);
         check(400, None, Some(true), false, Transient);
+    }
+
+    #[test]
+    fn session_errors() {
+        use ErrorClass::*;
+        assert_eq!(classify_session_error("mcp_authentication_failed_error"), Auth);
+        assert_eq!(classify_session_error("model_overloaded_error"), Transient);
+        assert_eq!(classify_session_error("mcp_connection_failed_error"), Transient);
+        assert_eq!(classify_session_error("billing_error"), Permanent);
+        assert_eq!(classify_session_error("a_type_added_later_error"), Permanent);
+        assert!(is_lapsed_connection(400, Some("FAILED_PRECONDITION")));
+        assert!(is_lapsed_connection(400, Some("9")));
+        assert!(!is_lapsed_connection(400, Some("INVALID_ARGUMENT")));
+        assert!(!is_lapsed_connection(503, Some("9")));
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! Phase `checking`: every mapped connection must have an ACTIVE account (case-insensitive;
 //! no account counts as inactive). For each inactive one, fetch an auth link and open or
 //! refresh its notice; for each active one, resolve its open notice.
+//!
+//! One more notice is kept under the name of the agent's MCP server: opened when the MCP
+//! server refused the user's credentials though every connection looked active
+//! ([`notice_mcp_refusal`]), resolved by the user's next run whose turn did the work
+//! ([`resolve_mcp_refusal`]), since only a working turn shows that it passed.
 
 use redis::aio::ConnectionManager;
 
@@ -9,7 +14,16 @@ use crate::backoff::RetryPolicy;
 use crate::records::notice::{self, NoticeEvent};
 use crate::records::webhook;
 
-/// Returns the names of the inactive connections (empty when all are active).
+/// What the check found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// The names of the inactive connections (empty when all are active).
+    pub inactive: Vec<String>,
+    /// Whether the notice of an MCP refusal is open (see [`resolve_mcp_refusal`]).
+    pub mcp_noticed: bool,
+}
+
+/// Checks the user's connections, opening and resolving their notices.
 ///
 /// # Errors
 /// [`RunError`] when Scalekit or Redis fails.
@@ -17,15 +31,17 @@ pub async fn check(
     ctx: &Context,
     conn: &mut ConnectionManager,
     run: &Run,
-) -> Result<Vec<String>, RunError> {
+) -> Result<Checked, RunError> {
     let connections = &ctx.config.scalekit.connections;
-    let names: Vec<&str> = connections.iter().map(|c| c.name.as_str()).collect();
+    let mut names: Vec<&str> = connections.iter().map(|c| c.name.as_str()).collect();
+    names.push(mcp_name(ctx));
     // Side by side: the Redis read hides behind the remote call.
     let (states, noticed) = tokio::join!(
         ctx.scalekit.list_connected_accounts(&ctx.setup.mcp_config_id, run.user.as_str(), false),
         notice::open_among(conn, &ctx.keys, &run.user, &names)
     );
     let (states, noticed) = (states?, noticed?);
+    let mcp_noticed = noticed.last().copied().unwrap_or(false);
     let mut inactive = Vec::new();
     for (connection, noticed) in connections.iter().zip(noticed) {
         let state =
@@ -49,7 +65,46 @@ pub async fn check(
         notify(ctx, &event).await;
         inactive.push(connection.name.clone());
     }
-    Ok(inactive)
+    Ok(Checked { inactive, mcp_noticed })
+}
+
+/// The name the MCP refusal's notice is kept under: the agent's MCP server.
+fn mcp_name(ctx: &Context) -> &str {
+    &ctx.config.anthropic.agent.mcp_server_name
+}
+
+/// Opens (or refreshes) the notice that the MCP server refused the user's credentials with
+/// `error_type`. It has no auth link: no one connection is to blame. Returns its name.
+///
+/// # Errors
+/// [`RunError`] when Redis fails.
+pub async fn notice_mcp_refusal(
+    ctx: &Context,
+    conn: &mut ConnectionManager,
+    run: &Run,
+    error_type: &str,
+) -> Result<String, RunError> {
+    let name = mcp_name(ctx);
+    let event = notice::open(conn, &ctx.keys, (&run.user, name, error_type, ""), &run.id).await?;
+    tracing::info!(message = "The MCP server refused the user's credentials; notice opened.", user = %run.user, mcp_server = %name, error_type = %error_type);
+    notify(ctx, &event).await;
+    Ok(name.to_owned())
+}
+
+/// Resolves the MCP refusal's notice after a turn that did the work.
+///
+/// # Errors
+/// [`RunError`] when Redis fails.
+pub async fn resolve_mcp_refusal(
+    ctx: &Context,
+    conn: &mut ConnectionManager,
+    run: &Run,
+) -> Result<(), RunError> {
+    if let Some(event) = notice::resolve(conn, &ctx.keys, &run.user, mcp_name(ctx), &run.id).await?
+    {
+        notify(ctx, &event).await;
+    }
+    Ok(())
 }
 
 /// Sends the notice to the webhook, when one is configured. A few quick attempts only: the

@@ -48,6 +48,18 @@ pub enum RunError {
         /// `terminated`, `retries_exhausted`, `budget_reached`, …
         reason: String,
     },
+    /// The session reported an error (`session.error`) and the turn ended without the work.
+    #[error("session {session_id} reported {error_type}: {message}")]
+    SessionFailed {
+        /// The session.
+        session_id: SessionId,
+        /// `error.type`, such as `mcp_authentication_failed_error`.
+        error_type: String,
+        /// `error.message`.
+        message: String,
+        /// How to handle it, from the type.
+        class: ErrorClass,
+    },
     /// Another attempt of the run started while this one was stalled (its worker frozen past
     /// its lease); this one stopped before its next side effect.
     #[error("run {run_id} was taken over by a later attempt")]
@@ -55,6 +67,9 @@ pub enum RunError {
         /// The run.
         run_id: RunId,
     },
+    /// A passing condition ended the attempt; the next one may get through.
+    #[error("{0}; trying again")]
+    Again(String),
     /// Shutdown or timeout stopped the run at a safe point; it is resumable.
     #[error("cancelled at a safe point")]
     Cancelled,
@@ -74,8 +89,10 @@ impl RunError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Api(error) => error.class(),
+            Self::SessionFailed { class, .. } => *class,
             Self::Records(_)
             | Self::Busy { .. }
+            | Self::Again(_)
             | Self::Cancelled
             | Self::Fenced { .. }
             | Self::FailPoint(_) => ErrorClass::Transient,

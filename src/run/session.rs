@@ -48,19 +48,30 @@ pub async fn stop_if_cancelled(
         .query_async(conn)
         .await?;
     let (Some(_), Some(session_id)) = (requested, session_id) else { return Ok(()) };
+    if stop(ctx, &session_id).await? {
+        tracing::info!(message = "Cancelled: the session was interrupted and archived.", run_id = %run_id, session_id = %session_id);
+    }
+    Ok(())
+}
+
+/// Stops the agent working in `session_id`: interrupts its turn (`user.interrupt`), then
+/// archives it. Returns false when there was nothing to stop (archived or deleted already).
+///
+/// # Errors
+/// [`RunError`] when Anthropic fails.
+pub async fn stop(ctx: &Context, session_id: &SessionId) -> Result<bool, RunError> {
     let session = match ctx.anthropic.get_session(session_id.as_str()).await {
         Ok(session) => session,
         // Deleted at the vendor: there is no agent left to stop.
-        Err(error) if error.status() == Some(404) => return Ok(()),
+        Err(error) if error.status() == Some(404) => return Ok(false),
         Err(error) => return Err(error.into()),
     };
     if session.archived_at.is_some() {
-        return Ok(());
+        return Ok(false);
     }
     ctx.anthropic.send_events(session_id.as_str(), &[OutgoingEvent::Interrupt]).await?;
     ctx.anthropic.archive_session(session_id.as_str()).await?;
-    tracing::info!(message = "Cancelled: the session was interrupted and archived.", run_id = %run_id, session_id = %session_id);
-    Ok(())
+    Ok(true)
 }
 
 /// The run's session id, creating the session when the run has none, and the facts to persist
@@ -154,7 +165,10 @@ async fn find_lost(
         let batch = ctx.anthropic.list_sessions(&ctx.setup.agent_id, page.as_deref()).await?;
         let mut past_window = false;
         for session in batch.data {
-            if session.metadata.get("run_id").and_then(|v| v.as_str()) == Some(run_id.as_str()) {
+            // An archived session of the run is one an earlier attempt gave up (see `setback`).
+            let ours =
+                session.metadata.get("run_id").and_then(|v| v.as_str()) == Some(run_id.as_str());
+            if ours && session.archived_at.is_none() {
                 return Ok(Some(session));
             }
             let created = session

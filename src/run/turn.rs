@@ -1,5 +1,6 @@
 //! Phase `streaming`: record every event to the transcript, answer `requires_action` by
-//! policy, keep the user's lease and token fresh, and stop at the end of the turn. A dropped or
+//! policy, keep the user's token fresh, and stop at the end of the turn (`verdict` says when
+//! that is, and whether the turn did the work). A dropped or
 //! idle stream is re-attached (history first, events already recorded skipped).
 
 use crate::ids::SessionId;
@@ -11,12 +12,16 @@ use tokio_util::sync::CancellationToken;
 use super::message::EventStream;
 use super::vault::VaultIds;
 use super::{Context, Run, RunError, token, vault};
-use crate::api::anthropic::{EventKind, OutgoingEvent, SessionEvent, StopReason};
+use crate::api::anthropic::OutgoingEvent;
 use crate::api::wait;
 use crate::backoff::RetryPolicy;
 use crate::config::ActionPolicy;
 use crate::outcome::ErrorClass;
 use crate::records::transcript::Transcript;
+
+mod verdict;
+
+use self::verdict::{Step, TurnState};
 
 /// What the stream keeps fresh: the token in the user's vault. (The user's lease is kept by
 /// the worker's heartbeat for every run it holds, whatever the run is waiting on.)
@@ -80,13 +85,12 @@ async fn pump(
     cancel: &CancellationToken,
 ) -> Result<(), RunError> {
     let policy = RetryPolicy::from(&ctx.config.retry);
-    // The turn ends only at an idle that follows the echo of our message: a stream opened just
-    // before the send may carry an idle from before it. A message sent by an earlier attempt
-    // was echoed then.
-    let mut echoed = opened.is_none();
+    // A message sent by an earlier attempt was echoed then; a stream opened just before this
+    // attempt's send may carry an idle from before it (see `verdict`).
+    let mut state = TurnState::new(session_id.clone(), opened.is_none());
     let mut stream = match opened {
         Some(stream) => stream,
-        None => match Box::pin(resume(ctx, conn, session_id, transcript)).await? {
+        None => match Box::pin(resume(ctx, conn, session_id, transcript, &mut state)).await? {
             Some(stream) => stream,
             None => return Ok(()),
         },
@@ -105,18 +109,13 @@ async fn pump(
             item = wait::waiting(stream.next()) => match item {
                 Some(Ok(event)) => {
                     n_reconnects = 0;
-                    echoed |= event.kind == EventKind::UserMessage;
                     transcript.append(conn, session_id, &event.raw).await?;
                     if event.is_turn_end() {
                         // Recorded before it is acted on, so a resumed run sees it.
                         transcript.settle().await?;
                         super::hook(ctx, super::FailPoint::TurnEndRecorded)?;
                     }
-                    if !echoed && matches!(event.kind, EventKind::Idle { .. }) {
-                        tracing::info!(message = "An idle from before our message; waiting for the turn.", session_id = %session_id);
-                        continue;
-                    }
-                    if Box::pin(react(ctx, session_id, &event)).await? {
+                    if Box::pin(act(ctx, session_id, state.observe(&event))).await? {
                         return Ok(());
                     }
                 }
@@ -132,7 +131,7 @@ async fn pump(
                     wait::waiting(tokio::time::sleep(policy.delay(n_reconnects, fastrand::f64())))
                         .await;
                     n_reconnects += 1;
-                    stream = match Box::pin(resume(ctx, conn, session_id, transcript)).await? {
+                    stream = match Box::pin(resume(ctx, conn, session_id, transcript, &mut state)).await? {
                         Some(stream) => stream,
                         None => return Ok(()),
                     };
@@ -152,58 +151,48 @@ fn stream_closed() -> crate::api::ApiError {
 }
 
 /// Re-attaches to the session: history first, events already recorded skipped. Returns
-/// `None` when the turn is already over.
+/// `None` when the turn is already over (and did the work).
 ///
-/// An earlier attempt may have recorded the session's last event — an idle or terminated
-/// status — and died before acting on it. That event is "seen", so the resumed stream would
-/// never yield it again and the run would wait for a session that has stopped. So the last
-/// event of the history is acted on here when it was recorded already. (The history is read a
-/// second time for this; resuming is rare.)
+/// The turn's state is rebuilt from the events already recorded, in the history's order; the
+/// rest arrive on the stream. An earlier attempt may have recorded the session's last event —
+/// an idle or terminated status — and died before acting on it. That event is "seen", so the
+/// resumed stream would never yield it again and the run would wait for a session that has
+/// stopped: so the step it gives is acted on here. (The history is read a second time for
+/// this; resuming is rare.)
 async fn resume(
     ctx: &Context,
     conn: &mut ConnectionManager,
     session_id: &SessionId,
     transcript: &mut Transcript,
+    state: &mut TurnState,
 ) -> Result<Option<EventStream>, RunError> {
     let seen = transcript.seen(conn).await?;
     let stream = ctx.anthropic.resume_events(session_id.as_str(), seen.clone()).await?;
     let history = ctx.anthropic.list_all_events(session_id.as_str()).await?;
-    let stopped = history.into_iter().last().filter(|event| {
-        matches!(event.kind, EventKind::Idle { .. } | EventKind::Terminated)
-            && event.id().is_some_and(|id| seen.contains(id))
-    });
-    if let Some(event) = stopped
-        && react(ctx, session_id, &event).await?
-    {
+    *state = TurnState::new(session_id.clone(), false);
+    let mut last = Step::Continue;
+    for event in history.iter().filter(|event| event.id().is_some_and(|id| seen.contains(id))) {
+        last = state.observe(event);
+    }
+    let stopped = history
+        .last()
+        .is_some_and(|event| event.is_turn_end() && event.id().is_some_and(|id| seen.contains(id)));
+    if stopped && act(ctx, session_id, last).await? {
         return Ok(None);
     }
     Ok(Some(Box::pin(stream)))
 }
 
-/// Acts on one event; returns whether the turn is over.
-async fn react(
-    ctx: &Context,
-    session_id: &SessionId,
-    event: &SessionEvent,
-) -> Result<bool, RunError> {
-    match &event.kind {
-        EventKind::Idle { stop_reason: StopReason::EndTurn } => Ok(true),
-        EventKind::Idle { stop_reason: StopReason::RequiresAction { event_ids } } => {
-            answer(ctx, session_id, event_ids).await?;
+/// Acts on a step of the turn; returns whether the turn is over.
+async fn act(ctx: &Context, session_id: &SessionId, step: Step) -> Result<bool, RunError> {
+    match step {
+        Step::Continue => Ok(false),
+        Step::Answer(event_ids) => {
+            answer(ctx, session_id, &event_ids).await?;
             Ok(false)
         }
-        EventKind::Idle { stop_reason: StopReason::Other(reason) } => {
-            Err(RunError::SessionEnded { session_id: session_id.clone(), reason: reason.clone() })
-        }
-        EventKind::Terminated => Err(RunError::SessionEnded {
-            session_id: session_id.clone(),
-            reason: "terminated".to_owned(),
-        }),
-        EventKind::Error { error_type, message } => {
-            tracing::warn!(message = "The session reported an error.", error_type = %error_type, detail = %message);
-            Ok(false)
-        }
-        _ => Ok(false),
+        Step::Done => Ok(true),
+        Step::Failed(error) => Err(error),
     }
 }
 

@@ -95,6 +95,19 @@ impl TestApp {
             .unwrap();
     }
 
+    /// Enqueues `(run_id, user)` runs, due now, as a producer would.
+    pub async fn enqueue(&self, runs: &[(&str, &str)]) {
+        let queue = agentcron::queue::Queue::connect(&self.config.redis).await.unwrap();
+        let runs: Vec<agentcron::queue::NewRun> = runs
+            .iter()
+            .map(|(run_id, user)| agentcron::queue::NewRun {
+                run_id: super::run_id(run_id),
+                ..agentcron::queue::NewRun::now(super::user_id(user))
+            })
+            .collect();
+        queue.enqueue(&runs, "test").await.unwrap();
+    }
+
     /// Runs `run_id` with `ctx` to its end.
     pub async fn execute_with(&self, ctx: &Context, run_id: &str) -> Result<Finish, RunError> {
         let run_id = super::run_id(run_id);
@@ -126,6 +139,13 @@ impl TestApp {
         self.sim_client.audit().await
     }
 
+    /// The run's transcript, as recorded in Redis.
+    pub async fn transcript_lines(&self, run_id: &str) -> Vec<Value> {
+        let mut conn = self.conn.clone();
+        let run_id = super::run_id(run_id);
+        agentcron::records::transcript::lines(&mut conn, &self.ctx.keys, &run_id).await.unwrap()
+    }
+
     /// The audited sessions of one run.
     pub async fn sessions_of(&self, run_id: &str) -> Vec<Value> {
         let audit = self.audit().await;
@@ -137,6 +157,15 @@ impl TestApp {
             .cloned()
             .collect()
     }
+}
+
+/// The names of the MCP tools the agent used, in order, from transcript `lines`.
+pub fn tool_uses(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "agent.mcp_tool_use")
+        .map(|l| l["data"]["name"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Captures log lines, unredacted, to prove secrets are never logged in the first place.

@@ -5,24 +5,14 @@
 use std::time::Duration;
 
 use agentcron::records::Phase;
-use agentcron::records::transcript;
 use agentcron::run::{Context, FailPoint, Finish, RunError};
 use serde_json::{Value, json};
 use tracing::instrument::WithSubscriber;
 
-use crate::common::app::{API_KEY, CLIENT_SECRET, TestApp, spawn_app, spawn_app_with};
+use crate::common::app::{API_KEY, CLIENT_SECRET, TestApp, spawn_app, spawn_app_with, tool_uses};
 
 async fn transcript_lines(app: &TestApp, run_id: &str) -> Vec<Value> {
-    let mut conn = app.conn.clone();
-    transcript::lines(&mut conn, &app.ctx.keys, &crate::common::run_id(run_id)).await.unwrap()
-}
-
-fn tool_uses(lines: &[Value]) -> Vec<String> {
-    lines
-        .iter()
-        .filter(|l| l["type"] == "agent.mcp_tool_use")
-        .map(|l| l["data"]["name"].as_str().unwrap().to_owned())
-        .collect()
+    app.transcript_lines(run_id).await
 }
 
 #[tokio::test]

@@ -5,7 +5,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use agentcron::queue::{NewRun, Queue};
 use serde_json::json;
 
 use crate::common::app::{TestApp, spawn_app};
@@ -13,15 +12,7 @@ use crate::common::poll::{Text, poll_until};
 use crate::common::procs::{child_env, spawn_worker, state, wait_for};
 
 async fn enqueue(app: &TestApp, runs: &[(&str, &str)]) {
-    let queue = Queue::connect(&app.config.redis).await.unwrap();
-    let runs: Vec<NewRun> = runs
-        .iter()
-        .map(|(run_id, user)| NewRun {
-            run_id: crate::common::run_id(run_id),
-            ..NewRun::now(crate::common::user_id(user))
-        })
-        .collect();
-    queue.enqueue(&runs, "test").await.unwrap();
+    app.enqueue(runs).await;
 }
 
 #[tokio::test]

@@ -65,6 +65,9 @@ pub enum EventKind {
         error_type: String,
         /// `error.message`.
         message: String,
+        /// `error.retry_status.type`: `retrying` while the vendor retries on its own,
+        /// `exhausted` or `terminal` when the turn has failed.
+        retry_status: Option<String>,
     },
     /// Any other type, such as `span.model_request_start` or a type added later.
     Other,
@@ -137,6 +140,10 @@ fn kind_of(raw: &Value) -> EventKind {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned(),
+            retry_status: raw
+                .pointer("/error/retry_status/type")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         },
         _ => EventKind::Other,
     }
@@ -325,10 +332,11 @@ mod tests {
             &EventKind::Idle { stop_reason: StopReason::Other("budget_reached".to_owned()) },
         );
         check(
-            json!({"type":"session.error","error":{"type":"mcp_authentication_failed_error","message":"no"}}),
+            json!({"type":"session.error","error":{"type":"mcp_authentication_failed_error","message":"no","retry_status":{"type":"terminal"}}}),
             &EventKind::Error {
                 error_type: "mcp_authentication_failed_error".to_owned(),
                 message: "no".to_owned(),
+                retry_status: Some("terminal".to_owned()),
             },
         );
         check(json!({"type":"workflow_run.brand_new","x":1}), &EventKind::Other);
