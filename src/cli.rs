@@ -39,6 +39,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Bad usage, or a subcommand that is not available yet.
     pub const USAGE: u8 = 2;
+    /// `setup --check`: the setup objects differ from the configuration.
+    pub const DRIFT: u8 = 3;
 }
 
 const AFTER_HELP: &str = "\
@@ -75,9 +77,9 @@ pub struct Cli {
 pub enum Command {
     /// Find or create the MCP config, the agent and the environment (idempotent).
     #[command(
-        after_help = "Example:\n  agentcron setup\n  agentcron setup --json | jq -r .setup.agent_id"
+        after_help = "Examples:\n  agentcron setup\n  agentcron setup --json | jq -r .setup.agent_id\n  agentcron setup --check    exit 3 and name each difference when jobs.toml and the vendors disagree"
     )]
-    Setup(ReportArgs),
+    Setup(SetupArgs),
     /// Print each user's connections and an auth link for every inactive one.
     #[command(after_help = "Example:\n  agentcron authorize alice@example.com --wait")]
     Authorize(AuthorizeArgs),
@@ -158,6 +160,18 @@ pub struct ConfigCheckArgs {
 /// `--json` for reports.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
+    /// Print JSON for scripts instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `setup`.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Report how the MCP config, agent and environment differ from the configuration (a
+    /// missing one included) without changing anything; exit 3 when they do.
+    #[arg(long)]
+    pub check: bool,
     /// Print JSON for scripts instead of a table.
     #[arg(long)]
     pub json: bool,

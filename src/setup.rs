@@ -1,9 +1,13 @@
 //! The guide's build phase, idempotent: find the MCP config by name or create it with the
 //! connection → tool mappings of `jobs.toml`; find the agent by name or create it with the
-//! configured definition; use the configured environment or find or create one; store the ids
-//! in `<prefix>:setup`. A second run creates nothing.
+//! configured definition, and when the one found differs from it (model, system prompt, MCP
+//! server, tools) update it to a new version; use the configured environment or find or create
+//! one; store the ids in `<prefix>:setup`. A second run creates nothing. [`check`] reports the
+//! same differences without changing anything.
 //!
 //! This module must not run sessions.
+
+mod agent;
 
 use std::collections::HashMap;
 
@@ -12,12 +16,12 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::api::ApiError;
-use crate::api::anthropic::{
-    self, AgentCreate, EnvironmentCreate, McpServer, Tool, ToolConfig, Typed,
-};
+use crate::api::anthropic::{self, EnvironmentCreate};
 use crate::api::scalekit::{self, NewMapping};
-use crate::config::{Config, PermissionPolicy};
+use crate::config::Config;
 use crate::keys::Keys;
+
+pub use self::agent::Change;
 
 /// The ids every run needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,8 +36,8 @@ pub struct Setup {
     pub environment_id: String,
 }
 
-/// What `ensure` created (false = found).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// What `ensure` created (false = found) or changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Created {
     /// The MCP config was created.
     pub mcp_config: bool,
@@ -41,6 +45,8 @@ pub struct Created {
     pub agent: bool,
     /// The environment was created.
     pub environment: bool,
+    /// How the agent found differed from the configuration; it was updated to match.
+    pub changes: Vec<Change>,
 }
 
 /// Why setup failed.
@@ -61,6 +67,9 @@ pub enum SetupError {
     /// A credential the remote APIs need is not configured.
     #[error("{0} is not set: put it in the environment or a .env file")]
     Credentials(String),
+    /// The environment `anthropic.environment_id` names does not exist (or is archived).
+    #[error("environment {0} (anthropic.environment_id) not found: fix the id or unset it")]
+    EnvironmentGone(String),
     /// `agentcron setup` has not been run against this Redis prefix.
     #[error("setup has not run for this prefix: run `agentcron setup` first")]
     Missing,
@@ -103,7 +112,7 @@ pub async fn ensure(
     if mcp.mcp_server_url.is_empty() {
         return Err(SetupError::NoServerUrl(mcp.id));
     }
-    let agent_id = agent(config, anthropic, &mcp.mcp_server_url, &mut created.agent).await?;
+    let agent_id = agent(config, anthropic, &mcp.mcp_server_url, &mut created).await?;
     let environment_id = environment(config, anthropic, &mut created.environment).await?;
     let setup = Setup {
         mcp_config_id: mcp.id,
@@ -158,47 +167,63 @@ async fn agent(
     config: &Config,
     anthropic: &anthropic::Client,
     server_url: &str,
-    created: &mut bool,
+    created: &mut Created,
 ) -> Result<String, SetupError> {
-    let definition = &config.anthropic.agent;
-    if let Some(found) = anthropic.find_agent_by_name(&definition.name).await? {
+    let wanted = agent::definition(&config.anthropic.agent, server_url);
+    if let Some(found) = anthropic.find_agent_by_name(&wanted.name).await? {
+        let changes = agent::drift(&found, &wanted);
+        if !changes.is_empty() {
+            let updated = agent::update(anthropic, &found, wanted).await?;
+            tracing::info!(message = "The agent differed from the configuration; updated.", agent_id = %updated.id, version = updated.version, changes = %changes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+            created.changes = changes;
+        }
         return Ok(found.id);
     }
-    let policy = match definition.permission_policy {
-        PermissionPolicy::AlwaysAllow => "always_allow",
-        PermissionPolicy::AlwaysAsk => "always_ask",
-    };
-    let mut tools: Vec<Tool> = definition
-        .toolsets
-        .iter()
-        .map(|kind| Tool {
-            kind: kind.clone(),
-            mcp_server_name: None,
-            default_config: Some(ToolConfig { enabled: Some(true), permission_policy: None }),
-        })
-        .collect();
-    tools.push(Tool {
-        kind: "mcp_toolset".to_owned(),
-        mcp_server_name: Some(definition.mcp_server_name.clone()),
-        default_config: Some(ToolConfig {
-            enabled: Some(true),
-            permission_policy: Some(Typed::new(policy)),
-        }),
-    });
-    let request = AgentCreate {
-        model: definition.model.clone(),
-        name: definition.name.clone(),
-        mcp_servers: vec![McpServer {
-            kind: "url".to_owned(),
-            name: definition.mcp_server_name.clone(),
-            url: server_url.to_owned(),
-        }],
-        system: Some(definition.system.clone()),
-        tools,
-    };
-    let agent = anthropic.create_agent(&request).await?;
-    *created = true;
+    let agent = anthropic.create_agent(&wanted).await?;
+    created.agent = true;
     Ok(agent.id)
+}
+
+/// How the setup objects at the vendors differ from the configuration, changing nothing: a
+/// missing object is a change (`exists`), as is every field of the agent that differs.
+///
+/// # Errors
+/// [`SetupError`] when a lookup fails.
+pub async fn check(
+    config: &Config,
+    scalekit: &scalekit::Client,
+    anthropic: &anthropic::Client,
+) -> Result<Vec<Change>, SetupError> {
+    let missing = |object: &'static str, name: &str| Change {
+        object,
+        field: "exists",
+        found: "missing".to_owned(),
+        wanted: name.to_owned(),
+    };
+    let mut changes = Vec::new();
+    let mcp = scalekit.find_config_by_name(&config.scalekit.mcp_config_name).await?;
+    if mcp.is_none() {
+        changes.push(missing("mcp config", &config.scalekit.mcp_config_name));
+    }
+    let definition = &config.anthropic.agent;
+    match anthropic.find_agent_by_name(&definition.name).await? {
+        None => changes.push(missing("agent", &definition.name)),
+        Some(found) => {
+            // Without the MCP config its URL is unknown: the agent's own is taken as wanted.
+            let url = mcp.as_ref().map(|mcp| mcp.mcp_server_url.as_str());
+            let url = url.or_else(|| found.mcp_servers.first().map(|s| s.url.as_str()));
+            changes.extend(agent::drift(
+                &found,
+                &agent::definition(definition, url.unwrap_or_default()),
+            ));
+        }
+    }
+    if find_environment(config, anthropic).await?.is_none() {
+        let name =
+            config.anthropic.environment_id.as_ref().unwrap_or(&config.anthropic.environment_name);
+        changes.push(missing("environment", name));
+    }
+    Ok(changes)
 }
 
 async fn environment(
@@ -206,26 +231,45 @@ async fn environment(
     anthropic: &anthropic::Client,
     created: &mut bool,
 ) -> Result<String, SetupError> {
+    if let Some(found) = find_environment(config, anthropic).await? {
+        return Ok(found);
+    }
     if let Some(id) = &config.anthropic.environment_id {
-        return Ok(anthropic.get_environment(id).await?.id);
+        // Configured by id and gone: not ours to recreate under another id.
+        return Err(SetupError::EnvironmentGone(id.clone()));
+    }
+    let request = EnvironmentCreate {
+        name: config.anthropic.environment_name.clone(),
+        config: json!({"type": "cloud", "networking": {"type": "unrestricted"}}),
+    };
+    let environment = anthropic.create_environment(&request).await?;
+    *created = true;
+    Ok(environment.id)
+}
+
+/// The configured environment (by id, or the first unarchived one of the configured name).
+async fn find_environment(
+    config: &Config,
+    anthropic: &anthropic::Client,
+) -> Result<Option<String>, SetupError> {
+    if let Some(id) = &config.anthropic.environment_id {
+        return match anthropic.get_environment(id).await {
+            Ok(found) if found.archived_at.is_none() => Ok(Some(found.id)),
+            Ok(_) => Ok(None),
+            Err(error) if error.status() == Some(404) => Ok(None),
+            Err(error) => Err(error.into()),
+        };
     }
     let name = &config.anthropic.environment_name;
     let mut page = None;
     loop {
         let list = anthropic.list_environments(page.as_deref()).await?;
         if let Some(found) = list.data.iter().find(|e| &e.name == name && e.archived_at.is_none()) {
-            return Ok(found.id.clone());
+            return Ok(Some(found.id.clone()));
         }
         match list.next_page {
             Some(next) if !next.is_empty() => page = Some(next),
-            _ => break,
+            _ => return Ok(None),
         }
     }
-    let request = EnvironmentCreate {
-        name: name.clone(),
-        config: json!({"type": "cloud", "networking": {"type": "unrestricted"}}),
-    };
-    let environment = anthropic.create_environment(&request).await?;
-    *created = true;
-    Ok(environment.id)
 }

@@ -110,6 +110,19 @@ impl Client {
         self.call("agents.create", Method::POST, "/v1/agents", &[], Body::Json(agent)).await
     }
 
+    /// `agents.update`: a new version of the agent.
+    ///
+    /// # Errors
+    /// [`ApiError`]; 409 when the agent changed since `update.version`.
+    pub async fn update_agent(
+        &self,
+        agent_id: &str,
+        update: &AgentUpdate,
+    ) -> Result<Agent, ApiError> {
+        let path = format!("/v1/agents/{}", path_segment(agent_id));
+        self.call("agents.update", Method::POST, &path, &[], Body::Json(update)).await
+    }
+
     /// `agents.retrieve`.
     ///
     /// # Errors

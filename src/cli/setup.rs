@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
-use super::{AuthorizeArgs, ReportArgs, exit};
+use super::{AuthorizeArgs, SetupArgs, exit};
 use crate::config::{Config, Env};
 use crate::ids::{RunId, UserId};
 use crate::keys::Keys;
@@ -53,22 +53,36 @@ async fn remote(flag: Option<&Path>, redactor: &Redactor) -> anyhow::Result<Remo
     Ok(Remote { config, scalekit, anthropic, conn, keys })
 }
 
-/// `agentcron setup`.
+/// `agentcron setup`, and `setup --check`.
 pub(super) async fn run(
     flag: Option<&Path>,
-    args: &ReportArgs,
+    args: &SetupArgs,
     redactor: &Redactor,
 ) -> anyhow::Result<ExitCode> {
     let Remote { config, scalekit, anthropic, mut conn, keys } = remote(flag, redactor).await?;
+    if args.check {
+        let changes = setup::check(&config, &scalekit, &anthropic).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&json!({"changes": changes}))?);
+        } else if changes.is_empty() {
+            println!("setup matches the configuration");
+        } else {
+            println!("setup differs from the configuration (run `agentcron setup` to apply):");
+            changes.iter().for_each(|change| println!("  {change}"));
+        }
+        return Ok(ExitCode::from(if changes.is_empty() { exit::OK } else { exit::DRIFT }));
+    }
     let (ids, created) = setup::ensure(&config, &scalekit, &anthropic, &mut conn, &keys).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json!({"setup": ids, "created": created}))?);
         return Ok(ExitCode::from(exit::OK));
     }
     let verb = |created: bool| if created { "created" } else { "found" };
+    let agent = if created.changes.is_empty() { verb(created.agent) } else { "updated" };
     println!("MCP config   {}  ({})", ids.mcp_config_id, verb(created.mcp_config));
     println!("MCP server   {}", ids.mcp_server_url);
-    println!("agent        {}  ({})", ids.agent_id, verb(created.agent));
+    println!("agent        {}  ({agent})", ids.agent_id);
+    created.changes.iter().for_each(|change| println!("  {change}"));
     println!("environment  {}  ({})", ids.environment_id, verb(created.environment));
     println!("stored in    {}", keys.setup());
     Ok(ExitCode::from(exit::OK))

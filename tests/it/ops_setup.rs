@@ -42,13 +42,13 @@ async fn setup_twice_creates_each_thing_once() {
     let first: Value = serde_json::from_slice(&first.stdout).unwrap();
     assert_eq!(
         first["created"],
-        serde_json::json!({"mcp_config": true, "agent": true, "environment": true})
+        serde_json::json!({"mcp_config": true, "agent": true, "environment": true, "changes": []})
     );
     let second = run(&["setup", "--json"], &env).await;
     let second: Value = serde_json::from_slice(&second.stdout).unwrap();
     assert_eq!(
         second["created"],
-        serde_json::json!({"mcp_config": false, "agent": false, "environment": false})
+        serde_json::json!({"mcp_config": false, "agent": false, "environment": false, "changes": []})
     );
     assert_eq!(first["setup"], second["setup"]);
 
@@ -61,6 +61,73 @@ async fn setup_twice_creates_each_thing_once() {
     let table = run(&["setup"], &env).await;
     let (stdout, _) = text(&table);
     assert!(stdout.contains("agent") && stdout.contains("(found)"), "{stdout}");
+}
+
+/// After a change of model, system prompt, permission policy (tools) or MCP server, `setup
+/// --check` exits 3 naming it and changes nothing; `setup` makes the agent a new version that
+/// matches, after which the check passes. Before, `setup` reused the old agent as it was.
+#[tokio::test]
+async fn setup_check_names_each_change_and_setup_updates_the_agent() {
+    let sim = spawn_sim().await;
+    let redis = TestRedis::new().await;
+    let base = env(&sim, &redis);
+    let first = run(&["setup", "--json"], &base).await;
+    let agent_id: Value = serde_json::from_slice(&first.stdout).unwrap();
+    let agent_id = agent_id["setup"]["agent_id"].as_str().unwrap().to_owned();
+    let check = run(&["setup", "--check"], &base).await;
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check).0);
+
+    let changes = [
+        (
+            "AGENTCRON__ANTHROPIC__AGENT__MODEL",
+            "claude-opus-4-6",
+            "agent model: claude-haiku-4-5-20251001 → claude-opus-4-6",
+        ),
+        ("AGENTCRON__ANTHROPIC__AGENT__SYSTEM", "Be brief.", "agent system: "),
+        ("AGENTCRON__ANTHROPIC__AGENT__PERMISSION_POLICY", "always_ask", "agent tools: "),
+    ];
+    let mut version = 1;
+    for (var, value, named) in changes {
+        let mut changed = base.clone();
+        changed.push((var, value));
+        let check = run(&["setup", "--check"], &changed).await;
+        let (stdout, stderr) = text(&check);
+        assert_eq!(check.status.code(), Some(3), "{var}: {stdout}{stderr}");
+        assert!(stdout.contains(named), "{var}: {stdout}");
+        let agent = SimClient::new(&sim)
+            .anthropic(reqwest::Method::GET, &format!("/v1/agents/{agent_id}"), None)
+            .await
+            .1;
+        assert_eq!(agent["version"], version, "--check changed nothing");
+
+        let applied = run(&["setup"], &changed).await;
+        let (stdout, _) = text(&applied);
+        assert!(stdout.contains("(updated)") && stdout.contains(named), "{var}: {stdout}");
+        version += 1;
+        let agent = SimClient::new(&sim)
+            .anthropic(reqwest::Method::GET, &format!("/v1/agents/{agent_id}"), None)
+            .await
+            .1;
+        assert_eq!(agent["version"], version, "{var}: a new version");
+        let check = run(&["setup", "--check"], &changed).await;
+        assert_eq!(check.status.code(), Some(0), "{var}: {}", text(&check).0);
+        // Back to the shipped definition for the next change.
+        let restored = run(&["setup"], &base).await;
+        assert_eq!(restored.status.code(), Some(0));
+        version += 1;
+    }
+
+    // Another MCP config (another server URL): the check reports it missing, setup creates
+    // it and points the agent at its URL.
+    let mut moved = base.clone();
+    moved.push(("AGENTCRON__SCALEKIT__MCP_CONFIG_NAME", "another-config"));
+    let check = run(&["setup", "--check", "--json"], &moved).await;
+    assert_eq!(check.status.code(), Some(3));
+    let report: Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(report["changes"][0]["object"], "mcp config");
+    assert_eq!(report["changes"][0]["field"], "exists");
+    let applied = run(&["setup"], &moved).await;
+    assert!(text(&applied).0.contains("agent mcp_servers: "), "{}", text(&applied).0);
 }
 
 #[tokio::test]

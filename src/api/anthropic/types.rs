@@ -85,10 +85,38 @@ pub struct Agent {
     pub name: String,
     /// Version, bumped by updates.
     pub version: u64,
+    /// `{"id", "speed"}` (a bare id string in older answers).
+    pub model: Value,
+    /// System prompt.
+    pub system: Option<String>,
     /// Attached MCP servers.
     pub mcp_servers: Vec<McpServer>,
+    /// Toolsets, fully expanded.
+    pub tools: Vec<Value>,
     /// Set when archived.
     pub archived_at: Option<String>,
+}
+
+impl Agent {
+    /// The model's id.
+    pub fn model_id(&self) -> &str {
+        self.model.as_str().or_else(|| self.model.get("id")?.as_str()).unwrap_or_default()
+    }
+}
+
+/// `POST /v1/agents/{agent_id}`: a new version with these fields (lists replaced).
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentUpdate {
+    /// The version this update is based on; a concurrent update makes it a 409.
+    pub version: u64,
+    /// Model id.
+    pub model: String,
+    /// Attached MCP servers.
+    pub mcp_servers: Vec<McpServer>,
+    /// System prompt.
+    pub system: Option<String>,
+    /// Toolsets.
+    pub tools: Vec<Tool>,
 }
 
 /// `POST /v1/environments`.
