@@ -5,15 +5,11 @@
 //! `ANTHROPIC_BASE_URL`, `SCALEKIT_ENV_URL`, `ANTHROPIC_ENVIRONMENT_ID`; and
 //! `AGENTCRON__SECTION__KEY`, which overrides anything. Secrets come only from the environment
 //! (or `.env`) under the guide's names. Everything is validated once, here, and every problem is
-//! reported at once with the file, the key and the line.
-//!
-//! The file is read and parsed once per load (`layers.rs`); the parsed document keeps every
-//! key's position, so a problem found later in validation still names its line.
-//!
-//! This module owns the typed [`Config`] and the entry points; its submodules own the layering
-//! (`layers.rs`), positions (`locate.rs`), the raw shape (`raw.rs`), validation (`validate.rs`),
-//! errors (`error.rs`) and redacting serialisers (`ser.rs`). It must not connect to anything: the
-//! rest of the crate receives a [`Config`] whose values are already typed and known to be in range.
+//! reported at once with the file, the key and the line (the document parsed once per load,
+//! `layers.rs`, keeps every key's position, `locate.rs`). This module owns the typed [`Config`]
+//! and the entry points; its submodules the raw shape (`raw.rs`), validation (`validate.rs`),
+//! errors and redacting serialisers. It must not connect to anything: the rest of the crate
+//! receives a [`Config`] whose values are already typed and known to be in range.
 
 mod env;
 mod error;
@@ -71,6 +67,8 @@ pub struct Config {
     pub notices: NoticesConfig,
     /// `[ops]`.
     pub ops: OpsConfig,
+    /// `[setup]`.
+    pub setup: SetupConfig,
     /// `[[schedule]]` entries, in file order.
     #[serde(rename = "schedule")]
     pub schedules: Vec<ScheduleConfig>,
@@ -163,6 +161,14 @@ pub struct AnthropicConfig {
     pub archive_sessions: bool,
     /// The agent `setup` finds by name or creates.
     pub agent: AgentConfig,
+}
+
+/// `[setup]`: what a worker does when a run finds a setup object missing at the vendor.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SetupConfig {
+    /// Recreate it itself (one worker of the fleet at a time); else runs wait, queued, until an
+    /// operator runs `agentcron setup`.
+    pub auto: bool,
 }
 
 /// The agent definition from the guide.

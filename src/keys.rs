@@ -197,6 +197,17 @@ impl Keys {
         self.key("setup")
     }
 
+    /// `<p>:setup:missing`: the setup object a run found missing (JSON), until `setup` stores
+    /// the ids again.
+    pub fn setup_missing(&self) -> String {
+        self.key("setup:missing")
+    }
+
+    /// `<p>:setup:lock`: held by the one worker recreating missing setup objects.
+    pub fn setup_lock(&self) -> String {
+        self.key("setup:lock")
+    }
+
     /// `<p>:users:<schedule>`.
     pub fn schedule_users(&self, schedule: &str) -> String {
         self.key(&format!("users:{schedule}"))

@@ -8,7 +8,7 @@
 //! Cancelled                an operator's cancel      Cancelled     cancelled   yes
 //! Cancelled                the worker is stopping    Release       queued      no
 //! Failed(retryable class)  the worker is stopping    Release       queued      no
-//! Defer (user busy)                                  Defer         queued      no
+//! Defer (user busy, setup missing)                    Defer         queued      no
 //! Superseded (fenced off)                            Release       queued      no
 //! Failed(retryable class)  attempts left             Retry         failed      yes
 //! Failed(retryable class)  last attempt              Dead          dead        yes

@@ -24,6 +24,7 @@ mod ending;
 mod fence;
 mod progress;
 mod setback;
+mod setup_missing;
 
 pub mod connections;
 pub mod message;
@@ -154,7 +155,13 @@ pub async fn execute(
         }
     };
     let mut progress = Progress { ctx, run: &run, cancel, timeline };
-    let mut res = pipeline(&mut progress, &mut conn).await;
+    let mut res = match setup_missing::guard(ctx, &mut conn).await {
+        Ok(()) => pipeline(&mut progress, &mut conn).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = res {
+        res = Err(setup_missing::check(ctx, &mut conn, error).await);
+    }
     // Before the user's lease goes: the next run of the user must not meet a working agent.
     if matches!(res, Err(RunError::Cancelled))
         && let Err(error) = session::stop_if_cancelled(ctx, &mut conn, run_id).await

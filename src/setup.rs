@@ -8,6 +8,7 @@
 //! This module must not run sessions.
 
 mod agent;
+mod current;
 
 use std::collections::HashMap;
 
@@ -22,6 +23,7 @@ use crate::config::Config;
 use crate::keys::Keys;
 
 pub use self::agent::Change;
+pub use self::current::Current;
 
 /// The ids every run needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -96,6 +98,38 @@ pub async fn load(conn: &mut ConnectionManager, keys: &Keys) -> Result<Setup, Se
     }
 }
 
+/// Records that a run found `object` missing; true only for the first report since the ids
+/// were last stored (the mark stays until `setup` stores them again).
+///
+/// # Errors
+/// [`SetupError::Redis`] when Redis fails.
+pub async fn report_missing(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    object: &str,
+    detail: &str,
+) -> Result<bool, SetupError> {
+    let mark = json!({"object": object, "detail": detail, "since_ms": chrono::Utc::now().timestamp_millis()});
+    let set: Option<String> = redis::cmd("SET")
+        .arg(keys.setup_missing())
+        .arg(mark.to_string())
+        .arg("NX")
+        .query_async(conn)
+        .await?;
+    Ok(set.is_some())
+}
+
+/// What a run reported missing (the JSON mark), if anything.
+///
+/// # Errors
+/// [`SetupError::Redis`] when Redis fails.
+pub async fn reported_missing(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+) -> Result<Option<String>, SetupError> {
+    Ok(redis::cmd("GET").arg(keys.setup_missing()).query_async(conn).await?)
+}
+
 /// Finds or creates everything and stores the ids.
 ///
 /// # Errors
@@ -132,6 +166,8 @@ pub async fn ensure(
         .arg(&setup.environment_id)
         .query_async::<()>(conn)
         .await?;
+    // Whatever a run found missing has been found or made again: workers pick up the ids.
+    redis::cmd("DEL").arg(keys.setup_missing()).query_async::<()>(conn).await?;
     Ok((setup, created))
 }
 

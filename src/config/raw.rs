@@ -32,6 +32,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) ops: RawOps,
     #[serde(default)]
+    pub(crate) setup: RawSetup,
+    #[serde(default)]
     pub(crate) schedule: Vec<RawSchedule>,
 }
 
@@ -132,6 +134,12 @@ pub(crate) struct RawTranscripts {
 pub(crate) struct RawNotices {
     pub(crate) webhook_url: Option<String>,
     pub(crate) webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSetup {
+    pub(crate) auto: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -71,6 +71,7 @@ pub(super) fn validate(
         transcripts: transcripts(&mut check, raw),
         notices: notices(&mut check, raw),
         ops: ops(&mut check, raw),
+        setup: SetupConfig { auto: raw.setup.auto.unwrap_or(false) },
         schedules: schedules(&mut check, &raw.schedule),
         secrets: Secrets {
             scalekit_client_id: env.get(SCALEKIT_CLIENT_ID).map(str::to_owned),

@@ -184,22 +184,32 @@ async fn healthz() -> Json<serde_json::Value> {
 /// Ready when Redis answers and the configuration has what the worker needs.
 async fn readyz(State(state): State<OpsState>) -> Response {
     let mut conn = state.redis.clone();
-    let cmd = redis::cmd("PING");
-    let ping = cmd.query_async::<String>(&mut conn);
-    let redis = match tokio::time::timeout(READY_TIMEOUT, ping).await {
-        Ok(Ok(_)) => "ok",
+    let checks = async {
+        let missing = crate::setup::reported_missing(&mut conn, &state.keys).await?;
+        Ok::<_, crate::setup::SetupError>(missing)
+    };
+    let (redis, setup) = match tokio::time::timeout(READY_TIMEOUT, checks).await {
+        Ok(Ok(None)) => ("ok", "ok".to_owned()),
+        // A run found a setup object gone at the vendor: runs wait until `setup` runs.
+        Ok(Ok(Some(mark))) => ("ok", missing_object(&mark)),
         Ok(Err(error)) => {
             tracing::warn!(message = "Readiness: Redis failed.", %error);
-            "unreachable"
+            ("unreachable", "unknown".to_owned())
         }
-        Err(_) => "timeout",
+        Err(_) => ("timeout", "unknown".to_owned()),
     };
     let config = if state.config.require_secrets().is_ok() { "ok" } else { "missing secrets" };
-    let ready = redis == "ok" && config == "ok";
+    let ready = redis == "ok" && config == "ok" && setup == "ok";
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let status = if ready { "ready" } else { "unavailable" };
-    (code, Json(json!({"status": status, "checks": {"redis": redis, "config": config}})))
-        .into_response()
+    let checks = json!({"redis": redis, "config": config, "setup": setup});
+    (code, Json(json!({"status": status, "checks": checks}))).into_response()
+}
+
+/// `"<object> missing"` from the mark a run left.
+fn missing_object(mark: &str) -> String {
+    let mark: serde_json::Value = serde_json::from_str(mark).unwrap_or_default();
+    format!("{} missing", mark["object"].as_str().unwrap_or("an object"))
 }
 
 /// Prometheus text; the queue and notice gauges are read from Redis first. A Redis failure

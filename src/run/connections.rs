@@ -35,9 +35,10 @@ pub async fn check(
     let connections = &ctx.config.scalekit.connections;
     let mut names: Vec<&str> = connections.iter().map(|c| c.name.as_str()).collect();
     names.push(mcp_name(ctx));
+    let setup = ctx.setup.get();
     // Side by side: the Redis read hides behind the remote call.
     let (states, noticed) = tokio::join!(
-        ctx.scalekit.list_connected_accounts(&ctx.setup.mcp_config_id, run.user.as_str(), false),
+        ctx.scalekit.list_connected_accounts(&setup.mcp_config_id, run.user.as_str(), false),
         notice::open_among(conn, &ctx.keys, &run.user, &names)
     );
     let (states, noticed) = (states?, noticed?);

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::keys::Keys;
 use crate::outcome::ErrorClass;
 use crate::ratelimit::RateLimiter;
-use crate::setup::{self, Setup, SetupError};
+use crate::setup::{self, SetupError};
 use crate::telemetry::Redactor;
 
 /// Everything a run needs, shared by all runs of a worker.
@@ -29,8 +29,8 @@ pub struct Context {
     pub scalekit: Arc<scalekit::Client>,
     /// Anthropic.
     pub anthropic: anthropic::Client,
-    /// The ids created by `setup`.
-    pub setup: Setup,
+    /// The ids created by `setup`, replaced when the worker learns new ones.
+    pub setup: setup::Current,
     /// Learns every minted token so that no output shows it.
     pub redactor: Redactor,
     /// For the notice webhook.
@@ -64,7 +64,7 @@ impl Context {
             redis,
             scalekit: Arc::new(scalekit),
             anthropic,
-            setup,
+            setup: setup::Current::new(setup),
             redactor,
             http,
             limiter,

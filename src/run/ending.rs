@@ -67,6 +67,17 @@ pub enum RunError {
         /// The run.
         run_id: RunId,
     },
+    /// A setup object (the MCP config, the agent, the environment) is missing at the vendor;
+    /// the run waits, queued, until `setup` stores it again.
+    #[error(
+        "the {object} of the setup is missing at the vendor: run `agentcron setup` (or set setup.auto)"
+    )]
+    SetupMissing {
+        /// `mcp config`, `agent` or `environment`.
+        object: &'static str,
+        /// When to look again.
+        retry_after: std::time::Duration,
+    },
     /// A passing condition ended the attempt; the next one may get through.
     #[error("{0}; trying again")]
     Again(String),
@@ -93,6 +104,7 @@ impl RunError {
             Self::Records(_)
             | Self::Busy { .. }
             | Self::Again(_)
+            | Self::SetupMissing { .. }
             | Self::Cancelled
             | Self::Fenced { .. }
             | Self::FailPoint(_) => ErrorClass::Transient,
@@ -111,7 +123,9 @@ impl RunError {
     /// The delay the failure asks for before the next attempt, if any.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            Self::Busy { retry_after, .. } => Some(*retry_after),
+            Self::Busy { retry_after, .. } | Self::SetupMissing { retry_after, .. } => {
+                Some(*retry_after)
+            }
             Self::Api(error) => error.retry_after(),
             _ => None,
         }

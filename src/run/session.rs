@@ -139,8 +139,8 @@ fn request(ctx: &Context, run: &Run, vault_id: &VaultId) -> SessionCreate {
         metadata.insert("schedule".to_owned(), json!(schedule));
     }
     SessionCreate {
-        agent: ctx.setup.agent_id.clone(),
-        environment_id: ctx.setup.environment_id.clone(),
+        agent: ctx.setup.get().agent_id.clone(),
+        environment_id: ctx.setup.get().environment_id.clone(),
         title: Some(format!("agentcron {}", run.id)),
         metadata: Some(metadata),
         vault_ids: vec![vault_id.as_str().to_owned()],
@@ -162,7 +162,8 @@ async fn find_lost(
     for _ in 0..MAX_LOOKUP_PAGES {
         // Through the fleet-wide limiter: a tick of many lost ids must not become a storm.
         throttle(ctx, "sessions", ctx.config.limits.sessions_per_second).await?;
-        let batch = ctx.anthropic.list_sessions(&ctx.setup.agent_id, page.as_deref()).await?;
+        let agent_id = ctx.setup.get().agent_id.clone();
+        let batch = ctx.anthropic.list_sessions(&agent_id, page.as_deref()).await?;
         let mut past_window = false;
         for session in batch.data {
             // An archived session of the run is one an earlier attempt gave up (see `setback`).

@@ -15,8 +15,8 @@ use crate::api::scalekit::SessionToken;
 pub async fn mint(ctx: &Context, user: &UserId) -> Result<SessionToken, RunError> {
     super::throttle(ctx, "tokens", ctx.config.limits.tokens_per_second).await?;
     let expiry = ctx.config.scalekit.token_expiry;
-    let token =
-        ctx.scalekit.create_session_token(&ctx.setup.mcp_config_id, user.as_str(), expiry).await?;
+    let config_id = ctx.setup.get().mcp_config_id.clone();
+    let token = ctx.scalekit.create_session_token(&config_id, user.as_str(), expiry).await?;
     let expires_at = token.expires_at.unwrap_or_else(|| {
         chrono::Utc::now()
             + chrono::TimeDelta::from_std(expiry).unwrap_or(chrono::TimeDelta::zero())

@@ -60,14 +60,14 @@ pub async fn refresh(
     fence::check(ctx, run).await?;
     let (vault_id, created) = match map.get("vault_id") {
         Some(id) if vault_exists(ctx, id).await? => (VaultId::from(id), false),
-        _ => ensure_vault(ctx, conn, user, map.get("vault_requested_at_ms").is_some()).await?,
+        _ => ensure_vault(ctx, conn, run, map.get("vault_requested_at_ms").is_some()).await?,
     };
     // A vault that existed may hold our credential already (an earlier attempt created it and
     // died before the map was written); one this attempt created holds none.
     let adopted = if created { None } else { adopt_credential(ctx, &vault_id, token).await? };
     let credential_id = match adopted {
         Some(found) => found,
-        None => create_credential(ctx, &vault_id, token).await?,
+        None => create_credential(ctx, run, &vault_id, token).await?,
     };
     let ids = VaultIds { vault_id, credential_id };
     let fields = [
@@ -93,21 +93,24 @@ async fn vault_exists(ctx: &Context, vault_id: &str) -> Result<bool, RunError> {
 async fn ensure_vault(
     ctx: &Context,
     conn: &mut ConnectionManager,
-    user: &UserId,
+    run: &Run,
     requested_before: bool,
 ) -> Result<(VaultId, bool), RunError> {
+    let user = &run.user;
     if requested_before && let Some(found) = find_vault(ctx, user).await? {
         tracing::info!(message = "Found the vault an earlier attempt created.", user = user.as_str(), vault_id = %found);
         return Ok((found, false));
     }
     let mark = [("vault_requested_at_ms", records::now_ms().to_string())];
     records::set_user(conn, &ctx.keys, user, &mark).await?;
-    Ok((create_vault(ctx, user).await?, true))
+    Ok((create_vault(ctx, run).await?, true))
 }
 
 /// Creates the user's vault with single attempts; after an ambiguous failure (the vendor may
-/// have acted), looks for it by its `user` metadata before creating again.
-async fn create_vault(ctx: &Context, user: &UserId) -> Result<VaultId, RunError> {
+/// have acted), looks for it by its `user` metadata before creating again. The fence is checked
+/// before each create (see [`create_credential`]).
+async fn create_vault(ctx: &Context, run: &Run) -> Result<VaultId, RunError> {
+    let user = &run.user;
     let mut metadata = serde_json::Map::new();
     metadata.insert("user".to_owned(), json!(user));
     metadata.insert("created_by".to_owned(), json!(CREATED_BY));
@@ -115,6 +118,7 @@ async fn create_vault(ctx: &Context, user: &UserId) -> Result<VaultId, RunError>
     let name = format!("agentcron {user}");
     let mut retry = 0;
     loop {
+        fence::check(ctx, run).await?;
         let error = match once.create_vault(&name, Some(metadata.clone())).await {
             Ok(vault) => return Ok(VaultId::from(vault.id)),
             Err(error) => error,
@@ -153,15 +157,20 @@ async fn find_vault(ctx: &Context, user: &UserId) -> Result<Option<VaultId>, Run
 /// Creates the credential with single attempts; after an ambiguous failure, looks for it in
 /// the vault (by its MCP server) before creating again, so the vault never holds two
 /// credentials for one server (which would leave it to the vendor which token the agent uses).
+/// The fence is checked right before each create: creating the vault can take long, and a
+/// worker frozen meanwhile may have been taken over by an attempt that created it already.
 async fn create_credential(
     ctx: &Context,
+    run: &Run,
     vault_id: &VaultId,
     token: &SecretString,
 ) -> Result<CredentialId, RunError> {
     let (policy, once) = single_attempts(ctx);
-    let url = &ctx.setup.mcp_server_url;
+    let setup = ctx.setup.get();
+    let url = &setup.mcp_server_url;
     let mut retry = 0;
     loop {
+        fence::check(ctx, run).await?;
         let error = match once.create_credential(vault_id.as_str(), CREATED_BY, url, token).await {
             Ok(credential) => return Ok(CredentialId::from(credential.id)),
             Err(error) => error,
@@ -193,7 +202,8 @@ async fn adopt_credential(
     token: &SecretString,
 ) -> Result<Option<CredentialId>, RunError> {
     let listed = ctx.anthropic.list_credentials(vault_id.as_str()).await?;
-    let url = &ctx.setup.mcp_server_url;
+    let setup = ctx.setup.get();
+    let url = &setup.mcp_server_url;
     let Some(found) = listed.data.iter().find(|credential| &credential.auth.mcp_server_url == url)
     else {
         return Ok(None);

@@ -168,6 +168,17 @@ pub fn runs_reconciled(n_runs: usize) {
         .increment(u64::try_from(n_runs).unwrap_or(u64::MAX));
 }
 
+/// `agentcron_setup_missing_total{object}`: runs that found a setup object (`mcp config`,
+/// `agent`, `environment`) missing at the vendor and were deferred.
+pub fn setup_missing(object: &'static str) {
+    metrics::counter!("agentcron_setup_missing_total", "object" => object).increment(1);
+}
+
+/// `agentcron_setup_recreated_total`: times a worker recreated missing setup objects itself.
+pub fn setup_recreated() {
+    metrics::counter!("agentcron_setup_recreated_total").increment(1);
+}
+
 /// `agentcron_stream_frames_skipped_total{reason}`: event-stream frames skipped (`not_json`).
 pub fn stream_frame_skipped(reason: &'static str) {
     metrics::counter!("agentcron_stream_frames_skipped_total", "reason" => reason).increment(1);

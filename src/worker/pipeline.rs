@@ -44,7 +44,7 @@ fn outcome_of(ctx: &Context, job: &JobContext, res: Result<Finish, RunError>) ->
         Ok(Finish::NeedsAuth { .. }) => Outcome::NeedsAuth,
         Err(RunError::Cancelled) => Outcome::Cancelled,
         Err(RunError::Fenced { .. }) => Outcome::Superseded,
-        Err(RunError::Busy { retry_after, .. }) => {
+        Err(RunError::Busy { retry_after, .. } | RunError::SetupMissing { retry_after, .. }) => {
             Outcome::Defer { after: retry_after.max(MIN_DEFER) }
         }
         Err(error) => {

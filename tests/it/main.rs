@@ -30,6 +30,7 @@ mod queue_enqueue;
 mod queue_intake;
 mod queue_ratelimit;
 mod run_pipeline;
+mod run_setup_missing;
 mod run_turn_end;
 mod schedule_daemon;
 mod schedule_fan_out;

@@ -242,6 +242,28 @@ async fn metrics_parse_and_the_run_counter_moves_after_a_run() {
     server.stop().await;
 }
 
+/// A run that found a setup object missing at the vendor leaves a mark: `/readyz` is not ready
+/// and names it until `setup` stores the ids again.
+#[tokio::test]
+async fn readiness_names_a_missing_setup_object() {
+    let app = spawn_app().await;
+    let server = Server::start(ops_config(&app)).await;
+    let mut conn = app.conn.clone();
+    let reported =
+        agentcron::setup::report_missing(&mut conn, &app.ctx.keys, "agent", "gone").await.unwrap();
+    assert!(reported);
+    let (status, body) = get_json(&format!("{}/readyz", server.base)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["checks"]["setup"], "agent missing");
+    let (scalekit, anthropic, _) = agentcron::run::clients(&app.config).unwrap();
+    agentcron::setup::ensure(&app.config, &scalekit, &anthropic, &mut conn, &app.ctx.keys)
+        .await
+        .unwrap();
+    let (status, body) = get_json(&format!("{}/readyz", server.base)).await;
+    assert_eq!((status, &body["checks"]["setup"]), (StatusCode::OK, &Value::from("ok")));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn health_readiness_and_readiness_without_redis() {
     let app = spawn_app().await;

@@ -560,7 +560,7 @@ async fn the_lookup_of_a_lost_session_is_bounded() {
         .unwrap();
     for i in 0..400 {
         let body = json!({
-            "agent": app.ctx.setup.agent_id, "environment_id": app.ctx.setup.environment_id,
+            "agent": app.ctx.setup.get().agent_id, "environment_id": app.ctx.setup.get().environment_id,
             "vault_ids": [vault["id"]], "metadata": {"run_id": format!("filler-{i}")}
         });
         let (status, session) =
