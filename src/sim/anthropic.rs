@@ -7,11 +7,13 @@
 //! parameter (ignored). Required, as the real API requires them: an `anthropic-version` (any
 //! value; without one, 400 `invalid_request_error`) and the beta name among the comma-separated
 //! `anthropic-beta` values (without it, 400 `invalid_request_error`: the spec leaves the real
-//! status open). Every response carries a `request-id` header.
+//! status open). A body member the API does not know is a 400 naming it (`anthropic/fields.rs`).
+//! Every response carries a `request-id` header.
 
 mod agents;
 mod environments;
 mod events;
+mod fields;
 mod sessions;
 mod stream;
 mod vaults;
