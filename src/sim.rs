@@ -17,9 +17,10 @@
 //! - The stream does not replay events sent before it opened; `events.list` has the history.
 //!   It stays open after `session.status_idle`, with a `:keep-alive` comment every
 //!   `heartbeat`; it sends no `id:` lines.
-//! - A missing `anthropic-beta` is 400 `invalid_request_error`; environment delete is 200 with
-//!   a body; `processed_at` is null in the send echo; toolsets default to `always_allow`
-//!   (agent) and `always_ask` (MCP); 409s use `invalid_request_error`.
+//! - A missing `anthropic-beta` (like a missing `anthropic-version`) is 400
+//!   `invalid_request_error`; an unknown body member is a 400 naming it; environment delete is
+//!   200 with a body; `processed_at` is null in the send echo; toolsets default to
+//!   `always_allow` (agent) and `always_ask` (MCP); 409s use `invalid_request_error`.
 //! - An unknown vault in `sessions.create` is a 404 `not_found_error` (and an audit violation).
 //! - `always_ask`: the model request ends before the `requires_action` idle and a new one
 //!   starts after the confirmed tool's result; a confirmation naming anything but the awaited

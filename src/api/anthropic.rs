@@ -1,10 +1,10 @@
 //! The Anthropic Managed Agents client: agents, environments, vaults and credentials,
 //! sessions, session events (send, list, SSE stream, resume).
 //!
-//! Headers are the ones the official SDK sends (`anthropic-version`, the managed-agents beta),
-//! with the key as `x-api-key`, the form Anthropic documents; bodies are the ones the official
-//! SDK sends (`tests/golden/`). This module must not decide what a run does with
-//! an event.
+//! Headers and bodies are the ones the official SDK 2.x sends (`tests/golden/`): the key as
+//! `Authorization: Bearer`, `Accept: application/json` (on the event stream too), the
+//! `anthropic-version` and the managed-agents beta. This module must not decide what a run does
+//! with an event.
 
 mod credentials;
 pub mod events;
@@ -13,7 +13,7 @@ pub mod types;
 
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -41,7 +41,8 @@ const STREAM_REQUEST_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    api_key: SecretString,
+    /// `Bearer <key>`, built once.
+    authorization: SecretString,
     policy: RetryPolicy,
     stream_idle_timeout: Duration,
     streams: Streams,
@@ -75,11 +76,11 @@ mod erased {
 impl Client {
     /// A client for `base_url` (`https://api.anthropic.com` or the simulator). Event streams
     /// use their own lean connections unless the environment's proxy variables apply to
-    /// `base_url` ([`Streams::for_url`]).
+    /// `base_url` ([`Streams::for_url`]). The key is kept only as the header that carries it.
     pub fn new(
         http: reqwest::Client,
         base_url: &Url,
-        api_key: SecretString,
+        api_key: &SecretString,
         policy: RetryPolicy,
         config: &HttpConfig,
     ) -> Self {
@@ -87,7 +88,8 @@ impl Client {
         let proxies = hyper_util::client::proxy::matcher::Matcher::from_system();
         let streams = Streams::for_url(base_url, &proxies, config);
         let stream_idle_timeout = config.stream_idle_timeout;
-        Self { http, base, api_key, policy, stream_idle_timeout, streams }
+        let authorization = SecretString::from(format!("Bearer {}", api_key.expose_secret()));
+        Self { http, base, authorization, policy, stream_idle_timeout, streams }
     }
 
     /// The same client with event streams opened another way.
@@ -280,18 +282,29 @@ impl Client {
         }
     }
 
-    fn auth_headers(&self) -> [(&'static str, &str); 3] {
+    /// The headers of every request, the event stream's included, as the official SDK 2.x
+    /// sends them: it asks for JSON even on the stream, and the server answers with SSE anyway.
+    fn common_headers(&self) -> [(&'static str, &str); 4] {
         [
-            ("x-api-key", self.api_key.expose_secret()),
+            ("authorization", self.authorization.expose_secret()),
+            ("accept", "application/json"),
             ("anthropic-version", ANTHROPIC_VERSION),
             ("anthropic-beta", ANTHROPIC_BETA),
         ]
     }
 
     fn headers(&self, request: RequestBuilder) -> RequestBuilder {
-        self.auth_headers()
-            .into_iter()
-            .fold(request, |request, (name, value)| request.header(name, value))
+        self.common_headers().into_iter().fold(request, |request, (name, value)| {
+            match HeaderValue::from_str(value) {
+                // Sensitive: no debug output of the request shows the key.
+                Ok(mut value) => {
+                    value.set_sensitive(name == "authorization");
+                    request.header(name, value)
+                }
+                // reqwest refuses the value when the request is sent, without repeating it.
+                Err(_) => request.header(name, value),
+            }
+        })
     }
 
     async fn call<T: DeserializeOwned>(

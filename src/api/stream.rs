@@ -234,9 +234,8 @@ fn request(url: &Url, headers: &[(&str, &str)]) -> io::Result<Vec<u8>> {
     }
     out.push_str("\r\nuser-agent: ");
     out.push_str(crate::api::USER_AGENT);
-    out.push_str(
-        "\r\naccept: text/event-stream\r\naccept-encoding: identity\r\nconnection: close\r\n",
-    );
+    // The caller's headers say what it accepts; the body is read as it comes, uncompressed.
+    out.push_str("\r\naccept-encoding: identity\r\nconnection: close\r\n");
     for (name, value) in headers {
         HeaderName::from_bytes(name.as_bytes()).map_err(|_| unusable("bad header name"))?;
         HeaderValue::from_str(value).map_err(|_| unusable("bad header value"))?;

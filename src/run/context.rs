@@ -88,7 +88,7 @@ pub fn clients(
         secrets.scalekit_client_id.clone().ok_or_else(|| missing("SCALEKIT_CLIENT_ID"))?;
     let secret =
         secrets.scalekit_client_secret.clone().ok_or_else(|| missing("SCALEKIT_CLIENT_SECRET"))?;
-    let key = secrets.anthropic_api_key.clone().ok_or_else(|| missing("ANTHROPIC_API_KEY"))?;
+    let key = secrets.anthropic_api_key.as_ref().ok_or_else(|| missing("ANTHROPIC_API_KEY"))?;
     let scalekit =
         scalekit::Client::new(http.clone(), &config.scalekit.env_url, client_id, secret, policy);
     let anthropic =

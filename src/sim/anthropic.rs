@@ -3,14 +3,17 @@
 //! patches), in the API's own wire format: the official Python SDK 2.14.0 works
 //! against it unchanged (tests/conformance/).
 //!
-//! Accepted: `x-api-key: <key>` or `Authorization: Bearer <key>` (SDK 2.x), any
-//! `anthropic-version`, and a `beta` query parameter (ignored). Required: the beta name among
-//! the comma-separated `anthropic-beta` values — its absence is a 400 `invalid_request_error`
-//! (the spec leaves the real status open). Every response carries a `request-id` header.
+//! Accepted: `x-api-key: <key>` or `Authorization: Bearer <key>` (SDK 2.x), and a `beta` query
+//! parameter (ignored). Required, as the real API requires them: an `anthropic-version` (any
+//! value; without one, 400 `invalid_request_error`) and the beta name among the comma-separated
+//! `anthropic-beta` values (without it, 400 `invalid_request_error`: the spec leaves the real
+//! status open). A body member the API does not know is a 400 naming it (`anthropic/fields.rs`).
+//! Every response carries a `request-id` header.
 
 mod agents;
 mod environments;
 mod events;
+mod fields;
 mod sessions;
 mod stream;
 mod vaults;
@@ -105,6 +108,11 @@ fn check(state: &SimState, headers: &HeaderMap) -> Result<(), AnthropicError> {
             return Err(AnthropicError::authentication("invalid x-api-key"));
         }
         Some(_) => {}
+    }
+    // The real API refuses a request without a version rather than guessing one; a client that
+    // forgot it must fail here, not in production.
+    if header("anthropic-version").is_none_or(|version| version.trim().is_empty()) {
+        return Err(AnthropicError::invalid("anthropic-version: header is required"));
     }
     let betas = headers.get_all("anthropic-beta").iter().filter_map(|value| value.to_str().ok());
     if !betas.flat_map(|value| value.split(',')).any(|beta| beta.trim() == BETA) {

@@ -158,6 +158,12 @@ impl AnthropicError {
         Self { status, kind, message: message.into() }
     }
 
+    /// The message, for unit tests of the checks that build errors.
+    #[cfg(test)]
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     /// 400 `invalid_request_error`.
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)

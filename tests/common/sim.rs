@@ -266,6 +266,7 @@ impl SimClient {
             .http
             .get(self.url(&format!("/v1/sessions/{session_id}/events/stream")))
             .header("authorization", format!("Bearer {}", self.api_key))
+            .header("anthropic-version", "2026-10-21")
             .header("anthropic-beta", "managed-agents-2026-04-01")
             .send()
             .await

@@ -75,7 +75,7 @@ impl Fixture {
         anthropic::Client::new(
             http_client(&config).unwrap(),
             &self.base(),
-            SecretString::from(key),
+            &SecretString::from(key),
             policy,
             &config,
         )

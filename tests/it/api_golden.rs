@@ -1,7 +1,7 @@
 //! Golden requests: for each call the guide makes, our Anthropic client's request (method,
-//! path, query, `anthropic-version`, `anthropic-beta`, `content-type`, JSON body) equals the
-//! one the official Python SDK 2.14.0 sent, as recorded in
-//! `tests/golden/anthropic-requests.json`.
+//! path, query, the auth header with the key redacted as in the recording, `accept`,
+//! `anthropic-version`, `anthropic-beta`, `content-type`, JSON body) equals the one the official
+//! Python SDK 2.14.0 sent, as recorded in `tests/golden/anthropic-requests.json`.
 //!
 //! A recorder server stands in for the API and answers with the recorded ids, so the paths
 //! match byte for byte.
@@ -24,11 +24,19 @@ use serde_json::{Value, json};
 /// The requests the official SDK sent, recorded once and kept in the repository.
 const SPEC: &str = "tests/golden/anthropic-requests.json";
 
+/// The key our client is given; the recording has `<redacted>` in its place.
+const KEY: &str = "sim-anthropic-key";
+
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
     method: String,
     path: String,
     query: String,
+    /// `Bearer <redacted>`: the form of the auth header, without the key.
+    authorization: Option<String>,
+    /// Must stay absent: the SDK sends the key once, as a bearer token.
+    x_api_key: Option<String>,
+    accept: Option<String>,
     version: Option<String>,
     beta: Option<String>,
     content_type: Option<String>,
@@ -48,6 +56,9 @@ fn golden() -> (Vec<Seen>, Value) {
             method: r["method"].as_str().unwrap().to_owned(),
             path: r["path"].as_str().unwrap().to_owned(),
             query: r["raw_query"].as_str().unwrap().to_owned(),
+            authorization: header(r, "authorization"),
+            x_api_key: header(r, "x-api-key"),
+            accept: header(r, "accept"),
             version: header(r, "anthropic-version"),
             beta: header(r, "anthropic-beta"),
             content_type: header(r, "content-type"),
@@ -70,7 +81,12 @@ async fn recorder(ids: Value, seen: Arc<Mutex<Vec<Seen>>>) -> String {
 
 async fn record(request: Request, ids: &Value, seen: &Mutex<Vec<Seen>>) -> Response {
     let (parts, body) = request.into_parts();
-    let header = |name: &str| parts.headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+    // Every value of the header, so a header sent twice (a default beside ours) shows.
+    let header = |name: &str| {
+        let values: Vec<&str> =
+            parts.headers.get_all(name).iter().map(|v| v.to_str().unwrap()).collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    };
     let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
     let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
     let path = parts.uri.path().to_owned();
@@ -78,6 +94,9 @@ async fn record(request: Request, ids: &Value, seen: &Mutex<Vec<Seen>>) -> Respo
         method: parts.method.to_string(),
         path: path.clone(),
         query: parts.uri.query().unwrap_or_default().to_owned(),
+        authorization: header("authorization").map(|value| value.replace(KEY, "<redacted>")),
+        x_api_key: header("x-api-key").map(|value| value.replace(KEY, "<redacted>")),
+        accept: header("accept"),
         version: header("anthropic-version"),
         beta: header("anthropic-beta"),
         content_type: header("content-type"),
@@ -121,7 +140,7 @@ async fn our_requests_equal_the_official_sdks() {
     let client = anthropic::Client::new(
         http_client(&http_config).unwrap(),
         &base.parse().unwrap(),
-        SecretString::from("sim-anthropic-key"),
+        &SecretString::from(KEY),
         policy,
         &http_config,
     );

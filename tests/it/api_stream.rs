@@ -89,7 +89,7 @@ fn client_at(base: &url::Url, streams: Streams) -> anthropic::Client {
 fn client_with(base: &url::Url, key: &str, attempts: u32, streams: Streams) -> anthropic::Client {
     let config = http_config(Duration::from_secs(10));
     let http = http(Duration::from_secs(10));
-    anthropic::Client::new(http, base, key.into(), policy(attempts), &config).with_streams(streams)
+    anthropic::Client::new(http, base, &key.into(), policy(attempts), &config).with_streams(streams)
 }
 
 /// The direct client, whatever proxy variables the environment running the tests has.

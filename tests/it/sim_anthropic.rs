@@ -308,3 +308,154 @@ async fn inactive_connection_and_empty_inbox_are_reported_by_the_agent() {
     assert!(frames[5].1["content"][0]["text"].as_str().unwrap().contains("no unread email"));
     assert!(client.calendar("alice@example.com").await.is_empty());
 }
+
+/// Asserts the vendor's 400 `invalid_request_error` envelope, with a `request-id` header equal
+/// to the body's, and returns its message.
+async fn invalid_request(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), 400);
+    let request_id = response.headers()["request-id"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        (body["type"].as_str(), body["request_id"].as_str()),
+        (Some("error"), Some(&*request_id))
+    );
+    assert!(request_id.starts_with("req_"), "{request_id}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    body["error"]["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_request_without_anthropic_version_is_refused() {
+    let sim = spawn_sim().await;
+    let client = SimClient::new(&sim);
+    let setup = client.setup_user("alice@example.com").await;
+    let session_id = client.create_session(&setup, "alice@example.com").await;
+    let calls = [
+        (Method::GET, "/v1/agents".to_owned(), None),
+        (Method::POST, "/v1/vaults".to_owned(), Some(json!({"display_name": "v"}))),
+        (Method::GET, format!("/v1/sessions/{session_id}/events/stream"), None),
+    ];
+    for (method, path, body) in calls {
+        let request = |version: Option<&str>| {
+            let mut request = client
+                .http
+                .request(method.clone(), client.url(&path))
+                .bearer_auth(&client.api_key)
+                .header("anthropic-beta", "managed-agents-2026-04-01");
+            if let Some(version) = version {
+                request = request.header("anthropic-version", version);
+            }
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            request.send()
+        };
+        for version in [None, Some(""), Some("  ")] {
+            let message = invalid_request(request(version).await.unwrap()).await;
+            assert!(message.contains("anthropic-version"), "{method} {path}: {message}");
+        }
+        // Any value is accepted, as the real API accepts both the docs' and the SDK's.
+        assert_eq!(request(Some("2023-06-01")).await.unwrap().status(), 200, "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_the_managed_agents_beta_is_refused() {
+    let sim = spawn_sim().await;
+    let client = SimClient::new(&sim);
+    for beta in [None, Some("other-beta"), Some("managed-agents-2025-01-01")] {
+        let mut request = client
+            .http
+            .post(client.url("/v1/vaults"))
+            .bearer_auth(&client.api_key)
+            .header("anthropic-version", "2026-10-21")
+            .json(&json!({"display_name": "v"}));
+        if let Some(beta) = beta {
+            request = request.header("anthropic-beta", beta);
+        }
+        let message = invalid_request(request.send().await.unwrap()).await;
+        assert!(message.contains("managed-agents-2026-04-01"), "{beta:?}: {message}");
+    }
+    let (_, vaults) = client.anthropic(Method::GET, "/v1/vaults", None).await;
+    assert_eq!(vaults["data"], json!([]), "a refused create created nothing");
+}
+
+#[tokio::test]
+async fn a_body_with_an_unknown_field_is_refused_naming_it() {
+    let sim = spawn_sim().await;
+    let client = SimClient::new(&sim);
+    let setup = client.setup_user("alice@example.com").await;
+    let session_id = client.create_session(&setup, "alice@example.com").await;
+    let agent = format!("/v1/agents/{}", setup.agent_id);
+    let credentials = format!("/v1/vaults/{}/credentials", setup.vault_id);
+    let credential = format!("{credentials}/{}", setup.credential_id);
+    let events = format!("/v1/sessions/{session_id}/events");
+    let server = json!([{"type": "url", "name": "s", "url": setup.server_url}]);
+    let text = json!([{"type": "text", "text": "hi"}]);
+    let cases = [
+        ("/v1/agents", json!({"name": "a", "model": "m", "temperature": 1}), "temperature"),
+        (
+            "/v1/agents",
+            json!({"name": "a", "model": "m", "mcp_servers": server,
+                   "tools": [{"type": "mcp_toolset", "mcp_server_name": "s", "default_config": {"allow": true}}]}),
+            "tools.0.default_config.allow",
+        ),
+        (&agent, json!({"version": 1, "system": "s", "owner": "me"}), "owner"),
+        (
+            "/v1/environments",
+            json!({"name": "e", "config": {"type": "cloud", "gpu": true}}),
+            "config.gpu",
+        ),
+        ("/v1/vaults", json!({"display_name": "v", "workspace_id": "wrkspc_1"}), "workspace_id"),
+        (
+            &credentials,
+            json!({"auth": {"type": "static_bearer", "mcp_server_url": setup.server_url, "token": "t", "expires_in": 60}}),
+            "auth.expires_in",
+        ),
+        (
+            &credential,
+            json!({"auth": {"type": "static_bearer", "token": "t"}, "note": "n"}),
+            "note",
+        ),
+        (
+            "/v1/sessions",
+            json!({"agent": setup.agent_id, "environment_id": setup.environment_id, "user": "alice"}),
+            "user",
+        ),
+        (
+            "/v1/sessions",
+            json!({"agent": {"type": "agent", "id": setup.agent_id, "name": "x"}, "environment_id": setup.environment_id}),
+            "agent.name",
+        ),
+        (
+            &events,
+            json!({"events": [{"type": "user.message", "content": text, "role": "user"}]}),
+            "events.0.role",
+        ),
+        (
+            &events,
+            json!({"events": [{"type": "user.message", "content": text}], "stream": true}),
+            "stream",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let response = client
+            .http
+            .post(client.url(path))
+            .bearer_auth(&client.api_key)
+            .header("anthropic-version", "2026-10-21")
+            .header("anthropic-beta", "managed-agents-2026-04-01")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let message = invalid_request(response).await;
+        assert_eq!(message, format!("{field}: Extra inputs are not permitted"), "{path} {body}");
+    }
+    // Nothing refused took effect: no second agent version, no message reached the session.
+    let (_, latest) = client.anthropic(Method::GET, &agent, None).await;
+    assert_eq!(latest["version"], 1);
+    let (_, history) = client.anthropic(Method::GET, &events, None).await;
+    assert_eq!(history["data"], json!([]));
+    assert_eq!(client.audit().await["violations"], json!([]));
+}

@@ -18,6 +18,7 @@ async fn status_faults_use_each_api_shape_and_count_down() {
             .http
             .get(client.url("/v1/agents"))
             .header("x-api-key", "sim-anthropic-key")
+            .header("anthropic-version", "2023-06-01")
             .header("anthropic-beta", "managed-agents-2026-04-01")
             .send()
             .await
@@ -71,6 +72,7 @@ async fn latency_and_hang_delay_or_withhold_the_answer() {
             .http
             .get(client.url("/v1/environments"))
             .header("x-api-key", &client.api_key)
+            .header("anthropic-version", "2023-06-01")
             .header("anthropic-beta", "managed-agents-2026-04-01")
             .timeout(timeout)
             .send()

@@ -304,3 +304,34 @@ async fn default_connection_status_none_means_no_account() {
         .await;
     assert_eq!((status.as_u16(), body["code"].as_i64()), (404, Some(5)));
 }
+
+#[tokio::test]
+async fn a_numeric_token_expiry_is_refused_as_protojson_refuses_it() {
+    let sim = spawn_sim().await;
+    let client = SimClient::new(&sim);
+    let setup = client.setup_user("alice@example.com").await;
+    let sk = client.scalekit_token().await;
+    for path in [
+        format!("/api/v1/mcp/configs/{}/tokens", setup.config_id),
+        "/api/v1/mcp/connections/gmail/tokens".to_owned(),
+    ] {
+        let mint = |expiry: Value| {
+            let body = json!({"identifier": "alice@example.com", "expiry": expiry});
+            client.scalekit(Method::POST, &path, &sk, Some(body))
+        };
+        for expiry in [json!(3600), json!(3600.0), json!("3600")] {
+            let (status, body) = mint(expiry.clone()).await;
+            assert_eq!(
+                (status.as_u16(), body["code"].as_i64()),
+                (400, Some(3)),
+                "{expiry}: {body}"
+            );
+            assert_eq!(body["details"][0]["error_code"], "INVALID_ARGUMENT", "{body}");
+            let violation = &body["details"][0]["validation_error_info"]["field_violations"][0];
+            assert_eq!(violation["field"], "expiry", "{body}");
+        }
+        // The form the SDK sends.
+        let (status, body) = mint(json!("3600s")).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+}

@@ -49,7 +49,7 @@ impl Client {
     }
 
     async fn open_direct(&self, direct: &Direct, url: &Url) -> Result<stream::Response, ApiError> {
-        let opened = direct.get(url, &self.auth_headers()).await;
+        let opened = direct.get(url, &self.common_headers()).await;
         let response = match opened {
             Ok(response) => response,
             Err(error) => {

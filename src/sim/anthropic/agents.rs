@@ -12,7 +12,8 @@ use axum::extract::{Path, State};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Page, Shared, archive_object, metadata, object_body, patch_metadata, required_str, visible,
+    Page, Shared, archive_object, fields, metadata, object_body, patch_metadata, required_str,
+    visible,
 };
 use crate::sim::error::AnthropicError;
 use crate::sim::ids;
@@ -25,6 +26,7 @@ pub(super) async fn create(
     body: Bytes,
 ) -> Result<Json<Value>, AnthropicError> {
     let body = object_body(&body)?;
+    fields::agent_create(&body)?;
     let name = required_str(&body, "name")?;
     let model = expand_model(
         body.get("model").ok_or_else(|| AnthropicError::invalid("model: Field required"))?,
@@ -192,6 +194,7 @@ pub(super) async fn update(
     body: Bytes,
 ) -> Result<Json<Value>, AnthropicError> {
     let body = object_body(&body)?;
+    fields::agent_update(&body)?;
     let mut store = state.store();
     let agent = store
         .agents

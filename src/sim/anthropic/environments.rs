@@ -9,7 +9,8 @@ use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use super::{
-    Page, Shared, archive_object, metadata, object_body, patch_metadata, required_str, visible,
+    Page, Shared, archive_object, fields, metadata, object_body, patch_metadata, required_str,
+    visible,
 };
 use crate::sim::error::AnthropicError;
 use crate::sim::ids;
@@ -66,6 +67,7 @@ pub(super) async fn create(
     body: Bytes,
 ) -> Result<Json<Value>, AnthropicError> {
     let body = object_body(&body)?;
+    fields::environment(&body)?;
     let now = ids::now();
     let environment = json!({
         "type": "environment", "id": state.ids.anthropic("env"), "name": required_str(&body, "name")?,
@@ -100,6 +102,7 @@ pub(super) async fn update(
     body: Bytes,
 ) -> Result<Json<Value>, AnthropicError> {
     let body = object_body(&body)?;
+    fields::environment(&body)?;
     let mut store = state.store();
     let environment = store
         .environments

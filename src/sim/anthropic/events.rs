@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::sessions::with_session;
-use super::{Page, Shared, object_body};
+use super::{Page, Shared, fields, object_body};
 use crate::sim::agent::{self, Turn, TurnFaults};
 use crate::sim::audit;
 use crate::sim::error::AnthropicError;
@@ -51,6 +51,7 @@ pub(super) async fn send(
     body: Bytes,
 ) -> Result<Json<Value>, AnthropicError> {
     let body = object_body(&body)?;
+    fields::events_send(&body)?;
     let Some(Value::Array(events)) = body.get("events") else {
         return Err(AnthropicError::invalid("events: Field required"));
     };

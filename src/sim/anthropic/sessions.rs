@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use serde_json::{Map, Value, json};
 
 use super::events::{EventsOrigin, send_events};
-use super::{Page, Shared, archive_object, metadata, object_body, patch_metadata};
+use super::{Page, Shared, archive_object, fields, metadata, object_body, patch_metadata};
 use crate::sim::agent::TurnFaults;
 use crate::sim::audit;
 use crate::sim::error::AnthropicError;
@@ -47,6 +47,7 @@ pub(super) async fn create(
     body: Bytes,
 ) -> Result<Json<Value>, AnthropicError> {
     let body = object_body(&body)?;
+    fields::session_create(&body)?;
     let agent = snapshot(&state, body.get("agent"))?;
     let environment_id = super::required_str(&body, "environment_id")?;
     let vault_ids = vault_ids(body.get("vault_ids"))?;
@@ -186,6 +187,7 @@ pub(super) async fn update(
     body: Bytes,
 ) -> Result<Json<Value>, AnthropicError> {
     let body = object_body(&body)?;
+    fields::session_update(&body)?;
     if body.contains_key("vault_ids") {
         return Err(AnthropicError::invalid("vault_ids: updating vault_ids is not yet supported"));
     }

@@ -1,6 +1,7 @@
 //! Vaults and their credentials: create, retrieve, update, list, delete, archive. Secrets (`token`, `access_token`,
 //! `refresh_token`, `client_secret`, `secret_value`) are kept aside and never echoed. An update's
-//! `auth.type` must equal the stored one (400 otherwise) and cannot change `mcp_server_url`.
+//! `auth.type` must equal the stored one (400 otherwise) and cannot change `mcp_server_url`
+//! (an update has no such member: `fields.rs`).
 //! Decided here: a vault may hold several credentials for one URL; the agent uses the most
 //! recently updated active one.
 
@@ -10,7 +11,8 @@ use axum::extract::{Path, State};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Page, Shared, archive_object, metadata, object_body, patch_metadata, required_str, visible,
+    Page, Shared, archive_object, fields, metadata, object_body, patch_metadata, required_str,
+    visible,
 };
 use crate::sim::error::AnthropicError;
 use crate::sim::ids;
@@ -23,6 +25,7 @@ pub(super) async fn create(
     body: Bytes,
 ) -> Result<Json<Value>, AnthropicError> {
     let body = object_body(&body)?;
+    fields::vault(&body)?;
     let display_name = display_name(&body)?;
     let now = ids::now();
     let vault = json!({
@@ -61,6 +64,7 @@ pub(super) async fn update(
     body: Bytes,
 ) -> Result<Json<Value>, AnthropicError> {
     let body = object_body(&body)?;
+    fields::vault(&body)?;
     let mut store = state.store();
     let vault = vault_mut(&mut store, &id)?;
     if body.contains_key("display_name") {
@@ -167,6 +171,7 @@ pub(super) async fn create_credential(
     body: Bytes,
 ) -> Result<Json<Value>, AnthropicError> {
     let body = object_body(&body)?;
+    fields::credential_create(&body)?;
     let (auth, secret, url) = create_auth(body.get("auth"))?;
     let mut store = state.store();
     vault_mut(&mut store, &vault_id)?;
@@ -213,6 +218,7 @@ pub(super) async fn update_credential(
     body: Bytes,
 ) -> Result<Json<Value>, AnthropicError> {
     let body = object_body(&body)?;
+    fields::credential_update(&body)?;
     let mut store = state.store();
     let credential = credential_mut(&mut store, &vault_id, &id)?;
     if let Some(auth) = body.get("auth") {
@@ -235,9 +241,6 @@ fn update_auth(credential: &mut Credential, auth: &Value) -> Result<(), Anthropi
             "auth.type: cannot change a {} credential to {kind}",
             credential.auth_type
         )));
-    }
-    if auth.get("mcp_server_url").is_some() {
-        return Err(AnthropicError::invalid("auth.mcp_server_url: cannot be changed"));
     }
     let secret_field = if kind == "static_bearer" { "token" } else { "access_token" };
     if let Some(secret) = auth[secret_field].as_str() {

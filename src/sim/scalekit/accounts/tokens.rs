@@ -3,6 +3,8 @@
 //! simulator's key and refused with a 400 unless every connection it covers has an ACTIVE
 //! account for the user.
 //!
+//! `expiry` is a protojson `Duration` string (`"3600s"`, what the SDK sends); a JSON number is
+//! refused with code 3 (`INVALID_ARGUMENT`, HTTP 400), as protojson refuses it.
 //! The precondition failure is gRPC code 9 (`FAILED_PRECONDITION`, HTTP 400). This module must
 //! not create or change accounts; it only reads them.
 
@@ -87,8 +89,12 @@ fn check_token_body(body: TokenBody) -> Result<TokenRequest, ScalekitError> {
     check_identifier(&identifier, 255)?;
     let expiry_secs = match body.expiry {
         None | Some(Value::Null) => 3600,
-        Some(value) => parse_duration(&value)
-            .ok_or_else(|| ScalekitError::invalid("expiry", "invalid duration"))?,
+        Some(value) => parse_duration(&value).ok_or_else(|| {
+            ScalekitError::invalid(
+                "expiry",
+                format!("invalid google.protobuf.Duration value {value}"),
+            )
+        })?,
     };
     if !(60..=86_400).contains(&expiry_secs) {
         return Err(ScalekitError::invalid("expiry", "value must be inside range [60s, 86400s]"));
@@ -101,15 +107,19 @@ fn check_token_body(body: TokenBody) -> Result<TokenRequest, ScalekitError> {
     Ok(TokenRequest { identifier, expiry_secs, access_level })
 }
 
-/// A protojson `Duration` (`"3600s"`, `"3600.5s"`), truncated to whole seconds; a bare number
-/// of seconds is accepted too.
+/// A protojson `Duration`: a string of seconds with up to nine decimals and an `s` (`"3600s"`,
+/// `"3600.5s"`), truncated to whole seconds. A JSON number is not one: protojson refuses it, so
+/// a client that sends `3600` fails here as it would against Scalekit.
 fn parse_duration(value: &Value) -> Option<i64> {
-    let seconds = match value {
-        Value::String(text) => text.strip_suffix('s')?.parse::<f64>().ok()?,
-        Value::Number(number) => number.as_f64()?,
-        _ => return None,
-    };
-    seconds.is_finite().then_some(seconds.trunc() as i64)
+    let Value::String(text) = value else { return None };
+    let number = text.strip_suffix('s')?;
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = whole.strip_prefix('-').unwrap_or(whole);
+    let is_digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+    if digits.is_empty() || !is_digits(digits) || fraction.len() > 9 || !is_digits(fraction) {
+        return None;
+    }
+    whole.parse().ok()
 }
 
 /// The account ids of `connections` for the user, or 400 naming the first one not ACTIVE.
@@ -153,4 +163,23 @@ fn sign(
         claims.extend(extra);
     }
     json!({"token": state.key.sign(&claims), "expires_at": ids::rfc3339_secs(expires_at)})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_protojson_duration_strings_are_durations() {
+        for (value, seconds) in
+            [(json!("3600s"), Some(3600)), (json!("120.9s"), Some(120)), (json!("-5s"), Some(-5))]
+        {
+            assert_eq!(parse_duration(&value), seconds, "{value}");
+        }
+        for value in [json!(3600), json!(3600.0), json!("3600"), json!("1e3s"), json!("+5s")] {
+            assert_eq!(parse_duration(&value), None, "{value}");
+        }
+        assert_eq!(parse_duration(&json!("s")), None);
+        assert_eq!(parse_duration(&json!("1.0000000001s")), None);
+    }
 }
