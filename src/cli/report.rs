@@ -153,6 +153,12 @@ pub(super) fn render_status(status: &report::Status, out: &mut impl Write) -> st
         .collect();
     table(out, &style, &["STATE", "LAST HOUR", "LAST DAY"], &rows)?;
     writeln!(out, "\n{} {}", style.bold("Open notices:"), status.notices_open)?;
+    if let Some(mark) = &status.setup_missing {
+        let object = mark["object"].as_str().unwrap_or("an object");
+        let line =
+            format!("the {object} is missing at the vendor; runs wait: run `agentcron setup`");
+        writeln!(out, "{} {}", style.bold("Setup:"), style.paint("31", &line))?;
+    }
     if !status.recent_failures.is_empty() {
         writeln!(out, "\n{}", style.bold("Latest failures"))?;
         let rows: Vec<Vec<String>> = status

@@ -96,6 +96,9 @@ pub struct Status {
     pub runs_last_day: BTreeMap<String, u64>,
     /// Open notices.
     pub notices_open: u64,
+    /// A setup object a run found missing at the vendor (`{"object","detail","since_ms"}`):
+    /// runs wait until `agentcron setup` runs.
+    pub setup_missing: Option<serde_json::Value>,
     /// The latest dead or failed runs.
     pub recent_failures: Vec<RunSummary>,
     /// The next fire time of each enabled schedule.
@@ -128,6 +131,9 @@ pub async fn status(
     let runs_last_hour = counts_since(conn, keys, now - HOUR_MS).await?;
     let runs_last_day = counts_since(conn, keys, now - DAY_MS).await?;
     let notices_open: u64 = redis::cmd("ZCARD").arg(keys.notice_index()).query_async(conn).await?;
+    let setup_missing: Option<String> =
+        redis::cmd("GET").arg(keys.setup_missing()).query_async(conn).await?;
+    let setup_missing = setup_missing.and_then(|mark| serde_json::from_str(&mark).ok());
     let mut failed: Vec<RunId> = Vec::new();
     for state in [RunState::Dead, RunState::Failed] {
         let ids: Vec<RunId> = redis::cmd("ZREVRANGE")
@@ -148,6 +154,7 @@ pub async fn status(
         runs_last_hour,
         runs_last_day,
         notices_open,
+        setup_missing,
         recent_failures,
         next_ticks: next_ticks(config),
     })

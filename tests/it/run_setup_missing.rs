@@ -49,6 +49,10 @@ async fn a_deleted_environment_defers_runs_until_setup_runs_again() {
         })
         .await;
     assert_eq!(reported["object"], "environment", "{reported}");
+    let mut conn = app.conn.clone();
+    let status =
+        agentcron::ops::report::status(&mut conn, &app.ctx.keys, &app.config).await.unwrap();
+    assert_eq!(status.setup_missing.unwrap()["object"], "environment", "the status screen says so");
     // Each run is deferred again and again (its next attempt moves), never failed.
     let seen: Mutex<HashMap<&str, Vec<String>>> = Mutex::default();
     poll_until("every run deferred twice", Duration::from_secs(30), || {
