@@ -162,6 +162,11 @@ impl Keys {
         self.key(&format!("lock:user:{user}"))
     }
 
+    /// `<p>:transcript:`, for the retention script, which appends run ids.
+    pub(crate) fn transcript_prefix(&self) -> String {
+        self.key("transcript:")
+    }
+
     /// `<p>:transcript:<id>`.
     pub fn transcript(&self, run_id: &RunId) -> String {
         self.key(&format!("transcript:{run_id}"))
@@ -233,8 +238,16 @@ impl Keys {
         self.key("bench:baseline")
     }
 
+    /// `<p>:usage`: what agentcron's keys and transcript files take, as the workers last
+    /// measured (`redis_bytes`, `redis_keys`, `redis_at_ms`, `transcript_bytes`,
+    /// `transcripts_at_ms`).
+    pub fn usage(&self) -> String {
+        self.key("usage")
+    }
+
     /// `<p>:*`: the `SCAN MATCH` pattern of every key under the prefix (for removing a demo's
-    /// or a benchmark's private prefix; never the operator's).
+    /// or a benchmark's private prefix, and measuring what the prefix takes; never to remove the
+    /// operator's keys).
     pub fn all(&self) -> String {
         self.key("*")
     }

@@ -37,6 +37,7 @@
 mod actions;
 mod backend;
 mod enqueue;
+mod expiry;
 mod health;
 pub(crate) mod intake;
 mod jobs;

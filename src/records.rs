@@ -11,7 +11,9 @@
 //! This module owns the layout. It must not decide run outcomes.
 
 pub mod notice;
+pub mod prune;
 pub mod transcript;
+pub mod usage;
 pub mod webhook;
 
 use std::collections::HashMap;

@@ -27,6 +27,7 @@ script!(PROMOTE, "lua/promote.lua");
 script!(HEARTBEAT, "lua/heartbeat.lua");
 script!(REAP, "lua/reap.lua");
 script!(SWEEP, "lua/sweep.lua");
+script!(EXPIRE, "lua/expire.lua");
 script!(RELEASE, "lua/release.lua");
 script!(RELEASE_RUNS, "lua/release_runs.lua");
 script!(RENEW_USER_LEASES, "lua/renew_user_leases.lua");

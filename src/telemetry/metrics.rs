@@ -168,6 +168,24 @@ pub fn runs_reconciled(n_runs: usize) {
         .increment(u64::try_from(n_runs).unwrap_or(u64::MAX));
 }
 
+/// `agentcron_redis_bytes` and `agentcron_redis_keys`: what the keys under the prefix take, as
+/// of the last full pass of the worker's measuring scan.
+pub fn redis_usage(bytes: u64, n_keys: u64) {
+    metrics::gauge!("agentcron_redis_bytes").set(bytes as f64);
+    metrics::gauge!("agentcron_redis_keys").set(n_keys as f64);
+}
+
+/// `agentcron_transcript_bytes`: the transcript files, after the last prune.
+pub fn transcript_usage(bytes: u64) {
+    metrics::gauge!("agentcron_transcript_bytes").set(bytes as f64);
+}
+
+/// `agentcron_runs_expired_total`: finished runs removed by the retention.
+pub fn runs_expired(n_runs: usize) {
+    metrics::counter!("agentcron_runs_expired_total")
+        .increment(u64::try_from(n_runs).unwrap_or(u64::MAX));
+}
+
 /// `agentcron_setup_missing_total{object}`: runs that found a setup object (`mcp config`,
 /// `agent`, `environment`) missing at the vendor and were deferred.
 pub fn setup_missing(object: &'static str) {
