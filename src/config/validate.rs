@@ -367,7 +367,7 @@ fn schedule(check: &mut Checker<'_>, key: &str, raw: &RawSchedule) -> ScheduleCo
             Ok(user) => users.push(user),
             Err(error) => check.problem(
                 &format!("{key}.users[{j}]"),
-                format!("expected a user id of 1 to 255 characters: {error}"),
+                format!("expected a valid user id: {error}"),
             ),
         }
     }

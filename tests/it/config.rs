@@ -226,6 +226,13 @@ const CASES: &[Case] = &[
         phrase: "A-Z a-z 0-9",
     },
     Case {
+        name: "user longer than Scalekit takes",
+        find: "users = [\"carol@example.com\"]",
+        replace: "users = [\"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc@x.test\"]",
+        key: "schedule[1].users[0]",
+        phrase: "at most 100",
+    },
+    Case {
         name: "public bind without token",
         find: "bind = \"127.0.0.1:9187\"",
         replace: "bind = \"0.0.0.0:9187\"",
