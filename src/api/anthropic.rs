@@ -11,6 +11,7 @@ pub mod events;
 mod streaming;
 pub mod types;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
@@ -22,6 +23,7 @@ use url::Url;
 
 pub use self::events::{EventKind, SessionEvent, StopReason};
 pub use self::types::*;
+use super::pace::{self, Pacer};
 use super::retry;
 use super::stream::Streams;
 use super::{Api, ApiError, decode_json, observe, path_segment, with_retries};
@@ -45,6 +47,7 @@ pub struct Client {
     policy: RetryPolicy,
     stream_idle_timeout: Duration,
     streams: Streams,
+    pacer: Option<Arc<dyn Pacer>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -87,7 +90,13 @@ impl Client {
         let proxies = hyper_util::client::proxy::matcher::Matcher::from_system();
         let streams = Streams::for_url(base_url, &proxies, config);
         let stream_idle_timeout = config.stream_idle_timeout;
-        Self { http, base, api_key, policy, stream_idle_timeout, streams }
+        Self { http, base, api_key, policy, stream_idle_timeout, streams, pacer: None }
+    }
+
+    /// The same client waiting on `pacer` before every request (each attempt of each call).
+    #[must_use]
+    pub fn with_pacer(self, pacer: Arc<dyn Pacer>) -> Self {
+        Self { pacer: Some(pacer), ..self }
     }
 
     /// The same client with event streams opened another way.
@@ -267,6 +276,11 @@ impl Client {
         }
     }
 
+    /// Waits for the pacer's turn, when the client has a pacer.
+    async fn wait_turn(&self, endpoint: &'static str) -> Result<(), ApiError> {
+        pace::wait_turn(self.pacer.as_deref(), API, endpoint).await
+    }
+
     fn auth_headers(&self) -> [(&'static str, &str); 3] {
         [
             ("x-api-key", self.api_key.expose_secret()),
@@ -299,6 +313,7 @@ impl Client {
             Body::None => None,
         };
         with_retries(API, endpoint, self.policy, || async {
+            self.wait_turn(endpoint).await?;
             let mut request = self.headers(self.http.request(method.clone(), &url));
             if !query.is_empty() {
                 request = request.query(query);
