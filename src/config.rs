@@ -237,12 +237,18 @@ pub struct RetryConfig {
     pub max_attempts: u32,
 }
 
-/// `[limits]`: fleet-wide rates shared by all workers through Redis.
+/// `[limits]`: fleet-wide rates shared by all workers through Redis; `None` (0) is no limit.
 #[derive(Debug, Clone, Serialize)]
 pub struct LimitsConfig {
-    /// Sessions created per second across all workers; unset means no limit.
+    /// Anthropic creates (sessions, vaults, credentials) per minute. Defaults to 300.
+    pub creates_per_minute: Option<f64>,
+    /// Every other Anthropic agent, session and vault call per minute. Defaults to 600.
+    pub requests_per_minute: Option<f64>,
+    /// Anthropic environment calls per minute. Defaults to 60.
+    pub environments_per_minute: Option<f64>,
+    /// Sessions created per second, a cap of the operator's own below the creates limit.
     pub sessions_per_second: Option<f64>,
-    /// Session tokens minted per second across all workers; unset means no limit.
+    /// Scalekit session tokens minted per second (Scalekit documents no limit).
     pub tokens_per_second: Option<f64>,
 }
 

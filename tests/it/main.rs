@@ -29,6 +29,7 @@ mod ops_setup;
 mod queue_enqueue;
 mod queue_intake;
 mod queue_ratelimit;
+mod run_limits;
 mod run_pipeline;
 mod schedule_daemon;
 mod schedule_fan_out;
