@@ -6,6 +6,7 @@
 //! how it should be handled ([`ErrorClass`]).
 
 pub mod anthropic;
+pub mod pace;
 pub mod retry;
 pub mod scalekit;
 pub mod stream;

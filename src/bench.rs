@@ -34,6 +34,8 @@ const SHIPPED_CONFIG: &str = include_str!("../jobs.toml");
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Keys deleted per `UNLINK` at cleanup.
 const CLEANUP_CHUNK: usize = 1_000;
+/// The `[limits]` rate per minute the benchmarks set: the highest accepted.
+const UNTHROTTLED: &str = "6000000";
 
 /// Result of a benchmark.
 pub type Result<T, E = BenchError> = std::result::Result<T, E>;
@@ -142,6 +144,11 @@ impl Scratch {
             (config::ANTHROPIC_API_KEY, sim.anthropic_api_key),
             ("AGENTCRON__TRANSCRIPTS__DIR", self.dir.join("transcripts").display().to_string()),
             ("AGENTCRON__OPS__BIND", "127.0.0.1:0".to_owned()),
+            // The simulator has no rate limit: each request still takes from its fleet-wide
+            // bucket (so the cost is measured), at a rate that never makes a run wait.
+            ("AGENTCRON__LIMITS__CREATES_PER_MINUTE", UNTHROTTLED.to_owned()),
+            ("AGENTCRON__LIMITS__REQUESTS_PER_MINUTE", UNTHROTTLED.to_owned()),
+            ("AGENTCRON__LIMITS__ENVIRONMENTS_PER_MINUTE", UNTHROTTLED.to_owned()),
         ]);
         Ok(config::load(&path, &env)?)
     }

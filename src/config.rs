@@ -16,11 +16,11 @@ mod error;
 mod layers;
 mod locate;
 mod raw;
+mod sections;
 mod ser;
 mod validate;
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ pub use self::env::{
 };
 pub use self::error::{ConfigError, Origin, Problem, Result};
 pub use self::locate::KeyPath;
+pub use self::sections::{LimitsConfig, NoticesConfig, OpsConfig, SetupConfig, TranscriptsConfig};
 use crate::cron::CronExpr;
 use crate::ids::UserId;
 
@@ -163,14 +164,6 @@ pub struct AnthropicConfig {
     pub agent: AgentConfig,
 }
 
-/// `[setup]`: what a worker does when a run finds a setup object missing at the vendor.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SetupConfig {
-    /// Recreate it itself (one worker of the fleet at a time); else runs wait, queued, until an
-    /// operator runs `agentcron setup`.
-    pub auto: bool,
-}
-
 /// The agent definition from the guide.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentConfig {
@@ -241,48 +234,6 @@ pub struct RetryConfig {
     pub jitter: bool,
     /// Attempts per call, the first included. Defaults to 8.
     pub max_attempts: u32,
-}
-
-/// `[limits]`: fleet-wide rates shared by all workers through Redis.
-#[derive(Debug, Clone, Serialize)]
-pub struct LimitsConfig {
-    /// Sessions created per second across all workers; unset means no limit.
-    pub sessions_per_second: Option<f64>,
-    /// Session tokens minted per second across all workers; unset means no limit.
-    pub tokens_per_second: Option<f64>,
-}
-
-/// `[transcripts]`: where session events are kept.
-#[derive(Debug, Clone, Serialize)]
-pub struct TranscriptsConfig {
-    /// JSONL directory. Defaults to `./transcripts`.
-    pub dir: PathBuf,
-    /// Events kept per transcript stream in Redis. Defaults to 10,000.
-    pub redis_maxlen: usize,
-    /// Lifetime of a transcript in Redis. Defaults to 7 days.
-    #[serde(serialize_with = "ser::duration")]
-    pub ttl: Duration,
-}
-
-/// `[notices]`: follow-ups for users whose connections lapsed.
-#[derive(Debug, Clone, Serialize)]
-pub struct NoticesConfig {
-    /// Optional webhook that receives each notice.
-    #[serde(serialize_with = "ser::opt_url")]
-    pub webhook_url: Option<Url>,
-    /// Optional HMAC-SHA256 key for the webhook's signature header.
-    #[serde(serialize_with = "ser::opt_secret")]
-    pub webhook_secret: Option<SecretString>,
-}
-
-/// `[ops]`: the HTTP endpoint for health, metrics and the dashboard.
-#[derive(Debug, Clone, Serialize)]
-pub struct OpsConfig {
-    /// Listen address. Defaults to `127.0.0.1:9187`.
-    pub bind: SocketAddr,
-    /// Bearer token; required when `bind` is not a loopback address.
-    #[serde(serialize_with = "ser::opt_secret")]
-    pub token: Option<SecretString>,
 }
 
 /// One `[[schedule]]`.

@@ -17,13 +17,38 @@ use std::str::FromStr;
 
 /// Longest accepted run id, in characters.
 const MAX_RUN_ID_CHARS: usize = 256;
-// Scalekit accepts identifiers of at most 255 characters when minting session tokens.
-const MAX_USER_CHARS: usize = 255;
+/// Longest accepted user id, in characters. The user id is the user's Scalekit identifier, and
+/// Scalekit takes at most 100 characters for it when it makes an authorization link (the
+/// magic link a notice carries: `identifier` of `GetMagicLinkForConnectedAccount`), though 255
+/// when it mints a session token. The tighter rule applies, or a user whose connection lapses
+/// could never be sent a link.
+pub const MAX_USER_CHARS: usize = 100;
+/// What the display name of a user's vault starts with; the user id follows.
+const VAULT_NAME_PREFIX: &str = "agentcron ";
+/// Longest vault display name Anthropic accepts, in characters (`display_name` of
+/// `vaults.create`: 1 to 255).
+const MAX_VAULT_NAME_CHARS: usize = 255;
+// Every valid user's vault name fits: no user passes the identifier rule and fails this one.
+const _: () = assert!(VAULT_NAME_PREFIX.len() + MAX_USER_CHARS <= MAX_VAULT_NAME_CHARS);
 
 /// Why an id from outside was refused: what is wrong, for the operator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct IdError(String);
+#[error("{message}")]
+pub struct IdError {
+    message: String,
+    too_long: bool,
+}
+
+impl IdError {
+    fn new(message: String) -> Self {
+        Self { message, too_long: false }
+    }
+
+    /// Whether the id was refused for its length alone (a vendor's limit), not its characters.
+    pub fn is_too_long(&self) -> bool {
+        self.too_long
+    }
+}
 
 macro_rules! id_type {
     ($(#[$meta:meta])* $name:ident) => {
@@ -203,10 +228,10 @@ impl RunId {
     fn check(run_id: &str) -> Result<(), IdError> {
         let n_chars = run_id.chars().count();
         if n_chars == 0 || n_chars > MAX_RUN_ID_CHARS {
-            return Err(IdError(format!("run id must be 1 to {MAX_RUN_ID_CHARS} characters")));
+            return Err(IdError::new(format!("run id must be 1 to {MAX_RUN_ID_CHARS} characters")));
         }
         if run_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(IdError(format!(
+            return Err(IdError::new(format!(
                 "run id `{run_id}` contains whitespace or control characters"
             )));
         }
@@ -215,21 +240,39 @@ impl RunId {
 }
 
 id_type!(
-    /// A user id: non-empty, at most 255 characters, no control characters or surrounding
-    /// spaces. Also the Scalekit identifier the user's connections are under.
+    /// A user id: non-empty, at most 100 characters ([`MAX_USER_CHARS`]), no control characters
+    /// or surrounding spaces. Also the Scalekit identifier the user's connections are under,
+    /// and part of the user's vault name ([`UserId::vault_display_name`]).
     UserId
 );
 checked_from!(UserId);
 
 impl UserId {
+    /// The display name of the user's Anthropic vault: `agentcron <user>`, within Anthropic's
+    /// 255 characters for every valid user id.
+    pub fn vault_display_name(&self) -> String {
+        format!("{VAULT_NAME_PREFIX}{}", self.0)
+    }
+
     fn check(user: &str) -> Result<(), IdError> {
         if user.is_empty() || user.trim() != user {
-            return Err(IdError(format!("user `{user}` is empty or has surrounding whitespace")));
-        }
-        if user.chars().count() > MAX_USER_CHARS || user.chars().any(char::is_control) {
-            return Err(IdError(format!(
-                "user is longer than {MAX_USER_CHARS} characters or has control characters"
+            return Err(IdError::new(format!(
+                "user `{user}` is empty or has surrounding whitespace"
             )));
+        }
+        if user.chars().any(char::is_control) {
+            return Err(IdError::new(format!(
+                "user `{}` has control characters",
+                user.escape_debug()
+            )));
+        }
+        let n_chars = user.chars().count();
+        if n_chars > MAX_USER_CHARS {
+            let message = format!(
+                "user is {n_chars} characters; Scalekit takes identifiers of at most \
+                 {MAX_USER_CHARS} characters (in an authorization link)"
+            );
+            return Err(IdError { message, too_long: true });
         }
         Ok(())
     }
@@ -283,9 +326,27 @@ mod tests {
         assert!(UserId::parse("").is_err());
         assert!(UserId::parse(" a").is_err());
         assert!(UserId::parse("a\u{7}").is_err());
-        assert!(UserId::parse("é".repeat(255)).is_ok());
-        assert!(UserId::parse("é".repeat(256)).is_err());
+        assert!(UserId::parse("a\u{1b}[0m").is_err(), "an escape sequence");
         assert_eq!("bob".parse::<UserId>().map(|u| u.to_string()), Ok("bob".to_owned()));
+    }
+
+    #[test]
+    fn a_user_id_is_no_longer_than_scalekit_takes_in_an_auth_link() {
+        assert!(UserId::parse("x".repeat(100)).is_ok());
+        assert!(UserId::parse("é".repeat(100)).is_ok(), "characters, not bytes");
+        let error = UserId::parse("x".repeat(101)).unwrap_err();
+        assert!(error.to_string().contains("at most 100"), "{error}");
+        assert!(error.is_too_long());
+        assert!(UserId::parse("é".repeat(101)).is_err());
+        assert!(!UserId::parse("a\u{7}").unwrap_err().is_too_long());
+    }
+
+    #[test]
+    fn the_longest_user_has_a_vault_name_anthropic_takes() {
+        let user = UserId::parse("é".repeat(MAX_USER_CHARS)).unwrap();
+        let name = user.vault_display_name();
+        assert_eq!(name, format!("agentcron {user}"));
+        assert!(name.chars().count() <= MAX_VAULT_NAME_CHARS);
     }
 
     #[test]

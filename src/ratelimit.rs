@@ -1,7 +1,8 @@
-//! Fleet-wide rate limits per remote API (sessions created per second, tokens minted per
-//! second): a token bucket in Redis shared by every worker, so that a 100,000-user tick does
-//! not become a storm of 429s. A leaf beside the rooms: the run pipeline calls it before a
-//! remote call. It must not know which API it protects beyond the name.
+//! Fleet-wide rate limits per remote API (Anthropic's creates, other calls and environment
+//! calls, sessions created and tokens minted): a token bucket in Redis shared by every worker,
+//! so that a 100,000-user tick does not become a storm of 429s. A leaf beside the rooms: the
+//! run pipeline calls it before a remote call. It must not know which API it protects beyond
+//! the name.
 
 use std::sync::LazyLock;
 use std::time::Duration;

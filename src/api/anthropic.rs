@@ -1,16 +1,15 @@
-//! The Anthropic Managed Agents client: agents, environments, vaults and credentials,
-//! sessions, session events (send, list, SSE stream, resume).
-//!
-//! Headers and bodies are the ones the official SDK 2.x sends (`tests/golden/`): the key as
-//! `Authorization: Bearer`, `Accept: application/json` (on the event stream too), the
-//! `anthropic-version` and the managed-agents beta. This module must not decide what a run does
-//! with an event.
+//! The Anthropic Managed Agents client: agents, environments, vaults and credentials, sessions,
+//! session events (send, list, SSE stream, resume). Headers and bodies are the ones the
+//! official SDK 2.x sends (`tests/golden/`): the key as
+//! `Authorization: Bearer`, `Accept: application/json` (on the stream too), `anthropic-version`
+//! and the beta. It must not decide what a run does with an event.
 
 mod credentials;
 pub mod events;
 mod streaming;
 pub mod types;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -22,6 +21,7 @@ use url::Url;
 
 pub use self::events::{EventKind, SessionEvent, StopReason};
 pub use self::types::*;
+use super::pace::{self, Pacer};
 use super::retry;
 use super::stream::Streams;
 use super::{Api, ApiError, decode_json, observe, path_segment, with_retries};
@@ -46,6 +46,7 @@ pub struct Client {
     policy: RetryPolicy,
     stream_idle_timeout: Duration,
     streams: Streams,
+    pacer: Option<Arc<dyn Pacer>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -89,7 +90,13 @@ impl Client {
         let streams = Streams::for_url(base_url, &proxies, config);
         let stream_idle_timeout = config.stream_idle_timeout;
         let authorization = SecretString::from(format!("Bearer {}", api_key.expose_secret()));
-        Self { http, base, authorization, policy, stream_idle_timeout, streams }
+        Self { http, base, authorization, policy, stream_idle_timeout, streams, pacer: None }
+    }
+
+    /// The same client waiting on `pacer` before every request (each attempt of each call).
+    #[must_use]
+    pub fn with_pacer(self, pacer: Arc<dyn Pacer>) -> Self {
+        Self { pacer: Some(pacer), ..self }
     }
 
     /// The same client with event streams opened another way.
@@ -282,6 +289,11 @@ impl Client {
         }
     }
 
+    /// Waits for the pacer's turn, when the client has a pacer.
+    async fn wait_turn(&self, endpoint: &'static str) -> Result<(), ApiError> {
+        pace::wait_turn(self.pacer.as_deref(), API, endpoint).await
+    }
+
     /// The headers of every request, the event stream's included, as the official SDK 2.x
     /// sends them: it asks for JSON even on the stream, and the server answers with SSE anyway.
     fn common_headers(&self) -> [(&'static str, &str); 4] {
@@ -325,6 +337,7 @@ impl Client {
             Body::None => None,
         };
         with_retries(API, endpoint, self.policy, || async {
+            self.wait_turn(endpoint).await?;
             let mut request = self.headers(self.http.request(method.clone(), &url));
             if !query.is_empty() {
                 request = request.query(query);

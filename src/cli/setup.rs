@@ -50,6 +50,9 @@ async fn remote(flag: Option<&Path>, redactor: &Redactor) -> anyhow::Result<Remo
     let (scalekit, anthropic, _) = crate::run::clients(&config)?;
     let conn = redis(&config).await?;
     let keys = Keys::new(config.redis.prefix.clone());
+    // Setup's calls take from the same fleet-wide buckets as the workers' runs.
+    let limiter = crate::ratelimit::RateLimiter::new(conn.clone(), keys.clone());
+    let anthropic = crate::run::paced(anthropic, &config.limits, &limiter);
     Ok(Remote { config, scalekit, anthropic, conn, keys })
 }
 

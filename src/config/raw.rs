@@ -117,6 +117,9 @@ pub(crate) struct RawRetry {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLimits {
+    pub(crate) creates_per_minute: Option<f64>,
+    pub(crate) requests_per_minute: Option<f64>,
+    pub(crate) environments_per_minute: Option<f64>,
     pub(crate) sessions_per_second: Option<f64>,
     pub(crate) tokens_per_second: Option<f64>,
 }

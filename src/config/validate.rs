@@ -6,6 +6,7 @@
 //! [`Env`] snapshot.
 
 mod checker;
+mod limits;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -56,18 +57,7 @@ pub(super) fn validate(
         anthropic: anthropic(&mut check, raw),
         http: http(&mut check, raw),
         retry: retry(&mut check, raw),
-        limits: LimitsConfig {
-            sessions_per_second: check.float(
-                "limits.sessions_per_second",
-                raw.limits.sessions_per_second,
-                0.001..=100_000.0,
-            ),
-            tokens_per_second: check.float(
-                "limits.tokens_per_second",
-                raw.limits.tokens_per_second,
-                0.001..=100_000.0,
-            ),
-        },
+        limits: limits::limits(&mut check, &raw.limits),
         transcripts: transcripts(&mut check, raw),
         notices: notices(&mut check, raw),
         ops: ops(&mut check, raw),
@@ -368,7 +358,7 @@ fn schedule(check: &mut Checker<'_>, key: &str, raw: &RawSchedule) -> ScheduleCo
             Ok(user) => users.push(user),
             Err(error) => check.problem(
                 &format!("{key}.users[{j}]"),
-                format!("expected a user id of 1 to 255 characters: {error}"),
+                format!("expected a valid user id: {error}"),
             ),
         }
     }

@@ -32,7 +32,8 @@ pub type IntakeItem = NewRun;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// One of `too_large`, `not_utf8`, `not_json`, `not_object`, `unknown_field`,
-    /// `missing_user`, `empty_user`, `invalid_user`, `wrong_type`, `invalid_run_id`,
+    /// `missing_user`, `empty_user`, `invalid_user` (characters or spaces a user id must not
+    /// have), `user_too_long` (longer than a vendor takes), `wrong_type`, `invalid_run_id`,
     /// `bad_not_before`.
     pub reason: &'static str,
     /// What exactly is wrong, for the operator.
@@ -69,7 +70,10 @@ pub(crate) fn parse(payload: &[u8]) -> std::result::Result<IntakeItem, Rejection
     if user.trim().is_empty() {
         return Err(reject("empty_user", "`user` is empty"));
     }
-    let user = UserId::try_from(user).map_err(|e| reject("invalid_user", e.to_string()))?;
+    let user = UserId::try_from(user).map_err(|error| {
+        let reason = if error.is_too_long() { "user_too_long" } else { "invalid_user" };
+        reject(reason, error.to_string())
+    })?;
     let run_id = match optional_string(&object, "run_id")? {
         Some(run_id) => {
             RunId::try_from(run_id).map_err(|e| reject("invalid_run_id", e.to_string()))?
@@ -269,6 +273,8 @@ mod tests {
         check(r#"{"user":" a"}"#, Err("invalid_user"));
         check(r#"{"user":"a\u0007"}"#, Err("invalid_user"));
         check(r#"{"user":42}"#, Err("wrong_type"));
+        check(&format!(r#"{{"user":"{}"}}"#, "u".repeat(100)), Ok(()));
+        check(&format!(r#"{{"user":"{}"}}"#, "u".repeat(101)), Err("user_too_long"));
         check(r#"{"user":"a","prompt":7}"#, Err("wrong_type"));
         check(r#"{"user":"a","schedule":null}"#, Err("wrong_type"));
         check(r#"{"user":"a","run_id":["x"]}"#, Err("wrong_type"));

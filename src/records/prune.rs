@@ -108,7 +108,9 @@ mod tests {
     #[test]
     fn days_past_the_age_go_then_the_oldest_while_over_the_size() {
         let dir = tempfile::tempdir().unwrap();
-        for (day, bytes) in [("2026-10-01", 10), ("2026-11-30", 100), ("2026-12-01", 100), ("2026-12-04", 100)] {
+        for (day, bytes) in
+            [("2026-10-01", 10), ("2026-11-30", 100), ("2026-12-01", 100), ("2026-12-04", 100)]
+        {
             write(dir.path(), day, bytes);
         }
         std::fs::create_dir(dir.path().join("not-a-day")).unwrap();

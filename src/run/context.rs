@@ -1,5 +1,6 @@
 //! What every run of a worker shares: the configuration, Redis, both API clients, the setup
-//! ids, the redactor and the fleet-wide rate limiter, built once from the configuration. This
+//! ids, the redactor and the fleet-wide rate limiter, built once from the configuration; and
+//! the pacer that makes the Anthropic client take from the limiter before every request. This
 //! module must not run a phase.
 
 use std::sync::Arc;
@@ -7,9 +8,10 @@ use std::sync::Arc;
 use redis::aio::ConnectionManager;
 
 use super::{FailPoint, RunError};
+use crate::api::pace::{Pacer, RateClass, Turn};
 use crate::api::{ApiError, anthropic, scalekit};
 use crate::backoff::RetryPolicy;
-use crate::config::Config;
+use crate::config::{Config, LimitsConfig};
 use crate::keys::Keys;
 use crate::outcome::ErrorClass;
 use crate::ratelimit::RateLimiter;
@@ -35,8 +37,8 @@ pub struct Context {
     pub redactor: Redactor,
     /// For the notice webhook.
     pub http: reqwest::Client,
-    /// The fleet-wide rate limiter, when `[limits]` sets a rate.
-    pub limiter: Option<RateLimiter>,
+    /// The fleet-wide rate limiter (`[limits]`); the Anthropic client paces through it.
+    pub limiter: RateLimiter,
     /// Test hook; `None` in production.
     pub fail_point: Option<FailPoint>,
 }
@@ -55,9 +57,8 @@ impl Context {
         let keys = Keys::new(config.redis.prefix.clone());
         let setup = setup::load(&mut redis, &keys).await?;
         let (scalekit, anthropic, http) = clients(&config)?;
-        let limited = config.limits.sessions_per_second.is_some()
-            || config.limits.tokens_per_second.is_some();
-        let limiter = limited.then(|| RateLimiter::new(redis.clone(), keys.clone()));
+        let limiter = RateLimiter::new(redis.clone(), keys.clone());
+        let anthropic = paced(anthropic, &config.limits, &limiter);
         Ok(Self {
             config,
             keys,
@@ -96,10 +97,49 @@ pub fn clients(
     Ok((scalekit, anthropic, http))
 }
 
+/// `anthropic`, waiting before every request (each attempt) for a turn in the fleet-wide
+/// bucket of the request's class, `<p>:ratelimit:creates`, `requests` or `environments`, at
+/// the rates of `[limits]`; as it is when every one of those rates is off.
+pub fn paced(
+    anthropic: anthropic::Client,
+    limits: &LimitsConfig,
+    limiter: &RateLimiter,
+) -> anthropic::Client {
+    let per_minute =
+        [limits.creates_per_minute, limits.requests_per_minute, limits.environments_per_minute];
+    if per_minute.iter().all(Option::is_none) {
+        return anthropic;
+    }
+    anthropic.with_pacer(Arc::new(FleetPacer { limiter: limiter.clone(), per_minute }))
+}
+
+/// Anthropic's rate classes, each with its bucket in Redis.
+#[derive(Debug)]
+struct FleetPacer {
+    limiter: RateLimiter,
+    /// Creates, requests and environment calls per minute; `None` for no limit.
+    per_minute: [Option<f64>; 3],
+}
+
+impl Pacer for FleetPacer {
+    fn turn(&self, class: RateClass) -> Turn<'_> {
+        let per_minute = match class {
+            RateClass::Create => self.per_minute[0],
+            RateClass::Request => self.per_minute[1],
+            RateClass::Environment => self.per_minute[2],
+        };
+        Box::pin(async move {
+            let Some(per_minute) = per_minute else { return Ok(()) };
+            let limited = self.limiter.acquire(class.as_str(), per_minute / 60.0).await;
+            limited.map_err(|error| error.to_string())
+        })
+    }
+}
+
 /// Waits for the fleet-wide rate of `name` (`sessions` or `tokens`) when one is configured.
 pub(super) async fn throttle(ctx: &Context, name: &str, rate: Option<f64>) -> Result<(), RunError> {
-    if let (Some(limiter), Some(rate)) = (&ctx.limiter, rate) {
-        limiter.acquire(name, rate).await?;
+    if let Some(rate) = rate {
+        ctx.limiter.acquire(name, rate).await?;
     }
     Ok(())
 }

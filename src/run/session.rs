@@ -160,7 +160,8 @@ async fn find_lost(
     let oldest = requested_at - SKEW_MS;
     let mut page = None;
     for _ in 0..MAX_LOOKUP_PAGES {
-        // Through the fleet-wide limiter: a tick of many lost ids must not become a storm.
+        // Each page takes from the vendor's request bucket (the client's pacer) and from the
+        // operator's own sessions cap: a tick of many lost ids must not become a storm.
         throttle(ctx, "sessions", ctx.config.limits.sessions_per_second).await?;
         let agent_id = ctx.setup.get().agent_id.clone();
         let batch = ctx.anthropic.list_sessions(&agent_id, page.as_deref()).await?;

@@ -115,7 +115,7 @@ async fn create_vault(ctx: &Context, run: &Run) -> Result<VaultId, RunError> {
     metadata.insert("user".to_owned(), json!(user));
     metadata.insert("created_by".to_owned(), json!(CREATED_BY));
     let (policy, once) = single_attempts(ctx);
-    let name = format!("agentcron {user}");
+    let name = user.vault_display_name();
     let mut retry = 0;
     loop {
         fence::check(ctx, run).await?;

@@ -1,5 +1,5 @@
 //! The audit: what every session did (user messages, tool calls and the token subjects they
-//! used), how often each endpoint was called, and the violations of the invariants agentcron
+//! used), how often each endpoint was called and when first and last, and the violations of the invariants agentcron
 //! promises — a token used for another user, an expired token used, more than one
 //! `user.message` in a session, an unknown vault referenced.
 //!
@@ -35,6 +35,8 @@ struct Violation {
 #[derive(Debug, Default)]
 pub(crate) struct Audit {
     requests: Mutex<BTreeMap<String, u64>>,
+    /// When each endpoint was first and last called (arrival, before any fault's effect).
+    times: Mutex<BTreeMap<String, (String, String)>>,
     violations: Mutex<Vec<Violation>>,
 }
 
@@ -44,6 +46,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Audit {
     pub(crate) fn count(&self, endpoint: String) {
+        let now = ids::now();
+        {
+            let mut times = lock(&self.times);
+            match times.get_mut(&endpoint) {
+                Some((_, last)) => *last = now,
+                None => {
+                    times.insert(endpoint.clone(), (now.clone(), now));
+                }
+            }
+        }
         *lock(&self.requests).entry(endpoint).or_default() += 1;
     }
 
@@ -56,6 +68,7 @@ impl Audit {
 
     pub(crate) fn reset(&self) {
         lock(&self.requests).clear();
+        lock(&self.times).clear();
         lock(&self.violations).clear();
     }
 
@@ -71,9 +84,16 @@ impl Audit {
             .iter()
             .map(|v| json!({"kind": v.kind, "session_id": v.session_id, "detail": v.detail, "at": v.at}))
             .collect();
+        let times: BTreeMap<String, Value> = lock(&self.times)
+            .iter()
+            .map(|(endpoint, (first, last))| {
+                (endpoint.clone(), json!({"first": first, "last": last}))
+            })
+            .collect();
         json!({
             "sessions": sessions,
             "requests": *lock(&self.requests),
+            "request_times": times,
             "violations": violations,
             "totals": {
                 "sessions": store.sessions.len(),

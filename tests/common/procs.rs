@@ -9,6 +9,9 @@ use std::time::Duration;
 use super::app::{API_KEY, CLIENT_SECRET, TestApp};
 use super::poll::{WithLog, poll_until};
 
+/// A `[limits]` rate per minute no test reaches (the highest accepted).
+pub const UNTHROTTLED: &str = "6000000";
+
 /// Where a child worker should point: the simulator, a Redis server and prefix, a directory.
 #[derive(Debug, Clone)]
 pub struct Target<'a> {
@@ -19,7 +22,9 @@ pub struct Target<'a> {
 }
 
 /// The environment a child worker needs to reach `target`, with short heartbeat (300 ms) and
-/// lease (2 s) so that a killed worker's runs are taken over quickly.
+/// lease (2 s) so that a killed worker's runs are taken over quickly. The simulator enforces
+/// no rate limit, so Anthropic's are raised out of the way: every request still takes from its
+/// bucket in Redis (under the tests' Redis trouble too), and no run waits on one.
 pub fn worker_env(target: &Target<'_>) -> Vec<(String, String)> {
     [
         ("SCALEKIT_ENV_URL", target.sim_url.to_owned()),
@@ -34,6 +39,8 @@ pub fn worker_env(target: &Target<'_>) -> Vec<(String, String)> {
         ("AGENTCRON__WORKER__SHUTDOWN_GRACE", "30s".to_owned()),
         ("AGENTCRON__OPS__BIND", "127.0.0.1:0".to_owned()),
         ("AGENTCRON__TRANSCRIPTS__DIR", target.transcripts.display().to_string()),
+        ("AGENTCRON__LIMITS__CREATES_PER_MINUTE", UNTHROTTLED.to_owned()),
+        ("AGENTCRON__LIMITS__REQUESTS_PER_MINUTE", UNTHROTTLED.to_owned()),
         ("AGENTCRON_LOG_FORMAT", "json".to_owned()),
     ]
     .into_iter()

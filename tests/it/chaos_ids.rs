@@ -1,6 +1,7 @@
 //! Chaos, hostile ids: users such as `../../etc/passwd`, `a/b`, `..`, unicode and run ids with
 //! `../` run through the real pipeline (a 300-character user is refused as a user id: Scalekit
-//! takes at most 255); every transcript file lands inside
+//! takes at most 100 in an authorization link; a 100-character one runs, its vault named
+//! within Anthropic's 255); every transcript file lands inside
 //! `transcripts_dir` (one per run, nothing beside it), every Redis key stays under the test's
 //! prefix, and a user with NUL is refused as a user id and at the intake with a reason (the
 //! documented rule: no control characters in user ids).
@@ -18,11 +19,12 @@ use tokio_util::sync::CancellationToken;
 use crate::common::app::spawn_app_with;
 use crate::common::poll_until;
 
-/// Scalekit's limit on a connected-account identifier (the simulator enforces it).
-const SCALEKIT_MAX_IDENTIFIER: usize = 255;
+/// Scalekit's limit on an identifier in an authorization link (the simulator enforces it).
+const SCALEKIT_MAX_IDENTIFIER: usize = 100;
 
 fn hostile() -> Vec<(String, String)> {
     let long = "x".repeat(300);
+    let longest = "ü".repeat(SCALEKIT_MAX_IDENTIFIER);
     [
         ("../../etc/passwd", "ids-1"),
         ("a/b", "../../ids-2"),
@@ -32,6 +34,7 @@ fn hostile() -> Vec<(String, String)> {
         ("ünïcödé@例え.jp", "ids-ünï-6"),
         (long.as_str(), "ids-7"),
         ("back\\slash", "ids\\8"),
+        (longest.as_str(), "ids-9"),
     ]
     .into_iter()
     .map(|(user, run_id)| (user.to_owned(), run_id.to_owned()))

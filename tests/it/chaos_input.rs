@@ -28,7 +28,7 @@ use crate::common::worker::{self as test_worker, TestHandler};
 use crate::common::{TestRedis, poll_until};
 
 /// Every reason the parser documents.
-const REASONS: [&str; 11] = [
+const REASONS: [&str; 12] = [
     "too_large",
     "not_utf8",
     "not_json",
@@ -37,6 +37,7 @@ const REASONS: [&str; 11] = [
     "missing_user",
     "empty_user",
     "invalid_user",
+    "user_too_long",
     "wrong_type",
     "invalid_run_id",
     "bad_not_before",
@@ -90,7 +91,7 @@ fn bad_payloads() -> Vec<(Vec<u8>, &'static str)> {
         (s(r#"{"user":"\u001b[31mred@x.test"}"#), "invalid_user"),
         (s(r#"{"user":"tab\there@x.test"}"#), "invalid_user"),
         (s(r#"{"user":" padded@x.test "}"#), "invalid_user"),
-        (format!(r#"{{"user":"{}"}}"#, "y".repeat(321)).into_bytes(), "invalid_user"),
+        (format!(r#"{{"user":"{}"}}"#, "y".repeat(321)).into_bytes(), "user_too_long"),
         (s(r#"{"user":"ri@x.test","run_id":""}"#), "invalid_run_id"),
         (s(r#"{"user":"ri@x.test","run_id":"a\nb"}"#), "invalid_run_id"),
         (s(r#"{"user":"ri@x.test","run_id":"two words"}"#), "invalid_run_id"),

@@ -54,6 +54,39 @@ fn an_empty_file_gets_every_default() {
     assert!(config.schedules.is_empty());
 }
 
+/// `[limits]` defaults to Anthropic's documented limits (as `config check` shows them); each
+/// can be changed in the file or the environment, and 0 turns one off.
+#[test]
+fn rate_limits_default_to_the_vendors_and_each_can_be_changed_or_turned_off() {
+    let (_dir, path) = write_config("[scalekit]\nenv_url = \"https://x.scalekit.dev\"\n");
+    let config = load(&path, &[]).unwrap();
+    let shown = serde_json::to_value(&config).unwrap();
+    assert_eq!(
+        shown["limits"],
+        serde_json::json!({"creates_per_minute": 300.0, "requests_per_minute": 600.0,
+            "environments_per_minute": 60.0, "sessions_per_second": null, "tokens_per_second": null})
+    );
+
+    let text = "[scalekit]\nenv_url = \"https://x.scalekit.dev\"\n[limits]\n\
+        creates_per_minute = 30.5\nenvironments_per_minute = 0\ntokens_per_second = 0\n";
+    let (_dir, path) = write_config(text);
+    let env = [
+        ("AGENTCRON__LIMITS__REQUESTS_PER_MINUTE", "0"),
+        ("AGENTCRON__LIMITS__SESSIONS_PER_SECOND", "2"),
+    ];
+    let limits = load(&path, &env).unwrap().limits;
+    assert_eq!(limits.creates_per_minute, Some(30.5));
+    assert_eq!(limits.requests_per_minute, None, "0 is no limit");
+    assert_eq!(limits.environments_per_minute, None);
+    assert_eq!(limits.sessions_per_second, Some(2.0));
+    assert_eq!(limits.tokens_per_second, None);
+
+    let error = load(&path, &[("AGENTCRON__LIMITS__CREATES_PER_MINUTE", "-1")]).unwrap_err();
+    let problem = &error.problems()[0];
+    assert_eq!(problem.key, "limits.creates_per_minute");
+    assert_eq!(problem.origin, Origin::Env("AGENTCRON__LIMITS__CREATES_PER_MINUTE".to_owned()));
+}
+
 #[test]
 fn environment_overrides_win_in_order() {
     let path = shipped_config();
@@ -224,6 +257,27 @@ const CASES: &[Case] = &[
         replace: "name = \"berlin:evening\"",
         key: "schedule[1].name",
         phrase: "A-Z a-z 0-9",
+    },
+    Case {
+        name: "negative rate",
+        find: "creates_per_minute = 300",
+        replace: "creates_per_minute = -300",
+        key: "limits.creates_per_minute",
+        phrase: "expected 0 (no limit) or a number above 0",
+    },
+    Case {
+        name: "rate as text",
+        find: "requests_per_minute = 600",
+        replace: "requests_per_minute = \"fast\"",
+        key: "limits.requests_per_minute",
+        phrase: "invalid type",
+    },
+    Case {
+        name: "user longer than Scalekit takes",
+        find: "users = [\"carol@example.com\"]",
+        replace: "users = [\"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc@x.test\"]",
+        key: "schedule[1].users[0]",
+        phrase: "at most 100",
     },
     Case {
         name: "public bind without token",

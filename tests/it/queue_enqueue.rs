@@ -160,6 +160,13 @@ async fn cli_enqueue_prints_run_ids_and_dedupes_a_given_run_id() {
     assert_eq!(output.status.code(), Some(2), "--run-id with two users is a usage error");
     let output = run(&[]);
     assert_eq!(output.status.code(), Some(2), "no users is a usage error");
+    // Scalekit takes identifiers of at most 100 characters in an authorization link.
+    let too_long = "u".repeat(101);
+    let output = run(&[too_long.as_str()]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "a user over 100 characters: {stderr}");
+    assert!(stderr.contains("at most 100"), "{stderr}");
+    assert!(run(&["u".repeat(100).as_str()]).status.success(), "100 characters are fine");
 }
 
 fn agentcron_now_ms() -> i64 {

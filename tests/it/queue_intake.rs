@@ -111,3 +111,47 @@ async fn intake_accepts_valid_payloads_and_rejects_each_malformed_one_with_its_r
     let keys = redis.keys().await;
     assert!(!keys.iter().any(|key| key.contains(":intake:processing:")), "{keys:?}");
 }
+
+/// A user Scalekit or Anthropic would refuse later is refused at the intake, with a reason that
+/// says why: a 101-character user (Scalekit takes identifiers of at most 100 characters in an
+/// authorization link) is filed under `user_too_long`; a 100-character one becomes a run.
+/// Before, the long user was accepted and broke its run's auth link mid-run.
+#[tokio::test]
+async fn intake_rejects_a_user_longer_than_the_vendors_take() {
+    let redis = TestRedis::new().await;
+    let config = config(&redis);
+    let longest = format!("{}@x.test", "a".repeat(93));
+    let too_long = format!("{}@x.test", "b".repeat(94));
+    assert_eq!((longest.chars().count(), too_long.chars().count()), (100, 101));
+    let control = "c@x.test\u{1b}";
+    let handler = TestHandler::succeeding();
+    let worker = spawn(&config, handler.clone());
+    let intake = format!("{}:intake", redis.prefix);
+    for (user, run_id) in [(&longest, "long-ok"), (&too_long, "long-no")] {
+        lpush(&redis, &intake, format!(r#"{{"user":"{user}","run_id":"{run_id}"}}"#).as_bytes())
+            .await;
+    }
+    let escaped = serde_json::json!({"user": control, "run_id": "ctl-no"}).to_string();
+    lpush(&redis, &intake, escaped.as_bytes()).await;
+
+    let rejected_key = format!("{}:rejected", redis.prefix);
+    let mut conn = redis.conn.clone();
+    poll_until("the payloads handled", Duration::from_secs(20), || {
+        let (redis, mut conn, key) = (&redis, conn.clone(), rejected_key.clone());
+        async move {
+            let n: usize = conn.llen(&key).await.unwrap();
+            n == 2 && state(redis, "long-ok").await == "succeeded"
+        }
+    })
+    .await;
+    worker.stop().await;
+    let entries: Vec<String> = conn.lrange(&rejected_key, 0, -1).await.unwrap();
+    let entries: Vec<Value> = entries.iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let long = entries.iter().find(|e| e["payload"].as_str().unwrap().contains("long-no")).unwrap();
+    assert_eq!(long["reason"], "user_too_long", "{long}");
+    let detail = long["detail"].as_str().unwrap();
+    assert!(detail.contains("101") && detail.contains("at most 100"), "{detail}");
+    let ctl = entries.iter().find(|e| e["payload"].as_str().unwrap().contains("ctl-no")).unwrap();
+    assert_eq!(ctl["reason"], "invalid_user", "{ctl}");
+    assert_eq!(state(&redis, "long-no").await, "", "no run for the refused user");
+}

@@ -156,6 +156,42 @@ async fn resources_round_trip_with_validation_and_pagination() {
     assert_eq!((status.as_u16(), &body["type"]), (200, &json!("environment_deleted")));
 }
 
+/// The simulator refuses what the vendors refuse for a user's names, in the vendors' error
+/// shapes: a vault or credential `display_name` over 255 characters (Anthropic), an identifier
+/// over 100 characters in an authorization link (Scalekit).
+#[tokio::test]
+async fn names_over_the_vendors_limits_are_refused() {
+    let sim = spawn_sim().await;
+    let client = SimClient::new(&sim);
+    let setup = client.setup_user("alice@example.com").await;
+    let vault = |name: String| json!({"display_name": name});
+    let (status, _) =
+        client.anthropic(Method::POST, "/v1/vaults", Some(vault("é".repeat(255)))).await;
+    assert_eq!(status, 200, "255 characters, whatever their bytes");
+    let (status, body) =
+        client.anthropic(Method::POST, "/v1/vaults", Some(vault("v".repeat(256)))).await;
+    assert_eq!((status.as_u16(), &body["error"]["type"]), (400, &json!("invalid_request_error")));
+    assert!(body["error"]["message"].as_str().unwrap().contains("display_name"), "{body}");
+    let credentials = format!("/v1/vaults/{}/credentials", setup.vault_id);
+    let auth = json!({"type": "static_bearer", "mcp_server_url": "https://other.example/mcp", "token": "t"});
+    let long = json!({"auth": auth, "display_name": "c".repeat(256)});
+    let (status, body) = client.anthropic(Method::POST, &credentials, Some(long)).await;
+    assert_eq!((status.as_u16(), &body["error"]["type"]), (400, &json!("invalid_request_error")));
+    let path = format!("{credentials}/{}", setup.credential_id);
+    let rename = json!({"display_name": "c".repeat(256)});
+    assert_eq!(client.anthropic(Method::POST, &path, Some(rename)).await.0, 400);
+
+    let sk = client.scalekit_token().await;
+    let link = |identifier: String| json!({"connector": "gmail", "identifier": identifier});
+    let magic = "/api/v1/connected_accounts/magic_link";
+    let (status, body) =
+        client.scalekit(Method::POST, magic, &sk, Some(link("u".repeat(101)))).await;
+    assert_eq!((status.as_u16(), body["code"].as_i64()), (400, Some(3)), "{body}");
+    let (status, body) =
+        client.scalekit(Method::POST, magic, &sk, Some(link("u".repeat(100)))).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test]
 async fn the_scripted_agent_runs_the_guide_and_the_stream_does_not_replay() {
     let sim = spawn_sim().await;

@@ -39,6 +39,7 @@ impl Client {
             }
             Streams::Reqwest => {
                 let response = with_retries(API, STREAM, self.policy, || async {
+                    self.wait_turn(STREAM).await?;
                     let request = self.headers(self.http.get(&url)).timeout(STREAM_REQUEST_TIMEOUT);
                     check(STREAM, request.send().await).await
                 })
@@ -49,6 +50,7 @@ impl Client {
     }
 
     async fn open_direct(&self, direct: &Direct, url: &Url) -> Result<stream::Response, ApiError> {
+        self.wait_turn(STREAM).await?;
         let opened = direct.get(url, &self.common_headers()).await;
         let response = match opened {
             Ok(response) => response,

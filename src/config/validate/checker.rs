@@ -1,5 +1,5 @@
-//! The primitive checks validation is built from: durations, integers, floats, URLs, choices
-//! and names, each with its range, and the list of problems they record.
+//! The primitive checks validation is built from: durations, integers, floats, rates, URLs,
+//! choices and names, each with its range, and the list of problems they record.
 //!
 //! A failed check records a [`Problem`] naming the key and where it was set, then returns a
 //! default so validation can go on and report every problem at once. This module must not know
@@ -123,6 +123,29 @@ impl<'a> Checker<'a> {
         let (low, high) = (range.start(), range.end());
         self.problem(key, format!("expected a number from {low} to {high}, found {number}"));
         None
+    }
+
+    /// A rate limit, where 0 means none: `default` when unset, `None` when 0, else a number
+    /// above 0 and at most `max`.
+    pub(super) fn rate(
+        &mut self,
+        key: &str,
+        value: Option<f64>,
+        default: Option<f64>,
+        max: f64,
+    ) -> Option<f64> {
+        let Some(number) = value else { return default };
+        if number == 0.0 {
+            return None;
+        }
+        if number > 0.0 && number <= max {
+            return Some(number);
+        }
+        self.problem(
+            key,
+            format!("expected 0 (no limit) or a number above 0 up to {max}, found {number}"),
+        );
+        default
     }
 
     pub(super) fn url(

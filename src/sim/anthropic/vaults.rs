@@ -37,12 +37,34 @@ pub(super) async fn create(
     Ok(Json(vault))
 }
 
+/// Anthropic's limit on a vault's or credential's `display_name`, in characters.
+const MAX_DISPLAY_NAME_CHARS: usize = 255;
+
 fn display_name(body: &Map<String, Value>) -> Result<String, AnthropicError> {
     let name = required_str(body, "display_name")?;
-    if name.chars().count() > 255 {
-        return Err(AnthropicError::invalid("display_name: at most 255 characters"));
-    }
+    check_display_name_length(&name)?;
     Ok(name)
+}
+
+fn check_display_name_length(name: &str) -> Result<(), AnthropicError> {
+    if name.chars().count() > MAX_DISPLAY_NAME_CHARS {
+        return Err(AnthropicError::invalid(format!(
+            "display_name: at most {MAX_DISPLAY_NAME_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A credential's optional `display_name`: a string of at most 255 characters, or null.
+fn credential_display_name(body: &Map<String, Value>) -> Result<Value, AnthropicError> {
+    match body.get("display_name") {
+        None | Some(Value::Null) => Ok(Value::Null),
+        Some(Value::String(name)) => {
+            check_display_name_length(name)?;
+            Ok(Value::String(name.clone()))
+        }
+        Some(_) => Err(AnthropicError::invalid("display_name: must be a string")),
+    }
 }
 
 fn vault_mut<'a>(store: &'a mut Store, id: &str) -> Result<&'a mut Value, AnthropicError> {
@@ -173,12 +195,13 @@ pub(super) async fn create_credential(
     let body = object_body(&body)?;
     fields::credential_create(&body)?;
     let (auth, secret, url) = create_auth(body.get("auth"))?;
+    let display_name = credential_display_name(&body)?;
     let mut store = state.store();
     vault_mut(&mut store, &vault_id)?;
     let now = ids::now();
     let view = json!({
         "type": "vault_credential", "id": state.ids.anthropic("vcrd"), "vault_id": vault_id,
-        "display_name": body.get("display_name").cloned().unwrap_or(Value::Null), "auth": auth,
+        "display_name": display_name, "auth": auth,
         "metadata": metadata(&body)?, "created_at": now, "updated_at": now, "archived_at": null,
     });
     let auth_type = view["auth"]["type"].as_str().unwrap_or_default().to_owned();
@@ -219,13 +242,14 @@ pub(super) async fn update_credential(
 ) -> Result<Json<Value>, AnthropicError> {
     let body = object_body(&body)?;
     fields::credential_update(&body)?;
+    let display_name = credential_display_name(&body)?;
     let mut store = state.store();
     let credential = credential_mut(&mut store, &vault_id, &id)?;
     if let Some(auth) = body.get("auth") {
         update_auth(credential, auth)?;
     }
-    if let Some(name) = body.get("display_name") {
-        credential.view["display_name"] = name.clone();
+    if body.contains_key("display_name") {
+        credential.view["display_name"] = display_name;
     }
     patch_metadata(&mut credential.view["metadata"], body.get("metadata"))?;
     credential.view["updated_at"] = json!(ids::now());

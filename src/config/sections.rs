@@ -1,0 +1,69 @@
+//! The configuration sections that are plain settings (rates, retention of transcripts,
+//! notices, the ops server, setup), typed and in range: split from `config.rs` only to keep
+//! each file readable. This module must not validate: `validate.rs` builds these.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Serialize;
+use url::Url;
+
+use super::ser;
+
+/// `[limits]`: fleet-wide rates shared by all workers through Redis; `None` (0) is no limit.
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitsConfig {
+    /// Anthropic creates (sessions, vaults, credentials) per minute. Defaults to 300.
+    pub creates_per_minute: Option<f64>,
+    /// Every other Anthropic agent, session and vault call per minute. Defaults to 600.
+    pub requests_per_minute: Option<f64>,
+    /// Anthropic environment calls per minute. Defaults to 60.
+    pub environments_per_minute: Option<f64>,
+    /// Sessions created per second, a cap of the operator's own below the creates limit.
+    pub sessions_per_second: Option<f64>,
+    /// Scalekit session tokens minted per second (Scalekit documents no limit).
+    pub tokens_per_second: Option<f64>,
+}
+
+/// `[transcripts]`: where session events are kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct TranscriptsConfig {
+    /// JSONL directory. Defaults to `./transcripts`.
+    pub dir: PathBuf,
+    /// Events kept per transcript stream in Redis. Defaults to 10,000.
+    pub redis_maxlen: usize,
+    /// Lifetime of a transcript in Redis. Defaults to 7 days.
+    #[serde(serialize_with = "ser::duration")]
+    pub ttl: Duration,
+}
+
+/// `[notices]`: follow-ups for users whose connections lapsed.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoticesConfig {
+    /// Optional webhook that receives each notice.
+    #[serde(serialize_with = "ser::opt_url")]
+    pub webhook_url: Option<Url>,
+    /// Optional HMAC-SHA256 key for the webhook's signature header.
+    #[serde(serialize_with = "ser::opt_secret")]
+    pub webhook_secret: Option<SecretString>,
+}
+
+/// `[ops]`: the HTTP endpoint for health, metrics and the dashboard.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpsConfig {
+    /// Listen address. Defaults to `127.0.0.1:9187`.
+    pub bind: SocketAddr,
+    /// Bearer token; required when `bind` is not a loopback address.
+    #[serde(serialize_with = "ser::opt_secret")]
+    pub token: Option<SecretString>,
+}
+
+/// `[setup]`: what a worker does when a run finds a setup object missing at the vendor.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SetupConfig {
+    /// Recreate it itself (one worker of the fleet at a time); else runs wait, queued, until an
+    /// operator runs `agentcron setup`.
+    pub auto: bool,
+}
