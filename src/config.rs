@@ -35,7 +35,9 @@ pub use self::env::{
 };
 pub use self::error::{ConfigError, Origin, Problem, Result};
 pub use self::locate::KeyPath;
-pub use self::sections::{LimitsConfig, NoticesConfig, OpsConfig, SetupConfig, TranscriptsConfig};
+pub use self::sections::{
+    LimitsConfig, NoticesConfig, OpsConfig, RetentionConfig, SetupConfig, TranscriptsConfig,
+};
 use crate::cron::CronExpr;
 use crate::ids::UserId;
 
@@ -70,6 +72,8 @@ pub struct Config {
     pub ops: OpsConfig,
     /// `[setup]`.
     pub setup: SetupConfig,
+    /// `[retention]`.
+    pub retention: RetentionConfig,
     /// `[[schedule]]` entries, in file order.
     #[serde(rename = "schedule")]
     pub schedules: Vec<ScheduleConfig>,

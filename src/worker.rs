@@ -18,6 +18,7 @@ mod intake_mover;
 mod maintenance;
 mod pipeline;
 mod reconcile;
+mod retention;
 mod service;
 
 use std::future::Future;
@@ -136,6 +137,7 @@ pub async fn run_on<H: Handler>(
     let (beat_every, lease_every) = (config.worker.heartbeat, config.worker.lease);
     background.spawn(maintenance::reaper(queue.clone(), beat_every, lease_every, shutdown.clone()));
     background.spawn(maintenance::promoter(queue.clone(), shutdown.clone()));
+    background.spawn(retention::keeper(queue.clone(), config.clone(), shutdown.clone()));
     background.spawn(intake_mover::run(queue.clone(), Arc::clone(&lease), BLOCK, shutdown.clone()));
     let every = config.worker.lease / 3;
     let reconciler =

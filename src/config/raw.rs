@@ -34,6 +34,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) setup: RawSetup,
     #[serde(default)]
+    pub(crate) retention: RawRetention,
+    #[serde(default)]
     pub(crate) schedule: Vec<RawSchedule>,
 }
 
@@ -137,6 +139,15 @@ pub(crate) struct RawTranscripts {
 pub(crate) struct RawNotices {
     pub(crate) webhook_url: Option<String>,
     pub(crate) webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetention {
+    pub(crate) runs: Option<String>,
+    pub(crate) transcripts: Option<String>,
+    pub(crate) transcripts_max_mb: Option<i64>,
+    pub(crate) every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

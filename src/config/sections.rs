@@ -67,3 +67,21 @@ pub struct SetupConfig {
     /// operator runs `agentcron setup`.
     pub auto: bool,
 }
+
+/// `[retention]`: how long finished work is kept. The worker's retention loop removes what is
+/// older, in bounded batches, every `every`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionConfig {
+    /// Finished runs (succeeded, cancelled, needs_auth, dead: created and ended this long ago)
+    /// and resolved notices. Defaults to 30 days.
+    #[serde(serialize_with = "ser::duration")]
+    pub runs: Duration,
+    /// Transcript files, by day. Defaults to 30 days.
+    #[serde(serialize_with = "ser::duration")]
+    pub transcripts: Duration,
+    /// Transcript files in all (the oldest days go first; today's never). Defaults to 10 GiB.
+    pub transcripts_max_mb: u64,
+    /// How often the retention loop runs. Defaults to 1 minute.
+    #[serde(serialize_with = "ser::duration")]
+    pub every: Duration,
+}

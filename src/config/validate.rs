@@ -7,8 +7,9 @@
 
 mod checker;
 mod limits;
+mod settings;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -58,10 +59,11 @@ pub(super) fn validate(
         http: http(&mut check, raw),
         retry: retry(&mut check, raw),
         limits: limits::limits(&mut check, &raw.limits),
-        transcripts: transcripts(&mut check, raw),
-        notices: notices(&mut check, raw),
+        transcripts: settings::transcripts(&mut check, raw),
+        notices: settings::notices(&mut check, raw),
         ops: ops(&mut check, raw),
         setup: SetupConfig { auto: raw.setup.auto.unwrap_or(false) },
+        retention: settings::retention(&mut check, raw),
         schedules: schedules(&mut check, &raw.schedule),
         secrets: Secrets {
             scalekit_client_id: env.get(SCALEKIT_CLIENT_ID).map(str::to_owned),
@@ -273,29 +275,6 @@ fn retry(check: &mut Checker<'_>, raw: &RawConfig) -> RetryConfig {
         multiplier: check.float("retry.multiplier", r.multiplier, 1.0..=10.0).unwrap_or(2.0),
         jitter: r.jitter.unwrap_or(true),
         max_attempts: check.int("retry.max_attempts", r.max_attempts, 8, 1..=100),
-    }
-}
-
-fn transcripts(check: &mut Checker<'_>, raw: &RawConfig) -> TranscriptsConfig {
-    let t = &raw.transcripts;
-    let dir = t.dir.clone().unwrap_or_else(|| "./transcripts".to_owned());
-    if dir.trim().is_empty() {
-        check.problem("transcripts.dir", "must not be empty");
-    }
-    TranscriptsConfig {
-        dir: PathBuf::from(dir),
-        redis_maxlen: check.int("transcripts.redis_maxlen", t.redis_maxlen, 10_000, 1..=10_000_000),
-        ttl: check.duration("transcripts.ttl", t.ttl.as_deref(), 7 * DAY, MINUTE..=365 * DAY),
-    }
-}
-
-fn notices(check: &mut Checker<'_>, raw: &RawConfig) -> NoticesConfig {
-    let n = &raw.notices;
-    let webhook_url = n.webhook_url.as_deref().filter(|url| !url.is_empty());
-    NoticesConfig {
-        webhook_url: webhook_url
-            .map(|url| check.url("notices.webhook_url", Some(url), &["https", "http"], "")),
-        webhook_secret: n.webhook_secret.clone().filter(|s| !s.is_empty()).map(SecretString::from),
     }
 }
 

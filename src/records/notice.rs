@@ -87,6 +87,10 @@ pub async fn open(
         .arg(&key)
         .arg("resolved_at_ms")
         .ignore()
+        // A notice resolved earlier had a lifetime; an open one is kept until resolved.
+        .cmd("PERSIST")
+        .arg(&key)
+        .ignore()
         .cmd("ZADD")
         .arg(keys.notice_index())
         .arg("NX")
@@ -110,16 +114,18 @@ pub async fn open(
     Ok(notice)
 }
 
-/// Resolves the notice for (user, connection) if one is open. Returns the event if it was.
+/// Resolves the notice for (user, connection) if one is open, keeping the resolved notice for
+/// `keep` (the retention); a notice opened again meanwhile is kept until resolved. Returns the
+/// event if it was open.
 ///
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn resolve(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    user: &UserId,
-    connection: &str,
+    (user, connection): (&UserId, &str),
     run_id: &RunId,
+    keep: std::time::Duration,
 ) -> Result<Option<NoticeEvent>, RecordsError> {
     let key = keys.notice(user, connection);
     let now = now_ms();
@@ -128,6 +134,7 @@ pub async fn resolve(
         r"if redis.call('HGET', KEYS[1], 'status') ~= 'open' then return false end
           redis.call('HSET', KEYS[1], 'status', 'resolved', 'resolved_at_ms', ARGV[1], 'connection_status', 'ACTIVE', 'auth_link', '')
           redis.call('ZREM', KEYS[2], ARGV[2])
+          redis.call('PEXPIRE', KEYS[1], ARGV[3])
           return redis.call('HGET', KEYS[1], 'count')",
     );
     let count: Option<u64> = script
@@ -135,6 +142,7 @@ pub async fn resolve(
         .key(keys.notice_index())
         .arg(now)
         .arg(member(user.as_str(), connection))
+        .arg(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX))
         .invoke_async(conn)
         .await?;
     let Some(count) = count else { return Ok(None) };

@@ -43,6 +43,7 @@ pub async fn check(
     );
     let (states, noticed) = (states?, noticed?);
     let mcp_noticed = noticed.last().copied().unwrap_or(false);
+    let keep = ctx.config.retention.runs;
     let mut inactive = Vec::new();
     for (connection, noticed) in connections.iter().zip(noticed) {
         let state =
@@ -50,7 +51,8 @@ pub async fn check(
         if state.is_some_and(|state| state.is_active()) {
             if noticed
                 && let Some(event) =
-                    notice::resolve(conn, &ctx.keys, &run.user, &connection.name, &run.id).await?
+                    notice::resolve(conn, &ctx.keys, (&run.user, &connection.name), &run.id, keep)
+                        .await?
             {
                 notify(ctx, &event).await;
             }
@@ -101,7 +103,9 @@ pub async fn resolve_mcp_refusal(
     conn: &mut ConnectionManager,
     run: &Run,
 ) -> Result<(), RunError> {
-    if let Some(event) = notice::resolve(conn, &ctx.keys, &run.user, mcp_name(ctx), &run.id).await?
+    let keep = ctx.config.retention.runs;
+    if let Some(event) =
+        notice::resolve(conn, &ctx.keys, (&run.user, mcp_name(ctx)), &run.id, keep).await?
     {
         notify(ctx, &event).await;
     }

@@ -1,0 +1,61 @@
+//! The plain settings' checks and defaults: transcripts, retention, notices. Split from
+//! `validate.rs` only to keep each file readable; the same rules apply (every problem
+//! collected, each with its key).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::checker::Checker;
+use super::{DAY, MINUTE, SECOND};
+use crate::config::raw::RawConfig;
+use crate::config::{NoticesConfig, RetentionConfig, TranscriptsConfig};
+
+pub(super) fn transcripts(check: &mut Checker<'_>, raw: &RawConfig) -> TranscriptsConfig {
+    let t = &raw.transcripts;
+    let dir = t.dir.clone().unwrap_or_else(|| "./transcripts".to_owned());
+    if dir.trim().is_empty() {
+        check.problem("transcripts.dir", "must not be empty");
+    }
+    TranscriptsConfig {
+        dir: PathBuf::from(dir),
+        redis_maxlen: check.int("transcripts.redis_maxlen", t.redis_maxlen, 10_000, 1..=10_000_000),
+        ttl: check.duration("transcripts.ttl", t.ttl.as_deref(), 7 * DAY, MINUTE..=365 * DAY),
+    }
+}
+
+pub(super) fn retention(check: &mut Checker<'_>, raw: &RawConfig) -> RetentionConfig {
+    let r = &raw.retention;
+    RetentionConfig {
+        runs: check.duration("retention.runs", r.runs.as_deref(), 30 * DAY, SECOND..=3650 * DAY),
+        transcripts: check.duration(
+            "retention.transcripts",
+            r.transcripts.as_deref(),
+            30 * DAY,
+            DAY..=3650 * DAY,
+        ),
+        transcripts_max_mb: check.int(
+            "retention.transcripts_max_mb",
+            r.transcripts_max_mb,
+            10_240,
+            1..=100_000_000,
+        ),
+        every: check.duration(
+            "retention.every",
+            r.every.as_deref(),
+            MINUTE,
+            Duration::from_millis(100)..=DAY,
+        ),
+    }
+}
+
+pub(super) fn notices(check: &mut Checker<'_>, raw: &RawConfig) -> NoticesConfig {
+    let n = &raw.notices;
+    let webhook_url = n.webhook_url.as_deref().filter(|url| !url.is_empty());
+    NoticesConfig {
+        webhook_url: webhook_url
+            .map(|url| check.url("notices.webhook_url", Some(url), &["https", "http"], "")),
+        webhook_secret: n.webhook_secret.clone().filter(|s| !s.is_empty()).map(SecretString::from),
+    }
+}
