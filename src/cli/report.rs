@@ -47,6 +47,11 @@ impl Style {
     }
 }
 
+/// Bytes as megabytes, one decimal.
+fn mb(bytes: i64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_048_576.0)
+}
+
 fn time(ms: Option<i64>) -> String {
     ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single())
         .map_or_else(|| "-".to_owned(), |at| at.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -153,6 +158,16 @@ pub(super) fn render_status(status: &report::Status, out: &mut impl Write) -> st
         .collect();
     table(out, &style, &["STATE", "LAST HOUR", "LAST DAY"], &rows)?;
     writeln!(out, "\n{} {}", style.bold("Open notices:"), status.notices_open)?;
+    let size =
+        |name: &str| status.usage.get(name).map_or("not measured yet".to_owned(), |n| mb(*n));
+    let n_keys = status.usage.get("redis_keys").copied().unwrap_or_default();
+    let redis = format!("{} in {n_keys} keys", size("redis_bytes"));
+    writeln!(
+        out,
+        "{} Redis {redis} · transcripts {}",
+        style.bold("Storage:"),
+        size("transcript_bytes")
+    )?;
     if let Some(mark) = &status.setup_missing {
         let object = mark["object"].as_str().unwrap_or("an object");
         let line =

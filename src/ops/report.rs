@@ -99,6 +99,9 @@ pub struct Status {
     /// A setup object a run found missing at the vendor (`{"object","detail","since_ms"}`):
     /// runs wait until `agentcron setup` runs.
     pub setup_missing: Option<serde_json::Value>,
+    /// What agentcron's Redis keys and transcript files take, as the workers last measured:
+    /// `redis_bytes`, `redis_keys`, `transcript_bytes` and when each was measured.
+    pub usage: BTreeMap<String, i64>,
     /// The latest dead or failed runs.
     pub recent_failures: Vec<RunSummary>,
     /// The next fire time of each enabled schedule.
@@ -134,6 +137,8 @@ pub async fn status(
     let setup_missing: Option<String> =
         redis::cmd("GET").arg(keys.setup_missing()).query_async(conn).await?;
     let setup_missing = setup_missing.and_then(|mark| serde_json::from_str(&mark).ok());
+    let usage = crate::records::usage::load(conn, keys).await?;
+    let usage = usage.0.into_iter().filter_map(|(k, v)| Some((k, v.parse().ok()?))).collect();
     let mut failed: Vec<RunId> = Vec::new();
     for state in [RunState::Dead, RunState::Failed] {
         let ids: Vec<RunId> = redis::cmd("ZREVRANGE")
@@ -155,6 +160,7 @@ pub async fn status(
         runs_last_day,
         notices_open,
         setup_missing,
+        usage,
         recent_failures,
         next_ticks: next_ticks(config),
     })

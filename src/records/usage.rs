@@ -20,7 +20,8 @@ pub struct RedisScan {
 }
 
 impl RedisScan {
-    /// Measures up to about `budget` keys from where the last call stopped. Returns the totals
+    /// Measures from where the last call stopped, for at most `budget` `SCAN` calls (each
+    /// examines about a thousand keys of the whole keyspace, ours or not). Returns the totals
     /// when this call finished a pass (the next call starts another).
     ///
     /// # Errors
@@ -31,8 +32,7 @@ impl RedisScan {
         keys: &Keys,
         budget: usize,
     ) -> Result<Option<(u64, u64)>, RecordsError> {
-        let mut visited = 0;
-        loop {
+        for _ in 0..budget {
             let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(self.cursor)
                 .arg("MATCH")
@@ -50,16 +50,13 @@ impl RedisScan {
             self.bytes += sizes.iter().flatten().sum::<u64>();
             self.n_keys += sizes.iter().flatten().count() as u64;
             self.cursor = next;
-            visited += batch.len();
             if next == 0 {
                 let totals = (self.bytes, self.n_keys);
                 *self = Self::default();
                 return Ok(Some(totals));
             }
-            if visited >= budget {
-                return Ok(None);
-            }
         }
+        Ok(None)
     }
 }
 

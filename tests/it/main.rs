@@ -45,5 +45,6 @@ mod tidy;
 mod tidy_graph;
 mod worker_process;
 mod worker_recovery;
+mod worker_retention;
 mod worker_retry;
 mod worker_scale;
