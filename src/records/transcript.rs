@@ -185,17 +185,21 @@ impl Transcript {
         writing.await.unwrap_or_else(|join| Err(RecordsError::io(&self.path, &join.into())))
     }
 
-    /// Settles the writes, then fsyncs the JSONL copy when this attempt wrote to it. The fsync
-    /// runs on its own, off the run's path (it is the slowest part of a short run's own time
-    /// and the Redis copy is already complete); a failure is logged.
+    /// Settles the writes, sets the stream's lifetime again, then fsyncs the JSONL copy when
+    /// this attempt wrote to it. The lifetime is set at the first event and again here: a stream
+    /// that Redis lost mid-turn (a restart without persistence) is re-created by the next event
+    /// without one, and must not stay forever. The fsync runs on its own, off the run's path
+    /// (it is the slowest part of a short run's own time and the Redis copy is already
+    /// complete); a failure is logged.
     ///
     /// # Errors
-    /// [`RecordsError`] when the last write failed.
-    pub async fn close(&mut self) -> Result<(), RecordsError> {
+    /// [`RecordsError`] when the last write failed or Redis failed.
+    pub async fn close(&mut self, conn: &mut ConnectionManager) -> Result<(), RecordsError> {
         self.settle().await?;
         if !std::mem::take(&mut self.written) {
             return Ok(());
         }
+        redis::cmd("EXPIRE").arg(&self.key).arg(self.ttl_secs).query_async::<()>(conn).await?;
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let synced = std::fs::OpenOptions::new().append(true).open(&path)?.sync_all();

@@ -47,7 +47,8 @@ impl Context {
     /// Builds the clients from the configuration and loads the setup ids from Redis.
     ///
     /// # Errors
-    /// [`RunError`] when credentials are missing, Redis is unreachable or setup has not run.
+    /// [`RunError`] when credentials are missing or Redis is unreachable. Setup that has not run
+    /// is not an error: runs wait for it (see `setup_missing`).
     pub async fn connect(config: Arc<Config>, redactor: Redactor) -> Result<Self, RunError> {
         let client = redis::Client::open(config.redis.url.as_str())?;
         let redis_config = redis::aio::ConnectionManagerConfig::new()
@@ -55,7 +56,22 @@ impl Context {
             .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
         let mut redis = client.get_connection_manager_with_config(redis_config).await?;
         let keys = Keys::new(config.redis.prefix.clone());
-        let setup = setup::load(&mut redis, &keys).await?;
+        let setup = match setup::load(&mut redis, &keys).await {
+            Ok(ids) => setup::Current::new(ids),
+            // Setup never ran for this prefix, or Redis lost its data: exiting would be a crash
+            // loop under a supervisor. Runs wait instead, and `/readyz` says why, until
+            // `agentcron setup` stores the ids (or `setup.auto` makes them).
+            Err(SetupError::Missing) => {
+                tracing::error!(
+                    message = "No setup ids are stored for this prefix; runs wait until `agentcron setup` runs (or setup.auto makes them).",
+                    prefix = keys.prefix()
+                );
+                let detail = "no setup ids are stored for this prefix";
+                setup::report_missing(&mut redis, &keys, "setup", detail).await?;
+                setup::Current::unset()
+            }
+            Err(error) => return Err(error.into()),
+        };
         let (scalekit, anthropic, http) = clients(&config)?;
         let limiter = RateLimiter::new(redis.clone(), keys.clone());
         let anthropic = paced(anthropic, &config.limits, &limiter);
@@ -65,7 +81,7 @@ impl Context {
             redis,
             scalekit: Arc::new(scalekit),
             anthropic,
-            setup: setup::Current::new(setup),
+            setup,
             redactor,
             http,
             limiter,

@@ -10,7 +10,7 @@ use redis::aio::ConnectionManager;
 
 use super::{Context, RunError};
 use crate::api::{Api, ApiError};
-use crate::setup;
+use crate::setup::{self, SetupError};
 use crate::telemetry::metrics;
 
 /// Before a run calls anything: when the worker knows a setup object is missing, looks (at
@@ -57,9 +57,19 @@ fn deferred(ctx: &Context, object: &'static str) -> RunError {
 /// reloaded), or this worker recreated it (`setup.auto`, one worker at a time).
 async fn back(ctx: &Context, conn: &mut ConnectionManager) -> Result<bool, RunError> {
     if setup::reported_missing(conn, &ctx.keys).await?.is_none() {
-        ctx.setup.replace(setup::load(conn, &ctx.keys).await?);
-        tracing::info!(message = "The setup was stored again; runs go on.");
-        return Ok(true);
+        match setup::load(conn, &ctx.keys).await {
+            Ok(ids) => {
+                ctx.setup.replace(ids);
+                tracing::info!(message = "The setup was stored again; runs go on.");
+                return Ok(true);
+            }
+            // The mark went, but no ids came (it was removed by hand): mark it again.
+            Err(SetupError::Missing) => {
+                let detail = "no setup ids are stored for this prefix";
+                setup::report_missing(conn, &ctx.keys, "setup", detail).await?;
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
     if !ctx.config.setup.auto || !lock(ctx, conn).await? {
         return Ok(false);

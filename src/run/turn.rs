@@ -69,7 +69,7 @@ pub async fn follow(
     ))
     .await?;
     let res = pump(ctx, conn, run, session_id, opened, &mut tokens, &mut transcript, cancel).await;
-    transcript.close().await?;
+    transcript.close(conn).await?;
     res
 }
 

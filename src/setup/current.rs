@@ -30,6 +30,19 @@ impl Current {
         Self(Arc::new(Inner { ids: RwLock::new(Arc::new(ids)), missing: Mutex::new(None) }))
     }
 
+    /// No ids yet: setup has not stored any. Runs wait until it has.
+    pub fn unset() -> Self {
+        let none = Setup {
+            mcp_config_id: String::new(),
+            mcp_server_url: String::new(),
+            agent_id: String::new(),
+            environment_id: String::new(),
+        };
+        let current = Self::new(none);
+        current.set_missing("setup");
+        current
+    }
+
     /// The ids now.
     pub fn get(&self) -> Arc<Setup> {
         self.0.ids.read().unwrap_or_else(PoisonError::into_inner).clone()

@@ -140,3 +140,36 @@ async fn with_setup_auto_the_worker_recreates_an_archived_agent() {
     worker.kill().unwrap();
     worker.wait().unwrap();
 }
+
+/// Redis lost the setup ids (or setup never ran for the prefix): a worker starting then does
+/// not exit (a crash loop under a supervisor); it marks the setup missing and its runs wait
+/// until `setup` stores the ids. Before, it exited 1 with "setup has not run".
+#[tokio::test]
+async fn a_worker_without_setup_ids_waits_instead_of_exiting() {
+    let app = spawn_app().await;
+    let mut conn = app.conn.clone();
+    redis::cmd("DEL").arg(app.ctx.keys.setup()).query_async::<()>(&mut conn).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("worker.log");
+    let mut worker = spawn_worker(&child_env(&app, dir.path()), &log);
+    let reported = poll_until("the missing setup reported", Duration::from_secs(20), || async {
+        mark(&app).await
+    })
+    .await;
+    assert_eq!(reported["object"], "setup", "{reported}");
+    app.enqueue(&RUNS[..1]).await;
+    poll_until("the run deferred", Duration::from_secs(20), || async {
+        app.record(RUNS[0].0).await.get("next_attempt_at_ms").is_some()
+    })
+    .await;
+    assert!(worker.try_wait().unwrap().is_none(), "the worker is still running");
+
+    let (scalekit, anthropic_client, _) = agentcron::run::clients(&app.config).unwrap();
+    agentcron::setup::ensure(&app.config, &scalekit, &anthropic_client, &mut conn, &app.ctx.keys)
+        .await
+        .unwrap();
+    wait_for(&app, RUNS[0].0, &log, |(state, _)| state.as_deref() == Some("succeeded")).await;
+    assert_eq!(app.record(RUNS[0].0).await.get("attempts"), Some("1"));
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+}

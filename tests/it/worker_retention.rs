@@ -120,3 +120,30 @@ async fn a_resolved_notice_expires_with_the_retention() {
     let keep = i64::try_from(app.config.retention.runs.as_secs()).unwrap();
     assert!(ttl > keep - 60 && ttl <= keep, "resolved: kept for the retention, got {ttl}");
 }
+
+/// A transcript stream Redis lost mid-turn (a restart without persistence) is re-created by
+/// the next event, and still gets its lifetime: no key is left without its retention.
+#[tokio::test]
+async fn a_transcript_stream_lost_mid_turn_keeps_its_lifetime() {
+    let app = spawn_app().await;
+    let slow = serde_json::json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 300});
+    app.sim_client.add_fault(slow).await;
+    app.create_run("r-lost-stream", "lost-stream@example.com").await;
+    let key = app.ctx.keys.transcript(&crate::common::run_id("r-lost-stream"));
+    let run = app.execute("r-lost-stream");
+    let lose = async {
+        let mut conn = app.conn.clone();
+        poll_until("the stream written", Duration::from_secs(20), || {
+            let mut conn = conn.clone();
+            let key = key.clone();
+            async move { conn.exists::<_, bool>(&key).await.unwrap() }
+        })
+        .await;
+        conn.del::<_, ()>(&key).await.unwrap();
+    };
+    let (finish, ()) = tokio::join!(run, lose);
+    assert!(matches!(finish.unwrap(), agentcron::run::Finish::Succeeded { .. }));
+    let mut conn = app.conn.clone();
+    let ttl: i64 = conn.ttl(&key).await.unwrap();
+    assert!(ttl > 0, "the re-created stream has a lifetime: {ttl}");
+}
