@@ -218,6 +218,9 @@ pub struct HttpConfig {
     /// connecting, is reconnected. Defaults to 90 s.
     #[serde(serialize_with = "ser::duration")]
     pub stream_idle_timeout: Duration,
+    /// An event-stream event with more data than this is recorded by its size only, and the
+    /// run goes on. Defaults to 4 MiB.
+    pub max_event_bytes: usize,
 }
 
 /// `[retry]`: backoff for transient remote failures.

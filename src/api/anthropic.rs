@@ -1,11 +1,11 @@
 //! The Anthropic Managed Agents client: agents, environments, vaults and credentials, sessions,
-//! session events (send, list, SSE stream, resume). Headers and bodies are the ones the
-//! official SDK 2.x sends (`tests/golden/`): the key as
-//! `Authorization: Bearer`, `Accept: application/json` (on the stream too), `anthropic-version`
-//! and the beta. It must not decide what a run does with an event.
+//! session events (send, list, SSE stream, resume). Headers and bodies are the official SDK
+//! 2.x's (`tests/golden/`): the key as `Authorization: Bearer`, `Accept: application/json` (on
+//! the stream too), `anthropic-version` and the beta. It must not decide what a run does.
 
 mod credentials;
 pub mod events;
+mod sse;
 mod streaming;
 pub mod types;
 
@@ -44,7 +44,7 @@ pub struct Client {
     /// `Bearer <key>`, built once.
     authorization: SecretString,
     policy: RetryPolicy,
-    stream_idle_timeout: Duration,
+    streaming: streaming::Limits,
     streams: Streams,
     pacer: Option<Arc<dyn Pacer>>,
 }
@@ -88,9 +88,9 @@ impl Client {
         let base = base_url.as_str().trim_end_matches('/').to_owned();
         let proxies = hyper_util::client::proxy::matcher::Matcher::from_system();
         let streams = Streams::for_url(base_url, &proxies, config);
-        let stream_idle_timeout = config.stream_idle_timeout;
+        let streaming = streaming::Limits::from(config);
         let authorization = SecretString::from(format!("Bearer {}", api_key.expose_secret()));
-        Self { http, base, authorization, policy, stream_idle_timeout, streams, pacer: None }
+        Self { http, base, authorization, policy, streaming, streams, pacer: None }
     }
 
     /// The same client waiting on `pacer` before every request (each attempt of each call).

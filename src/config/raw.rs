@@ -103,6 +103,7 @@ pub(crate) struct RawHttp {
     pub(crate) connect_timeout: Option<String>,
     pub(crate) request_timeout: Option<String>,
     pub(crate) stream_idle_timeout: Option<String>,
+    pub(crate) max_event_bytes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

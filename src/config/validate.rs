@@ -243,6 +243,12 @@ fn http(check: &mut Checker<'_>, raw: &RawConfig) -> HttpConfig {
             90 * SECOND,
             SECOND..=HOUR,
         ),
+        max_event_bytes: check.int(
+            "http.max_event_bytes",
+            h.max_event_bytes,
+            4 * 1024 * 1024,
+            1024..=1024 * 1024 * 1024,
+        ),
     }
 }
 

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -33,12 +33,19 @@ use super::state::{Account, STATUSES, SimState};
 
 type Shared = State<Arc<SimState>>;
 
+/// The largest mailbox the control API takes.
+const MAX_MAILBOX_BYTES: usize = 32 * 1024 * 1024;
+
 /// The routes, to be nested under `/_sim`.
 pub(crate) fn routes() -> Router<Arc<SimState>> {
     Router::new()
         .route("/users/{identifier}", get(user))
         .route("/users/{identifier}/connections/{connection}", put(set_connection))
-        .route("/users/{identifier}/mailbox", put(set_mailbox).get(mailbox))
+        // A mailbox may hold a large email (the 2 MB event tests); axum's default is 2 MB.
+        .route(
+            "/users/{identifier}/mailbox",
+            put(set_mailbox).get(mailbox).layer(DefaultBodyLimit::max(MAX_MAILBOX_BYTES)),
+        )
         .route("/users/{identifier}/calendar", get(calendar))
         .route("/faults", post(add_fault).get(list_faults).delete(clear_faults))
         .route("/faults/{id}", delete(remove_fault))

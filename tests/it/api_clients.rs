@@ -87,6 +87,7 @@ pub(crate) fn http_config(request_timeout: Duration) -> HttpConfig {
         connect_timeout: Duration::from_secs(5),
         request_timeout,
         stream_idle_timeout: Duration::from_secs(30),
+        max_event_bytes: 4 * 1024 * 1024,
     }
 }
 

@@ -128,6 +128,7 @@ async fn our_requests_equal_the_official_sdks() {
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
         stream_idle_timeout: Duration::from_secs(10),
+        max_event_bytes: 4 * 1024 * 1024,
     };
     let policy = RetryPolicy {
         initial: Duration::from_millis(10),

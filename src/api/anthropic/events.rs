@@ -6,11 +6,13 @@
 //! for longer than the idle timeout ends with a transient error so the caller reconnects. This
 //! module must not decide how a run answers an event.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use super::sse::{SseDecoder, SseFrame};
 
 use crate::api::{Api, ApiError};
 
@@ -180,12 +182,30 @@ fn stop_reason(raw: &Value) -> StopReason {
 pub(crate) fn decode<B, E>(
     body: impl Stream<Item = Result<B, E>> + Send + 'static,
     idle_timeout: Duration,
+    max_event_bytes: usize,
 ) -> impl Stream<Item = Result<SessionEvent, ApiError>> + Send + 'static
 where
     B: AsRef<[u8]> + Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
-    let frames = watched(body, idle_timeout).eventsource();
+    let state = (Box::pin(watched(body, idle_timeout)), SseDecoder::new(max_event_bytes));
+    let frames = futures::stream::unfold(Some((state, VecDeque::new())), |state| async move {
+        let ((mut body, mut decoder), mut ready) = state?;
+        loop {
+            if let Some(frame) = ready.pop_front() {
+                return Some((Ok(frame), Some(((body, decoder), ready))));
+            }
+            match body.next().await {
+                None => return None,
+                Some(Err(error)) => return Some((Err(error), None)),
+                Some(Ok(chunk)) => {
+                    let mut out = Vec::new();
+                    decoder.feed(chunk.as_ref(), &mut out);
+                    ready.extend(out);
+                }
+            }
+        }
+    });
     futures::stream::unfold(Some(Box::pin(frames)), move |state| async move {
         let mut frames = state?;
         loop {
@@ -194,13 +214,32 @@ where
                 Some(Err(error)) => return Some((Err(transport(error.to_string())), None)),
                 Some(Ok(frame)) => frame,
             };
-            match frame_event(&frame.event, &frame.data) {
+            let decoded = match frame {
+                SseFrame::Event { name, data } => frame_event(&name, &data),
+                SseFrame::Oversize { name, bytes } => oversize(&name, bytes),
+            };
+            match decoded {
                 Frame::Skip => continue,
                 Frame::Event(event) => return Some((Ok(event), Some(frames))),
                 Frame::Error(error) => return Some((Err(error), None)),
             }
         }
     })
+}
+
+/// An event whose data passed the limit: recorded as its name and size, so the transcript
+/// says what was left out, and the turn goes on.
+fn oversize(name: &str, bytes: usize) -> Frame {
+    crate::telemetry::metrics::stream_frame_skipped("oversize");
+    tracing::warn!(
+        message = "An event-stream event over the size limit was left out.",
+        event = name,
+        bytes
+    );
+    let name = if name.is_empty() { "unknown" } else { name };
+    Frame::Event(SessionEvent::from_json(
+        json!({"type": name, "agentcron_truncated": {"bytes": bytes}}),
+    ))
 }
 
 /// Why the body stopped.
@@ -388,11 +427,11 @@ mod tests {
         // 1.2 s with only comments, each 300 ms after the last: never 1 s without a byte.
         let beat = ":keep-alive\n\n";
         let beating = vec![(300, beat), (300, beat), (300, beat), (300, event)];
-        let got: Vec<_> = decode(chunks(beating), idle).collect().await;
+        let got: Vec<_> = decode(chunks(beating), idle, 1024).collect().await;
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].is_ok(), "heartbeats 300 ms apart, then the event: {got:?}");
         let silent = vec![(1_500, event)];
-        let got: Vec<_> = decode(chunks(silent), idle).collect().await;
+        let got: Vec<_> = decode(chunks(silent), idle, 1024).collect().await;
         assert!(matches!(got.as_slice(), [Err(_)]), "1.5 s of silence times out: {got:?}");
     }
 }

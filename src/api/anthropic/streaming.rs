@@ -13,7 +13,23 @@ use super::events::{self, ENDPOINT as STREAM};
 use super::{API, Client, STREAM_REQUEST_TIMEOUT, SessionEvent, check, status_error};
 use crate::api::stream::{self, Direct, Streams};
 use crate::api::{ApiError, path_segment, with_retries};
+use crate::config::HttpConfig;
 use crate::telemetry::metrics;
+
+/// What bounds an event stream.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// No byte this long ends the stream (`http.stream_idle_timeout`).
+    pub(super) idle_timeout: std::time::Duration,
+    /// Events with more data are left out, recorded by size (`http.max_event_bytes`).
+    pub(super) max_event_bytes: usize,
+}
+
+impl From<&HttpConfig> for Limits {
+    fn from(config: &HttpConfig) -> Self {
+        Self { idle_timeout: config.stream_idle_timeout, max_event_bytes: config.max_event_bytes }
+    }
+}
 
 impl Client {
     /// Opens `sessions.events.stream`: events from now on (the stream does not replay). Opening
@@ -27,7 +43,7 @@ impl Client {
         session_id: &str,
     ) -> Result<impl Stream<Item = Result<SessionEvent, ApiError>> + Send + 'static, ApiError> {
         let url = format!("{}/v1/sessions/{}/events/stream", self.base, path_segment(session_id));
-        let idle = self.stream_idle_timeout;
+        let Limits { idle_timeout: idle, max_event_bytes: max } = self.streaming;
         match &self.streams {
             Streams::Direct(direct) => {
                 let unusable = |_| ApiError::io(API, STREAM, &stream::unusable("bad stream URL"));
@@ -35,7 +51,7 @@ impl Client {
                 let response =
                     with_retries(API, STREAM, self.policy, || self.open_direct(direct, &url))
                         .await?;
-                Ok(events::decode(response.into_stream(), idle).left_stream())
+                Ok(events::decode(response.into_stream(), idle, max).left_stream())
             }
             Streams::Reqwest => {
                 let response = with_retries(API, STREAM, self.policy, || async {
@@ -44,7 +60,7 @@ impl Client {
                     check(STREAM, request.send().await).await
                 })
                 .await?;
-                Ok(events::decode(response.bytes_stream(), idle).right_stream())
+                Ok(events::decode(response.bytes_stream(), idle, max).right_stream())
             }
         }
     }
@@ -64,7 +80,7 @@ impl Client {
             return Ok(response);
         }
         let (status, headers) = (response.status, response.headers.clone());
-        let text = response.text(self.stream_idle_timeout).await;
+        let text = response.text(self.streaming.idle_timeout).await;
         Err(status_error(STREAM, status, &headers, &text))
     }
 

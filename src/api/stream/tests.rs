@@ -163,6 +163,7 @@ fn a_proxy_for_the_url_sends_streams_through_reqwest() {
         connect_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(1),
         stream_idle_timeout: Duration::from_secs(1),
+        max_event_bytes: 1024,
     };
     let url: Url = "https://api.anthropic.com".parse().unwrap();
     let via = |matcher: Matcher| Streams::for_url(&url, &matcher, &config);
