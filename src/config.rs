@@ -89,6 +89,9 @@ pub struct RedisConfig {
     pub url: Url,
     /// Prefix of every key. Defaults to `agentcron`.
     pub prefix: String,
+    /// Run on a Redis whose `maxmemory-policy` can drop keys. Defaults to false: such a Redis
+    /// loses runs without a trace, so a worker refuses it.
+    pub allow_eviction: bool,
 }
 
 impl fmt::Debug for RedisConfig {

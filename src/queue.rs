@@ -37,6 +37,7 @@
 mod actions;
 mod backend;
 mod enqueue;
+mod eviction;
 mod expiry;
 mod health;
 pub(crate) mod intake;
@@ -53,6 +54,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 pub use self::actions::Action;
 pub(crate) use self::backend::{Backend, FetchConfig};
 pub use self::enqueue::{Enqueued, NewRun};
+pub use self::eviction::{SAFE_POLICY, policy_of};
 pub(crate) use self::health::{Backoff, Health};
 pub use self::intake::{IntakeItem, Rejection};
 pub(crate) use self::jobs::{Finished, Job};

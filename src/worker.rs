@@ -50,6 +50,11 @@ pub enum WorkerError {
     /// Redis failed where the worker cannot continue (only while starting).
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// Redis can drop keys under memory pressure, which loses runs without a trace.
+    #[error(
+        "Redis's maxmemory-policy is `{0}`: under memory pressure it drops keys, and a run whose record or queue entry is dropped is lost without a trace. Set `maxmemory-policy noeviction` on the server (see the README's Redis section), or set redis.allow_eviction = true to run anyway"
+    )]
+    Eviction(String),
     /// The apalis worker ended with an error.
     #[error("worker framework: {0}")]
     Framework(String),
@@ -99,7 +104,28 @@ pub async fn run<H: Handler>(
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let Some(queue) = maintenance::connect(config, &shutdown).await else { return Ok(()) };
+    check_eviction(&queue, config).await?;
     run_on(queue, config, handler, shutdown, &worker_id()).await
+}
+
+/// Refuses a Redis that can drop keys, unless `redis.allow_eviction` says to run anyway.
+async fn check_eviction(queue: &Queue, config: &Config) -> Result<(), WorkerError> {
+    match queue.eviction_policy().await {
+        Ok(Some(policy)) if policy != crate::queue::SAFE_POLICY => {
+            if !config.redis.allow_eviction {
+                return Err(WorkerError::Eviction(policy));
+            }
+            tracing::warn!(
+                message = "Redis can drop keys (redis.allow_eviction is set): runs may be lost under memory pressure.",
+                policy
+            );
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(message = "Could not read Redis's maxmemory-policy.", error.message = %error);
+        }
+    }
+    Ok(())
 }
 
 /// [`run`] on an existing queue handle with a chosen worker id (unique per process).

@@ -5,6 +5,7 @@
 
 mod credentials;
 pub mod events;
+mod frames;
 mod sse;
 mod streaming;
 pub mod types;
@@ -22,9 +23,8 @@ use url::Url;
 pub use self::events::{EventKind, SessionEvent, StopReason};
 pub use self::types::*;
 use super::pace::{self, Pacer};
-use super::retry;
 use super::stream::Streams;
-use super::{Api, ApiError, decode_json, observe, path_segment, with_retries};
+use super::{Api, ApiError, decode_json, observe, path_segment, retry, with_retries};
 use crate::backoff::RetryPolicy;
 use crate::config::HttpConfig;
 

@@ -168,6 +168,10 @@ pub(super) fn render_status(status: &report::Status, out: &mut impl Write) -> st
         style.bold("Storage:"),
         size("transcript_bytes")
     )?;
+    if let Some(policy) = status.redis_policy.as_deref().filter(|p| *p != "noeviction") {
+        let line = format!("maxmemory-policy {policy} can drop keys: runs may be lost");
+        writeln!(out, "{} {}", style.bold("Redis:"), style.paint("31", &line))?;
+    }
     if let Some(mark) = &status.setup_missing {
         let object = mark["object"].as_str().unwrap_or("an object");
         let line =

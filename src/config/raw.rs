@@ -44,6 +44,7 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawRedis {
     pub(crate) url: Option<String>,
     pub(crate) prefix: Option<String>,
+    pub(crate) allow_eviction: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

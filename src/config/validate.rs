@@ -86,7 +86,7 @@ fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
             format!("expected 1 to 64 characters of A-Z a-z 0-9 - _ : . {{ }}, found {prefix:?}"),
         );
     }
-    RedisConfig { url, prefix }
+    RedisConfig { url, prefix, allow_eviction: raw.redis.allow_eviction.unwrap_or(false) }
 }
 
 fn worker(check: &mut Checker<'_>, raw: &RawConfig) -> WorkerConfig {

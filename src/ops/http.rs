@@ -186,24 +186,39 @@ async fn readyz(State(state): State<OpsState>) -> Response {
     let mut conn = state.redis.clone();
     let checks = async {
         let missing = crate::setup::reported_missing(&mut conn, &state.keys).await?;
-        Ok::<_, crate::setup::SetupError>(missing)
+        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
+        Ok::<_, crate::setup::SetupError>((missing, crate::queue::policy_of(&info)))
     };
-    let (redis, setup) = match tokio::time::timeout(READY_TIMEOUT, checks).await {
-        Ok(Ok(None)) => ("ok", "ok".to_owned()),
-        // A run found a setup object gone at the vendor: runs wait until `setup` runs.
-        Ok(Ok(Some(mark))) => ("ok", missing_object(&mark)),
+    let unknown = || ("unknown".to_owned(), "unknown".to_owned());
+    let (redis, (setup, eviction)) = match tokio::time::timeout(READY_TIMEOUT, checks).await {
+        Ok(Ok((missing, policy))) => {
+            // A run found a setup object gone at the vendor: runs wait until `setup` runs.
+            let setup = missing.map_or_else(|| "ok".to_owned(), |mark| missing_object(&mark));
+            ("ok", (setup, eviction_check(policy.as_deref(), state.config.redis.allow_eviction)))
+        }
         Ok(Err(error)) => {
             tracing::warn!(message = "Readiness: Redis failed.", %error);
-            ("unreachable", "unknown".to_owned())
+            ("unreachable", unknown())
         }
-        Err(_) => ("timeout", "unknown".to_owned()),
+        Err(_) => ("timeout", unknown()),
     };
     let config = if state.config.require_secrets().is_ok() { "ok" } else { "missing secrets" };
-    let ready = redis == "ok" && config == "ok" && setup == "ok";
+    let ready = redis == "ok" && config == "ok" && setup == "ok" && eviction == "ok";
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let status = if ready { "ready" } else { "unavailable" };
-    let checks = json!({"redis": redis, "config": config, "setup": setup});
+    let checks = json!({"redis": redis, "config": config, "setup": setup, "eviction": eviction});
     (code, Json(json!({"status": status, "checks": checks}))).into_response()
+}
+
+/// `"ok"` for a Redis that never drops keys (or when `redis.allow_eviction` accepts one that
+/// does), else what it would do.
+fn eviction_check(policy: Option<&str>, allowed: bool) -> String {
+    match policy {
+        Some(policy) if policy != crate::queue::SAFE_POLICY && !allowed => {
+            format!("maxmemory-policy {policy} can drop keys")
+        }
+        _ => "ok".to_owned(),
+    }
 }
 
 /// `"<object> missing"` from the mark a run left.

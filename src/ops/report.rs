@@ -102,6 +102,8 @@ pub struct Status {
     /// What agentcron's Redis keys and transcript files take, as the workers last measured:
     /// `redis_bytes`, `redis_keys`, `transcript_bytes` and when each was measured.
     pub usage: BTreeMap<String, i64>,
+    /// Redis's `maxmemory-policy` (agentcron needs `noeviction`).
+    pub redis_policy: Option<String>,
     /// The latest dead or failed runs.
     pub recent_failures: Vec<RunSummary>,
     /// The next fire time of each enabled schedule.
@@ -138,6 +140,7 @@ pub async fn status(
         redis::cmd("GET").arg(keys.setup_missing()).query_async(conn).await?;
     let setup_missing = setup_missing.and_then(|mark| serde_json::from_str(&mark).ok());
     let usage = crate::records::usage::load(conn, keys).await?;
+    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
     let usage = usage.0.into_iter().filter_map(|(k, v)| Some((k, v.parse().ok()?))).collect();
     let mut failed: Vec<RunId> = Vec::new();
     for state in [RunState::Dead, RunState::Failed] {
@@ -161,6 +164,7 @@ pub async fn status(
         notices_open,
         setup_missing,
         usage,
+        redis_policy: crate::queue::policy_of(&info),
         recent_failures,
         next_ticks: next_ticks(config),
     })

@@ -26,10 +26,12 @@ pub(super) async fn keeper(queue: Queue, config: Config, stop: CancellationToken
     let mut conn = queue.connection();
     let mut scan = usage::RedisScan::default();
     let mut first = true;
+    let mut policy = Some(crate::queue::SAFE_POLICY.to_owned());
     // The first pass at once: a worker started after a long stop has most to catch up on.
     while first || sleep_or_stop(config.retention.every, &stop).await {
         first = false;
         expire_runs(&queue, config.retention.runs).await;
+        watch_eviction(&queue, &mut policy).await;
         prune_transcripts(&config, &mut conn, queue.keys()).await;
         match scan.step(&mut conn, queue.keys(), MEASURE_BUDGET).await {
             Ok(Some((bytes, n_keys))) => {
@@ -44,6 +46,21 @@ pub(super) async fn keeper(queue: Queue, config: Config, stop: CancellationToken
                 tracing::warn!(message = "Measuring the Redis keys failed; going on next time.", %error)
             }
         }
+    }
+}
+
+/// The policy was checked at start; one changed since (by an operator, a managed service's
+/// maintenance) is logged once per change.
+async fn watch_eviction(queue: &Queue, last: &mut Option<String>) {
+    let Ok(now) = queue.eviction_policy().await else { return };
+    if now != *last {
+        if let Some(policy) = now.as_deref().filter(|p| *p != crate::queue::SAFE_POLICY) {
+            tracing::error!(
+                message = "Redis's maxmemory-policy changed to one that drops keys: runs may be lost. Set it back to noeviction.",
+                policy
+            );
+        }
+        *last = now;
     }
 }
 

@@ -264,6 +264,33 @@ async fn readiness_names_a_missing_setup_object() {
     server.stop().await;
 }
 
+/// `/readyz` is not ready on a Redis that can drop keys, unless `redis.allow_eviction` says so.
+#[tokio::test]
+async fn readiness_refuses_a_redis_that_can_drop_keys() {
+    let app = spawn_app().await;
+    let server = crate::common::private_redis::PrivateRedis::start(false).await;
+    let mut conn = server.conn().await.unwrap();
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("volatile-lru")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut config = ops_config(&app);
+    config.redis.url = server.url().parse().unwrap();
+    let strict = Server::start(config.clone()).await;
+    let (status, body) = get_json(&format!("{}/readyz", strict.base)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["checks"]["eviction"], "maxmemory-policy volatile-lru can drop keys");
+    strict.stop().await;
+    config.redis.allow_eviction = true;
+    let allowed = Server::start(config).await;
+    let (status, body) = get_json(&format!("{}/readyz", allowed.base)).await;
+    assert_eq!((status, &body["checks"]["eviction"]), (StatusCode::OK, &Value::from("ok")));
+    allowed.stop().await;
+}
+
 #[tokio::test]
 async fn health_readiness_and_readiness_without_redis() {
     let app = spawn_app().await;

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 use futures::{Stream, StreamExt};
 use url::Url;
 
-use super::events::{self, ENDPOINT as STREAM};
+use super::events::ENDPOINT as STREAM;
+use super::frames;
 use super::{API, Client, STREAM_REQUEST_TIMEOUT, SessionEvent, check, status_error};
 use crate::api::stream::{self, Direct, Streams};
 use crate::api::{ApiError, path_segment, with_retries};
@@ -51,7 +52,7 @@ impl Client {
                 let response =
                     with_retries(API, STREAM, self.policy, || self.open_direct(direct, &url))
                         .await?;
-                Ok(events::decode(response.into_stream(), idle, max).left_stream())
+                Ok(frames::decode(response.into_stream(), idle, max).left_stream())
             }
             Streams::Reqwest => {
                 let response = with_retries(API, STREAM, self.policy, || async {
@@ -60,7 +61,7 @@ impl Client {
                     check(STREAM, request.send().await).await
                 })
                 .await?;
-                Ok(events::decode(response.bytes_stream(), idle, max).right_stream())
+                Ok(frames::decode(response.bytes_stream(), idle, max).right_stream())
             }
         }
     }
