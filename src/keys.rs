@@ -167,6 +167,12 @@ impl Keys {
         self.key("transcript:")
     }
 
+    /// `<p>:transcripts:repair`: run id → path of a transcript file to rebuild from its stream
+    /// (its writes failed, and so did the rebuild at the attempt's end).
+    pub fn transcript_repairs(&self) -> String {
+        self.key("transcripts:repair")
+    }
+
     /// `<p>:transcript:<id>`.
     pub fn transcript(&self, run_id: &RunId) -> String {
         self.key(&format!("transcript:{run_id}"))

@@ -168,6 +168,10 @@ pub(super) fn render_status(status: &report::Status, out: &mut impl Write) -> st
         style.bold("Storage:"),
         size("transcript_bytes")
     )?;
+    if status.transcript_repairs > 0 {
+        let line = format!("{} files wait to be rebuilt from Redis", status.transcript_repairs);
+        writeln!(out, "{} {}", style.bold("Transcripts:"), style.paint("33", &line))?;
+    }
     if let Some(policy) = status.redis_policy.as_deref().filter(|p| *p != "noeviction") {
         let line = format!("maxmemory-policy {policy} can drop keys: runs may be lost");
         writeln!(out, "{} {}", style.bold("Redis:"), style.paint("31", &line))?;

@@ -102,6 +102,8 @@ pub struct Status {
     /// What agentcron's Redis keys and transcript files take, as the workers last measured:
     /// `redis_bytes`, `redis_keys`, `transcript_bytes` and when each was measured.
     pub usage: BTreeMap<String, i64>,
+    /// Transcript files waiting to be rebuilt from Redis (their writes failed).
+    pub transcript_repairs: u64,
     /// Redis's `maxmemory-policy` (agentcron needs `noeviction`).
     pub redis_policy: Option<String>,
     /// The latest dead or failed runs.
@@ -141,6 +143,8 @@ pub async fn status(
     let setup_missing = setup_missing.and_then(|mark| serde_json::from_str(&mark).ok());
     let usage = crate::records::usage::load(conn, keys).await?;
     let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    let transcript_repairs: u64 =
+        redis::cmd("HLEN").arg(keys.transcript_repairs()).query_async(conn).await?;
     let usage = usage.0.into_iter().filter_map(|(k, v)| Some((k, v.parse().ok()?))).collect();
     let mut failed: Vec<RunId> = Vec::new();
     for state in [RunState::Dead, RunState::Failed] {
@@ -165,6 +169,7 @@ pub async fn status(
         setup_missing,
         usage,
         redis_policy: crate::queue::policy_of(&info),
+        transcript_repairs,
         recent_failures,
         next_ticks: next_ticks(config),
     })

@@ -4,7 +4,14 @@
 //!
 //! File and directory names are derived from user and run ids by an injective encoding, so no
 //! id can escape the directory or collide with another. Lines are redacted before they are
-//! written. This module must not interpret events.
+//! written. The file is a copy: a file that cannot be written (a full disk) never fails the
+//! run; the attempt stops writing it, and at its end the file is rebuilt whole from the Redis
+//! stream (`repair.rs`), or, while the disk is still full, noted for the worker's retention loop
+//! to rebuild later. This module must not interpret events.
+
+mod repair;
+
+pub use self::repair::repair_pending;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -43,8 +50,13 @@ pub struct Transcript {
     seen: Option<HashSet<String>>,
     /// Whether this attempt has set the stream's lifetime.
     expiry_set: bool,
-    /// The last event's write, while it may still be running.
-    writing: Option<tokio::task::JoinHandle<Result<(), RecordsError>>>,
+    /// The last event's write, while it may still be running; `Ok(false)` when the file
+    /// write failed.
+    writing: Option<tokio::task::JoinHandle<Result<bool, RecordsError>>>,
+    /// Whether the file is whole so far; once a write failed, it is rebuilt at the end instead.
+    file_ok: bool,
+    /// Where files to rebuild later are noted (`<prefix>:transcripts:repair`).
+    repairs: String,
 }
 
 impl Transcript {
@@ -68,13 +80,14 @@ impl Transcript {
         // open: with 10,000 sessions streaming, an open file each (beside each one's socket)
         // ran a worker out of file descriptors.
         let owned = path.clone();
-        blocking(&path, move || {
+        let created = blocking(&path, move || {
             if let Some(dir) = owned.parent() {
                 std::fs::create_dir_all(dir)?;
             }
             std::fs::OpenOptions::new().create(true).append(true).open(owned).map(drop)
         })
-        .await?;
+        .await;
+        let file_ok = file_written(created);
         let seen = if resuming { Some(recorded_ids(conn, &key).await?) } else { None };
         let ttl_secs = i64::try_from(config.ttl.as_secs()).unwrap_or(i64::MAX);
         Ok(Self {
@@ -89,6 +102,8 @@ impl Transcript {
             seen,
             expiry_set: false,
             writing: None,
+            file_ok,
+            repairs: keys.transcript_repairs(),
         })
     }
 
@@ -163,13 +178,13 @@ impl Transcript {
             pipe.cmd("EXPIRE").arg(&self.key).arg(self.ttl_secs).ignore();
         }
         self.settle().await?;
-        let (mut conn, path) = (conn.clone(), self.path.clone());
+        let (mut conn, path, to_file) = (conn.clone(), self.path.clone(), self.file_ok);
         self.writing = Some(tokio::spawn(async move {
             let bytes = format!("{line}\n").into_bytes();
-            let (redis, file) =
-                tokio::join!(pipe.query_async::<()>(&mut conn), append_line(&path, bytes));
+            let file = async { if to_file { append_line(&path, bytes).await } else { Ok(()) } };
+            let (redis, file) = tokio::join!(pipe.query_async::<()>(&mut conn), file);
             redis?;
-            file
+            Ok(to_file && file_written(file))
         }));
         self.expiry_set = true;
         self.written = true;
@@ -182,7 +197,11 @@ impl Transcript {
     /// [`RecordsError`] when the last write failed.
     pub async fn settle(&mut self) -> Result<(), RecordsError> {
         let Some(writing) = self.writing.take() else { return Ok(()) };
-        writing.await.unwrap_or_else(|join| Err(RecordsError::io(&self.path, &join.into())))
+        let joined = writing.await;
+        let file_ok =
+            joined.unwrap_or_else(|join| Err(RecordsError::io(&self.path, &join.into())))?;
+        self.file_ok &= file_ok;
+        Ok(())
     }
 
     /// Settles the writes, sets the stream's lifetime again, then fsyncs the JSONL copy when
@@ -200,6 +219,11 @@ impl Transcript {
             return Ok(());
         }
         redis::cmd("EXPIRE").arg(&self.key).arg(self.ttl_secs).query_async::<()>(conn).await?;
+        if !self.file_ok {
+            repair::rebuild_or_note(conn, (&self.key, &self.repairs), &self.run_id, &self.path)
+                .await?;
+            return Ok(());
+        }
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let synced = std::fs::OpenOptions::new().append(true).open(&path)?.sync_all();
@@ -221,6 +245,18 @@ async fn append_line(path: &Path, bytes: Vec<u8>) -> Result<(), RecordsError> {
         std::io::Write::write_all(&mut file, &bytes)
     })
     .await
+}
+
+/// Whether a file write went through; a failure is counted and logged, never the run's.
+fn file_written(result: Result<(), RecordsError>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(error) => {
+            crate::telemetry::metrics::transcript_file_failed();
+            tracing::warn!(message = "A transcript file write failed; the file will be rebuilt from Redis.", %error);
+            false
+        }
+    }
 }
 
 /// Runs file I/O on the blocking pool; errors name `path`.

@@ -180,6 +180,12 @@ pub fn transcript_usage(bytes: u64) {
     metrics::gauge!("agentcron_transcript_bytes").set(bytes as f64);
 }
 
+/// `agentcron_transcript_file_errors_total`: transcript file writes that failed (the file is
+/// rebuilt from Redis; the run goes on).
+pub fn transcript_file_failed() {
+    metrics::counter!("agentcron_transcript_file_errors_total").increment(1);
+}
+
 /// `agentcron_runs_expired_total`: finished runs removed by the retention.
 pub fn runs_expired(n_runs: usize) {
     metrics::counter!("agentcron_runs_expired_total")

@@ -18,6 +18,8 @@ use crate::telemetry::metrics;
 
 /// Script calls per pass: at most this many batches of finished runs go per `every`.
 const MAX_BATCHES: usize = 25;
+/// Transcript files rebuilt per pass.
+const REPAIR_BUDGET: usize = 100;
 /// `SCAN` calls of the measuring scan per pass (about 20,000 keys examined).
 const MEASURE_BUDGET: usize = 20;
 
@@ -33,6 +35,7 @@ pub(super) async fn keeper(queue: Queue, config: Config, stop: CancellationToken
         expire_runs(&queue, config.retention.runs).await;
         watch_eviction(&queue, &mut policy).await;
         prune_transcripts(&config, &mut conn, queue.keys()).await;
+        repair_transcripts(&mut conn, queue.keys()).await;
         match scan.step(&mut conn, queue.keys(), MEASURE_BUDGET).await {
             Ok(Some((bytes, n_keys))) => {
                 metrics::redis_usage(bytes, n_keys);
@@ -79,6 +82,17 @@ async fn expire_runs(queue: &Queue, retention: Duration) {
     if n_runs > 0 {
         metrics::runs_expired(n_runs);
         tracing::info!(message = "Removed finished runs past the retention.", n_runs);
+    }
+}
+
+/// Transcript files whose writes failed (a full disk) are rebuilt from Redis once they can be.
+async fn repair_transcripts(conn: &mut ConnectionManager, keys: &crate::keys::Keys) {
+    match crate::records::transcript::repair_pending(conn, keys, REPAIR_BUDGET).await {
+        Ok((0, _)) => {}
+        Ok((rebuilt, left)) => {
+            tracing::info!(message = "Rebuilt transcript files from Redis.", rebuilt, left);
+        }
+        Err(error) => tracing::warn!(message = "Rebuilding transcript files failed.", %error),
     }
 }
 

@@ -29,6 +29,7 @@ mod ops_setup;
 mod queue_enqueue;
 mod queue_intake;
 mod queue_ratelimit;
+mod run_disk_full;
 mod run_large_events;
 mod run_limits;
 mod run_pipeline;
