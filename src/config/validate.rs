@@ -1,12 +1,14 @@
 //! Turns the layered raw configuration into a typed [`Config`], collecting every problem.
 //!
 //! The compiled defaults live here, next to the range each value must fall in; the primitive
-//! checks are in `validate/checker.rs`. This module must not read or parse files or read the
-//! process environment itself: `config.rs` hands it the parsed [`Document`] (for lines) and an
-//! [`Env`] snapshot.
+//! checks are in `validate/checker.rs`, the schedules' in
+//! `validate/schedules.rs`. This module must not read or parse files or read the process
+//! environment itself: `config.rs` hands it the layers read from the parsed document (for
+//! lines) and an [`Env`] snapshot (for the secrets).
 
 mod checker;
 mod limits;
+mod schedules;
 mod settings;
 
 use std::path::Path;
@@ -16,10 +18,9 @@ use secrecy::SecretString;
 
 use self::checker::Checker;
 use super::env::{ANTHROPIC_API_KEY, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET};
-use super::locate::Document;
-use super::raw::{RawAgent, RawConfig, RawSchedule};
+use super::layers::Layers;
+use super::raw::{RawAgent, RawConfig};
 use super::*;
-use crate::ids::UserId;
 
 const SECOND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
@@ -40,16 +41,13 @@ const GUIDE_CALENDAR_TOOLS: [&str; 5] = [
     "googlecalendar_create_event",
     "googlecalendar_update_event",
 ];
-const DEFAULT_PROMPT: &str = "It is {local_time}. Triage my inbox.";
 
-/// Validates `raw`; every problem found is reported.
-pub(super) fn validate(
-    path: &Path,
-    document: &Document<'_>,
-    env: &Env,
-    raw: &RawConfig,
-) -> Result<Config> {
-    let mut check = Checker::new(path, document, env);
+/// Validates the layers read; every problem found, theirs and these, is reported, the file's
+/// in line order, then the environment's.
+pub(super) fn validate(path: &Path, layers: Layers<'_>, env: &Env) -> Result<Config> {
+    let Layers { document, raw, problems, env_origins, .. } = layers;
+    let mut check = Checker::new(path, &document, &env_origins, problems);
+    let raw = &raw;
     let config = Config {
         source: path.to_path_buf(),
         redis: redis(&mut check, raw),
@@ -64,14 +62,19 @@ pub(super) fn validate(
         ops: ops(&mut check, raw),
         setup: SetupConfig { auto: raw.setup.auto.unwrap_or(false) },
         retention: settings::retention(&mut check, raw),
-        schedules: schedules(&mut check, &raw.schedule),
+        schedules: schedules::schedules(&mut check, &raw.schedule),
         secrets: Secrets {
             scalekit_client_id: env.get(SCALEKIT_CLIENT_ID).map(str::to_owned),
             scalekit_client_secret: env.get(SCALEKIT_CLIENT_SECRET).map(SecretString::from),
             anthropic_api_key: env.get(ANTHROPIC_API_KEY).map(SecretString::from),
         },
     };
-    let problems = check.into_problems();
+    let mut problems = check.into_problems();
+    problems.sort_by_key(|problem| match &problem.origin {
+        Origin::File { line: Some(line), .. } => (0, *line),
+        Origin::File { line: None, .. } => (1, 0),
+        Origin::Env(_) => (2, 0),
+    });
     if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
 }
 
@@ -139,7 +142,15 @@ fn scalekit(check: &mut Checker<'_>, raw: &RawConfig) -> ScalekitConfig {
     let connections = match &s.connections {
         Some(connections) => connections
             .iter()
-            .map(|c| Connection { name: c.name.clone(), tools: c.tools.clone() })
+            .enumerate()
+            .map(|(i, c)| {
+                if c.name.is_none() {
+                    let message = "missing: every [[scalekit.connections]] needs a name";
+                    check.problem(&format!("scalekit.connections[{i}].name"), message);
+                }
+                let tools = c.tools.clone().unwrap_or_default();
+                Connection { name: c.name.clone().unwrap_or_default(), tools }
+            })
             .collect(),
         None => vec![
             guide_connection("gmail", &GUIDE_GMAIL_TOOLS),
@@ -150,7 +161,10 @@ fn scalekit(check: &mut Checker<'_>, raw: &RawConfig) -> ScalekitConfig {
         check.problem("scalekit.connections", "expected at least one connection");
     }
     for (i, connection) in connections.iter().enumerate() {
-        check.name(&format!("scalekit.connections[{i}].name"), &connection.name, 64);
+        let key = format!("scalekit.connections[{i}].name");
+        if check.are_valid(&[&key]) {
+            check.name(&key, &connection.name, 64);
+        }
         if connection.tools.is_empty() {
             check.problem(
                 &format!("scalekit.connections[{i}].tools"),
@@ -298,62 +312,4 @@ fn ops(check: &mut Checker<'_>, raw: &RawConfig) -> OpsConfig {
         );
     }
     OpsConfig { bind, token }
-}
-
-fn schedules(check: &mut Checker<'_>, raw: &[RawSchedule]) -> Vec<ScheduleConfig> {
-    let mut seen = std::collections::HashSet::new();
-    raw.iter()
-        .enumerate()
-        .map(|(i, entry)| {
-            let key = format!("schedule[{i}]");
-            if !seen.insert(entry.name.clone()) {
-                check.problem(
-                    &format!("{key}.name"),
-                    format!("duplicate schedule name {:?}", entry.name),
-                );
-            }
-            schedule(check, &key, entry)
-        })
-        .collect()
-}
-
-fn schedule(check: &mut Checker<'_>, key: &str, raw: &RawSchedule) -> ScheduleConfig {
-    check.name(&format!("{key}.name"), &raw.name, 64);
-    let cron = CronExpr::parse(&raw.cron).unwrap_or_else(|error| {
-        check.problem(&format!("{key}.cron"), error.to_string());
-        CronExpr::fallback()
-    });
-    let zone = raw.timezone.as_deref().unwrap_or("UTC");
-    let timezone = zone.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
-        check.problem(
-            &format!("{key}.timezone"),
-            format!("expected an IANA time zone such as \"Europe/Berlin\", found {zone:?}"),
-        );
-        chrono_tz::UTC
-    });
-    let mut users = Vec::with_capacity(raw.users.len());
-    for (j, user) in raw.users.iter().enumerate() {
-        match UserId::parse(user.as_str()) {
-            Ok(user) => users.push(user),
-            Err(error) => check.problem(
-                &format!("{key}.users[{j}]"),
-                format!("expected a valid user id: {error}"),
-            ),
-        }
-    }
-    ScheduleConfig {
-        name: raw.name.clone(),
-        cron,
-        timezone,
-        users,
-        prompt: raw.prompt.clone().unwrap_or_else(|| DEFAULT_PROMPT.to_owned()),
-        overlap: check.choice(
-            &format!("{key}.overlap"),
-            raw.overlap.as_deref(),
-            &[("skip", Overlap::Skip), ("queue", Overlap::Queue)],
-        ),
-        spread: check.opt_duration(&format!("{key}.spread"), raw.spread.as_deref(), DAY),
-        catch_up: check.opt_duration(&format!("{key}.catch_up"), raw.catch_up.as_deref(), 7 * DAY),
-        enabled: raw.enabled.unwrap_or(true),
-    }
 }

@@ -20,6 +20,7 @@ mod chaos_redis;
 mod chaos_secrets;
 mod cli;
 mod config;
+mod config_checks;
 mod demo;
 mod deploy;
 mod harness;

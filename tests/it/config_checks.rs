@@ -1,0 +1,168 @@
+//! Configuration checks that find everything in one pass: a file with several mistakes lists
+//! them all with their lines, environment values are blamed on their variable (whatever its
+//! case) and never hide other problems, and variables that map to no key are warned about by
+//! name. `config check` is driven as a process, as operators run it.
+
+use std::path::{Path, PathBuf};
+
+use agentcron::config::{self, ConfigError, Env, Origin};
+
+use crate::common::{agentcron, shipped_config, text};
+
+fn shipped_text() -> String {
+    std::fs::read_to_string(shipped_config()).unwrap()
+}
+
+fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn load(path: &Path, env: &[(&str, &str)]) -> Result<config::Config, ConfigError> {
+    config::load(path, &Env::from_pairs(env.iter().copied()))
+}
+
+/// 1-based line of the first line of `text` that contains `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|line| line.contains(needle)).unwrap() + 1
+}
+
+/// `config check` on `path` with `env` and extra `args`: (exit code, stdout, stderr).
+fn config_check(path: &Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["config", "check", "--config", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let output = agentcron(&all, env, path.parent().unwrap());
+    let (stdout, stderr) = text(&output);
+    (output.status.code().unwrap(), stdout, stderr)
+}
+
+/// An unknown key (or section) is named with its line and the nearest valid key, and the
+/// check goes on to the values after it.
+#[test]
+fn unknown_keys_name_the_nearest_key_and_checking_continues() {
+    let broken = shipped_text()
+        .replacen("[http]", "[htttp]", 1)
+        .replacen("prefix = \"agentcron\"", "prefixx = \"agentcron\"", 1)
+        .replacen("[ops]", "[ops]\nbindd = \"127.0.0.1:1\"", 1)
+        .replacen("timezone = \"Europe/Berlin\"", "timezone = \"Nowhere\"", 1)
+        .replacen("overlap = \"skip\"", "overlapp = \"skip\"", 1);
+    let (_dir, path) = write_config(&broken);
+    let error = load(&path, &[("AGENTCRON__REDIS__URL", "redis://127.0.0.1:6379")]).unwrap_err();
+    let found: Vec<(String, Option<usize>, String)> = error
+        .problems()
+        .iter()
+        .map(|p| match &p.origin {
+            Origin::File { line, .. } => (p.key.clone(), *line, p.message.clone()),
+            Origin::Env(var) => panic!("{} blamed on {var}: {error}", p.key),
+        })
+        .collect();
+    let expect = [
+        ("redis.prefixx", "prefixx", "did you mean `prefix`?"),
+        ("htttp", "[htttp]", "did you mean `http`?"),
+        ("ops.bindd", "bindd", "did you mean `bind`?"),
+        ("schedule[0].overlapp", "overlapp", "did you mean `overlap`?"),
+        ("schedule[1].timezone", "Nowhere", "IANA time zone"),
+    ];
+    assert_eq!(found.len(), expect.len(), "{error}");
+    for (key, needle, phrase) in expect {
+        let (_, line, message) = found.iter().find(|(k, _, _)| k == key).unwrap_or_else(|| {
+            panic!("{key} not reported: {error}");
+        });
+        assert_eq!(*line, Some(line_of(&broken, needle)), "{key}: {error}");
+        assert!(message.contains(phrase), "{key}: {message}");
+    }
+}
+
+/// A wrong-typed environment value names its variable and hides nothing: the other problems,
+/// from the environment and from the file, are reported beside it.
+#[test]
+fn a_wrong_typed_variable_is_named_and_other_problems_are_still_found() {
+    let broken = shipped_text().replacen("timezone = \"Europe/Berlin\"", "timezone = \"X\"", 1);
+    let (_dir, path) = write_config(&broken);
+    let env = [
+        ("AGENTCRON__WORKER__CONCURRENCY", "abc"),
+        ("AGENTCRON__RETRY__INITIAL", "soon"),
+        ("AGENTCRON__SETUP__AUTO", "maybe"),
+    ];
+    let error = load(&path, &env).unwrap_err();
+    let found: Vec<(String, Origin)> =
+        error.problems().iter().map(|p| (p.key.clone(), p.origin.clone())).collect();
+    let env_origin = |var: &str| Origin::Env(var.to_owned());
+    for (key, var) in [
+        ("worker.concurrency", "AGENTCRON__WORKER__CONCURRENCY"),
+        ("retry.initial", "AGENTCRON__RETRY__INITIAL"),
+        ("setup.auto", "AGENTCRON__SETUP__AUTO"),
+    ] {
+        assert!(found.contains(&(key.to_owned(), env_origin(var))), "{key}: {error}");
+    }
+    assert!(found.iter().any(|(key, _)| key == "schedule[1].timezone"), "{error}");
+    assert_eq!(found.len(), 4, "{error}");
+    let shown = error.to_string();
+    assert!(shown.contains("environment variable AGENTCRON__WORKER__CONCURRENCY"), "{shown}");
+    assert!(shown.contains("expected an integer"), "{shown}");
+}
+
+/// Variable names map to keys case-insensitively, and a problem in a mixed-case variable is
+/// blamed on that variable, never on a line of the file.
+#[test]
+fn mixed_case_variables_map_to_keys_and_are_blamed_by_name() {
+    let config = load(&shipped_config(), &[("AGENTCRON__Worker__Max_Attempts", "7")]).unwrap();
+    assert_eq!(config.worker.max_attempts, 7);
+
+    let error = load(&shipped_config(), &[("AGENTCRON__WORKER__concurrency", "0")]).unwrap_err();
+    let problem = &error.problems()[0];
+    assert_eq!(problem.key, "worker.concurrency");
+    assert_eq!(problem.origin, Origin::Env("AGENTCRON__WORKER__concurrency".to_owned()));
+    assert!(!error.to_string().contains("jobs.toml:"), "{error}");
+}
+
+/// `AGENTCRON_` variables that map to no key are warned about by name, with the nearest
+/// variable that would: the single-underscore form, unknown keys and sections. The warnings
+/// leave the configuration valid (exit 0) unless `--strict`; the known non-key variables are
+/// not warned about. Before, all of them were ignored without a word, and an unknown key in a
+/// section was blamed on another variable of that section.
+#[test]
+fn variables_that_map_to_no_key_are_warned_about_by_name() {
+    let path = shipped_config();
+    let env = [
+        ("AGENTCRON_REDIS__URL", "redis://127.0.0.1:1"),
+        ("AGENTCRON__REDIS__PASSWORD", "hunter2"),
+        ("AGENTCRON__REDIS__PREFIX", "warned"),
+        ("AGENTCRON__WROKER__CONCURRENCY", "5"),
+        ("AGENTCRON_LOG_FORMAT", "pretty"),
+        ("AGENTCRON_CONFIG", path.to_str().unwrap()),
+    ];
+    let (code, stdout, stderr) = config_check(&path, &env, &[]);
+    assert_eq!(code, 0, "warnings alone leave the configuration valid: {stderr}");
+    assert!(stdout.contains("url = \"redis://127.0.0.1:6379\""), "the variable is ignored");
+    assert!(stdout.contains("prefix = \"warned\""), "{stdout}");
+    let warning = |var: &str| {
+        stderr
+            .lines()
+            .find(|line| line.starts_with(&format!("warning: environment variable {var}:")))
+            .unwrap_or_else(|| panic!("no warning for {var}: {stderr}"))
+            .to_owned()
+    };
+    assert!(warning("AGENTCRON_REDIS__URL").contains("did you mean AGENTCRON__REDIS__URL?"));
+    assert!(warning("AGENTCRON__REDIS__PASSWORD").contains("no configuration key"));
+    let suggestion = "did you mean AGENTCRON__WORKER__CONCURRENCY?";
+    assert!(warning("AGENTCRON__WROKER__CONCURRENCY").contains(suggestion));
+    assert!(!stderr.contains("hunter2"), "values are never shown: {stderr}");
+    for quiet in ["AGENTCRON__REDIS__PREFIX", "AGENTCRON_LOG_FORMAT", "AGENTCRON_CONFIG"] {
+        assert!(!stderr.contains(&format!("variable {quiet}:")), "{quiet}: {stderr}");
+    }
+
+    let (code, _, stderr) = config_check(&path, &env, &["--strict"]);
+    assert_eq!(code, 1, "--strict fails on warnings: {stderr}");
+    let (code, stdout, _) = config_check(&path, &env, &["--json"]);
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let warned: Vec<&str> =
+        report["warnings"].as_array().unwrap().iter().filter_map(|w| w["env"].as_str()).collect();
+    assert_eq!(
+        warned,
+        ["AGENTCRON_REDIS__URL", "AGENTCRON__REDIS__PASSWORD", "AGENTCRON__WROKER__CONCURRENCY"]
+    );
+}
