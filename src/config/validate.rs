@@ -1,7 +1,8 @@
 //! Turns the layered raw configuration into a typed [`Config`], collecting every problem.
 //!
-//! The compiled defaults live here, next to the range each value must fall in; the primitive
-//! checks are in `validate/checker.rs`, the schedules' in
+//! The compiled defaults live here, next to the range each value must fall in, and so do the
+//! checks across keys (a heartbeat well inside the lease, a shutdown grace shorter than a run);
+//! the primitive checks are in `validate/checker.rs`, the schedules' in
 //! `validate/schedules.rs`. This module must not read or parse files or read the process
 //! environment itself: `config.rs` hands it the layers read from the parsed document (for
 //! lines) and an [`Env`] snapshot (for the secrets).
@@ -94,7 +95,7 @@ fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
 
 fn worker(check: &mut Checker<'_>, raw: &RawConfig) -> WorkerConfig {
     let w = &raw.worker;
-    WorkerConfig {
+    let worker = WorkerConfig {
         concurrency: check.int("worker.concurrency", w.concurrency, 200, 1..=100_000),
         run_timeout: check.duration(
             "worker.run_timeout",
@@ -116,6 +117,39 @@ fn worker(check: &mut Checker<'_>, raw: &RawConfig) -> WorkerConfig {
             Duration::from_millis(100)..=MINUTE,
         ),
         lease: check.duration("worker.lease", w.lease.as_deref(), 30 * SECOND, SECOND..=HOUR),
+    };
+    worker_cross_checks(check, &worker);
+    worker
+}
+
+/// Between keys, each checked only when both keys are valid alone.
+fn worker_cross_checks(check: &mut Checker<'_>, worker: &WorkerConfig) {
+    let shown = |duration: Duration| humantime::format_duration(duration).to_string();
+    // A worker's lease must survive a lost heartbeat or two, and a run's per-user lease is
+    // renewed every third of the lease (`worker/maintenance.rs`).
+    if worker.heartbeat * 3 >= worker.lease
+        && check.are_valid(&["worker.heartbeat", "worker.lease"])
+    {
+        // Shown to the millisecond: 20s / 3 = 6s 666ms.
+        let third = u64::try_from((worker.lease / 3).as_millis()).unwrap_or(u64::MAX);
+        let third = Duration::from_millis(third);
+        let message = format!(
+            "must be shorter than a third of worker.lease ({} / 3 = {}), found {}",
+            shown(worker.lease),
+            shown(third),
+            shown(worker.heartbeat)
+        );
+        check.problem("worker.heartbeat", message);
+    }
+    // A drain that outlasts the longest run only delays the shutdown.
+    let keys = ["worker.shutdown_grace", "worker.run_timeout"];
+    if worker.shutdown_grace >= worker.run_timeout && check.are_valid(&keys) {
+        let message = format!(
+            "must be shorter than worker.run_timeout ({}), found {}",
+            shown(worker.run_timeout),
+            shown(worker.shutdown_grace)
+        );
+        check.problem("worker.shutdown_grace", message);
     }
 }
 

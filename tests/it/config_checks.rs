@@ -1,7 +1,8 @@
 //! Configuration checks that find everything in one pass: a file with several mistakes lists
 //! them all with their lines, environment values are blamed on their variable (whatever its
-//! case) and never hide other problems, and variables that map to no key are warned about by
-//! name. `config check` is driven as a process, as operators run it.
+//! case) and never hide other problems, variables that map to no key are warned about by name,
+//! and the cross-checks between keys (heartbeat and lease, grace and run timeout, a cron that
+//! can never fire). `config check` is driven as a process, as operators run it.
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,51 @@ fn config_check(path: &Path, env: &[(&str, &str)], args: &[&str]) -> (i32, Strin
     let output = agentcron(&all, env, path.parent().unwrap());
     let (stdout, stderr) = text(&output);
     (output.status.code().unwrap(), stdout, stderr)
+}
+
+/// Five different mistakes (an unknown key with a near miss, a wrong type, a value out of
+/// range, a cron that can never fire, a heartbeat not shorter than a third of the lease) are
+/// all listed by one `config check`, each with its line. Before, the unknown key stopped the
+/// check and it listed one.
+#[test]
+fn one_config_check_lists_five_mistakes_with_their_lines() {
+    let edits = [
+        ("concurrency = 200", "concurency = 200", "worker.concurency", "`concurrency`"),
+        ("max_attempts = 5", "max_attempts = \"five\"", "worker.max_attempts", "invalid type"),
+        ("heartbeat = \"5s\"", "heartbeat = \"10s\"", "worker.heartbeat", "worker.lease"),
+        ("redis_maxlen = 10000", "redis_maxlen = 0", "transcripts.redis_maxlen", "from 1 to"),
+        ("cron = \"30 17 * * 1-5\"", "cron = \"0 0 30 2 *\"", "schedule[1].cron", "never fires"),
+    ];
+    let mut broken = shipped_text();
+    for (find, replace, _, _) in edits {
+        assert!(broken.contains(find), "the shipped file lacks {find:?}");
+        broken = broken.replacen(find, replace, 1);
+    }
+    let (_dir, path) = write_config(&broken);
+
+    let (code, stdout, stderr) = config_check(&path, &[], &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("invalid configuration (5 problems)"), "{stderr}");
+    for (_, replace, key, phrase) in edits {
+        let line = line_of(&broken, replace);
+        let shown = stderr
+            .lines()
+            .find(|shown| shown.contains(&format!("jobs.toml:{line}: `{key}`")))
+            .unwrap_or_else(|| panic!("no line for {key} at {line}: {stderr}"));
+        assert!(shown.contains(phrase), "{key}: {shown}");
+    }
+    assert!(stderr.contains("did you mean `concurrency`?"), "{stderr}");
+
+    let (code, stdout, _) = config_check(&path, &[], &["--json"]);
+    assert_eq!(code, 1);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 5, "{report:#}");
+    for (_, replace, key, _) in edits {
+        let problem = problems.iter().find(|p| p["key"] == key).unwrap();
+        assert_eq!(problem["line"], line_of(&broken, replace), "{problem}");
+    }
 }
 
 /// An unknown key (or section) is named with its line and the nearest valid key, and the
@@ -165,4 +211,82 @@ fn variables_that_map_to_no_key_are_warned_about_by_name() {
         warned,
         ["AGENTCRON_REDIS__URL", "AGENTCRON__REDIS__PASSWORD", "AGENTCRON__WROKER__CONCURRENCY"]
     );
+}
+
+/// One cross-check case: the `[worker]` lines or the schedule's cron, and the problem expected
+/// (key and phrase), or none.
+struct Cross {
+    worker: &'static str,
+    cron: &'static str,
+    expect: Option<(&'static str, &'static str)>,
+}
+
+const CROSS: &[Cross] = &[
+    Cross { worker: "heartbeat = \"5s\"\nlease = \"30s\"", cron: "", expect: None },
+    Cross { worker: "heartbeat = \"9s\"\nlease = \"30s\"", cron: "", expect: None },
+    Cross {
+        worker: "heartbeat = \"10s\"\nlease = \"30s\"",
+        cron: "",
+        expect: Some(("worker.heartbeat", "shorter than a third of worker.lease")),
+    },
+    Cross {
+        worker: "heartbeat = \"1m\"\nlease = \"30s\"",
+        cron: "",
+        expect: Some(("worker.heartbeat", "shorter than a third of worker.lease")),
+    },
+    Cross { worker: "heartbeat = \"300ms\"\nlease = \"1s\"", cron: "", expect: None },
+    Cross { worker: "shutdown_grace = \"30s\"\nrun_timeout = \"15m\"", cron: "", expect: None },
+    Cross {
+        worker: "shutdown_grace = \"15m\"\nrun_timeout = \"15m\"",
+        cron: "",
+        expect: Some(("worker.shutdown_grace", "shorter than worker.run_timeout")),
+    },
+    Cross {
+        worker: "shutdown_grace = \"1h\"\nrun_timeout = \"10m\"",
+        cron: "",
+        expect: Some(("worker.shutdown_grace", "shorter than worker.run_timeout")),
+    },
+    Cross { worker: "", cron: "0 0 8 * * Mon-Fri", expect: None },
+    Cross { worker: "", cron: "0 0 29 2 *", expect: None },
+    Cross { worker: "", cron: "0 0 12 13 * Fri", expect: None },
+    Cross { worker: "", cron: "0 0 30 2 *", expect: Some(("schedule[0].cron", "never fires")) },
+    Cross { worker: "", cron: "0 0 31 4 *", expect: Some(("schedule[0].cron", "never fires")) },
+    Cross {
+        worker: "",
+        cron: "0 0 0 1 1 * 2020",
+        expect: Some(("schedule[0].cron", "never fires")),
+    },
+];
+
+#[test]
+fn cross_checks_between_keys() {
+    for case in CROSS {
+        let mut text = format!(
+            "[scalekit]\nenv_url = \"https://x.scalekit.dev\"\n[worker]\n{}\n",
+            case.worker
+        );
+        if !case.cron.is_empty() {
+            text.push_str(&format!("[[schedule]]\nname = \"s\"\ncron = \"{}\"\n", case.cron));
+        }
+        let (_dir, path) = write_config(&text);
+        let what = format!("{}{}", case.worker, case.cron);
+        match (load(&path, &[]), case.expect) {
+            (Ok(_), None) => {}
+            (Err(error), Some((key, phrase))) => {
+                let problems = error.problems();
+                assert_eq!(problems.len(), 1, "{what}: {error}");
+                assert_eq!(problems[0].key, key, "{what}: {error}");
+                assert!(problems[0].message.contains(phrase), "{what}: {error}");
+                let Origin::File { line, .. } = &problems[0].origin else { panic!("{error}") };
+                let written = key.rsplit('.').next().unwrap();
+                assert_eq!(*line, Some(line_of(&text, &format!("{written} ="))), "{what}");
+            }
+            (Ok(_), Some(expect)) => panic!("{what}: accepted, expected {expect:?}"),
+            (Err(error), None) => panic!("{what}: {error}"),
+        }
+    }
+    // The same cross-check through the environment names the variable.
+    let env = [("AGENTCRON__WORKER__HEARTBEAT", "20s")];
+    let error = load(&shipped_config(), &env).unwrap_err();
+    assert_eq!(error.problems()[0].origin, Origin::Env("AGENTCRON__WORKER__HEARTBEAT".to_owned()));
 }

@@ -1,6 +1,8 @@
-//! The checks of `[[schedule]]`: unique names, cron expressions that parse, IANA
+//! The checks of `[[schedule]]`: unique names, cron expressions that parse and fire, IANA
 //! zones, user ids, and their defaults. Split from `validate.rs` only to keep each file
 //! readable; the same rules apply (every problem collected, each with its key).
+
+use chrono::{TimeDelta, Utc};
 
 use super::checker::Checker;
 use super::{DAY, Overlap, ScheduleConfig};
@@ -9,6 +11,9 @@ use crate::cron::CronExpr;
 use crate::ids::UserId;
 
 const DEFAULT_PROMPT: &str = "It is {local_time}. Triage my inbox.";
+/// A schedule must fire within this long from now: one that cannot never will (`0 0 30 2 *`,
+/// a year in the past). Five years cover the rarest real pattern, February 29th on a weekday.
+const FIRE_HORIZON_DAYS: i64 = 5 * 366;
 
 pub(super) fn schedules(check: &mut Checker<'_>, raw: &[RawSchedule]) -> Vec<ScheduleConfig> {
     let mut seen = std::collections::HashSet::new();
@@ -71,14 +76,23 @@ fn schedule(check: &mut Checker<'_>, key: &str, raw: &RawSchedule) -> ScheduleCo
     }
 }
 
-/// The cron expression at `key`: it must parse.
+/// The cron expression at `key`: it must parse and fire within [`FIRE_HORIZON_DAYS`].
 fn cron(check: &mut Checker<'_>, key: &str, text: Option<&str>) -> CronExpr {
     let Some(text) = text else {
         check.problem(key, "missing: every [[schedule]] needs a cron expression");
         return CronExpr::fallback();
     };
-    CronExpr::parse(text).unwrap_or_else(|error| {
-        check.problem(key, error.to_string());
-        CronExpr::fallback()
-    })
+    let cron = match CronExpr::parse(text) {
+        Ok(cron) => cron,
+        Err(error) => {
+            check.problem(key, error.to_string());
+            return CronExpr::fallback();
+        }
+    };
+    // Wall-clock time in UTC: a zone shifts fire times by hours, never by years.
+    let now = Utc::now().naive_utc();
+    if cron.next_within(now, TimeDelta::days(FIRE_HORIZON_DAYS)).is_none() {
+        check.problem(key, format!("{text:?} never fires: no date matches it in the next 5 years"));
+    }
+    cron
 }
