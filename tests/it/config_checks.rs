@@ -2,7 +2,8 @@
 //! them all with their lines, environment values are blamed on their variable (whatever its
 //! case) and never hide other problems, variables that map to no key are warned about by name,
 //! and the cross-checks between keys (heartbeat and lease, grace and run timeout, a cron that
-//! can never fire). `config check` is driven as a process, as operators run it.
+//! can never fire); `enqueue --at` refuses more than a year ahead. `config check` and `enqueue`
+//! are driven as processes, as operators run them.
 
 use std::path::{Path, PathBuf};
 
@@ -289,4 +290,19 @@ fn cross_checks_between_keys() {
     let env = [("AGENTCRON__WORKER__HEARTBEAT", "20s")];
     let error = load(&shipped_config(), &env).unwrap_err();
     assert_eq!(error.problems()[0].origin, Origin::Env("AGENTCRON__WORKER__HEARTBEAT".to_owned()));
+}
+
+/// `enqueue --at` refuses a time more than a year ahead, before touching Redis.
+#[test]
+fn enqueue_at_refuses_more_than_a_year_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = shipped_config();
+    let env =
+        [("AGENTCRON_CONFIG", config.to_str().unwrap()), ("REDIS_URL", "redis://127.0.0.1:1")];
+    for at in ["400d", "500years", "1000000000y", "2200-01-01T00:00:00Z"] {
+        let output = agentcron(&["enqueue", "alice@example.com", "--at", at], &env, dir.path());
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{at}: {stderr}");
+        assert!(stderr.contains("--at") && stderr.contains("a year"), "{at}: {stderr}");
+    }
 }
