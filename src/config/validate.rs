@@ -329,17 +329,21 @@ fn retry(check: &mut Checker<'_>, raw: &RawConfig) -> RetryConfig {
 fn ops(check: &mut Checker<'_>, raw: &RawConfig) -> OpsConfig {
     let text = raw.ops.bind.clone().unwrap_or_else(|| "127.0.0.1:9187".to_owned());
     let token = raw.ops.token.clone().filter(|s| !s.is_empty()).map(SecretString::from);
-    let bind = match text.parse::<std::net::SocketAddr>() {
-        Ok(bind) => bind,
-        Err(_) => {
-            check.problem(
-                "ops.bind",
-                format!("expected an address such as \"127.0.0.1:9187\", found {text:?}"),
-            );
-            std::net::SocketAddr::from(([127, 0, 0, 1], 9187))
+    let bind = if text.trim().eq_ignore_ascii_case("off") {
+        None
+    } else {
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(bind) => Some(bind),
+            Err(_) => {
+                let message = format!(
+                    "expected an address such as \"127.0.0.1:9187\", or \"off\", found {text:?}"
+                );
+                check.problem("ops.bind", message);
+                None
+            }
         }
     };
-    if !bind.ip().is_loopback() && token.is_none() {
+    if let Some(bind) = bind.filter(|bind| !bind.ip().is_loopback() && token.is_none()) {
         check.problem(
             "ops.token",
             format!("required when ops.bind ({bind}) is not a loopback address"),

@@ -48,7 +48,7 @@ fn an_empty_file_gets_every_default() {
     let config = load(&path, &[]).unwrap();
     assert_eq!(config.redis.url.as_str(), "redis://127.0.0.1:6379");
     assert_eq!(config.anthropic.base_url.as_str(), "https://api.anthropic.com/");
-    assert_eq!(config.ops.bind.to_string(), "127.0.0.1:9187");
+    assert_eq!(config.ops.bind.unwrap().to_string(), "127.0.0.1:9187");
     assert_eq!(config.retry.max_attempts, 8);
     assert_eq!(config.scalekit.connections.len(), 2, "the guide's mappings are the default");
     assert!(config.schedules.is_empty());

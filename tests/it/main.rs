@@ -24,6 +24,7 @@ mod config_checks;
 mod demo;
 mod deploy;
 mod harness;
+mod ops_bind;
 mod ops_http;
 mod ops_reports;
 mod ops_setup;
