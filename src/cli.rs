@@ -155,6 +155,9 @@ pub struct ConfigCheckArgs {
     /// Also fail when SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET or ANTHROPIC_API_KEY is missing.
     #[arg(long)]
     pub secrets: bool,
+    /// Also fail (exit 1) on warnings: AGENTCRON_ variables that set no key.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `--json` for reports.

@@ -5,23 +5,30 @@
 //! `ANTHROPIC_BASE_URL`, `SCALEKIT_ENV_URL`, `ANTHROPIC_ENVIRONMENT_ID`; and
 //! `AGENTCRON__SECTION__KEY`, which overrides anything. Secrets come only from the environment
 //! (or `.env`) under the guide's names. Everything is validated once, here, and every problem is
-//! reported at once with the file, the key and the line (the document parsed once per load,
-//! `layers.rs`, keeps every key's position, `locate.rs`). This module owns the typed [`Config`]
-//! and the entry points; its submodules the raw shape (`raw.rs`), validation (`validate.rs`),
-//! errors and redacting serialisers. It must not connect to anything: the rest of the crate
-//! receives a [`Config`] whose values are already typed and known to be in range.
+//! reported at once with the file, the key and the line, or the variable (the document parsed
+//! once per load, `layers.rs`, keeps every key's position, `locate.rs`; `read.rs` reads each key
+//! from it and the environment, `unknown.rs` names the keys that are not keys). `AGENTCRON_`
+//! variables that set nothing are [`Warning`]s (`overrides.rs`). This module owns the typed
+//! [`Config`] and the entry points; its submodules the raw shape (`raw.rs`), validation
+//! (`validate.rs`), the entry points' reading of the file (`load.rs`), errors and redacting
+//! serialisers. It must not connect to anything: the rest of the crate receives a [`Config`]
+//! whose values are already typed and known to be in range.
 
 mod env;
 mod error;
 mod layers;
+mod load;
 mod locate;
+mod overrides;
 mod raw;
+mod read;
 mod sections;
 mod ser;
+mod unknown;
 mod validate;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -33,7 +40,8 @@ pub use self::env::{
     OVERRIDE_PREFIX, REDIS_URL, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET, SCALEKIT_ENV_URL,
     host_name,
 };
-pub use self::error::{ConfigError, Origin, Problem, Result};
+pub use self::error::{ConfigError, Origin, Problem, Result, Warning};
+pub use self::load::{Checked, check, load, resolve_path};
 pub use self::locate::KeyPath;
 pub use self::sections::{
     LimitsConfig, NoticesConfig, OpsConfig, RetentionConfig, SetupConfig, TranscriptsConfig,
@@ -293,31 +301,6 @@ pub struct Secrets {
     /// `ANTHROPIC_API_KEY`.
     #[serde(serialize_with = "ser::secret_status")]
     pub anthropic_api_key: Option<SecretString>,
-}
-
-/// The file to load: the `--config` flag, else `$AGENTCRON_CONFIG`, else `./jobs.toml`.
-pub fn resolve_path(flag: Option<&Path>, env: &Env) -> PathBuf {
-    flag.map(Path::to_path_buf)
-        .or_else(|| env.get(AGENTCRON_CONFIG).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
-}
-
-/// Loads and validates the configuration at `path` under `env`.
-///
-/// The `.env` file beside `path` is consulted for variables `env` lacks.
-///
-/// # Errors
-/// [`ConfigError::Read`] when the file cannot be read; [`ConfigError::Invalid`] with every
-/// problem found otherwise.
-pub fn load(path: &Path, env: &Env) -> Result<Config> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    let mut env = env.clone();
-    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        env.merge_dotenv(&dir.join(".env"));
-    }
-    let (document, raw) = layers::parse_layers(path, &text, &env)?;
-    validate::validate(path, &document, &env, &raw)
 }
 
 impl Config {

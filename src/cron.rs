@@ -64,6 +64,18 @@ impl CronExpr {
         &self.source
     }
 
+    /// The first wall-clock time strictly after `after` that the expression matches, when one
+    /// comes within `horizon`. `None` for a pattern that can never fire again, such as
+    /// `0 0 30 2 *` (February 30th) or a year in the past.
+    pub fn next_within(
+        &self,
+        after: chrono::NaiveDateTime,
+        horizon: chrono::TimeDelta,
+    ) -> Option<chrono::NaiveDateTime> {
+        let next = self.cron.find_next_occurrence(&after.and_utc(), false).ok()?.naive_utc();
+        (next - after <= horizon).then_some(next)
+    }
+
     /// The parsed pattern.
     pub fn cron(&self) -> &Cron {
         &self.cron
@@ -107,6 +119,27 @@ mod tests {
         check("* * *", false);
         check("", false);
         check("banana", false);
+    }
+
+    fn check_fires(text: &str, fires: bool) {
+        let expr = CronExpr::parse(text).unwrap();
+        let after = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap().and_hms_opt(0, 0, 0);
+        let horizon = chrono::TimeDelta::days(5 * 366);
+        let started = std::time::Instant::now();
+        assert_eq!(expr.next_within(after.unwrap(), horizon).is_some(), fires, "{text:?}");
+        assert!(started.elapsed().as_secs() < 2, "{text:?} took {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn patterns_that_never_fire() {
+        check_fires("0 0 8 * * Mon-Fri", true);
+        check_fires("0 0 29 2 *", true);
+        check_fires("0 0 0 29 2 Mon", true);
+        check_fires("0 0 0 1 1 * 2030", true);
+        check_fires("0 0 30 2 *", false);
+        check_fires("0 0 31 4 *", false);
+        check_fires("0 0 0 1 1 * 2020", false);
+        check_fires("0 0 0 1 1 * 2040", false);
     }
 
     #[test]

@@ -175,11 +175,16 @@ impl Demo {
         cancel: &CancellationToken,
     ) -> Result<(), DemoError> {
         let token = cancel.child_token();
-        let listener = http::bind(&self.config.ops).await?;
-        let dashboard = listener.local_addr().map(|addr| format!("http://{addr}/"))?;
-        let state = OpsState::new(Arc::clone(&self.config), self.redactor.clone())?;
-        // Both tasks are owned here and awaited below, so neither outlives the demo.
-        let ops = tokio::spawn(http::serve(state, listener, token.clone()));
+        // The demo's own configuration binds a free port; `off` would come from a user's file.
+        let (dashboard, ops) = match http::bind(&self.config.ops).await? {
+            Some(listener) => {
+                let dashboard = listener.local_addr().map(|addr| format!("http://{addr}/"))?;
+                let state = OpsState::new(Arc::clone(&self.config), self.redactor.clone())?;
+                // Both tasks are owned here and awaited below, so neither outlives the demo.
+                (dashboard, Some(tokio::spawn(http::serve(state, listener, token.clone()))))
+            }
+            None => ("off (ops.bind = \"off\")".to_owned(), None),
+        };
         let daemon = crate::schedule::run(
             self.config_path.clone(),
             self.env.clone(),
@@ -201,9 +206,12 @@ impl Demo {
             Ok(daemon_res) => daemon_res.map_err(DemoError::from),
             Err(error) => Err(DemoError::Task("scheduler", error.to_string())),
         };
-        let ops_res = match ops.await {
-            Ok(ops_res) => ops_res.map_err(DemoError::from),
-            Err(error) => Err(DemoError::Task("ops server", error.to_string())),
+        let ops_res = match ops {
+            Some(ops) => match ops.await {
+                Ok(ops_res) => ops_res.map_err(DemoError::from),
+                Err(error) => Err(DemoError::Task("ops server", error.to_string())),
+            },
+            None => Ok(()),
         };
         res.and(daemon_res).and(ops_res)
     }

@@ -66,14 +66,28 @@ fn runs(args: &EnqueueArgs) -> anyhow::Result<Vec<NewRun>> {
     Ok(runs)
 }
 
-/// `--at`: an RFC 3339 time, or a delay from now such as `10m`.
+/// How far ahead `--at` may be: a run meant for later than this is more likely a typo (a
+/// unit, a year) than a plan, and would sit in the delayed set for years.
+const MAX_AHEAD: Duration = Duration::from_secs(365 * 86_400);
+
+/// `--at`: an RFC 3339 time, or a delay from now such as `10m`; at most a year ahead.
 fn parse_at(at: &str) -> anyhow::Result<i64> {
-    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(at) {
-        return Ok(time.timestamp_millis());
-    }
-    let delay: Duration = humantime::parse_duration(at)
-        .with_context(|| format!("--at `{at}` is neither an RFC 3339 time nor a delay like 10m"))?;
-    Ok(crate::queue::unix_ms(SystemTime::now() + delay))
+    let now_ms = crate::queue::unix_ms(SystemTime::now());
+    let at_ms = if let Ok(time) = chrono::DateTime::parse_from_rfc3339(at) {
+        time.timestamp_millis()
+    } else {
+        let delay: Duration = humantime::parse_duration(at).with_context(|| {
+            format!("--at `{at}` is neither an RFC 3339 time nor a delay like 10m")
+        })?;
+        let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        now_ms.saturating_add(delay_ms)
+    };
+    let max_ahead_ms = i64::try_from(MAX_AHEAD.as_millis()).unwrap_or(i64::MAX);
+    anyhow::ensure!(
+        at_ms.saturating_sub(now_ms) <= max_ahead_ms,
+        "--at `{at}` is more than a year ahead; a run can be enqueued at most 365 days ahead"
+    );
+    Ok(at_ms)
 }
 
 fn print(enqueued: &[Enqueued], json: bool) -> anyhow::Result<()> {
@@ -100,5 +114,10 @@ mod tests {
         let now = crate::queue::unix_ms(SystemTime::now());
         assert!((now + 590_000..=now + 610_000).contains(&soon));
         assert!(parse_at("tomorrow").is_err());
+        assert!(parse_at("364d").is_ok());
+        for far in ["366d", "2years", "1000000000y", "9999-01-01T00:00:00Z"] {
+            let error = parse_at(far).unwrap_err().to_string();
+            assert!(error.contains("more than a year ahead"), "{far}: {error}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! `agentcron worker`: the daemon. Executes queued runs with the run pipeline until SIGINT or
 //! SIGTERM, then drains; serves the ops HTTP endpoints (`ops::http`) meanwhile and closes them
-//! last, after the drain.
+//! last, after the drain (unless `ops.bind = "off"`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,19 +22,30 @@ pub(super) async fn run(
 ) -> anyhow::Result<ExitCode> {
     let config = load_config(flag, redactor)?;
     config.require_secrets()?;
-    // Bound first, so a bad address fails before anything else starts.
+    // Bound first, so a bad or taken address fails before anything else starts.
     let listener = http::bind(&config.ops).await?;
-    let ops = OpsState::new(config.clone(), redactor.clone()).context("preparing ops HTTP")?;
     let shutdown = crate::shutdown::on_signals().context("installing signal handlers")?;
     let ctx = Context::connect(config.clone(), redactor.clone())
         .await
         .context("preparing the run pipeline")?;
-    let addr = listener.local_addr().context("reading the ops address")?;
-    tracing::info!(message = "Ops HTTP listening.", url = %format!("http://{addr}/"));
     // Its own token, not a child of `shutdown`: /metrics and /readyz stay up during the drain
     // and close last, so the drain can be watched to its end.
     let stop_ops = CancellationToken::new();
-    let server = tokio::spawn(http::serve(ops, listener, stop_ops.clone()));
+    let server = match listener {
+        Some(listener) => {
+            let ops =
+                OpsState::new(config.clone(), redactor.clone()).context("preparing ops HTTP")?;
+            let addr = listener.local_addr().context("reading the ops address")?;
+            tracing::info!(message = "Ops HTTP listening.", url = %format!("http://{addr}/"));
+            Some(tokio::spawn(http::serve(ops, listener, stop_ops.clone())))
+        }
+        None => {
+            tracing::info!(
+                message = "Ops HTTP is off (ops.bind = \"off\"): no /healthz, /readyz, /metrics or dashboard."
+            );
+            None
+        }
+    };
     // With --schedule the scheduler ticks in this process too; it stops first on shutdown
     // (it watches the same token), so no new runs are enqueued while the worker drains.
     let scheduler = if args.schedule {
@@ -51,7 +62,9 @@ pub(super) async fn run(
         scheduler.await.context("scheduler task")?.context("scheduler")?;
     }
     stop_ops.cancel();
-    server.await.context("ops HTTP task")?.context("ops HTTP")?;
+    if let Some(server) = server {
+        server.await.context("ops HTTP task")?.context("ops HTTP")?;
+    }
     res?;
     Ok(ExitCode::from(exit::OK))
 }

@@ -26,6 +26,11 @@ pub const REDIS_URL: &str = "REDIS_URL";
 pub const AGENTCRON_CONFIG: &str = "AGENTCRON_CONFIG";
 /// Prefix of `AGENTCRON__SECTION__KEY` overrides.
 pub const OVERRIDE_PREFIX: &str = "AGENTCRON__";
+/// Variables with the `AGENTCRON_` prefix that are not configuration keys, so never warned
+/// about: the file's path, the log format (read by the command line), the env file of
+/// `deploy/docker-compose.yml`, and the Redis of the test suite.
+pub(crate) const NOT_KEYS: [&str; 4] =
+    [AGENTCRON_CONFIG, "AGENTCRON_LOG_FORMAT", "AGENTCRON_ENV_FILE", "AGENTCRON_TEST_REDIS_URL"];
 
 /// Conventional variables and the configuration key each one sets. `AGENTCRON__…` still wins.
 pub(crate) const CONVENTIONAL: [(&str, &str); 4] = [
@@ -75,36 +80,9 @@ impl Env {
         self.0.get(name).map(String::as_str).filter(|value| !value.is_empty())
     }
 
-    /// The `AGENTCRON__SECTION__KEY` variables, as the `config` crate expects them.
-    pub(crate) fn overrides(&self) -> config::Map<String, String> {
-        self.0
-            .iter()
-            .filter(|(key, _)| key.starts_with(OVERRIDE_PREFIX))
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect()
-    }
-
-    /// Conventional variables renamed to the keys they set, as an `AGENTCRON__` style map.
-    pub(crate) fn conventional(&self) -> config::Map<String, String> {
-        CONVENTIONAL
-            .iter()
-            .filter_map(|(var, key)| {
-                let value = self.get(var)?;
-                Some((format!("{OVERRIDE_PREFIX}{}", key.replace('.', "__")), value.to_owned()))
-            })
-            .collect()
-    }
-
-    /// The variable that set configuration key `key`, if any (the override wins).
-    pub(crate) fn origin_of(&self, key: &str) -> Option<String> {
-        let name = format!("{OVERRIDE_PREFIX}{}", key.replace('.', "__")).to_uppercase();
-        if self.get(&name).is_some() {
-            return Some(name);
-        }
-        CONVENTIONAL
-            .iter()
-            .find(|(var, conventional_key)| *conventional_key == key && self.get(var).is_some())
-            .map(|(var, _)| (*var).to_owned())
+    /// Every variable, in name order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(name, value)| (name.as_str(), value.as_str()))
     }
 }
 

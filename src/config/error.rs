@@ -1,8 +1,9 @@
 //! Why a configuration failed to load: the error type and the problems it lists.
 //!
 //! Each [`Problem`] names where the value came from (the file and line, or the variable), the
-//! dotted key and what was expected. This module only describes and displays problems; it must
-//! not find them (that is `validate.rs` and `layers.rs`) and must never print a secret value.
+//! dotted key and what was expected; each [`Warning`] names a variable that sets nothing. This
+//! module only describes and displays them; it must not find them (that is `read.rs`,
+//! `overrides.rs` and `validate.rs`) and must never print a secret value.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -60,6 +61,23 @@ pub enum Origin {
     },
     /// An environment variable (or `.env`).
     Env(String),
+}
+
+/// A variable that looks meant for the configuration but sets nothing, such as
+/// `AGENTCRON_REDIS__URL` (one underscore after the prefix). Warnings never make a
+/// configuration invalid: start-up logs them and `config check` prints them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The variable, as written.
+    pub var: String,
+    /// Why it sets nothing, and the variable that would. Never contains its value.
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "environment variable {}: {}", self.var, self.message)
+    }
 }
 
 impl fmt::Display for Problem {

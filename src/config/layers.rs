@@ -1,197 +1,145 @@
-//! Layers the configuration file and the environment into one [`RawConfig`].
+//! Layers the configuration file and the environment into one [`RawConfig`], with every problem
+//! of syntax, type and name found on the way, and the warnings about variables.
 //!
 //! [`parse_layers`] parses the file's text exactly once, into a [`Document`] that keeps every
-//! span. The same parsed table is checked strictly against [`RawConfig`] (so a wrong type or an
-//! unknown key names its line), then handed to the `config` crate as a [`config::Source`] below
-//! the two environment layers. The `config` crate never sees the text, so it cannot parse it a
-//! second time. This module must not validate values or read files and the process environment:
-//! `config.rs` hands it the text and an [`Env`] snapshot, and `validate.rs` checks the values.
+//! span; `read.rs` reads each key from it and from the environment's [`Overrides`] (the variable
+//! wins), `unknown.rs` reports the file's keys that were never read, and `overrides.rs` warns
+//! about the variables that set nothing. Only a syntax error stops the check early, as it
+//! leaves no table to read. This module must not validate values or read files and the process
+//! environment: `config.rs` hands it the text and an [`Env`] snapshot, and `validate.rs` checks
+//! the values.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
-use toml::de::{DeTable, DeValue};
-
-use super::env::{Env, OVERRIDE_PREFIX};
+use super::env::Env;
 use super::locate::{self, Document};
+use super::overrides::Overrides;
 use super::raw::RawConfig;
-use super::{ConfigError, Origin, Problem, Result};
+use super::read::{Read, Reader};
+use super::unknown;
+use super::{ConfigError, Origin, Problem, Warning};
 
-/// Parses `text` once, checks it strictly (for positions), then layers the environment over it.
-///
-/// Returns the parsed document too, so that validation can name the line of each problem.
+/// The file and the environment, read.
+pub(super) struct Layers<'a> {
+    /// The file, parsed once, for the lines of later problems.
+    pub(super) document: Document<'a>,
+    pub(super) raw: RawConfig,
+    /// Problems of syntax, type and unknown keys, in the order found.
+    pub(super) problems: Vec<Problem>,
+    /// Key → the variable whose value it took, for the origin of later problems.
+    pub(super) env_origins: BTreeMap<String, String>,
+    pub(super) warnings: Vec<Warning>,
+}
+
+/// Parses `text` once and reads every key from it and from `env`.
 ///
 /// # Errors
-/// [`ConfigError::Invalid`] with the one problem that stopped parsing or layering.
+/// [`ConfigError::Invalid`] with the syntax error that stopped parsing, beside the warnings
+/// about the environment (checked against an empty file).
 pub(super) fn parse_layers<'a>(
     path: &Path,
     text: &'a str,
     env: &Env,
-) -> Result<(Document<'a>, RawConfig)> {
-    let document = Document::parse(text).map_err(|error| {
-        // A syntax error leaves no table to find the key in.
-        ConfigError::Invalid(vec![file_problem(path, text, None, &error)])
-    })?;
-    // Deserialising from the parsed table gives the same messages and spans as `toml::from_str`.
-    let strict = toml::de::Deserializer::from(document.root().clone());
-    if let Err(error) = RawConfig::deserialize(strict) {
-        return Err(ConfigError::Invalid(vec![file_problem(path, text, Some(&document), &error)]));
-    }
-    let env_problem = |error| ConfigError::Invalid(vec![env_problem(env, &error)]);
-    let file = ParsedFile::from_document(&document).map_err(env_problem)?;
-    let with_prefix = |vars| {
-        config::Environment::with_prefix("AGENTCRON")
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true)
-            .source(Some(vars))
+) -> Result<Layers<'a>, (ConfigError, Vec<Warning>)> {
+    let overrides = Overrides::from_env(env);
+    let document = match Document::parse(text) {
+        Ok(document) => document,
+        Err(error) => {
+            let problem = syntax_problem(path, text, &error);
+            let warnings = Document::parse("")
+                .map(|empty| read_all(path, &empty, &overrides).2)
+                .unwrap_or_default();
+            return Err((ConfigError::Invalid(vec![problem]), warnings));
+        }
     };
-    let raw = config::Config::builder()
-        .add_source(file)
-        .add_source(with_prefix(env.conventional()))
-        .add_source(with_prefix(env.overrides()))
-        .build()
-        .and_then(config::Config::try_deserialize::<RawConfig>)
-        .map_err(env_problem)?;
-    Ok((document, raw))
+    let (raw, read, warnings) = read_all(path, &document, &overrides);
+    let mut problems = read.problems;
+    problems.extend(unknown::problems(path, &document, &read.known));
+    Ok(Layers { document, raw, problems, env_origins: read.env_origins, warnings })
 }
 
-/// The file's values, converted from the already parsed [`Document`] for the `config` crate.
-///
-/// The conversion is the one `config::File` applies to TOML (same value kinds, no origin, as
-/// for `config::File::from_str`), so layering behaves exactly as it did with a file source.
-#[derive(Debug, Clone)]
-struct ParsedFile(config::Map<String, config::Value>);
-
-impl ParsedFile {
-    fn from_document(document: &Document<'_>) -> Result<Self, config::ConfigError> {
-        table_values(document.root().get_ref())
-            .map(Self)
-            .map_err(|cause| config::ConfigError::FileParse { uri: None, cause })
-    }
-}
-
-impl config::Source for ParsedFile {
-    fn clone_into_box(&self) -> Box<dyn config::Source + Send + Sync> {
-        Box::new(self.clone())
-    }
-
-    fn collect(&self) -> Result<config::Map<String, config::Value>, config::ConfigError> {
-        Ok(self.0.clone())
-    }
-}
-
-type ConvertResult<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-fn table_values(table: &DeTable<'_>) -> ConvertResult<config::Map<String, config::Value>> {
-    let mut values = config::Map::new();
-    for (key, value) in table {
-        values.insert(key.get_ref().to_string(), value_of(value.get_ref())?);
-    }
-    Ok(values)
-}
-
-fn value_of(value: &DeValue<'_>) -> ConvertResult<config::Value> {
-    let value = match value {
-        DeValue::String(text) => config::Value::new(None, text.to_string()),
-        DeValue::Float(number) => {
-            let float = number.as_str().parse::<f64>()?;
-            if float.is_infinite() && !number.as_str().contains("inf") {
-                return Err("floating-point number overflowed".into());
-            }
-            config::Value::new(None, float)
-        }
-        DeValue::Integer(number) => {
-            config::Value::new(None, i64::from_str_radix(number.as_str(), number.radix())?)
-        }
-        DeValue::Boolean(flag) => config::Value::new(None, *flag),
-        DeValue::Table(table) => config::Value::new(None, table_values(table)?),
-        DeValue::Array(items) => {
-            let items: ConvertResult<Vec<_>> =
-                items.iter().map(|item| value_of(item.get_ref())).collect();
-            config::Value::new(None, items?)
-        }
-        DeValue::Datetime(datetime) => config::Value::new(None, datetime.to_string()),
-    };
-    Ok(value)
-}
-
-/// A problem the TOML parser or the strict deserialisation found, at its line.
-fn file_problem(
+fn read_all(
     path: &Path,
-    text: &str,
-    document: Option<&Document<'_>>,
-    error: &toml::de::Error,
-) -> Problem {
-    let offset = error.span().map(|span| span.start);
-    let key = offset.zip(document).and_then(|(offset, document)| document.path_at(offset));
+    document: &Document<'_>,
+    overrides: &Overrides,
+) -> (RawConfig, Read, Vec<Warning>) {
+    let mut reader = Reader::new(path, document, overrides);
+    let raw = RawConfig::read(&mut reader);
+    let read = reader.finish();
+    let warnings = overrides.warnings(&read.known);
+    (raw, read, warnings)
+}
+
+/// The syntax error that stopped the parse, at its line.
+fn syntax_problem(path: &Path, text: &str, error: &toml::de::Error) -> Problem {
+    let line = error.span().map(|span| locate::line_at(text, span.start));
     Problem {
-        origin: Origin::File {
-            path: path.to_path_buf(),
-            line: offset.map(|offset| locate::line_at(text, offset)),
-        },
-        key: key.map_or_else(|| "(file)".to_owned(), |key| key.to_string()),
+        origin: Origin::File { path: path.to_path_buf(), line },
+        key: "(file)".to_owned(),
         message: error.message().trim().to_owned(),
     }
-}
-
-fn env_problem(env: &Env, error: &config::ConfigError) -> Problem {
-    // The `config` crate names the key (or the unknown field and its table) in its message;
-    // find the variable that set it.
-    let message = error.to_string();
-    let named = |key: &str| {
-        let (table, field) = key.rsplit_once('.').unwrap_or(("", key));
-        message.contains(&format!("`{key}`"))
-            || (message.contains(&format!("`{field}`")) && message.contains(&format!("`{table}`")))
-    };
-    let found = env
-        .overrides()
-        .into_keys()
-        .chain(env.conventional().into_keys())
-        .map(|var| {
-            let key = var[OVERRIDE_PREFIX.len()..].replace("__", ".").to_lowercase();
-            (var, key)
-        })
-        .find(|(_, key)| named(key));
-    let (var, key) =
-        found.unwrap_or_else(|| ("AGENTCRON__*".to_owned(), "(environment)".to_owned()));
-    Problem { origin: Origin::Env(var), key, message }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SHIPPED: &str = include_str!("../../jobs.toml");
-    const KINDS: &str = "a = 0x1F\nb = -2.5e3\nc = inf\nd = 1979-05-27T07:32:00Z\ne = [1, \"x\"]\n\
-        [[f]]\ng = true\n[h.i]\nj = 'k'\n";
-
-    fn layered(source: impl config::Source + Send + Sync + 'static) -> serde_json::Value {
-        let config = config::Config::builder().add_source(source).build().unwrap();
-        config.try_deserialize().unwrap()
-    }
-
-    /// The parsed-table source gives the `config` crate what its own TOML file source gave.
-    #[test]
-    fn parsed_file_matches_the_config_crates_file_source() {
-        for text in [SHIPPED, KINDS] {
-            let document = Document::parse(text).unwrap();
-            let ours = layered(ParsedFile::from_document(&document).unwrap());
-            let theirs = layered(config::File::from_str(text, config::FileFormat::Toml));
-            assert_eq!(ours, theirs, "{text}");
-        }
+    fn layers_of(text: &str, env: &[(&str, &str)]) -> Layers<'static> {
+        let text = Box::leak(text.to_owned().into_boxed_str());
+        let env = Env::from_pairs(env.iter().copied());
+        parse_layers(Path::new("jobs.toml"), text, &env).map_err(|(error, _)| error).unwrap()
     }
 
     #[test]
-    fn a_strict_error_names_the_key_and_line_from_the_one_parse() {
-        let env = Env::default();
-        let text = "[worker]\nconcurrency = 3\ncolour = \"blue\"\n";
-        let Err(error) = parse_layers(Path::new("jobs.toml"), text, &env) else {
-            panic!("an unknown key must be rejected")
+    fn an_unknown_key_names_its_line_and_reading_goes_on() {
+        let layers = layers_of("[worker]\nconcurrency = 3\ncolour = \"blue\"\nlease = 5\n", &[]);
+        let shown: Vec<String> = layers.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "jobs.toml:4: `worker.lease`: invalid type: expected a string, found integer 5",
+                "jobs.toml:3: `worker.colour`: unknown key; expected one of concurrency, heartbeat, \
+                 lease, max_attempts, run_timeout, shutdown_grace",
+            ]
+        );
+        assert_eq!(layers.raw.worker.concurrency, Some(3));
+    }
+
+    #[test]
+    fn the_variable_wins_and_is_remembered() {
+        let env = [("AGENTCRON__WORKER__CONCURRENCY", "7"), ("REDIS_URL", "redis://r:1")];
+        let layers = layers_of("[worker]\nconcurrency = 3\n", &env);
+        assert_eq!(layers.raw.worker.concurrency, Some(7));
+        assert_eq!(layers.raw.redis.url.as_deref(), Some("redis://r:1"));
+        let var = layers.env_origins.get("worker.concurrency").map(String::as_str);
+        assert_eq!(var, Some("AGENTCRON__WORKER__CONCURRENCY"));
+        assert!(layers.problems.is_empty() && layers.warnings.is_empty());
+    }
+
+    #[test]
+    fn variables_are_parsed_as_their_key_requires() {
+        let env = [
+            ("AGENTCRON__ANTHROPIC__AGENT__TOOLSETS", "a, b,,"),
+            ("AGENTCRON__SETUP__AUTO", "TRUE"),
+            ("AGENTCRON__RETRY__JITTER", "0"),
+            ("AGENTCRON__RETRY__MULTIPLIER", "1.5"),
+            ("AGENTCRON__LIMITS__CREATES_PER_MINUTE", "30"),
+        ];
+        let raw = layers_of("", &env).raw;
+        assert_eq!(raw.anthropic.agent.toolsets, Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!((raw.setup.auto, raw.retry.jitter), (Some(true), Some(false)));
+        assert_eq!(raw.retry.multiplier, Some(1.5));
+        assert_eq!(raw.limits.creates_per_minute, Some(30.0));
+    }
+
+    #[test]
+    fn a_syntax_error_still_warns_about_the_environment() {
+        let env = Env::from_pairs([("AGENTCRON_REDIS__URL", "redis://r:1")]);
+        let Err((error, warnings)) = parse_layers(Path::new("jobs.toml"), "[ops", &env) else {
+            panic!("a syntax error stops the check")
         };
-        let problem = &error.problems()[0];
-        assert_eq!(problem.key, "worker.colour");
-        let origin = Origin::File { path: "jobs.toml".into(), line: Some(3) };
-        assert_eq!(problem.origin, origin);
+        assert_eq!(error.problems()[0].key, "(file)");
+        assert_eq!(warnings[0].var, "AGENTCRON_REDIS__URL");
     }
 }

@@ -1,4 +1,4 @@
-//! Finds where a configuration key sits in the TOML text, and which key a parse error points at.
+//! Finds where a configuration key sits in the TOML text, and the value the file gives it.
 //!
 //! [`Document`] is the file parsed once, with the span of every key and value kept. The layering
 //! reads values from it and validation asks it for lines, so no error needs a second parse to
@@ -37,10 +37,6 @@ impl KeyPath {
             }
         }
         Self(segments)
-    }
-
-    fn push(&mut self, segment: Segment) {
-        self.0.push(segment);
     }
 }
 
@@ -90,10 +86,22 @@ impl<'a> Document<'a> {
         Some(line_at(self.text, span.start))
     }
 
-    /// The innermost key whose value covers `offset`, for errors that only carry a position.
-    pub(crate) fn path_at(&self, offset: usize) -> Option<KeyPath> {
-        let mut path = KeyPath::default();
-        descend_table(self.root.get_ref(), offset, &mut path).then_some(path)
+    /// The value the file gives `path`, if it sets it.
+    pub(crate) fn get(&self, path: &KeyPath) -> Option<&Spanned<DeValue<'a>>> {
+        let (Segment::Key(name), rest) = path.0.split_first()? else { return None };
+        let (_, value) = self.root.get_ref().iter().find(|(key, _)| key.get_ref() == name)?;
+        rest.iter().try_fold(value, |value, segment| match (value.get_ref(), segment) {
+            (DeValue::Table(table), Segment::Key(name)) => {
+                table.iter().find(|(key, _)| key.get_ref() == name).map(|(_, value)| value)
+            }
+            (DeValue::Array(items), Segment::Index(index)) => items.get(*index),
+            _ => None,
+        })
+    }
+
+    /// The 1-based line of a byte offset in the file.
+    pub(crate) fn line_at(&self, offset: usize) -> usize {
+        line_at(self.text, offset)
     }
 }
 
@@ -120,36 +128,6 @@ fn span_in_value(value: &Spanned<DeValue<'_>>, segments: &[Segment]) -> Option<R
     }
 }
 
-fn descend_table(table: &DeTable<'_>, offset: usize, path: &mut KeyPath) -> bool {
-    for (key, value) in table.iter() {
-        let covers = key.span().contains(&offset) || value.span().contains(&offset);
-        let inside = matches!(value.get_ref(), DeValue::Table(_) | DeValue::Array(_));
-        if covers || inside {
-            path.push(Segment::Key(key.get_ref().to_string()));
-            if descend_value(value, offset, path) || covers {
-                return true;
-            }
-            path.0.pop();
-        }
-    }
-    false
-}
-
-fn descend_value(value: &Spanned<DeValue<'_>>, offset: usize, path: &mut KeyPath) -> bool {
-    match value.get_ref() {
-        DeValue::Table(table) => descend_table(table, offset, path),
-        DeValue::Array(items) => items.iter().enumerate().any(|(index, item)| {
-            path.push(Segment::Index(index));
-            let found = descend_value(item, offset, path) || item.span().contains(&offset);
-            if !found {
-                path.0.pop();
-            }
-            found
-        }),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,12 +148,14 @@ mod tests {
     }
 
     #[test]
-    fn path_of_offset() {
+    fn values_of_keys() {
         let document = Document::parse(TEXT).unwrap();
-        let offset = TEXT.find("5\n").unwrap();
-        assert_eq!(document.path_at(offset).unwrap().to_string(), "schedule[1].cron");
-        let offset = TEXT.find("\"x\"").unwrap();
-        assert_eq!(document.path_at(offset).unwrap().to_string(), "redis.url");
+        let get = |path: &str| document.get(&KeyPath::parse(path)).map(|v| v.get_ref().type_str());
+        assert_eq!(get("redis.url"), Some("string"));
+        assert_eq!(get("schedule[1].cron"), Some("integer"));
+        assert_eq!(get("schedule"), Some("array"));
+        assert_eq!(get("schedule[2].cron"), None);
+        assert_eq!(get("redis.url.x"), None);
     }
 
     #[test]

@@ -2,53 +2,38 @@
 //!
 //! Every field is optional or defaulted here and every value keeps its textual form (durations,
 //! URLs, cron expressions are strings), so that validation in `validate.rs` can report *all*
-//! problems at once with the key that holds each one. Unknown keys are rejected.
+//! problems at once with the key that holds each one. Each section is read key by key through
+//! `read.rs`, and the keys read here are the only valid ones (`unknown.rs` reports the rest).
 //! This module must not interpret values: that belongs to `validate.rs`.
 
-use serde::Deserialize;
+use super::read::Reader;
 
 /// The whole file. Sections may be omitted; each has compiled defaults.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawConfig {
-    #[serde(default)]
     pub(crate) redis: RawRedis,
-    #[serde(default)]
     pub(crate) worker: RawWorker,
-    #[serde(default)]
     pub(crate) scalekit: RawScalekit,
-    #[serde(default)]
     pub(crate) anthropic: RawAnthropic,
-    #[serde(default)]
     pub(crate) http: RawHttp,
-    #[serde(default)]
     pub(crate) retry: RawRetry,
-    #[serde(default)]
     pub(crate) limits: RawLimits,
-    #[serde(default)]
     pub(crate) transcripts: RawTranscripts,
-    #[serde(default)]
     pub(crate) notices: RawNotices,
-    #[serde(default)]
     pub(crate) ops: RawOps,
-    #[serde(default)]
     pub(crate) setup: RawSetup,
-    #[serde(default)]
     pub(crate) retention: RawRetention,
-    #[serde(default)]
     pub(crate) schedule: Vec<RawSchedule>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawRedis {
     pub(crate) url: Option<String>,
     pub(crate) prefix: Option<String>,
     pub(crate) allow_eviction: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawWorker {
     pub(crate) concurrency: Option<i64>,
     pub(crate) run_timeout: Option<String>,
@@ -58,8 +43,7 @@ pub(crate) struct RawWorker {
     pub(crate) lease: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawScalekit {
     pub(crate) env_url: Option<String>,
     pub(crate) mcp_config_name: Option<String>,
@@ -68,27 +52,23 @@ pub(crate) struct RawScalekit {
     pub(crate) connections: Option<Vec<RawConnection>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub(crate) struct RawConnection {
-    pub(crate) name: String,
-    pub(crate) tools: Vec<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) tools: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawAnthropic {
     pub(crate) base_url: Option<String>,
     pub(crate) environment_id: Option<String>,
     pub(crate) environment_name: Option<String>,
     pub(crate) requires_action: Option<String>,
     pub(crate) archive_sessions: Option<bool>,
-    #[serde(default)]
     pub(crate) agent: RawAgent,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawAgent {
     pub(crate) name: Option<String>,
     pub(crate) model: Option<String>,
@@ -98,8 +78,7 @@ pub(crate) struct RawAgent {
     pub(crate) permission_policy: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawHttp {
     pub(crate) connect_timeout: Option<String>,
     pub(crate) request_timeout: Option<String>,
@@ -107,8 +86,7 @@ pub(crate) struct RawHttp {
     pub(crate) max_event_bytes: Option<i64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawRetry {
     pub(crate) initial: Option<String>,
     pub(crate) max_interval: Option<String>,
@@ -118,8 +96,7 @@ pub(crate) struct RawRetry {
     pub(crate) max_attempts: Option<i64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawLimits {
     pub(crate) creates_per_minute: Option<f64>,
     pub(crate) requests_per_minute: Option<f64>,
@@ -128,23 +105,20 @@ pub(crate) struct RawLimits {
     pub(crate) tokens_per_second: Option<f64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawTranscripts {
     pub(crate) dir: Option<String>,
     pub(crate) redis_maxlen: Option<i64>,
     pub(crate) ttl: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawNotices {
     pub(crate) webhook_url: Option<String>,
     pub(crate) webhook_secret: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawRetention {
     pub(crate) runs: Option<String>,
     pub(crate) transcripts: Option<String>,
@@ -152,30 +126,145 @@ pub(crate) struct RawRetention {
     pub(crate) every: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawSetup {
     pub(crate) auto: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawOps {
     pub(crate) bind: Option<String>,
     pub(crate) token: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub(crate) struct RawSchedule {
-    pub(crate) name: String,
-    pub(crate) cron: String,
+    pub(crate) name: Option<String>,
+    pub(crate) cron: Option<String>,
     pub(crate) timezone: Option<String>,
-    #[serde(default)]
     pub(crate) users: Vec<String>,
     pub(crate) prompt: Option<String>,
     pub(crate) overlap: Option<String>,
     pub(crate) spread: Option<String>,
     pub(crate) catch_up: Option<String>,
     pub(crate) enabled: Option<bool>,
+}
+
+impl RawConfig {
+    /// Reads every key of every section; the order is the file's, for the order of problems.
+    pub(super) fn read(r: &mut Reader<'_>) -> Self {
+        Self {
+            redis: RawRedis { url: r.string("redis.url"), prefix: r.string("redis.prefix") },
+            worker: RawWorker {
+                concurrency: r.int("worker.concurrency"),
+                run_timeout: r.string("worker.run_timeout"),
+                max_attempts: r.int("worker.max_attempts"),
+                shutdown_grace: r.string("worker.shutdown_grace"),
+                heartbeat: r.string("worker.heartbeat"),
+                lease: r.string("worker.lease"),
+            },
+            scalekit: RawScalekit::read(r),
+            anthropic: RawAnthropic::read(r),
+            http: RawHttp {
+                connect_timeout: r.string("http.connect_timeout"),
+                request_timeout: r.string("http.request_timeout"),
+                stream_idle_timeout: r.string("http.stream_idle_timeout"),
+            },
+            retry: RawRetry {
+                initial: r.string("retry.initial"),
+                max_interval: r.string("retry.max_interval"),
+                max_elapsed: r.string("retry.max_elapsed"),
+                multiplier: r.float("retry.multiplier"),
+                jitter: r.bool("retry.jitter"),
+                max_attempts: r.int("retry.max_attempts"),
+            },
+            limits: RawLimits {
+                creates_per_minute: r.float("limits.creates_per_minute"),
+                requests_per_minute: r.float("limits.requests_per_minute"),
+                environments_per_minute: r.float("limits.environments_per_minute"),
+                sessions_per_second: r.float("limits.sessions_per_second"),
+                tokens_per_second: r.float("limits.tokens_per_second"),
+            },
+            transcripts: RawTranscripts {
+                dir: r.string("transcripts.dir"),
+                redis_maxlen: r.int("transcripts.redis_maxlen"),
+                ttl: r.string("transcripts.ttl"),
+            },
+            notices: RawNotices {
+                webhook_url: r.string("notices.webhook_url"),
+                webhook_secret: r.string("notices.webhook_secret"),
+            },
+            ops: RawOps { bind: r.string("ops.bind"), token: r.string("ops.token") },
+            setup: RawSetup { auto: r.bool("setup.auto") },
+            retention: RawRetention {
+                runs: r.string("retention.runs"),
+                transcripts: r.string("retention.transcripts"),
+                transcripts_max_mb: r.int("retention.transcripts_max_mb"),
+                every: r.string("retention.every"),
+            },
+            schedule: (0..r.tables("schedule").unwrap_or(0))
+                .map(|i| RawSchedule::read(r, &format!("schedule[{i}]")))
+                .collect(),
+        }
+    }
+}
+
+impl RawScalekit {
+    fn read(r: &mut Reader<'_>) -> Self {
+        Self {
+            env_url: r.string("scalekit.env_url"),
+            mcp_config_name: r.string("scalekit.mcp_config_name"),
+            token_expiry: r.string("scalekit.token_expiry"),
+            token_refresh_margin: r.string("scalekit.token_refresh_margin"),
+            connections: r.tables("scalekit.connections").map(|n_connections| {
+                (0..n_connections)
+                    .map(|i| {
+                        let key = format!("scalekit.connections[{i}]");
+                        let name = r.string(&format!("{key}.name"));
+                        let tools = r.strings(&format!("{key}.tools"));
+                        RawConnection { name, tools }
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+impl RawAnthropic {
+    fn read(r: &mut Reader<'_>) -> Self {
+        Self {
+            base_url: r.string("anthropic.base_url"),
+            environment_id: r.string("anthropic.environment_id"),
+            environment_name: r.string("anthropic.environment_name"),
+            requires_action: r.string("anthropic.requires_action"),
+            archive_sessions: r.bool("anthropic.archive_sessions"),
+            agent: RawAgent {
+                name: r.string("anthropic.agent.name"),
+                model: r.string("anthropic.agent.model"),
+                system: r.string("anthropic.agent.system"),
+                mcp_server_name: r.string("anthropic.agent.mcp_server_name"),
+                toolsets: r.strings("anthropic.agent.toolsets"),
+                permission_policy: r.string("anthropic.agent.permission_policy"),
+            },
+        }
+    }
+}
+
+impl RawSchedule {
+    /// One `[[schedule]]`, at `key` (`schedule[0]`).
+    fn read(r: &mut Reader<'_>, key: &str) -> Self {
+        let name = r.string(&format!("{key}.name"));
+        let cron = r.string(&format!("{key}.cron"));
+        Self {
+            name,
+            cron,
+            timezone: r.string(&format!("{key}.timezone")),
+            users: r.strings(&format!("{key}.users")).unwrap_or_default(),
+            prompt: r.string(&format!("{key}.prompt")),
+            overlap: r.string(&format!("{key}.overlap")),
+            spread: r.string(&format!("{key}.spread")),
+            catch_up: r.string(&format!("{key}.catch_up")),
+            enabled: r.bool(&format!("{key}.enabled")),
+        }
+    }
 }

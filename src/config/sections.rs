@@ -53,8 +53,10 @@ pub struct NoticesConfig {
 /// `[ops]`: the HTTP endpoint for health, metrics and the dashboard.
 #[derive(Debug, Clone, Serialize)]
 pub struct OpsConfig {
-    /// Listen address. Defaults to `127.0.0.1:9187`.
-    pub bind: SocketAddr,
+    /// Listen address, `None` for `"off"` (no ops server: no `/metrics`, `/readyz` or
+    /// dashboard). Defaults to `127.0.0.1:9187`.
+    #[serde(serialize_with = "ser::opt_bind")]
+    pub bind: Option<SocketAddr>,
     /// Bearer token; required when `bind` is not a loopback address.
     #[serde(serialize_with = "ser::opt_secret")]
     pub token: Option<SecretString>,

@@ -46,6 +46,17 @@ pub(super) fn opt_url<S: Serializer>(value: &Option<Url>, s: S) -> Result<S::Ok,
     }
 }
 
+/// The ops address, or `"off"`.
+pub(super) fn opt_bind<S: Serializer>(
+    value: &Option<std::net::SocketAddr>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(addr) => s.collect_str(addr),
+        None => s.serialize_str("off"),
+    }
+}
+
 pub(super) fn opt_secret<S: Serializer>(
     value: &Option<SecretString>,
     s: S,

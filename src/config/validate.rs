@@ -1,12 +1,15 @@
 //! Turns the layered raw configuration into a typed [`Config`], collecting every problem.
 //!
-//! The compiled defaults live here, next to the range each value must fall in; the primitive
-//! checks are in `validate/checker.rs`. This module must not read or parse files or read the
-//! process environment itself: `config.rs` hands it the parsed [`Document`] (for lines) and an
-//! [`Env`] snapshot.
+//! The compiled defaults live here, next to the range each value must fall in, and so do the
+//! checks across keys (a heartbeat well inside the lease, a shutdown grace shorter than a run);
+//! the primitive checks are in `validate/checker.rs`, the schedules' in
+//! `validate/schedules.rs`. This module must not read or parse files or read the process
+//! environment itself: `config.rs` hands it the layers read from the parsed document (for
+//! lines) and an [`Env`] snapshot (for the secrets).
 
 mod checker;
 mod limits;
+mod schedules;
 mod settings;
 
 use std::path::Path;
@@ -16,10 +19,9 @@ use secrecy::SecretString;
 
 use self::checker::Checker;
 use super::env::{ANTHROPIC_API_KEY, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET};
-use super::locate::Document;
-use super::raw::{RawAgent, RawConfig, RawSchedule};
+use super::layers::Layers;
+use super::raw::{RawAgent, RawConfig};
 use super::*;
-use crate::ids::UserId;
 
 const SECOND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
@@ -40,16 +42,13 @@ const GUIDE_CALENDAR_TOOLS: [&str; 5] = [
     "googlecalendar_create_event",
     "googlecalendar_update_event",
 ];
-const DEFAULT_PROMPT: &str = "It is {local_time}. Triage my inbox.";
 
-/// Validates `raw`; every problem found is reported.
-pub(super) fn validate(
-    path: &Path,
-    document: &Document<'_>,
-    env: &Env,
-    raw: &RawConfig,
-) -> Result<Config> {
-    let mut check = Checker::new(path, document, env);
+/// Validates the layers read; every problem found, theirs and these, is reported, the file's
+/// in line order, then the environment's.
+pub(super) fn validate(path: &Path, layers: Layers<'_>, env: &Env) -> Result<Config> {
+    let Layers { document, raw, problems, env_origins, .. } = layers;
+    let mut check = Checker::new(path, &document, &env_origins, problems);
+    let raw = &raw;
     let config = Config {
         source: path.to_path_buf(),
         redis: redis(&mut check, raw),
@@ -64,14 +63,19 @@ pub(super) fn validate(
         ops: ops(&mut check, raw),
         setup: SetupConfig { auto: raw.setup.auto.unwrap_or(false) },
         retention: settings::retention(&mut check, raw),
-        schedules: schedules(&mut check, &raw.schedule),
+        schedules: schedules::schedules(&mut check, &raw.schedule),
         secrets: Secrets {
             scalekit_client_id: env.get(SCALEKIT_CLIENT_ID).map(str::to_owned),
             scalekit_client_secret: env.get(SCALEKIT_CLIENT_SECRET).map(SecretString::from),
             anthropic_api_key: env.get(ANTHROPIC_API_KEY).map(SecretString::from),
         },
     };
-    let problems = check.into_problems();
+    let mut problems = check.into_problems();
+    problems.sort_by_key(|problem| match &problem.origin {
+        Origin::File { line: Some(line), .. } => (0, *line),
+        Origin::File { line: None, .. } => (1, 0),
+        Origin::Env(_) => (2, 0),
+    });
     if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
 }
 
@@ -91,7 +95,7 @@ fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
 
 fn worker(check: &mut Checker<'_>, raw: &RawConfig) -> WorkerConfig {
     let w = &raw.worker;
-    WorkerConfig {
+    let worker = WorkerConfig {
         concurrency: check.int("worker.concurrency", w.concurrency, 200, 1..=100_000),
         run_timeout: check.duration(
             "worker.run_timeout",
@@ -113,6 +117,39 @@ fn worker(check: &mut Checker<'_>, raw: &RawConfig) -> WorkerConfig {
             Duration::from_millis(100)..=MINUTE,
         ),
         lease: check.duration("worker.lease", w.lease.as_deref(), 30 * SECOND, SECOND..=HOUR),
+    };
+    worker_cross_checks(check, &worker);
+    worker
+}
+
+/// Between keys, each checked only when both keys are valid alone.
+fn worker_cross_checks(check: &mut Checker<'_>, worker: &WorkerConfig) {
+    let shown = |duration: Duration| humantime::format_duration(duration).to_string();
+    // A worker's lease must survive a lost heartbeat or two, and a run's per-user lease is
+    // renewed every third of the lease (`worker/maintenance.rs`).
+    if worker.heartbeat * 3 >= worker.lease
+        && check.are_valid(&["worker.heartbeat", "worker.lease"])
+    {
+        // Shown to the millisecond: 20s / 3 = 6s 666ms.
+        let third = u64::try_from((worker.lease / 3).as_millis()).unwrap_or(u64::MAX);
+        let third = Duration::from_millis(third);
+        let message = format!(
+            "must be shorter than a third of worker.lease ({} / 3 = {}), found {}",
+            shown(worker.lease),
+            shown(third),
+            shown(worker.heartbeat)
+        );
+        check.problem("worker.heartbeat", message);
+    }
+    // A drain that outlasts the longest run only delays the shutdown.
+    let keys = ["worker.shutdown_grace", "worker.run_timeout"];
+    if worker.shutdown_grace >= worker.run_timeout && check.are_valid(&keys) {
+        let message = format!(
+            "must be shorter than worker.run_timeout ({}), found {}",
+            shown(worker.run_timeout),
+            shown(worker.shutdown_grace)
+        );
+        check.problem("worker.shutdown_grace", message);
     }
 }
 
@@ -139,7 +176,15 @@ fn scalekit(check: &mut Checker<'_>, raw: &RawConfig) -> ScalekitConfig {
     let connections = match &s.connections {
         Some(connections) => connections
             .iter()
-            .map(|c| Connection { name: c.name.clone(), tools: c.tools.clone() })
+            .enumerate()
+            .map(|(i, c)| {
+                if c.name.is_none() {
+                    let message = "missing: every [[scalekit.connections]] needs a name";
+                    check.problem(&format!("scalekit.connections[{i}].name"), message);
+                }
+                let tools = c.tools.clone().unwrap_or_default();
+                Connection { name: c.name.clone().unwrap_or_default(), tools }
+            })
             .collect(),
         None => vec![
             guide_connection("gmail", &GUIDE_GMAIL_TOOLS),
@@ -150,7 +195,10 @@ fn scalekit(check: &mut Checker<'_>, raw: &RawConfig) -> ScalekitConfig {
         check.problem("scalekit.connections", "expected at least one connection");
     }
     for (i, connection) in connections.iter().enumerate() {
-        check.name(&format!("scalekit.connections[{i}].name"), &connection.name, 64);
+        let key = format!("scalekit.connections[{i}].name");
+        if check.are_valid(&[&key]) {
+            check.name(&key, &connection.name, 64);
+        }
         if connection.tools.is_empty() {
             check.problem(
                 &format!("scalekit.connections[{i}].tools"),
@@ -287,79 +335,25 @@ fn retry(check: &mut Checker<'_>, raw: &RawConfig) -> RetryConfig {
 fn ops(check: &mut Checker<'_>, raw: &RawConfig) -> OpsConfig {
     let text = raw.ops.bind.clone().unwrap_or_else(|| "127.0.0.1:9187".to_owned());
     let token = raw.ops.token.clone().filter(|s| !s.is_empty()).map(SecretString::from);
-    let bind = match text.parse::<std::net::SocketAddr>() {
-        Ok(bind) => bind,
-        Err(_) => {
-            check.problem(
-                "ops.bind",
-                format!("expected an address such as \"127.0.0.1:9187\", found {text:?}"),
-            );
-            std::net::SocketAddr::from(([127, 0, 0, 1], 9187))
+    let bind = if text.trim().eq_ignore_ascii_case("off") {
+        None
+    } else {
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(bind) => Some(bind),
+            Err(_) => {
+                let message = format!(
+                    "expected an address such as \"127.0.0.1:9187\", or \"off\", found {text:?}"
+                );
+                check.problem("ops.bind", message);
+                None
+            }
         }
     };
-    if !bind.ip().is_loopback() && token.is_none() {
+    if let Some(bind) = bind.filter(|bind| !bind.ip().is_loopback() && token.is_none()) {
         check.problem(
             "ops.token",
             format!("required when ops.bind ({bind}) is not a loopback address"),
         );
     }
     OpsConfig { bind, token }
-}
-
-fn schedules(check: &mut Checker<'_>, raw: &[RawSchedule]) -> Vec<ScheduleConfig> {
-    let mut seen = std::collections::HashSet::new();
-    raw.iter()
-        .enumerate()
-        .map(|(i, entry)| {
-            let key = format!("schedule[{i}]");
-            if !seen.insert(entry.name.clone()) {
-                check.problem(
-                    &format!("{key}.name"),
-                    format!("duplicate schedule name {:?}", entry.name),
-                );
-            }
-            schedule(check, &key, entry)
-        })
-        .collect()
-}
-
-fn schedule(check: &mut Checker<'_>, key: &str, raw: &RawSchedule) -> ScheduleConfig {
-    check.name(&format!("{key}.name"), &raw.name, 64);
-    let cron = CronExpr::parse(&raw.cron).unwrap_or_else(|error| {
-        check.problem(&format!("{key}.cron"), error.to_string());
-        CronExpr::fallback()
-    });
-    let zone = raw.timezone.as_deref().unwrap_or("UTC");
-    let timezone = zone.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
-        check.problem(
-            &format!("{key}.timezone"),
-            format!("expected an IANA time zone such as \"Europe/Berlin\", found {zone:?}"),
-        );
-        chrono_tz::UTC
-    });
-    let mut users = Vec::with_capacity(raw.users.len());
-    for (j, user) in raw.users.iter().enumerate() {
-        match UserId::parse(user.as_str()) {
-            Ok(user) => users.push(user),
-            Err(error) => check.problem(
-                &format!("{key}.users[{j}]"),
-                format!("expected a valid user id: {error}"),
-            ),
-        }
-    }
-    ScheduleConfig {
-        name: raw.name.clone(),
-        cron,
-        timezone,
-        users,
-        prompt: raw.prompt.clone().unwrap_or_else(|| DEFAULT_PROMPT.to_owned()),
-        overlap: check.choice(
-            &format!("{key}.overlap"),
-            raw.overlap.as_deref(),
-            &[("skip", Overlap::Skip), ("queue", Overlap::Queue)],
-        ),
-        spread: check.opt_duration(&format!("{key}.spread"), raw.spread.as_deref(), DAY),
-        catch_up: check.opt_duration(&format!("{key}.catch_up"), raw.catch_up.as_deref(), 7 * DAY),
-        enabled: raw.enabled.unwrap_or(true),
-    }
 }

@@ -48,13 +48,19 @@ pub enum OpsError {
     /// A non-loopback bind without a token would expose run data to the network.
     #[error("ops.token: required when ops.bind ({0}) is not a loopback address")]
     TokenRequired(SocketAddr),
-    /// The address could not be bound.
-    #[error("ops.bind: cannot listen on {addr}: {source}")]
+    /// The address could not be bound: taken by another process (a second worker on this
+    /// host), or not this host's. The OS error is shown once, in this message.
+    #[error(
+        "cannot listen on {addr} for the ops server ({error}); set ops.bind \
+         (AGENTCRON__OPS__BIND) to another address, or to \"off\" to run this worker without \
+         the ops server (no /metrics, /readyz or dashboard)"
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
+        /// Why, from the OS. Not a `source`: the message shows it, and a source would be
+        /// printed a second time by every error chain.
+        error: std::io::Error,
     },
     /// The Redis URL is unusable.
     #[error(transparent)]
@@ -97,18 +103,21 @@ impl OpsState {
     }
 }
 
-/// Binds the ops listener. Refuses a non-loopback address without a token, as configuration
-/// validation does: defence in depth for configurations built in code.
+/// Binds the ops listener; `None` when `ops.bind` is `"off"`. Refuses a non-loopback address
+/// without a token, as configuration validation does: defence in depth for configurations
+/// built in code.
 ///
 /// # Errors
 /// [`OpsError::TokenRequired`], or [`OpsError::Bind`] when the address cannot be bound.
-pub async fn bind(config: &OpsConfig) -> Result<TcpListener, OpsError> {
-    if config.token.is_none() && !config.bind.ip().is_loopback() {
-        return Err(OpsError::TokenRequired(config.bind));
+pub async fn bind(config: &OpsConfig) -> Result<Option<TcpListener>, OpsError> {
+    let Some(addr) = config.bind else { return Ok(None) };
+    if config.token.is_none() && !addr.ip().is_loopback() {
+        return Err(OpsError::TokenRequired(addr));
     }
-    TcpListener::bind(config.bind)
-        .await
-        .map_err(|source| OpsError::Bind { addr: config.bind, source })
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(error) => Err(OpsError::Bind { addr, error }),
+    }
 }
 
 /// Serves until `shutdown` is cancelled, then finishes the requests in progress.

@@ -33,7 +33,7 @@ struct Server {
 
 impl Server {
     async fn start(config: Config) -> Self {
-        let listener = http::bind(&config.ops).await.unwrap();
+        let listener = http::bind(&config.ops).await.unwrap().unwrap();
         let port = listener.local_addr().unwrap().port();
         let config = Arc::new(config);
         let state = OpsState::new(config.clone(), Redactor::new(config.secret_values())).unwrap();
@@ -52,7 +52,7 @@ impl Server {
 /// The app's configuration with the ops server on an ephemeral loopback port.
 fn ops_config(app: &TestApp) -> Config {
     let mut config = (*app.config).clone();
-    config.ops.bind = "127.0.0.1:0".parse().unwrap();
+    config.ops.bind = Some("127.0.0.1:0".parse().unwrap());
     config
 }
 
@@ -377,7 +377,7 @@ async fn api_endpoints_return_the_report_shapes() {
 async fn a_token_guards_everything_but_liveness_and_non_loopback_needs_one() {
     let app = spawn_app().await;
     let mut config = ops_config(&app);
-    config.ops.bind = "0.0.0.0:0".parse().unwrap();
+    config.ops.bind = Some("0.0.0.0:0".parse().unwrap());
     let refused = http::bind(&config.ops).await.unwrap_err();
     assert!(matches!(refused, OpsError::TokenRequired(_)), "{refused}");
     assert!(refused.to_string().contains("ops.token"), "{refused}");

@@ -5,6 +5,7 @@
 //! default so validation can go on and report every problem at once. This module must not know
 //! about sections or their defaults: `validate.rs` passes both in.
 
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::Duration;
@@ -12,7 +13,6 @@ use std::time::Duration;
 use url::Url;
 
 use super::SECOND;
-use crate::config::env::Env;
 use crate::config::locate::{Document, KeyPath};
 use crate::config::{Origin, Problem};
 
@@ -22,14 +22,27 @@ const FALLBACK_URL: &str = "http://invalid.invalid/";
 pub(super) struct Checker<'a> {
     path: &'a Path,
     document: &'a Document<'a>,
-    env: &'a Env,
+    /// Key → the variable whose value it took.
+    env_origins: &'a BTreeMap<String, String>,
     problems: Vec<Problem>,
 }
 
 impl<'a> Checker<'a> {
-    /// A checker for values layered from `document` (the file at `path`) and `env`.
-    pub(super) fn new(path: &'a Path, document: &'a Document<'a>, env: &'a Env) -> Self {
-        Self { path, document, env, problems: Vec::new() }
+    /// A checker for values layered from `document` (the file at `path`) and the variables of
+    /// `env_origins`, after the `problems` found while reading them.
+    pub(super) fn new(
+        path: &'a Path,
+        document: &'a Document<'a>,
+        env_origins: &'a BTreeMap<String, String>,
+        problems: Vec<Problem>,
+    ) -> Self {
+        Self { path, document, env_origins, problems }
+    }
+
+    /// Whether no problem was recorded for any of `keys`, so a check across them means
+    /// something.
+    pub(super) fn are_valid(&self, keys: &[&str]) -> bool {
+        !self.problems.iter().any(|problem| keys.contains(&problem.key.as_str()))
     }
 
     /// Every problem recorded, in the order found.
@@ -40,8 +53,8 @@ impl<'a> Checker<'a> {
     /// Records a problem with `key`; its origin is the variable that set the key, else the
     /// file's line for it (from the spans of the one parse).
     pub(super) fn problem(&mut self, key: &str, message: impl Into<String>) {
-        let origin = match self.env.origin_of(key) {
-            Some(var) => Origin::Env(var),
+        let origin = match self.env_origins.get(key) {
+            Some(var) => Origin::Env(var.clone()),
             None => Origin::File {
                 path: self.path.to_path_buf(),
                 line: self.document.line_of(&KeyPath::parse(key)),
