@@ -154,7 +154,11 @@ impl RawConfig {
     /// Reads every key of every section; the order is the file's, for the order of problems.
     pub(super) fn read(r: &mut Reader<'_>) -> Self {
         Self {
-            redis: RawRedis { url: r.string("redis.url"), prefix: r.string("redis.prefix") },
+            redis: RawRedis {
+                url: r.string("redis.url"),
+                prefix: r.string("redis.prefix"),
+                allow_eviction: r.bool("redis.allow_eviction"),
+            },
             worker: RawWorker {
                 concurrency: r.int("worker.concurrency"),
                 run_timeout: r.string("worker.run_timeout"),
@@ -169,6 +173,7 @@ impl RawConfig {
                 connect_timeout: r.string("http.connect_timeout"),
                 request_timeout: r.string("http.request_timeout"),
                 stream_idle_timeout: r.string("http.stream_idle_timeout"),
+                max_event_bytes: r.int("http.max_event_bytes"),
             },
             retry: RawRetry {
                 initial: r.string("retry.initial"),
