@@ -109,8 +109,9 @@ impl Queue {
         let mut pipe = redis::pipe();
         pipe.load_script(&script::ENQUEUE).ignore().load_script(&script::INTAKE_REJECT).ignore();
         let mut accepted = Vec::with_capacity(payloads.len());
+        let now_ms = super::unix_ms(std::time::SystemTime::now());
         for payload in payloads {
-            match parse(payload) {
+            match parse(payload, now_ms) {
                 Ok(run) => {
                     accepted.push(true);
                     pipe.invoke_script(&self.intake_accept(&run, &processing, payload));

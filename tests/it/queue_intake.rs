@@ -57,6 +57,7 @@ async fn intake_accepts_valid_payloads_and_rejects_each_malformed_one_with_its_r
         (br#"{"user":"a@example.com","run_id":"two words"}"#.to_vec(), Some("invalid_run_id")),
         (br#"{"user":"a@example.com","not_before":"next tuesday"}"#.to_vec(), Some("bad_not_before")),
         (br#"{"user":"a@example.com","not_before":1900000000000}"#.to_vec(), Some("bad_not_before")),
+        (br#"{"user":"a@example.com","not_before":"9999-12-31T23:59:59Z"}"#.to_vec(), Some("not_before_too_far")),
         (big.into_bytes(), Some("too_large")),
         (mangled, Some("too_large")),
         (b"\xff\xfe{}".to_vec(), Some("not_utf8")),
