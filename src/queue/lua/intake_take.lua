@@ -49,11 +49,14 @@ end
 
 local max_n, max_bytes, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local kept, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
-local out, rejected, bytes, seen = {}, {}, 0, 0
+local out, rejected, bytes, seen, drained = {}, {}, 0, 0, false
 while #out < max_n and seen < budget do
   -- The oldest payload, read inside Redis only: the caller never sees one over the limit.
   local item = redis.call('LINDEX', KEYS[1], -1)
-  if not item then break end
+  if not item then
+    drained = true
+    break
+  end
   local size = #item
   if size > max_bytes then
     redis.call('LTRIM', KEYS[1], 0, -2)
@@ -81,4 +84,5 @@ if #rejected > 0 then
   -- Frees the oversized copies now rather than at some later script's collection.
   collectgarbage('collect')
 end
-return {rejected, redis.call('LLEN', KEYS[1]), out}
+-- An idle worker's poll costs this script and one LINDEX.
+return {rejected, drained and 0 or redis.call('LLEN', KEYS[1]), out}
