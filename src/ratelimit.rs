@@ -48,7 +48,8 @@ impl RateLimiter {
         Self { redis, keys }
     }
 
-    /// Waits until bucket `name` has a token and takes it. The bucket refills at `per_second`
+    /// Waits until bucket `name` has a token and takes it. The name is a fixed one (it labels
+    /// `agentcron_ratelimit_wait_seconds`, whose series must stay few). The bucket refills at `per_second`
     /// and holds at most `max(1, per_second)` tokens (one second's burst). All callers of the
     /// same name, in any process, share it; the clock is Redis's.
     ///
@@ -58,7 +59,7 @@ impl RateLimiter {
     ///
     /// # Cancel safety
     /// Cancel safe: a token is taken only by the last, atomic script call.
-    pub async fn acquire(&self, name: &str, per_second: f64) -> Result<(), RateLimitError> {
+    pub async fn acquire(&self, name: &'static str, per_second: f64) -> Result<(), RateLimitError> {
         if !(per_second.is_finite() && per_second > 0.0) {
             return Err(RateLimitError::InvalidRate(per_second));
         }

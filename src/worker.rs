@@ -164,7 +164,7 @@ pub async fn run_on<H: Handler>(
     background.spawn(maintenance::reaper(queue.clone(), beat_every, lease_every, shutdown.clone()));
     background.spawn(maintenance::promoter(queue.clone(), shutdown.clone()));
     background.spawn(retention::keeper(queue.clone(), config.clone(), shutdown.clone()));
-    background.spawn(intake_mover::run(queue.clone(), Arc::clone(&lease), BLOCK, shutdown.clone()));
+    background.spawn(intake_mover::run(queue.clone(), Arc::clone(&lease), shutdown.clone()));
     let every = config.worker.lease / 3;
     let reconciler =
         reconcile::Reconciler::new(queue.clone(), Arc::clone(&lease), runs.clone(), every);

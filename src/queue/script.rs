@@ -33,5 +33,6 @@ script!(RELEASE_RUNS, "lua/release_runs.lua");
 script!(RENEW_USER_LEASES, "lua/renew_user_leases.lua");
 script!(INTAKE_TAKE, "lua/intake_take.lua");
 script!(INTAKE_REJECT, "lua/intake_reject.lua");
+script!(INTAKE_RETURN, "lua/intake_return.lua");
 script!(REQUEUE, "lua/requeue.lua");
 script!(CANCEL, "lua/cancel.lua");

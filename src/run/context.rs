@@ -153,7 +153,11 @@ impl Pacer for FleetPacer {
 }
 
 /// Waits for the fleet-wide rate of `name` (`sessions` or `tokens`) when one is configured.
-pub(super) async fn throttle(ctx: &Context, name: &str, rate: Option<f64>) -> Result<(), RunError> {
+pub(super) async fn throttle(
+    ctx: &Context,
+    name: &'static str,
+    rate: Option<f64>,
+) -> Result<(), RunError> {
     if let Some(rate) = rate {
         ctx.limiter.acquire(name, rate).await?;
     }

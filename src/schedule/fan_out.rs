@@ -20,7 +20,7 @@ use crate::config::{Overlap, ScheduleConfig};
 use crate::ids::{RunId, UserId};
 use crate::outcome::RunState;
 use crate::queue::{NewRun, Queue, QueueError};
-use crate::telemetry::metrics;
+use crate::telemetry::metrics::{self, ScheduleLabel};
 
 /// Users per batch: one `HMGET` of pointers, one pipeline of states, one enqueue pipeline and
 /// one pointer script per batch, so a batch costs a handful of round trips.
@@ -275,7 +275,7 @@ async fn record(
 }
 
 fn emit_metrics(schedule: &ScheduleConfig, report: &TickReport, started: Instant) {
-    let name = schedule.name.as_str();
+    let name = ScheduleLabel::configured(&schedule.name);
     metrics::schedule_runs(name, "enqueued", report.enqueued);
     metrics::schedule_runs(name, "duplicate", report.duplicates);
     metrics::schedule_runs(name, "skipped", report.skipped);

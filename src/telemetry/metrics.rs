@@ -1,6 +1,10 @@
 //! Every metric agentcron emits, by name, in one place. Code elsewhere calls these functions;
 //! it never invokes the raw `metrics` macros, so names and labels cannot drift.
 //!
+//! Every label set is bounded: a label value is a fixed enum (`&'static str`), an HTTP status
+//! code, or a schedule name the configuration has ([`ScheduleLabel`]); free text from payloads
+//! or operators never becomes one, so the number of series cannot grow with what users send.
+//!
 //! Names follow `agentcron_<noun>_<unit>`. Without an installed recorder (tests, CLI
 //! commands) the calls cost nothing; [`install`] installs the Prometheus recorder that
 //! `/metrics` renders (the ops room only serves it). A leaf: any room may record, and this
@@ -82,11 +86,45 @@ fn describe() {
     metrics::describe_counter!("agentcron_intake_rejected_total", "Intake payloads rejected.");
 }
 
+/// The `schedule` label of a metric: the name of a schedule in the configuration, or `adhoc`.
+/// A run's schedule is free text when the run came from the intake or `agentcron enqueue`, so
+/// it becomes a label only when the configuration has a schedule of that name; the series stay
+/// as many as the configured schedules, plus one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleLabel<'a>(&'a str);
+
+impl<'a> ScheduleLabel<'a> {
+    /// The label of runs that name no configured schedule (or none at all).
+    pub const ADHOC: ScheduleLabel<'static> = ScheduleLabel("adhoc");
+
+    /// The label of a run that names `schedule`: the name when it is one of `configured`, else
+    /// [`Self::ADHOC`].
+    pub fn of<'c>(
+        schedule: Option<&'a str>,
+        configured: impl IntoIterator<Item = &'c str>,
+    ) -> Self {
+        let Some(name) = schedule else { return Self::ADHOC };
+        if configured.into_iter().any(|known| known == name) { Self(name) } else { Self::ADHOC }
+    }
+
+    /// The label of a schedule of the loaded configuration itself (the scheduler's own,
+    /// whose names the configuration validated).
+    pub fn configured(name: &'a str) -> Self {
+        Self(name)
+    }
+
+    /// The label value.
+    pub fn as_str(self) -> &'a str {
+        self.0
+    }
+}
+
 /// `agentcron_runs_total{schedule,outcome}` and `agentcron_run_duration_seconds`: one run
-/// attempt ended. `schedule` is empty for runs not created by a schedule; `outcome` is
+/// attempt ended. `schedule` is a configured schedule's name or `adhoc`; `outcome` is
 /// `succeeded`, `needs_auth`, `cancelled`, `retry` (transient failure) or `fatal`.
-pub fn run_finished(schedule: &str, outcome: &'static str, elapsed: Duration) {
-    metrics::counter!("agentcron_runs_total", "schedule" => schedule.to_owned(), "outcome" => outcome)
+pub fn run_finished(schedule: ScheduleLabel<'_>, outcome: &'static str, elapsed: Duration) {
+    let schedule = schedule.as_str().to_owned();
+    metrics::counter!("agentcron_runs_total", "schedule" => schedule, "outcome" => outcome)
         .increment(1);
     metrics::histogram!("agentcron_run_duration_seconds").record(elapsed.as_secs_f64());
 }
@@ -119,7 +157,8 @@ pub fn notices_open(n_notices: u64) {
 }
 
 /// `agentcron_api_requests_total{api,endpoint,status}`: every HTTP attempt to a remote API;
-/// `status` is the HTTP code, or `transport` when no response arrived.
+/// `endpoint` is a fixed name per call, `status` the HTTP code (three digits, so bounded), or
+/// `transport` when no response arrived.
 pub fn api_request(api: &'static str, endpoint: &'static str, status: &str) {
     metrics::counter!("agentcron_api_requests_total", "api" => api, "endpoint" => endpoint, "status" => status.to_owned())
         .increment(1);
@@ -137,7 +176,8 @@ pub fn runs_enqueued(source: &'static str, n_runs: usize) {
         .increment(u64::try_from(n_runs).unwrap_or(u64::MAX));
 }
 
-/// `agentcron_intake_rejected_total{reason}`: intake payloads filed under `<p>:rejected`.
+/// `agentcron_intake_rejected_total{reason}`: intake payloads filed under `<p>:rejected`, by
+/// the parser's fixed reason (`queue::Rejection::reason`).
 pub fn intake_rejected(reason: &'static str) {
     metrics::counter!("agentcron_intake_rejected_total", "reason" => reason).increment(1);
 }
@@ -213,30 +253,34 @@ pub fn redis_error(op: &'static str) {
     metrics::counter!("agentcron_redis_errors_total", "op" => op).increment(1);
 }
 
-/// `agentcron_ratelimit_wait_seconds{name}`: time a caller waited for a fleet-wide token.
-pub fn ratelimit_waited(name: &str, waited: std::time::Duration) {
-    metrics::histogram!("agentcron_ratelimit_wait_seconds", "name" => name.to_owned())
+/// `agentcron_ratelimit_wait_seconds{name}`: time a caller waited for a fleet-wide token, by
+/// bucket (`creates`, `requests`, `environments`, `sessions`, `tokens`).
+pub fn ratelimit_waited(name: &'static str, waited: std::time::Duration) {
+    metrics::histogram!("agentcron_ratelimit_wait_seconds", "name" => name)
         .record(waited.as_secs_f64());
 }
 
 /// `agentcron_schedule_runs_total{schedule,outcome}`: users of a tick, by what this process did
 /// for them (`enqueued`, `duplicate` — another replica or an earlier fan-out created the run,
 /// `skipped` — the previous run was still active, `invalid` — a malformed user id).
-pub fn schedule_runs(schedule: &str, outcome: &'static str, n_users: usize) {
-    metrics::counter!("agentcron_schedule_runs_total", "schedule" => schedule.to_owned(), "outcome" => outcome)
+pub fn schedule_runs(schedule: ScheduleLabel<'_>, outcome: &'static str, n_users: usize) {
+    let schedule = schedule.as_str().to_owned();
+    metrics::counter!("agentcron_schedule_runs_total", "schedule" => schedule, "outcome" => outcome)
         .increment(u64::try_from(n_users).unwrap_or(u64::MAX));
 }
 
 /// `agentcron_schedule_ticks_total{schedule,outcome}`: ticks handled, by outcome (`fanned_out`,
 /// `retry` — a fan-out failed and will be tried again, `missed` — given up on).
-pub fn schedule_tick(schedule: &str, outcome: &'static str) {
-    metrics::counter!("agentcron_schedule_ticks_total", "schedule" => schedule.to_owned(), "outcome" => outcome)
+pub fn schedule_tick(schedule: ScheduleLabel<'_>, outcome: &'static str) {
+    let schedule = schedule.as_str().to_owned();
+    metrics::counter!("agentcron_schedule_ticks_total", "schedule" => schedule, "outcome" => outcome)
         .increment(1);
 }
 
 /// `agentcron_schedule_fan_out_seconds{schedule}`: time to fan one tick out to its users.
-pub fn schedule_fan_out(schedule: &str, elapsed: std::time::Duration) {
-    metrics::histogram!("agentcron_schedule_fan_out_seconds", "schedule" => schedule.to_owned())
+pub fn schedule_fan_out(schedule: ScheduleLabel<'_>, elapsed: std::time::Duration) {
+    let schedule = schedule.as_str().to_owned();
+    metrics::histogram!("agentcron_schedule_fan_out_seconds", "schedule" => schedule)
         .record(elapsed.as_secs_f64());
 }
 

@@ -2,22 +2,29 @@
 //! turns each into a run or a rejection (see `queue::intake`), and keeps going whatever the
 //! payloads contain. Stops at shutdown; a payload it holds then is released with the runs.
 //!
+//! Every payload reaches the worker through the take script, which measures it in Redis
+//! first, so the mover holds at most one bounded batch whatever producers push. That is why it
+//! polls an idle intake rather than waiting in `BLMOVE`: a blocking pop would hand over the
+//! payload whatever its size.
+//!
 //! This module must not validate payloads (that is `queue::intake`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
+use crate::queue::intake::IntakeReport;
 use crate::queue::{Backoff, Lease, Owner, Queue, QueueError};
 
-/// Payloads handled per round trip.
+/// Payloads handled per round trip (and at most `queue::intake::MAX_BATCH_BYTES` of them).
 const BATCH: usize = 100;
+/// How long an idle mover waits before it looks at the intake again: a payload pushed to an
+/// empty intake is picked up within this, at one cheap script call per worker and period.
+const IDLE_POLL: Duration = Duration::from_millis(250);
 
 /// Runs until `stop` is cancelled.
-pub(super) async fn run(queue: Queue, lease: Arc<Lease>, block: Duration, stop: CancellationToken) {
-    let mut blocking: Option<MultiplexedConnection> = None;
+pub(super) async fn run(queue: Queue, lease: Arc<Lease>, stop: CancellationToken) {
     let mut backoff = Backoff::default();
     let mut leftovers = false;
     loop {
@@ -26,10 +33,10 @@ pub(super) async fn run(queue: Queue, lease: Arc<Lease>, block: Duration, stop: 
         // yet handled stays in this worker's intake processing list, which release hands back.
         let res = tokio::select! {
             () = stop.cancelled() => return,
-            res = step(&queue, &mut blocking, &owner, block, leftovers) => res,
+            res = step(&queue, &owner, leftovers) => res,
         };
-        match res {
-            Ok(report) => {
+        let pause = match res {
+            Ok((report, idle)) => {
                 queue.health().ok();
                 backoff.reset();
                 leftovers = false;
@@ -41,43 +48,37 @@ pub(super) async fn run(queue: Queue, lease: Arc<Lease>, block: Duration, stop: 
                         rejected = report.rejected
                     );
                 }
+                if idle { IDLE_POLL } else { continue }
             }
             Err(error) => {
                 queue.health().failed("intake", &error);
-                blocking = None;
                 leftovers = true;
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(backoff.next_delay()) => {}
-                }
+                backoff.next_delay()
             }
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }
 
-/// One round: leftovers of a failed round first, else a batch, else wait for one payload.
+/// One round: the leftovers of a failed round back to the intake first, then one bounded
+/// batch. Returns what it did and whether the intake was empty.
 async fn step(
     queue: &Queue,
-    blocking: &mut Option<MultiplexedConnection>,
     owner: &Owner,
-    block: Duration,
     leftovers: bool,
-) -> Result<crate::queue::intake::IntakeReport, QueueError> {
-    let mut payloads =
-        if leftovers { queue.intake_pending(&owner.id, BATCH).await? } else { Vec::new() };
-    if payloads.is_empty() {
-        payloads = queue.intake_take(&owner.id, BATCH).await?;
+) -> Result<(IntakeReport, bool), QueueError> {
+    if leftovers {
+        queue.intake_return(&owner.id).await?;
     }
-    if payloads.is_empty() {
-        if blocking.is_none() {
-            *blocking = Some(queue.blocking_connection(block).await?);
-        }
-        if let Some(conn) = blocking.as_mut() {
-            payloads.extend(queue.intake_wait(conn, &owner.id, block).await?);
-        }
+    let taken = queue.intake_take(&owner.id, BATCH).await?;
+    let idle = taken.payloads.is_empty() && taken.too_large == 0 && taken.left == 0;
+    let mut report = IntakeReport { rejected: taken.too_large, ..IntakeReport::default() };
+    if !taken.payloads.is_empty() {
+        let handled = queue.intake_handle(&owner.id, &taken.payloads).await?;
+        report = IntakeReport { rejected: report.rejected + handled.rejected, ..handled };
     }
-    if payloads.is_empty() {
-        return Ok(crate::queue::intake::IntakeReport::default());
-    }
-    queue.intake_handle(&owner.id, &payloads).await
+    Ok((report, idle))
 }

@@ -11,7 +11,7 @@ use super::{Handler, JobContext};
 use crate::outcome::Outcome;
 use crate::records::Fields;
 use crate::run::{self, Context, Finish, RunError, Timeline};
-use crate::telemetry::metrics;
+use crate::telemetry::metrics::{self, ScheduleLabel};
 
 /// A deferred attempt waits at least this long, so a busy user is not polled in a tight loop.
 const MIN_DEFER: Duration = Duration::from_millis(500);
@@ -32,7 +32,8 @@ impl Handler for Context {
         .await;
         metrics::run_overhead(start.elapsed().saturating_sub(waited));
         let outcome = outcome_of(self, &job, res);
-        attempt_ended(&outcome, start, &timeline);
+        let schedules = self.config.schedules.iter().map(|schedule| schedule.name.as_str());
+        attempt_ended(&outcome, start, &timeline, schedules);
         outcome
     }
 }
@@ -56,16 +57,66 @@ fn outcome_of(ctx: &Context, job: &JobContext, res: Result<Finish, RunError>) ->
     }
 }
 
-/// Records an ended attempt: `agentcron_runs_total` labelled with the run's schedule, and the
-/// duration of each phase the attempt entered (the last one lasts until now). Deferred
+/// Records an ended attempt: `agentcron_runs_total` labelled with the run's schedule when it is
+/// one of the `configured` ones (else `adhoc`: a run from the intake may name any schedule),
+/// and the duration of each phase the attempt entered (the last one lasts until now). Deferred
 /// attempts never started a run and are not counted.
-fn attempt_ended(outcome: &Outcome, start: Instant, timeline: &Timeline) {
+fn attempt_ended<'c>(
+    outcome: &Outcome,
+    start: Instant,
+    timeline: &Timeline,
+    configured: impl IntoIterator<Item = &'c str>,
+) {
     let Some(label) = outcome.label() else { return };
-    metrics::run_finished(timeline.schedule.as_deref().unwrap_or(""), label, start.elapsed());
+    let schedule = ScheduleLabel::of(timeline.schedule.as_deref(), configured);
+    metrics::run_finished(schedule, label, start.elapsed());
     let now = Instant::now();
     let entered = &timeline.entered;
     for (i, (phase, at)) in entered.iter().enumerate() {
         let end = entered.get(i + 1).map_or(now, |(_, next)| *next);
         metrics::phase_finished(phase.as_str(), end.saturating_duration_since(*at));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    use super::*;
+
+    /// The `/metrics` text after one succeeded attempt of a run naming `schedule`, with
+    /// `morning-triage` the only configured schedule.
+    fn rendered(schedule: Option<&str>) -> String {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let timeline = Timeline { schedule: schedule.map(str::to_owned), entered: Vec::new() };
+        ::metrics::with_local_recorder(&recorder, || {
+            attempt_ended(&Outcome::Succeeded, Instant::now(), &timeline, ["morning-triage"]);
+        });
+        recorder.handle().render()
+    }
+
+    /// A run from the intake names any schedule it likes; a label per distinct string would
+    /// grow the series without bound. See: issue 22.
+    #[test]
+    fn a_run_naming_an_unconfigured_schedule_is_labelled_adhoc() {
+        let runs_total = |text: &str| {
+            text.lines()
+                .filter(|line| line.starts_with("agentcron_runs_total{"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        for schedule in [Some("free text from a payload 7f3a"), Some(""), None] {
+            let text = rendered(schedule);
+            assert_eq!(
+                runs_total(&text),
+                r#"agentcron_runs_total{schedule="adhoc",outcome="succeeded"} 1"#,
+                "{schedule:?}"
+            );
+        }
+        let text = rendered(Some("morning-triage"));
+        assert_eq!(
+            runs_total(&text),
+            r#"agentcron_runs_total{schedule="morning-triage",outcome="succeeded"} 1"#
+        );
     }
 }

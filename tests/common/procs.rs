@@ -110,3 +110,11 @@ pub async fn wait_for(
     })
     .await;
 }
+
+/// The peak resident set size of a running process (`VmHWM` in `/proc/<pid>/status`), in KiB.
+/// Read it before the process is killed: a reaped or zombie process has no memory lines.
+pub fn peak_rss_kib(child: &Child) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}

@@ -28,7 +28,7 @@ use crate::common::worker::{self as test_worker, TestHandler};
 use crate::common::{TestRedis, poll_until};
 
 /// Every reason the parser documents.
-const REASONS: [&str; 12] = [
+const REASONS: [&str; 13] = [
     "too_large",
     "not_utf8",
     "not_json",
@@ -41,6 +41,7 @@ const REASONS: [&str; 12] = [
     "wrong_type",
     "invalid_run_id",
     "bad_not_before",
+    "not_before_too_far",
 ];
 
 fn nested(depth: usize, open: &str, close: &str) -> Vec<u8> {
@@ -106,6 +107,8 @@ fn bad_payloads() -> Vec<(Vec<u8>, &'static str)> {
         (s(r#"{"user":"nb@x.test","not_before":-1}"#), "bad_not_before"),
         (s(r#"{"user":"nb@x.test","not_before":99999999999999999999}"#), "bad_not_before"),
         (s(r#"{"user":"nb@x.test","not_before":1900000000000}"#), "bad_not_before"),
+        (s(r#"{"user":"nb@x.test","not_before":"9999-12-31T23:59:59Z"}"#), "not_before_too_far"),
+        (s(r#"{"user":"nb@x.test","not_before":253402300799}"#), "not_before_too_far"),
     ]
 }
 
@@ -150,8 +153,9 @@ async fn malformed_intake_is_rejected_with_reasons_while_valid_runs_succeed() {
     let bad = bad_payloads();
     let valid = valid_payloads();
     assert!(bad.len() >= 30, "{} malformed payloads", bad.len());
-    // A far-future not_before is valid: the run waits in the delayed set.
-    let future = json!({"user": "future@x.test", "run_id": "in-future", "not_before": "9999-12-31T23:59:59Z"});
+    // A not_before 300 days ahead is valid (up to 365 are): the run waits in the delayed set.
+    let in_300_days = chrono::Utc::now() + chrono::Duration::days(300);
+    let future = json!({"user": "future@x.test", "run_id": "in-future", "not_before": in_300_days.to_rfc3339()});
 
     let mut conn = app.redis.conn.clone();
     let intake = app.ctx.keys.intake();
@@ -257,6 +261,12 @@ enum Case {
     WrongType(&'static str, Value),
 }
 
+/// Unix seconds 300 days from now: valid `not_before` values reach this far (365 days are
+/// accepted; further ahead is `not_before_too_far`).
+fn in_300_days_s() -> i64 {
+    (chrono::Utc::now() + chrono::Duration::days(300)).timestamp()
+}
+
 fn leaf() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Null),
@@ -284,7 +294,7 @@ fn case() -> impl Strategy<Value = Case> {
             user(),
             prop::option::of("(?s).{0,40}"),
             prop::option::of("\\PC{0,20}"),
-            prop::option::of(0i64..=253_402_300_799),
+            prop::option::of(0i64..=in_300_days_s()),
         )
             .prop_map(|(user, prompt, schedule, not_before)| Case::Valid {
                 user,

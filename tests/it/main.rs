@@ -47,6 +47,7 @@ mod sim_scale;
 mod sim_scalekit;
 mod tidy;
 mod tidy_graph;
+mod worker_memory;
 mod worker_process;
 mod worker_recovery;
 mod worker_retention;

@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::app::{TestApp, spawn_app};
+use crate::common::app::{TestApp, spawn_app, spawn_app_with};
 use crate::common::poll::{Text, poll_until};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -206,17 +206,27 @@ async fn scrape(server: &Server) -> (BTreeMap<String, String>, Vec<Sample>) {
 
 #[tokio::test]
 async fn metrics_parse_and_the_run_counter_moves_after_a_run() {
-    let app = spawn_app().await;
+    // A configured schedule no other test has, so a shared recorder cannot move this counter;
+    // and a name no configuration has, which a run may carry but no label may.
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let (schedule, unconfigured) = (format!("ops-{}", &unique[..8]), format!("free-{unique}"));
+    let app = spawn_app_with(|config| {
+        let mut extra = config.schedules[0].clone();
+        extra.name.clone_from(&schedule);
+        config.schedules.push(extra);
+    })
+    .await;
     let server = Server::start(ops_config(&app)).await;
-    // A schedule name no other test uses, so a shared recorder cannot move this counter.
-    let schedule = format!("ops-{}", &app.redis.prefix[app.redis.prefix.len() - 8..]);
     let (_, before) = scrape(&server).await;
     assert_eq!(runs_total(&before, &schedule), 0.0);
 
     run_through_worker(&app, "r-ops-metrics", "ops-metrics@example.com", &schedule).await;
+    run_through_worker(&app, "r-ops-adhoc", "ops-adhoc@example.com", &unconfigured).await;
 
     let (types, after) = scrape(&server).await;
     assert_eq!(runs_total(&after, &schedule), 1.0, "{after:?}");
+    assert!(runs_total(&after, "adhoc") >= 1.0, "{after:?}");
+    assert!(!after.iter().any(|s| s.labels.values().any(|v| *v == unconfigured)), "{after:?}");
     for (name, kind) in [
         ("agentcron_runs_total", "counter"),
         ("agentcron_run_duration_seconds", "histogram"),

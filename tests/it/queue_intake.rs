@@ -34,6 +34,14 @@ async fn intake_accepts_valid_payloads_and_rejects_each_malformed_one_with_its_r
     let redis = TestRedis::new().await;
     let config = config(&redis);
     let big = format!(r#"{{"user":"big@example.com","prompt":"{}"}}"#, "x".repeat(70_000));
+    // Oversized and not UTF-8: the take script keeps its first 1 KiB as Rust's lossy decoding
+    // would (invalid and cut sequences, surrogates, overlongs, a character split at the cut).
+    let mut mangled =
+        b"\xff\xe2\x82A\xed\xa0\x80\xf0\x9f\x98\x80\xf4\x90\x80\x80\xc0\xaf\xe0\x80\xaf\xf0\x9f"
+            .to_vec();
+    mangled.resize(1023, b'y');
+    mangled.extend("\u{e9}".as_bytes());
+    mangled.resize(70_000, b'z');
     // (payload, expected rejection reason or None when valid), in push order.
     let cases: Vec<(Vec<u8>, Option<&str>)> = vec![
         (br#"{"user":"v1@example.com","run_id":"intake-v1"}"#.to_vec(), None),
@@ -49,7 +57,9 @@ async fn intake_accepts_valid_payloads_and_rejects_each_malformed_one_with_its_r
         (br#"{"user":"a@example.com","run_id":"two words"}"#.to_vec(), Some("invalid_run_id")),
         (br#"{"user":"a@example.com","not_before":"next tuesday"}"#.to_vec(), Some("bad_not_before")),
         (br#"{"user":"a@example.com","not_before":1900000000000}"#.to_vec(), Some("bad_not_before")),
+        (br#"{"user":"a@example.com","not_before":"9999-12-31T23:59:59Z"}"#.to_vec(), Some("not_before_too_far")),
         (big.into_bytes(), Some("too_large")),
+        (mangled, Some("too_large")),
         (b"\xff\xfe{}".to_vec(), Some("not_utf8")),
         (br#"{"user":"v4@example.com"}"#.to_vec(), None),
         (br#"{"user":"v1@example.com","run_id":"intake-v1"}"#.to_vec(), None),
@@ -82,7 +92,9 @@ async fn intake_accepts_valid_payloads_and_rejects_each_malformed_one_with_its_r
     let mut by_payload: HashMap<String, &Value> = HashMap::new();
     for entry in &entries {
         assert!(entry["at_ms"].as_i64().unwrap() > 1_700_000_000_000, "{entry}");
-        assert!(entry["payload"].as_str().unwrap().len() <= 1024 + 3, "payload kept truncated");
+        // 1 KiB kept; an invalid byte becomes U+FFFD, 3 bytes of text.
+        let kept = entry["payload"].as_str().unwrap();
+        assert!(kept.len() <= 3 * 1024, "payload kept truncated: {} bytes", kept.len());
         by_payload.insert(entry["payload"].as_str().unwrap().to_owned(), entry);
     }
     for (payload, reason) in &cases {
@@ -154,4 +166,73 @@ async fn intake_rejects_a_user_longer_than_the_vendors_take() {
     let ctl = entries.iter().find(|e| e["payload"].as_str().unwrap().contains("ctl-no")).unwrap();
     assert_eq!(ctl["reason"], "invalid_user", "{ctl}");
     assert_eq!(state(&redis, "long-no").await, "", "no run for the refused user");
+}
+
+/// The take script as the worker runs it (`queue/script.rs` prepends the shared helpers).
+fn take_script() -> redis::Script {
+    redis::Script::new(concat!(
+        include_str!("../../src/queue/lua/common.lua"),
+        include_str!("../../src/queue/lua/intake_take.lua")
+    ))
+}
+
+/// One call of the take script on `keys` (intake, processing list, rejected), with the
+/// worker's limits: 100 payloads, 64 KiB each, 1 MiB a batch, 1 KiB kept of a rejected one.
+async fn take(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: [&str; 3],
+) -> (Vec<u64>, u64, Vec<Vec<u8>>) {
+    let script = take_script();
+    let mut invocation = script.prepare_invoke();
+    invocation.key(keys[0]).key(keys[1]).key(keys[2]);
+    invocation.arg(100).arg(64 * 1024).arg(1024 * 1024).arg(1024).arg(10_000);
+    invocation.invoke_async(conn).await.unwrap()
+}
+
+/// The take script is the intake's only way out, so it alone bounds what a worker reads: a
+/// batch stops before the payload that would take it past the byte budget (1 MiB here), and
+/// a payload over the limit (64 KiB) is filed as `too_large` without being returned, whatever
+/// the count allows. Before, the script returned up to 100 payloads of any size.
+/// See: issue 22.
+#[tokio::test]
+async fn a_take_is_bounded_in_bytes_and_never_returns_an_oversized_payload() {
+    let redis = TestRedis::new().await;
+    let mut conn = redis.conn.clone();
+    let key = |name: &str| format!("{}:{name}", redis.prefix);
+    let (intake, processing, rejected) =
+        (key("intake"), key("intake:processing:w"), key("rejected"));
+    let item = |i: usize, bytes: usize| {
+        let head = format!(r#"{{"user":"b{i}@x.test","prompt":""#);
+        format!("{head}{}\"}}", "x".repeat(bytes - head.len() - 2)).into_bytes()
+    };
+    // Oldest first: a 70 KiB payload, then forty of 60 KiB.
+    let mut pushed = vec![item(0, 70 * 1024)];
+    pushed.extend((1..=40).map(|i| item(i, 60 * 1024)));
+    for payload in &pushed {
+        let _: i64 = conn.lpush(&intake, payload).await.unwrap();
+    }
+    let (too_large, left, batch) = take(&mut conn, [&intake, &processing, &rejected]).await;
+    assert_eq!(too_large, [70 * 1024], "the oversized payload is refused, by size");
+    // What the script measured counts, refused or not: 70 KiB + 16 × 60 KiB reach 1 MiB.
+    assert_eq!(batch.len(), 16);
+    assert_eq!(batch, pushed[1..=16], "oldest first, none skipped");
+    assert_eq!(left, 24);
+    let n_processing: usize = conn.llen(&processing).await.unwrap();
+    assert_eq!(n_processing, 16);
+    let entries: Vec<String> = conn.lrange(&rejected, 0, -1).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    let entry: Value = serde_json::from_str(&entries[0]).unwrap();
+    assert_eq!(
+        (entry["reason"].as_str(), entry["payload_bytes"].as_u64()),
+        (Some("too_large"), Some(70 * 1024))
+    );
+    assert_eq!(entry["payload"], String::from_utf8_lossy(&pushed[0][..1024]).as_ref());
+
+    let (too_large, left, batch) = take(&mut conn, [&intake, &processing, &rejected]).await;
+    // 17 × 60 KiB fit 1 MiB, 18 would not.
+    assert_eq!((too_large.len(), left, batch.len()), (0, 7, 17));
+    let (too_large, left, batch) = take(&mut conn, [&intake, &processing, &rejected]).await;
+    assert_eq!((too_large.len(), left, batch.len()), (0, 0, 7));
+    let (too_large, left, batch) = take(&mut conn, [&intake, &processing, &rejected]).await;
+    assert_eq!((too_large.len(), left, batch.len()), (0, 0, 0));
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::super::fan_out;
 use crate::config::ScheduleConfig;
 use crate::queue::Queue;
-use crate::telemetry::metrics;
+use crate::telemetry::metrics::{self, ScheduleLabel};
 
 /// A tick is retried (Redis down) or still fired after a stall for at least this long, or for
 /// the schedule's `catch_up` when that is longer. Later, it is given up and counted as missed.
@@ -56,18 +56,18 @@ async fn fan_out_until_done(
         let error = match fan_out::fan_out(queue, schedule, tick).await {
             Ok(report) => {
                 tracing::info!(message = "Tick fanned out.", schedule = %schedule.name, tick = %tick.to_rfc3339(), n_users = report.users, n_enqueued = report.enqueued, n_duplicates = report.duplicates, n_skipped = report.skipped, n_invalid = report.invalid);
-                metrics::schedule_tick(&schedule.name, "fanned_out");
+                metrics::schedule_tick(ScheduleLabel::configured(&schedule.name), "fanned_out");
                 return;
             }
             Err(error) => error,
         };
         if Utc::now() + delay > deadline {
             tracing::error!(message = "Tick missed: its fan-out kept failing.", schedule = %schedule.name, tick = %tick.to_rfc3339(), error.message = %error);
-            metrics::schedule_tick(&schedule.name, "missed");
+            metrics::schedule_tick(ScheduleLabel::configured(&schedule.name), "missed");
             return;
         }
         tracing::warn!(message = "Fan-out failed; retrying.", schedule = %schedule.name, tick = %tick.to_rfc3339(), error.message = %error, retry_in_ms = delay.as_millis());
-        metrics::schedule_tick(&schedule.name, "retry");
+        metrics::schedule_tick(ScheduleLabel::configured(&schedule.name), "retry");
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
