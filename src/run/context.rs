@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use redis::aio::ConnectionManager;
 
-use super::{FailPoint, RunError};
+use super::{FailPoint, Run, RunError};
 use crate::api::pace::{Pacer, RateClass, Turn};
 use crate::api::{ApiError, anthropic, scalekit};
 use crate::backoff::RetryPolicy;
@@ -121,12 +121,20 @@ pub fn paced(
     limits: &LimitsConfig,
     limiter: &RateLimiter,
 ) -> anthropic::Client {
+    match fleet_pacer(limits, limiter) {
+        Some(pacer) => anthropic.with_pacer(pacer),
+        None => anthropic,
+    }
+}
+
+/// The fleet-wide pacer of `[limits]`; `None` when every Anthropic rate is off.
+fn fleet_pacer(limits: &LimitsConfig, limiter: &RateLimiter) -> Option<Arc<dyn Pacer>> {
     let per_minute =
         [limits.creates_per_minute, limits.requests_per_minute, limits.environments_per_minute];
     if per_minute.iter().all(Option::is_none) {
-        return anthropic;
+        return None;
     }
-    anthropic.with_pacer(Arc::new(FleetPacer { limiter: limiter.clone(), per_minute }))
+    Some(Arc::new(FleetPacer { limiter: limiter.clone(), per_minute }))
 }
 
 /// Anthropic's rate classes, each with its bucket in Redis.
@@ -186,8 +194,17 @@ pub(super) async fn pause_before_retry(
     Ok(())
 }
 
-/// The retry policy, and the Anthropic client with single attempts.
-pub(super) fn single_attempts(ctx: &Context) -> (RetryPolicy, anthropic::Client) {
+/// The retry policy, and the Anthropic client with single attempts for `run`'s creates and
+/// sends: each checks the attempt's fence last, after its rate-limit turn (see `fence::Guard`).
+pub(super) fn single_attempts(ctx: &Context, run: &Run) -> (RetryPolicy, anthropic::Client) {
     let policy = RetryPolicy::from(&ctx.config.retry);
-    (policy, ctx.anthropic.with_policy(RetryPolicy { max_attempts: 1, ..policy }))
+    let once = ctx.anthropic.with_policy(RetryPolicy { max_attempts: 1, ..policy });
+    let Some(fence) = run.fence else { return (policy, once) };
+    let guard = super::fence::Guard {
+        inner: fleet_pacer(&ctx.config.limits, &ctx.limiter),
+        redis: ctx.redis.clone(),
+        key: ctx.keys.run(&run.id),
+        fence,
+    };
+    (policy, once.with_pacer(Arc::new(guard)))
 }

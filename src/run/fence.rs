@@ -1,14 +1,20 @@
 //! The attempt's fence: the worker's start script increments the run record's `fence` at
 //! every start and hands the attempt its value. Right before each call that changes the world
 //! (creating a vault, credential or session, sending the message, archiving) the attempt
-//! checks that the record still carries its fence; phase markers are written only if it does
-//! (`records::set_run`). A worker frozen past its lease (a VM pause, SIGSTOP) whose run was
+//! checks that the record still carries its fence (for creates and sends as the very last step
+//! before the request leaves, after its rate-limit turn: [`Guard`]); phase markers are written
+//! only if it does (`records::set_run`). A worker frozen past its lease (a VM pause, SIGSTOP) whose run was
 //! taken over therefore stops at its next side effect without acting.
 //!
 //! This module must not decide what the attempt does when fenced off: it returns
 //! [`RunError::Fenced`], which the worker treats as a run it no longer holds.
 
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+
 use super::{Context, Run, RunError};
+use crate::api::pace::{Pacer, RateClass, Turn};
 
 /// Fails with [`RunError::Fenced`] when another attempt of `run` started since this one.
 /// Attempts executed outside a worker (no fence) always pass.
@@ -34,4 +40,42 @@ pub(super) fn fenced(run: &Run, current: Option<u64>) -> RunError {
         current_fence = current
     );
     RunError::Fenced { run_id: run.id.clone() }
+}
+
+/// The last step before a create or a send leaves: the rate limiter's turn (when there is one),
+/// then the fence. Checked any earlier, a worker frozen between the check and the request (or
+/// waiting for its turn while Redis was paused) would act after another attempt took the run
+/// over: a second session, a second credential. A request it stops is not sent; the caller's
+/// next [`check`] turns that into [`RunError::Fenced`].
+#[derive(Debug)]
+pub(super) struct Guard {
+    pub(super) inner: Option<Arc<dyn Pacer>>,
+    pub(super) redis: ConnectionManager,
+    /// The run record.
+    pub(super) key: String,
+    pub(super) fence: u64,
+}
+
+impl Pacer for Guard {
+    fn turn(&self, class: RateClass) -> Turn<'_> {
+        Box::pin(async move {
+            if let Some(inner) = &self.inner {
+                inner.turn(class).await?;
+            }
+            let current: Option<u64> = redis::cmd("HGET")
+                .arg(&self.key)
+                .arg("fence")
+                .query_async(&mut self.redis.clone())
+                .await
+                .map_err(|error| error.to_string())?;
+            if current == Some(self.fence) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "fenced off: the run's fence is {current:?}, this attempt's {}",
+                    self.fence
+                ))
+            }
+        })
+    }
 }

@@ -43,9 +43,8 @@ pub async fn ensure_sent(
     }
     let stream = ctx.anthropic.stream_events(session_id.as_str()).await?;
     // Opening the stream can take long; the worker may have been frozen meanwhile and another
-    // attempt taken over and sent the message.
-    fence::check(ctx, run).await?;
-    send_once(ctx, session_id, &render(ctx, run)).await?;
+    // attempt taken over and sent the message: the send checks the fence as it leaves.
+    send_once(ctx, run, session_id, &render(ctx, run)).await?;
     hook(ctx, FailPoint::MessageSent)?;
     Ok((Some(Box::pin(stream)), sent_mark()))
 }
@@ -56,12 +55,18 @@ async fn was_accepted(ctx: &Context, session_id: &SessionId) -> Result<bool, Run
 }
 
 /// Sends with single attempts; between them, checks whether the last one landed after all.
-async fn send_once(ctx: &Context, session_id: &SessionId, prompt: &str) -> Result<(), RunError> {
-    let (policy, once) = single_attempts(ctx);
+async fn send_once(
+    ctx: &Context,
+    run: &Run,
+    session_id: &SessionId,
+    prompt: &str,
+) -> Result<(), RunError> {
+    let (policy, once) = single_attempts(ctx, run);
     let event = [OutgoingEvent::user_text(prompt)];
     let mut retry = 0;
     loop {
         let Err(error) = once.send_events(session_id.as_str(), &event).await else { return Ok(()) };
+        fence::check(ctx, run).await?;
         pause_before_retry(&policy, retry, error, "sessions.events.send").await?;
         if was_accepted(ctx, session_id).await? {
             return Ok(());

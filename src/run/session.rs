@@ -108,15 +108,16 @@ async fn create_once(
     vault_id: &VaultId,
     requested_at: i64,
 ) -> Result<Session, RunError> {
-    let (policy, once) = single_attempts(ctx);
+    let (policy, once) = single_attempts(ctx, run);
     let mut retry = 0;
     loop {
-        fence::check(ctx, run).await?;
         throttle(ctx, "sessions", ctx.config.limits.sessions_per_second).await?;
+        // The fence is checked last, as the request leaves (`fence::Guard`).
         let error = match once.create_session(&request(ctx, run, vault_id)).await {
             Ok(session) => return Ok(session),
             Err(error) => error,
         };
+        fence::check(ctx, run).await?;
         pause_before_retry(&policy, retry, error, "sessions.create").await?;
         if let Some(found) = find_lost(ctx, &run.id, requested_at).await? {
             tracing::info!(message = "The failed create had made the session; using it.", session_id = %found.id);

@@ -114,15 +114,16 @@ async fn create_vault(ctx: &Context, run: &Run) -> Result<VaultId, RunError> {
     let mut metadata = serde_json::Map::new();
     metadata.insert("user".to_owned(), json!(user));
     metadata.insert("created_by".to_owned(), json!(CREATED_BY));
-    let (policy, once) = single_attempts(ctx);
+    let (policy, once) = single_attempts(ctx, run);
     let name = user.vault_display_name();
     let mut retry = 0;
     loop {
-        fence::check(ctx, run).await?;
+        // The fence is checked last, as the request leaves (`fence::Guard`).
         let error = match once.create_vault(&name, Some(metadata.clone())).await {
             Ok(vault) => return Ok(VaultId::from(vault.id)),
             Err(error) => error,
         };
+        fence::check(ctx, run).await?;
         pause_before_retry(&policy, retry, error, "vaults.create").await?;
         if let Some(found) = find_vault(ctx, user).await? {
             return Ok(found);
@@ -157,24 +158,25 @@ async fn find_vault(ctx: &Context, user: &UserId) -> Result<Option<VaultId>, Run
 /// Creates the credential with single attempts; after an ambiguous failure, looks for it in
 /// the vault (by its MCP server) before creating again, so the vault never holds two
 /// credentials for one server (which would leave it to the vendor which token the agent uses).
-/// The fence is checked right before each create: creating the vault can take long, and a
-/// worker frozen meanwhile may have been taken over by an attempt that created it already.
+/// The fence is checked as each create leaves (`fence::Guard`), after its rate-limit turn:
+/// creating the vault can take long, and a worker frozen meanwhile (or waiting for its turn
+/// while Redis was paused) may have been taken over by an attempt that created it already.
 async fn create_credential(
     ctx: &Context,
     run: &Run,
     vault_id: &VaultId,
     token: &SecretString,
 ) -> Result<CredentialId, RunError> {
-    let (policy, once) = single_attempts(ctx);
+    let (policy, once) = single_attempts(ctx, run);
     let setup = ctx.setup.get();
     let url = &setup.mcp_server_url;
     let mut retry = 0;
     loop {
-        fence::check(ctx, run).await?;
         let error = match once.create_credential(vault_id.as_str(), CREATED_BY, url, token).await {
             Ok(credential) => return Ok(CredentialId::from(credential.id)),
             Err(error) => error,
         };
+        fence::check(ctx, run).await?;
         pause_before_retry(&policy, retry, error, "vaults.credentials.create").await?;
         if let Some(found) = adopt_credential(ctx, vault_id, token).await? {
             return Ok(found);
