@@ -54,7 +54,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 pub use self::actions::Action;
 pub(crate) use self::backend::{Backend, FetchConfig};
 pub use self::enqueue::{Enqueued, NewRun};
-pub use self::eviction::{SAFE_POLICY, policy_of};
+pub use self::eviction::{SAFE_POLICY, read_policy};
 pub(crate) use self::health::{Backoff, Health};
 pub use self::intake::{IntakeItem, Rejection};
 pub(crate) use self::jobs::{Finished, Job};

@@ -195,8 +195,8 @@ async fn readyz(State(state): State<OpsState>) -> Response {
     let mut conn = state.redis.clone();
     let checks = async {
         let missing = crate::setup::reported_missing(&mut conn, &state.keys).await?;
-        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
-        Ok::<_, crate::setup::SetupError>((missing, crate::queue::policy_of(&info)))
+        let policy = crate::queue::read_policy(&mut conn).await?;
+        Ok::<_, crate::setup::SetupError>((missing, policy))
     };
     let unknown = || ("unknown".to_owned(), "unknown".to_owned());
     let (redis, (setup, eviction)) = match tokio::time::timeout(READY_TIMEOUT, checks).await {

@@ -142,7 +142,7 @@ pub async fn status(
         redis::cmd("GET").arg(keys.setup_missing()).query_async(conn).await?;
     let setup_missing = setup_missing.and_then(|mark| serde_json::from_str(&mark).ok());
     let usage = crate::records::usage::load(conn, keys).await?;
-    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    let redis_policy = crate::queue::read_policy(conn).await?;
     let transcript_repairs: u64 =
         redis::cmd("HLEN").arg(keys.transcript_repairs()).query_async(conn).await?;
     let usage = usage.0.into_iter().filter_map(|(k, v)| Some((k, v.parse().ok()?))).collect();
@@ -168,7 +168,7 @@ pub async fn status(
         notices_open,
         setup_missing,
         usage,
-        redis_policy: crate::queue::policy_of(&info),
+        redis_policy,
         transcript_repairs,
         recent_failures,
         next_ticks: next_ticks(config),

@@ -14,14 +14,23 @@ impl Queue {
     /// # Errors
     /// [`super::QueueError`] when Redis fails.
     pub async fn eviction_policy(&self) -> Result<Option<String>> {
-        let info: String =
-            redis::cmd("INFO").arg("memory").query_async(&mut self.connection()).await?;
-        Ok(policy_of(&info))
+        Ok(read_policy(&mut self.connection()).await?)
     }
 }
 
+/// The `maxmemory-policy` of the server behind `conn`, when `INFO memory` reports one.
+///
+/// # Errors
+/// The Redis error.
+pub async fn read_policy(
+    conn: &mut impl redis::aio::ConnectionLike,
+) -> redis::RedisResult<Option<String>> {
+    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    Ok(policy_of(&info))
+}
+
 /// `maxmemory_policy` from an `INFO memory` reply.
-pub fn policy_of(info: &str) -> Option<String> {
+fn policy_of(info: &str) -> Option<String> {
     info.lines().find_map(|line| line.trim().strip_prefix("maxmemory_policy:")).map(str::to_owned)
 }
 

@@ -277,16 +277,18 @@ pub async fn lines(
     keys: &Keys,
     run_id: &RunId,
 ) -> Result<Vec<Value>, RecordsError> {
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(keys.transcript(run_id))
-        .arg("-")
-        .arg("+")
-        .query_async(conn)
-        .await?;
+    let lines = raw_lines(conn, &keys.transcript(run_id)).await?;
+    Ok(lines.iter().filter_map(|line| serde_json::from_str(line).ok()).collect())
+}
+
+/// The lines of the stream `key` as written, oldest first.
+async fn raw_lines(conn: &mut ConnectionManager, key: &str) -> Result<Vec<String>, RecordsError> {
+    let entries: Vec<(String, Vec<(String, String)>)> =
+        redis::cmd("XRANGE").arg(key).arg("-").arg("+").query_async(conn).await?;
     Ok(entries
         .into_iter()
         .filter_map(|(_, fields)| fields.into_iter().find(|(name, _)| name == "line"))
-        .filter_map(|(_, line)| serde_json::from_str(&line).ok())
+        .map(|(_, line)| line)
         .collect())
 }
 

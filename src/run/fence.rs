@@ -23,12 +23,13 @@ use crate::api::pace::{Pacer, RateClass, Turn};
 /// [`RunError::Fenced`], or [`RunError::Records`] when Redis fails.
 pub(super) async fn check(ctx: &Context, run: &Run) -> Result<(), RunError> {
     let Some(fence) = run.fence else { return Ok(()) };
-    let current: Option<u64> = redis::cmd("HGET")
-        .arg(ctx.keys.run(&run.id))
-        .arg("fence")
-        .query_async(&mut ctx.redis.clone())
-        .await?;
+    let current = current(&ctx.redis, &ctx.keys.run(&run.id)).await?;
     if current == Some(fence) { Ok(()) } else { Err(fenced(run, current)) }
+}
+
+/// The fence the run record `key` carries now.
+async fn current(redis: &ConnectionManager, key: &str) -> redis::RedisResult<Option<u64>> {
+    redis::cmd("HGET").arg(key).arg("fence").query_async(&mut redis.clone()).await
 }
 
 /// The error of an attempt fenced off, logged once here.
@@ -62,12 +63,8 @@ impl Pacer for Guard {
             if let Some(inner) = &self.inner {
                 inner.turn(class).await?;
             }
-            let current: Option<u64> = redis::cmd("HGET")
-                .arg(&self.key)
-                .arg("fence")
-                .query_async(&mut self.redis.clone())
-                .await
-                .map_err(|error| error.to_string())?;
+            let current =
+                current(&self.redis, &self.key).await.map_err(|error| error.to_string())?;
             if current == Some(self.fence) {
                 Ok(())
             } else {

@@ -27,40 +27,31 @@ where
     B: AsRef<[u8]> + Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
-    let state = (Box::pin(watched(body, idle_timeout)), SseDecoder::new(max_event_bytes));
-    let frames = futures::stream::unfold(Some((state, VecDeque::new())), |state| async move {
+    let start = (Box::pin(watched(body, idle_timeout)), SseDecoder::new(max_event_bytes));
+    futures::stream::unfold(Some((start, VecDeque::new())), |state| async move {
         let ((mut body, mut decoder), mut ready) = state?;
         loop {
-            if let Some(frame) = ready.pop_front() {
-                return Some((Ok(frame), Some(((body, decoder), ready))));
+            while let Some(frame) = ready.pop_front() {
+                let decoded = match frame {
+                    SseFrame::Event { name, data } => frame_event(&name, &data),
+                    SseFrame::Oversize { name, bytes } => oversize(&name, bytes),
+                };
+                match decoded {
+                    Frame::Skip => {}
+                    Frame::Event(event) => {
+                        return Some((Ok(event), Some(((body, decoder), ready))));
+                    }
+                    Frame::Error(error) => return Some((Err(error), None)),
+                }
             }
             match body.next().await {
                 None => return None,
-                Some(Err(error)) => return Some((Err(error), None)),
+                Some(Err(error)) => return Some((Err(transport(error.to_string())), None)),
                 Some(Ok(chunk)) => {
                     let mut out = Vec::new();
                     decoder.feed(chunk.as_ref(), &mut out);
                     ready.extend(out);
                 }
-            }
-        }
-    });
-    futures::stream::unfold(Some(Box::pin(frames)), move |state| async move {
-        let mut frames = state?;
-        loop {
-            let frame = match frames.next().await {
-                None => return None,
-                Some(Err(error)) => return Some((Err(transport(error.to_string())), None)),
-                Some(Ok(frame)) => frame,
-            };
-            let decoded = match frame {
-                SseFrame::Event { name, data } => frame_event(&name, &data),
-                SseFrame::Oversize { name, bytes } => oversize(&name, bytes),
-            };
-            match decoded {
-                Frame::Skip => continue,
-                Frame::Event(event) => return Some((Ok(event), Some(frames))),
-                Frame::Error(error) => return Some((Err(error), None)),
             }
         }
     })

@@ -64,14 +64,10 @@ async fn rebuild(
     key: &str,
     path: &Path,
 ) -> Result<bool, RecordsError> {
-    let entries: Vec<(String, Vec<(String, String)>)> =
-        redis::cmd("XRANGE").arg(key).arg("-").arg("+").query_async(conn).await?;
     let mut text = String::new();
-    for (_, fields) in entries {
-        if let Some((_, line)) = fields.into_iter().find(|(name, _)| name == "line") {
-            text.push_str(&line);
-            text.push('\n');
-        }
+    for line in super::raw_lines(conn, key).await? {
+        text.push_str(&line);
+        text.push('\n');
     }
     let path = path.to_owned();
     let written = tokio::task::spawn_blocking(move || write_whole(&path, text.as_bytes())).await;
