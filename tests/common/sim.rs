@@ -60,6 +60,15 @@ impl SimClient {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// An Anthropic request with the key, version and beta headers, for the caller to finish.
+    pub fn anthropic_request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .header("x-api-key", &self.api_key)
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", "managed-agents-2026-04-01")
+    }
+
     /// An Anthropic call with the key and beta header the SDK sends.
     pub async fn anthropic(
         &self,
@@ -67,12 +76,7 @@ impl SimClient {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method, self.url(path))
-            .header("x-api-key", &self.api_key)
-            .header("anthropic-version", "2023-06-01")
-            .header("anthropic-beta", "managed-agents-2026-04-01");
+        let mut request = self.anthropic_request(method, path);
         if let Some(body) = body {
             request = request.json(&body);
         }

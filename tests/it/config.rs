@@ -8,19 +8,19 @@ use secrecy::ExposeSecret;
 
 use crate::common::shipped_config;
 
-fn shipped_text() -> String {
+pub(crate) fn shipped_text() -> String {
     std::fs::read_to_string(shipped_config()).unwrap()
 }
 
 /// Writes `text` as `jobs.toml` in a fresh directory.
-fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.toml");
     std::fs::write(&path, text).unwrap();
     (dir, path)
 }
 
-fn load(path: &Path, env: &[(&str, &str)]) -> Result<config::Config, ConfigError> {
+pub(crate) fn load(path: &Path, env: &[(&str, &str)]) -> Result<config::Config, ConfigError> {
     config::load(path, &Env::from_pairs(env.iter().copied()))
 }
 

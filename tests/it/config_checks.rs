@@ -5,26 +5,12 @@
 //! can never fire); `enqueue --at` refuses more than a year ahead. `config check` and `enqueue`
 //! are driven as processes, as operators run them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use agentcron::config::{self, ConfigError, Env, Origin};
+use agentcron::config::Origin;
 
 use crate::common::{agentcron, shipped_config, text};
-
-fn shipped_text() -> String {
-    std::fs::read_to_string(shipped_config()).unwrap()
-}
-
-fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("jobs.toml");
-    std::fs::write(&path, text).unwrap();
-    (dir, path)
-}
-
-fn load(path: &Path, env: &[(&str, &str)]) -> Result<config::Config, ConfigError> {
-    config::load(path, &Env::from_pairs(env.iter().copied()))
-}
+use crate::config::{load, shipped_text, write_config};
 
 /// 1-based line of the first line of `text` that contains `needle`.
 fn line_of(text: &str, needle: &str) -> usize {

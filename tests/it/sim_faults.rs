@@ -14,15 +14,7 @@ async fn status_faults_use_each_api_shape_and_count_down() {
     let client = SimClient::new(&sim);
     client.add_fault(json!({"method": "GET", "path": "/v1/agents", "status": 429, "count": 2, "retry_after": 1.5})).await;
     for _ in 0..2 {
-        let response = client
-            .http
-            .get(client.url("/v1/agents"))
-            .header("x-api-key", "sim-anthropic-key")
-            .header("anthropic-version", "2023-06-01")
-            .header("anthropic-beta", "managed-agents-2026-04-01")
-            .send()
-            .await
-            .unwrap();
+        let response = client.anthropic_request(Method::GET, "/v1/agents").send().await.unwrap();
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()["retry-after"], "2");
         assert_eq!(response.headers()["retry-after-ms"], "1500");
@@ -68,14 +60,7 @@ async fn latency_and_hang_delay_or_withhold_the_answer() {
     let sim = spawn_sim().await;
     let client = SimClient::new(&sim);
     let environments = |timeout: Duration| {
-        client
-            .http
-            .get(client.url("/v1/environments"))
-            .header("x-api-key", &client.api_key)
-            .header("anthropic-version", "2023-06-01")
-            .header("anthropic-beta", "managed-agents-2026-04-01")
-            .timeout(timeout)
-            .send()
+        client.anthropic_request(Method::GET, "/v1/environments").timeout(timeout).send()
     };
     // A short latency delays the answer but still gives it.
     client.add_fault(json!({"path": "/v1/environments", "latency_ms": 300, "count": 1})).await;
@@ -173,15 +158,7 @@ async fn a_lost_response_is_carried_out_but_never_answered() {
         )
         .await;
     let body = json!({"display_name": "lost", "metadata": {"run_id": "r-lost"}});
-    let lost = client
-        .http
-        .post(client.url("/v1/vaults"))
-        .header("x-api-key", "sim-anthropic-key")
-        .header("anthropic-version", "2023-06-01")
-        .header("anthropic-beta", "managed-agents-2026-04-01")
-        .json(&body)
-        .send()
-        .await;
+    let lost = client.anthropic_request(Method::POST, "/v1/vaults").json(&body).send().await;
     let error = lost.expect_err("no answer to a lost response");
     assert!(!error.is_status() && !error.is_timeout(), "the connection closed: {error:?}");
     // It was carried out all the same, and the fault was used up.
