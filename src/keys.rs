@@ -8,6 +8,7 @@
 //! | `<p>:q:delayed` | zset | run ids waiting for a retry or `not_before`; score = due time, unix ms |
 //! | `<p>:q:dead` | list (capped) | JSON `{run_id, reason, error_class, at_ms}` per run that went dead, newest first |
 //! | `<p>:q:leases` | zset | worker id → lease expiry (unix ms, Redis clock); 0 = being reaped |
+//! | `<p>:q:clock` | hash | `served`: when Redis last served a heartbeat or reaper (unix ms); `grace_until`: no reaping before it, after a stall |
 //! | `<p>:intake` | list | redis-cli intake: JSON payloads, `LPUSH` by operators |
 //! | `<p>:intake:processing:<worker>` | list | intake payloads a worker has taken and not yet handled |
 //! | `<p>:rejected` | list (capped) | JSON `{reason, payload, at_ms}` per invalid intake payload, newest first |
@@ -90,6 +91,11 @@ impl Keys {
     /// `<p>:q:leases`.
     pub fn leases(&self) -> String {
         self.key("q:leases")
+    }
+
+    /// `<p>:q:clock`.
+    pub fn clock(&self) -> String {
+        self.key("q:clock")
     }
 
     /// `<p>:intake`.
@@ -278,6 +284,7 @@ mod tests {
             (keys.delayed(), "agentcron:q:delayed"),
             (keys.dead(), "agentcron:q:dead"),
             (keys.leases(), "agentcron:q:leases"),
+            (keys.clock(), "agentcron:q:clock"),
             (keys.intake(), "agentcron:intake"),
             (keys.intake_processing("w1"), "agentcron:intake:processing:w1"),
             (keys.rejected(), "agentcron:rejected"),

@@ -46,4 +46,5 @@ pub mod setup;
 pub mod shutdown;
 pub mod sim;
 pub mod telemetry;
+pub mod transient;
 pub mod worker;

@@ -55,7 +55,8 @@ pub use self::actions::Action;
 pub(crate) use self::backend::{Backend, FetchConfig};
 pub use self::enqueue::{Enqueued, NewRun};
 pub use self::eviction::{SAFE_POLICY, read_policy};
-pub(crate) use self::health::{Backoff, Health};
+pub(crate) use self::health::Backoff;
+pub use self::health::{Health, SETTLE};
 pub use self::intake::{IntakeItem, Rejection};
 pub(crate) use self::jobs::{Finished, Job};
 pub(crate) use self::ownership::{Lease, Owner};
@@ -128,8 +129,17 @@ impl Queue {
         self.conn.clone()
     }
 
-    pub(crate) fn health(&self) -> &Health {
+    /// What this handle's calls have seen of Redis's health.
+    pub fn health(&self) -> &Arc<Health> {
         &self.health
+    }
+
+    /// The same handle reporting to `health`, shared with other handles of one worker (its
+    /// heartbeat thread's, its ops server's), so that an outage is logged once per process.
+    #[must_use]
+    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+        self.health = health;
+        self
     }
 
     /// A separate connection for one blocking command at a time (`BLMOVE`): a blocked command

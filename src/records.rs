@@ -24,6 +24,7 @@ use redis::aio::ConnectionManager;
 
 use crate::ids::{RunId, UserId};
 use crate::keys::Keys;
+use crate::transient;
 
 /// The run pipeline's phases, in order. Names are the `phase` field of the run record and
 /// metric labels; `<phase>_at_ms` is when the phase was entered.
@@ -147,12 +148,25 @@ pub async fn set_run(
     fence: Option<u64>,
     fields: &[(&str, String)],
 ) -> Result<bool, RecordsError> {
+    // Both writes are idempotent, so passing trouble (a dropped connection) is retried.
     let Some(fence) = fence else {
-        redis::cmd("HSET").arg(keys.run(run_id)).arg(fields).query_async::<()>(conn).await?;
+        let mut hset = redis::cmd("HSET");
+        hset.arg(keys.run(run_id)).arg(fields);
+        transient::retry(|| {
+            let (hset, mut conn) = (hset.clone(), conn.clone());
+            async move { hset.query_async::<()>(&mut conn).await }
+        })
+        .await?;
         return Ok(true);
     };
-    let written: i64 =
-        SET_FENCED.key(keys.run(run_id)).arg(fence).arg(fields).invoke_async(conn).await?;
+    let key = keys.run(run_id);
+    let written: i64 = transient::retry(|| {
+        let mut conn = conn.clone();
+        let mut invocation = SET_FENCED.key(&key);
+        invocation.arg(fence).arg(fields);
+        async move { invocation.invoke_async(&mut conn).await }
+    })
+    .await?;
     Ok(written == 1)
 }
 

@@ -103,7 +103,22 @@ pub async fn run<H: Handler>(
     handler: H,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    run_watched(config, handler, shutdown, Arc::default()).await
+}
+
+/// [`run`], reporting Redis's health and the lease's renewals to `health`, which the caller
+/// shares with its ops server (`/readyz`).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_watched<H: Handler>(
+    config: &Config,
+    handler: H,
+    shutdown: CancellationToken,
+    health: Arc<queue::Health>,
+) -> Result<(), WorkerError> {
     let Some(queue) = maintenance::connect(config, &shutdown).await else { return Ok(()) };
+    let queue = queue.with_health(health);
     check_eviction(&queue, config).await?;
     run_on(queue, config, handler, shutdown, &worker_id()).await
 }
@@ -153,7 +168,7 @@ pub async fn run_on<H: Handler>(
     let mut background = JoinSet::new();
     let heartbeat = maintenance::spawn_heartbeat(
         config.clone(),
-        Arc::clone(&lease),
+        (Arc::clone(&lease), Arc::clone(queue.health())),
         beat,
         stop_heartbeat.clone(),
     );
@@ -161,7 +176,9 @@ pub async fn run_on<H: Handler>(
     // or it would keep a dead worker's lease alive and its runs would never be recovered.
     let _stop_heartbeat_on_drop = stop_heartbeat.clone().drop_guard();
     let (beat_every, lease_every) = (config.worker.heartbeat, config.worker.lease);
-    background.spawn(maintenance::reaper(queue.clone(), beat_every, lease_every, shutdown.clone()));
+    let me = (Arc::clone(&lease), lease_every);
+    let periods = (beat_every, lease_every);
+    background.spawn(maintenance::reaper(queue.clone(), me, periods, shutdown.clone()));
     background.spawn(maintenance::promoter(queue.clone(), shutdown.clone()));
     background.spawn(retention::keeper(queue.clone(), config.clone(), shutdown.clone()));
     background.spawn(intake_mover::run(queue.clone(), Arc::clone(&lease), shutdown.clone()));
@@ -200,6 +217,7 @@ async fn execute<H: Handler>(
         concurrency: worker.concurrency,
         max_attempts: worker.max_attempts,
         block: BLOCK,
+        lease: worker.lease,
     };
     let backend =
         queue::Backend::new(queue.clone(), Arc::clone(lease), fetch, Arc::clone(&in_flight));

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
@@ -31,10 +32,12 @@ pub(super) async fn run(
     // Its own token, not a child of `shutdown`: /metrics and /readyz stay up during the drain
     // and close last, so the drain can be watched to its end.
     let stop_ops = CancellationToken::new();
+    let health = Arc::new(crate::queue::Health::default());
     let server = match listener {
         Some(listener) => {
-            let ops =
-                OpsState::new(config.clone(), redactor.clone()).context("preparing ops HTTP")?;
+            let ops = OpsState::new(config.clone(), redactor.clone())
+                .context("preparing ops HTTP")?
+                .beside_worker(Arc::clone(&health));
             let addr = listener.local_addr().context("reading the ops address")?;
             tracing::info!(message = "Ops HTTP listening.", url = %format!("http://{addr}/"));
             Some(tokio::spawn(http::serve(ops, listener, stop_ops.clone())))
@@ -57,7 +60,7 @@ pub(super) async fn run(
     } else {
         None
     };
-    let res = crate::worker::run(&config, ctx, shutdown).await.context("worker");
+    let res = crate::worker::run_watched(&config, ctx, shutdown, health).await.context("worker");
     if let Some(scheduler) = scheduler {
         scheduler.await.context("scheduler task")?.context("scheduler")?;
     }

@@ -110,6 +110,7 @@ pub(crate) struct RawTranscripts {
     pub(crate) dir: Option<String>,
     pub(crate) redis_maxlen: Option<i64>,
     pub(crate) ttl: Option<String>,
+    pub(crate) max_run_mb: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -194,6 +195,7 @@ impl RawConfig {
                 dir: r.string("transcripts.dir"),
                 redis_maxlen: r.int("transcripts.redis_maxlen"),
                 ttl: r.string("transcripts.ttl"),
+                max_run_mb: r.int("transcripts.max_run_mb"),
             },
             notices: RawNotices {
                 webhook_url: r.string("notices.webhook_url"),

@@ -37,6 +37,9 @@ pub struct TranscriptsConfig {
     /// Lifetime of a transcript in Redis. Defaults to 7 days.
     #[serde(serialize_with = "ser::duration")]
     pub ttl: Duration,
+    /// Bytes one attempt records in a run's transcript, in MiB; later events are recorded by
+    /// their type and size only. Defaults to 64.
+    pub max_run_mb: usize,
 }
 
 /// `[notices]`: follow-ups for users whose connections lapsed.

@@ -81,6 +81,8 @@ pub struct OpsState {
     metrics: PrometheusHandle,
     /// Responses pass through it, like the CLI's output.
     redactor: Redactor,
+    /// The worker's view of Redis and of its lease, when this server runs beside a worker.
+    worker: Option<Arc<crate::queue::Health>>,
 }
 
 impl OpsState {
@@ -99,7 +101,15 @@ impl OpsState {
             .set_max_delay(Duration::from_millis(200));
         let redis = ConnectionManager::new_lazy_with_config(client, redis_config)?;
         let keys = Keys::new(config.redis.prefix.clone());
-        Ok(Self { config, keys, redis, metrics: metrics::install(), redactor })
+        Ok(Self { config, keys, redis, metrics: metrics::install(), redactor, worker: None })
+    }
+
+    /// The same state for a server beside a worker: `/readyz` also fails while the worker's
+    /// lease goes unrenewed (its heartbeat cannot reach Redis), since its runs may be reaped.
+    #[must_use]
+    pub fn beside_worker(mut self, health: Arc<crate::queue::Health>) -> Self {
+        self.worker = Some(health);
+        self
     }
 }
 
@@ -212,11 +222,26 @@ async fn readyz(State(state): State<OpsState>) -> Response {
         Err(_) => ("timeout", unknown()),
     };
     let config = if state.config.require_secrets().is_ok() { "ok" } else { "missing secrets" };
-    let ready = redis == "ok" && config == "ok" && setup == "ok" && eviction == "ok";
+    let lease = lease_check(state.worker.as_deref(), state.config.worker.lease);
+    let ready = [redis, config, &setup, &eviction, &lease].iter().all(|check| *check == "ok");
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let status = if ready { "ready" } else { "unavailable" };
-    let checks = json!({"redis": redis, "config": config, "setup": setup, "eviction": eviction});
+    let checks = json!({
+        "redis": redis, "config": config, "setup": setup, "eviction": eviction, "lease": lease,
+    });
     (code, Json(json!({"status": status, "checks": checks}))).into_response()
+}
+
+/// `"ok"` while the worker beside this server renews its lease (or there is no worker), else
+/// how long it has not.
+fn lease_check(worker: Option<&crate::queue::Health>, lease: Duration) -> String {
+    match worker {
+        Some(health) if health.lease_at_risk(lease) => match health.since_renewed() {
+            Some(since) => format!("not renewed for {}s", since.as_secs()),
+            None => "not registered".to_owned(),
+        },
+        _ => "ok".to_owned(),
+    }
 }
 
 /// `"ok"` for a Redis that never drops keys (or when `redis.allow_eviction` accepts one that

@@ -30,6 +30,8 @@ use super::{Job, Lease, Queue, QueueError};
 
 /// Most runs taken per fetch script call.
 const FETCH_BATCH: usize = 100;
+/// How often a fetch paused for an unrenewed lease looks again.
+const LEASE_WAIT: Duration = Duration::from_millis(100);
 
 /// What the fetch loop needs from `[worker]`.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +42,8 @@ pub(crate) struct FetchConfig {
     pub(crate) max_attempts: u32,
     /// How long one `BLMOVE` waits when the ready list is empty.
     pub(crate) block: Duration,
+    /// The worker's lease: no run is taken while it has gone unrenewed for half of it.
+    pub(crate) lease: Duration,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -102,7 +106,8 @@ impl Backend {
 }
 
 /// Fetches until at least one run is started: a batch when runs are ready, else a `BLMOVE`
-/// wait. Retries Redis errors with backoff, logging the outage once.
+/// wait. Retries Redis errors with backoff, logging the outage once, and takes nothing while
+/// the heartbeat cannot renew the lease.
 async fn next_batch(
     queue: Queue,
     lease: Arc<Lease>,
@@ -113,6 +118,11 @@ async fn next_batch(
     let mut backoff = Backoff::default();
     let mut blocking = blocking.lock().await;
     loop {
+        // A run taken now could be reaped before it starts, and Redis is in trouble anyway.
+        if queue.health().lease_at_risk(config.lease) {
+            tokio::time::sleep(LEASE_WAIT).await;
+            continue;
+        }
         let owner = lease.current();
         let res = match queue.fetch(&owner, n, config.max_attempts).await {
             Ok(Fetched::Jobs(jobs)) if jobs.is_empty() => {

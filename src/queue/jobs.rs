@@ -188,11 +188,13 @@ impl Queue {
             .key(self.keys.leases())
             .key(self.keys.workers())
             .key(self.keys.cancels(&owner.id))
+            .key(self.keys.clock())
             .arg(&*owner.id)
             .arg(lease.as_millis().to_string())
             .arg(info)
             .arg(if register { "1" } else { "0" })
-            .arg(CANCELS_PER_BEAT);
+            .arg(CANCELS_PER_BEAT)
+            .arg(stall_ms(lease));
         let reply: redis::Value = invocation.invoke_async(&mut self.connection()).await?;
         if matches!(reply, redis::Value::Int(0)) {
             return Ok(None);
@@ -202,9 +204,10 @@ impl Queue {
         Ok(Some(cancels))
     }
 
-    /// Hands the runs and intake items of workers whose lease expired back to the queue.
-    /// Returns (runs, intake items, workers) handled.
-    pub(crate) async fn reap(&self) -> Result<(usize, usize, usize)> {
+    /// Hands the runs and intake items of workers whose lease expired back to the queue, except
+    /// `me` (alive, since it is asking), and nothing while the grace after a Redis stall lasts
+    /// (one `lease`). Returns (runs, intake items, workers) handled.
+    pub(crate) async fn reap(&self, me: &Owner, lease: Duration) -> Result<(usize, usize, usize)> {
         let keys = &self.keys;
         let mut invocation = script::REAP.prepare_invoke();
         invocation
@@ -212,10 +215,14 @@ impl Queue {
             .key(keys.ready())
             .key(keys.intake())
             .key(keys.workers())
+            .key(keys.clock())
             .arg(keys.processing_prefix())
             .arg(keys.intake_processing_prefix())
             .arg(REAP_WORKERS)
-            .arg(REAP_ITEMS);
+            .arg(REAP_ITEMS)
+            .arg(&*me.id)
+            .arg(stall_ms(lease))
+            .arg(lease.as_millis().to_string());
         Ok(invocation.invoke_async(&mut self.connection()).await?)
     }
 
@@ -305,6 +312,12 @@ impl Queue {
         }
         Ok(invocation.invoke_async(&mut self.connection()).await?)
     }
+}
+
+/// A gap this long in Redis serving heartbeats and reapers is a stall of Redis: a lease renewed
+/// every third of it (the configuration enforces that) cannot expire in a shorter one.
+fn stall_ms(lease: Duration) -> String {
+    (lease / 2).as_millis().to_string()
 }
 
 fn parse_started(value: redis::Value, owner: &Owner) -> Result<Fetched> {

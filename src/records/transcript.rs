@@ -9,8 +9,11 @@
 //! stream (`repair.rs`), or, while the disk is still full, noted for the worker's retention loop
 //! to rebuild later. This module must not interpret events.
 
+mod readback;
 mod repair;
 
+pub use self::readback::lines;
+use self::readback::{raw_lines, recorded_ids};
 pub use self::repair::repair_pending;
 
 use std::collections::HashSet;
@@ -57,6 +60,9 @@ pub struct Transcript {
     file_ok: bool,
     /// Where files to rebuild later are noted (`<prefix>:transcripts:repair`).
     repairs: String,
+    /// Bytes of lines this attempt recorded, and the most it may.
+    bytes: usize,
+    max_bytes: usize,
 }
 
 impl Transcript {
@@ -104,6 +110,8 @@ impl Transcript {
             writing: None,
             file_ok,
             repairs: keys.transcript_repairs(),
+            bytes: 0,
+            max_bytes: config.max_run_mb.saturating_mul(1024 * 1024),
         })
     }
 
@@ -150,16 +158,27 @@ impl Transcript {
             return Ok(false);
         }
         let kind = event.get("type").and_then(Value::as_str).unwrap_or_default();
-        let line = json!({
-            "ts": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "run_id": self.run_id,
-            "user": self.user,
-            "session_id": session_id,
-            "event_id": event_id,
-            "type": kind,
-            "data": event,
-        });
-        let line = self.redactor.redact(&line.to_string()).into_owned();
+        let envelope = |data: &Value| {
+            json!({
+                "ts": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "run_id": self.run_id,
+                "user": self.user,
+                "session_id": session_id,
+                "event_id": event_id,
+                "type": kind,
+                "data": data,
+            })
+            .to_string()
+        };
+        let mut line = self.redactor.redact(&envelope(event)).into_owned();
+        if self.bytes.saturating_add(line.len()) > self.max_bytes {
+            // Over the cap: the event is recorded by its size, so the transcript still shows
+            // every event in order and what was left out.
+            let marker = json!({"type": kind, "id": event_id,
+                "agentcron_truncated": {"bytes": line.len(), "reason": "transcripts.max_run_mb"}});
+            line = self.redactor.redact(&envelope(&marker)).into_owned();
+        }
+        self.bytes = self.bytes.saturating_add(line.len());
         let mut pipe = redis::pipe();
         pipe.cmd("XADD")
             .arg(&self.key)
@@ -178,11 +197,17 @@ impl Transcript {
             pipe.cmd("EXPIRE").arg(&self.key).arg(self.ttl_secs).ignore();
         }
         self.settle().await?;
-        let (mut conn, path, to_file) = (conn.clone(), self.path.clone(), self.file_ok);
+        let (conn, path, to_file) = (conn.clone(), self.path.clone(), self.file_ok);
         self.writing = Some(tokio::spawn(async move {
             let bytes = format!("{line}\n").into_bytes();
             let file = async { if to_file { append_line(&path, bytes).await } else { Ok(()) } };
-            let (redis, file) = tokio::join!(pipe.query_async::<()>(&mut conn), file);
+            // Retried through passing trouble; a reply lost after Redis acted can repeat the
+            // event in the stream, which readers skip by its id.
+            let write = crate::transient::retry(|| {
+                let (pipe, mut conn) = (pipe.clone(), conn.clone());
+                async move { pipe.query_async::<()>(&mut conn).await }
+            });
+            let (redis, file) = tokio::join!(write, file);
             redis?;
             Ok(to_file && file_written(file))
         }));
@@ -266,44 +291,6 @@ async fn blocking(
 ) -> Result<(), RecordsError> {
     let res = tokio::task::spawn_blocking(io).await.unwrap_or_else(|join| Err(join.into()));
     res.map_err(|e| RecordsError::io(path, &e))
-}
-
-/// The lines of a transcript in Redis, oldest first.
-///
-/// # Errors
-/// [`RecordsError`] when Redis fails.
-pub async fn lines(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    run_id: &RunId,
-) -> Result<Vec<Value>, RecordsError> {
-    let lines = raw_lines(conn, &keys.transcript(run_id)).await?;
-    Ok(lines.iter().filter_map(|line| serde_json::from_str(line).ok()).collect())
-}
-
-/// The lines of the stream `key` as written, oldest first.
-async fn raw_lines(conn: &mut ConnectionManager, key: &str) -> Result<Vec<String>, RecordsError> {
-    let entries: Vec<(String, Vec<(String, String)>)> =
-        redis::cmd("XRANGE").arg(key).arg("-").arg("+").query_async(conn).await?;
-    Ok(entries
-        .into_iter()
-        .filter_map(|(_, fields)| fields.into_iter().find(|(name, _)| name == "line"))
-        .map(|(_, line)| line)
-        .collect())
-}
-
-async fn recorded_ids(
-    conn: &mut ConnectionManager,
-    key: &str,
-) -> Result<HashSet<String>, RecordsError> {
-    let entries: Vec<(String, Vec<(String, String)>)> =
-        redis::cmd("XRANGE").arg(key).arg("-").arg("+").query_async(conn).await?;
-    Ok(entries
-        .into_iter()
-        .flat_map(|(_, fields)| fields)
-        .filter(|(name, value)| name == "event_id" && !value.is_empty())
-        .map(|(_, value)| value)
-        .collect())
 }
 
 /// `<dir>/<YYYY-MM-DD>/<user>/<run_id>.jsonl`, with both ids made safe by [`safe_name`].

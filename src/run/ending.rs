@@ -120,6 +120,20 @@ impl RunError {
 }
 
 impl RunError {
+    /// True when Redis, not the run, failed: passing trouble (see [`crate::transient`]) that
+    /// outlasted the call's own retries. Such an attempt is not the run's fault and is not
+    /// counted; the run resumes from its persisted phase.
+    pub fn is_redis_trouble(&self) -> bool {
+        match self {
+            Self::Records(RecordsError::Redis(error))
+            | Self::Setup(SetupError::Redis(error))
+            | Self::RateLimit(RateLimitError::Redis(error)) => {
+                crate::transient::is_transient(error)
+            }
+            _ => false,
+        }
+    }
+
     /// The delay the failure asks for before the next attempt, if any.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cancels::InFlight;
 use crate::config::Config;
-use crate::queue::{Backoff, Lease, Owner, Queue};
+use crate::queue::{Backoff, Health, Lease, Owner, Queue};
 use crate::telemetry::metrics;
 
 /// How often due retries are promoted: bounds how late a retry or `not_before` run starts.
@@ -90,6 +90,7 @@ pub(super) async fn register(
         match queue.heartbeat(owner, beat.lease, &beat.info(), true).await {
             Ok(_) => {
                 queue.health().ok();
+                queue.health().renewed();
                 return true;
             }
             Err(error) => queue.health().failed("register", &error),
@@ -110,7 +111,7 @@ pub(super) async fn register(
 /// in-flight sessions on 2 cores did exactly that).
 pub(super) fn spawn_heartbeat(
     config: Config,
-    lease: Arc<Lease>,
+    (lease, health): (Arc<Lease>, Arc<Health>),
     beat: Beat,
     stop: CancellationToken,
 ) -> std::thread::JoinHandle<()> {
@@ -124,7 +125,7 @@ pub(super) fn spawn_heartbeat(
         };
         runtime.block_on(async move {
             if let Some(queue) = connect(&config, &stop).await {
-                heartbeat(queue, lease, beat, stop).await;
+                heartbeat(queue.with_health(health), lease, beat, stop).await;
             }
         });
     };
@@ -142,11 +143,18 @@ async fn heartbeat(queue: Queue, lease: Arc<Lease>, beat: Beat, stop: Cancellati
     // handler's registration is tried once more at the next beat, then forgotten.
     let mut unmatched = Vec::new();
     let mut users_renewed = Instant::now();
-    while sleep_or_stop(beat.every, &stop).await {
+    // A failed beat is retried promptly, not a whole beat later: a dropped connection or a
+    // refused write must not let the lease run down while Redis is answering again.
+    let mut retry = Backoff::default();
+    let mut delay = beat.every;
+    while sleep_or_stop(delay, &stop).await {
         let owner = lease.current();
+        delay = beat.every;
         match queue.heartbeat(&owner, beat.lease, &beat.info(), register).await {
             Ok(Some(cancels)) => {
                 queue.health().ok();
+                queue.health().renewed();
+                retry.reset();
                 register = false;
                 beat.runs.cancel(std::mem::take(&mut unmatched));
                 unmatched = beat.runs.cancel(cancels);
@@ -165,8 +173,12 @@ async fn heartbeat(queue: Queue, lease: Arc<Lease>, beat: Beat, stop: Cancellati
                 let next = lease.rotate(&owner);
                 tracing::info!(message = "Continuing under a new worker id.", worker_id = %next.id);
                 register = true;
+                delay = Duration::ZERO;
             }
-            Err(error) => queue.health().failed("heartbeat", &error),
+            Err(error) => {
+                queue.health().failed("heartbeat", &error);
+                delay = retry.next_delay().min(beat.every);
+            }
         }
         metrics::jobs_in_flight(beat.in_flight.load(Ordering::Relaxed));
     }
@@ -195,13 +207,13 @@ async fn renew_user_leases(queue: &Queue, beat: &Beat) -> bool {
 /// their queue entry lost), so that no run stays `running` forever.
 pub(super) async fn reaper(
     queue: Queue,
-    every: Duration,
-    sweep: Duration,
+    (me, lease): (Arc<Lease>, Duration),
+    (every, sweep): (Duration, Duration),
     stop: CancellationToken,
 ) {
     let (mut swept, mut cursor) = (Instant::now(), 0);
     while sleep_or_stop(every, &stop).await {
-        match queue.reap().await {
+        match queue.reap(&me.current(), lease).await {
             Ok((n_runs, n_items, n_workers)) => {
                 queue.health().ok();
                 if n_workers > 0 {

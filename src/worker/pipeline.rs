@@ -15,6 +15,8 @@ use crate::telemetry::metrics::{self, ScheduleLabel};
 
 /// A deferred attempt waits at least this long, so a busy user is not polled in a tight loop.
 const MIN_DEFER: Duration = Duration::from_millis(500);
+/// A run interrupted by Redis trouble resumes after this.
+const REDIS_PAUSE: Duration = Duration::from_secs(1);
 
 impl Handler for Context {
     async fn handle(&self, mut job: JobContext) -> Outcome {
@@ -47,6 +49,12 @@ fn outcome_of(ctx: &Context, job: &JobContext, res: Result<Finish, RunError>) ->
         Err(RunError::Fenced { .. }) => Outcome::Superseded,
         Err(RunError::Busy { retry_after, .. } | RunError::SetupMissing { retry_after, .. }) => {
             Outcome::Defer { after: retry_after.max(MIN_DEFER) }
+        }
+        // Not the run's fault: the attempt is refunded, and the worker's health logs the
+        // outage once rather than a line per run.
+        Err(error) if error.is_redis_trouble() => {
+            tracing::debug!(message = "Run attempt interrupted by Redis; resuming later.", run_id = %job.run_id, %error);
+            Outcome::Defer { after: REDIS_PAUSE }
         }
         Err(error) => {
             let text = ctx.redactor.redact(&error.to_string()).into_owned();

@@ -44,6 +44,8 @@ impl PrivateRedis {
         };
         let child = Command::new(REDIS_SERVER)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            // DEBUG SLEEP stands for a stall (a slow fork, a failover).
+            .args(["--enable-debug-command", "local"])
             .args(persistence)
             .arg("--dir")
             .arg(self.dir.path())

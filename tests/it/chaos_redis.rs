@@ -21,7 +21,7 @@ use crate::common::poll::{WithLog, poll_until};
 use crate::common::private_redis::{PrivateRedis, pause_writes, setup_on};
 use crate::common::procs::{Target, kill9, set_env, spawn_worker, worker_env};
 
-fn runs(tag: &str, n: usize) -> Vec<NewRun> {
+pub(crate) fn runs(tag: &str, n: usize) -> Vec<NewRun> {
     (0..n)
         .map(|i| NewRun {
             run_id: crate::common::run_id(&format!("{tag}-{i:02}")),
@@ -30,12 +30,17 @@ fn runs(tag: &str, n: usize) -> Vec<NewRun> {
         .collect()
 }
 
-async fn enqueue(config: &RedisConfig, runs: &[NewRun]) {
+pub(crate) async fn enqueue(config: &RedisConfig, runs: &[NewRun]) {
     Queue::connect(config).await.unwrap().enqueue(runs, "test").await.unwrap();
 }
 
 /// How many of `runs` have a record in `state` (`None`: any record at all).
-async fn count(server: &PrivateRedis, prefix: &str, runs: &[NewRun], state: Option<&str>) -> usize {
+pub(crate) async fn count(
+    server: &PrivateRedis,
+    prefix: &str,
+    runs: &[NewRun],
+    state: Option<&str>,
+) -> usize {
     let Ok(mut conn) = server.conn().await else { return 0 };
     let keys = Keys::new(prefix);
     let mut n = 0;
@@ -49,7 +54,7 @@ async fn count(server: &PrivateRedis, prefix: &str, runs: &[NewRun], state: Opti
     n
 }
 
-async fn wait_count(
+pub(crate) async fn wait_count(
     server: &PrivateRedis,
     prefix: &str,
     runs: &[NewRun],
@@ -65,7 +70,7 @@ async fn wait_count(
 
 /// Two workers on `server`, runs slowed to ~200 ms of agent events each; `settings` override
 /// the workers' environment.
-async fn start_workers(
+pub(crate) async fn start_workers(
     app: &TestApp,
     server: &PrivateRedis,
     dir: &Path,
@@ -90,7 +95,7 @@ async fn start_workers(
     (0..2).map(|_| spawn_worker(&env, &log)).collect()
 }
 
-fn assert_one_session_and_message_each(audit: &serde_json::Value, runs: &[NewRun]) {
+pub(crate) fn assert_one_session_and_message_each(audit: &serde_json::Value, runs: &[NewRun]) {
     assert_eq!(audit["violations"], json!([]));
     for run in runs {
         let sessions: Vec<_> = audit["sessions"]

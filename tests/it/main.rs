@@ -17,6 +17,7 @@ mod chaos_ids;
 mod chaos_input;
 mod chaos_kill;
 mod chaos_redis;
+mod chaos_redis_stalls;
 mod chaos_secrets;
 mod cli;
 mod config;

@@ -22,6 +22,25 @@ local function index_move(state_prefix, rec, id, from, to, created)
   redis.call('ZADD', state_prefix .. to, created, id)
 end
 
+-- A Redis that stops serving (DEBUG SLEEP, a slow fork, a failover, a full memory refusing
+-- writes) stops every worker from renewing its lease, and when it serves again those leases
+-- look expired although their workers are alive. The heartbeat and the reaper note in `clock`
+-- when Redis last served one of them; a gap longer than `stall_ms` is a stall of Redis, not of
+-- the workers, and gives every lease `grace_ms` from now before the reaper may take any.
+-- A frozen worker is still reaped: the others' heartbeats keep `served` fresh.
+-- Returns true while reaping is held off.
+local function stall_grace(clock, now, stall_ms, grace_ms)
+  local f = redis.call('HMGET', clock, 'served', 'grace_until')
+  local served, grace = tonumber(f[1]), tonumber(f[2]) or 0
+  if served and now - served > stall_ms then
+    grace = now + grace_ms
+    redis.call('HSET', clock, 'served', int(now), 'grace_until', int(grace))
+  else
+    redis.call('HSET', clock, 'served', int(now))
+  end
+  return now < grace
+end
+
 local function push_dead(dead_key, cap, id, reason, class, at)
   local entry = cjson.encode({run_id = id, reason = reason, error_class = class, at_ms = at})
   redis.call('LPUSH', dead_key, entry)

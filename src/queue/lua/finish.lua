@@ -26,6 +26,10 @@ end
 if not old then return 1 end
 local mode = ARGV[2]
 if mode == 'succeeded' or mode == 'needs_auth' or mode == 'cancelled' then
+  if mode == 'succeeded' then
+    -- A run that succeeded has no error to show: an earlier attempt's stays in the log.
+    redis.call('HDEL', rec, 'last_error', 'error_class', 'next_attempt_at_ms')
+  end
   redis.call('HSET', rec, 'state', mode, 'ended_at_ms', int(now))
   index_move(ARGV[3], rec, id, old, mode, created)
 elseif mode == 'retry' then

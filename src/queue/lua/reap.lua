@@ -1,11 +1,19 @@
 -- Hands the runs and intake items of workers whose lease expired back to the queue.
--- KEYS: 1 q:leases, 2 q:ready, 3 intake, 4 workers
--- ARGV: 1 processing prefix, 2 intake processing prefix, 3 max workers, 4 max items per list
+-- KEYS: 1 q:leases, 2 q:ready, 3 intake, 4 workers, 5 q:clock
+-- ARGV: 1 processing prefix, 2 intake processing prefix, 3 max workers, 4 max items per list,
+--       5 the reaping worker's id, 6 stall ms, 7 grace ms (see stall_grace)
+-- Nothing is reaped while a stall's grace lasts, and a worker never reaps itself: it is alive,
+-- and its heartbeat renews its lease as soon as Redis answers it.
 -- A reaped lease is first set to 0, so that its worker, if alive, learns on its next heartbeat
 -- that it lost its runs; it is removed once both lists are empty.
 -- Returns {runs moved, intake items moved, workers reaped}.
 local now = now_ms()
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+if stall_grace(KEYS[5], now, tonumber(ARGV[6]), tonumber(ARGV[7])) then return {0, 0, 0} end
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]) + 1)
+local expired = {}
+for _, worker in ipairs(found) do
+  if worker ~= ARGV[5] and #expired < tonumber(ARGV[3]) then expired[#expired + 1] = worker end
+end
 local limit = tonumber(ARGV[4])
 local runs, items = 0, 0
 for _, worker in ipairs(expired) do
