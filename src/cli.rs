@@ -158,6 +158,10 @@ pub struct ConfigCheckArgs {
     /// Also fail (exit 1) on warnings: AGENTCRON_ variables that set no key.
     #[arg(long)]
     pub strict: bool,
+    /// Also connect to redis.url and fail (exit 1) when a worker would refuse it: a
+    /// maxmemory-policy that can drop keys, unless redis.allow_eviction is set.
+    #[arg(long)]
+    pub redis: bool,
 }
 
 /// `--json` for reports.
@@ -302,7 +306,7 @@ pub struct DemoArgs {
 pub async fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Config(ConfigCommand::Check(args)) => {
-            config_check::run(cli.config.as_deref(), &args, redactor)
+            config_check::run(cli.config.as_deref(), &args, redactor).await
         }
         Command::Enqueue(args) => enqueue::run(cli.config.as_deref(), &args).await,
         Command::Sim(args) => sim::run(&args).await,

@@ -2,7 +2,9 @@
 //! and warn about variables that set nothing.
 //!
 //! Exit 0 when the configuration is valid, warnings or not (a worker would start with it and
-//! log the same warnings); 1 when it is invalid, or with `--strict` when there is a warning.
+//! log the same warnings); 1 when it is invalid, or with `--strict` when there is a warning, or
+//! with `--redis` when a worker would refuse the server (a `maxmemory-policy` that drops keys)
+//! or it cannot be reached.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -16,7 +18,7 @@ use crate::telemetry::Redactor;
 
 /// Prints the configuration (TOML, or JSON with `--json`) and returns 0, or prints every
 /// problem and returns 1; warnings go to stderr (and into the JSON) either way.
-pub(super) fn run(
+pub(super) async fn run(
     flag: Option<&Path>,
     args: &ConfigCheckArgs,
     redactor: &Redactor,
@@ -30,6 +32,7 @@ pub(super) fn run(
     });
     let strict_fails = args.strict && !warnings.is_empty();
     let code = match res {
+        Ok(config) if args.redis && !redis_accepted(&config, args.json).await => exit::FAILURE,
         Ok(config) => {
             for secret in config.secret_values() {
                 redactor.add(secret);
@@ -62,6 +65,39 @@ pub(super) fn run(
     }
     Ok(ExitCode::from(code))
 }
+
+/// Whether a worker would accept the Redis at `config.redis.url`; prints why not.
+async fn redis_accepted(config: &crate::config::Config, json: bool) -> bool {
+    let read = async {
+        let client = redis::Client::open(config.redis.url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        crate::queue::read_policy(&mut conn).await
+    };
+    let problem = match tokio::time::timeout(REDIS_CHECK, read).await {
+        Ok(Ok(Some(policy)))
+            if policy != crate::queue::SAFE_POLICY && !config.redis.allow_eviction =>
+        {
+            format!(
+                "redis: maxmemory-policy is `{policy}`, which drops keys under memory pressure; \
+                 set `maxmemory-policy noeviction` on the server, or redis.allow_eviction = true"
+            )
+        }
+        Ok(Ok(_)) => return true,
+        Ok(Err(error)) => format!("redis: cannot check the server: {error}"),
+        Err(_) => format!("redis: no answer within {}s", REDIS_CHECK.as_secs()),
+    };
+    if json {
+        println!(
+            "{}",
+            json!({"valid": false, "error": problem, "problems": [{"key": "redis.url", "message": problem}]})
+        );
+    }
+    eprintln!("{problem}");
+    false
+}
+
+/// How long `--redis` waits for the server.
+const REDIS_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn warnings_json(warnings: &[Warning]) -> serde_json::Value {
     warnings.iter().map(|w| json!({"env": w.var, "message": w.message})).collect()

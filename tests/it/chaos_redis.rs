@@ -286,7 +286,20 @@ async fn a_worker_refuses_a_redis_that_can_drop_keys() {
         "{said}"
     );
 
+    // `config check --redis` says the same before a deploy, and accepts the override.
+    let check = |env: &[(String, String)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_agentcron"));
+        command.args(["config", "check", "--redis"]).current_dir(crate::common::repo_root());
+        command.env_remove("AGENTCRON__REDIS__ALLOW_EVICTION");
+        command.envs(env.iter().map(|(k, v)| (k, v))).output().unwrap()
+    };
+    let refused = check(&env);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(said.contains("maxmemory-policy is `allkeys-lru`"), "{said}");
     set_env(&mut env, "AGENTCRON__REDIS__ALLOW_EVICTION", "true");
+    assert_eq!(check(&env).status.code(), Some(0), "the override is accepted");
+
     let log = dir.path().join("allowed.log");
     let mut allowed = spawn_worker(&env, &log);
     let config = RedisConfig { url: url.parse().unwrap(), ..app.config.redis.clone() };
