@@ -193,6 +193,12 @@ async fn a_full_memory_costs_no_attempt_and_is_logged_once() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     cmd(&server, &["CONFIG", "SET", "maxmemory", "0"]).await;
     wait_count(&server, &prefix, &batch, batch.len(), &log).await;
+    // The end of an outage is logged once calls have passed for 2 s without a failure, which
+    // may be after the last run ended.
+    poll_until("every outage ended in the log", Duration::from_secs(20), || async {
+        lines_saying(&log, "Redis available again") >= lines_saying(&log, "Redis unavailable")
+    })
+    .await;
     for child in &mut children {
         kill9(child);
     }
