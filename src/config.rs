@@ -22,6 +22,7 @@ mod locate;
 mod overrides;
 mod raw;
 mod read;
+mod redis_client;
 mod sections;
 mod ser;
 mod unknown;
@@ -43,6 +44,7 @@ pub use self::env::{
 pub use self::error::{ConfigError, Origin, Problem, Result, Warning};
 pub use self::load::{Checked, check, load, resolve_path};
 pub use self::locate::KeyPath;
+pub use self::redis_client::RedisClientError;
 pub use self::sections::{
     LimitsConfig, NoticesConfig, OpsConfig, RetentionConfig, SetupConfig, TranscriptsConfig,
 };
@@ -100,6 +102,25 @@ pub struct RedisConfig {
     /// Run on a Redis whose `maxmemory-policy` can drop keys. Defaults to false: such a Redis
     /// loses runs without a trace, so a worker refuses it.
     pub allow_eviction: bool,
+    /// ACL user (`REDIS_USERNAME`); replaces the URL's.
+    pub username: Option<String>,
+    /// ACL password (`REDIS_PASSWORD`); replaces the URL's. Redacted everywhere.
+    #[serde(serialize_with = "ser::opt_secret")]
+    pub password: Option<SecretString>,
+    /// `[redis.tls]`: certificates for a `rediss://` URL.
+    pub tls: RedisTls,
+}
+
+/// `[redis.tls]`: PEM files for a `rediss://` URL. Without `ca_file` the platform's roots are
+/// trusted; with it, only that CA (it replaces the platform's roots, it does not add to them).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RedisTls {
+    /// The CA that signed the server's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate for mutual TLS, with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key.
+    pub key_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -109,7 +130,9 @@ impl fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &url.as_str())
             .field("prefix", &self.prefix)
-            .finish()
+            .field("username", &self.username)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
     }
 }
 
@@ -338,6 +361,7 @@ impl Config {
         .into_iter()
         .flatten()
         .map(|secret| secret.expose_secret().to_owned())
+        .chain(self.redis.password.as_ref().map(|secret| secret.expose_secret().to_owned()))
         .chain(self.redis.url.password().map(str::to_owned))
         .collect()
     }

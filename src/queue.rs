@@ -84,6 +84,23 @@ pub enum QueueError {
     /// A script answered something the queue does not understand.
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),
+    /// No connection could be made; the text names the host and why.
+    #[error("{0}")]
+    Connect(String),
+}
+
+/// The ACL rules a Redis user needs besides its key pattern `~<prefix>:*`: read and write data,
+/// run scripts, `PING`, `TIME` (inside scripts) and `INFO` (the eviction check); never the
+/// dangerous commands. (The client's `CLIENT SETINFO` on connect may be refused: it is ignored.)
+pub const ACL_RULES: &str =
+    "resetchannels -@all +@read +@write +@scripting -@dangerous +info +ping +time";
+
+impl QueueError {
+    /// True when Redis refused the user permission (`NOPERM`): a configuration problem that
+    /// retrying does not fix.
+    pub fn is_permission(&self) -> bool {
+        matches!(self, Self::Redis(error) if error.code() == Some("NOPERM"))
+    }
 }
 
 /// A handle on the queue: a reconnecting, multiplexed connection and the key layout. Cheap to
@@ -109,12 +126,15 @@ impl Queue {
     /// # Errors
     /// [`QueueError::Redis`] when the URL is invalid or Redis cannot be reached.
     pub async fn connect(config: &RedisConfig) -> Result<Self> {
-        let client = redis::Client::open(config.url.as_str())?;
+        let client = config.client().map_err(|e| QueueError::Connect(e.to_string()))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_max_delay(Duration::from_secs(2));
-        let conn = client.get_connection_manager_with_config(manager_config).await?;
+        let conn = client
+            .get_connection_manager_with_config(manager_config)
+            .await
+            .map_err(|e| QueueError::Connect(config.connect_error(&e)))?;
         let keys = Keys::new(config.prefix.clone());
         Ok(Self { client, conn, keys, health: Arc::new(Health::default()) })
     }

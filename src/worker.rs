@@ -55,6 +55,17 @@ pub enum WorkerError {
         "Redis's maxmemory-policy is `{0}`: under memory pressure it drops keys, and a run whose record or queue entry is dropped is lost without a trace. Set `maxmemory-policy noeviction` on the server (see the README's Redis section), or set redis.allow_eviction = true to run anyway"
     )]
     Eviction(String),
+    /// The Redis user may not do what agentcron needs (an ACL without its rules).
+    #[error(
+        "the Redis user may not {op}: {message}. Grant it the rules in the README's Production Redis section (`~<prefix>:* {rules}`)",
+        rules = crate::queue::ACL_RULES
+    )]
+    Permission {
+        /// What agentcron was doing.
+        op: &'static str,
+        /// Redis's refusal.
+        message: String,
+    },
     /// The apalis worker ended with an error.
     #[error("worker framework: {0}")]
     Framework(String),
@@ -136,6 +147,10 @@ async fn check_eviction(queue: &Queue, config: &Config) -> Result<(), WorkerErro
             );
         }
         Ok(_) => {}
+        Err(error) if error.is_permission() => {
+            let op = "run INFO (it reads maxmemory-policy)";
+            return Err(WorkerError::Permission { op, message: error.to_string() });
+        }
         Err(error) => {
             tracing::warn!(message = "Could not read Redis's maxmemory-policy.", error.message = %error);
         }
@@ -159,7 +174,7 @@ pub async fn run_on<H: Handler>(
     let in_flight = Arc::new(AtomicUsize::new(0));
     let runs = cancels::InFlight::default();
     let beat = maintenance::Beat::new(config, Arc::clone(&in_flight), runs.clone());
-    if !maintenance::register(&queue, &lease.current(), &beat, &shutdown).await {
+    if !maintenance::register(&queue, &lease.current(), &beat, &shutdown).await? {
         return Ok(());
     }
     tracing::info!(message = "Worker started.", worker_id, concurrency = config.worker.concurrency);

@@ -69,9 +69,12 @@ pub(super) async fn run(
 /// Whether a worker would accept the Redis at `config.redis.url`; prints why not.
 async fn redis_accepted(config: &crate::config::Config, json: bool) -> bool {
     let read = async {
-        let client = redis::Client::open(config.redis.url.as_str())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        crate::queue::read_policy(&mut conn).await
+        let client = config.redis.client().map_err(|e| e.to_string())?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| config.redis.connect_error(&e))?;
+        crate::queue::read_policy(&mut conn).await.map_err(|e| e.to_string())
     };
     let problem = match tokio::time::timeout(REDIS_CHECK, read).await {
         Ok(Ok(Some(policy)))

@@ -172,6 +172,12 @@ pub(super) fn render_status(status: &report::Status, out: &mut impl Write) -> st
         let line = format!("{} files wait to be rebuilt from Redis", status.transcript_repairs);
         writeln!(out, "{} {}", style.bold("Transcripts:"), style.paint("33", &line))?;
     }
+    let tls = if status.redis["tls"] == true { "TLS" } else { "no TLS" };
+    let user =
+        status.redis["user"].as_str().map(|user| format!(" · user {user}")).unwrap_or_default();
+    let host = status.redis["host"].as_str().unwrap_or_default();
+    let topology = status.redis["topology"].as_str().unwrap_or_default();
+    writeln!(out, "{} {host} ({topology}, {tls}{user})", style.bold("Redis:"))?;
     if let Some(policy) = status.redis_policy.as_deref().filter(|p| *p != "noeviction") {
         let line = format!("maxmemory-policy {policy} can drop keys: runs may be lost");
         writeln!(out, "{} {}", style.bold("Redis:"), style.paint("31", &line))?;

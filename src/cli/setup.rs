@@ -30,8 +30,11 @@ pub(super) fn load_config(flag: Option<&Path>, redactor: &Redactor) -> anyhow::R
 
 /// A reconnecting Redis connection for `config`.
 pub(super) async fn redis(config: &Config) -> anyhow::Result<redis::aio::ConnectionManager> {
-    let client = redis::Client::open(config.redis.url.as_str()).context("parsing redis.url")?;
-    client.get_connection_manager().await.context("connecting to Redis")
+    let client = config.redis.client()?;
+    client
+        .get_connection_manager()
+        .await
+        .map_err(|e| anyhow::anyhow!(config.redis.connect_error(&e)))
 }
 
 /// What the commands that talk to both APIs need.

@@ -33,8 +33,10 @@ pub(crate) const NOT_KEYS: [&str; 4] =
     [AGENTCRON_CONFIG, "AGENTCRON_LOG_FORMAT", "AGENTCRON_ENV_FILE", "AGENTCRON_TEST_REDIS_URL"];
 
 /// Conventional variables and the configuration key each one sets. `AGENTCRON__…` still wins.
-pub(crate) const CONVENTIONAL: [(&str, &str); 4] = [
+pub(crate) const CONVENTIONAL: [(&str, &str); 6] = [
     (REDIS_URL, "redis.url"),
+    ("REDIS_USERNAME", "redis.username"),
+    ("REDIS_PASSWORD", "redis.password"),
     (ANTHROPIC_BASE_URL, "anthropic.base_url"),
     (SCALEKIT_ENV_URL, "scalekit.env_url"),
     (ANTHROPIC_ENVIRONMENT_ID, "anthropic.environment_id"),

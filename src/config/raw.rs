@@ -31,6 +31,11 @@ pub(crate) struct RawRedis {
     pub(crate) url: Option<String>,
     pub(crate) prefix: Option<String>,
     pub(crate) allow_eviction: Option<bool>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) tls_ca_file: Option<String>,
+    pub(crate) tls_cert_file: Option<String>,
+    pub(crate) tls_key_file: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -159,6 +164,11 @@ impl RawConfig {
                 url: r.string("redis.url"),
                 prefix: r.string("redis.prefix"),
                 allow_eviction: r.bool("redis.allow_eviction"),
+                username: r.string("redis.username"),
+                password: r.string("redis.password"),
+                tls_ca_file: r.string("redis.tls.ca_file"),
+                tls_cert_file: r.string("redis.tls.cert_file"),
+                tls_key_file: r.string("redis.tls.key_file"),
             },
             worker: RawWorker {
                 concurrency: r.int("worker.concurrency"),

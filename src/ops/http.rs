@@ -65,6 +65,9 @@ pub enum OpsError {
     /// The Redis URL is unusable.
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
+    /// The Redis client could not be built (a TLS file, the URL).
+    #[error(transparent)]
+    RedisClient(#[from] crate::config::RedisClientError),
     /// The server failed while serving.
     #[error("ops server: {0}")]
     Serve(std::io::Error),
@@ -92,7 +95,7 @@ impl OpsState {
     /// # Errors
     /// [`OpsError::Redis`] when the Redis URL cannot be used.
     pub fn new(config: Arc<Config>, redactor: Redactor) -> Result<Self, OpsError> {
-        let client = redis::Client::open(config.redis.url.as_str())?;
+        let client = config.redis.client()?;
         // Few, short retries: an ops request should fail fast rather than hang on Redis.
         let redis_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))

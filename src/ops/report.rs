@@ -106,6 +106,8 @@ pub struct Status {
     pub transcript_repairs: u64,
     /// Redis's `maxmemory-policy` (agentcron needs `noeviction`).
     pub redis_policy: Option<String>,
+    /// The Redis this status was read from: `{"host","topology","tls","user"}`.
+    pub redis: serde_json::Value,
     /// The latest dead or failed runs.
     pub recent_failures: Vec<RunSummary>,
     /// The next fire time of each enabled schedule.
@@ -121,6 +123,14 @@ pub struct NextTick {
     pub local: String,
     /// RFC 3339 in UTC.
     pub utc: String,
+}
+
+/// Where agentcron talks to Redis: host, topology (a single node until Sentinel and Cluster
+/// land), TLS and the ACL user; never the password.
+fn connection(config: &Config) -> serde_json::Value {
+    let r = &config.redis;
+    let user = r.username.as_deref().or(Some(r.url.username()).filter(|u| !u.is_empty()));
+    serde_json::json!({"host": r.host(), "topology": "single", "tls": r.is_tls(), "user": user})
 }
 
 /// Reads the status screen.
@@ -169,6 +179,7 @@ pub async fn status(
         setup_missing,
         usage,
         redis_policy,
+        redis: connection(config),
         transcript_repairs,
         recent_failures,
         next_ticks: next_ticks(config),

@@ -27,6 +27,9 @@ pub enum RunError {
     /// The fleet-wide rate limiter failed.
     #[error(transparent)]
     RateLimit(#[from] RateLimitError),
+    /// Redis could not be reached or refused the client (the text names the host and why).
+    #[error("{0}")]
+    Connect(String),
     /// The run record does not exist.
     #[error("run {0} not found")]
     NotFound(RunId),
@@ -102,6 +105,7 @@ impl RunError {
             Self::Api(error) => error.class(),
             Self::SessionFailed { class, .. } => *class,
             Self::Records(_)
+            | Self::Connect(_)
             | Self::Busy { .. }
             | Self::Again(_)
             | Self::SetupMissing { .. }

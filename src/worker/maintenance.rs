@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::WorkerError;
 use super::cancels::InFlight;
 use crate::config::Config;
 use crate::queue::{Backoff, Health, Lease, Owner, Queue};
@@ -79,24 +80,32 @@ impl Beat {
 }
 
 /// Creates `owner`'s lease, retrying until it works; false when `shutdown` came first.
+///
+/// # Errors
+/// [`WorkerError::Permission`] when the Redis user may not run the queue's scripts: retrying
+/// would not help, and the worker must say what to grant.
 pub(super) async fn register(
     queue: &Queue,
     owner: &Owner,
     beat: &Beat,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Result<bool, WorkerError> {
     let mut backoff = Backoff::default();
     loop {
         match queue.heartbeat(owner, beat.lease, &beat.info(), true).await {
             Ok(_) => {
                 queue.health().ok();
                 queue.health().renewed();
-                return true;
+                return Ok(true);
+            }
+            Err(error) if error.is_permission() => {
+                let op = "run the queue's scripts (the heartbeat script on <prefix>:q:leases)";
+                return Err(WorkerError::Permission { op, message: error.to_string() });
             }
             Err(error) => queue.health().failed("register", &error),
         }
         tokio::select! {
-            () = shutdown.cancelled() => return false,
+            () = shutdown.cancelled() => return Ok(false),
             () = tokio::time::sleep(backoff.next_delay()) => {}
         }
     }

@@ -18,6 +18,7 @@ pub mod procs;
 mod redis_ns;
 #[path = "sim.rs"]
 pub mod sim;
+pub mod tls;
 #[path = "worker.rs"]
 pub mod worker;
 

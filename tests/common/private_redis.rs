@@ -12,6 +12,7 @@ use agentcron::keys::Keys;
 use super::app::TestApp;
 use super::poll::poll_until;
 use super::procs::kill9;
+pub use super::tls::Pki;
 
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
@@ -21,19 +22,58 @@ pub struct PrivateRedis {
     dir: tempfile::TempDir,
     aof: bool,
     child: Option<Child>,
+    /// TLS only, with these certificates; `require_client` asks clients for theirs.
+    tls: Option<(Pki, bool)>,
 }
 
 impl PrivateRedis {
     pub async fn start(aof: bool) -> Self {
+        Self::start_with(aof, None).await
+    }
+
+    /// A server that speaks only TLS, with a certificate for 127.0.0.1 signed by `pki.ca`;
+    /// with `require_client`, clients must show a certificate signed by it too.
+    pub async fn start_tls(pki: Pki, require_client: bool) -> Self {
+        Self::start_with(false, Some((pki, require_client))).await
+    }
+
+    async fn start_with(aof: bool, tls: Option<(Pki, bool)>) -> Self {
         assert!(Path::new(REDIS_SERVER).exists(), "redis-server is installed (.ci/run needs it)");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = Self { port, dir: tempfile::tempdir().unwrap(), aof, child: None };
+        let mut server = Self { port, dir: tempfile::tempdir().unwrap(), aof, child: None, tls };
         server.spawn().await;
         server
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The certificates of a TLS server.
+    pub fn pki(&self) -> &Pki {
+        &self.tls.as_ref().expect("a TLS server").0
+    }
+
+    fn tls_args(&self) -> Vec<String> {
+        let Some((pki, require_client)) = &self.tls else {
+            return vec!["--port".to_owned(), self.port.to_string()];
+        };
+        let path = |p: &Path| p.display().to_string();
+        vec![
+            "--port".to_owned(),
+            "0".to_owned(),
+            "--tls-port".to_owned(),
+            self.port.to_string(),
+            "--tls-cert-file".to_owned(),
+            path(&pki.server_cert),
+            "--tls-key-file".to_owned(),
+            path(&pki.server_key),
+            "--tls-ca-cert-file".to_owned(),
+            path(&pki.ca),
+            "--tls-auth-clients".to_owned(),
+            (if *require_client { "yes" } else { "no" }).to_owned(),
+        ]
     }
 
     pub async fn spawn(&mut self) {
@@ -43,7 +83,8 @@ impl PrivateRedis {
             &["--appendonly", "no"]
         };
         let child = Command::new(REDIS_SERVER)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(self.tls_args())
+            .args(["--bind", "127.0.0.1", "--save", ""])
             // DEBUG SLEEP stands for a stall (a slow fork, a failover).
             .args(["--enable-debug-command", "local"])
             .args(persistence)
@@ -67,7 +108,22 @@ impl PrivateRedis {
     }
 
     pub async fn conn(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        redis::Client::open(self.url())?.get_multiplexed_async_connection().await
+        self.client()?.get_multiplexed_async_connection().await
+    }
+
+    /// A client of this server (with the CA and a client certificate when it speaks TLS).
+    pub fn client(&self) -> redis::RedisResult<redis::Client> {
+        let Some((pki, _)) = &self.tls else { return redis::Client::open(self.url()) };
+        rustls::crypto::ring::default_provider().install_default().ok();
+        let read = |path: &Path| std::fs::read(path).unwrap();
+        let certificates = redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: read(&pki.client_cert),
+                client_key: read(&pki.client_key),
+            }),
+            root_cert: Some(read(&pki.ca)),
+        };
+        redis::Client::build_with_tls(self.url(), certificates)
     }
 
     /// `CLIENT KILL TYPE normal`: every client connection but this one is closed.
@@ -119,7 +175,7 @@ impl Drop for PrivateRedis {
 pub async fn setup_on(app: &TestApp, server: &PrivateRedis) -> Config {
     let mut config = (*app.config).clone();
     config.redis.url = server.url().parse().unwrap();
-    let client = redis::Client::open(server.url()).unwrap();
+    let client = server.client().unwrap();
     let mut conn = client.get_connection_manager().await.unwrap();
     let keys = Keys::new(config.redis.prefix.clone());
     let (scalekit, anthropic, _) = agentcron::run::clients(&config).unwrap();

@@ -161,7 +161,7 @@ fn variables_that_map_to_no_key_are_warned_about_by_name() {
     let path = shipped_config();
     let env = [
         ("AGENTCRON_REDIS__URL", "redis://127.0.0.1:1"),
-        ("AGENTCRON__REDIS__PASSWORD", "hunter2"),
+        ("AGENTCRON__REDIS__SECRET_WORD", "hunter2"),
         ("AGENTCRON__REDIS__PREFIX", "warned"),
         ("AGENTCRON__WROKER__CONCURRENCY", "5"),
         ("AGENTCRON_LOG_FORMAT", "pretty"),
@@ -179,7 +179,7 @@ fn variables_that_map_to_no_key_are_warned_about_by_name() {
             .to_owned()
     };
     assert!(warning("AGENTCRON_REDIS__URL").contains("did you mean AGENTCRON__REDIS__URL?"));
-    assert!(warning("AGENTCRON__REDIS__PASSWORD").contains("no configuration key"));
+    assert!(warning("AGENTCRON__REDIS__SECRET_WORD").contains("no configuration key"));
     let suggestion = "did you mean AGENTCRON__WORKER__CONCURRENCY?";
     assert!(warning("AGENTCRON__WROKER__CONCURRENCY").contains(suggestion));
     assert!(!stderr.contains("hunter2"), "values are never shown: {stderr}");
@@ -196,7 +196,7 @@ fn variables_that_map_to_no_key_are_warned_about_by_name() {
         report["warnings"].as_array().unwrap().iter().filter_map(|w| w["env"].as_str()).collect();
     assert_eq!(
         warned,
-        ["AGENTCRON_REDIS__URL", "AGENTCRON__REDIS__PASSWORD", "AGENTCRON__WROKER__CONCURRENCY"]
+        ["AGENTCRON_REDIS__URL", "AGENTCRON__REDIS__SECRET_WORD", "AGENTCRON__WROKER__CONCURRENCY"]
     );
 }
 
@@ -291,4 +291,47 @@ fn enqueue_at_refuses_more_than_a_year_ahead() {
         assert_eq!(output.status.code(), Some(2), "{at}: {stderr}");
         assert!(stderr.contains("--at") && stderr.contains("a year"), "{at}: {stderr}");
     }
+}
+
+/// `[redis.tls]` is checked before anything connects: a file that is not there, a client
+/// certificate without its key, TLS files with a plain `redis://` URL; each problem names its
+/// key. A password in `REDIS_PASSWORD` is redacted in the printed configuration. See: issue 24.
+#[test]
+fn redis_tls_settings_are_checked_and_the_password_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, "not checked here").unwrap();
+    let pem = pem.display().to_string();
+    let cases = [
+        (
+            "rediss://h:6379",
+            format!("ca_file = \"{pem}.missing\""),
+            "redis.tls.ca_file",
+            "cannot read",
+        ),
+        ("rediss://h:6379", format!("cert_file = \"{pem}\""), "redis.tls.key_file", "both"),
+        ("redis://h:6379", format!("ca_file = \"{pem}\""), "redis.url", "rediss://"),
+    ];
+    for (url, tls, key, phrase) in cases {
+        let text = format!(
+            "[scalekit]\nenv_url = \"https://x.scalekit.dev\"\n[redis]\nurl = \"{url}\"\n[redis.tls]\n{tls}\n"
+        );
+        let (_dir, path) = write_config(&text);
+        let error = load(&path, &[]).unwrap_err();
+        let problems = error.problems();
+        assert_eq!(problems.len(), 1, "{text}: {error}");
+        assert_eq!(problems[0].key, key, "{text}: {error}");
+        assert!(problems[0].message.contains(phrase), "{text}: {error}");
+    }
+    let text = format!(
+        "[scalekit]\nenv_url = \"https://x.scalekit.dev\"\n[redis]\nurl = \"rediss://h:6379\"\nusername = \"agentcron\"\n[redis.tls]\nca_file = \"{pem}\"\n"
+    );
+    let (_dir, path) = write_config(&text);
+    let (code, stdout, stderr) =
+        config_check(&path, &[("REDIS_PASSWORD", "pw-never-printed-91c2")], &["--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("pw-never-printed-91c2") && !stderr.contains("pw-never-printed-91c2"));
+    let printed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(printed["config"]["redis"]["password"], "[REDACTED]");
+    assert_eq!(printed["config"]["redis"]["username"], "agentcron");
 }
