@@ -23,6 +23,7 @@ mod overrides;
 mod raw;
 mod read;
 mod redis_client;
+mod redis_conn;
 mod sections;
 mod ser;
 mod unknown;
@@ -45,6 +46,7 @@ pub use self::error::{ConfigError, Origin, Problem, Result, Warning};
 pub use self::load::{Checked, check, load, resolve_path};
 pub use self::locate::KeyPath;
 pub use self::redis_client::RedisClientError;
+pub use self::redis_conn::RedisConn;
 pub use self::sections::{
     LimitsConfig, NoticesConfig, OpsConfig, RetentionConfig, SetupConfig, TranscriptsConfig,
 };
@@ -109,6 +111,18 @@ pub struct RedisConfig {
     pub password: Option<SecretString>,
     /// `[redis.tls]`: certificates for a `rediss://` URL.
     pub tls: RedisTls,
+    /// `[redis.sentinel]`: find the master through Sentinel (the URL then gives the scheme and
+    /// credentials; its host is only where a lazy connection starts).
+    pub sentinel: Option<RedisSentinel>,
+}
+
+/// `[redis.sentinel]`: the master's name and the sentinels to ask.
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisSentinel {
+    /// The name the sentinels monitor (`sentinel monitor <master> …`).
+    pub master: String,
+    /// `host:port` of each sentinel (`AGENTCRON__REDIS__SENTINEL__NODES=a:26379,b:26379`).
+    pub nodes: Vec<String>,
 }
 
 /// `[redis.tls]`: PEM files for a `rediss://` URL. Without `ca_file` the platform's roots are

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -246,7 +246,7 @@ impl Demo {
     /// Polls each user's latest run until all have ended, `cancel` fires or the deadline passes.
     async fn wait_for_runs(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConn,
         cancel: &CancellationToken,
     ) -> Result<Vec<RunSummary>, DemoError> {
         let deadline = Instant::now() + self.deadline;
@@ -276,7 +276,7 @@ impl Demo {
     /// A header, the transcript as the guide prints it, and the outcome.
     async fn write_run(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConn,
         run: &RunSummary,
         out: &mut impl Write,
     ) -> Result<(), DemoError> {

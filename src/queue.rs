@@ -49,7 +49,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use crate::config::RedisConn;
+use redis::aio::{ConnectionManagerConfig, MultiplexedConnection};
 
 pub use self::actions::Action;
 pub(crate) use self::backend::{Backend, FetchConfig};
@@ -107,8 +108,7 @@ impl QueueError {
 /// clone; clones share the connection.
 #[derive(Clone)]
 pub struct Queue {
-    client: redis::Client,
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: Keys,
     health: Arc<Health>,
 }
@@ -126,17 +126,13 @@ impl Queue {
     /// # Errors
     /// [`QueueError::Redis`] when the URL is invalid or Redis cannot be reached.
     pub async fn connect(config: &RedisConfig) -> Result<Self> {
-        let client = config.client().map_err(|e| QueueError::Connect(e.to_string()))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_max_delay(Duration::from_secs(2));
-        let conn = client
-            .get_connection_manager_with_config(manager_config)
-            .await
-            .map_err(|e| QueueError::Connect(config.connect_error(&e)))?;
+        let conn = config.connect(manager_config).await.map_err(QueueError::Connect)?;
         let keys = Keys::new(config.prefix.clone());
-        Ok(Self { client, conn, keys, health: Arc::new(Health::default()) })
+        Ok(Self { conn, keys, health: Arc::new(Health::default()) })
     }
 
     /// The key layout.
@@ -145,7 +141,7 @@ impl Queue {
     }
 
     /// The shared connection, for callers that read records directly.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
 
@@ -171,7 +167,8 @@ impl Queue {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(block + RESPONSE_TIMEOUT));
-        Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
+        // The node the shared connection talks to: with Sentinel, the master it followed.
+        Ok(self.conn.client().get_multiplexed_async_connection_with_config(&config).await?)
     }
 }
 

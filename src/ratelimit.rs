@@ -7,8 +7,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::config::RedisConn;
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 use crate::keys::Keys;
 use crate::telemetry::metrics;
@@ -32,7 +32,7 @@ pub enum RateLimitError {
 /// Takes tokens from named buckets `<p>:ratelimit:<name>`. Cheap to clone.
 #[derive(Clone)]
 pub struct RateLimiter {
-    redis: ConnectionManager,
+    redis: RedisConn,
     keys: Keys,
 }
 
@@ -44,7 +44,7 @@ impl std::fmt::Debug for RateLimiter {
 
 impl RateLimiter {
     /// A limiter on `redis`, with buckets under `keys`' prefix.
-    pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(redis: RedisConn, keys: Keys) -> Self {
         Self { redis, keys }
     }
 

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 
 use crate::ids::{RunId, UserId};
 use crate::keys::Keys;
@@ -127,7 +127,7 @@ impl Fields {
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn load_run(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     run_id: &RunId,
 ) -> Result<Option<Fields>, RecordsError> {
@@ -142,7 +142,7 @@ pub async fn load_run(
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn set_run(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     run_id: &RunId,
     fence: Option<u64>,
@@ -184,7 +184,7 @@ static SET_FENCED: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn replace_run_fields(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     run_id: &RunId,
     fence: Option<u64>,
@@ -234,7 +234,7 @@ static REPLACE_FENCED: std::sync::LazyLock<redis::Script> = std::sync::LazyLock:
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn load_user(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     user: &UserId,
 ) -> Result<Fields, RecordsError> {
@@ -248,7 +248,7 @@ pub async fn load_user(
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn set_user(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     user: &UserId,
     fields: &[(&str, String)],

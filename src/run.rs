@@ -34,7 +34,7 @@ pub mod turn;
 mod user_lease;
 pub mod vault;
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::{RunId, SessionId, UserId};
@@ -192,7 +192,7 @@ pub async fn execute_measured(
     crate::api::wait::measure(Box::pin(execute(ctx, run_id, record, fence, cancel, timeline))).await
 }
 
-async fn pipeline(at: &mut Progress<'_>, conn: &mut ConnectionManager) -> Result<Finish, RunError> {
+async fn pipeline(at: &mut Progress<'_>, conn: &mut RedisConn) -> Result<Finish, RunError> {
     let (ctx, run, cancel) = (at.ctx, at.run, at.cancel);
     // Each phase's future is boxed: rustc lays them out side by side in this function's state
     // rather than overlapping them (24 KB, most of it dead once streaming starts), and a

@@ -12,7 +12,7 @@ mod current;
 
 use std::collections::HashMap;
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 use serde::Serialize;
 use serde_json::json;
 
@@ -81,7 +81,7 @@ pub enum SetupError {
 ///
 /// # Errors
 /// [`SetupError::Missing`] when setup has not run; [`SetupError::Redis`] when Redis fails.
-pub async fn load(conn: &mut ConnectionManager, keys: &Keys) -> Result<Setup, SetupError> {
+pub async fn load(conn: &mut RedisConn, keys: &Keys) -> Result<Setup, SetupError> {
     let fields: HashMap<String, String> =
         redis::cmd("HGETALL").arg(keys.setup()).query_async(conn).await?;
     let field = |name: &str| fields.get(name).filter(|v| !v.is_empty()).cloned();
@@ -104,7 +104,7 @@ pub async fn load(conn: &mut ConnectionManager, keys: &Keys) -> Result<Setup, Se
 /// # Errors
 /// [`SetupError::Redis`] when Redis fails.
 pub async fn report_missing(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     object: &str,
     detail: &str,
@@ -124,7 +124,7 @@ pub async fn report_missing(
 /// # Errors
 /// [`SetupError::Redis`] when Redis fails.
 pub async fn reported_missing(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
 ) -> Result<Option<String>, SetupError> {
     Ok(redis::cmd("GET").arg(keys.setup_missing()).query_async(conn).await?)
@@ -138,7 +138,7 @@ pub async fn ensure(
     config: &Config,
     scalekit: &scalekit::Client,
     anthropic: &anthropic::Client,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
 ) -> Result<(Setup, Created), SetupError> {
     let mut created = Created::default();

@@ -88,7 +88,7 @@ fn table(
 async fn connect(
     flag: Option<&Path>,
     redactor: &Redactor,
-) -> anyhow::Result<(std::sync::Arc<crate::config::Config>, redis::aio::ConnectionManager, Keys)> {
+) -> anyhow::Result<(std::sync::Arc<crate::config::Config>, crate::config::RedisConn, Keys)> {
     let config = load_config(flag, redactor)?;
     let conn = redis(&config).await?;
     let keys = Keys::new(config.redis.prefix.clone());

@@ -29,12 +29,9 @@ pub(super) fn load_config(flag: Option<&Path>, redactor: &Redactor) -> anyhow::R
 }
 
 /// A reconnecting Redis connection for `config`.
-pub(super) async fn redis(config: &Config) -> anyhow::Result<redis::aio::ConnectionManager> {
-    let client = config.redis.client()?;
-    client
-        .get_connection_manager()
-        .await
-        .map_err(|e| anyhow::anyhow!(config.redis.connect_error(&e)))
+pub(super) async fn redis(config: &Config) -> anyhow::Result<crate::config::RedisConn> {
+    let manager_config = redis::aio::ConnectionManagerConfig::new();
+    config.redis.connect(manager_config).await.map_err(|e| anyhow::anyhow!(e))
 }
 
 /// What the commands that talk to both APIs need.
@@ -42,7 +39,7 @@ struct Remote {
     config: Arc<Config>,
     scalekit: crate::api::scalekit::Client,
     anthropic: crate::api::anthropic::Client,
-    conn: redis::aio::ConnectionManager,
+    conn: crate::config::RedisConn,
     keys: Keys,
 }
 

@@ -36,6 +36,8 @@ pub(crate) struct RawRedis {
     pub(crate) tls_ca_file: Option<String>,
     pub(crate) tls_cert_file: Option<String>,
     pub(crate) tls_key_file: Option<String>,
+    pub(crate) sentinel_master: Option<String>,
+    pub(crate) sentinel_nodes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -169,6 +171,8 @@ impl RawConfig {
                 tls_ca_file: r.string("redis.tls.ca_file"),
                 tls_cert_file: r.string("redis.tls.cert_file"),
                 tls_key_file: r.string("redis.tls.key_file"),
+                sentinel_master: r.string("redis.sentinel.master"),
+                sentinel_nodes: r.strings("redis.sentinel.nodes"),
             },
             worker: RawWorker {
                 concurrency: r.int("worker.concurrency"),

@@ -41,10 +41,25 @@ impl RedisConfig {
     /// # Errors
     /// [`RedisClientError`] when a TLS file cannot be read or the URL is refused.
     pub fn client(&self) -> Result<redis::Client, RedisClientError> {
+        self.client_at(&self.host())
+    }
+
+    /// A client for the node at `addr` (`host:port`) with this configuration's scheme,
+    /// credentials and certificates: the master a sentinel named.
+    pub(super) fn client_at(&self, addr: &str) -> Result<redis::Client, RedisClientError> {
         // rustls needs a process-wide crypto provider; ring is the one compiled in.
         rustls::crypto::ring::default_provider().install_default().ok();
-        let named = |error| RedisClientError::Redis { host: self.host(), error };
-        let mut info = self.url.as_str().into_connection_info().map_err(named)?;
+        let named = |error| RedisClientError::Redis { host: addr.to_owned(), error };
+        let mut url = self.url.clone();
+        if let Some((host, port)) = addr.rsplit_once(':')
+            && let Ok(port) = port.parse::<u16>()
+            && url.host_str().is_some()
+        {
+            // A host and port that parsed from a sentinel's answer; a failure keeps the URL's.
+            url.set_host(Some(host)).ok();
+            url.set_port(Some(port)).ok();
+        }
+        let mut info = url.as_str().into_connection_info().map_err(named)?;
         let mut settings = info.redis_settings().clone();
         if let Some(username) = &self.username {
             settings = settings.set_username(username);

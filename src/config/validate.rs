@@ -9,10 +9,11 @@
 
 mod checker;
 mod limits;
+mod redis_settings;
 mod schedules;
 mod settings;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -51,7 +52,7 @@ pub(super) fn validate(path: &Path, layers: Layers<'_>, env: &Env) -> Result<Con
     let raw = &raw;
     let config = Config {
         source: path.to_path_buf(),
-        redis: redis(&mut check, raw),
+        redis: redis_settings::redis(&mut check, raw),
         worker: worker(&mut check, raw),
         scalekit: scalekit(&mut check, raw),
         anthropic: anthropic(&mut check, raw),
@@ -77,51 +78,6 @@ pub(super) fn validate(path: &Path, layers: Layers<'_>, env: &Env) -> Result<Con
         Origin::Env(_) => (2, 0),
     });
     if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
-}
-
-fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
-    let url = raw.redis.url.as_deref().or(Some("redis://127.0.0.1:6379"));
-    let url = check.url("redis.url", url, &["redis", "rediss", "unix"], "");
-    let prefix = raw.redis.prefix.clone().unwrap_or_else(|| "agentcron".to_owned());
-    let valid = prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_:.{}".contains(c));
-    if prefix.is_empty() || prefix.len() > 64 || !valid {
-        check.problem(
-            "redis.prefix",
-            format!("expected 1 to 64 characters of A-Z a-z 0-9 - _ : . {{ }}, found {prefix:?}"),
-        );
-    }
-    let r = &raw.redis;
-    let tls = RedisTls {
-        ca_file: pem_file(check, "redis.tls.ca_file", r.tls_ca_file.as_deref()),
-        cert_file: pem_file(check, "redis.tls.cert_file", r.tls_cert_file.as_deref()),
-        key_file: pem_file(check, "redis.tls.key_file", r.tls_key_file.as_deref()),
-    };
-    if tls.cert_file.is_some() != tls.key_file.is_some() {
-        let key =
-            if tls.cert_file.is_some() { "redis.tls.key_file" } else { "redis.tls.cert_file" };
-        check.problem(key, "mutual TLS needs both redis.tls.cert_file and redis.tls.key_file");
-    }
-    let any_file = tls.ca_file.is_some() || tls.cert_file.is_some();
-    if any_file && url.scheme() != "rediss" {
-        check.problem("redis.url", "redis.tls files need a rediss:// URL (TLS)");
-    }
-    RedisConfig {
-        url,
-        prefix,
-        allow_eviction: r.allow_eviction.unwrap_or(false),
-        username: r.username.clone().filter(|s| !s.is_empty()),
-        password: r.password.clone().filter(|s| !s.is_empty()).map(SecretString::from),
-        tls,
-    }
-}
-
-/// The path of a PEM file named by `key`, which must be readable now.
-fn pem_file(check: &mut Checker<'_>, key: &str, path: Option<&str>) -> Option<PathBuf> {
-    let path = PathBuf::from(path.filter(|p| !p.is_empty())?);
-    if let Err(error) = std::fs::metadata(&path) {
-        check.problem(key, format!("cannot read {}: {error}", path.display()));
-    }
-    Some(path)
 }
 
 fn worker(check: &mut Checker<'_>, raw: &RawConfig) -> WorkerConfig {

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::RedisConn;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -19,7 +20,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -66,8 +67,8 @@ pub enum OpsError {
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
     /// The Redis client could not be built (a TLS file, the URL).
-    #[error(transparent)]
-    RedisClient(#[from] crate::config::RedisClientError),
+    #[error("{0}")]
+    Connect(String),
     /// The server failed while serving.
     #[error("ops server: {0}")]
     Serve(std::io::Error),
@@ -80,7 +81,7 @@ pub struct OpsState {
     keys: Keys,
     /// Connects lazily and reconnects by itself, so the server starts (and `/readyz` can say
     /// "not ready") while Redis is down.
-    redis: ConnectionManager,
+    redis: RedisConn,
     metrics: PrometheusHandle,
     /// Responses pass through it, like the CLI's output.
     redactor: Redactor,
@@ -95,14 +96,13 @@ impl OpsState {
     /// # Errors
     /// [`OpsError::Redis`] when the Redis URL cannot be used.
     pub fn new(config: Arc<Config>, redactor: Redactor) -> Result<Self, OpsError> {
-        let client = config.redis.client()?;
         // Few, short retries: an ops request should fail fast rather than hang on Redis.
         let redis_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let redis = ConnectionManager::new_lazy_with_config(client, redis_config)?;
+        let redis = config.redis.connect_lazy(redis_config).map_err(OpsError::Connect)?;
         let keys = Keys::new(config.redis.prefix.clone());
         Ok(Self { config, keys, redis, metrics: metrics::install(), redactor, worker: None })
     }

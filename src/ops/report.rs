@@ -8,7 +8,7 @@ mod run_detail;
 
 use std::collections::{BTreeMap, HashMap};
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -125,12 +125,16 @@ pub struct NextTick {
     pub utc: String,
 }
 
-/// Where agentcron talks to Redis: host, topology (a single node until Sentinel and Cluster
-/// land), TLS and the ACL user; never the password.
-fn connection(config: &Config) -> serde_json::Value {
+/// Where agentcron talks to Redis: the node `conn` reaches (with Sentinel, the master it
+/// followed), the topology, TLS and the ACL user; never the password.
+fn connection(config: &Config, conn: &RedisConn) -> serde_json::Value {
     let r = &config.redis;
     let user = r.username.as_deref().or(Some(r.url.username()).filter(|u| !u.is_empty()));
-    serde_json::json!({"host": r.host(), "topology": "single", "tls": r.is_tls(), "user": user})
+    let topology = match &r.sentinel {
+        Some(sentinel) => format!("sentinel, master {}", sentinel.master),
+        None => "single".to_owned(),
+    };
+    serde_json::json!({"host": conn.addr(), "topology": topology, "tls": r.is_tls(), "user": user})
 }
 
 /// Reads the status screen.
@@ -138,7 +142,7 @@ fn connection(config: &Config) -> serde_json::Value {
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn status(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     config: &Config,
 ) -> Result<Status, RecordsError> {
@@ -179,7 +183,7 @@ pub async fn status(
         setup_missing,
         usage,
         redis_policy,
-        redis: connection(config),
+        redis: connection(config, conn),
         transcript_repairs,
         recent_failures,
         next_ticks: next_ticks(config),
@@ -201,10 +205,7 @@ fn next_ticks(config: &Config) -> Vec<NextTick> {
         .collect()
 }
 
-async fn workers(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-) -> Result<Vec<WorkerInfo>, RecordsError> {
+async fn workers(conn: &mut RedisConn, keys: &Keys) -> Result<Vec<WorkerInfo>, RecordsError> {
     let beats: HashMap<String, String> =
         redis::cmd("HGETALL").arg(keys.workers()).query_async(conn).await?;
     let leases: Vec<(String, i64)> = redis::cmd("ZRANGE")
@@ -228,7 +229,7 @@ async fn workers(
 }
 
 async fn depths(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     workers: &[WorkerInfo],
 ) -> Result<QueueDepths, RecordsError> {
@@ -260,7 +261,7 @@ async fn depths(
 }
 
 async fn counts_since(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     since_ms: i64,
 ) -> Result<BTreeMap<String, u64>, RecordsError> {
@@ -277,7 +278,7 @@ async fn counts_since(
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn summaries(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     run_ids: &[RunId],
 ) -> Result<Vec<RunSummary>, RecordsError> {
@@ -347,7 +348,7 @@ pub struct RunFilter {
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn runs(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     filter: &RunFilter,
 ) -> Result<Vec<RunSummary>, RecordsError> {

@@ -8,7 +8,7 @@
 //! `resolved_at_ms`) and the sorted set `<prefix>:notices:open` of open notice keys by last
 //! seen. This module must not decide when a connection is inactive.
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 use serde::Serialize;
 
 use super::{RecordsError, now_ms};
@@ -45,7 +45,7 @@ pub struct NoticeEvent {
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn open(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     (user, connection, status, link): (&UserId, &str, &str, &str),
     run_id: &RunId,
@@ -121,7 +121,7 @@ pub async fn open(
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn resolve(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     (user, connection): (&UserId, &str),
     run_id: &RunId,
@@ -166,7 +166,7 @@ pub async fn resolve(
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn open_among(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     user: &UserId,
     connections: &[&str],
@@ -191,7 +191,7 @@ pub fn split_member(member: &str) -> Option<(&str, &str)> {
 }
 
 async fn publish(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     notice: &NoticeEvent,
 ) -> Result<(), RecordsError> {

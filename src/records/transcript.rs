@@ -19,8 +19,8 @@ pub use self::repair::repair_pending;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use crate::config::RedisConn;
 use chrono::{DateTime, Utc};
-use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 
 use super::RecordsError;
@@ -73,7 +73,7 @@ impl Transcript {
     /// # Errors
     /// [`RecordsError`] when Redis or the file system fails.
     pub async fn open(
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConn,
         keys: &Keys,
         config: &TranscriptsConfig,
         redactor: Redactor,
@@ -120,10 +120,7 @@ impl Transcript {
     ///
     /// # Errors
     /// [`RecordsError`] when the last write or the read failed.
-    pub async fn seen(
-        &mut self,
-        conn: &mut ConnectionManager,
-    ) -> Result<&HashSet<String>, RecordsError> {
+    pub async fn seen(&mut self, conn: &mut RedisConn) -> Result<&HashSet<String>, RecordsError> {
         let seen = match self.seen.take() {
             Some(seen) => seen,
             None => {
@@ -146,7 +143,7 @@ impl Transcript {
     /// [`RecordsError`] when the previous event's write failed.
     pub async fn append(
         &mut self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConn,
         session_id: &SessionId,
         event: &Value,
     ) -> Result<bool, RecordsError> {
@@ -238,7 +235,7 @@ impl Transcript {
     ///
     /// # Errors
     /// [`RecordsError`] when the last write failed or Redis failed.
-    pub async fn close(&mut self, conn: &mut ConnectionManager) -> Result<(), RecordsError> {
+    pub async fn close(&mut self, conn: &mut RedisConn) -> Result<(), RecordsError> {
         self.settle().await?;
         if !std::mem::take(&mut self.written) {
             return Ok(());

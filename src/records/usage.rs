@@ -3,7 +3,7 @@
 //! Redis or a worker), and the bytes of its transcript files; both kept in `<prefix>:usage` for
 //! `agentcron status`. This module must not decide when to measure.
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 
 use super::{Fields, RecordsError, now_ms};
 use crate::keys::Keys;
@@ -28,7 +28,7 @@ impl RedisScan {
     /// [`RecordsError`] when Redis fails (the pass goes on from the same place next time).
     pub async fn step(
         &mut self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConn,
         keys: &Keys,
         budget: usize,
     ) -> Result<Option<(u64, u64)>, RecordsError> {
@@ -65,7 +65,7 @@ impl RedisScan {
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn store(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     what: &str,
     figures: &[(&str, u64)],
@@ -83,7 +83,7 @@ pub async fn store(
 ///
 /// # Errors
 /// [`RecordsError`] when Redis fails.
-pub async fn load(conn: &mut ConnectionManager, keys: &Keys) -> Result<Fields, RecordsError> {
+pub async fn load(conn: &mut RedisConn, keys: &Keys) -> Result<Fields, RecordsError> {
     let fields: std::collections::HashMap<String, String> =
         redis::cmd("HGETALL").arg(keys.usage()).query_async(conn).await?;
     Ok(Fields(fields))

@@ -7,7 +7,7 @@
 //! ([`notice_mcp_refusal`]), resolved by the user's next run whose turn did the work
 //! ([`resolve_mcp_refusal`]), since only a working turn shows that it passed.
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 
 use super::{Context, Run, RunError};
 use crate::backoff::RetryPolicy;
@@ -27,11 +27,7 @@ pub struct Checked {
 ///
 /// # Errors
 /// [`RunError`] when Scalekit or Redis fails.
-pub async fn check(
-    ctx: &Context,
-    conn: &mut ConnectionManager,
-    run: &Run,
-) -> Result<Checked, RunError> {
+pub async fn check(ctx: &Context, conn: &mut RedisConn, run: &Run) -> Result<Checked, RunError> {
     let connections = &ctx.config.scalekit.connections;
     let mut names: Vec<&str> = connections.iter().map(|c| c.name.as_str()).collect();
     names.push(mcp_name(ctx));
@@ -83,7 +79,7 @@ fn mcp_name(ctx: &Context) -> &str {
 /// [`RunError`] when Redis fails.
 pub async fn notice_mcp_refusal(
     ctx: &Context,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     run: &Run,
     error_type: &str,
 ) -> Result<String, RunError> {
@@ -100,7 +96,7 @@ pub async fn notice_mcp_refusal(
 /// [`RunError`] when Redis fails.
 pub async fn resolve_mcp_refusal(
     ctx: &Context,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     run: &Run,
 ) -> Result<(), RunError> {
     let keep = ctx.config.retention.runs;

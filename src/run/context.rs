@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 
 use super::{FailPoint, Run, RunError};
 use crate::api::pace::{Pacer, RateClass, Turn};
@@ -26,7 +26,7 @@ pub struct Context {
     /// Key templates.
     pub keys: Keys,
     /// Redis (multiplexed, reconnecting).
-    pub redis: ConnectionManager,
+    pub redis: RedisConn,
     /// Scalekit.
     pub scalekit: Arc<scalekit::Client>,
     /// Anthropic.
@@ -50,14 +50,10 @@ impl Context {
     /// [`RunError`] when credentials are missing or Redis is unreachable. Setup that has not run
     /// is not an error: runs wait for it (see `setup_missing`).
     pub async fn connect(config: Arc<Config>, redactor: Redactor) -> Result<Self, RunError> {
-        let client = config.redis.client().map_err(|e| RunError::Connect(e.to_string()))?;
         let redis_config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(std::time::Duration::from_secs(5)))
             .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
-        let mut redis = client
-            .get_connection_manager_with_config(redis_config)
-            .await
-            .map_err(|e| RunError::Connect(config.redis.connect_error(&e)))?;
+        let mut redis = config.redis.connect(redis_config).await.map_err(RunError::Connect)?;
         let keys = Keys::new(config.redis.prefix.clone());
         let setup = match setup::load(&mut redis, &keys).await {
             Ok(ids) => setup::Current::new(ids),

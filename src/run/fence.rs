@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 
 use super::{Context, Run, RunError};
 use crate::api::pace::{Pacer, RateClass, Turn};
@@ -28,7 +28,7 @@ pub(super) async fn check(ctx: &Context, run: &Run) -> Result<(), RunError> {
 }
 
 /// The fence the run record `key` carries now.
-async fn current(redis: &ConnectionManager, key: &str) -> redis::RedisResult<Option<u64>> {
+async fn current(redis: &RedisConn, key: &str) -> redis::RedisResult<Option<u64>> {
     redis::cmd("HGET").arg(key).arg("fence").query_async(&mut redis.clone()).await
 }
 
@@ -51,7 +51,7 @@ pub(super) fn fenced(run: &Run, current: Option<u64>) -> RunError {
 #[derive(Debug)]
 pub(super) struct Guard {
     pub(super) inner: Option<Arc<dyn Pacer>>,
-    pub(super) redis: ConnectionManager,
+    pub(super) redis: RedisConn,
     /// The run record.
     pub(super) key: String,
     pub(super) fence: u64,

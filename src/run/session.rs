@@ -5,7 +5,7 @@
 //! a second one. An operator's cancel reaches the session too: [`stop_if_cancelled`]
 //! interrupts its turn and archives it.
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 use serde_json::json;
 
 use super::context::{pause_before_retry, single_attempts, throttle};
@@ -38,7 +38,7 @@ pub fn request_mark(run: &Run) -> Facts {
 /// stops the agent before it does anything else.
 pub async fn stop_if_cancelled(
     ctx: &Context,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     run_id: &RunId,
 ) -> Result<(), RunError> {
     let (requested, session_id): (Option<String>, Option<SessionId>) = redis::cmd("HMGET")

@@ -13,7 +13,7 @@
 //!
 //! This module must not decide retries: what it returns goes through the outcome table.
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 
 use super::{Context, Finish, Run, RunError, connections, fence, session};
 use crate::ids::SessionId;
@@ -29,7 +29,7 @@ const SESSION_FACTS: [&str; 3] = ["session_id", "message_sent_at_ms", "session_r
 /// The failure to record (`error` itself, or one met while answering it).
 pub(super) async fn settle(
     ctx: &Context,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     run: &Run,
     session_id: Option<&SessionId>,
     error: RunError,
@@ -71,7 +71,7 @@ pub(super) async fn settle(
 /// as `abandoned_session_id` for the operator).
 async fn abandon(
     ctx: &Context,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     run: &Run,
     session_id: &SessionId,
 ) -> Result<(), RunError> {

@@ -6,7 +6,7 @@
 //! setup`, or by one worker of the fleet itself when `setup.auto` is set. This module must not
 //! decide how `setup` finds or creates things.
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 
 use super::{Context, RunError};
 use crate::api::{Api, ApiError};
@@ -18,7 +18,7 @@ use crate::telemetry::metrics;
 ///
 /// # Errors
 /// [`RunError::SetupMissing`] while it is missing; [`RunError`] when Redis or setup fails.
-pub(super) async fn guard(ctx: &Context, conn: &mut ConnectionManager) -> Result<(), RunError> {
+pub(super) async fn guard(ctx: &Context, conn: &mut RedisConn) -> Result<(), RunError> {
     let Some(object) = ctx.setup.missing() else { return Ok(()) };
     if ctx.setup.due_for_check(ctx.config.worker.heartbeat) && back(ctx, conn).await? {
         return Ok(());
@@ -28,11 +28,7 @@ pub(super) async fn guard(ctx: &Context, conn: &mut ConnectionManager) -> Result
 
 /// After a failed attempt: when `error` says a setup object is missing, reports it and
 /// returns [`RunError::SetupMissing`]; else returns `error`.
-pub(super) async fn check(
-    ctx: &Context,
-    conn: &mut ConnectionManager,
-    error: RunError,
-) -> RunError {
+pub(super) async fn check(ctx: &Context, conn: &mut RedisConn, error: RunError) -> RunError {
     let Some(object) = missing_object(ctx, &error).await else { return error };
     ctx.setup.set_missing(object);
     metrics::setup_missing(object);
@@ -55,7 +51,7 @@ fn deferred(ctx: &Context, object: &'static str) -> RunError {
 
 /// Whether the setup is usable again: the mark is gone (`setup` stored the ids; they are
 /// reloaded), or this worker recreated it (`setup.auto`, one worker at a time).
-async fn back(ctx: &Context, conn: &mut ConnectionManager) -> Result<bool, RunError> {
+async fn back(ctx: &Context, conn: &mut RedisConn) -> Result<bool, RunError> {
     if setup::reported_missing(conn, &ctx.keys).await?.is_none() {
         match setup::load(conn, &ctx.keys).await {
             Ok(ids) => {
@@ -84,7 +80,7 @@ async fn back(ctx: &Context, conn: &mut ConnectionManager) -> Result<bool, RunEr
 
 /// Takes the fleet's recreate lock for a minute: one worker recreates, the others wait for the
 /// mark to go.
-async fn lock(ctx: &Context, conn: &mut ConnectionManager) -> Result<bool, RunError> {
+async fn lock(ctx: &Context, conn: &mut RedisConn) -> Result<bool, RunError> {
     let taken: Option<String> = redis::cmd("SET")
         .arg(ctx.keys.setup_lock())
         .arg(std::process::id())

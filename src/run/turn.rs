@@ -3,10 +3,10 @@
 //! that is, and whether the turn did the work). A dropped or
 //! idle stream is re-attached (history first, events already recorded skipped).
 
+use crate::config::RedisConn;
 use crate::ids::SessionId;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use super::message::EventStream;
@@ -43,7 +43,7 @@ pub struct TokenState {
 /// recorded so far let a later attempt resume.
 pub async fn follow(
     ctx: &Context,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     run: &Run,
     session_id: &SessionId,
     opened: Option<EventStream>,
@@ -76,7 +76,7 @@ pub async fn follow(
 #[allow(clippy::too_many_arguments)] // The loop's state, passed once; grouping it would only rename it.
 async fn pump(
     ctx: &Context,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     run: &Run,
     session_id: &SessionId,
     opened: Option<EventStream>,
@@ -161,7 +161,7 @@ fn stream_closed() -> crate::api::ApiError {
 /// this; resuming is rare.)
 async fn resume(
     ctx: &Context,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     session_id: &SessionId,
     transcript: &mut Transcript,
     state: &mut TurnState,

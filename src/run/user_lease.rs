@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 
 use crate::ids::{RunId, UserId};
 use crate::keys::Keys;
@@ -67,7 +67,7 @@ fn millis(duration: Duration) -> u64 {
 
 /// Takes the user's lease for `run_id`, or reports who holds it.
 pub(crate) async fn acquire(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     user: &UserId,
     run_id: &RunId,
@@ -116,7 +116,7 @@ fn parse_reply(reply: &[redis::Value]) -> (i64, String, Option<i64>) {
 
 /// Releases the lease if `run_id` holds it.
 pub(crate) async fn release(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     (user, run_id): (&UserId, &RunId),
     lease: Duration,

@@ -3,7 +3,7 @@
 //! Created on the first run, updated afterwards, recreated when found missing (404). The ids
 //! live in `<prefix>:user:<user>`; the per-user lease keeps two runs from racing here.
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -32,7 +32,7 @@ pub struct VaultIds {
 /// [`RunError`] when Anthropic or Redis fails.
 pub async fn refresh(
     ctx: &Context,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     run: &Run,
     token: &SecretString,
 ) -> Result<VaultIds, RunError> {
@@ -92,7 +92,7 @@ async fn vault_exists(ctx: &Context, vault_id: &str) -> Result<bool, RunError> {
 /// the create and the map leaves a trace.
 async fn ensure_vault(
     ctx: &Context,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     run: &Run,
     requested_before: bool,
 ) -> Result<(VaultId, bool), RunError> {

@@ -157,6 +157,9 @@ async fn heartbeat(queue: Queue, lease: Arc<Lease>, beat: Beat, stop: Cancellati
     let mut retry = Backoff::default();
     let mut delay = beat.every;
     while sleep_or_stop(delay, &stop).await {
+        // With Sentinel, a failover is noticed here within a beat, not only at the next error:
+        // the old master accepts writes for seconds after it (they are lost with it).
+        queue.connection().follow_master().await;
         let owner = lease.current();
         delay = beat.every;
         match queue.heartbeat(&owner, beat.lease, &beat.info(), register).await {

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 use tokio_util::sync::CancellationToken;
 
 use super::maintenance::sleep_or_stop;
@@ -86,7 +86,7 @@ async fn expire_runs(queue: &Queue, retention: Duration) {
 }
 
 /// Transcript files whose writes failed (a full disk) are rebuilt from Redis once they can be.
-async fn repair_transcripts(conn: &mut ConnectionManager, keys: &crate::keys::Keys) {
+async fn repair_transcripts(conn: &mut RedisConn, keys: &crate::keys::Keys) {
     match crate::records::transcript::repair_pending(conn, keys, REPAIR_BUDGET).await {
         Ok((0, _)) => {}
         Ok((rebuilt, left)) => {
@@ -96,11 +96,7 @@ async fn repair_transcripts(conn: &mut ConnectionManager, keys: &crate::keys::Ke
     }
 }
 
-async fn prune_transcripts(
-    config: &Config,
-    conn: &mut ConnectionManager,
-    keys: &crate::keys::Keys,
-) {
+async fn prune_transcripts(config: &Config, conn: &mut RedisConn, keys: &crate::keys::Keys) {
     let dir = config.transcripts.dir.clone();
     let days = u32::try_from(config.retention.transcripts.as_secs() / 86_400).unwrap_or(u32::MAX);
     let max_bytes = config.retention.transcripts_max_mb.saturating_mul(1024 * 1024);

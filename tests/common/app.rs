@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use agentcron::config::RedisConn;
 use agentcron::config::{self, Config, Env};
 use agentcron::keys::Keys;
 use agentcron::records;
 use agentcron::run::{self, Context, Finish, RunError};
 use agentcron::telemetry::Redactor;
-use redis::aio::ConnectionManager;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +29,7 @@ pub struct TestApp {
     pub redis: TestRedis,
     pub config: Arc<Config>,
     pub ctx: Context,
-    pub conn: ConnectionManager,
+    pub conn: RedisConn,
     pub transcripts: tempfile::TempDir,
 }
 
@@ -65,8 +65,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = config_for(&sim, &redis, transcripts.path().to_path_buf());
     adjust(&mut config);
     let config = Arc::new(config);
-    let client = redis::Client::open(redis.url.as_str()).unwrap();
-    let mut conn = client.get_connection_manager().await.unwrap();
+    let mut conn = config.redis.connect(Default::default()).await.unwrap();
     let keys = Keys::new(config.redis.prefix.clone());
     let (scalekit, anthropic, _) = run::clients(&config).unwrap();
     agentcron::setup::ensure(&config, &scalekit, &anthropic, &mut conn, &keys).await.unwrap();

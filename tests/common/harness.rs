@@ -16,6 +16,7 @@ pub mod private_redis;
 pub mod procs;
 #[path = "redis.rs"]
 mod redis_ns;
+pub mod sentinel;
 #[path = "sim.rs"]
 pub mod sim;
 pub mod tls;

@@ -24,6 +24,8 @@ pub struct PrivateRedis {
     child: Option<Child>,
     /// TLS only, with these certificates; `require_client` asks clients for theirs.
     tls: Option<(Pki, bool)>,
+    /// More `redis-server` arguments (`--replicaof`).
+    extra: Vec<String>,
 }
 
 impl PrivateRedis {
@@ -37,10 +39,26 @@ impl PrivateRedis {
         Self::start_with(false, Some((pki, require_client))).await
     }
 
+    /// A replica of `primary`.
+    pub async fn start_replica_of(primary: &Self) -> Self {
+        let extra =
+            vec!["--replicaof".to_owned(), "127.0.0.1".to_owned(), primary.port.to_string()];
+        Self::start_full(false, None, extra).await
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     async fn start_with(aof: bool, tls: Option<(Pki, bool)>) -> Self {
+        Self::start_full(aof, tls, Vec::new()).await
+    }
+
+    async fn start_full(aof: bool, tls: Option<(Pki, bool)>, extra: Vec<String>) -> Self {
         assert!(Path::new(REDIS_SERVER).exists(), "redis-server is installed (.ci/run needs it)");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = Self { port, dir: tempfile::tempdir().unwrap(), aof, child: None, tls };
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Self { port, dir, aof, child: None, tls, extra };
         server.spawn().await;
         server
     }
@@ -84,6 +102,7 @@ impl PrivateRedis {
         };
         let child = Command::new(REDIS_SERVER)
             .args(self.tls_args())
+            .args(&self.extra)
             .args(["--bind", "127.0.0.1", "--save", ""])
             // DEBUG SLEEP stands for a stall (a slow fork, a failover).
             .args(["--enable-debug-command", "local"])
@@ -175,8 +194,12 @@ impl Drop for PrivateRedis {
 pub async fn setup_on(app: &TestApp, server: &PrivateRedis) -> Config {
     let mut config = (*app.config).clone();
     config.redis.url = server.url().parse().unwrap();
-    let client = server.client().unwrap();
-    let mut conn = client.get_connection_manager().await.unwrap();
+    if let Some((pki, _)) = &server.tls {
+        config.redis.tls.ca_file = Some(pki.ca.clone());
+        config.redis.tls.cert_file = Some(pki.client_cert.clone());
+        config.redis.tls.key_file = Some(pki.client_key.clone());
+    }
+    let mut conn = config.redis.connect(Default::default()).await.unwrap();
     let keys = Keys::new(config.redis.prefix.clone());
     let (scalekit, anthropic, _) = agentcron::run::clients(&config).unwrap();
     agentcron::setup::ensure(&config, &scalekit, &anthropic, &mut conn, &keys).await.unwrap();

@@ -14,11 +14,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use agentcron::config::RedisConn;
 use agentcron::keys::Keys;
 use agentcron::outcome::RunState;
 use agentcron::queue::{NewRun, Queue};
 use agentcron::records;
-use redis::aio::ConnectionManager;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -59,7 +59,7 @@ fn faults() -> Vec<Value> {
 /// The test's private Redis, where the workers, the runs and the pauses are.
 struct Store {
     server: PrivateRedis,
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: Keys,
 }
 
@@ -84,7 +84,7 @@ async fn kills_and_faults_lose_nothing_and_duplicate_nothing() {
     let app = spawn_app().await;
     let server = PrivateRedis::start(false).await;
     let config = setup_on(&app, &server).await;
-    let conn = redis::Client::open(server.url()).unwrap().get_connection_manager().await.unwrap();
+    let conn = config.redis.connect(Default::default()).await.unwrap();
     let store = Store { conn, keys: Keys::new(config.redis.prefix.clone()), server };
     let dir = tempfile::tempdir().unwrap();
     let mut env = child_env(&app, dir.path());

@@ -323,6 +323,19 @@ fn redis_tls_settings_are_checked_and_the_password_redacted() {
         assert_eq!(problems[0].key, key, "{text}: {error}");
         assert!(problems[0].message.contains(phrase), "{text}: {error}");
     }
+    // Sentinel needs both its keys, and every node is a host:port.
+    for (sentinel, key) in [
+        ("master = \"mymaster\"", "redis.sentinel.nodes"),
+        ("master = \"m\"\nnodes = [\"a:26379\", \"b\"]", "redis.sentinel.nodes"),
+        ("nodes = [\"a:26379\"]", "redis.sentinel.master"),
+    ] {
+        let text = format!(
+            "[scalekit]\nenv_url = \"https://x.scalekit.dev\"\n[redis.sentinel]\n{sentinel}\n"
+        );
+        let (_dir, path) = write_config(&text);
+        let error = load(&path, &[]).unwrap_err();
+        assert_eq!(error.problems()[0].key, key, "{text}: {error}");
+    }
     let text = format!(
         "[scalekit]\nenv_url = \"https://x.scalekit.dev\"\n[redis]\nurl = \"rediss://h:6379\"\nusername = \"agentcron\"\n[redis.tls]\nca_file = \"{pem}\"\n"
     );

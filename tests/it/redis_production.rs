@@ -1,17 +1,24 @@
 //! Production Redis (issue 24, first part): TLS with a CA file and with mutual TLS, the clear
-//! errors of a wrong CA and of a missing client certificate, and an ACL user restricted to the
-//! documented rules, with real `redis-server` processes (built with TLS) and real workers.
+//! errors of a wrong CA and of a missing client certificate, an ACL user restricted to the
+//! documented rules, and a Sentinel failover mid-run, with real `redis-server` processes (built
+//! with TLS) and real workers.
 
 use std::path::Path;
 use std::process::Output;
+use std::time::Duration;
 
 use agentcron::config::Config;
 use agentcron::queue::{ACL_RULES, Queue};
+use serde_json::json;
 
-use super::chaos_redis::{assert_one_session_and_message_each, runs, start_workers, wait_count};
+use super::chaos_redis::{
+    assert_one_session_and_message_each, count, runs, start_workers, wait_count,
+};
 use crate::common::app::{TestApp, spawn_app};
+use crate::common::poll::poll_until;
 use crate::common::private_redis::{Pki, PrivateRedis, setup_on};
 use crate::common::procs::{Target, kill9, set_env, worker_env};
+use crate::common::sentinel::{self, SentinelGroup};
 
 /// The `[redis.tls]` settings of a worker for `server`, as variables.
 fn tls_settings(pki: &Pki, ca: &Path, client: bool) -> Vec<(&'static str, String)> {
@@ -26,9 +33,8 @@ fn tls_settings(pki: &Pki, ca: &Path, client: bool) -> Vec<(&'static str, String
 /// `config` with the same TLS settings, for the test's own queue handle.
 fn with_tls(mut config: Config, pki: &Pki, client: bool) -> Config {
     config.redis.tls.ca_file = Some(pki.ca.clone());
-    if client {
-        config.redis.tls.cert_file = Some(pki.client_cert.clone());
-        config.redis.tls.key_file = Some(pki.client_key.clone());
+    if !client {
+        (config.redis.tls.cert_file, config.redis.tls.key_file) = (None, None);
     }
     config
 }
@@ -158,4 +164,54 @@ async fn an_acl_user_with_the_documented_rules_runs_the_pipeline() {
     assert!(said.contains("the Redis user may not run the queue's scripts"), "{said}");
     assert!(said.contains("evalsha"), "names the command refused: {said}");
     assert!(!said.contains("s3cret-acl-password-7d1f"));
+}
+
+/// A Sentinel failover while runs are in flight: the workers find the new master through the
+/// sentinels and every run finishes once (one session, one message each, by the simulator's
+/// audit), although the old master kept accepting writes for seconds after the failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_failover_loses_and_duplicates_nothing() {
+    let app = spawn_app().await;
+    let group = SentinelGroup::start().await;
+    let mut config = setup_on(&app, &group.primary).await;
+    config.redis.sentinel = Some(agentcron::config::RedisSentinel {
+        master: sentinel::MASTER.to_owned(),
+        nodes: group.nodes().split(',').map(str::to_owned).collect(),
+    });
+    let settings = [
+        ("AGENTCRON__REDIS__SENTINEL__MASTER", sentinel::MASTER),
+        ("AGENTCRON__REDIS__SENTINEL__NODES", &group.nodes()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut workers = start_workers(&app, &group.primary, dir.path(), &settings).await;
+    // Runs of about ten seconds, so that they are in flight across the failover.
+    app.sim_client
+        .add_fault(
+            json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 1_000}),
+        )
+        .await;
+    let batch = runs("sentinel", 20);
+    Queue::connect(&config.redis).await.unwrap().enqueue(&batch, "test").await.unwrap();
+    let log = dir.path().join("workers.log");
+    poll_until("runs in flight", Duration::from_secs(30), || async {
+        count(&group.primary, &app.redis.prefix, &batch, Some("running")).await >= 10
+    })
+    .await;
+    group.failover().await;
+    let replica_port = group.replica.port();
+    poll_until("the replica promoted", Duration::from_secs(30), || async {
+        group.master_port().await == replica_port
+    })
+    .await;
+    let in_flight =
+        batch.len() - count(&group.replica, &app.redis.prefix, &batch, Some("succeeded")).await;
+    println!("runs in flight at the failover: {in_flight}");
+    wait_count(&group.replica, &app.redis.prefix, &batch, batch.len(), &log).await;
+    for worker in &mut workers {
+        kill9(worker);
+    }
+    assert!(in_flight > 0, "runs were in flight when the master moved");
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("Redis master moved"), "the workers followed the master");
+    assert_one_session_and_message_each(&app.audit().await, &batch);
 }

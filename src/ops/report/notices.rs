@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::RedisConn;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 
 use crate::ids::UserId;
@@ -27,7 +27,7 @@ pub struct Notice {
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn notices(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     all: bool,
 ) -> Result<Vec<Notice>, RecordsError> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -37,7 +37,7 @@ pub struct PhaseSpan {
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn run(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     run_id: &RunId,
 ) -> Result<Option<RunDetail>, RecordsError> {

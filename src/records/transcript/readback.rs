@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 use serde_json::Value;
 
 use crate::ids::RunId;
@@ -16,7 +16,7 @@ use crate::records::RecordsError;
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn lines(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     run_id: &RunId,
 ) -> Result<Vec<Value>, RecordsError> {
@@ -27,7 +27,7 @@ pub async fn lines(
 /// The lines of the stream `key` as written, oldest first; an event written twice (a retried
 /// write whose first reply was lost) once.
 pub(super) async fn raw_lines(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     key: &str,
 ) -> Result<Vec<String>, RecordsError> {
     let entries: Vec<(String, HashMap<String, String>)> =
@@ -44,7 +44,7 @@ pub(super) async fn raw_lines(
 
 /// The event ids recorded in the stream `key`.
 pub(super) async fn recorded_ids(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     key: &str,
 ) -> Result<HashSet<String>, RecordsError> {
     let entries: Vec<(String, Vec<(String, String)>)> =

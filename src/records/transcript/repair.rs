@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redis::aio::ConnectionManager;
+use crate::config::RedisConn;
 
 use crate::ids::RunId;
 use crate::keys::Keys;
@@ -17,7 +17,7 @@ use crate::records::RecordsError;
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub(super) async fn rebuild_or_note(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     (key, repairs): (&str, &str),
     run_id: &RunId,
     path: &Path,
@@ -36,7 +36,7 @@ pub(super) async fn rebuild_or_note(
 /// # Errors
 /// [`RecordsError`] when Redis fails.
 pub async fn repair_pending(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     budget: usize,
 ) -> Result<(usize, usize), RecordsError> {
@@ -59,11 +59,7 @@ pub async fn repair_pending(
 
 /// Writes every line of the stream `key` to `path`, whole or not at all. Returns whether it
 /// was written.
-async fn rebuild(
-    conn: &mut ConnectionManager,
-    key: &str,
-    path: &Path,
-) -> Result<bool, RecordsError> {
+async fn rebuild(conn: &mut RedisConn, key: &str, path: &Path) -> Result<bool, RecordsError> {
     let mut text = String::new();
     for line in super::raw_lines(conn, key).await? {
         text.push_str(&line);

@@ -1,0 +1,253 @@
+//! The one Redis connection type every room uses: a reconnecting, multiplexed connection
+//! (`redis`'s `ConnectionManager`) to the Redis `[redis]` names, and with `[redis.sentinel]`
+//! one that follows the master. A failover moves the master, and the old one keeps accepting
+//! writes for seconds until the sentinels demote it (measured: about 10 s after `SENTINEL
+//! FAILOVER`), so a connection must not trust a node because it answers: after an error, and
+//! whenever [`RedisConn::follow_master`] is called (the worker's heartbeat does, every beat), it
+//! asks the sentinels where the master is, checks with `ROLE` that the node there is a master,
+//! and moves. Writes that reached the old master in between are lost with it; the run fencing
+//! of issue 14 keeps that from doing anything twice.
+//!
+//! This module must not retry commands: callers do (`crate::transient`).
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, RedisFuture, Value};
+
+use super::RedisConfig;
+
+/// A connection to the master of the configured Redis. Cheap to clone; clones share it.
+#[derive(Clone)]
+pub struct RedisConn {
+    current: Arc<RwLock<Arc<Node>>>,
+    /// With Sentinel: how to find the master again.
+    follow: Option<Arc<Follow>>,
+}
+
+struct Node {
+    /// `host:port` of the node connected to.
+    addr: String,
+    client: redis::Client,
+    manager: ConnectionManager,
+}
+
+struct Follow {
+    config: RedisConfig,
+    manager_config: ConnectionManagerConfig,
+    /// One move at a time; the others wait and then use its result.
+    resolving: tokio::sync::Mutex<()>,
+    /// Where the sentinels last said the master is, shared by every connection of this process
+    /// to the same master: when one learns of a failover, all move before their next command.
+    master: Arc<RwLock<String>>,
+}
+
+/// The shared master address of `sentinel`, starting at `addr`.
+fn shared_master(sentinel: &super::RedisSentinel, addr: &str) -> Arc<RwLock<String>> {
+    type Registry = std::sync::Mutex<std::collections::HashMap<String, Arc<RwLock<String>>>>;
+    static MASTERS: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    let key = format!("{}@{}", sentinel.master, sentinel.nodes.join(","));
+    let mut masters =
+        MASTERS.get_or_init(Registry::default).lock().unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(masters.entry(key).or_insert_with(|| Arc::new(RwLock::new(addr.to_owned()))))
+}
+
+impl std::fmt::Debug for RedisConn {
+    // The client holds the URL, which may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConn").field("addr", &self.addr()).finish_non_exhaustive()
+    }
+}
+
+impl RedisConfig {
+    /// Connects to the master: the URL's host, or with Sentinel the one the sentinels name.
+    ///
+    /// # Errors
+    /// The client's error, in words that name the host ([`RedisConfig::connect_error`]).
+    pub async fn connect(
+        &self,
+        manager_config: ConnectionManagerConfig,
+    ) -> Result<RedisConn, String> {
+        let addr = match &self.sentinel {
+            Some(_) => self.master_addr().await?,
+            None => self.host(),
+        };
+        let client = self.client_at(&addr).map_err(|e| e.to_string())?;
+        let manager = client
+            .get_connection_manager_with_config(manager_config.clone())
+            .await
+            .map_err(|e| self.connect_error(&e))?;
+        Ok(self.conn(Node { addr, client, manager }, manager_config))
+    }
+
+    /// A connection that connects on first use (to the URL's host; with Sentinel it moves to
+    /// the master at the first error), so that a server can start while Redis is down.
+    ///
+    /// # Errors
+    /// The client could not be built (a TLS file, the URL).
+    pub fn connect_lazy(
+        &self,
+        manager_config: ConnectionManagerConfig,
+    ) -> Result<RedisConn, String> {
+        let addr = self.host();
+        let client = self.client_at(&addr).map_err(|e| e.to_string())?;
+        let manager =
+            ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
+                .map_err(|e| self.connect_error(&e))?;
+        Ok(self.conn(Node { addr, client, manager }, manager_config))
+    }
+
+    fn conn(&self, node: Node, manager_config: ConnectionManagerConfig) -> RedisConn {
+        let follow = self.sentinel.as_ref().map(|sentinel| {
+            Arc::new(Follow {
+                config: self.clone(),
+                manager_config,
+                resolving: tokio::sync::Mutex::new(()),
+                master: shared_master(sentinel, &node.addr),
+            })
+        });
+        RedisConn { current: Arc::new(RwLock::new(Arc::new(node))), follow }
+    }
+
+    /// Asks each sentinel in turn where the master is, and checks that it says so itself.
+    async fn master_addr(&self) -> Result<String, String> {
+        let Some(sentinel) = &self.sentinel else { return Ok(self.host()) };
+        let mut last = String::from("no sentinel configured");
+        for node in &sentinel.nodes {
+            let asked = async {
+                let client = redis::Client::open(format!("redis://{node}"))?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                let (host, port): (String, u16) = redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(&sentinel.master)
+                    .query_async(&mut conn)
+                    .await?;
+                Ok::<_, redis::RedisError>(format!("{host}:{port}"))
+            };
+            match tokio::time::timeout(SENTINEL_TIMEOUT, asked).await {
+                Ok(Ok(addr)) if self.is_master(&addr).await => return Ok(addr),
+                Ok(Ok(addr)) => {
+                    last = format!("{addr}, named by sentinel {node}, is not a master yet")
+                }
+                Ok(Err(error)) => last = format!("sentinel {node}: {error}"),
+                Err(_) => last = format!("sentinel {node}: no answer"),
+            }
+        }
+        Err(format!("cannot find the master `{}`: {last}", sentinel.master))
+    }
+
+    /// Whether the node at `addr` says it is a master (`ROLE`).
+    async fn is_master(&self, addr: &str) -> bool {
+        let asked = async {
+            let client = self.client_at(addr).ok()?;
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conn).await.ok()?;
+            let first: String = redis::from_redis_value(role.into_iter().next()?).ok()?;
+            Some(first == "master")
+        };
+        tokio::time::timeout(SENTINEL_TIMEOUT, asked).await.ok().flatten().unwrap_or(false)
+    }
+}
+
+/// How long one sentinel or one node may take to answer.
+const SENTINEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl RedisConn {
+    fn node(&self) -> Arc<Node> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// `host:port` of the node this connection talks to.
+    pub fn addr(&self) -> String {
+        self.node().addr.clone()
+    }
+
+    /// A client of that node, for a dedicated connection (a blocking command).
+    pub fn client(&self) -> redis::Client {
+        self.node().client.clone()
+    }
+
+    /// With Sentinel, asks where the master is and moves there when it moved; returns the new
+    /// address when it did. Without Sentinel, nothing.
+    pub async fn follow_master(&self) -> Option<String> {
+        let follow = self.follow.as_ref()?;
+        let addr = follow.config.master_addr().await.ok()?;
+        let known = std::mem::replace(
+            &mut *follow.master.write().unwrap_or_else(PoisonError::into_inner),
+            addr.clone(),
+        );
+        if known != addr {
+            tracing::warn!(message = "Redis master moved (Sentinel failover); following it.", addr);
+        }
+        self.move_to(follow, &addr).await.then_some(addr)
+    }
+
+    /// Connects to `addr` unless already there; true when it moved.
+    async fn move_to(&self, follow: &Follow, addr: &str) -> bool {
+        if self.node().addr == addr {
+            return false;
+        }
+        let _one = follow.resolving.lock().await;
+        if self.node().addr == addr {
+            return false;
+        }
+        let Ok(client) = follow.config.client_at(addr) else { return false };
+        let manager_config = follow.manager_config.clone();
+        let Ok(manager) = client.get_connection_manager_with_config(manager_config).await else {
+            return false;
+        };
+        let node = Node { addr: addr.to_owned(), client, manager };
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(node);
+        true
+    }
+
+    /// The node's connection, after moving to the master another connection learned of.
+    async fn manager(&self) -> ConnectionManager {
+        if let Some(follow) = &self.follow {
+            let master = follow.master.read().unwrap_or_else(PoisonError::into_inner).clone();
+            self.move_to(follow, &master).await;
+        }
+        self.node().manager.clone()
+    }
+
+    /// After an error that may mean the master moved (the node is a replica now, or gone).
+    async fn after(&self, error: &redis::RedisError) {
+        let moved = error.code() == Some("READONLY") || crate::transient::is_transient(error);
+        if moved && self.follow.is_some() {
+            self.follow_master().await;
+        }
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let mut manager = self.manager().await;
+            let res = manager.req_packed_command(cmd).await;
+            if let Err(error) = &res {
+                self.after(error).await;
+            }
+            res
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let mut manager = self.manager().await;
+            let res = manager.req_packed_commands(pipeline, offset, count).await;
+            if let Err(error) = &res {
+                self.after(error).await;
+            }
+            res
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.node().manager.get_db()
+    }
+}

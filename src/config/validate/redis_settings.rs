@@ -1,0 +1,91 @@
+//! `[redis]`: the URL, the prefix, the ACL user, the `[redis.tls]` files (readable now, both
+//! halves of a client certificate, only with `rediss://`) and `[redis.sentinel]` (both keys,
+//! every node a `host:port`).
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+
+use super::super::raw::RawConfig;
+use super::super::{RedisConfig, RedisSentinel, RedisTls};
+use super::checker::Checker;
+
+pub(super) fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
+    let url = raw.redis.url.as_deref().or(Some("redis://127.0.0.1:6379"));
+    let url = check.url("redis.url", url, &["redis", "rediss", "unix"], "");
+    let prefix = raw.redis.prefix.clone().unwrap_or_else(|| "agentcron".to_owned());
+    let valid = prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_:.{}".contains(c));
+    if prefix.is_empty() || prefix.len() > 64 || !valid {
+        check.problem(
+            "redis.prefix",
+            format!("expected 1 to 64 characters of A-Z a-z 0-9 - _ : . {{ }}, found {prefix:?}"),
+        );
+    }
+    let r = &raw.redis;
+    let tls = RedisTls {
+        ca_file: pem_file(check, "redis.tls.ca_file", r.tls_ca_file.as_deref()),
+        cert_file: pem_file(check, "redis.tls.cert_file", r.tls_cert_file.as_deref()),
+        key_file: pem_file(check, "redis.tls.key_file", r.tls_key_file.as_deref()),
+    };
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        let key =
+            if tls.cert_file.is_some() { "redis.tls.key_file" } else { "redis.tls.cert_file" };
+        check.problem(key, "mutual TLS needs both redis.tls.cert_file and redis.tls.key_file");
+    }
+    let any_file = tls.ca_file.is_some() || tls.cert_file.is_some();
+    if any_file && url.scheme() != "rediss" {
+        check.problem("redis.url", "redis.tls files need a rediss:// URL (TLS)");
+    }
+    let sentinel = sentinel(check, r.sentinel_master.as_deref(), r.sentinel_nodes.as_deref());
+    RedisConfig {
+        sentinel,
+        url,
+        prefix,
+        allow_eviction: r.allow_eviction.unwrap_or(false),
+        username: r.username.clone().filter(|s| !s.is_empty()),
+        password: r.password.clone().filter(|s| !s.is_empty()).map(SecretString::from),
+        tls,
+    }
+}
+
+/// `[redis.sentinel]`: both keys or neither; every node a `host:port`.
+fn sentinel(
+    check: &mut Checker<'_>,
+    master: Option<&str>,
+    nodes: Option<&[String]>,
+) -> Option<RedisSentinel> {
+    let master = master.filter(|m| !m.is_empty());
+    let nodes = nodes.filter(|n| !n.is_empty());
+    match (master, nodes) {
+        (None, None) => None,
+        (Some(master), Some(nodes)) => {
+            for node in nodes {
+                let port = node.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok());
+                if port.is_none() {
+                    check.problem(
+                        "redis.sentinel.nodes",
+                        format!("expected host:port, found {node:?}"),
+                    );
+                }
+            }
+            Some(RedisSentinel { master: master.to_owned(), nodes: nodes.to_vec() })
+        }
+        (Some(_), None) => {
+            check.problem("redis.sentinel.nodes", "Sentinel needs the sentinels' host:port");
+            None
+        }
+        (None, Some(_)) => {
+            check.problem("redis.sentinel.master", "Sentinel needs the master's name");
+            None
+        }
+    }
+}
+
+/// The path of a PEM file named by `key`, which must be readable now.
+fn pem_file(check: &mut Checker<'_>, key: &str, path: Option<&str>) -> Option<PathBuf> {
+    let path = PathBuf::from(path.filter(|p| !p.is_empty())?);
+    if let Err(error) = std::fs::metadata(&path) {
+        check.problem(key, format!("cannot read {}: {error}", path.display()));
+    }
+    Some(path)
+}
