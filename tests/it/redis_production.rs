@@ -166,9 +166,9 @@ async fn an_acl_user_with_the_documented_rules_runs_the_pipeline() {
     assert!(!said.contains("s3cret-acl-password-7d1f"));
 }
 
-/// A Sentinel failover while runs are in flight: the workers find the new master through the
-/// sentinels and every run finishes once (one session, one message each, by the simulator's
-/// audit), although the old master kept accepting writes for seconds after the failover.
+/// A Sentinel failover while 20 runs are in flight and 20 wait: the workers find the new master
+/// through the sentinels and every run finishes once (one session, one message each, by the
+/// simulator's audit), although the old master kept accepting writes for seconds after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_failover_loses_and_duplicates_nothing() {
     let app = spawn_app().await;
@@ -178,9 +178,12 @@ async fn a_sentinel_failover_loses_and_duplicates_nothing() {
         master: sentinel::MASTER.to_owned(),
         nodes: group.nodes().split(',').map(str::to_owned).collect(),
     });
+    // Ten runs at a time per worker, so that runs still wait in the queue at the failover and
+    // are taken while the old master still answers.
     let settings = [
         ("AGENTCRON__REDIS__SENTINEL__MASTER", sentinel::MASTER),
         ("AGENTCRON__REDIS__SENTINEL__NODES", &group.nodes()),
+        ("AGENTCRON__WORKER__CONCURRENCY", "10"),
     ];
     let dir = tempfile::tempdir().unwrap();
     let mut workers = start_workers(&app, &group.primary, dir.path(), &settings).await;
@@ -190,11 +193,11 @@ async fn a_sentinel_failover_loses_and_duplicates_nothing() {
             json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 1_000}),
         )
         .await;
-    let batch = runs("sentinel", 20);
+    let batch = runs("sentinel", 40);
     Queue::connect(&config.redis).await.unwrap().enqueue(&batch, "test").await.unwrap();
     let log = dir.path().join("workers.log");
     poll_until("runs in flight", Duration::from_secs(30), || async {
-        count(&group.primary, &app.redis.prefix, &batch, Some("running")).await >= 10
+        count(&group.primary, &app.redis.prefix, &batch, Some("running")).await >= 20
     })
     .await;
     group.failover().await;
