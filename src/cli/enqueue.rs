@@ -66,10 +66,6 @@ fn runs(args: &EnqueueArgs) -> anyhow::Result<Vec<NewRun>> {
     Ok(runs)
 }
 
-/// How far ahead `--at` may be: a run meant for later than this is more likely a typo (a
-/// unit, a year) than a plan, and would sit in the delayed set for years.
-const MAX_AHEAD: Duration = Duration::from_secs(365 * 86_400);
-
 /// `--at`: an RFC 3339 time, or a delay from now such as `10m`; at most a year ahead.
 fn parse_at(at: &str) -> anyhow::Result<i64> {
     let now_ms = crate::queue::unix_ms(SystemTime::now());
@@ -82,9 +78,10 @@ fn parse_at(at: &str) -> anyhow::Result<i64> {
         let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         now_ms.saturating_add(delay_ms)
     };
-    let max_ahead_ms = i64::try_from(MAX_AHEAD.as_millis()).unwrap_or(i64::MAX);
+    // The intake's limit: a run meant for later is more likely a typo (a unit, a year) than a
+    // plan, and would sit in the delayed set for years.
     anyhow::ensure!(
-        at_ms.saturating_sub(now_ms) <= max_ahead_ms,
+        at_ms.saturating_sub(now_ms) <= crate::queue::intake::MAX_NOT_BEFORE_AHEAD_MS,
         "--at `{at}` is more than a year ahead; a run can be enqueued at most 365 days ahead"
     );
     Ok(at_ms)

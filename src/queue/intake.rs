@@ -19,8 +19,8 @@ mod payload;
 
 use serde_json::json;
 
-pub(crate) use self::payload::parse;
 pub use self::payload::{IntakeItem, Rejection};
+pub(crate) use self::payload::{MAX_NOT_BEFORE_AHEAD_MS, parse};
 use super::{LIST_CAP, NewRun, Queue, Result, script};
 use crate::telemetry::metrics;
 
