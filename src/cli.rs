@@ -91,7 +91,7 @@ pub enum Command {
     /// Run the worker daemon: executes queued runs until SIGTERM.
     #[command(after_help = "Example:\n  agentcron worker --schedule")]
     Worker(WorkerArgs),
-    /// Run the cron scheduler alone: fires [[schedule]] ticks into the queue.
+    /// Run the cron scheduler alone: fires `[[schedule]]` ticks into the queue.
     #[command(after_help = "Example:\n  agentcron scheduler")]
     Scheduler,
     /// One screen: workers, queue depths, runs by state, notices, failures, next ticks.

@@ -23,7 +23,7 @@
 //! - [`telemetry`]: logging and secret redaction.
 //! - [`shutdown`]: the root cancellation on SIGINT/SIGTERM.
 //! - [`demo`]: the end-to-end demo against the simulator (`agentcron demo`).
-//! - [`bench`]: benchmarks of the queue, the run pipeline and the fan-out (`agentcron bench`).
+//! - [`bench`](mod@bench): benchmarks of the queue, the run pipeline and the fan-out (`agentcron bench`).
 //! - [`cli`]: the command line, used by `main.rs`.
 
 pub mod api;

@@ -8,10 +8,10 @@
 //! side (ARCHITECTURE.md's module graph gives `sim` no arrows), so a client bug cannot be
 //! copied into the fake and pass.
 //!
-//! Map: [`scalekit`] and [`anthropic`] are the two APIs; [`agent`] is the scripted agent and
-//! [`tools`] its MCP tools; [`session`] is a session's event log; [`faults`], [`audit`] and
-//! [`control`] are the test hooks; [`state`], [`fixtures`], [`ids`], [`jwt`], [`query`] and
-//! [`error`] are shared plumbing.
+//! Map: `scalekit` and `anthropic` are the two APIs; `agent` is the scripted agent and
+//! `tools` its MCP tools; `session` is a session's event log; `faults`, `audit` and
+//! `control` are the test hooks; `state`, `fixtures`, `ids`, `jwt`, `query` and
+//! `error` are shared plumbing.
 //!
 //! Where the vendors' documentation leaves a point open, the choice made (and where):
 //! - The stream does not replay events sent before it opened; `events.list` has the history.

@@ -38,7 +38,7 @@ pub fn is_transient(error: &redis::RedisError) -> bool {
         || error.to_string().contains("OOM command not allowed")
 }
 
-/// Runs `call` until it succeeds, fails for good, or [`TRIES`] tries failed with passing
+/// Runs `call` until it succeeds, fails for good, or `TRIES` (6) tries failed with passing
 /// trouble. For idempotent calls only: a call whose reply was lost after Redis acted runs
 /// again.
 ///

@@ -2,8 +2,8 @@
 //! reports under `/api/*`, and the dashboard at `/` (one static page embedded in the binary).
 //!
 //! With `ops.token` set, every route but the probes (`/healthz`, `/readyz`) and the static page
-//! needs `Authorization: Bearer <token>`. Report data comes from [`report`] and
-//! [`transcript`], metric names from [`metrics`]; this module only routes, authenticates and
+//! needs `Authorization: Bearer <token>`. Report data comes from [`crate::ops::report`] and
+//! [`crate::records::transcript`], metric names from [`crate::telemetry::metrics`]; this module only routes, authenticates and
 //! renders. It must not change run state.
 
 mod json_api;

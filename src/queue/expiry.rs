@@ -13,7 +13,7 @@ use super::{Queue, Result, script};
 pub(crate) const EXPIRE_BATCH: usize = 200;
 
 impl Queue {
-    /// Removes up to [`EXPIRE_BATCH`] finished runs per state that were created and ended more
+    /// Removes up to `EXPIRE_BATCH` finished runs per state that were created and ended more
     /// than `retention` ago. Returns how many went.
     ///
     /// # Errors

@@ -8,7 +8,7 @@
 //! A worker mints one token per run, so the set of known values reaches tens of thousands.
 //! Searching for each of them in every line made redaction quadratic (it took 84 % of a busy
 //! worker's CPU at 3,000 concurrent runs), so values are indexed by their last
-//! [`MIN_SECRET_LEN`] bytes: finding all of them costs one hash lookup per byte of text,
+//! `MIN_SECRET_LEN` bytes: finding all of them costs one hash lookup per byte of text,
 //! whatever their number. Minted tokens leave the set once they have expired.
 
 use std::borrow::Cow;
