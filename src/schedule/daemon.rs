@@ -86,6 +86,8 @@ struct Daemon {
     /// The fan-out tasks, one per schedule ever armed; reaped by the loop.
     tasks: JoinSet<()>,
     modified: Option<SystemTime>,
+    /// The configuration's warnings logged so far (variables that set no key).
+    warned: std::collections::HashSet<String>,
 }
 
 /// Runs the scheduler until `shutdown` is cancelled: loads `config_path`, enqueues a missed
@@ -105,7 +107,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ScheduleError> {
     let modified = modified(&config_path);
-    let config = config::load(&config_path, &env)?;
+    // The command that started the daemon loaded the configuration and logged its warnings;
+    // they are remembered here so that a reload logs only new ones.
+    let checked = config::check(&config_path, &env);
+    let warned = checked.warnings.iter().map(ToString::to_string).collect();
+    let config = checked.config?;
     let mut hangup = signal(SignalKind::hangup()).map_err(ScheduleError::Signal)?;
     let jobs = JobScheduler::new().await?;
     jobs.start().await?;
@@ -121,6 +127,7 @@ pub async fn run(
         generation: 0,
         tasks: JoinSet::new(),
         modified,
+        warned,
     };
     daemon.apply(&config.schedules).await?;
     daemon.catch_up(Utc::now());
@@ -284,7 +291,15 @@ impl Daemon {
     /// Loads the file again; applies it when valid, else logs every problem and keeps going.
     async fn reload(&mut self, reason: &'static str) -> Result<(), ScheduleError> {
         self.modified = modified(&self.path);
-        match config::load(&self.path, &self.env) {
+        let checked = config::check(&self.path, &self.env);
+        for warning in checked.warnings {
+            let text = warning.to_string();
+            if !self.warned.contains(&text) {
+                tracing::warn!(message = "An environment variable sets no configuration key.", var = %warning.var, warning = %warning.message);
+                self.warned.insert(text);
+            }
+        }
+        match checked.config {
             Ok(config) => {
                 tracing::info!(message = "Reloading schedules.", reason, path = %self.path.display());
                 if config.redis.prefix != self.queue.keys().prefix() {
