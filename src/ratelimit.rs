@@ -80,4 +80,69 @@ impl RateLimiter {
             tokio::time::sleep(wait).await;
         }
     }
+
+    /// Empties bucket `name` for `pause`: the vendor refused a request (a 429 asking to wait
+    /// that long), so no caller in the fleet takes a token of it before then, instead of each
+    /// one finding out with a 429 of its own.
+    ///
+    /// # Errors
+    /// As [`RateLimiter::acquire`].
+    pub async fn drain(
+        &self,
+        name: &'static str,
+        per_second: f64,
+        pause: Duration,
+    ) -> Result<(), RateLimitError> {
+        if !(per_second.is_finite() && per_second > 0.0) {
+            return Err(RateLimitError::InvalidRate(per_second));
+        }
+        let mut invocation = DRAIN.prepare_invoke();
+        invocation.key(self.keys.ratelimit(name)).arg(per_second).arg(pause.as_secs_f64());
+        let () = invocation.invoke_async(&mut self.redis.clone()).await?;
+        Ok(())
+    }
+
+    /// How long a caller of bucket `name` would wait for a token now, without taking one.
+    ///
+    /// # Errors
+    /// As [`RateLimiter::acquire`].
+    pub async fn wait_now(
+        &self,
+        name: &'static str,
+        per_second: f64,
+    ) -> Result<Duration, RateLimitError> {
+        let mut invocation = PEEK.prepare_invoke();
+        invocation.key(self.keys.ratelimit(name)).arg(per_second).arg(per_second.max(1.0));
+        let wait_ms: u64 = invocation.invoke_async(&mut self.redis.clone()).await?;
+        Ok(Duration::from_millis(wait_ms))
+    }
 }
+
+/// Sets a bucket's tokens to minus `pause` seconds of refill (unless already lower), so the
+/// first token is due after `pause`. KEYS: 1 bucket. ARGV: 1 rate per second, 2 pause seconds.
+static DRAIN: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local t = redis.call('TIME') \
+         local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) \
+         local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens')) or 0 \
+         local drained = math.min(tokens, -tonumber(ARGV[1]) * tonumber(ARGV[2])) \
+         redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', drained), 'ts_us', string.format('%d', now)) \
+         redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000) + 60000) \
+         return 0",
+    )
+});
+
+/// The bucket script's answer without taking a token. KEYS: 1 bucket. ARGV: 1 rate, 2 capacity.
+static PEEK: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local t = redis.call('TIME') \
+         local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) \
+         local s = redis.call('HMGET', KEYS[1], 'tokens', 'ts_us') \
+         local rate, cap = tonumber(ARGV[1]), tonumber(ARGV[2]) \
+         local tokens = tonumber(s[1]) or cap \
+         local ts = tonumber(s[2]) or now \
+         tokens = math.min(cap, tokens + math.max(0, now - ts) / 1000000 * rate) \
+         if tokens >= 1 then return 0 end \
+         return math.ceil((1 - tokens) / rate * 1000)",
+    )
+});

@@ -289,11 +289,6 @@ impl Client {
         }
     }
 
-    /// Waits for the pacer's turn, when the client has a pacer.
-    async fn wait_turn(&self, endpoint: &'static str) -> Result<(), ApiError> {
-        pace::wait_turn(self.pacer.as_deref(), API, endpoint).await
-    }
-
     /// The headers of every request, the event stream's included, as the official SDK 2.x
     /// sends them: it asks for JSON even on the stream, and the server answers with SSE anyway.
     fn common_headers(&self) -> [(&'static str, &str); 4] {
@@ -345,8 +340,9 @@ impl Client {
             if let Some(body) = &body {
                 request = request.header(CONTENT_TYPE, "application/json").body(body.clone());
             }
-            let response = check(endpoint, request.send().await).await?;
-            decode_json(API, endpoint, response).await
+            let response = check(endpoint, request.send().await).await;
+            pace::note_refusal(self.pacer.as_deref(), endpoint, &response).await;
+            decode_json(API, endpoint, response?).await
         })
         .await
     }

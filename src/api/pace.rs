@@ -58,6 +58,29 @@ pub type Turn<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>
 pub trait Pacer: Send + Sync + fmt::Debug {
     /// Resolves once one request of `class` may be sent.
     fn turn(&self, class: RateClass) -> Turn<'_>;
+
+    /// The vendor refused a request of `class` with a 429 asking to wait `pause`: a shared pacer
+    /// holds every caller back for that long. The default does nothing.
+    fn refused(&self, class: RateClass, pause: std::time::Duration) -> Turn<'_> {
+        let _ = (class, pause);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// Tells `pacer` about a 429 in `res` (how long it asked to wait; a second when it did not
+/// say). A pacer that fails to take note changes nothing: the request's own retry still waits.
+pub(crate) async fn note_refusal<T>(
+    pacer: Option<&dyn Pacer>,
+    endpoint: &'static str,
+    res: &Result<T, ApiError>,
+) {
+    let (Some(pacer), Err(error)) = (pacer, res) else { return };
+    if error.status() == Some(429) {
+        let pause = error.retry_after().unwrap_or(std::time::Duration::from_secs(1));
+        if let Err(reason) = pacer.refused(RateClass::of(endpoint), pause).await {
+            tracing::debug!(message = "Could not hold the fleet back after a 429.", reason);
+        }
+    }
 }
 
 /// Waits on `pacer`, if any, before one request of `endpoint`. A pacer that fails makes a

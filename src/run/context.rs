@@ -144,13 +144,28 @@ struct FleetPacer {
     per_minute: [Option<f64>; 3],
 }
 
-impl Pacer for FleetPacer {
-    fn turn(&self, class: RateClass) -> Turn<'_> {
-        let per_minute = match class {
+impl FleetPacer {
+    fn per_minute(&self, class: RateClass) -> Option<f64> {
+        match class {
             RateClass::Create => self.per_minute[0],
             RateClass::Request => self.per_minute[1],
             RateClass::Environment => self.per_minute[2],
-        };
+        }
+    }
+}
+
+impl Pacer for FleetPacer {
+    fn refused(&self, class: RateClass, pause: std::time::Duration) -> Turn<'_> {
+        let per_minute = self.per_minute(class);
+        Box::pin(async move {
+            let Some(per_minute) = per_minute else { return Ok(()) };
+            let drained = self.limiter.drain(class.as_str(), per_minute / 60.0, pause).await;
+            drained.map_err(|error| error.to_string())
+        })
+    }
+
+    fn turn(&self, class: RateClass) -> Turn<'_> {
+        let per_minute = self.per_minute(class);
         Box::pin(async move {
             let Some(per_minute) = per_minute else { return Ok(()) };
             let limited = self.limiter.acquire(class.as_str(), per_minute / 60.0).await;

@@ -58,6 +58,13 @@ pub(super) struct Guard {
 }
 
 impl Pacer for Guard {
+    fn refused(&self, class: RateClass, pause: std::time::Duration) -> Turn<'_> {
+        match &self.inner {
+            Some(inner) => inner.refused(class, pause),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+
     fn turn(&self, class: RateClass) -> Turn<'_> {
         Box::pin(async move {
             if let Some(inner) = &self.inner {

@@ -60,3 +60,23 @@ async fn a_nonpositive_rate_is_refused() {
         assert!(matches!(error, RateLimitError::InvalidRate(_)), "{rate}: {error:?}");
     }
 }
+
+/// A drained bucket (a 429 asked the fleet to wait) makes every limiter of it wait that long,
+/// and never shortens a longer wait already set. Read from the bucket, not timed.
+#[tokio::test]
+async fn a_drained_bucket_holds_every_limiter_back_for_the_pause() {
+    const RATE: f64 = 50.0;
+    let redis = TestRedis::new().await;
+    let config = config(&redis);
+    let (one, other) = (limiter(&config).await, limiter(&config).await);
+    assert_eq!(other.wait_now("creates", RATE).await.unwrap(), Duration::ZERO);
+    one.drain("creates", RATE, Duration::from_secs(3)).await.unwrap();
+    let wait = other.wait_now("creates", RATE).await.unwrap();
+    assert!(
+        wait > Duration::from_millis(2_900) && wait <= Duration::from_millis(3_100),
+        "{wait:?}"
+    );
+    one.drain("creates", RATE, Duration::from_secs(1)).await.unwrap();
+    let still = other.wait_now("creates", RATE).await.unwrap();
+    assert!(still > Duration::from_millis(2_800), "a shorter pause does not shorten it: {still:?}");
+}

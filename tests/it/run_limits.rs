@@ -197,3 +197,28 @@ async fn a_run_failed_by_a_429_is_retried_no_sooner_than_its_retry_after() {
     let audit: Value = app.audit().await;
     assert_eq!(audit["requests"]["POST /v1/sessions"], 2, "{}", audit["requests"]);
 }
+
+/// A 429 holds the whole fleet back, not only the request that got it: the client drains its
+/// class's shared bucket for the `retry-after`, so another worker (here a limiter on its own
+/// connection) would wait before its next create instead of drawing a 429 of its own.
+#[tokio::test]
+async fn a_429_holds_every_worker_of_the_fleet_back() {
+    let app = spawn_app().await;
+    let fault = json!({"method": "POST", "path": "/v1/sessions", "status": 429, "retry_after": 3, "count": 1});
+    app.sim_client.add_fault(fault).await;
+    app.create_run("r-429-fleet", "429-fleet@example.com").await;
+    let queue = Queue::connect(&app.config.redis).await.unwrap();
+    let other = agentcron::ratelimit::RateLimiter::new(queue.connection(), queue.keys().clone());
+    let per_second = app.config.limits.creates_per_minute.unwrap() / 60.0;
+    let held = async {
+        poll_until("the fleet's create bucket drained", Duration::from_secs(10), || async {
+            let wait = other.wait_now("creates", per_second).await.unwrap();
+            (wait >= Duration::from_secs(1)).then_some(wait)
+        })
+        .await
+    };
+    let (finish, wait) = tokio::join!(app.execute("r-429-fleet"), held);
+    assert!(matches!(finish.unwrap(), Finish::Succeeded { .. }));
+    println!("another worker's next create would wait {wait:?}");
+    assert_eq!(app.sessions_of("r-429-fleet").await.len(), 1);
+}

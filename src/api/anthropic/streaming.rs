@@ -17,6 +17,14 @@ use crate::api::{ApiError, path_segment, with_retries};
 use crate::config::HttpConfig;
 use crate::telemetry::metrics;
 
+impl Client {
+    /// Waits for the pacer's turn, when the client has a pacer (every request, this one and
+    /// the JSON calls of `anthropic.rs`).
+    pub(super) async fn wait_turn(&self, endpoint: &'static str) -> Result<(), ApiError> {
+        crate::api::pace::wait_turn(self.pacer.as_deref(), API, endpoint).await
+    }
+}
+
 /// What bounds an event stream.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits {
