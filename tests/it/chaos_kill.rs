@@ -11,6 +11,7 @@
 //! paused for 0.5–1 s every 3–5 s (a pause on the shared Redis would stall every other test).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,24 @@ fn faults() -> Vec<Value> {
         json!({"path": "/api/", "status": 429, "retry_after": 1, "rate": 0.05}),
         json!({"path": "/oauth", "status": 503, "rate": 0.10}),
     ]
+}
+
+/// The workers' log lines (at most 300) of the runs whose sessions the audit reports a
+/// violation for, with their records, so that a rare failure can be read after the fact.
+fn violation_logs(audit: &Value, records: &HashMap<String, records::Fields>, log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut out = String::new();
+    for violation in audit["violations"].as_array().into_iter().flatten() {
+        let session_id = violation["session_id"].as_str().unwrap_or_default();
+        let sessions = audit["sessions"].as_array().into_iter().flatten();
+        let session = sessions.into_iter().find(|s| s["id"] == session_id);
+        let Some(run_id) = session.and_then(|s| s["run_id"].as_str()) else { continue };
+        out.push_str(&format!("{run_id}: {:?}\n", records.get(run_id)));
+        for line in text.lines().filter(|line| line.contains(run_id)).take(300) {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    out
 }
 
 /// The test's private Redis, where the workers, the runs and the pauses are.
@@ -186,7 +205,7 @@ async fn kills_and_faults_lose_nothing_and_duplicate_nothing() {
         .count();
     assert!(retried > 0, "kills hit runs in flight: {retried} runs needed another attempt");
     assert_every_run_succeeded(&records);
-    assert_audit(&records, &audit);
+    assert_audit(&records, &audit, &log);
     assert_one_vault_and_credential_per_user(&app, &records).await;
 }
 
@@ -284,8 +303,13 @@ fn assert_every_run_succeeded(records: &HashMap<String, records::Fields>) {
     }
 }
 
-fn assert_audit(records: &HashMap<String, records::Fields>, audit: &Value) {
-    assert_eq!(audit["violations"], json!([]), "no token for another user, no second message");
+fn assert_audit(records: &HashMap<String, records::Fields>, audit: &Value, log: &Path) {
+    assert_eq!(
+        audit["violations"],
+        json!([]),
+        "no token for another user, no second message; the workers' log of each run involved:\n{}",
+        violation_logs(audit, records, log)
+    );
     let mut sessions: HashMap<String, Vec<&Value>> = HashMap::new();
     for session in audit["sessions"].as_array().unwrap() {
         let run_id = session["run_id"].as_str().unwrap_or_default().to_owned();
