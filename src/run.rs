@@ -91,6 +91,9 @@ pub struct Run {
     pub session_requested_at_ms: Option<i64>,
     /// This attempt's fence (`None` when executed outside a worker, as tests do).
     pub fence: Option<u64>,
+    /// Whether this attempt took the run over from one that never reported (its worker was
+    /// killed or frozen past its lease): the record was still `running` when it started.
+    pub taken_over: bool,
 }
 
 impl Run {
@@ -107,6 +110,8 @@ impl Run {
                 .get("session_requested_at_ms")
                 .and_then(|v| v.parse().ok()),
             fence,
+            // The worker's start hands over the record as it was before the start rewrote it.
+            taken_over: fence.is_some() && record.get("state") == Some("running"),
         })
     }
 }
@@ -194,6 +199,7 @@ pub async fn execute_measured(
 
 async fn pipeline(at: &mut Progress<'_>, conn: &mut RedisConn) -> Result<Finish, RunError> {
     let (ctx, run, cancel) = (at.ctx, at.run, at.cancel);
+    fence::outwait_stalled(ctx, run, cancel).await?;
     // Each phase's future is boxed: rustc lays them out side by side in this function's state
     // rather than overlapping them (24 KB, most of it dead once streaming starts), and a
     // worker holds one such state per in-flight run. Boxed, the pre-stream phases' memory is

@@ -6,15 +6,57 @@
 //! only if it does (`records::set_run`). A worker frozen past its lease (a VM pause, SIGSTOP) whose run was
 //! taken over therefore stops at its next side effect without acting.
 //!
+//! A fence cannot stop a request that had passed its check when its worker froze: it leaves
+//! when the worker thaws, whatever happened meanwhile, and Anthropic takes no idempotency key.
+//! So an attempt that takes over from one that never reported waits [`IN_FLIGHT_LEASES`]
+//! leases before it acts ([`outwait_stalled`]): a request still pending from the frozen
+//! worker lands meanwhile, and the searches for a lost create (the vault by its `user`
+//! metadata, the session by its `run_id`) and the history read before the send find it. A
+//! worker frozen longer than that between its check and its request can still act twice; the
+//! README says so.
+//!
 //! This module must not decide what the attempt does when fenced off: it returns
 //! [`RunError::Fenced`], which the worker treats as a run it no longer holds.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::config::RedisConn;
 
 use super::{Context, Run, RunError};
 use crate::api::pace::{Pacer, RateClass, Turn};
+
+/// How many leases a takeover waits, beyond the lease that had to lapse before it: a worker
+/// frozen for less than about this many leases in all has sent its pending request by then.
+pub(super) const IN_FLIGHT_LEASES: u32 = 2;
+
+/// Before a taken-over attempt acts, gives a request the stalled attempt may still have
+/// pending time to land (see the module doc). Nothing is waited for once the message was
+/// sent: from there on an attempt only reads and archives.
+///
+/// # Errors
+/// [`RunError::Cancelled`] when the run is cancelled meanwhile.
+pub(super) async fn outwait_stalled(
+    ctx: &Context,
+    run: &Run,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
+    if !run.taken_over || run.message_sent {
+        return Ok(());
+    }
+    let wait: Duration = ctx.config.worker.lease * IN_FLIGHT_LEASES;
+    tracing::info!(
+        message = "Taken over from a worker that stopped answering: waiting for any request it had in flight to land before acting.",
+        run_id = %run.id,
+        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+    );
+    tokio::select! {
+        () = cancel.cancelled() => Err(RunError::Cancelled),
+        () = tokio::time::sleep(wait) => Ok(()),
+    }
+}
 
 /// Fails with [`RunError::Fenced`] when another attempt of `run` started since this one.
 /// Attempts executed outside a worker (no fence) always pass.

@@ -159,6 +159,53 @@ async fn a_worker_frozen_past_its_lease_is_fenced_off_and_sends_nothing() {
     assert_eq!(app.audit().await["violations"], json!([]));
 }
 
+/// A worker frozen past its lease while its `user.message` is on its way (here held by the
+/// simulator, as a request that had passed its fence check when its worker froze would be):
+/// the worker that takes the run over waits for it to land, finds it in the history and sends
+/// none of its own. Before, the takeover read the history while the first message was still
+/// pending and sent a second (seen twice in CI's chaos run as a frozen worker's late send).
+#[tokio::test]
+async fn a_message_in_flight_when_its_worker_froze_is_not_sent_again() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = child_env(&app, dir.path());
+    // The first send reaches the simulator at once and is carried out 4 s later.
+    app.sim_client
+        .add_fault(json!({
+            "method": "POST", "path": "/v1/sessions/*/events", "latency_ms": 4000, "count": 1
+        }))
+        .await;
+    enqueue(&app, &[("r-inflight", "inflight@example.com")]).await;
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let mut worker_a = spawn_worker(&env, &log_a);
+    let mut worker_b = None;
+    poll_until("the first send is held", Duration::from_secs(30), || async {
+        let audit = app.audit().await;
+        let sends = audit["requests"].as_object().into_iter().flatten().find_map(|(route, n)| {
+            (route.starts_with("POST ") && route.ends_with("/events")).then(|| n.as_u64())
+        });
+        if sends.flatten() >= Some(1) { Ok(()) } else { Err(Text(audit.to_string())) }
+    })
+    .await;
+    signal(&worker_a, "-STOP");
+    worker_b.replace(spawn_worker(&env, &log_b));
+    // Thawed after its message landed and after the run was taken over (lease 2 s).
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    signal(&worker_a, "-CONT");
+    wait_for(&app, "r-inflight", &log_b, |(state, _)| state.as_deref() == Some("succeeded")).await;
+    let mut workers = [worker_a, worker_b.unwrap()];
+    for worker in &mut workers {
+        worker.kill().unwrap();
+        worker.wait().unwrap();
+    }
+    let sessions = app.sessions_of("r-inflight").await;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["user_messages"], 1, "one message: {sessions:?}");
+    assert_eq!(app.audit().await["violations"], json!([]));
+    let log = std::fs::read_to_string(&log_b).unwrap_or_default();
+    assert!(log.contains("Taken over from a worker"), "the second worker took over: {log}");
+}
+
 /// Sends `signal` (`-STOP`, `-CONT`) to `child`.
 fn signal(child: &std::process::Child, signal: &str) {
     let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap();
