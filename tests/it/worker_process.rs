@@ -177,8 +177,7 @@ async fn a_message_in_flight_when_its_worker_froze_is_not_sent_again() {
         .await;
     enqueue(&app, &[("r-inflight", "inflight@example.com")]).await;
     let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
-    let mut worker_a = spawn_worker(&env, &log_a);
-    let mut worker_b = None;
+    let worker_a = spawn_worker(&env, &log_a);
     poll_until("the first send is held", Duration::from_secs(30), || async {
         let audit = app.audit().await;
         let sends = audit["requests"].as_object().into_iter().flatten().find_map(|(route, n)| {
@@ -188,12 +187,12 @@ async fn a_message_in_flight_when_its_worker_froze_is_not_sent_again() {
     })
     .await;
     signal(&worker_a, "-STOP");
-    worker_b.replace(spawn_worker(&env, &log_b));
+    let worker_b = spawn_worker(&env, &log_b);
     // Thawed after its message landed and after the run was taken over (lease 2 s).
     tokio::time::sleep(Duration::from_millis(5500)).await;
     signal(&worker_a, "-CONT");
     wait_for(&app, "r-inflight", &log_b, |(state, _)| state.as_deref() == Some("succeeded")).await;
-    let mut workers = [worker_a, worker_b.unwrap()];
+    let mut workers = [worker_a, worker_b];
     for worker in &mut workers {
         worker.kill().unwrap();
         worker.wait().unwrap();
