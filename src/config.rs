@@ -23,6 +23,7 @@ mod overrides;
 mod raw;
 mod read;
 mod redis_client;
+mod redis_cluster;
 mod redis_conn;
 mod sections;
 mod ser;
@@ -114,6 +115,9 @@ pub struct RedisConfig {
     /// `[redis.sentinel]`: find the master through Sentinel (the URL then gives the scheme and
     /// credentials; its host is only where a lazy connection starts).
     pub sentinel: Option<RedisSentinel>,
+    /// Redis Cluster (`redis.cluster = true`, or a `redis+cluster://` URL): the URL names one
+    /// seed node, and every key carries the prefix as its hash tag (`crate::keys`).
+    pub cluster: bool,
 }
 
 /// `[redis.sentinel]`: the master's name and the sentinels to ask.

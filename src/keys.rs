@@ -27,6 +27,10 @@
 //! | `<p>:schedule:<name>` | hash | the schedule's last tick: `last_tick` (unix s), `users`, `invalid`, `enqueued`, `updated_at_ms` |
 //! | `<p>:schedule:<name>:last` | hash | user → run id of the user's latest run of the schedule (overlap check) |
 //!
+//! On Redis Cluster (`Keys::clustered`) every key starts with the prefix as a hash tag,
+//! `{<p>}:q:ready`, so that all of a deployment's keys are in one slot: each Lua script and
+//! pipeline touches one slot, on one master. A prefix that already holds a tag is kept as it is.
+//!
 //! This module must not talk to Redis.
 
 use crate::ids::{RunId, UserId};
@@ -35,12 +39,29 @@ use crate::ids::{RunId, UserId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
     prefix: String,
+    /// What every key starts with: the prefix, or on a cluster its hash tag.
+    base: String,
 }
 
 impl Keys {
     /// Keys under `prefix`.
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        let prefix = prefix.into();
+        Self { base: prefix.clone(), prefix }
+    }
+
+    /// Keys under `prefix` on Redis Cluster: `{<prefix>}:…`, one slot for all (unless the
+    /// prefix already holds a `{tag}`, which then decides the slot).
+    pub fn clustered(prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        let tagged = prefix.split_once('{').is_some_and(|(_, rest)| rest.find('}') > Some(0));
+        let base = if tagged { prefix.clone() } else { format!("{{{prefix}}}") };
+        Self { prefix, base }
+    }
+
+    /// What every key starts with (before its `:`): the prefix, or on a cluster its hash tag.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// The prefix itself.
@@ -49,7 +70,7 @@ impl Keys {
     }
 
     fn key(&self, rest: &str) -> String {
-        format!("{}:{rest}", self.prefix)
+        format!("{}:{rest}", self.base)
     }
 
     /// `<p>:q:ready`.
@@ -273,6 +294,19 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_a_cluster_every_key_carries_the_prefix_as_its_hash_tag() {
+        let keys = Keys::clustered("agentcron");
+        let run_id = RunId::parse("r1").unwrap();
+        assert_eq!(keys.ready(), "{agentcron}:q:ready");
+        assert_eq!(keys.run(&run_id), "{agentcron}:run:r1");
+        assert_eq!(keys.all(), "{agentcron}:*");
+        assert_eq!(keys.prefix(), "agentcron");
+        // A prefix with its own tag keeps it.
+        assert_eq!(Keys::clustered("ac:{eu}").ready(), "ac:{eu}:q:ready");
+        assert_eq!(Keys::clustered("ac{}").ready(), "{ac{}}:q:ready");
+    }
 
     #[test]
     fn layout_matches_the_documented_table() {

@@ -50,7 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::RedisConn;
-use redis::aio::{ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::ConnectionManagerConfig;
 
 pub use self::actions::Action;
 pub(crate) use self::backend::{Backend, FetchConfig};
@@ -131,7 +131,7 @@ impl Queue {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_max_delay(Duration::from_secs(2));
         let conn = config.connect(manager_config).await.map_err(QueueError::Connect)?;
-        let keys = Keys::new(config.prefix.clone());
+        let keys = config.keys();
         Ok(Self { conn, keys, health: Arc::new(Health::default()) })
     }
 
@@ -160,15 +160,8 @@ impl Queue {
 
     /// A separate connection for one blocking command at a time (`BLMOVE`): a blocked command
     /// would stall every request multiplexed behind it on the shared connection.
-    pub(crate) async fn blocking_connection(
-        &self,
-        block: Duration,
-    ) -> Result<MultiplexedConnection> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(block + RESPONSE_TIMEOUT));
-        // The node the shared connection talks to: with Sentinel, the master it followed.
-        Ok(self.conn.client().get_multiplexed_async_connection_with_config(&config).await?)
+    pub(crate) async fn blocking_connection(&self, block: Duration) -> Result<RedisConn> {
+        Ok(self.conn.dedicated(block + RESPONSE_TIMEOUT).await?)
     }
 }
 

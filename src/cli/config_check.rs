@@ -69,11 +69,9 @@ pub(super) async fn run(
 /// Whether a worker would accept the Redis at `config.redis.url`; prints why not.
 async fn redis_accepted(config: &crate::config::Config, json: bool) -> bool {
     let read = async {
-        let client = config.redis.client().map_err(|e| e.to_string())?;
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| config.redis.connect_error(&e))?;
+        // The connection a worker makes: through the sentinels, or to the cluster's slot.
+        let manager_config = redis::aio::ConnectionManagerConfig::new().set_number_of_retries(1);
+        let mut conn = config.redis.connect(manager_config).await?;
         crate::queue::read_policy(&mut conn).await.map_err(|e| e.to_string())
     };
     let problem = match tokio::time::timeout(REDIS_CHECK, read).await {

@@ -91,7 +91,7 @@ async fn connect(
 ) -> anyhow::Result<(std::sync::Arc<crate::config::Config>, crate::config::RedisConn, Keys)> {
     let config = load_config(flag, redactor)?;
     let conn = redis(&config).await?;
-    let keys = Keys::new(config.redis.prefix.clone());
+    let keys = config.redis.keys();
     Ok((config, conn, keys))
 }
 
@@ -176,7 +176,11 @@ pub(super) fn render_status(status: &report::Status, out: &mut impl Write) -> st
     let user =
         status.redis["user"].as_str().map(|user| format!(" · user {user}")).unwrap_or_default();
     let host = status.redis["host"].as_str().unwrap_or_default();
-    let topology = status.redis["topology"].as_str().unwrap_or_default();
+    let mut topology = status.redis["topology"].as_str().unwrap_or_default().to_owned();
+    if let Some(masters) = status.redis["masters"].as_array() {
+        let home = status.redis["slot_master"].as_str().unwrap_or("?");
+        topology = format!("cluster of {} masters, keys on {home}", masters.len());
+    }
     writeln!(out, "{} {host} ({topology}, {tls}{user})", style.bold("Redis:"))?;
     if let Some(policy) = status.redis_policy.as_deref().filter(|p| *p != "noeviction") {
         let line = format!("maxmemory-policy {policy} can drop keys: runs may be lost");

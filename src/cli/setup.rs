@@ -49,7 +49,7 @@ async fn remote(flag: Option<&Path>, redactor: &Redactor) -> anyhow::Result<Remo
     config.require_secrets()?;
     let (scalekit, anthropic, _) = crate::run::clients(&config)?;
     let conn = redis(&config).await?;
-    let keys = Keys::new(config.redis.prefix.clone());
+    let keys = config.redis.keys();
     // Setup's calls take from the same fleet-wide buckets as the workers' runs.
     let limiter = crate::ratelimit::RateLimiter::new(conn.clone(), keys.clone());
     let anthropic = crate::run::paced(anthropic, &config.limits, &limiter);

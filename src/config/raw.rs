@@ -38,6 +38,7 @@ pub(crate) struct RawRedis {
     pub(crate) tls_key_file: Option<String>,
     pub(crate) sentinel_master: Option<String>,
     pub(crate) sentinel_nodes: Option<Vec<String>>,
+    pub(crate) cluster: Option<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -173,6 +174,7 @@ impl RawConfig {
                 tls_key_file: r.string("redis.tls.key_file"),
                 sentinel_master: r.string("redis.sentinel.master"),
                 sentinel_nodes: r.strings("redis.sentinel.nodes"),
+                cluster: r.bool("redis.cluster"),
             },
             worker: RawWorker {
                 concurrency: r.int("worker.concurrency"),

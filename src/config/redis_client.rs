@@ -59,7 +59,8 @@ impl RedisConfig {
             url.set_host(Some(host)).ok();
             url.set_port(Some(port)).ok();
         }
-        let mut info = url.as_str().into_connection_info().map_err(named)?;
+        let plain = url.as_str().replacen("+cluster://", "://", 1);
+        let mut info = plain.as_str().into_connection_info().map_err(named)?;
         let mut settings = info.redis_settings().clone();
         if let Some(username) = &self.username {
             settings = settings.set_username(username);
@@ -68,8 +69,19 @@ impl RedisConfig {
             settings = settings.set_password(password.expose_secret());
         }
         info = info.set_redis_settings(settings);
+        match self.certificates()? {
+            None => redis::Client::open(info).map_err(named),
+            Some(certificates) => redis::Client::build_with_tls(info, certificates).map_err(named),
+        }
+    }
+
+    /// The CA and client certificate of `[redis.tls]`, when a `rediss://` URL names any.
+    ///
+    /// # Errors
+    /// [`RedisClientError::File`] when a file cannot be read.
+    pub(super) fn certificates(&self) -> Result<Option<redis::TlsCertificates>, RedisClientError> {
         if !self.is_tls() || (self.tls.ca_file.is_none() && self.tls.cert_file.is_none()) {
-            return redis::Client::open(info).map_err(named);
+            return Ok(None);
         }
         let root_cert = read(&self.tls.ca_file, "redis.tls.ca_file")?;
         let client_tls = match (
@@ -81,13 +93,21 @@ impl RedisConfig {
             }
             _ => None,
         };
-        redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls, root_cert })
-            .map_err(named)
+        Ok(Some(redis::TlsCertificates { client_tls, root_cert }))
     }
 
-    /// True for a `rediss://` URL.
+    /// True for a `rediss://` (or `rediss+cluster://`) URL.
     pub fn is_tls(&self) -> bool {
-        self.url.scheme() == "rediss"
+        self.url.scheme().starts_with("rediss")
+    }
+
+    /// The keys of this deployment: under the prefix, hash-tagged on a cluster.
+    pub fn keys(&self) -> crate::keys::Keys {
+        if self.cluster {
+            crate::keys::Keys::clustered(self.prefix.clone())
+        } else {
+            crate::keys::Keys::new(self.prefix.clone())
+        }
     }
 
     /// `host:port` of the URL (the socket path of a `unix:` URL), for messages.

@@ -8,6 +8,8 @@
 //! and moves. Writes that reached the old master in between are lost with it; the run fencing
 //! of issue 14 keeps that from doing anything twice.
 //!
+//! With `redis.cluster`, the connection is `redis_cluster::Home`'s instead.
+//!
 //! This module must not retry commands: callers do (`crate::transient`).
 
 use std::sync::{Arc, PoisonError, RwLock};
@@ -17,13 +19,28 @@ use redis::{Cmd, RedisFuture, Value};
 
 use super::RedisConfig;
 
-/// A connection to the master of the configured Redis. Cheap to clone; clones share it.
+use super::redis_cluster::Home;
+
+/// A connection to the master of the configured Redis (on a cluster, to the master of the
+/// deployment's slot). Cheap to clone; clones share it.
 #[derive(Clone)]
-pub struct RedisConn {
+pub struct RedisConn(Inner);
+
+#[derive(Clone)]
+enum Inner {
+    Node(NodeConn),
+    Cluster(Box<Home>),
+}
+
+#[derive(Clone)]
+struct NodeConn {
     current: Arc<RwLock<Arc<Node>>>,
     /// With Sentinel: how to find the master again.
     follow: Option<Arc<Follow>>,
 }
+
+/// How long connecting to a node may take.
+pub(super) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct Node {
     /// `host:port` of the node connected to.
@@ -68,6 +85,16 @@ impl RedisConfig {
         &self,
         manager_config: ConnectionManagerConfig,
     ) -> Result<RedisConn, String> {
+        if self.cluster {
+            // Any of the deployment's keys names its slot.
+            let home = Home::connect(
+                self,
+                &self.keys().ready(),
+                Some(super::redis_cluster::RESPONSE_TIMEOUT),
+            )
+            .await?;
+            return Ok(RedisConn(Inner::Cluster(Box::new(home))));
+        }
         let addr = match &self.sentinel {
             Some(_) => self.master_addr().await?,
             None => self.host(),
@@ -89,6 +116,10 @@ impl RedisConfig {
         &self,
         manager_config: ConnectionManagerConfig,
     ) -> Result<RedisConn, String> {
+        if self.cluster {
+            let home = Home::connect_lazy(self, &self.keys().ready())?;
+            return Ok(RedisConn(Inner::Cluster(Box::new(home))));
+        }
         let addr = self.host();
         let client = self.client_at(&addr).map_err(|e| e.to_string())?;
         let manager =
@@ -106,7 +137,7 @@ impl RedisConfig {
                 master: shared_master(sentinel, &node.addr),
             })
         });
-        RedisConn { current: Arc::new(RwLock::new(Arc::new(node))), follow }
+        RedisConn(Inner::Node(NodeConn { current: Arc::new(RwLock::new(Arc::new(node))), follow }))
     }
 
     /// Asks each sentinel in turn where the master is, and checks that it says so itself.
@@ -152,24 +183,12 @@ impl RedisConfig {
 /// How long one sentinel or one node may take to answer.
 const SENTINEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-impl RedisConn {
+impl NodeConn {
     fn node(&self) -> Arc<Node> {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// `host:port` of the node this connection talks to.
-    pub fn addr(&self) -> String {
-        self.node().addr.clone()
-    }
-
-    /// A client of that node, for a dedicated connection (a blocking command).
-    pub fn client(&self) -> redis::Client {
-        self.node().client.clone()
-    }
-
-    /// With Sentinel, asks where the master is and moves there when it moved; returns the new
-    /// address when it did. Without Sentinel, nothing.
-    pub async fn follow_master(&self) -> Option<String> {
+    async fn follow_master(&self) -> Option<String> {
         let follow = self.follow.as_ref()?;
         let addr = follow.config.master_addr().await.ok()?;
         let known = std::mem::replace(
@@ -219,13 +238,74 @@ impl RedisConn {
     }
 }
 
+impl RedisConn {
+    /// `host:port` of the node this connection talks to (on a cluster, the seed node).
+    pub fn addr(&self) -> String {
+        match &self.0 {
+            Inner::Node(node) => node.node().addr.clone(),
+            Inner::Cluster(home) => home.seed.clone(),
+        }
+    }
+
+    /// Whether this is a connection to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.0, Inner::Cluster(_))
+    }
+
+    /// A connection of its own to the same node (on a cluster, to the same slot's master), for
+    /// one blocking command at a time: a blocked command would stall every request multiplexed
+    /// behind it. It answers within `response_timeout`.
+    ///
+    /// # Errors
+    /// The connection could not be made.
+    pub async fn dedicated(
+        &self,
+        response_timeout: std::time::Duration,
+    ) -> redis::RedisResult<Self> {
+        match &self.0 {
+            Inner::Node(node) => {
+                // The node the shared connection talks to: with Sentinel, the master it followed.
+                let current = node.node();
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(response_timeout))
+                    .set_number_of_retries(1);
+                let manager =
+                    current.client.get_connection_manager_with_config(manager_config).await?;
+                let node =
+                    Node { addr: current.addr.clone(), client: current.client.clone(), manager };
+                let current = Arc::new(RwLock::new(Arc::new(node)));
+                Ok(Self(Inner::Node(NodeConn { current, follow: None })))
+            }
+            Inner::Cluster(home) => {
+                let home = home.dedicated(response_timeout).await?;
+                Ok(Self(Inner::Cluster(Box::new(home))))
+            }
+        }
+    }
+
+    /// With Sentinel, asks where the master is and moves there when it moved; returns the new
+    /// address when it did. Without Sentinel, nothing (a cluster client follows failovers by
+    /// itself, from the `MOVED` answers).
+    pub async fn follow_master(&self) -> Option<String> {
+        match &self.0 {
+            Inner::Node(node) => node.follow_master().await,
+            Inner::Cluster(_) => None,
+        }
+    }
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let node = match &mut self.0 {
+            Inner::Node(node) => node,
+            Inner::Cluster(home) => return Box::pin(home.command(cmd)),
+        };
         Box::pin(async move {
-            let mut manager = self.manager().await;
+            let mut manager = node.manager().await;
             let res = manager.req_packed_command(cmd).await;
             if let Err(error) = &res {
-                self.after(error).await;
+                node.after(error).await;
             }
             res
         })
@@ -237,17 +317,24 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
+        let node = match &mut self.0 {
+            Inner::Node(node) => node,
+            Inner::Cluster(home) => return Box::pin(home.pipeline(pipeline, offset, count)),
+        };
         Box::pin(async move {
-            let mut manager = self.manager().await;
+            let mut manager = node.manager().await;
             let res = manager.req_packed_commands(pipeline, offset, count).await;
             if let Err(error) = &res {
-                self.after(error).await;
+                node.after(error).await;
             }
             res
         })
     }
 
     fn get_db(&self) -> i64 {
-        self.node().manager.get_db()
+        match &self.0 {
+            Inner::Node(node) => node.node().manager.get_db(),
+            Inner::Cluster(_) => 0,
+        }
     }
 }

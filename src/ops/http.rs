@@ -103,7 +103,7 @@ impl OpsState {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
         let redis = config.redis.connect_lazy(redis_config).map_err(OpsError::Connect)?;
-        let keys = Keys::new(config.redis.prefix.clone());
+        let keys = config.redis.keys();
         Ok(Self { config, keys, redis, metrics: metrics::install(), redactor, worker: None })
     }
 

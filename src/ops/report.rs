@@ -5,6 +5,7 @@
 
 mod notices;
 mod run_detail;
+mod topology;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -125,18 +126,6 @@ pub struct NextTick {
     pub utc: String,
 }
 
-/// Where agentcron talks to Redis: the node `conn` reaches (with Sentinel, the master it
-/// followed), the topology, TLS and the ACL user; never the password.
-fn connection(config: &Config, conn: &RedisConn) -> serde_json::Value {
-    let r = &config.redis;
-    let user = r.username.as_deref().or(Some(r.url.username()).filter(|u| !u.is_empty()));
-    let topology = match &r.sentinel {
-        Some(sentinel) => format!("sentinel, master {}", sentinel.master),
-        None => "single".to_owned(),
-    };
-    serde_json::json!({"host": conn.addr(), "topology": topology, "tls": r.is_tls(), "user": user})
-}
-
 /// Reads the status screen.
 ///
 /// # Errors
@@ -157,6 +146,7 @@ pub async fn status(
     let setup_missing = setup_missing.and_then(|mark| serde_json::from_str(&mark).ok());
     let usage = crate::records::usage::load(conn, keys).await?;
     let redis_policy = crate::queue::read_policy(conn).await?;
+    let redis = topology::describe(config, conn, keys).await?;
     let transcript_repairs: u64 =
         redis::cmd("HLEN").arg(keys.transcript_repairs()).query_async(conn).await?;
     let usage = usage.0.into_iter().filter_map(|(k, v)| Some((k, v.parse().ok()?))).collect();
@@ -183,7 +173,7 @@ pub async fn status(
         setup_missing,
         usage,
         redis_policy,
-        redis: connection(config, conn),
+        redis,
         transcript_repairs,
         recent_failures,
         next_ticks: next_ticks(config),

@@ -22,11 +22,11 @@ use apalis_core::task::Task;
 use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::task_id::TaskId;
 use apalis_core::worker::context::WorkerContext;
-use redis::aio::MultiplexedConnection;
 
 use super::health::Backoff;
 use super::jobs::Fetched;
 use super::{Job, Lease, Queue, QueueError};
+use crate::config::RedisConn;
 
 /// Most runs taken per fetch script call.
 const FETCH_BATCH: usize = 100;
@@ -61,7 +61,7 @@ pub(crate) struct Backend {
     fetching: Option<BoxFuture<Vec<Job>>>,
     /// The blocking connection, reused across fetches; only one fetch runs at a time, the
     /// async Mutex only carries it into the `'static` fetch future.
-    blocking: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    blocking: Arc<tokio::sync::Mutex<Option<RedisConn>>>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -113,7 +113,7 @@ async fn next_batch(
     lease: Arc<Lease>,
     config: FetchConfig,
     n: usize,
-    blocking: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    blocking: Arc<tokio::sync::Mutex<Option<RedisConn>>>,
 ) -> Vec<Job> {
     let mut backoff = Backoff::default();
     let mut blocking = blocking.lock().await;
@@ -153,7 +153,7 @@ async fn next_batch(
 
 async fn wait_one(
     queue: &Queue,
-    blocking: &mut Option<MultiplexedConnection>,
+    blocking: &mut Option<RedisConn>,
     owner: &super::Owner,
     config: FetchConfig,
 ) -> Result<Fetched, QueueError> {

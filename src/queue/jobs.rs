@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::{LIST_CAP, Owner, PROMOTE_BATCH, Queue, QueueError, Result, script};
+use crate::config::RedisConn;
 use crate::ids::{RunId, UserId};
 use crate::outcome::{Disposition, RunState};
 
@@ -91,7 +91,7 @@ impl Queue {
     /// starts it. Used when the ready list is empty, so that pickup is immediate without polling.
     pub(crate) async fn fetch_wait(
         &self,
-        blocking: &mut MultiplexedConnection,
+        blocking: &mut RedisConn,
         owner: &Owner,
         block: Duration,
         max_attempts: u32,

@@ -54,7 +54,7 @@ impl Context {
             .set_response_timeout(Some(std::time::Duration::from_secs(5)))
             .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
         let mut redis = config.redis.connect(redis_config).await.map_err(RunError::Connect)?;
-        let keys = Keys::new(config.redis.prefix.clone());
+        let keys = config.redis.keys();
         let setup = match setup::load(&mut redis, &keys).await {
             Ok(ids) => setup::Current::new(ids),
             // Setup never ran for this prefix, or Redis lost its data: exiting would be a crash

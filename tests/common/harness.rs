@@ -8,6 +8,7 @@
 
 #[path = "app.rs"]
 pub mod app;
+pub mod cluster;
 #[path = "poll.rs"]
 pub mod poll;
 #[path = "private_redis.rs"]

@@ -46,6 +46,13 @@ impl PrivateRedis {
         Self::start_full(false, None, extra).await
     }
 
+    /// A node of a Redis Cluster still to be formed (`redis-cli --cluster create`).
+    pub async fn start_cluster_node() -> Self {
+        let extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"];
+        let extra = [&extra[..], &["--cluster-node-timeout", "2000"]].concat();
+        Self::start_full(false, None, extra.iter().map(|s| (*s).to_owned()).collect()).await
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

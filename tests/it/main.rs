@@ -32,6 +32,7 @@ mod ops_setup;
 mod queue_enqueue;
 mod queue_intake;
 mod queue_ratelimit;
+mod redis_cluster;
 mod redis_production;
 mod run_disk_full;
 mod run_large_events;

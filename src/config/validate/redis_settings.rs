@@ -1,6 +1,7 @@
 //! `[redis]`: the URL, the prefix, the ACL user, the `[redis.tls]` files (readable now, both
 //! halves of a client certificate, only with `rediss://`) and `[redis.sentinel]` (both keys,
-//! every node a `host:port`).
+//! every node a `host:port`) and `redis.cluster` (or a `redis+cluster://` URL; not with
+//! Sentinel or a socket).
 
 use std::path::PathBuf;
 
@@ -12,7 +13,8 @@ use super::checker::Checker;
 
 pub(super) fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
     let url = raw.redis.url.as_deref().or(Some("redis://127.0.0.1:6379"));
-    let url = check.url("redis.url", url, &["redis", "rediss", "unix"], "");
+    let schemes = ["redis", "rediss", "unix", "redis+cluster", "rediss+cluster"];
+    let url = check.url("redis.url", url, &schemes, "");
     let prefix = raw.redis.prefix.clone().unwrap_or_else(|| "agentcron".to_owned());
     let valid = prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_:.{}".contains(c));
     if prefix.is_empty() || prefix.len() > 64 || !valid {
@@ -33,11 +35,25 @@ pub(super) fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
         check.problem(key, "mutual TLS needs both redis.tls.cert_file and redis.tls.key_file");
     }
     let any_file = tls.ca_file.is_some() || tls.cert_file.is_some();
-    if any_file && url.scheme() != "rediss" {
+    if any_file && !url.scheme().starts_with("rediss") {
         check.problem("redis.url", "redis.tls files need a rediss:// URL (TLS)");
     }
     let sentinel = sentinel(check, r.sentinel_master.as_deref(), r.sentinel_nodes.as_deref());
+    let cluster = r.cluster.unwrap_or(false) || url.scheme().ends_with("+cluster");
+    if cluster && sentinel.is_some() {
+        check.problem(
+            "redis.cluster",
+            "a cluster has no sentinels: give redis.cluster or [redis.sentinel], not both",
+        );
+    }
+    if cluster && url.scheme() == "unix" {
+        check.problem(
+            "redis.cluster",
+            "a cluster is reached over TCP: give a redis:// or rediss:// seed node",
+        );
+    }
     RedisConfig {
+        cluster,
         sentinel,
         url,
         prefix,

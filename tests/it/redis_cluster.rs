@@ -1,0 +1,152 @@
+//! Redis Cluster (issue 24): three real masters, real `agentcron worker` processes given only
+//! a seed node (`redis+cluster://`), runs from `enqueue` and from the `redis-cli -c` intake all
+//! succeed once, `agentcron status` names the topology, and the slot that holds the
+//! deployment's keys moving to another master (`redis-cli --cluster reshard`) mid-run loses
+//! and duplicates nothing.
+
+use std::process::Command;
+use std::time::Duration;
+
+use agentcron::config::Config;
+use agentcron::queue::{NewRun, Queue};
+use redis::AsyncCommands;
+
+use super::chaos_redis::{assert_one_session_and_message_each, runs};
+use crate::common::app::{TestApp, spawn_app};
+use crate::common::cluster::ClusterGroup;
+use crate::common::poll::{WithLog, poll_until};
+use crate::common::procs::{Target, kill9, set_env, spawn_worker, worker_env};
+
+/// The test's configuration on `group`, with `setup` done there.
+async fn setup_on_cluster(app: &TestApp, group: &ClusterGroup) -> Config {
+    let mut config = (*app.config).clone();
+    config.redis.url = group.url().parse().unwrap();
+    config.redis.cluster = true;
+    let mut conn = config.redis.connect(Default::default()).await.unwrap();
+    let keys = config.redis.keys();
+    let (scalekit, anthropic, _) = agentcron::run::clients(&config).unwrap();
+    agentcron::setup::ensure(&config, &scalekit, &anthropic, &mut conn, &keys).await.unwrap();
+    config
+}
+
+fn cluster_env(
+    app: &TestApp,
+    group: &ClusterGroup,
+    dir: &std::path::Path,
+) -> Vec<(String, String)> {
+    let url = group.url();
+    let mut env = worker_env(&Target {
+        sim_url: app.sim.base_url(),
+        redis_url: &url,
+        prefix: &app.redis.prefix,
+        transcripts: dir,
+    });
+    set_env(&mut env, "AGENTCRON__WORKER__CONCURRENCY", "20");
+    env
+}
+
+/// How many of `run_ids` have succeeded, read through agentcron's own cluster connection.
+async fn succeeded(config: &Config, run_ids: &[String]) -> usize {
+    let Ok(mut conn) = config.redis.connect(Default::default()).await else { return 0 };
+    let keys = config.redis.keys();
+    let mut n = 0;
+    for id in run_ids {
+        let key = keys.run(&crate::common::run_id(id));
+        let state: Option<String> = conn.hget(&key, "state").await.unwrap_or(None);
+        n += usize::from(state.as_deref() == Some("succeeded"));
+    }
+    n
+}
+
+async fn wait_succeeded(config: &Config, run_ids: &[String], log: &std::path::Path) {
+    let want = run_ids.len();
+    poll_until(&format!("{want} runs succeeded"), Duration::from_secs(120), || async {
+        let n = succeeded(config, run_ids).await;
+        if n == want { Ok(()) } else { Err(WithLog(format!("{n} succeeded"), log)) }
+    })
+    .await;
+}
+
+fn ids(batch: &[NewRun]) -> Vec<String> {
+    batch.iter().map(|run| run.run_id.as_str().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_runs_enqueued_and_intake_runs_and_status_names_it() {
+    let app = spawn_app().await;
+    let group = ClusterGroup::start().await;
+    let config = setup_on_cluster(&app, &group).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = cluster_env(&app, &group, dir.path());
+    let log = dir.path().join("workers.log");
+    let mut workers: Vec<_> = (0..2).map(|_| spawn_worker(&env, &log)).collect();
+
+    let batch = runs("cluster", 30);
+    Queue::connect(&config.redis).await.unwrap().enqueue(&batch, "test").await.unwrap();
+    // The redis-cli form of the intake, as README gives it: `-c` follows the slot's master.
+    let intake = config.redis.keys().intake();
+    let payload = r#"{"user":"intake@cluster.test","run_id":"cluster-intake"}"#;
+    let pushed = group.cli(&group.nodes[1], &["LPUSH", &intake, payload]);
+    assert_eq!(pushed.trim(), "1", "redis-cli -c LPUSH {intake}");
+    let mut all = ids(&batch);
+    all.push("cluster-intake".to_owned());
+    wait_succeeded(&config, &all, &log).await;
+
+    let status = Command::new(env!("CARGO_BIN_EXE_agentcron"))
+        .args(["status", "--json"])
+        .current_dir(crate::common::repo_root())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "status: {text} {}", String::from_utf8_lossy(&status.stderr));
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["redis"]["topology"], "cluster", "{report}");
+    assert_eq!(report["redis"]["masters"].as_array().map(Vec::len), Some(3), "{report}");
+    assert!(report["runs_last_hour"]["succeeded"].as_u64() >= Some(31), "{report}");
+    for worker in &mut workers {
+        kill9(worker);
+    }
+    assert_one_session_and_message_each(&app.audit().await, &batch);
+}
+
+/// The deployment's slot moves to another master, a few keys at a time, while 200 runs go
+/// through two workers: the clients follow `ASK` and `MOVED` and wait out `TRYAGAIN` (a script
+/// whose keys are split between the two masters), and every run succeeds with one session and
+/// one message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_migration_mid_run_loses_and_duplicates_nothing() {
+    let app = spawn_app().await;
+    let group = ClusterGroup::start().await;
+    let config = setup_on_cluster(&app, &group).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = cluster_env(&app, &group, dir.path());
+    let log = dir.path().join("workers.log");
+    app.sim_client
+        .add_fault(
+            serde_json::json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 300}),
+        )
+        .await;
+    let mut workers: Vec<_> = (0..2).map(|_| spawn_worker(&env, &log)).collect();
+    let batch = runs("reshard", 200);
+    Queue::connect(&config.redis).await.unwrap().enqueue(&batch, "test").await.unwrap();
+    let run_ids = ids(&batch);
+    poll_until("runs under way", Duration::from_secs(60), || async {
+        succeeded(&config, &run_ids).await >= 20
+    })
+    .await;
+    let home = config.redis.keys().ready();
+    let (_, from_port) = group.owner_of(&home);
+    let to = group.nodes.iter().find(|node| node.port() != from_port).unwrap();
+    let moved = group.migrate_slot_of(&home, to, 5);
+    println!("keys moved with the slot: {moved}");
+    let done_at_move = succeeded(&config, &run_ids).await;
+    println!("runs succeeded when the slot had moved: {done_at_move} of {}", run_ids.len());
+    assert_ne!(group.owner_of(&config.redis.keys().ready()).1, from_port, "the slot moved");
+    wait_succeeded(&config, &run_ids, &log).await;
+    for worker in &mut workers {
+        kill9(worker);
+    }
+    assert!(done_at_move < run_ids.len(), "runs were in flight while the slot moved");
+    assert_one_session_and_message_each(&app.audit().await, &batch);
+}
