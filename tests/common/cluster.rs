@@ -1,6 +1,6 @@
 //! A Redis Cluster of a test's own: three masters (`redis-server --cluster-enabled yes` on
 //! spare ports, joined by `redis-cli --cluster create`), killed at the end. Slots move between
-//! them with `redis-cli --cluster reshard`, as an operator would during a live migration.
+//! them a few keys at a time, as `redis-cli --cluster reshard` moves each slot.
 
 use std::process::Command;
 use std::time::Duration;
@@ -32,7 +32,7 @@ impl ClusterGroup {
         let group = Self { nodes };
         poll_until("every node sees the cluster ok", Duration::from_secs(30), || async {
             for node in &group.nodes {
-                if !group.cli(node, &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                if !Self::cli(node, &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
                     return false;
                 }
             }
@@ -48,7 +48,7 @@ impl ClusterGroup {
     }
 
     /// `redis-cli -c -p <node> args…`, its output.
-    pub fn cli(&self, node: &PrivateRedis, args: &[&str]) -> String {
+    pub fn cli(node: &PrivateRedis, args: &[&str]) -> String {
         let out = Command::new(REDIS_CLI)
             .args(["-c", "-p", &node.port().to_string()])
             .args(args)
@@ -59,9 +59,9 @@ impl ClusterGroup {
 
     /// The node id and port of the master that serves `key`'s slot.
     pub fn owner_of(&self, key: &str) -> (String, u16) {
-        let slot = self.cli(&self.nodes[0], &["CLUSTER", "KEYSLOT", key]);
+        let slot = Self::cli(&self.nodes[0], &["CLUSTER", "KEYSLOT", key]);
         let slot: u16 = slot.trim().parse().unwrap();
-        let nodes = self.cli(&self.nodes[0], &["CLUSTER", "NODES"]);
+        let nodes = Self::cli(&self.nodes[0], &["CLUSTER", "NODES"]);
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let serves = fields[8..].iter().any(|range| match range.split_once('-') {
@@ -85,8 +85,8 @@ impl ClusterGroup {
     pub fn migrate_slot_of(&self, key: &str, to: &PrivateRedis, batch: usize) -> usize {
         let (from_id, from_port) = self.owner_of(key);
         let from = self.nodes.iter().find(|node| node.port() == from_port).unwrap();
-        let to_id = self.cli(to, &["CLUSTER", "MYID"]).trim().to_owned();
-        let slot = self.cli(from, &["CLUSTER", "KEYSLOT", key]).trim().to_owned();
+        let to_id = Self::cli(to, &["CLUSTER", "MYID"]).trim().to_owned();
+        let slot = Self::cli(from, &["CLUSTER", "KEYSLOT", key]).trim().to_owned();
         let plain = |node: &PrivateRedis, args: &[&str]| {
             let out = Command::new(REDIS_CLI)
                 .args(["-p", &node.port().to_string()])
@@ -115,31 +115,5 @@ impl ClusterGroup {
             plain(node, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
         }
         moved
-    }
-
-    /// Moves every slot of the master with id `from` to the master with id `to`
-    /// (`redis-cli --cluster reshard`), keys and all, while clients keep going; returns its
-    /// output.
-    pub fn reshard_all(&self, from: &str, to: &str) -> String {
-        let nodes = self.cli(&self.nodes[0], &["CLUSTER", "NODES"]);
-        let line = nodes.lines().find(|line| line.starts_with(from)).unwrap();
-        let n_slots: u32 = line
-            .split_whitespace()
-            .skip(8)
-            .map(|range| match range.split_once('-') {
-                Some((a, b)) => b.parse::<u32>().unwrap() - a.parse::<u32>().unwrap() + 1,
-                None => 1,
-            })
-            .sum();
-        let out = Command::new(REDIS_CLI)
-            .args(["--cluster", "reshard", &format!("127.0.0.1:{}", self.nodes[0].port())])
-            .args(["--cluster-from", from, "--cluster-to", to])
-            .args(["--cluster-slots", &n_slots.to_string(), "--cluster-yes"])
-            .args(["--cluster-pipeline", "100"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "reshard: {text} {}", String::from_utf8_lossy(&out.stderr));
-        text
     }
 }

@@ -86,7 +86,7 @@ async fn a_cluster_runs_enqueued_and_intake_runs_and_status_names_it() {
     // The redis-cli form of the intake, as README gives it: `-c` follows the slot's master.
     let intake = config.redis.keys().intake();
     let payload = r#"{"user":"intake@cluster.test","run_id":"cluster-intake"}"#;
-    let pushed = group.cli(&group.nodes[1], &["LPUSH", &intake, payload]);
+    let pushed = ClusterGroup::cli(&group.nodes[1], &["LPUSH", &intake, payload]);
     assert_eq!(pushed.trim(), "1", "redis-cli -c LPUSH {intake}");
     let mut all = ids(&batch);
     all.push("cluster-intake".to_owned());
