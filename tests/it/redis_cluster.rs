@@ -67,6 +67,20 @@ async fn wait_succeeded(config: &Config, run_ids: &[String], log: &std::path::Pa
     .await;
 }
 
+/// `agentcron <args>` with `env`, its JSON output; it must exit 0.
+fn cli_json(env: &[(String, String)], args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_agentcron"))
+        .args(args)
+        .current_dir(crate::common::repo_root())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{args:?}: {text} {stderr}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+}
+
 fn ids(batch: &[NewRun]) -> Vec<String> {
     batch.iter().map(|run| run.run_id.as_str().to_owned()).collect()
 }
@@ -92,15 +106,39 @@ async fn a_cluster_runs_enqueued_and_intake_runs_and_status_names_it() {
     all.push("cluster-intake".to_owned());
     wait_succeeded(&config, &all, &log).await;
 
-    let status = Command::new(env!("CARGO_BIN_EXE_agentcron"))
-        .args(["status", "--json"])
-        .current_dir(crate::common::repo_root())
+    // The scheduler's ticks, on the same cluster.
+    let jobs = dir.path().join("ticks.toml");
+    std::fs::write(
+        &jobs,
+        "[[schedule]]\nname = \"tick\"\ncron = \"* * * * * *\"\noverlap = \"queue\"\n\
+         users = [\"tick@cluster.test\"]\n",
+    )
+    .unwrap();
+    let mut scheduler = Command::new(env!("CARGO_BIN_EXE_agentcron"))
+        .arg("--config")
+        .arg(&jobs)
+        .arg("scheduler")
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+        .spawn()
         .unwrap();
-    let text = String::from_utf8_lossy(&status.stdout);
-    assert!(status.status.success(), "status: {text} {}", String::from_utf8_lossy(&status.stderr));
-    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let tick_user = crate::common::user_id("tick@cluster.test");
+    let mut conn = config.redis.connect(Default::default()).await.unwrap();
+    let by_user = config.redis.keys().runs_by_user(&tick_user);
+    poll_until("two ticks ran", Duration::from_secs(60), || async {
+        let ticked: Vec<String> = conn.clone().zrange(&by_user, 0, -1).await.unwrap_or_default();
+        let done = succeeded(&config, &ticked).await;
+        if done >= 2 { Ok(()) } else { Err(WithLog(format!("{ticked:?}: {done} done"), &log)) }
+    })
+    .await;
+    kill9(&mut scheduler);
+
+    let report = cli_json(&env, &["status", "--json"]);
+    let listed = cli_json(&env, &["runs", "--json"]);
+    assert!(listed.to_string().contains("cluster-intake"), "runs lists the intake run: {listed}");
+    let one = cli_json(&env, &["run", "cluster-intake", "--json"]);
+    assert_eq!(one["record"]["state"], "succeeded", "{one}");
     assert_eq!(report["redis"]["topology"], "cluster", "{report}");
     assert_eq!(report["redis"]["masters"].as_array().map(Vec::len), Some(3), "{report}");
     assert!(report["runs_last_hour"]["succeeded"].as_u64() >= Some(31), "{report}");
