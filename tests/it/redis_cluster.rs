@@ -124,7 +124,7 @@ async fn a_cluster_runs_enqueued_and_intake_runs_and_status_names_it() {
         .spawn()
         .unwrap();
     let tick_user = crate::common::user_id("tick@cluster.test");
-    let mut conn = config.redis.connect(Default::default()).await.unwrap();
+    let conn = config.redis.connect(Default::default()).await.unwrap();
     let by_user = config.redis.keys().runs_by_user(&tick_user);
     poll_until("two ticks ran", Duration::from_secs(60), || async {
         let ticked: Vec<String> = conn.clone().zrange(&by_user, 0, -1).await.unwrap_or_default();
