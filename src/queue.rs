@@ -96,6 +96,11 @@ pub enum QueueError {
 pub const ACL_RULES: &str =
     "resetchannels -@all +@read +@write +@scripting -@dangerous +info +ping +time";
 
+/// What a Redis Cluster user needs besides [`ACL_RULES`] (its key pattern is `~{<prefix>}:*`):
+/// the client learns the slot map (`CLUSTER SLOTS`), and `status` names the masters and the
+/// deployment's slot.
+pub const CLUSTER_ACL_RULES: &str = "+cluster|slots +cluster|nodes +cluster|keyslot";
+
 impl QueueError {
     /// True when Redis refused the user permission (`NOPERM`): a configuration problem that
     /// retrying does not fix.

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use agentcron::config::Config;
-use agentcron::queue::{NewRun, Queue};
+use agentcron::queue::{ACL_RULES, CLUSTER_ACL_RULES, NewRun, Queue};
 use redis::AsyncCommands;
 
 use super::chaos_redis::{assert_one_session_and_message_each, runs};
@@ -186,5 +186,47 @@ async fn a_slot_migration_mid_run_loses_and_duplicates_nothing() {
         kill9(worker);
     }
     assert!(done_at_move < run_ids.len(), "runs were in flight while the slot moved");
+    assert_one_session_and_message_each(&app.audit().await, &batch);
+}
+
+/// An ACL user with the documented rules and the cluster's key pattern runs the pipeline on the
+/// cluster, and `status` reads it, without a single refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_with_the_cluster_rules_runs_the_pipeline() {
+    let app = spawn_app().await;
+    let group = ClusterGroup::start().await;
+    let config = setup_on_cluster(&app, &group).await;
+    let pattern = format!("~{}:*", config.redis.keys().base());
+    let password = "s3cret-cluster-acl-9c2e";
+    for node in &group.nodes {
+        let mut args = vec!["ACL", "SETUSER", "agentcron", "reset", "on"];
+        let secret = format!(">{password}");
+        args.extend([secret.as_str(), pattern.as_str()]);
+        args.extend(ACL_RULES.split_whitespace().chain(CLUSTER_ACL_RULES.split_whitespace()));
+        let out = Command::new("/usr/bin/redis-cli")
+            .args(["-p", &node.port().to_string()])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = cluster_env(&app, &group, dir.path());
+    set_env(&mut env, "REDIS_USERNAME", "agentcron");
+    set_env(&mut env, "REDIS_PASSWORD", password);
+    let log = dir.path().join("workers.log");
+    let mut workers: Vec<_> = (0..2).map(|_| spawn_worker(&env, &log)).collect();
+    let batch = runs("cluster-acl", 10);
+    Queue::connect(&config.redis).await.unwrap().enqueue(&batch, "test").await.unwrap();
+    wait_succeeded(&config, &ids(&batch), &log).await;
+    let report = cli_json(&env, &["status", "--json"]);
+    assert_eq!(report["redis"]["user"], "agentcron", "{report}");
+    assert_eq!(report["redis"]["masters"].as_array().map(Vec::len), Some(3), "{report}");
+    for worker in &mut workers {
+        kill9(worker);
+    }
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(!logs.contains("NOPERM"), "the rules are enough: {logs}");
+    assert!(!logs.contains(password), "the password is never logged");
     assert_one_session_and_message_each(&app.audit().await, &batch);
 }

@@ -188,8 +188,11 @@ async fn a_message_in_flight_when_its_worker_froze_is_not_sent_again() {
     .await;
     signal(&worker_a, "-STOP");
     let worker_b = spawn_worker(&env, &log_b);
-    // Thawed after its message landed and after the run was taken over (lease 2 s).
-    tokio::time::sleep(Duration::from_millis(5500)).await;
+    // Thawed after the run was taken over (lease 2 s), and well before the takeover's two more
+    // leases have passed: the freeze the fix covers. (The request's body may still be in the
+    // frozen worker, so the message lands only after the thaw, at the earliest 4 s after the
+    // request arrived.)
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     signal(&worker_a, "-CONT");
     wait_for(&app, "r-inflight", &log_b, |(state, _)| state.as_deref() == Some("succeeded")).await;
     let mut workers = [worker_a, worker_b];
