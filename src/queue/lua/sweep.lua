@@ -21,6 +21,12 @@ for _, id in ipairs(ids) do
   end
   if state == 'running' and not live then
     local listed = worker and redis.call('LPOS', ARGV[2] .. worker, id)
+    -- A run the reaper has just handed back sits at the consumers' end of the ready list,
+    -- still `running`: it is held by the queue, and its next start must see that its last
+    -- attempt never ended (a takeover), so it is left alone.
+    if not listed then
+      listed = redis.call('LPOS', KEYS[2], id, 'RANK', -1, 'MAXLEN', 1000)
+    end
     if not listed then
       redis.call('HSET', rec, 'state', 'queued')
       index_move(ARGV[5], rec, id, 'running', 'queued')
