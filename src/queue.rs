@@ -31,8 +31,9 @@
 //! `schedule`, `prompt`, `source`, `state=queued`, `attempts=0`, `created_at_ms` and
 //! `not_before_ms`; the worker writes `state` (`running`, `failed`, `dead` and the terminal
 //! outcome), `worker`, `attempts` (attempts started), `started_at_ms`, `last_error`,
-//! `error_class`, `next_attempt_at_ms`, `ended_at_ms`. The run pipeline writes `phase`,
-//! `session_id` and per-phase times.
+//! `error_class`, `next_attempt_at_ms`, `ended_at_ms`; the sweep writes `abandoned_at_ms` on a
+//! run it returns (its last attempt never ended; the next start takes the mark away and counts
+//! as a takeover). The run pipeline writes `phase`, `session_id` and per-phase times.
 
 mod actions;
 mod backend;

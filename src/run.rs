@@ -92,7 +92,8 @@ pub struct Run {
     /// This attempt's fence (`None` when executed outside a worker, as tests do).
     pub fence: Option<u64>,
     /// Whether this attempt took the run over from one that never reported (its worker was
-    /// killed or frozen past its lease): the record was still `running` when it started.
+    /// killed or frozen past its lease): the record was still `running` when it started, or the
+    /// sweep had returned it.
     pub taken_over: bool,
 }
 
@@ -110,8 +111,11 @@ impl Run {
                 .get("session_requested_at_ms")
                 .and_then(|v| v.parse().ok()),
             fence,
-            // The worker's start hands over the record as it was before the start rewrote it.
-            taken_over: fence.is_some() && record.get("state") == Some("running"),
+            // The worker's start hands over the record as it was before the start rewrote it:
+            // still `running`, or returned by the sweep (`abandoned_at_ms`).
+            taken_over: fence.is_some()
+                && (record.get("state") == Some("running")
+                    || record.get("abandoned_at_ms").is_some()),
         })
     }
 }

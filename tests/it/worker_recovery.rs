@@ -261,6 +261,12 @@ async fn a_running_run_nobody_holds_returns_to_the_queue() {
     })
     .await;
     worker.stop().await;
-    assert_eq!(handler.stats.starts().len(), 1, "{:?}", handler.stats.starts());
-    assert_eq!(record(&redis, &ids[0]).await["attempts"], "2", "the lost attempt counts");
+    let starts = handler.stats.starts();
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    // Its next start knows the last attempt never ended, as for a reaped run: the pipeline
+    // then outwaits a request the lost attempt's worker may still have in flight.
+    assert!(starts[0].resumed, "the swept run's start is a takeover: {starts:?}");
+    let after = record(&redis, &ids[0]).await;
+    assert_eq!(after["attempts"], "2", "the lost attempt counts");
+    assert!(!after.contains_key("abandoned_at_ms"), "the sweep's mark is used once: {after:?}");
 }

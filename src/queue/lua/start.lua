@@ -52,8 +52,14 @@ local function start(id, now)
   if f.next_attempt_at_ms then
     redis.call('HDEL', rec, 'next_attempt_at_ms')
   end
+  -- The sweep's mark (the last attempt never ended) goes back with `flat`, for this attempt.
+  if f.abandoned_at_ms then
+    redis.call('HDEL', rec, 'abandoned_at_ms')
+  end
   index_move(ARGV[4], rec, id, state, 'running', created)
-  return {id, attempts, state, flat, fence}
+  -- A run the sweep returned (its last attempt never ended) is a takeover like a reaped one.
+  local previous = f.abandoned_at_ms and 'running' or state
+  return {id, attempts, previous, flat, fence}
 end
 
 local function lost(now)

@@ -28,7 +28,8 @@ for _, id in ipairs(ids) do
       listed = redis.call('LPOS', KEYS[2], id, 'RANK', -1, 'MAXLEN', 1000)
     end
     if not listed then
-      redis.call('HSET', rec, 'state', 'queued')
+      -- Marked, so that the next start knows its last attempt never ended (a takeover).
+      redis.call('HSET', rec, 'state', 'queued', 'abandoned_at_ms', int(now))
       index_move(ARGV[5], rec, id, 'running', 'queued')
       redis.call('RPUSH', KEYS[2], id)
       returned = returned + 1
