@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, ConfigError, Env};
+use crate::config::{self, Config, ConfigError, Env, RedisConn};
 use crate::keys::Keys;
 use crate::queue::QueueError;
 use crate::run::RunError;
@@ -105,7 +105,6 @@ pub struct Scratch {
     pub redis_url: String,
     /// The scratch directory (the configuration file, transcripts).
     pub dir: PathBuf,
-    client: redis::Client,
 }
 
 impl Scratch {
@@ -115,12 +114,11 @@ impl Scratch {
     /// [`BenchError::Redis`] for an invalid URL; [`BenchError::File`] when the directory cannot
     /// be created.
     pub fn new(redis_url: &str) -> Result<Self> {
-        let client = redis::Client::open(redis_url)?;
         let prefix = format!("agentcron-bench-{}", uuid::Uuid::new_v4().simple());
         let dir = std::env::temp_dir().join(&prefix);
         std::fs::create_dir_all(&dir)
             .map_err(|source| BenchError::File { path: dir.clone(), source })?;
-        Ok(Self { prefix, redis_url: redis_url.to_owned(), dir, client })
+        Ok(Self { prefix, redis_url: redis_url.to_owned(), dir })
     }
 
     /// The shipped configuration pointed at this scratch's Redis prefix and directory, and at
@@ -153,12 +151,23 @@ impl Scratch {
         Ok(config::load(&path, &env)?)
     }
 
-    /// A new multiplexed connection for the benchmark's own commands.
+    /// A new connection for the benchmark's own commands, made as the worker makes its own (on
+    /// a cluster, to the master of the scratch prefix's slot, so `INFO` counts that master's
+    /// commands).
     ///
     /// # Errors
-    /// [`BenchError::Redis`] when Redis cannot be reached.
-    pub async fn connection(&self) -> Result<redis::aio::MultiplexedConnection> {
-        Ok(self.client.get_multiplexed_async_connection().await?)
+    /// [`BenchError::Queue`] when Redis cannot be reached.
+    pub async fn connection(&self) -> Result<RedisConn> {
+        let redis = self.config("http://127.0.0.1:9")?.redis;
+        Ok(redis.connect(Default::default()).await.map_err(QueueError::Connect)?)
+    }
+
+    /// The scratch prefix's keys (hash-tagged on a cluster).
+    ///
+    /// # Errors
+    /// [`BenchError::Config`] when the scratch configuration is invalid.
+    pub fn keys(&self) -> Result<Keys> {
+        Ok(self.config("http://127.0.0.1:9")?.redis.keys())
     }
 
     /// Deletes every key under the prefix and the scratch directory. Best effort: a leftover
@@ -174,7 +183,7 @@ impl Scratch {
 
     async fn delete_keys(&self) -> Result<usize> {
         let mut conn = self.connection().await?;
-        let keys = Keys::new(self.prefix.clone());
+        let keys = self.keys()?;
         Ok(crate::queue::remove_all_keys(&mut conn, &keys, CLEANUP_CHUNK).await?)
     }
 }

@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::stats::{self, Baseline, per_sec, round1, round2};
 use super::{BenchError, Result, Scratch, guarded, wait_until};
-use crate::keys::Keys;
 use crate::queue::Queue;
 use crate::schedule;
 
@@ -95,7 +94,7 @@ async fn measure(opts: &FanoutOptions, scratch: &Scratch) -> Result<FanoutReport
         }
         cmd.query_async::<()>(&mut conn).await?;
     }
-    let baseline_key = Keys::new(scratch.prefix.clone()).bench_baseline();
+    let baseline_key = scratch.keys()?.bench_baseline();
     let baseline = Baseline::measure(&mut conn, &baseline_key, opts.users.min(20_000)).await?;
     let idle = stats::idle_commands(&mut conn, Duration::from_secs(1)).await?;
     let tick = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_else(|_| Utc::now());

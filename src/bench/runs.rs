@@ -24,7 +24,6 @@ use self::sampling::{read_timings, sample_until_done};
 use super::stats::{self, Baseline, per_sec, round1, round2};
 use super::{BenchError, Result, Scratch, guarded};
 use crate::ids::{RunId, UserId};
-use crate::keys::Keys;
 use crate::outcome::Outcome;
 use crate::queue::{NewRun, Queue};
 use crate::run::{self, Context};
@@ -208,7 +207,7 @@ async fn measure(
     let handler = Timed { ctx, overheads: Arc::clone(&overheads) };
 
     let mut conn = scratch.connection().await?;
-    let baseline_key = Keys::new(scratch.prefix.clone()).bench_baseline();
+    let baseline_key = scratch.keys()?.bench_baseline();
     let baseline = Baseline::measure(&mut conn, &baseline_key, 2_000).await?;
     let idle = stats::idle_commands(&mut conn, Duration::from_secs(1)).await?;
     let run_ids = enqueue(&queue, opts.users).await?;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
+use crate::config::RedisConn;
 use serde::Serialize;
 
 /// The `q`-quantile (0..=1) of `samples` by nearest rank; 0 for no samples. Sorts `samples`.
@@ -63,7 +63,7 @@ pub fn rss_mb() -> f64 {
 /// # Errors
 /// Redis errors.
 pub async fn redis_command_counts(
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConn,
 ) -> redis::RedisResult<BTreeMap<String, u64>> {
     let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await?;
     Ok(info
@@ -81,7 +81,7 @@ pub async fn redis_command_counts(
 ///
 /// # Errors
 /// Redis errors.
-pub async fn redis_cpu_seconds(conn: &mut MultiplexedConnection) -> redis::RedisResult<f64> {
+pub async fn redis_cpu_seconds(conn: &mut RedisConn) -> redis::RedisResult<f64> {
     let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
     Ok(info
         .lines()
@@ -96,7 +96,7 @@ pub async fn redis_cpu_seconds(conn: &mut MultiplexedConnection) -> redis::Redis
 ///
 /// # Errors
 /// Redis errors.
-pub async fn redis_commands(conn: &mut MultiplexedConnection) -> redis::RedisResult<u64> {
+pub async fn redis_commands(conn: &mut RedisConn) -> redis::RedisResult<u64> {
     Ok(redis_command_counts(conn).await?.values().sum())
 }
 
@@ -124,10 +124,7 @@ pub fn command_deltas(
 ///
 /// # Errors
 /// Redis errors.
-pub async fn idle_commands(
-    conn: &mut MultiplexedConnection,
-    window: Duration,
-) -> redis::RedisResult<f64> {
+pub async fn idle_commands(conn: &mut RedisConn, window: Duration) -> redis::RedisResult<f64> {
     let before = redis_commands(conn).await?;
     let started = Instant::now();
     tokio::time::sleep(window).await;
@@ -151,11 +148,7 @@ impl Baseline {
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn measure(
-        conn: &mut MultiplexedConnection,
-        key: &str,
-        n: usize,
-    ) -> redis::RedisResult<Self> {
+    pub async fn measure(conn: &mut RedisConn, key: &str, n: usize) -> redis::RedisResult<Self> {
         let n = n.max(500);
         let started = Instant::now();
         for _ in 0..n.min(5_000) {

@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use super::stats::{self, Baseline, Progress, per_sec, round1, round2};
 use super::{BenchError, Result, Scratch, guarded};
 use crate::ids::{RunId, UserId};
-use crate::keys::Keys;
 use crate::outcome::Outcome;
 use crate::outcome::RunState;
 use crate::queue::{NewRun, Queue};
@@ -151,7 +150,7 @@ async fn measure(opts: &QueueOptions, scratch: &Scratch) -> Result<QueueReport> 
     config.worker.concurrency = opts.concurrency;
     let queue = Queue::connect(&config.redis).await?;
     let mut conn = scratch.connection().await?;
-    let baseline_key = Keys::new(scratch.prefix.clone()).bench_baseline();
+    let baseline_key = scratch.keys()?.bench_baseline();
     let baseline = Baseline::measure(&mut conn, &baseline_key, opts.jobs.min(20_000)).await?;
     let idle = stats::idle_commands(&mut conn, Duration::from_secs(1)).await?;
 
@@ -249,7 +248,7 @@ async fn measure(opts: &QueueOptions, scratch: &Scratch) -> Result<QueueReport> 
 /// `done + n` runs have succeeded. Returns payloads per second, end to end.
 async fn intake(
     queue: &Queue,
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut crate::config::RedisConn,
     n: usize,
     done: usize,
 ) -> Result<f64> {
