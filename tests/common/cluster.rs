@@ -12,6 +12,8 @@ const REDIS_CLI: &str = "/usr/bin/redis-cli";
 
 pub struct ClusterGroup {
     pub nodes: Vec<PrivateRedis>,
+    /// Replicas added with [`ClusterGroup::add_replica_of`].
+    pub replicas: Vec<PrivateRedis>,
 }
 
 impl ClusterGroup {
@@ -29,7 +31,7 @@ impl ClusterGroup {
             .output()
             .unwrap();
         assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
-        let group = Self { nodes };
+        let group = Self { nodes, replicas: Vec::new() };
         poll_until("every node sees the cluster ok", Duration::from_secs(30), || async {
             for node in &group.nodes {
                 if !Self::cli(node, &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
@@ -40,6 +42,39 @@ impl ClusterGroup {
         })
         .await;
         group
+    }
+
+    /// Adds a replica of the master that serves `key`'s slot and waits until it is in sync;
+    /// returns its index in `replicas`.
+    pub async fn add_replica_of(&mut self, key: &str) -> usize {
+        let (master_id, master_port) = self.owner_of(key);
+        let replica = PrivateRedis::start_cluster_node().await;
+        let out = Command::new(REDIS_CLI)
+            .args(["--cluster", "add-node"])
+            .arg(format!("127.0.0.1:{}", replica.port()))
+            .arg(format!("127.0.0.1:{master_port}"))
+            .args(["--cluster-slave", "--cluster-master-id", &master_id])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "add-node: {}", String::from_utf8_lossy(&out.stdout));
+        poll_until("the replica in sync", Duration::from_secs(30), || async {
+            let info = Self::cli(&replica, &["INFO", "replication"]);
+            info.contains("master_link_status:up")
+        })
+        .await;
+        self.replicas.push(replica);
+        self.replicas.len() - 1
+    }
+
+    /// `CLUSTER FAILOVER` on replica `i`: it catches up with its master, then takes its slots
+    /// over, as a managed service's maintenance failover does. Waits until it serves them.
+    pub async fn failover_to(&self, i: usize, key: &str) {
+        let replica = &self.replicas[i];
+        assert_eq!(Self::cli(replica, &["CLUSTER", "FAILOVER"]).trim(), "OK");
+        poll_until("the replica promoted", Duration::from_secs(30), || async {
+            self.owner_of(key).1 == replica.port()
+        })
+        .await;
     }
 
     /// The seed URL a worker is given.

@@ -230,3 +230,42 @@ async fn an_acl_user_with_the_cluster_rules_runs_the_pipeline() {
     assert!(!logs.contains(password), "the password is never logged");
     assert_one_session_and_message_each(&app.audit().await, &batch);
 }
+
+/// The master holding the deployment's slot fails over to its replica (`CLUSTER FAILOVER`, as
+/// a managed service's maintenance does) while 100 runs go through two workers: the clients
+/// follow the `MOVED` to the new master, and every run succeeds once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_failover_mid_run_loses_and_duplicates_nothing() {
+    let app = spawn_app().await;
+    let mut group = ClusterGroup::start().await;
+    let config = setup_on_cluster(&app, &group).await;
+    let home = config.redis.keys().ready();
+    let replica = group.add_replica_of(&home).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = cluster_env(&app, &group, dir.path());
+    let log = dir.path().join("workers.log");
+    app.sim_client
+        .add_fault(
+            serde_json::json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 300}),
+        )
+        .await;
+    let mut workers: Vec<_> = (0..2).map(|_| spawn_worker(&env, &log)).collect();
+    let batch = runs("failover", 100);
+    Queue::connect(&config.redis).await.unwrap().enqueue(&batch, "test").await.unwrap();
+    let run_ids = ids(&batch);
+    poll_until("runs under way", Duration::from_secs(60), || async {
+        succeeded(&config, &run_ids).await >= 10
+    })
+    .await;
+    let (_, old_master) = group.owner_of(&home);
+    group.failover_to(replica, &home).await;
+    let done_at_failover = succeeded(&config, &run_ids).await;
+    println!("runs succeeded at the failover: {done_at_failover} of {}", run_ids.len());
+    assert_ne!(group.owner_of(&home).1, old_master, "the slot has a new master");
+    wait_succeeded(&config, &run_ids, &log).await;
+    for worker in &mut workers {
+        kill9(worker);
+    }
+    assert!(done_at_failover < run_ids.len(), "runs were in flight at the failover");
+    assert_one_session_and_message_each(&app.audit().await, &batch);
+}
