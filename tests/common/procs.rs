@@ -66,7 +66,7 @@ pub fn set_env(env: &mut Vec<(String, String)>, name: &str, value: &str) {
 
 /// Starts `agentcron worker` with `env` only (nothing leaks in from the machine), its stderr
 /// (the logs) appended to `log`.
-pub fn spawn_worker(env: &[(String, String)], log: &Path) -> Child {
+pub fn spawn_worker(env: &[(String, String)], log: &Path) -> Worker {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_agentcron"));
     command.arg("worker").current_dir(super::repo_root());
@@ -81,7 +81,32 @@ pub fn spawn_worker(env: &[(String, String)], log: &Path) -> Child {
         }
     }
     command.envs(env.iter().map(|(k, v)| (k, v))).stdout(Stdio::null()).stderr(log);
-    command.spawn().unwrap()
+    Worker(command.spawn().unwrap())
+}
+
+/// An `agentcron worker` child, SIGKILLed when dropped: a test that fails half-way leaves no
+/// worker behind to load the machine while the other tests run.
+pub struct Worker(Child);
+
+impl std::ops::Deref for Worker {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Worker {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Best effort in a destructor: the child may have exited or been reaped already.
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
 }
 
 /// SIGKILLs `child` and reaps it.

@@ -124,7 +124,8 @@ async fn kills_and_faults_lose_nothing_and_duplicate_nothing() {
     Queue::connect(&config.redis).await.unwrap().enqueue(&runs, "test").await.unwrap();
 
     let log = dir.path().join("workers.log");
-    let mut workers: Vec<Child> = (0..N_WORKERS).map(|_| spawn_worker(&env, &log)).collect();
+    let mut workers: Vec<crate::common::procs::Worker> =
+        (0..N_WORKERS).map(|_| spawn_worker(&env, &log)).collect();
     let started = Instant::now();
     let (mut n_kills, mut n_freezes, mut n_pauses) = (0, 0, 0);
     let killer = async {

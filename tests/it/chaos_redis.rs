@@ -7,7 +7,7 @@
 //! fetch moved after its caller gave up are handed back by the worker's reconciliation.
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use agentcron::config::RedisConfig;
@@ -75,7 +75,7 @@ pub(crate) async fn start_workers(
     server: &PrivateRedis,
     dir: &Path,
     settings: &[(&str, &str)],
-) -> Vec<Child> {
+) -> Vec<crate::common::procs::Worker> {
     app.sim_client
         .add_fault(
             json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 200}),
@@ -194,7 +194,7 @@ async fn with_aof_a_killed_redis_loses_no_run() {
 }
 
 /// Sends `signal` (`-STOP`, `-CONT`) to every child.
-fn signal(children: &[Child], signal: &str) {
+fn signal(children: &[crate::common::procs::Worker], signal: &str) {
     for child in children {
         let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap();
         assert!(status.success(), "kill {signal} {}", child.id());

@@ -32,7 +32,7 @@ async fn workers(
     server: &PrivateRedis,
     dir: &Path,
     event_ms: u64,
-) -> Vec<std::process::Child> {
+) -> Vec<crate::common::procs::Worker> {
     let children = start_workers(app, server, dir, &[]).await;
     app.sim_client
         .add_fault(
