@@ -127,6 +127,12 @@ pub struct RedisSentinel {
     pub master: String,
     /// `host:port` of each sentinel (`AGENTCRON__REDIS__SENTINEL__NODES=a:26379,b:26379`).
     pub nodes: Vec<String>,
+    /// The sentinels' own ACL user, when they have one (`sentinel sentinel-user`).
+    pub username: Option<String>,
+    /// The sentinels' own password (`requirepass` of a sentinel;
+    /// `AGENTCRON__REDIS__SENTINEL__PASSWORD`). Redacted everywhere.
+    #[serde(serialize_with = "ser::opt_secret")]
+    pub password: Option<SecretString>,
 }
 
 /// `[redis.tls]`: PEM files for a `rediss://` URL. Without `ca_file` the platform's roots are
@@ -380,6 +386,13 @@ impl Config {
         .flatten()
         .map(|secret| secret.expose_secret().to_owned())
         .chain(self.redis.password.as_ref().map(|secret| secret.expose_secret().to_owned()))
+        .chain(
+            self.redis
+                .sentinel
+                .as_ref()
+                .and_then(|sentinel| sentinel.password.as_ref())
+                .map(|secret| secret.expose_secret().to_owned()),
+        )
         .chain(self.redis.url.password().map(str::to_owned))
         .collect()
     }

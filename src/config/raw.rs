@@ -38,6 +38,8 @@ pub(crate) struct RawRedis {
     pub(crate) tls_key_file: Option<String>,
     pub(crate) sentinel_master: Option<String>,
     pub(crate) sentinel_nodes: Option<Vec<String>>,
+    pub(crate) sentinel_username: Option<String>,
+    pub(crate) sentinel_password: Option<String>,
     pub(crate) cluster: Option<bool>,
 }
 
@@ -174,6 +176,8 @@ impl RawConfig {
                 tls_key_file: r.string("redis.tls.key_file"),
                 sentinel_master: r.string("redis.sentinel.master"),
                 sentinel_nodes: r.strings("redis.sentinel.nodes"),
+                sentinel_username: r.string("redis.sentinel.username"),
+                sentinel_password: r.string("redis.sentinel.password"),
                 cluster: r.bool("redis.cluster"),
             },
             worker: RawWorker {

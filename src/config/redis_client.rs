@@ -75,6 +75,29 @@ impl RedisConfig {
         }
     }
 
+    /// A client for the sentinel at `node` (`host:port`): TLS, with `[redis.tls]`'s
+    /// certificates, when the Redis URL is `rediss://`, and the sentinels' own user and
+    /// password when `[redis.sentinel]` gives them.
+    pub(super) fn sentinel_client(&self, node: &str) -> Result<redis::Client, RedisClientError> {
+        let named = |error| RedisClientError::Redis { host: node.to_owned(), error };
+        let scheme = if self.is_tls() { "rediss" } else { "redis" };
+        let mut info = format!("{scheme}://{node}").into_connection_info().map_err(named)?;
+        if let Some(sentinel) = &self.sentinel {
+            let mut settings = info.redis_settings().clone();
+            if let Some(username) = &sentinel.username {
+                settings = settings.set_username(username);
+            }
+            if let Some(password) = &sentinel.password {
+                settings = settings.set_password(password.expose_secret());
+            }
+            info = info.set_redis_settings(settings);
+        }
+        match self.certificates()? {
+            None => redis::Client::open(info).map_err(named),
+            Some(certificates) => redis::Client::build_with_tls(info, certificates).map_err(named),
+        }
+    }
+
     /// The CA and client certificate of `[redis.tls]`, when a `rediss://` URL names any.
     ///
     /// # Errors

@@ -146,7 +146,10 @@ impl RedisConfig {
         let mut last = String::from("no sentinel configured");
         for node in &sentinel.nodes {
             let asked = async {
-                let client = redis::Client::open(format!("redis://{node}"))?;
+                let client = self.sentinel_client(node).map_err(|error| match error {
+                    super::RedisClientError::Redis { error, .. } => error,
+                    other => redis::RedisError::from(std::io::Error::other(other.to_string())),
+                })?;
                 let mut conn = client.get_multiplexed_async_connection().await?;
                 let (host, port): (String, u16) = redis::cmd("SENTINEL")
                     .arg("get-master-addr-by-name")

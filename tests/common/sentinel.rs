@@ -9,6 +9,8 @@ use super::poll::poll_until;
 use super::private_redis::PrivateRedis;
 
 pub const MASTER: &str = "mymaster";
+/// The sentinels' own password (`requirepass` in each sentinel's configuration).
+pub const PASSWORD: &str = "s3ntinel-pass-41c8";
 
 pub struct SentinelGroup {
     pub primary: PrivateRedis,
@@ -32,7 +34,8 @@ impl SentinelGroup {
             let conf = dir.path().join(format!("sentinel-{port}.conf"));
             let text = format!(
                 "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {MASTER} 127.0.0.1 {} 2\n\
-                 sentinel down-after-milliseconds {MASTER} 1000\nsentinel failover-timeout {MASTER} 5000\n",
+                 sentinel down-after-milliseconds {MASTER} 1000\nsentinel failover-timeout {MASTER} 5000\n\
+                 requirepass {PASSWORD}\n",
                 dir.path().display(),
                 primary.port()
             );
@@ -65,7 +68,7 @@ impl SentinelGroup {
 
     async fn ask(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
         let (port, _) = &self.sentinels[0];
-        let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+        let client = redis::Client::open(format!("redis://:{PASSWORD}@127.0.0.1:{port}"))?;
         let mut conn = client.get_multiplexed_async_connection().await?;
         redis::cmd("SENTINEL").arg(args).query_async(&mut conn).await
     }

@@ -348,3 +348,33 @@ fn redis_tls_settings_are_checked_and_the_password_redacted() {
     assert_eq!(printed["config"]["redis"]["password"], "[REDACTED]");
     assert_eq!(printed["config"]["redis"]["username"], "agentcron");
 }
+
+/// A cluster is one seed node over TCP and never beside Sentinel; a `redis+cluster://` URL
+/// turns it on; the sentinels' password is redacted like every secret.
+#[test]
+fn redis_cluster_and_sentinel_settings_are_checked() {
+    let sentinel = "[redis.sentinel]\nmaster = \"m\"\nnodes = [\"a:26379\"]\n";
+    for (redis, extra, key) in [
+        ("cluster = true\n", sentinel, "redis.cluster"),
+        ("url = \"redis+cluster://h:7000\"\n", sentinel, "redis.cluster"),
+        ("cluster = true\nurl = \"unix:///tmp/redis.sock\"\n", "", "redis.cluster"),
+    ] {
+        let text =
+            format!("[scalekit]\nenv_url = \"https://x.scalekit.dev\"\n[redis]\n{redis}{extra}");
+        let (_dir, path) = write_config(&text);
+        let error = load(&path, &[]).unwrap_err();
+        assert_eq!(error.problems()[0].key, key, "{text}: {error}");
+    }
+    let text = "[scalekit]\nenv_url = \"https://x.scalekit.dev\"\n[redis]\nurl = \"redis+cluster://h:7000\"\n";
+    let (_dir, path) = write_config(text);
+    let config = load(&path, &[]).unwrap();
+    assert!(config.redis.cluster && config.redis.keys().ready() == "{agentcron}:q:ready");
+    let text = format!("[scalekit]\nenv_url = \"https://x.scalekit.dev\"\n{sentinel}");
+    let (_dir, path) = write_config(&text);
+    let secret = ("AGENTCRON__REDIS__SENTINEL__PASSWORD", "sentinel-pw-never-printed-5e1a");
+    let (code, stdout, stderr) = config_check(&path, &[secret], &["--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains(secret.1) && !stderr.contains(secret.1), "{stdout}");
+    let printed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(printed["config"]["redis"]["sentinel"]["password"], "[REDACTED]");
+}

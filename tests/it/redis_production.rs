@@ -1,6 +1,7 @@
 //! Production Redis (issue 24, first part): TLS with a CA file and with mutual TLS, the clear
 //! errors of a wrong CA and of a missing client certificate, an ACL user restricted to the
-//! documented rules, and a Sentinel failover mid-run, with real `redis-server` processes (built
+//! documented rules, and a Sentinel failover mid-run (the sentinels with a password of their
+//! own), with real `redis-server` processes (built
 //! with TLS) and real workers.
 
 use std::path::Path;
@@ -177,12 +178,16 @@ async fn a_sentinel_failover_loses_and_duplicates_nothing() {
     config.redis.sentinel = Some(agentcron::config::RedisSentinel {
         master: sentinel::MASTER.to_owned(),
         nodes: group.nodes().split(',').map(str::to_owned).collect(),
+        username: None,
+        password: Some(sentinel::PASSWORD.to_owned().into()),
     });
     // Ten runs at a time per worker, so that runs still wait in the queue at the failover and
     // are taken while the old master still answers.
     let settings = [
         ("AGENTCRON__REDIS__SENTINEL__MASTER", sentinel::MASTER),
         ("AGENTCRON__REDIS__SENTINEL__NODES", &group.nodes()),
+        // The sentinels have a password of their own (`requirepass`).
+        ("AGENTCRON__REDIS__SENTINEL__PASSWORD", sentinel::PASSWORD),
         ("AGENTCRON__WORKER__CONCURRENCY", "10"),
     ];
     let dir = tempfile::tempdir().unwrap();
@@ -216,5 +221,6 @@ async fn a_sentinel_failover_loses_and_duplicates_nothing() {
     assert!(in_flight > 0, "runs were in flight when the master moved");
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(logs.contains("Redis master moved"), "the workers followed the master");
+    assert!(!logs.contains(sentinel::PASSWORD), "the sentinels' password is never logged");
     assert_one_session_and_message_each(&app.audit().await, &batch);
 }

@@ -38,7 +38,13 @@ pub(super) fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
     if any_file && !url.scheme().starts_with("rediss") {
         check.problem("redis.url", "redis.tls files need a rediss:// URL (TLS)");
     }
-    let sentinel = sentinel(check, r.sentinel_master.as_deref(), r.sentinel_nodes.as_deref());
+    let sentinel = sentinel(check, r.sentinel_master.as_deref(), r.sentinel_nodes.as_deref()).map(
+        |sentinel| RedisSentinel {
+            username: r.sentinel_username.clone().filter(|s| !s.is_empty()),
+            password: r.sentinel_password.clone().filter(|s| !s.is_empty()).map(SecretString::from),
+            ..sentinel
+        },
+    );
     let cluster = r.cluster.unwrap_or(false) || url.scheme().ends_with("+cluster");
     if cluster && sentinel.is_some() {
         check.problem(
@@ -84,7 +90,12 @@ fn sentinel(
                     );
                 }
             }
-            Some(RedisSentinel { master: master.to_owned(), nodes: nodes.to_vec() })
+            Some(RedisSentinel {
+                master: master.to_owned(),
+                nodes: nodes.to_vec(),
+                username: None,
+                password: None,
+            })
         }
         (Some(_), None) => {
             check.problem("redis.sentinel.nodes", "Sentinel needs the sentinels' host:port");
