@@ -60,19 +60,8 @@ impl RedisConfig {
             url.set_port(Some(port)).ok();
         }
         let plain = url.as_str().replacen("+cluster://", "://", 1);
-        let mut info = plain.as_str().into_connection_info().map_err(named)?;
-        let mut settings = info.redis_settings().clone();
-        if let Some(username) = &self.username {
-            settings = settings.set_username(username);
-        }
-        if let Some(password) = &self.password {
-            settings = settings.set_password(password.expose_secret());
-        }
-        info = info.set_redis_settings(settings);
-        match self.certificates()? {
-            None => redis::Client::open(info).map_err(named),
-            Some(certificates) => redis::Client::build_with_tls(info, certificates).map_err(named),
-        }
+        let info = plain.as_str().into_connection_info().map_err(named)?;
+        self.open(addr, info, self.username.as_deref(), self.password.as_ref())
     }
 
     /// A client for the sentinel at `node` (`host:port`): TLS, with `[redis.tls]`'s
@@ -81,17 +70,30 @@ impl RedisConfig {
     pub(super) fn sentinel_client(&self, node: &str) -> Result<redis::Client, RedisClientError> {
         let named = |error| RedisClientError::Redis { host: node.to_owned(), error };
         let scheme = if self.is_tls() { "rediss" } else { "redis" };
-        let mut info = format!("{scheme}://{node}").into_connection_info().map_err(named)?;
-        if let Some(sentinel) = &self.sentinel {
-            let mut settings = info.redis_settings().clone();
-            if let Some(username) = &sentinel.username {
-                settings = settings.set_username(username);
-            }
-            if let Some(password) = &sentinel.password {
-                settings = settings.set_password(password.expose_secret());
-            }
-            info = info.set_redis_settings(settings);
+        let info = format!("{scheme}://{node}").into_connection_info().map_err(named)?;
+        let sentinel = self.sentinel.as_ref();
+        let username = sentinel.and_then(|s| s.username.as_deref());
+        self.open(node, info, username, sentinel.and_then(|s| s.password.as_ref()))
+    }
+
+    /// The client of `info` with `username` and `password` over the URL's own, and
+    /// `[redis.tls]`'s certificates.
+    fn open(
+        &self,
+        host: &str,
+        mut info: redis::ConnectionInfo,
+        username: Option<&str>,
+        password: Option<&secrecy::SecretString>,
+    ) -> Result<redis::Client, RedisClientError> {
+        let named = |error| RedisClientError::Redis { host: host.to_owned(), error };
+        let mut settings = info.redis_settings().clone();
+        if let Some(username) = username {
+            settings = settings.set_username(username);
         }
+        if let Some(password) = password {
+            settings = settings.set_password(password.expose_secret());
+        }
+        info = info.set_redis_settings(settings);
         match self.certificates()? {
             None => redis::Client::open(info).map_err(named),
             Some(certificates) => redis::Client::build_with_tls(info, certificates).map_err(named),
