@@ -118,6 +118,9 @@ pub struct RedisConfig {
     /// Redis Cluster (`redis.cluster = true`, or a `redis+cluster://` URL): the URL names one
     /// seed node, and every key carries the prefix as its hash tag (`crate::keys`).
     pub cluster: bool,
+    /// More seed nodes of the cluster (`host:port`), tried after the URL's when it is down
+    /// (`AGENTCRON__REDIS__CLUSTER_NODES=a:6379,b:6379`); giving any turns `cluster` on.
+    pub cluster_nodes: Vec<String>,
 }
 
 /// `[redis.sentinel]`: the master's name and the sentinels to ask.

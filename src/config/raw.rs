@@ -41,6 +41,7 @@ pub(crate) struct RawRedis {
     pub(crate) sentinel_username: Option<String>,
     pub(crate) sentinel_password: Option<String>,
     pub(crate) cluster: Option<bool>,
+    pub(crate) cluster_nodes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -179,6 +180,7 @@ impl RawConfig {
                 sentinel_username: r.string("redis.sentinel.username"),
                 sentinel_password: r.string("redis.sentinel.password"),
                 cluster: r.bool("redis.cluster"),
+                cluster_nodes: r.strings("redis.cluster_nodes"),
             },
             worker: RawWorker {
                 concurrency: r.int("worker.concurrency"),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Cmd, IntoConnectionInfo, RedisResult, Value};
+use redis::{Cmd, RedisResult, Value};
 
 use super::RedisConfig;
 
@@ -90,12 +90,16 @@ fn client(
     config: &RedisConfig,
     response_timeout: Option<Duration>,
 ) -> Result<ClusterClient, String> {
-    let seed = config.client().map_err(|error| error.to_string())?;
-    let info = seed.get_connection_info().clone();
-    let mut builder =
-        ClusterClientBuilder::new(vec![info.into_connection_info().map_err(|e| e.to_string())?])
-            .connection_timeout(super::redis_conn::CONNECT_TIMEOUT)
-            .retries(3);
+    // The URL's node first, then `redis.cluster_nodes`: the client asks each in turn for the
+    // slot map until one answers.
+    let mut seeds = vec![config.client().map_err(|error| error.to_string())?];
+    for node in &config.cluster_nodes {
+        seeds.push(config.client_at(node).map_err(|error| error.to_string())?);
+    }
+    let seeds = seeds.iter().map(|seed| seed.get_connection_info().clone());
+    let mut builder = ClusterClientBuilder::new(seeds)
+        .connection_timeout(super::redis_conn::CONNECT_TIMEOUT)
+        .retries(3);
     if let Some(timeout) = response_timeout {
         builder = builder.response_timeout(timeout);
     }

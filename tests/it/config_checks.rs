@@ -358,6 +358,7 @@ fn redis_cluster_and_sentinel_settings_are_checked() {
         ("cluster = true\n", sentinel, "redis.cluster"),
         ("url = \"redis+cluster://h:7000\"\n", sentinel, "redis.cluster"),
         ("cluster = true\nurl = \"unix:///tmp/redis.sock\"\n", "", "redis.cluster"),
+        ("cluster_nodes = [\"a:7000\", \"b\"]\n", "", "redis.cluster_nodes"),
     ] {
         let text =
             format!("[scalekit]\nenv_url = \"https://x.scalekit.dev\"\n[redis]\n{redis}{extra}");

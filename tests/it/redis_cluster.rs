@@ -269,3 +269,26 @@ async fn a_master_failover_mid_run_loses_and_duplicates_nothing() {
     assert!(done_at_failover < run_ids.len(), "runs were in flight at the failover");
     assert_one_session_and_message_each(&app.audit().await, &batch);
 }
+
+/// A seed node that is down when a worker starts is passed over for the next of
+/// `redis.cluster_nodes`: the client learns the slot map from the first that answers.
+#[tokio::test]
+async fn a_seed_that_is_down_is_passed_over_for_the_next() {
+    let app = spawn_app().await;
+    let group = ClusterGroup::start().await;
+    let mut config = setup_on_cluster(&app, &group).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    config.redis.url = format!("redis+cluster://127.0.0.1:{dead}").parse().unwrap();
+    config.redis.cluster_nodes = vec![format!("127.0.0.1:{}", group.nodes[2].port())];
+    let queue = Queue::connect(&config.redis).await.unwrap();
+    let batch = runs("seeds", 3);
+    queue.enqueue(&batch, "test").await.unwrap();
+    let mut conn = queue.connection();
+    let key = config.redis.keys().run(&batch[0].run_id);
+    let state: Option<String> = conn.hget(&key, "state").await.unwrap();
+    assert_eq!(state.as_deref(), Some("queued"), "{key}");
+    // With the dead seed alone, connecting fails and names it.
+    config.redis.cluster_nodes.clear();
+    let error = Queue::connect(&config.redis).await.unwrap_err().to_string();
+    assert!(error.contains(&dead.to_string()), "{error}");
+}

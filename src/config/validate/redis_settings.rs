@@ -1,7 +1,7 @@
 //! `[redis]`: the URL, the prefix, the ACL user, the `[redis.tls]` files (readable now, both
 //! halves of a client certificate, only with `rediss://`) and `[redis.sentinel]` (both keys,
-//! every node a `host:port`) and `redis.cluster` (or a `redis+cluster://` URL; not with
-//! Sentinel or a socket).
+//! every node a `host:port`) and `redis.cluster` (or a `redis+cluster://` URL, or more seeds
+//! in `redis.cluster_nodes`; not with Sentinel or a socket).
 
 use std::path::PathBuf;
 
@@ -45,7 +45,11 @@ pub(super) fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
             ..sentinel
         },
     );
-    let cluster = r.cluster.unwrap_or(false) || url.scheme().ends_with("+cluster");
+    let cluster_nodes = r.cluster_nodes.clone().unwrap_or_default();
+    host_ports(check, "redis.cluster_nodes", &cluster_nodes);
+    let cluster = r.cluster.unwrap_or(false)
+        || url.scheme().ends_with("+cluster")
+        || !cluster_nodes.is_empty();
     if cluster && sentinel.is_some() {
         check.problem(
             "redis.cluster",
@@ -60,6 +64,7 @@ pub(super) fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
     }
     RedisConfig {
         cluster,
+        cluster_nodes,
         sentinel,
         url,
         prefix,
@@ -81,15 +86,7 @@ fn sentinel(
     match (master, nodes) {
         (None, None) => None,
         (Some(master), Some(nodes)) => {
-            for node in nodes {
-                let port = node.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok());
-                if port.is_none() {
-                    check.problem(
-                        "redis.sentinel.nodes",
-                        format!("expected host:port, found {node:?}"),
-                    );
-                }
-            }
+            host_ports(check, "redis.sentinel.nodes", nodes);
             Some(RedisSentinel {
                 master: master.to_owned(),
                 nodes: nodes.to_vec(),
@@ -104,6 +101,16 @@ fn sentinel(
         (None, Some(_)) => {
             check.problem("redis.sentinel.master", "Sentinel needs the master's name");
             None
+        }
+    }
+}
+
+/// Every node of `key` is a `host:port`.
+fn host_ports(check: &mut Checker<'_>, key: &str, nodes: &[String]) {
+    for node in nodes {
+        let port = node.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok());
+        if port.is_none() {
+            check.problem(key, format!("expected host:port, found {node:?}"));
         }
     }
 }
