@@ -225,11 +225,21 @@ impl NodeConn {
 
     /// The node's connection, after moving to the master another connection learned of.
     async fn manager(&self) -> ConnectionManager {
+        let node = self.node();
         if let Some(follow) = &self.follow {
-            let master = follow.master.read().unwrap_or_else(PoisonError::into_inner).clone();
-            self.move_to(follow, &master).await;
+            // Every command passes here: the address is compared in place, and copied only
+            // when the master moved.
+            let moved = {
+                let master = follow.master.read().unwrap_or_else(PoisonError::into_inner);
+                *master != node.addr
+            };
+            if moved {
+                let master = follow.master.read().unwrap_or_else(PoisonError::into_inner).clone();
+                self.move_to(follow, &master).await;
+                return self.node().manager.clone();
+            }
         }
-        self.node().manager.clone()
+        node.manager.clone()
     }
 
     /// After an error that may mean the master moved (the node is a replica now, or gone).
