@@ -379,23 +379,18 @@ impl Config {
     /// The secret values this configuration holds, for the redaction facility.
     pub fn secret_values(&self) -> Vec<String> {
         use secrecy::ExposeSecret;
+        let sentinel = self.redis.sentinel.as_ref();
         [
             self.secrets.scalekit_client_secret.as_ref(),
             self.secrets.anthropic_api_key.as_ref(),
             self.notices.webhook_secret.as_ref(),
             self.ops.token.as_ref(),
+            self.redis.password.as_ref(),
+            sentinel.and_then(|sentinel| sentinel.password.as_ref()),
         ]
         .into_iter()
         .flatten()
         .map(|secret| secret.expose_secret().to_owned())
-        .chain(self.redis.password.as_ref().map(|secret| secret.expose_secret().to_owned()))
-        .chain(
-            self.redis
-                .sentinel
-                .as_ref()
-                .and_then(|sentinel| sentinel.password.as_ref())
-                .map(|secret| secret.expose_secret().to_owned()),
-        )
         .chain(self.redis.url.password().map(str::to_owned))
         .collect()
     }
