@@ -97,8 +97,22 @@ pub struct Run {
     pub taken_over: bool,
 }
 
+/// What the worker's start script said of this attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    /// The fence the start set.
+    pub fence: u64,
+    /// The run was taken over from an attempt that never ended (the start found it still
+    /// `running`, or returned by the sweep).
+    pub taken_over: bool,
+}
+
 impl Run {
-    fn from_record(id: &RunId, record: &Fields, fence: Option<u64>) -> Result<Self, RunError> {
+    fn from_record(
+        id: &RunId,
+        record: &Fields,
+        attempt: Option<Attempt>,
+    ) -> Result<Self, RunError> {
         let user = record.get("user").ok_or_else(|| RunError::NotFound(id.clone()))?;
         Ok(Self {
             id: id.clone(),
@@ -110,12 +124,8 @@ impl Run {
             session_requested_at_ms: record
                 .get("session_requested_at_ms")
                 .and_then(|v| v.parse().ok()),
-            fence,
-            // The worker's start hands over the record as it was before the start rewrote it:
-            // still `running`, or returned by the sweep (`abandoned_at_ms`).
-            taken_over: fence.is_some()
-                && (record.get("state") == Some("running")
-                    || record.get("abandoned_at_ms").is_some()),
+            fence: attempt.map(|attempt| attempt.fence),
+            taken_over: attempt.is_some_and(|attempt| attempt.taken_over),
         })
     }
 }
@@ -137,7 +147,7 @@ pub async fn execute(
     ctx: &Context,
     run_id: &RunId,
     record: Option<Fields>,
-    fence: Option<u64>,
+    attempt: Option<Attempt>,
     cancel: &CancellationToken,
     timeline: &mut Timeline,
 ) -> Result<Finish, RunError> {
@@ -147,7 +157,7 @@ pub async fn execute(
         None => records::load_run(&mut conn, &ctx.keys, run_id).await?,
     };
     let record = record.ok_or_else(|| RunError::NotFound(run_id.clone()))?;
-    let run = Run::from_record(run_id, &record, fence)?;
+    let run = Run::from_record(run_id, &record, attempt)?;
     timeline.schedule.clone_from(&run.schedule);
     if record.get("cancel_requested_at_ms").is_some() {
         session::stop_if_cancelled(ctx, &mut conn, run_id).await?;
@@ -193,12 +203,13 @@ pub async fn execute_measured(
     ctx: &Context,
     run_id: &RunId,
     record: Option<Fields>,
-    fence: Option<u64>,
+    attempt: Option<Attempt>,
     cancel: &CancellationToken,
     timeline: &mut Timeline,
 ) -> (Result<Finish, RunError>, std::time::Duration) {
     // Boxed: see `api::wait::measure`.
-    crate::api::wait::measure(Box::pin(execute(ctx, run_id, record, fence, cancel, timeline))).await
+    let executed = execute(ctx, run_id, record, attempt, cancel, timeline);
+    crate::api::wait::measure(Box::pin(executed)).await
 }
 
 async fn pipeline(at: &mut Progress<'_>, conn: &mut RedisConn) -> Result<Finish, RunError> {

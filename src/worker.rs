@@ -92,7 +92,8 @@ pub struct JobContext {
     pub max_attempts: u32,
     /// The worker id holding the run (as in `<p>:workers` and the record's `worker`).
     pub worker_id: String,
-    /// True when the run was taken over from a worker that died: resume from its phase.
+    /// True when the run was taken over from an attempt that never ended (its worker died or
+    /// froze past its lease; the sweep returned it): resume from its phase.
     pub resumed: bool,
     /// Cancelled at the run timeout, when shutdown's grace ends, when this worker lost its
     /// lease, or when an operator cancels the run. Check it between phases.

@@ -27,7 +27,7 @@ impl Handler for Context {
             self,
             &job.run_id,
             record,
-            Some(job.fence),
+            Some(run::Attempt { fence: job.fence, taken_over: job.resumed }),
             &job.cancel,
             &mut timeline,
         )
