@@ -18,7 +18,7 @@ use redis::{Cmd, RedisResult, Value};
 use super::RedisConfig;
 
 /// How long a node may take to answer a command.
-pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to the cluster, routed to the home slot. Cheap to clone; clones share it.
 #[derive(Clone)]
@@ -31,37 +31,37 @@ pub(super) struct Home {
 }
 
 impl Home {
-    /// Connects through the seed node of `config` and routes to the slot of `key`.
-    pub(super) async fn connect(
-        config: &RedisConfig,
-        key: &str,
-        response_timeout: Option<Duration>,
-    ) -> Result<Self, String> {
-        let client = client(config, response_timeout)?;
-        let conn =
-            client.get_async_connection().await.map_err(|error| config.connect_error(&error))?;
-        let route = Route::with_key(key, SlotAddr::Master);
-        Ok(Self { conn, client, route, seed: config.host() })
+    /// Connects through the seed nodes of `config` and routes to the slot of `key`.
+    pub(super) async fn connect(config: &RedisConfig, key: &str) -> Result<Self, String> {
+        let client = client(config)?;
+        let conn = client
+            .get_async_connection_with_config(timeouts(RESPONSE_TIMEOUT))
+            .await
+            .map_err(|error| config.connect_error(&error))?;
+        Ok(Self::new(config, key, client, conn))
     }
 
     /// [`Home::connect`], connecting on first use.
     pub(super) fn connect_lazy(config: &RedisConfig, key: &str) -> Result<Self, String> {
-        let client = client(config, None)?;
-        let cluster_config = ClusterConfig::new()
-            .set_connection_timeout(super::redis_conn::CONNECT_TIMEOUT)
-            .set_response_timeout(RESPONSE_TIMEOUT);
-        let conn = client.get_pending_async_connection_with_config(cluster_config);
+        let client = client(config)?;
+        let conn = client.get_pending_async_connection_with_config(timeouts(RESPONSE_TIMEOUT));
+        Ok(Self::new(config, key, client, conn))
+    }
+
+    fn new(
+        config: &RedisConfig,
+        key: &str,
+        client: ClusterClient,
+        conn: ClusterConnection,
+    ) -> Self {
         let route = Route::with_key(key, SlotAddr::Master);
-        Ok(Self { conn, client, route, seed: config.host() })
+        Self { conn, client, route, seed: config.host() }
     }
 
     /// A separate connection to the same cluster (for a blocking command), answering within
     /// `response_timeout`.
-    pub(super) async fn dedicated(&self, timeout: Duration) -> RedisResult<Self> {
-        let config = ClusterConfig::new()
-            .set_connection_timeout(super::redis_conn::CONNECT_TIMEOUT)
-            .set_response_timeout(timeout);
-        let conn = self.client.get_async_connection_with_config(config).await?;
+    pub(super) async fn dedicated(&self, response_timeout: Duration) -> RedisResult<Self> {
+        let conn = self.client.get_async_connection_with_config(timeouts(response_timeout)).await?;
         Ok(Self { conn, ..self.clone() })
     }
 
@@ -85,11 +85,8 @@ impl Home {
     }
 }
 
-/// The cluster client of `config`: its seed, credentials and certificates.
-fn client(
-    config: &RedisConfig,
-    response_timeout: Option<Duration>,
-) -> Result<ClusterClient, String> {
+/// The cluster client of `config`: its seeds, credentials and certificates.
+fn client(config: &RedisConfig) -> Result<ClusterClient, String> {
     // The URL's node first, then `redis.cluster_nodes`: the client asks each in turn for the
     // slot map until one answers.
     let mut seeds = vec![config.client().map_err(|error| error.to_string())?];
@@ -97,14 +94,16 @@ fn client(
         seeds.push(config.client_at(node).map_err(|error| error.to_string())?);
     }
     let seeds = seeds.iter().map(|seed| seed.get_connection_info().clone());
-    let mut builder = ClusterClientBuilder::new(seeds)
-        .connection_timeout(super::redis_conn::CONNECT_TIMEOUT)
-        .retries(3);
-    if let Some(timeout) = response_timeout {
-        builder = builder.response_timeout(timeout);
-    }
+    let mut builder = ClusterClientBuilder::new(seeds).retries(3);
     if let Some(certificates) = config.certificates().map_err(|error| error.to_string())? {
         builder = builder.certs(certificates);
     }
     builder.build().map_err(|error| format!("redis cluster at {}: {error}", config.host()))
+}
+
+/// A connection's timeouts: connecting, and each answer.
+fn timeouts(response_timeout: Duration) -> ClusterConfig {
+    ClusterConfig::new()
+        .set_connection_timeout(super::redis_conn::CONNECT_TIMEOUT)
+        .set_response_timeout(response_timeout)
 }

@@ -87,12 +87,7 @@ impl RedisConfig {
     ) -> Result<RedisConn, String> {
         if self.cluster {
             // Any of the deployment's keys names its slot.
-            let home = Home::connect(
-                self,
-                &self.keys().ready(),
-                Some(super::redis_cluster::RESPONSE_TIMEOUT),
-            )
-            .await?;
+            let home = Home::connect(self, &self.keys().ready()).await?;
             return Ok(RedisConn(Inner::Cluster(Box::new(home))));
         }
         let addr = match &self.sentinel {
