@@ -20,7 +20,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigError, Env, RedisConn};
-use crate::keys::Keys;
 use crate::queue::QueueError;
 use crate::run::RunError;
 use crate::schedule::ScheduleError;
@@ -158,16 +157,7 @@ impl Scratch {
     /// # Errors
     /// [`BenchError::Queue`] when Redis cannot be reached.
     pub async fn connection(&self) -> Result<RedisConn> {
-        let redis = self.config("http://127.0.0.1:9")?.redis;
-        Ok(redis.connect(Default::default()).await.map_err(QueueError::Connect)?)
-    }
-
-    /// The scratch prefix's keys (hash-tagged on a cluster).
-    ///
-    /// # Errors
-    /// [`BenchError::Config`] when the scratch configuration is invalid.
-    pub fn keys(&self) -> Result<Keys> {
-        Ok(self.config("http://127.0.0.1:9")?.redis.keys())
+        connect(&self.config("http://127.0.0.1:9")?.redis).await
     }
 
     /// Deletes every key under the prefix and the scratch directory. Best effort: a leftover
@@ -182,10 +172,14 @@ impl Scratch {
     }
 
     async fn delete_keys(&self) -> Result<usize> {
-        let mut conn = self.connection().await?;
-        let keys = self.keys()?;
-        Ok(crate::queue::remove_all_keys(&mut conn, &keys, CLEANUP_CHUNK).await?)
+        let redis = self.config("http://127.0.0.1:9")?.redis;
+        let mut conn = connect(&redis).await?;
+        Ok(crate::queue::remove_all_keys(&mut conn, &redis.keys(), CLEANUP_CHUNK).await?)
     }
+}
+
+async fn connect(redis: &config::RedisConfig) -> Result<RedisConn> {
+    Ok(redis.connect(Default::default()).await.map_err(QueueError::Connect)?)
 }
 
 /// Runs `work` until it ends or `cancel` fires, then cleans `scratch` up either way.

@@ -94,7 +94,7 @@ async fn measure(opts: &FanoutOptions, scratch: &Scratch) -> Result<FanoutReport
         }
         cmd.query_async::<()>(&mut conn).await?;
     }
-    let baseline_key = scratch.keys()?.bench_baseline();
+    let baseline_key = queue.keys().bench_baseline();
     let baseline = Baseline::measure(&mut conn, &baseline_key, opts.users.min(20_000)).await?;
     let idle = stats::idle_commands(&mut conn, Duration::from_secs(1)).await?;
     let tick = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_else(|_| Utc::now());

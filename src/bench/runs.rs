@@ -207,7 +207,7 @@ async fn measure(
     let handler = Timed { ctx, overheads: Arc::clone(&overheads) };
 
     let mut conn = scratch.connection().await?;
-    let baseline_key = scratch.keys()?.bench_baseline();
+    let baseline_key = queue.keys().bench_baseline();
     let baseline = Baseline::measure(&mut conn, &baseline_key, 2_000).await?;
     let idle = stats::idle_commands(&mut conn, Duration::from_secs(1)).await?;
     let run_ids = enqueue(&queue, opts.users).await?;

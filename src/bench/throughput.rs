@@ -150,7 +150,7 @@ async fn measure(opts: &QueueOptions, scratch: &Scratch) -> Result<QueueReport> 
     config.worker.concurrency = opts.concurrency;
     let queue = Queue::connect(&config.redis).await?;
     let mut conn = scratch.connection().await?;
-    let baseline_key = scratch.keys()?.bench_baseline();
+    let baseline_key = queue.keys().bench_baseline();
     let baseline = Baseline::measure(&mut conn, &baseline_key, opts.jobs.min(20_000)).await?;
     let idle = stats::idle_commands(&mut conn, Duration::from_secs(1)).await?;
 
