@@ -15,7 +15,7 @@ use super::chaos_redis::{assert_one_session_and_message_each, runs};
 use crate::common::app::{TestApp, spawn_app};
 use crate::common::cluster::ClusterGroup;
 use crate::common::poll::{WithLog, poll_until};
-use crate::common::procs::{Target, kill9, set_env, spawn_worker, worker_env};
+use crate::common::procs::{Target, Worker, kill9, set_env, spawn_worker, worker_env};
 
 /// The test's configuration on `group`, with `setup` done there.
 async fn setup_on_cluster(app: &TestApp, group: &ClusterGroup) -> Config {
@@ -79,6 +79,55 @@ fn cli_json(env: &[(String, String)], args: &[&str]) -> serde_json::Value {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{args:?}: {text} {stderr}");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+}
+
+/// Two workers on the cluster going through `n` runs of about 300 ms of agent events each.
+struct Busy {
+    _dir: tempfile::TempDir,
+    log: std::path::PathBuf,
+    workers: Vec<Worker>,
+    batch: Vec<NewRun>,
+    run_ids: Vec<String>,
+}
+
+impl Busy {
+    /// Starts them, and returns once `under_way` runs have succeeded.
+    async fn start(
+        app: &TestApp,
+        group: &ClusterGroup,
+        config: &Config,
+        tag: &str,
+        n: usize,
+        under_way: usize,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let env = cluster_env(app, group, dir.path());
+        let log = dir.path().join("workers.log");
+        app.sim_client
+            .add_fault(serde_json::json!({
+                "method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 300
+            }))
+            .await;
+        let workers = (0..2).map(|_| spawn_worker(&env, &log)).collect();
+        let batch = runs(tag, n);
+        Queue::connect(&config.redis).await.unwrap().enqueue(&batch, "test").await.unwrap();
+        let run_ids = ids(&batch);
+        poll_until("runs under way", Duration::from_secs(60), || async {
+            succeeded(config, &run_ids).await >= under_way
+        })
+        .await;
+        Self { _dir: dir, log, workers, batch, run_ids }
+    }
+
+    /// Waits for every run to succeed, stops the workers, and checks the simulator's audit:
+    /// one session and one message per run.
+    async fn finish(mut self, app: &TestApp, config: &Config) {
+        wait_succeeded(config, &self.run_ids, &self.log).await;
+        for worker in &mut self.workers {
+            kill9(worker);
+        }
+        assert_one_session_and_message_each(&app.audit().await, &self.batch);
+    }
 }
 
 fn ids(batch: &[NewRun]) -> Vec<String> {
@@ -157,36 +206,17 @@ async fn a_slot_migration_mid_run_loses_and_duplicates_nothing() {
     let app = spawn_app().await;
     let group = ClusterGroup::start().await;
     let config = setup_on_cluster(&app, &group).await;
-    let dir = tempfile::tempdir().unwrap();
-    let env = cluster_env(&app, &group, dir.path());
-    let log = dir.path().join("workers.log");
-    app.sim_client
-        .add_fault(
-            serde_json::json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 300}),
-        )
-        .await;
-    let mut workers: Vec<_> = (0..2).map(|_| spawn_worker(&env, &log)).collect();
-    let batch = runs("reshard", 200);
-    Queue::connect(&config.redis).await.unwrap().enqueue(&batch, "test").await.unwrap();
-    let run_ids = ids(&batch);
-    poll_until("runs under way", Duration::from_secs(60), || async {
-        succeeded(&config, &run_ids).await >= 20
-    })
-    .await;
+    let busy = Busy::start(&app, &group, &config, "reshard", 200, 20).await;
     let home = config.redis.keys().ready();
     let (_, from_port) = group.owner_of(&home);
     let to = group.nodes.iter().find(|node| node.port() != from_port).unwrap();
     let moved = group.migrate_slot_of(&home, to, 5);
     println!("keys moved with the slot: {moved}");
-    let done_at_move = succeeded(&config, &run_ids).await;
-    println!("runs succeeded when the slot had moved: {done_at_move} of {}", run_ids.len());
+    let done_at_move = succeeded(&config, &busy.run_ids).await;
+    println!("runs succeeded when the slot had moved: {done_at_move} of {}", busy.run_ids.len());
     assert_ne!(group.owner_of(&config.redis.keys().ready()).1, from_port, "the slot moved");
-    wait_succeeded(&config, &run_ids, &log).await;
-    for worker in &mut workers {
-        kill9(worker);
-    }
-    assert!(done_at_move < run_ids.len(), "runs were in flight while the slot moved");
-    assert_one_session_and_message_each(&app.audit().await, &batch);
+    assert!(done_at_move < busy.run_ids.len(), "runs were in flight while the slot moved");
+    busy.finish(&app, &config).await;
 }
 
 /// An ACL user with the documented rules and the cluster's key pattern runs the pipeline on the
@@ -241,33 +271,14 @@ async fn a_master_failover_mid_run_loses_and_duplicates_nothing() {
     let config = setup_on_cluster(&app, &group).await;
     let home = config.redis.keys().ready();
     let replica = group.add_replica_of(&home).await;
-    let dir = tempfile::tempdir().unwrap();
-    let env = cluster_env(&app, &group, dir.path());
-    let log = dir.path().join("workers.log");
-    app.sim_client
-        .add_fault(
-            serde_json::json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 300}),
-        )
-        .await;
-    let mut workers: Vec<_> = (0..2).map(|_| spawn_worker(&env, &log)).collect();
-    let batch = runs("failover", 100);
-    Queue::connect(&config.redis).await.unwrap().enqueue(&batch, "test").await.unwrap();
-    let run_ids = ids(&batch);
-    poll_until("runs under way", Duration::from_secs(60), || async {
-        succeeded(&config, &run_ids).await >= 10
-    })
-    .await;
+    let busy = Busy::start(&app, &group, &config, "failover", 100, 10).await;
     let (_, old_master) = group.owner_of(&home);
     group.failover_to(replica, &home).await;
-    let done_at_failover = succeeded(&config, &run_ids).await;
-    println!("runs succeeded at the failover: {done_at_failover} of {}", run_ids.len());
+    let done_at_failover = succeeded(&config, &busy.run_ids).await;
+    println!("runs succeeded at the failover: {done_at_failover} of {}", busy.run_ids.len());
     assert_ne!(group.owner_of(&home).1, old_master, "the slot has a new master");
-    wait_succeeded(&config, &run_ids, &log).await;
-    for worker in &mut workers {
-        kill9(worker);
-    }
-    assert!(done_at_failover < run_ids.len(), "runs were in flight at the failover");
-    assert_one_session_and_message_each(&app.audit().await, &batch);
+    assert!(done_at_failover < busy.run_ids.len(), "runs were in flight at the failover");
+    busy.finish(&app, &config).await;
 }
 
 /// A seed node that is down when a worker starts is passed over for the next of
