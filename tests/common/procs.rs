@@ -50,9 +50,14 @@ pub fn worker_env(target: &Target<'_>) -> Vec<(String, String)> {
 
 /// [`worker_env`] for `app`'s simulator and Redis prefix.
 pub fn child_env(app: &TestApp, transcripts: &Path) -> Vec<(String, String)> {
+    child_env_at(app, &app.redis.url, transcripts)
+}
+
+/// [`child_env`] on the Redis at `redis_url` (a test's own server, TLS, a cluster).
+pub fn child_env_at(app: &TestApp, redis_url: &str, transcripts: &Path) -> Vec<(String, String)> {
     worker_env(&Target {
         sim_url: app.sim.base_url(),
-        redis_url: &app.redis.url,
+        redis_url,
         prefix: &app.redis.prefix,
         transcripts,
     })

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::common::app::{TestApp, spawn_app};
 use crate::common::poll::{WithLog, poll_until};
 use crate::common::private_redis::{PrivateRedis, pause_writes, setup_on};
-use crate::common::procs::{Target, kill9, set_env, spawn_worker, worker_env};
+use crate::common::procs::{child_env_at, kill9, set_env, spawn_worker};
 
 pub(crate) fn runs(tag: &str, n: usize) -> Vec<NewRun> {
     (0..n)
@@ -81,13 +81,7 @@ pub(crate) async fn start_workers(
             json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 200}),
         )
         .await;
-    let url = server.url();
-    let mut env = worker_env(&Target {
-        sim_url: app.sim.base_url(),
-        redis_url: &url,
-        prefix: &app.redis.prefix,
-        transcripts: dir,
-    });
+    let mut env = child_env_at(app, &server.url(), dir);
     for (name, value) in settings {
         set_env(&mut env, name, value);
     }
@@ -269,13 +263,7 @@ async fn a_worker_refuses_a_redis_that_can_drop_keys() {
         .unwrap();
     setup_on(&app, &server).await;
     let dir = tempfile::tempdir().unwrap();
-    let url = server.url();
-    let mut env = worker_env(&Target {
-        sim_url: app.sim.base_url(),
-        redis_url: &url,
-        prefix: &app.redis.prefix,
-        transcripts: dir.path(),
-    });
+    let mut env = child_env_at(&app, &server.url(), dir.path());
     let log = dir.path().join("refused.log");
     let mut refused = spawn_worker(&env, &log);
     let status = tokio::task::spawn_blocking(move || refused.wait().unwrap()).await.unwrap();
@@ -302,7 +290,7 @@ async fn a_worker_refuses_a_redis_that_can_drop_keys() {
 
     let log = dir.path().join("allowed.log");
     let mut allowed = spawn_worker(&env, &log);
-    let config = RedisConfig { url: url.parse().unwrap(), ..app.config.redis.clone() };
+    let config = RedisConfig { url: server.url().parse().unwrap(), ..app.config.redis.clone() };
     let queue = Queue::connect(&config).await.unwrap();
     let run = NewRun::now(crate::common::user_id("evictable@example.com"));
     let run_id = run.run_id.clone();

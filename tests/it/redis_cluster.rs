@@ -15,7 +15,7 @@ use super::chaos_redis::{assert_one_session_and_message_each, runs};
 use crate::common::app::{TestApp, spawn_app};
 use crate::common::cluster::ClusterGroup;
 use crate::common::poll::{WithLog, poll_until};
-use crate::common::procs::{Target, Worker, kill9, set_env, spawn_worker, worker_env};
+use crate::common::procs::{Worker, child_env_at, kill9, set_env, spawn_worker};
 
 /// The test's configuration on `group`, with `setup` done there.
 async fn setup_on_cluster(app: &TestApp, group: &ClusterGroup) -> Config {
@@ -34,13 +34,7 @@ fn cluster_env(
     group: &ClusterGroup,
     dir: &std::path::Path,
 ) -> Vec<(String, String)> {
-    let url = group.url();
-    let mut env = worker_env(&Target {
-        sim_url: app.sim.base_url(),
-        redis_url: &url,
-        prefix: &app.redis.prefix,
-        transcripts: dir,
-    });
+    let mut env = child_env_at(app, &group.url(), dir);
     set_env(&mut env, "AGENTCRON__WORKER__CONCURRENCY", "20");
     env
 }

@@ -18,7 +18,7 @@ use super::chaos_redis::{
 use crate::common::app::{TestApp, spawn_app};
 use crate::common::poll::poll_until;
 use crate::common::private_redis::{Pki, PrivateRedis, setup_on};
-use crate::common::procs::{Target, kill9, set_env, worker_env};
+use crate::common::procs::{child_env_at, kill9, set_env};
 use crate::common::sentinel::{self, SentinelGroup};
 
 /// The `[redis.tls]` settings of a worker for `server`, as variables.
@@ -84,22 +84,13 @@ fn check(env: &[(String, String)], settings: &[(&str, String)]) -> Output {
     command.output().unwrap()
 }
 
-fn env_for(app: &TestApp, url: &str, dir: &Path) -> Vec<(String, String)> {
-    worker_env(&Target {
-        sim_url: app.sim.base_url(),
-        redis_url: url,
-        prefix: &app.redis.prefix,
-        transcripts: dir,
-    })
-}
-
 #[tokio::test]
 async fn a_wrong_ca_or_a_missing_client_certificate_is_named_with_the_host() {
     let app = spawn_app().await;
     let dir = tempfile::tempdir().unwrap();
     let server = PrivateRedis::start_tls(Pki::new(), false).await;
     let host = server.url().trim_start_matches("rediss://").to_owned();
-    let env = env_for(&app, &server.url(), dir.path());
+    let env = child_env_at(&app, &server.url(), dir.path());
     let good = check(&env, &tls_settings(server.pki(), &server.pki().ca, false));
     assert_eq!(good.status.code(), Some(0), "{}", String::from_utf8_lossy(&good.stderr));
 
@@ -111,7 +102,7 @@ async fn a_wrong_ca_or_a_missing_client_certificate_is_named_with_the_host() {
 
     let mutual = PrivateRedis::start_tls(Pki::new(), true).await;
     let host = mutual.url().trim_start_matches("rediss://").to_owned();
-    let env = env_for(&app, &mutual.url(), dir.path());
+    let env = child_env_at(&app, &mutual.url(), dir.path());
     let without = check(&env, &tls_settings(mutual.pki(), &mutual.pki().ca, false));
     let said = String::from_utf8_lossy(&without.stderr);
     assert_eq!(without.status.code(), Some(1), "{said}");
@@ -154,7 +145,7 @@ async fn an_acl_user_with_the_documented_rules_runs_the_pipeline() {
 
     // Without the scripting rule, the worker stops at once and says what to grant.
     acl_user(&server, "no-scripts", &prefix, &ACL_RULES.replace("+@scripting", "")).await;
-    let mut env = env_for(&app, &server.url(), dir.path());
+    let mut env = child_env_at(&app, &server.url(), dir.path());
     set_env(&mut env, "REDIS_USERNAME", "no-scripts");
     set_env(&mut env, "REDIS_PASSWORD", "s3cret-acl-password-7d1f");
     let refused_log = dir.path().join("refused.log");

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::common::app::spawn_app;
 use crate::common::poll::{WithLog, poll_until};
 use crate::common::private_redis::{PrivateRedis, setup_on};
-use crate::common::procs::{Target, kill9, peak_rss_kib, spawn_worker, worker_env};
+use crate::common::procs::{child_env_at, kill9, peak_rss_kib, spawn_worker};
 
 /// Oversized payloads pushed, and the size of each.
 const N_BIG: usize = 50;
@@ -57,13 +57,7 @@ async fn twenty_mb_payloads_are_refused_unread_and_the_worker_stays_under_200_mb
 
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("worker.log");
-    let url = server.url();
-    let env = worker_env(&Target {
-        sim_url: app.sim.base_url(),
-        redis_url: &url,
-        prefix: &app.redis.prefix,
-        transcripts: dir.path(),
-    });
+    let env = child_env_at(&app, &server.url(), dir.path());
     let mut worker = spawn_worker(&env, &log);
     let prefix = app.redis.prefix.as_str();
     poll_until("every payload handled", Duration::from_secs(120), || {

@@ -2,6 +2,7 @@
 //! mid-run loses nothing (another finishes the run with exactly one session and one message),
 //! and SIGTERM drains in-flight runs before the process exits 0.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use serde_json::json;
 
 use crate::common::app::{TestApp, spawn_app};
 use crate::common::poll::{Text, poll_until};
-use crate::common::procs::{child_env, spawn_worker, state, wait_for};
+use crate::common::procs::{Worker, child_env, spawn_worker, state, wait_for};
 
 async fn enqueue(app: &TestApp, runs: &[(&str, &str)]) {
     app.enqueue(runs).await;
@@ -128,16 +129,11 @@ async fn a_call_blocked_past_the_lease_keeps_the_users_lease() {
 async fn a_worker_frozen_past_its_lease_is_fenced_off_and_sends_nothing() {
     let app = spawn_app().await;
     let dir = tempfile::tempdir().unwrap();
-    let env = child_env(&app, dir.path());
     // The first stream open takes 4 s: long enough to freeze its worker inside it.
-    app.sim_client
-        .add_fault(json!({
-            "method": "GET", "path": "/v1/sessions/*/events/stream", "latency_ms": 4000, "count": 1
-        }))
-        .await;
-    enqueue(&app, &[("r-frozen", "frozen@example.com")]).await;
-    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
-    let mut worker_a = spawn_worker(&env, &log_a);
+    let held = json!({"method": "GET", "path": "/v1/sessions/*/events/stream"});
+    let (env, log_a, log_b) = (child_env(&app, dir.path()), log(&dir, "a"), log(&dir, "b"));
+    let mut worker_a =
+        one_run_held(&app, held, ("r-frozen", "frozen@example.com"), &env, &log_a).await;
     wait_for(&app, "r-frozen", &log_a, |(_, phase)| phase.as_deref() == Some("message")).await;
     signal(&worker_a, "-STOP");
     let mut worker_b = spawn_worker(&env, &log_b);
@@ -152,11 +148,8 @@ async fn a_worker_frozen_past_its_lease_is_fenced_off_and_sends_nothing() {
         worker.kill().unwrap();
         worker.wait().unwrap();
     }
-    let sessions = app.sessions_of("r-frozen").await;
-    assert_eq!(sessions.len(), 1, "{sessions:?}");
-    assert_eq!(sessions[0]["user_messages"], 1, "one message, whichever worker sent it");
+    assert_one_session_and_message(&app, "r-frozen").await;
     assert_eq!(app.record("r-frozen").await.get("state"), Some("succeeded"));
-    assert_eq!(app.audit().await["violations"], json!([]));
 }
 
 /// A worker frozen past its lease while its `user.message` is on its way (here held by the
@@ -168,16 +161,11 @@ async fn a_worker_frozen_past_its_lease_is_fenced_off_and_sends_nothing() {
 async fn a_message_in_flight_when_its_worker_froze_is_not_sent_again() {
     let app = spawn_app().await;
     let dir = tempfile::tempdir().unwrap();
-    let env = child_env(&app, dir.path());
     // The first send reaches the simulator at once and is carried out 4 s later.
-    app.sim_client
-        .add_fault(json!({
-            "method": "POST", "path": "/v1/sessions/*/events", "latency_ms": 4000, "count": 1
-        }))
-        .await;
-    enqueue(&app, &[("r-inflight", "inflight@example.com")]).await;
-    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
-    let worker_a = spawn_worker(&env, &log_a);
+    let held = json!({"method": "POST", "path": "/v1/sessions/*/events"});
+    let (env, log_a, log_b) = (child_env(&app, dir.path()), log(&dir, "a"), log(&dir, "b"));
+    let run = ("r-inflight", "inflight@example.com");
+    let worker_a = one_run_held(&app, held, run, &env, &log_a).await;
     poll_until("the first send is held", Duration::from_secs(30), || async {
         let audit = app.audit().await;
         let sends = audit["requests"].as_object().into_iter().flatten().find_map(|(route, n)| {
@@ -200,12 +188,39 @@ async fn a_message_in_flight_when_its_worker_froze_is_not_sent_again() {
         worker.kill().unwrap();
         worker.wait().unwrap();
     }
-    let sessions = app.sessions_of("r-inflight").await;
+    assert_one_session_and_message(&app, "r-inflight").await;
+    let log = std::fs::read_to_string(&log_b).unwrap_or_default();
+    assert!(log.contains("Taken over from a worker"), "the second worker took over: {log}");
+}
+
+/// The path of worker `name`'s log in `dir`.
+fn log(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(format!("{name}.log"))
+}
+
+/// Holds the first request matching `held` (a fault's method and path) for 4 s, enqueues
+/// `run` (id, user) and starts the worker that will meet it.
+async fn one_run_held(
+    app: &TestApp,
+    mut held: serde_json::Value,
+    run: (&str, &str),
+    env: &[(String, String)],
+    log: &Path,
+) -> Worker {
+    held["latency_ms"] = json!(4000);
+    held["count"] = json!(1);
+    app.sim_client.add_fault(held).await;
+    enqueue(app, &[run]).await;
+    spawn_worker(env, log)
+}
+
+/// The run had one session with one `user.message` (whichever worker sent it), and the
+/// simulator saw no violation.
+async fn assert_one_session_and_message(app: &TestApp, run_id: &str) {
+    let sessions = app.sessions_of(run_id).await;
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     assert_eq!(sessions[0]["user_messages"], 1, "one message: {sessions:?}");
     assert_eq!(app.audit().await["violations"], json!([]));
-    let log = std::fs::read_to_string(&log_b).unwrap_or_default();
-    assert!(log.contains("Taken over from a worker"), "the second worker took over: {log}");
 }
 
 /// Sends `signal` (`-STOP`, `-CONT`) to `child`.
