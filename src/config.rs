@@ -47,6 +47,7 @@ pub use self::error::{ConfigError, Origin, Problem, Result, Warning};
 pub use self::load::{Checked, check, load, resolve_path};
 pub use self::locate::KeyPath;
 pub use self::redis_client::RedisClientError;
+pub use self::redis_cluster::{ClusterMaster, cluster_masters};
 pub use self::redis_conn::RedisConn;
 pub use self::sections::{
     LimitsConfig, NoticesConfig, OpsConfig, RetentionConfig, SetupConfig, TranscriptsConfig,
@@ -121,6 +122,8 @@ pub struct RedisConfig {
     /// More seed nodes of the cluster (`host:port`), tried after the URL's when it is down
     /// (`AGENTCRON__REDIS__CLUSTER_NODES=a:6379,b:6379`); giving any turns `cluster` on.
     pub cluster_nodes: Vec<String>,
+    /// Shards of the queue (`crate::keys`): 16 on a cluster, 1 on one node, unless set.
+    pub shards: usize,
 }
 
 /// `[redis.sentinel]`: the master's name and the sentinels to ask.

@@ -26,10 +26,24 @@
 //! | `<p>:ratelimit:<name>` | hash | a fleet-wide token bucket (`tokens`, `ts_us`) |
 //! | `<p>:schedule:<name>` | hash | the schedule's last tick: `last_tick` (unix s), `users`, `invalid`, `enqueued`, `updated_at_ms` |
 //! | `<p>:schedule:<name>:last` | hash | user → run id of the user's latest run of the schedule (overlap check) |
+//! | `<p>:q:bell` | list (capped) | shard numbers where runs were just queued, for idle workers of a sharded queue |
+//! | `<p>:q:layout` | hash | `shards`: the shard count the queue was created with |
 //!
 //! On Redis Cluster (`Keys::clustered`) every key starts with the prefix as a hash tag,
-//! `{<p>}:q:ready`, so that all of a deployment's keys are in one slot: each Lua script and
-//! pipeline touches one slot, on one master. A prefix that already holds a tag is kept as it is.
+//! `{<p>}:q:ready`, so that each Lua script touches one slot, on one master. A prefix that
+//! already holds a tag is kept as it is.
+//!
+//! # Shards
+//!
+//! With `redis.shards = N` above 1 the queue is N complete queues, one per shard, each in its
+//! own slot so that a cluster spreads them over its masters. A run lives in shard
+//! `fnv1a(run id) mod N` ([`Keys::shard_of`]), and everything that is the run's or the shard's
+//! queue is under the shard's base: `q:*`, `run:<id>`, the `runs*` indexes and the transcript.
+//! Shard 0 is under the prefix itself, so one shard is exactly the layout above; shard `s` is
+//! under `<p>:<s>` (on a cluster `{<p>:<s>}`). What belongs to the deployment, not to a run
+//! (intake, rejected, workers, users' locks and vault maps, notices, setup, schedules,
+//! rate-limit buckets, usage), is only under the prefix: the control slot, shard 0's.
+//! The key patterns are then `<p>:*` on one node, and `{<p>}:*` and `{<p>:*}:*` on a cluster.
 //!
 //! This module must not talk to Redis.
 
@@ -39,15 +53,22 @@ use crate::ids::{RunId, UserId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
     prefix: String,
-    /// What every key starts with: the prefix, or on a cluster its hash tag.
+    /// What this handle's queue keys start with: the prefix (on a cluster its hash tag), or a
+    /// shard's base.
     base: String,
+    /// Shards of the queue: 1 unless `redis.shards` says more.
+    shards: usize,
+    /// Whether shard bases are hash tags.
+    cluster: bool,
+    /// The control slot's base (the prefix, or its tag): the deployment's own keys.
+    control: String,
 }
 
 impl Keys {
     /// Keys under `prefix`.
     pub fn new(prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
-        Self { base: prefix.clone(), prefix }
+        Self { base: prefix.clone(), control: prefix.clone(), prefix, shards: 1, cluster: false }
     }
 
     /// Keys under `prefix` on Redis Cluster: `{<prefix>}:…`, one slot for all (unless the
@@ -56,12 +77,63 @@ impl Keys {
         let prefix = prefix.into();
         let tagged = prefix.split_once('{').is_some_and(|(_, rest)| rest.find('}') > Some(0));
         let base = if tagged { prefix.clone() } else { format!("{{{prefix}}}") };
-        Self { prefix, base }
+        Self { control: base.clone(), base, prefix, shards: 1, cluster: true }
     }
 
-    /// What every key starts with (before its `:`): the prefix, or on a cluster its hash tag.
+    /// The same layout with the queue in `shards` shards (at least 1).
+    #[must_use]
+    pub fn sharded(mut self, shards: usize) -> Self {
+        self.shards = shards.max(1);
+        self
+    }
+
+    /// What this handle's keys start with (before their `:`): the prefix, on a cluster its
+    /// hash tag, or for a shard's handle the shard's base.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// How many shards the queue has.
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// The shard run `id` lives in: FNV-1a of the id, modulo the shard count. Stable across
+    /// processes and versions, since every producer and worker must agree on it.
+    pub fn shard_of(&self, id: &RunId) -> usize {
+        if self.shards == 1 {
+            return 0;
+        }
+        let hash = id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+        usize::try_from(hash % self.shards as u64).unwrap_or(0)
+    }
+
+    /// The handle of shard `shard`: its queue keys (`ready()`, `run_prefix()`, …) are the
+    /// shard's. Shard 0's are the control slot's.
+    #[must_use]
+    pub fn shard(&self, shard: usize) -> Self {
+        Self { base: self.shard_base(shard), ..self.clone() }
+    }
+
+    /// The handle of the shard run `id` lives in.
+    #[must_use]
+    pub fn for_run(&self, id: &RunId) -> Self {
+        self.shard(self.shard_of(id))
+    }
+
+    /// Every shard's handle, shard 0 first.
+    pub fn each_shard(&self) -> impl Iterator<Item = Self> + '_ {
+        (0..self.shards).map(|shard| self.shard(shard))
+    }
+
+    fn shard_base(&self, shard: usize) -> String {
+        match (shard, self.cluster) {
+            (0, _) => self.control.clone(),
+            (_, true) => format!("{{{}:{shard}}}", self.prefix),
+            (_, false) => format!("{}:{shard}", self.prefix),
+        }
     }
 
     /// The prefix itself.
@@ -69,8 +141,14 @@ impl Keys {
         &self.prefix
     }
 
+    /// A key of this handle's queue (a shard's, or shard 0's).
     fn key(&self, rest: &str) -> String {
         format!("{}:{rest}", self.base)
+    }
+
+    /// A key of the deployment, in the control slot whatever the handle's shard.
+    fn control_key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.control)
     }
 
     /// `<p>:q:ready`.
@@ -121,7 +199,7 @@ impl Keys {
 
     /// `<p>:intake`.
     pub fn intake(&self) -> String {
-        self.key("intake")
+        self.control_key("intake")
     }
 
     /// `<p>:intake:processing:<worker>`.
@@ -131,22 +209,22 @@ impl Keys {
 
     /// `<p>:intake:processing:`, for the reaper script.
     pub(crate) fn intake_processing_prefix(&self) -> String {
-        self.key("intake:processing:")
+        self.control_key("intake:processing:")
     }
 
     /// `<p>:rejected`.
     pub fn rejected(&self) -> String {
-        self.key("rejected")
+        self.control_key("rejected")
     }
 
     /// `<p>:workers`.
     pub fn workers(&self) -> String {
-        self.key("workers")
+        self.control_key("workers")
     }
 
     /// `<p>:run:<id>`.
     pub fn run(&self, id: &RunId) -> String {
-        format!("{}{id}", self.run_prefix())
+        format!("{}:run:{id}", self.shard_base(self.shard_of(id)))
     }
 
     /// `<p>:run:`, for scripts that visit records of run ids they read from a list.
@@ -181,12 +259,12 @@ impl Keys {
 
     /// `<p>:user:<u>`.
     pub fn user(&self, user: &UserId) -> String {
-        self.key(&format!("user:{user}"))
+        self.control_key(&format!("user:{user}"))
     }
 
     /// `<p>:lock:user:<u>`.
     pub fn user_lock(&self, user: &UserId) -> String {
-        self.key(&format!("lock:user:{user}"))
+        self.control_key(&format!("lock:user:{user}"))
     }
 
     /// `<p>:transcript:`, for the retention script, which appends run ids.
@@ -197,92 +275,109 @@ impl Keys {
     /// `<p>:transcripts:repair`: run id → path of a transcript file to rebuild from its stream
     /// (its writes failed, and so did the rebuild at the attempt's end).
     pub fn transcript_repairs(&self) -> String {
-        self.key("transcripts:repair")
+        self.control_key("transcripts:repair")
     }
 
     /// `<p>:transcript:<id>`.
     pub fn transcript(&self, run_id: &RunId) -> String {
-        self.key(&format!("transcript:{run_id}"))
+        format!("{}:transcript:{run_id}", self.shard_base(self.shard_of(run_id)))
     }
 
     /// `<p>:notice:<u>:<conn>`.
     pub fn notice(&self, user: &UserId, connection: &str) -> String {
-        self.key(&format!("notice:{user}:{connection}"))
+        self.control_key(&format!("notice:{user}:{connection}"))
     }
 
     /// `<p>:notice:*:*`, the pattern that matches every notice (for `SCAN`).
     pub fn notice_pattern(&self) -> String {
-        self.key("notice:*:*")
+        self.control_key("notice:*:*")
     }
 
     /// `<p>:notice:`, which prefixes the `<u>:<conn>` of every notice key.
     pub fn notice_prefix(&self) -> String {
-        self.key("notice:")
+        self.control_key("notice:")
     }
 
     /// `<p>:notices` (stream of notice events).
     pub fn notices(&self) -> String {
-        self.key("notices")
+        self.control_key("notices")
     }
 
     /// `<p>:notices:open`: zset of `<u>:<conn>` for open notices, scored by first seen (ms).
     pub fn notice_index(&self) -> String {
-        self.key("notices:open")
+        self.control_key("notices:open")
     }
 
     /// `<p>:setup`.
     pub fn setup(&self) -> String {
-        self.key("setup")
+        self.control_key("setup")
     }
 
     /// `<p>:setup:missing`: the setup object a run found missing (JSON), until `setup` stores
     /// the ids again.
     pub fn setup_missing(&self) -> String {
-        self.key("setup:missing")
+        self.control_key("setup:missing")
     }
 
     /// `<p>:setup:lock`: held by the one worker recreating missing setup objects.
     pub fn setup_lock(&self) -> String {
-        self.key("setup:lock")
+        self.control_key("setup:lock")
     }
 
     /// `<p>:users:<schedule>`.
     pub fn schedule_users(&self, schedule: &str) -> String {
-        self.key(&format!("users:{schedule}"))
+        self.control_key(&format!("users:{schedule}"))
     }
 
     /// `<p>:ratelimit:<name>`.
     pub fn ratelimit(&self, name: &str) -> String {
-        self.key(&format!("ratelimit:{name}"))
+        self.control_key(&format!("ratelimit:{name}"))
     }
 
     /// `<p>:schedule:<name>`: tick statistics of a schedule.
     pub fn schedule_stats(&self, schedule: &str) -> String {
-        self.key(&format!("schedule:{schedule}"))
+        self.control_key(&format!("schedule:{schedule}"))
     }
 
     /// `<p>:schedule:<name>:last`: user → run id of the user's latest run of the schedule.
     pub fn schedule_last(&self, schedule: &str) -> String {
-        self.key(&format!("schedule:{schedule}:last"))
+        self.control_key(&format!("schedule:{schedule}:last"))
     }
 
     /// `<p>:bench:baseline`: a benchmark's scratch key for the idle baseline.
     pub fn bench_baseline(&self) -> String {
-        self.key("bench:baseline")
+        self.control_key("bench:baseline")
     }
 
     /// `<p>:usage`: what agentcron's keys and transcript files take, as the workers last
     /// measured (`redis_bytes`, `redis_keys`, `redis_at_ms`, `transcript_bytes`,
     /// `transcripts_at_ms`).
     pub fn usage(&self) -> String {
-        self.key("usage")
+        self.control_key("usage")
     }
 
-    /// `<p>:*`: the `SCAN MATCH` pattern of every key under the prefix (for removing a demo's
+    /// `<p>:*`: the `SCAN MATCH` patterns of every key under the prefix (for removing a demo's
     /// or a benchmark's private prefix, and measuring what the prefix takes; never to remove the
-    /// operator's keys).
-    pub fn all(&self) -> String {
-        self.key("*")
+    /// operator's keys). On a cluster with shards, also `{<p>:*}:*`, the shards' keys.
+    pub fn all(&self) -> Vec<String> {
+        let mut patterns = vec![self.control_key("*")];
+        if self.cluster && self.shards > 1 {
+            patterns.push(format!("{{{}:*}}:*", self.prefix));
+        }
+        patterns
+    }
+
+    /// `<p>:q:bell`: shards where producers just queued runs (a capped list of shard numbers),
+    /// which idle workers of a sharded queue wait on; a hint only, so nothing is lost if it is
+    /// missed: idle workers also look at every shard once per wait.
+    pub fn bell(&self) -> String {
+        self.control_key("q:bell")
+    }
+
+    /// `<p>:q:layout`: `shards`, the shard count the queue was created with; a process
+    /// configured with another refuses to start, since it would not find the runs.
+    pub fn layout(&self) -> String {
+        self.control_key("q:layout")
     }
 
     /// `<u>:<conn>`: a member of `<p>:notices:open`.
@@ -292,55 +387,4 @@ impl Keys {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn on_a_cluster_every_key_carries_the_prefix_as_its_hash_tag() {
-        let keys = Keys::clustered("agentcron");
-        let run_id = RunId::parse("r1").unwrap();
-        assert_eq!(keys.ready(), "{agentcron}:q:ready");
-        assert_eq!(keys.run(&run_id), "{agentcron}:run:r1");
-        assert_eq!(keys.all(), "{agentcron}:*");
-        assert_eq!(keys.prefix(), "agentcron");
-        // A prefix with its own tag keeps it.
-        assert_eq!(Keys::clustered("ac:{eu}").ready(), "ac:{eu}:q:ready");
-        assert_eq!(Keys::clustered("ac{}").ready(), "{ac{}}:q:ready");
-    }
-
-    #[test]
-    fn layout_matches_the_documented_table() {
-        let keys = Keys::new("agentcron");
-        let (run_id, user) = (RunId::parse("r1").unwrap(), UserId::parse("a@b").unwrap());
-        let cases = [
-            (keys.ready(), "agentcron:q:ready"),
-            (keys.processing("w1"), "agentcron:q:processing:w1"),
-            (keys.delayed(), "agentcron:q:delayed"),
-            (keys.dead(), "agentcron:q:dead"),
-            (keys.leases(), "agentcron:q:leases"),
-            (keys.clock(), "agentcron:q:clock"),
-            (keys.intake(), "agentcron:intake"),
-            (keys.intake_processing("w1"), "agentcron:intake:processing:w1"),
-            (keys.rejected(), "agentcron:rejected"),
-            (keys.workers(), "agentcron:workers"),
-            (keys.run(&run_id), "agentcron:run:r1"),
-            (keys.runs(), "agentcron:runs"),
-            (keys.runs_by_user(&user), "agentcron:runs:user:a@b"),
-            (keys.runs_by_state("dead"), "agentcron:runs:state:dead"),
-            (keys.user(&user), "agentcron:user:a@b"),
-            (keys.user_lock(&user), "agentcron:lock:user:a@b"),
-            (keys.transcript(&run_id), "agentcron:transcript:r1"),
-            (keys.notice(&user, "gmail"), "agentcron:notice:a@b:gmail"),
-            (keys.notice_pattern(), "agentcron:notice:*:*"),
-            (keys.notice_prefix(), "agentcron:notice:"),
-            (keys.notices(), "agentcron:notices"),
-            (keys.notice_index(), "agentcron:notices:open"),
-            (keys.setup(), "agentcron:setup"),
-            (keys.schedule_users("morning"), "agentcron:users:morning"),
-            (keys.ratelimit("sessions"), "agentcron:ratelimit:sessions"),
-        ];
-        for (got, expect) in cases {
-            assert_eq!(got, expect);
-        }
-    }
-}
+mod tests;

@@ -45,6 +45,7 @@ pub(crate) mod intake;
 mod jobs;
 mod ownership;
 mod script;
+mod shards;
 
 use std::fmt;
 use std::sync::Arc;
@@ -89,6 +90,17 @@ pub enum QueueError {
     /// No connection could be made; the text names the host and why.
     #[error("{0}")]
     Connect(String),
+    /// The queue in Redis has another shard count than `redis.shards`.
+    #[error(
+        "redis.shards is {configured}, but the queue in Redis was created with {stored} shards: \
+         set redis.shards = {stored} (a queue cannot be resharded in place)"
+    )]
+    Layout {
+        /// The count in `<p>:q:layout`.
+        stored: usize,
+        /// The count in the configuration.
+        configured: usize,
+    },
 }
 
 /// The ACL rules a Redis user needs besides its key pattern `~<prefix>:*`: read and write data,
@@ -184,28 +196,36 @@ pub(crate) fn unix_ms(time: std::time::SystemTime) -> i64 {
 /// # Errors
 /// Redis failed; keys already unlinked stay unlinked.
 pub async fn remove_all_keys(
-    conn: &mut impl redis::aio::ConnectionLike,
+    conn: &mut RedisConn,
     keys: &Keys,
     chunk: usize,
 ) -> std::result::Result<usize, redis::RedisError> {
-    let pattern = keys.all();
-    let (mut cursor, mut n_deleted) = (0_u64, 0);
-    loop {
-        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(chunk)
-            .query_async(conn)
-            .await?;
-        if !found.is_empty() {
-            redis::cmd("UNLINK").arg(&found).query_async::<()>(conn).await?;
-            n_deleted += found.len();
+    let mut n_deleted = 0;
+    for mut node in conn.data_nodes().await? {
+        for pattern in keys.all() {
+            let mut cursor = 0_u64;
+            loop {
+                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(chunk)
+                    .query_async(&mut node)
+                    .await?;
+                // One UNLINK per key: on a cluster a node's keys are in several slots.
+                let mut pipe = redis::pipe();
+                for key in &found {
+                    pipe.unlink(key).ignore();
+                }
+                pipe.query_async::<()>(&mut node).await?;
+                n_deleted += found.len();
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
         }
-        if next == 0 {
-            return Ok(n_deleted);
-        }
-        cursor = next;
     }
+    Ok(n_deleted)
 }

@@ -132,6 +132,7 @@ pub async fn run_watched<H: Handler>(
     let Some(queue) = maintenance::connect(config, &shutdown).await else { return Ok(()) };
     let queue = queue.with_health(health);
     check_eviction(&queue, config).await?;
+    queue.check_layout().await?;
     run_on(queue, config, handler, shutdown, &worker_id()).await
 }
 

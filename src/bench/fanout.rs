@@ -2,6 +2,7 @@
 //! through the real `schedule::fan_out` (the overlap check, pipelined enqueue, the users'
 //! pointers), timed until all N run records and queued jobs exist.
 
+use crate::keys::Keys;
 use std::time::{Duration, Instant};
 
 use chrono::{DurationRound as _, TimeDelta, Utc};
@@ -109,15 +110,11 @@ async fn measure(opts: &FanoutOptions, scratch: &Scratch) -> Result<FanoutReport
         Duration::from_secs(60),
         Duration::from_millis(5),
         || {
-            let mut conn = conn.clone();
-            let keys = queue.keys().clone();
+            let queue = queue.clone();
             async move {
-                let (records, ready, delayed): (usize, usize, usize) = redis::pipe()
-                    .zcard(keys.runs())
-                    .llen(keys.ready())
-                    .zcard(keys.delayed())
-                    .query_async(&mut conn)
-                    .await?;
+                let records = queue.sum_over_shards("ZCARD", Keys::runs).await?;
+                let ready = queue.sum_over_shards("LLEN", Keys::ready).await?;
+                let delayed = queue.sum_over_shards("ZCARD", Keys::delayed).await?;
                 Ok((records, ready + delayed))
             }
         },

@@ -268,13 +268,13 @@ async fn intake(
 
 /// Waits until `n` runs are in the `succeeded` index, showing progress on a terminal.
 async fn wait_succeeded(queue: &Queue, n: usize, what: &str) -> Result<()> {
-    let mut conn = queue.connection();
-    let key = queue.keys().runs_by_state(RunState::Succeeded.as_str());
     let deadline = Duration::from_secs(60).max(Duration::from_millis(n as u64));
     let started = Instant::now();
     let mut progress = Progress::new(what);
     loop {
-        let succeeded: usize = redis::cmd("ZCARD").arg(&key).query_async(&mut conn).await?;
+        let succeeded = queue
+            .sum_over_shards("ZCARD", |keys| keys.runs_by_state(RunState::Succeeded.as_str()))
+            .await?;
         progress.update(succeeded, n);
         if succeeded >= n {
             progress.finish();

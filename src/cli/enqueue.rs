@@ -26,6 +26,7 @@ pub(super) async fn run(flag: Option<&Path>, args: &EnqueueArgs) -> anyhow::Resu
     let config =
         config::load(&path, &env).with_context(|| format!("loading {}", path.display()))?;
     let queue = Queue::connect(&config.redis).await.context("connecting to Redis")?;
+    queue.check_layout().await.context("checking the queue's shards")?;
     let enqueued = queue.enqueue(&runs, "cli").await.context("enqueueing runs")?;
     print(&enqueued, args.json)?;
     Ok(ExitCode::from(exit::OK))

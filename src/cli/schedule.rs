@@ -20,6 +20,7 @@ pub(super) async fn scheduler(flag: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config =
         config::load(&path, &env).with_context(|| format!("loading {}", path.display()))?;
     let queue = Queue::connect(&config.redis).await.context("connecting to Redis")?;
+    queue.check_layout().await.context("checking the queue's shards")?;
     let shutdown = CancellationToken::new();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;

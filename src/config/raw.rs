@@ -42,6 +42,7 @@ pub(crate) struct RawRedis {
     pub(crate) sentinel_password: Option<String>,
     pub(crate) cluster: Option<bool>,
     pub(crate) cluster_nodes: Option<Vec<String>>,
+    pub(crate) shards: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -181,6 +182,7 @@ impl RawConfig {
                 sentinel_password: r.string("redis.sentinel.password"),
                 cluster: r.bool("redis.cluster"),
                 cluster_nodes: r.strings("redis.cluster_nodes"),
+                shards: r.int("redis.shards"),
             },
             worker: RawWorker {
                 concurrency: r.int("worker.concurrency"),

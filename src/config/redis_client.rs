@@ -129,9 +129,9 @@ impl RedisConfig {
     /// The keys of this deployment: under the prefix, hash-tagged on a cluster.
     pub fn keys(&self) -> crate::keys::Keys {
         if self.cluster {
-            crate::keys::Keys::clustered(self.prefix.clone())
+            crate::keys::Keys::clustered(self.prefix.clone()).sharded(self.shards)
         } else {
-            crate::keys::Keys::new(self.prefix.clone())
+            crate::keys::Keys::new(self.prefix.clone()).sharded(self.shards)
         }
     }
 

@@ -1,10 +1,13 @@
 //! The connection to a Redis Cluster: `redis`'s cluster client (it learns the slot map from a
 //! seed node and follows `MOVED` and `ASK` while slots migrate or a master fails over), with
-//! every command sent to the master of one slot, the deployment's home: every key carries the
-//! prefix as its hash tag (`crate::keys`), so they are all in that slot. Commands that name no
-//! key (`TIME`, `INFO`, `SCAN`, a script with no key) go there too, which the crate would
-//! otherwise send to a random node: the clock, the memory policy and the keys read are then
-//! those of the node that holds the data.
+//! every command sent to the master of its key's slot: the control slot or a shard's
+//! (`crate::keys`). Commands that name no key (`TIME`, `INFO`, `SCAN`, a script with no key)
+//! go to the home, the control slot's master, which the crate would otherwise send to a random
+//! node: the clock, the memory policy and the keys read are then those of a node that holds the
+//! data; [`Home::at_node`] points the home at another master (to `SCAN` each). `SCRIPT LOAD`
+//! goes to every node, since a script runs where its keys are. A pipeline whose commands name
+//! several slots is sent as one pipeline per slot, its replies put back in order (the crate
+//! refuses a pipeline across slots); a transaction must stay in one slot.
 //!
 //! This module must not retry commands: callers do (`crate::transient`).
 
@@ -12,7 +15,9 @@ use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
 use redis::{Cmd, RedisResult, Value};
 
 use super::RedisConfig;
@@ -25,7 +30,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) struct Home {
     conn: ClusterConnection,
     client: ClusterClient,
-    route: Route,
+    /// Where commands that name no key go.
+    route: SingleNodeRoutingInfo,
     /// The seed node, for messages.
     pub(super) seed: String,
 }
@@ -54,7 +60,7 @@ impl Home {
         client: ClusterClient,
         conn: ClusterConnection,
     ) -> Self {
-        let route = Route::with_key(key, SlotAddr::Master);
+        let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
         Self { conn, client, route, seed: config.host() }
     }
 
@@ -65,12 +71,25 @@ impl Home {
         Ok(Self { conn, ..self.clone() })
     }
 
-    fn routing(&self) -> SingleNodeRoutingInfo {
-        SingleNodeRoutingInfo::SpecificNode(self.route)
+    /// The same connection with the home at the node `host:port` (for `SCAN`).
+    pub(super) fn at_node(&self, host: String, port: u16) -> Self {
+        Self { route: SingleNodeRoutingInfo::ByAddress { host, port }, ..self.clone() }
+    }
+
+    /// Where `cmd` goes: its key's slot's master, every node for `SCRIPT LOAD`, else the home.
+    fn routing(&self, cmd: &Cmd) -> RoutingInfo {
+        match slot_route(cmd) {
+            Some(route) => RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+            None if is_script_load(cmd) => RoutingInfo::MultiNode((
+                MultipleNodeRoutingInfo::AllNodes,
+                Some(ResponsePolicy::AllSucceeded),
+            )),
+            None => RoutingInfo::SingleNode(self.route.clone()),
+        }
     }
 
     pub(super) async fn command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
-        let routing = RoutingInfo::SingleNode(self.routing());
+        let routing = self.routing(cmd);
         self.conn.route_command(cmd.clone(), routing).await
     }
 
@@ -80,9 +99,90 @@ impl Home {
         offset: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
-        let routing = self.routing();
-        self.conn.route_pipeline(pipeline.clone(), offset, count, routing).await
+        let routes: Vec<Option<Route>> = pipeline.cmd_iter().map(slot_route).collect();
+        let mut slots: Vec<Route> = Vec::new();
+        for route in routes.iter().flatten() {
+            if !slots.contains(route) {
+                slots.push(*route);
+            }
+        }
+        if slots.len() <= 1 || pipeline.is_transaction() {
+            let routing = match slots.first() {
+                Some(&route) => SingleNodeRoutingInfo::SpecificNode(route),
+                None => self.route.clone(),
+            };
+            return self.conn.route_pipeline(pipeline.clone(), offset, count, routing).await;
+        }
+        self.split_pipeline(pipeline, &routes, &slots).await
     }
+
+    /// Sends `pipeline` as one pipeline per slot (commands that name no key go with each, and
+    /// the first slot's reply is kept), and puts the replies back in the pipeline's order.
+    async fn split_pipeline(
+        &mut self,
+        pipeline: &redis::Pipeline,
+        routes: &[Option<Route>],
+        slots: &[Route],
+    ) -> RedisResult<Vec<Value>> {
+        let mut replies: Vec<Option<Value>> = vec![None; routes.len()];
+        for &slot in slots {
+            let mut part = redis::pipe();
+            let mut positions = Vec::new();
+            for (i, (cmd, route)) in pipeline.cmd_iter().zip(routes).enumerate() {
+                if route.is_none_or(|route| route == slot) {
+                    part.add_command(cmd.clone());
+                    positions.push(i);
+                }
+            }
+            let route = SingleNodeRoutingInfo::SpecificNode(slot);
+            let values = self.conn.route_pipeline(part, 0, positions.len(), route).await?;
+            for (i, value) in positions.into_iter().zip(values) {
+                replies[i].get_or_insert(value);
+            }
+        }
+        Ok(replies.into_iter().map(|value| value.unwrap_or(Value::Nil)).collect())
+    }
+}
+
+/// The route to the master of the slot of `cmd`'s (first) key; `None` for a command that names
+/// no key. The crate's own routing table is private, so the few shapes agentcron sends are
+/// read here: scripts name their keys after the count, subcommands after the subcommand.
+fn slot_route(cmd: &Cmd) -> Option<Route> {
+    let args: Vec<&[u8]> = cmd
+        .args_iter()
+        .filter_map(|arg| match arg {
+            redis::Arg::Simple(bytes) => Some(bytes),
+            _ => None,
+        })
+        .collect();
+    let name = args.first()?.to_ascii_uppercase();
+    let key = match name.as_slice() {
+        b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" => {
+            let n_keys: usize = std::str::from_utf8(args.get(2)?).ok()?.parse().ok()?;
+            if n_keys == 0 {
+                return None;
+            }
+            args.get(3)?
+        }
+        b"MEMORY" | b"OBJECT" | b"XINFO" | b"XGROUP" => args.get(2)?,
+        b"TIME" | b"INFO" | b"SCAN" | b"PING" | b"SCRIPT" | b"CLUSTER" | b"ROLE" | b"CONFIG"
+        | b"DEBUG" | b"CLIENT" | b"DBSIZE" | b"ACL" | b"COMMAND" | b"HELLO" | b"AUTH"
+        | b"SELECT" | b"FLUSHALL" | b"FLUSHDB" | b"WAIT" | b"SLOWLOG" | b"LATENCY" | b"MULTI"
+        | b"EXEC" | b"DISCARD" | b"ECHO" | b"FUNCTION" | b"READONLY" | b"READWRITE" => {
+            return None;
+        }
+        _ => args.get(1)?,
+    };
+    Some(Route::with_key(key, SlotAddr::Master))
+}
+
+fn is_script_load(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter().filter_map(|arg| match arg {
+        redis::Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    });
+    let first = args.next().is_some_and(|arg| arg.eq_ignore_ascii_case(b"SCRIPT"));
+    first && args.next().is_some_and(|arg| arg.eq_ignore_ascii_case(b"LOAD"))
 }
 
 /// The cluster client of `config`: its seeds, credentials and certificates.
@@ -106,4 +206,65 @@ fn timeouts(response_timeout: Duration) -> ClusterConfig {
     ClusterConfig::new()
         .set_connection_timeout(super::redis_conn::CONNECT_TIMEOUT)
         .set_response_timeout(response_timeout)
+}
+
+/// A master of `CLUSTER NODES`.
+#[derive(Debug, Clone)]
+pub struct ClusterMaster {
+    /// `host:port`.
+    pub addr: String,
+    ranges: Vec<(u16, u16)>,
+}
+
+impl ClusterMaster {
+    /// Whether it serves `slot`.
+    pub fn serves(&self, slot: u16) -> bool {
+        self.ranges.iter().any(|(first, last)| (*first..=*last).contains(&slot))
+    }
+}
+
+/// The masters in `CLUSTER NODES` output, in its order: `<id> <ip:port@cport> <flags> …
+/// <slot ranges>`. Lines it cannot read are left out.
+pub fn cluster_masters(nodes: &str) -> Vec<ClusterMaster> {
+    let mut found = Vec::new();
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(addr), Some(flags)) = (fields.get(1), fields.get(2)) else { continue };
+        if !flags.split(',').any(|flag| flag == "master") || flags.contains("fail") {
+            continue;
+        }
+        let addr = addr.split('@').next().unwrap_or(addr).to_owned();
+        let ranges = fields.iter().skip(8).filter_map(|range| parse_range(range)).collect();
+        found.push(ClusterMaster { addr, ranges });
+    }
+    found
+}
+
+fn parse_range(range: &str) -> Option<(u16, u16)> {
+    match range.split_once('-') {
+        Some((first, last)) => Some((first.parse().ok()?, last.parse().ok()?)),
+        // `[slot->-node]` marks a migration in progress, not a slot served.
+        None => range.parse().ok().map(|slot| (slot, slot)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masters_and_their_slots_are_read_from_cluster_nodes() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002 master - 0 1 2 connected 5461-10922 [10923->-c3]
+c3 127.0.0.1:7003@17003 master - 0 1 3 connected 10923-16383
+d4 127.0.0.1:7004@17004 slave a1 0 1 1 connected
+e5 127.0.0.1:7005@17005 master,fail - 0 1 4 disconnected
+";
+        let found = cluster_masters(nodes);
+        let addrs: Vec<&str> = found.iter().map(|m| m.addr.as_str()).collect();
+        assert_eq!(addrs, ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]);
+        assert!(found[1].serves(6000) && !found[1].serves(10923));
+        assert!(found[2].serves(16383));
+    }
 }

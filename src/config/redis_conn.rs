@@ -292,6 +292,25 @@ impl RedisConn {
         }
     }
 
+    /// One connection per node that holds data, for commands that see one node only (`SCAN`):
+    /// this one on a single node; on a cluster, one per master, each sending its keyless
+    /// commands there (keyed ones still go to their slot's master).
+    ///
+    /// # Errors
+    /// The cluster's nodes could not be read.
+    pub async fn data_nodes(&self) -> redis::RedisResult<Vec<Self>> {
+        let Inner::Cluster(home) = &self.0 else { return Ok(vec![self.clone()]) };
+        let nodes: String =
+            redis::cmd("CLUSTER").arg("NODES").query_async(&mut self.clone()).await?;
+        let mut found = Vec::new();
+        for master in super::cluster_masters(&nodes) {
+            let Some((host, port)) = master.addr.rsplit_once(':') else { continue };
+            let Ok(port) = port.parse() else { continue };
+            found.push(Self(Inner::Cluster(Box::new(home.at_node(host.to_owned(), port)))));
+        }
+        Ok(found)
+    }
+
     /// With Sentinel, asks where the master is and moves there when it moved; returns the new
     /// address when it did. Without Sentinel, nothing (a cluster client follows failovers by
     /// itself, from the `MOVED` answers).

@@ -275,27 +275,22 @@ async fn prometheus(State(state): State<OpsState>) -> Response {
     ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()
 }
 
-/// Two round trips: the worker ids, then every depth in one pipeline (as `report::status`
-/// counts them).
+/// Three round trips: the worker ids, every depth in one pipeline (as `report::status` counts
+/// them), the open notices.
 async fn refresh_gauges(state: &OpsState) -> Result<(), redis::RedisError> {
     let (mut conn, keys) = (state.redis.clone(), &state.keys);
     let workers: Vec<String> =
         redis::cmd("HKEYS").arg(keys.workers()).query_async(&mut conn).await?;
-    let mut pipe = redis::pipe();
-    pipe.cmd("LLEN").arg(keys.ready()).cmd("ZCARD").arg(keys.delayed());
-    pipe.cmd("LLEN").arg(keys.dead()).cmd("LLEN").arg(keys.rejected());
-    pipe.cmd("LLEN").arg(keys.intake()).cmd("ZCARD").arg(keys.notice_index());
-    for worker in &workers {
-        pipe.cmd("LLEN").arg(keys.processing(worker));
-    }
-    let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
-    let at = |i: usize| counts.get(i).copied().unwrap_or(0);
-    for (i, state) in ["pending", "scheduled", "dead", "rejected", "intake"].into_iter().enumerate()
-    {
-        metrics::queue_depth(state, at(i));
-    }
-    metrics::queue_depth("running", counts.iter().skip(6).sum());
-    metrics::notices_open(at(5));
+    let worker_ids: Vec<&str> = workers.iter().map(String::as_str).collect();
+    let depths = super::report::depths(&mut conn, keys, &worker_ids).await?;
+    let notices: u64 = redis::cmd("ZCARD").arg(keys.notice_index()).query_async(&mut conn).await?;
+    metrics::queue_depth("pending", depths.pending);
+    metrics::queue_depth("scheduled", depths.scheduled);
+    metrics::queue_depth("dead", depths.dead);
+    metrics::queue_depth("rejected", depths.rejected);
+    metrics::queue_depth("intake", depths.intake);
+    metrics::queue_depth("running", depths.running);
+    metrics::notices_open(notices);
     Ok(())
 }
 

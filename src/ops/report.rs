@@ -25,7 +25,7 @@ pub use self::run_detail::{PhaseSpan, RunDetail, render_line, run};
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 /// Failures shown on the status screen.
-const N_FAILURES: isize = 5;
+const N_FAILURES: usize = 5;
 
 /// Queue depths.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -137,7 +137,8 @@ pub async fn status(
 ) -> Result<Status, RecordsError> {
     let now = now_ms();
     let workers = workers(conn, keys).await?;
-    let queue = depths(conn, keys, &workers).await?;
+    let worker_ids: Vec<&str> = workers.iter().map(|worker| worker.id.as_str()).collect();
+    let queue = depths(conn, keys, &worker_ids).await?;
     let runs_last_hour = counts_since(conn, keys, now - HOUR_MS).await?;
     let runs_last_day = counts_since(conn, keys, now - DAY_MS).await?;
     let notices_open: u64 = redis::cmd("ZCARD").arg(keys.notice_index()).query_async(conn).await?;
@@ -152,17 +153,12 @@ pub async fn status(
     let usage = usage.0.into_iter().filter_map(|(k, v)| Some((k, v.parse().ok()?))).collect();
     let mut failed: Vec<RunId> = Vec::new();
     for state in [RunState::Dead, RunState::Failed] {
-        let ids: Vec<RunId> = redis::cmd("ZREVRANGE")
-            .arg(keys.runs_by_state(state.as_str()))
-            .arg(0)
-            .arg(N_FAILURES - 1)
-            .query_async(conn)
-            .await?;
-        failed.extend(ids);
+        let indexes = keys.each_shard().map(|shard| shard.runs_by_state(state.as_str()));
+        failed.extend(newest(conn, indexes, "-inf", N_FAILURES).await?);
     }
     let mut recent_failures = summaries(conn, keys, &failed).await?;
     recent_failures.sort_by_key(|run| std::cmp::Reverse(run.ended_at_ms.or(run.created_at_ms)));
-    recent_failures.truncate(usize::try_from(N_FAILURES).unwrap_or(5));
+    recent_failures.truncate(N_FAILURES);
     Ok(Status {
         at_ms: now,
         workers,
@@ -218,36 +214,32 @@ async fn workers(conn: &mut RedisConn, keys: &Keys) -> Result<Vec<WorkerInfo>, R
     Ok(workers)
 }
 
-async fn depths(
+/// The queue's depths, summed over its shards: two round trips, the worker ids given.
+pub(crate) async fn depths(
     conn: &mut RedisConn,
     keys: &Keys,
-    workers: &[WorkerInfo],
-) -> Result<QueueDepths, RecordsError> {
+    worker_ids: &[&str],
+) -> Result<QueueDepths, redis::RedisError> {
     let mut pipe = redis::pipe();
-    pipe.cmd("LLEN")
-        .arg(keys.ready())
-        .cmd("ZCARD")
-        .arg(keys.delayed())
-        .cmd("LLEN")
-        .arg(keys.dead())
-        .cmd("LLEN")
-        .arg(keys.rejected())
-        .cmd("LLEN")
-        .arg(keys.intake());
-    for worker in workers {
-        pipe.cmd("LLEN").arg(keys.processing(&worker.id));
+    pipe.cmd("LLEN").arg(keys.rejected()).cmd("LLEN").arg(keys.intake());
+    for shard in keys.each_shard() {
+        pipe.cmd("LLEN").arg(shard.ready()).cmd("ZCARD").arg(shard.delayed());
+        pipe.cmd("LLEN").arg(shard.dead());
+        for worker in worker_ids {
+            pipe.cmd("LLEN").arg(shard.processing(worker));
+        }
     }
     let counts: Vec<u64> = pipe.query_async(conn).await?;
-    let running = counts.iter().skip(5).sum();
     let at = |i: usize| counts.get(i).copied().unwrap_or(0);
-    Ok(QueueDepths {
-        pending: at(0),
-        scheduled: at(1),
-        running,
-        dead: at(2),
-        rejected: at(3),
-        intake: at(4),
-    })
+    let mut depths = QueueDepths { rejected: at(0), intake: at(1), ..QueueDepths::default() };
+    for shard in counts.get(2..).unwrap_or_default().chunks(3 + worker_ids.len()) {
+        let at = |i: usize| shard.get(i).copied().unwrap_or(0);
+        depths.pending += at(0);
+        depths.scheduled += at(1);
+        depths.dead += at(2);
+        depths.running += shard.iter().skip(3).sum::<u64>();
+    }
+    Ok(depths)
 }
 
 async fn counts_since(
@@ -256,11 +248,37 @@ async fn counts_since(
     since_ms: i64,
 ) -> Result<BTreeMap<String, u64>, RecordsError> {
     let mut pipe = redis::pipe();
-    for state in RunState::ALL {
-        pipe.cmd("ZCOUNT").arg(keys.runs_by_state(state.as_str())).arg(since_ms).arg("+inf");
+    for shard in keys.each_shard() {
+        for state in RunState::ALL {
+            pipe.cmd("ZCOUNT").arg(shard.runs_by_state(state.as_str())).arg(since_ms).arg("+inf");
+        }
     }
     let counts: Vec<u64> = pipe.query_async(conn).await?;
-    Ok(RunState::ALL.iter().zip(counts).map(|(state, n)| (state.as_str().to_owned(), n)).collect())
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    for (state, n) in RunState::ALL.iter().cycle().zip(counts) {
+        *totals.entry(state.as_str().to_owned()).or_default() += n;
+    }
+    Ok(totals)
+}
+
+/// The ids of `index` (an index name, as `Keys::runs_by_state` takes) with the highest scores
+/// at or above `min`, at most `limit`, merged over the shards, highest first.
+async fn newest(
+    conn: &mut RedisConn,
+    indexes: impl Iterator<Item = String>,
+    min: &str,
+    limit: usize,
+) -> Result<Vec<RunId>, RecordsError> {
+    let mut pipe = redis::pipe();
+    for index in indexes {
+        pipe.cmd("ZREVRANGEBYSCORE").arg(index).arg("+inf").arg(min);
+        pipe.arg("WITHSCORES").arg("LIMIT").arg(0).arg(limit);
+    }
+    let per_shard: Vec<Vec<(RunId, f64)>> = pipe.query_async(conn).await?;
+    let mut merged: Vec<(RunId, f64)> = per_shard.into_iter().flatten().collect();
+    merged.sort_by(|a, b| b.1.total_cmp(&a.1));
+    merged.truncate(limit);
+    Ok(merged.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Summaries of `run_ids`, in order, skipping ids whose record is gone.
@@ -342,14 +360,16 @@ pub async fn runs(
     keys: &Keys,
     filter: &RunFilter,
 ) -> Result<Vec<RunSummary>, RecordsError> {
-    let index = match (&filter.user, &filter.state) {
-        (Some(user), _) => match UserId::parse(user.as_str()) {
-            Ok(user) => keys.runs_by_user(&user),
-            // No run was ever enqueued for an invalid user.
-            Err(_) => return Ok(Vec::new()),
-        },
-        (None, Some(state)) => keys.runs_by_state(state),
-        (None, None) => keys.runs(),
+    let user = match filter.user.as_deref().map(UserId::parse) {
+        Some(Ok(user)) => Some(user),
+        // No run was ever enqueued for an invalid user.
+        Some(Err(_)) => return Ok(Vec::new()),
+        None => None,
+    };
+    let index = |shard: Keys| match (&user, &filter.state) {
+        (Some(user), _) => shard.runs_by_user(user),
+        (None, Some(state)) => shard.runs_by_state(state),
+        (None, None) => shard.runs(),
     };
     // Filters without an index are applied after reading, so read ahead a bounded amount.
     let window = if filter.schedule.is_some() || (filter.user.is_some() && filter.state.is_some()) {
@@ -358,15 +378,7 @@ pub async fn runs(
         filter.limit
     };
     let since = filter.since_ms.map_or_else(|| "-inf".to_owned(), |ms| ms.to_string());
-    let ids: Vec<RunId> = redis::cmd("ZREVRANGEBYSCORE")
-        .arg(&index)
-        .arg("+inf")
-        .arg(since)
-        .arg("LIMIT")
-        .arg(0)
-        .arg(window)
-        .query_async(conn)
-        .await?;
+    let ids = newest(conn, keys.each_shard().map(index), &since, window).await?;
     let mut runs = summaries(conn, keys, &ids).await?;
     runs.retain(|run| {
         filter.state.as_ref().is_none_or(|s| &run.state == s)

@@ -30,6 +30,9 @@ impl Queue {
     pub async fn requeue(&self, run_id: &RunId) -> Result<Action> {
         let found = self.admin(&script::REQUEUE, run_id).await?;
         let applied = matches!(found.as_str(), "dead" | "failed" | "cancelled");
+        if applied {
+            self.ring([self.keys.shard_of(run_id)]).await?;
+        }
         Ok(Action { run_id: run_id.clone(), found, applied })
     }
 
@@ -44,7 +47,7 @@ impl Queue {
     }
 
     async fn admin(&self, script: &redis::Script, run_id: &RunId) -> Result<String> {
-        let keys = self.keys();
+        let keys = self.keys.for_run(run_id);
         let mut invocation = script.prepare_invoke();
         invocation
             .key(keys.run(run_id))

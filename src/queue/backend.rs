@@ -60,8 +60,16 @@ pub(crate) struct Backend {
     /// sits in this worker's processing list, which shutdown releases and the reaper recovers.
     fetching: Option<BoxFuture<Vec<Job>>>,
     /// The blocking connection, reused across fetches; only one fetch runs at a time, the
-    /// async Mutex only carries it into the `'static` fetch future.
-    blocking: Arc<tokio::sync::Mutex<Option<RedisConn>>>,
+    /// async Mutex only carries it into the `'static` fetch future. With it, the shard the
+    /// next fetch looks at first.
+    blocking: Arc<tokio::sync::Mutex<Waiting>>,
+}
+
+/// What one fetch hands the next.
+#[derive(Default)]
+struct Waiting {
+    conn: Option<RedisConn>,
+    next_shard: usize,
 }
 
 impl std::fmt::Debug for Backend {
@@ -113,10 +121,10 @@ async fn next_batch(
     lease: Arc<Lease>,
     config: FetchConfig,
     n: usize,
-    blocking: Arc<tokio::sync::Mutex<Option<RedisConn>>>,
+    blocking: Arc<tokio::sync::Mutex<Waiting>>,
 ) -> Vec<Job> {
     let mut backoff = Backoff::default();
-    let mut blocking = blocking.lock().await;
+    let mut waiting = blocking.lock().await;
     loop {
         // A run taken now could be reaped before it starts, and Redis is in trouble anyway.
         if queue.health().lease_at_risk(config.lease) {
@@ -124,9 +132,9 @@ async fn next_batch(
             continue;
         }
         let owner = lease.current();
-        let res = match queue.fetch(&owner, n, config.max_attempts).await {
+        let res = match fetch_round(&queue, &owner, n, config, &mut waiting.next_shard).await {
             Ok(Fetched::Jobs(jobs)) if jobs.is_empty() => {
-                wait_one(&queue, &mut blocking, &owner, config).await
+                wait_one(&queue, &mut waiting, &owner, config).await
             }
             other => other,
         };
@@ -144,24 +152,59 @@ async fn next_batch(
             Err(error) => {
                 queue.health().failed("fetch", &error);
                 // A broken blocking connection is replaced on the next wait.
-                *blocking = None;
+                waiting.conn = None;
                 tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }
 }
 
+/// One fetch from each shard in turn, from `next_shard`, until one gives runs; `next_shard`
+/// then names the one after it, so that the next fetch starts elsewhere. A full batch rings
+/// the bell for that shard again: more runs may wait there for another idle worker.
+async fn fetch_round(
+    queue: &Queue,
+    owner: &super::Owner,
+    n: usize,
+    config: FetchConfig,
+    next_shard: &mut usize,
+) -> Result<Fetched, QueueError> {
+    let shards = queue.keys().shards();
+    for i in 0..shards {
+        let shard = (*next_shard + i) % shards;
+        match queue.fetch(owner, n, config.max_attempts, shard).await? {
+            Fetched::Jobs(jobs) if jobs.is_empty() => {}
+            fetched => {
+                *next_shard = (shard + 1) % shards;
+                if matches!(&fetched, Fetched::Jobs(jobs) if jobs.len() == n) {
+                    queue.ring([shard]).await?;
+                }
+                return Ok(fetched);
+            }
+        }
+    }
+    Ok(Fetched::Jobs(Vec::new()))
+}
+
+/// Waits for work: on one shard, a `BLMOVE` of one run; on several, the bell, after which the
+/// next round starts at the shard it names.
 async fn wait_one(
     queue: &Queue,
-    blocking: &mut Option<RedisConn>,
+    waiting: &mut Waiting,
     owner: &super::Owner,
     config: FetchConfig,
 ) -> Result<Fetched, QueueError> {
-    if blocking.is_none() {
-        *blocking = Some(queue.blocking_connection(config.block).await?);
+    if waiting.conn.is_none() {
+        waiting.conn = Some(queue.blocking_connection(config.block).await?);
     }
-    let Some(conn) = blocking.as_mut() else { return Ok(Fetched::Jobs(Vec::new())) };
-    queue.fetch_wait(conn, owner, config.block, config.max_attempts).await
+    let Some(conn) = waiting.conn.as_mut() else { return Ok(Fetched::Jobs(Vec::new())) };
+    if queue.keys().shards() == 1 {
+        return queue.fetch_wait(conn, owner, config.block, config.max_attempts).await;
+    }
+    if let Some(shard) = queue.wait_bell(conn, config.block).await? {
+        waiting.next_shard = shard;
+    }
+    Ok(Fetched::Jobs(Vec::new()))
 }
 
 fn to_task(job: Job) -> Task<Job> {

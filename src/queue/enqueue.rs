@@ -55,46 +55,46 @@ impl Queue {
     /// [`super::QueueError::Redis`] when Redis fails part-way, in which case some runs may exist:
     /// calling again with the same ids is safe.
     pub async fn enqueue(&self, runs: &[NewRun], source: &str) -> Result<Vec<Enqueued>> {
-        let mut out = Vec::with_capacity(runs.len());
+        let mut created = vec![false; runs.len()];
         let mut conn = self.connection();
-        for chunk in runs.chunks(ENQUEUE_CHUNK) {
-            let created: Vec<i64> =
-                self.enqueue_many_invocation(chunk, source).invoke_async(&mut conn).await?;
-            out.extend(chunk.iter().zip(created).map(|(run, created)| Enqueued {
+        let mut by_shard: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (i, run) in runs.iter().enumerate() {
+            by_shard.entry(self.keys.shard_of(&run.run_id)).or_default().push(i);
+        }
+        for (shard, positions) in by_shard {
+            let keys = self.keys.shard(shard);
+            let mut n_shard = 0;
+            for chunk in positions.chunks(ENQUEUE_CHUNK) {
+                let chunk_runs: Vec<&NewRun> = chunk.iter().map(|&i| &runs[i]).collect();
+                let replies: Vec<i64> = enqueue_many_invocation(&keys, &chunk_runs, source)
+                    .invoke_async(&mut conn)
+                    .await?;
+                for (&i, reply) in chunk.iter().zip(replies) {
+                    created[i] = reply == 1;
+                    n_shard += usize::from(reply == 1);
+                }
+            }
+            if n_shard > 0 {
+                self.ring([shard]).await?;
+            }
+        }
+        let out: Vec<Enqueued> = runs
+            .iter()
+            .zip(created)
+            .map(|(run, created)| Enqueued {
                 run_id: run.run_id.clone(),
                 user: run.user.clone(),
-                created: created == 1,
-            }));
-        }
+                created,
+            })
+            .collect();
         let n_created = out.iter().filter(|enqueued| enqueued.created).count();
         metrics::runs_enqueued(source_label(source), n_created);
         Ok(out)
     }
 
-    /// One script call that enqueues all of `runs`.
-    fn enqueue_many_invocation(
-        &self,
-        runs: &[NewRun],
-        source: &str,
-    ) -> redis::ScriptInvocation<'static> {
-        let keys = &self.keys;
-        let mut invocation = script::ENQUEUE_MANY.prepare_invoke();
-        invocation
-            .key(keys.runs())
-            .key(keys.runs_by_state(RunState::Queued.as_str()))
-            .key(keys.ready())
-            .key(keys.delayed())
-            .arg(keys.run_prefix())
-            .arg(keys.runs_by_user_prefix())
-            .arg(source);
-        for run in runs {
-            run_args(&mut invocation, run);
-        }
-        invocation
-    }
-
     /// The script call that enqueues `run` and, in the same atomic step, removes the intake
-    /// payload `raw` it came from from the list `processing`.
+    /// payload `raw` it came from from the list `processing`: one shard only, where the run and
+    /// the intake share the control slot.
     pub(crate) fn enqueue_acked_invocation(
         &self,
         run: &NewRun,
@@ -116,6 +116,27 @@ impl Queue {
         invocation.arg(source).arg(raw);
         invocation
     }
+}
+
+/// One script call that enqueues all of `runs`, which are all of the shard of `keys`.
+fn enqueue_many_invocation(
+    keys: &crate::keys::Keys,
+    runs: &[&NewRun],
+    source: &str,
+) -> redis::ScriptInvocation<'static> {
+    let mut invocation = script::ENQUEUE_MANY.prepare_invoke();
+    invocation
+        .key(keys.runs())
+        .key(keys.runs_by_state(RunState::Queued.as_str()))
+        .key(keys.ready())
+        .key(keys.delayed())
+        .arg(keys.run_prefix())
+        .arg(keys.runs_by_user_prefix())
+        .arg(source);
+    for run in runs {
+        run_args(&mut invocation, run);
+    }
+    invocation
 }
 
 /// The five script arguments that describe a run, in the order `create.lua` takes them:

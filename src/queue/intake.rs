@@ -13,12 +13,19 @@
 //! reaper hands it back to the intake; the run id dedupes a payload that names one, and one
 //! without a run id cannot be enqueued twice because enqueue and removal are one script.
 //!
+//! On a sharded queue the run's shard is another slot than the intake's, so those are three
+//! idempotent steps instead: the payload is first stamped in place with the run id it was
+//! given (`intake_stamp.lua`), then the run is created in its shard, then the payload is
+//! removed. A kill between any two leaves a stamped payload, which names its run id: handled
+//! again, it finds the run created, and creates nothing.
+//!
 //! Owns the payload format (`payload.rs`) and its validation. It must not start runs.
 
 mod payload;
 
 use serde_json::json;
 
+use self::payload::stamped;
 pub use self::payload::{IntakeItem, Rejection};
 pub(crate) use self::payload::{MAX_NOT_BEFORE_AHEAD_MS, parse};
 use super::{LIST_CAP, NewRun, Queue, Result, script};
@@ -99,12 +106,16 @@ impl Queue {
         }
     }
 
-    /// Turns each taken payload into a run or a rejection, in one pipelined round trip.
+    /// Turns each taken payload into a run or a rejection, in one pipelined round trip (three on
+    /// a sharded queue).
     pub(crate) async fn intake_handle(
         &self,
         worker: &str,
         payloads: &[Vec<u8>],
     ) -> Result<IntakeReport> {
+        if self.keys.shards() > 1 {
+            return self.intake_handle_sharded(worker, payloads).await;
+        }
         let processing = self.keys.intake_processing(worker);
         let mut pipe = redis::pipe();
         pipe.load_script(&script::ENQUEUE).ignore().load_script(&script::INTAKE_REJECT).ignore();
@@ -118,12 +129,7 @@ impl Queue {
                 }
                 Err(rejection) => {
                     accepted.push(false);
-                    metrics::intake_rejected(rejection.reason);
-                    tracing::warn!(
-                        message = "Intake payload rejected.",
-                        reason = rejection.reason,
-                        detail = %rejection.detail
-                    );
+                    log_rejection(&rejection);
                     pipe.invoke_script(&self.intake_reject(&rejection, &processing, payload));
                 }
             }
@@ -138,6 +144,58 @@ impl Queue {
             }
         }
         metrics::runs_enqueued("intake", report.created);
+        Ok(report)
+    }
+
+    /// [`Queue::intake_handle`] on a sharded queue: stamp, create, acknowledge.
+    async fn intake_handle_sharded(
+        &self,
+        worker: &str,
+        payloads: &[Vec<u8>],
+    ) -> Result<IntakeReport> {
+        let processing = self.keys.intake_processing(worker);
+        let now_ms = super::unix_ms(std::time::SystemTime::now());
+        let mut report = IntakeReport::default();
+        let mut pipe = redis::pipe();
+        pipe.load_script(&script::INTAKE_STAMP).ignore();
+        pipe.load_script(&script::INTAKE_REJECT).ignore();
+        // Each accepted run, the payload that acknowledges it, and whether it was stamped.
+        let mut accepted = Vec::new();
+        for payload in payloads {
+            match parse(payload, now_ms) {
+                Ok(run) => {
+                    let stamp = stamped(payload, &run.run_id);
+                    if let Some(stamp) = &stamp {
+                        let mut invocation = script::INTAKE_STAMP.prepare_invoke();
+                        invocation.key(&processing).arg(payload.as_slice()).arg(stamp.as_slice());
+                        pipe.invoke_script(&invocation);
+                    }
+                    let is_stamped = stamp.is_some();
+                    accepted.push((run, stamp.unwrap_or_else(|| payload.clone()), is_stamped));
+                }
+                Err(rejection) => {
+                    report.rejected += 1;
+                    log_rejection(&rejection);
+                    pipe.invoke_script(&self.intake_reject(&rejection, &processing, payload));
+                    pipe.ignore();
+                }
+            }
+        }
+        let stamps: Vec<i64> = pipe.query_async(&mut self.connection()).await?;
+        let mut stamps = stamps.into_iter();
+        let mut runs = Vec::with_capacity(accepted.len());
+        let mut acks = redis::pipe();
+        for (run, ack, is_stamped) in accepted {
+            // A payload gone from the list went back to the intake: its run is not ours to make.
+            if !is_stamped || stamps.next() == Some(1) {
+                runs.push(run);
+                acks.lrem(&processing, 1, ack).ignore();
+            }
+        }
+        let enqueued = self.enqueue(&runs, "intake").await?;
+        acks.query_async::<()>(&mut self.connection()).await?;
+        report.created = enqueued.iter().filter(|run| run.created).count();
+        report.duplicates = enqueued.len() - report.created;
         Ok(report)
     }
 
@@ -173,4 +231,13 @@ impl Queue {
             .arg(LIST_CAP);
         invocation
     }
+}
+
+fn log_rejection(rejection: &Rejection) {
+    metrics::intake_rejected(rejection.reason);
+    tracing::warn!(
+        message = "Intake payload rejected.",
+        reason = rejection.reason,
+        detail = %rejection.detail
+    );
 }

@@ -73,22 +73,24 @@ pub(crate) enum Fetched {
 }
 
 impl Queue {
-    /// Takes up to `n` ready runs into `owner`'s processing list and starts them
-    /// (`attempts + 1`, `state = running`), in one script call.
+    /// Takes up to `n` ready runs of shard `shard` into `owner`'s processing list there and
+    /// starts them (`attempts + 1`, `state = running`), in one script call.
     pub(crate) async fn fetch(
         &self,
         owner: &Owner,
         n: usize,
         max_attempts: u32,
+        shard: usize,
     ) -> Result<Fetched> {
         let mut invocation = script::FETCH.prepare_invoke();
-        self.start_args(&mut invocation, owner, n, max_attempts);
+        Self::start_args(&mut invocation, &self.keys.shard(shard), owner, n, max_attempts);
         let value: redis::Value = invocation.invoke_async(&mut self.connection()).await?;
         parse_started(value, owner)
     }
 
     /// Waits up to `block` for one ready run (`BLMOVE`, on the blocking connection), then
-    /// starts it. Used when the ready list is empty, so that pickup is immediate without polling.
+    /// starts it. Used when the ready list of a queue of one shard is empty, so that pickup is
+    /// immediate without polling.
     pub(crate) async fn fetch_wait(
         &self,
         blocking: &mut RedisConn,
@@ -102,20 +104,19 @@ impl Queue {
             blocking.blmove(ready, processing, right, left, block.as_secs_f64()).await?;
         let Some(run_id) = moved else { return Ok(Fetched::Jobs(Vec::new())) };
         let mut invocation = script::START_ONE.prepare_invoke();
-        self.start_args(&mut invocation, owner, 1, max_attempts);
+        Self::start_args(&mut invocation, &self.keys, owner, 1, max_attempts);
         invocation.arg(run_id);
         let value: redis::Value = invocation.invoke_async(&mut self.connection()).await?;
         parse_started(value, owner)
     }
 
     fn start_args(
-        &self,
         invocation: &mut redis::ScriptInvocation<'_>,
+        keys: &crate::keys::Keys,
         owner: &Owner,
         n: usize,
         max: u32,
     ) {
-        let keys = &self.keys;
         invocation
             .key(keys.ready())
             .key(keys.processing(&owner.id))
@@ -131,7 +132,7 @@ impl Queue {
 
     /// Records how an attempt ended; see [`Finished`] for what was found.
     pub(crate) async fn finish(&self, job: &Job, disposition: &Disposition) -> Result<Finished> {
-        let keys = &self.keys;
+        let keys = &self.keys.for_run(&job.run_id);
         let (error, class, delay_ms) = finish_args(disposition);
         let mut invocation = script::FINISH.prepare_invoke();
         invocation
@@ -158,24 +159,32 @@ impl Queue {
         })
     }
 
-    /// Moves due runs from the delayed set to the ready list, [`PROMOTE_BATCH`] per call, until
-    /// none are due. Returns how many moved.
+    /// Moves due runs from each shard's delayed set to its ready list, [`PROMOTE_BATCH`] per
+    /// call, until none are due. Returns how many moved.
     pub(crate) async fn promote_due(&self) -> Result<usize> {
         let mut n_moved = 0;
-        loop {
-            let mut invocation = script::PROMOTE.prepare_invoke();
-            invocation.key(self.keys.delayed()).key(self.keys.ready()).arg(PROMOTE_BATCH);
-            let moved: usize = invocation.invoke_async(&mut self.connection()).await?;
-            n_moved += moved;
-            if moved < PROMOTE_BATCH {
-                return Ok(n_moved);
+        for (shard, keys) in self.keys.each_shard().enumerate() {
+            let mut n_shard = 0;
+            loop {
+                let mut invocation = script::PROMOTE.prepare_invoke();
+                invocation.key(keys.delayed()).key(keys.ready()).arg(PROMOTE_BATCH);
+                let moved: usize = invocation.invoke_async(&mut self.connection()).await?;
+                n_shard += moved;
+                if moved < PROMOTE_BATCH {
+                    break;
+                }
             }
+            if n_shard > 0 {
+                self.ring([shard]).await?;
+            }
+            n_moved += n_shard;
         }
+        Ok(n_moved)
     }
 
-    /// Renews `owner`'s lease to `lease` from now and stores `info` in `<p>:workers`;
-    /// `register` creates the lease. Returns `None` when the lease was lost (reaped), else the
-    /// runs an operator asked this worker to cancel since the last heartbeat.
+    /// Renews `owner`'s lease in every shard to `lease` from now and stores `info` in
+    /// `<p>:workers`; `register` creates the leases. Returns `None` when a lease was lost
+    /// (reaped), else the runs an operator asked this worker to cancel since the last heartbeat.
     pub(crate) async fn heartbeat(
         &self,
         owner: &Owner,
@@ -183,96 +192,131 @@ impl Queue {
         info: &str,
         register: bool,
     ) -> Result<Option<Vec<String>>> {
-        let mut invocation = script::HEARTBEAT.prepare_invoke();
-        invocation
-            .key(self.keys.leases())
-            .key(self.keys.workers())
-            .key(self.keys.cancels(&owner.id))
-            .key(self.keys.clock())
-            .arg(&*owner.id)
-            .arg(lease.as_millis().to_string())
-            .arg(info)
-            .arg(if register { "1" } else { "0" })
-            .arg(CANCELS_PER_BEAT)
-            .arg(stall_ms(lease));
-        let reply: redis::Value = invocation.invoke_async(&mut self.connection()).await?;
-        if matches!(reply, redis::Value::Int(0)) {
-            return Ok(None);
+        let beats = self.keys.each_shard().enumerate().map(|(shard, keys)| {
+            let mut invocation = script::HEARTBEAT.prepare_invoke();
+            invocation.key(keys.leases()).key(keys.cancels(&owner.id)).key(keys.clock());
+            if shard == 0 {
+                invocation.key(keys.workers());
+            }
+            invocation
+                .arg(&*owner.id)
+                .arg(lease.as_millis().to_string())
+                .arg(info)
+                .arg(if register { "1" } else { "0" })
+                .arg(CANCELS_PER_BEAT)
+                .arg(stall_ms(lease));
+            let mut conn = self.connection();
+            async move { invocation.invoke_async::<redis::Value>(&mut conn).await }
+        });
+        let mut cancels = Vec::new();
+        for reply in futures::future::try_join_all(beats).await? {
+            if matches!(reply, redis::Value::Int(0)) {
+                return Ok(None);
+            }
+            let (_, shard_cancels): (i64, Vec<String>) =
+                redis::from_redis_value(reply).map_err(|e| QueueError::Protocol(e.to_string()))?;
+            cancels.extend(shard_cancels);
         }
-        let (_, cancels): (i64, Vec<String>) =
-            redis::from_redis_value(reply).map_err(|e| QueueError::Protocol(e.to_string()))?;
         Ok(Some(cancels))
     }
 
     /// Hands the runs and intake items of workers whose lease expired back to the queue, except
     /// `me` (alive, since it is asking), and nothing while the grace after a Redis stall lasts
-    /// (one `lease`). Returns (runs, intake items, workers) handled.
+    /// (one `lease`); shard by shard. Returns (runs, intake items, workers) handled.
     pub(crate) async fn reap(&self, me: &Owner, lease: Duration) -> Result<(usize, usize, usize)> {
-        let keys = &self.keys;
-        let mut invocation = script::REAP.prepare_invoke();
-        invocation
-            .key(keys.leases())
-            .key(keys.ready())
-            .key(keys.intake())
-            .key(keys.workers())
-            .key(keys.clock())
-            .arg(keys.processing_prefix())
-            .arg(keys.intake_processing_prefix())
-            .arg(REAP_WORKERS)
-            .arg(REAP_ITEMS)
-            .arg(&*me.id)
-            .arg(stall_ms(lease))
-            .arg(lease.as_millis().to_string());
-        Ok(invocation.invoke_async(&mut self.connection()).await?)
+        let mut total = (0, 0, 0);
+        for (shard, keys) in self.keys.each_shard().enumerate() {
+            let mut invocation = script::REAP.prepare_invoke();
+            invocation.key(keys.leases()).key(keys.ready()).key(keys.clock());
+            if shard == 0 {
+                invocation.key(keys.intake()).key(keys.workers());
+            }
+            invocation
+                .arg(keys.processing_prefix())
+                .arg(keys.intake_processing_prefix())
+                .arg(REAP_WORKERS)
+                .arg(REAP_ITEMS)
+                .arg(&*me.id)
+                .arg(stall_ms(lease))
+                .arg(lease.as_millis().to_string());
+            let (runs, items, workers): (usize, usize, usize) =
+                invocation.invoke_async(&mut self.connection()).await?;
+            if runs > 0 {
+                self.ring([shard]).await?;
+            }
+            total = (total.0 + runs, total.1 + items, total.2.max(workers));
+        }
+        Ok(total)
     }
 
-    /// Walks [`SWEEP_BATCH`] entries of the `running` index from rank `start`, returning to
-    /// the queue the runs nobody holds (their worker's lease is gone and their id is in no
-    /// processing list). Returns the rank to start the next call at (0 after the end) and how
-    /// many runs went back.
-    pub(crate) async fn sweep(&self, start: usize) -> Result<(usize, usize)> {
-        let keys = &self.keys;
-        let mut invocation = script::SWEEP.prepare_invoke();
-        invocation
-            .key(keys.runs_by_state(RunState::Running.as_str()))
-            .key(keys.ready())
-            .key(keys.leases())
-            .arg(keys.run_prefix())
-            .arg(keys.processing_prefix())
-            .arg(start)
-            .arg(SWEEP_BATCH)
-            .arg(keys.runs_by_state_prefix());
-        Ok(invocation.invoke_async(&mut self.connection()).await?)
+    /// Walks [`SWEEP_BATCH`] entries of each shard's `running` index from its rank in
+    /// `cursors` (one per shard, grown to the shard count), returning to the queue the runs
+    /// nobody holds (their worker's lease is gone and their id is in no processing list).
+    /// Moves each cursor on (0 after the end) and returns how many runs went back.
+    pub(crate) async fn sweep(&self, cursors: &mut Vec<usize>) -> Result<usize> {
+        cursors.resize(self.keys.shards(), 0);
+        let mut n_returned = 0;
+        for (keys, cursor) in self.keys.each_shard().zip(cursors.iter_mut()) {
+            let mut invocation = script::SWEEP.prepare_invoke();
+            invocation
+                .key(keys.runs_by_state(RunState::Running.as_str()))
+                .key(keys.ready())
+                .key(keys.leases())
+                .arg(keys.run_prefix())
+                .arg(keys.processing_prefix())
+                .arg(*cursor)
+                .arg(SWEEP_BATCH)
+                .arg(keys.runs_by_state_prefix());
+            let (next, returned): (usize, usize) =
+                invocation.invoke_async(&mut self.connection()).await?;
+            *cursor = next;
+            n_returned += returned;
+        }
+        Ok(n_returned)
     }
 
     /// Graceful shutdown's last step: everything `owner` still holds goes back to the queue
     /// (started attempts refunded), and its lease and heartbeat are removed.
     /// Returns (runs, intake items) released.
     pub(crate) async fn release_all(&self, owner: &Owner) -> Result<(usize, usize)> {
-        let keys = &self.keys;
-        let mut invocation = script::RELEASE.prepare_invoke();
-        invocation
-            .key(keys.processing(&owner.id))
-            .key(keys.ready())
-            .key(keys.intake_processing(&owner.id))
-            .key(keys.intake())
-            .key(keys.leases())
-            .key(keys.workers())
-            .arg(&*owner.id)
-            .arg(keys.run_prefix())
-            .arg(keys.runs_by_state_prefix())
-            .arg(REAP_ITEMS);
-        Ok(invocation.invoke_async(&mut self.connection()).await?)
+        let mut total = (0, 0);
+        for (shard, keys) in self.keys.each_shard().enumerate() {
+            let mut invocation = script::RELEASE.prepare_invoke();
+            invocation.key(keys.processing(&owner.id)).key(keys.ready()).key(keys.leases());
+            if shard == 0 {
+                invocation
+                    .key(keys.intake_processing(&owner.id))
+                    .key(keys.intake())
+                    .key(keys.workers());
+            }
+            invocation
+                .arg(&*owner.id)
+                .arg(keys.run_prefix())
+                .arg(keys.runs_by_state_prefix())
+                .arg(REAP_ITEMS);
+            let (runs, items): (usize, usize) =
+                invocation.invoke_async(&mut self.connection()).await?;
+            if runs > 0 {
+                self.ring([shard]).await?;
+            }
+            total = (total.0 + runs, total.1 + items);
+        }
+        Ok(total)
     }
 }
 
 impl Queue {
-    /// The runs in `owner`'s processing list, at most `limit` (the list is bounded by the
-    /// worker's concurrency plus one fetch batch).
+    /// The runs in `owner`'s processing lists, at most `limit` per shard (a list is bounded by
+    /// the worker's concurrency plus one fetch batch).
     pub(crate) async fn processing_ids(&self, owner: &Owner, limit: usize) -> Result<Vec<RunId>> {
         let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
         let mut conn = self.connection();
-        Ok(conn.lrange(self.keys.processing(&owner.id), 0, stop).await?)
+        let mut ids = Vec::new();
+        for keys in self.keys.each_shard() {
+            let listed: Vec<RunId> = conn.lrange(keys.processing(&owner.id), 0, stop).await?;
+            ids.extend(listed);
+        }
+        Ok(ids)
     }
 
     /// Renews the per-user lease of each (user, run) in `holders` for `lease`, where that run
@@ -299,18 +343,26 @@ impl Queue {
     /// Hands `run_ids` back to the ready list if they are still in `owner`'s processing list,
     /// refunding the attempt their start counted. Returns how many were handed back.
     pub(crate) async fn release_runs(&self, owner: &Owner, run_ids: &[RunId]) -> Result<usize> {
-        let keys = &self.keys;
-        let mut invocation = script::RELEASE_RUNS.prepare_invoke();
-        invocation
-            .key(keys.processing(&owner.id))
-            .key(keys.ready())
-            .arg(&*owner.id)
-            .arg(keys.run_prefix())
-            .arg(keys.runs_by_state_prefix());
-        for run_id in run_ids {
-            invocation.arg(run_id);
+        let mut n_released = 0;
+        for (shard, ids) in self.by_shard(run_ids) {
+            let keys = self.keys.shard(shard);
+            let mut invocation = script::RELEASE_RUNS.prepare_invoke();
+            invocation
+                .key(keys.processing(&owner.id))
+                .key(keys.ready())
+                .arg(&*owner.id)
+                .arg(keys.run_prefix())
+                .arg(keys.runs_by_state_prefix());
+            for run_id in ids {
+                invocation.arg(run_id);
+            }
+            let n: usize = invocation.invoke_async(&mut self.connection()).await?;
+            if n > 0 {
+                self.ring([shard]).await?;
+            }
+            n_released += n;
         }
-        Ok(invocation.invoke_async(&mut self.connection()).await?)
+        Ok(n_released)
     }
 }
 

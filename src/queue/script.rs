@@ -2,9 +2,9 @@
 //! happens inside one of them, so that a worker killed between two Redis calls never leaves a
 //! run half-moved: each script is the unit of atomicity the crash-safety argument relies on.
 //!
-//! The scripts build a few keys from prefixes passed in ARGV (records of ids read from a list),
-//! so they need a standalone Redis, not Redis Cluster (cluster support is planned, with hash
-//! tags). This module must not decide when a script runs.
+//! The scripts build a few keys from prefixes passed in ARGV (records of ids read from a list):
+//! each prefix is of the slot of the script's keys (`crate::keys`), so on Redis Cluster every
+//! script stays in one slot. This module must not decide when a script runs.
 
 use std::sync::LazyLock;
 
@@ -34,5 +34,6 @@ script!(RENEW_USER_LEASES, "lua/renew_user_leases.lua");
 script!(INTAKE_TAKE, "lua/intake_take.lua");
 script!(INTAKE_REJECT, "lua/intake_reject.lua");
 script!(INTAKE_RETURN, "lua/intake_return.lua");
+script!(INTAKE_STAMP, "lua/intake_stamp.lua");
 script!(REQUEUE, "lua/requeue.lua");
 script!(CANCEL, "lua/cancel.lua");

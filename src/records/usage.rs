@@ -14,6 +14,8 @@ const SCAN_COUNT: usize = 1_000;
 /// A pass of the measuring scan, carried across calls of [`RedisScan::step`].
 #[derive(Debug, Default)]
 pub struct RedisScan {
+    /// Which (node, pattern) the pass is at: a cluster's masters are scanned one by one.
+    at: usize,
     cursor: u64,
     bytes: u64,
     n_keys: u64,
@@ -32,31 +34,46 @@ impl RedisScan {
         keys: &Keys,
         budget: usize,
     ) -> Result<Option<(u64, u64)>, RecordsError> {
+        let nodes = conn.data_nodes().await?;
+        let patterns = keys.all();
+        let places: Vec<(&RedisConn, &String)> =
+            nodes.iter().flat_map(|node| patterns.iter().map(move |p| (node, p))).collect();
         for _ in 0..budget {
+            // The node list may have shrunk since the last call: the pass then ends early.
+            let Some(&(node, pattern)) = places.get(self.at) else { return Ok(self.finish()) };
             let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(self.cursor)
                 .arg("MATCH")
-                .arg(keys.all())
+                .arg(pattern)
                 .arg("COUNT")
                 .arg(SCAN_COUNT)
-                .query_async(conn)
+                .query_async(&mut node.clone())
                 .await?;
+            self.cursor = next;
             let mut pipe = redis::pipe();
             for key in &batch {
                 pipe.cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0);
             }
             // A key gone between the scan and the question reads as nil.
-            let sizes: Vec<Option<u64>> = pipe.query_async(conn).await?;
+            let sizes: Vec<Option<u64>> =
+                if batch.is_empty() { Vec::new() } else { pipe.query_async(conn).await? };
             self.bytes += sizes.iter().flatten().sum::<u64>();
             self.n_keys += sizes.iter().flatten().count() as u64;
-            self.cursor = next;
             if next == 0 {
-                let totals = (self.bytes, self.n_keys);
-                *self = Self::default();
-                return Ok(Some(totals));
+                self.at += 1;
+                if self.at == places.len() {
+                    return Ok(self.finish());
+                }
             }
         }
         Ok(None)
+    }
+
+    /// The pass's totals; the next call starts another.
+    fn finish(&mut self) -> Option<(u64, u64)> {
+        let totals = (self.bytes, self.n_keys);
+        *self = Self::default();
+        Some(totals)
     }
 }
 

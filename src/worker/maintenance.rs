@@ -223,7 +223,7 @@ pub(super) async fn reaper(
     (every, sweep): (Duration, Duration),
     stop: CancellationToken,
 ) {
-    let (mut swept, mut cursor) = (Instant::now(), 0);
+    let (mut swept, mut cursors) = (Instant::now(), Vec::new());
     while sleep_or_stop(every, &stop).await {
         match queue.reap(&me.current(), lease).await {
             Ok((n_runs, n_items, n_workers)) => {
@@ -242,15 +242,15 @@ pub(super) async fn reaper(
         }
         if swept.elapsed() >= sweep {
             swept = Instant::now();
-            cursor = sweep_once(&queue, cursor).await;
+            sweep_once(&queue, &mut cursors).await;
         }
     }
 }
 
-/// One sweep call from `cursor`; returns where the next starts.
-async fn sweep_once(queue: &Queue, cursor: usize) -> usize {
-    match queue.sweep(cursor).await {
-        Ok((next, n_runs)) => {
+/// One sweep call per shard from `cursors`, which it moves on.
+async fn sweep_once(queue: &Queue, cursors: &mut Vec<usize>) {
+    match queue.sweep(cursors).await {
+        Ok(n_runs) => {
             queue.health().ok();
             if n_runs > 0 {
                 metrics::orphans_recovered(n_runs);
@@ -259,12 +259,8 @@ async fn sweep_once(queue: &Queue, cursor: usize) -> usize {
                     n_runs
                 );
             }
-            next
         }
-        Err(error) => {
-            queue.health().failed("sweep", &error);
-            cursor
-        }
+        Err(error) => queue.health().failed("sweep", &error),
     }
 }
 

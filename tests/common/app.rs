@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use agentcron::config::RedisConn;
 use agentcron::config::{self, Config, Env};
-use agentcron::keys::Keys;
 use agentcron::records;
 use agentcron::run::{self, Context, Finish, RunError};
 use agentcron::telemetry::Redactor;
@@ -66,7 +65,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     adjust(&mut config);
     let config = Arc::new(config);
     let mut conn = config.redis.connect(Default::default()).await.unwrap();
-    let keys = Keys::new(config.redis.prefix.clone());
+    let keys = config.redis.keys();
     let (scalekit, anthropic, _) = run::clients(&config).unwrap();
     agentcron::setup::ensure(&config, &scalekit, &anthropic, &mut conn, &keys).await.unwrap();
     let redactor = Redactor::new(config.secret_values());

@@ -7,7 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use agentcron::config::Config;
-use agentcron::keys::Keys;
 
 use super::app::TestApp;
 use super::poll::poll_until;
@@ -207,7 +206,7 @@ pub async fn setup_on(app: &TestApp, server: &PrivateRedis) -> Config {
         config.redis.tls.key_file = Some(pki.client_key.clone());
     }
     let mut conn = config.redis.connect(Default::default()).await.unwrap();
-    let keys = Keys::new(config.redis.prefix.clone());
+    let keys = config.redis.keys();
     let (scalekit, anthropic, _) = agentcron::run::clients(&config).unwrap();
     agentcron::setup::ensure(&config, &scalekit, &anthropic, &mut conn, &keys).await.unwrap();
     config

@@ -104,7 +104,7 @@ async fn kills_and_faults_lose_nothing_and_duplicate_nothing() {
     let server = PrivateRedis::start(false).await;
     let config = setup_on(&app, &server).await;
     let conn = config.redis.connect(Default::default()).await.unwrap();
-    let store = Store { conn, keys: Keys::new(config.redis.prefix.clone()), server };
+    let store = Store { conn, keys: config.redis.keys(), server };
     let dir = tempfile::tempdir().unwrap();
     let mut env = child_env(&app, dir.path());
     set_env(&mut env, "REDIS_URL", &store.server.url());

@@ -22,6 +22,8 @@ async fn setup_on_cluster(app: &TestApp, group: &ClusterGroup) -> Config {
     let mut config = (*app.config).clone();
     config.redis.url = group.url().parse().unwrap();
     config.redis.cluster = true;
+    // What the workers, given only the cluster URL, take by default.
+    config.redis.shards = 16;
     let mut conn = config.redis.connect(Default::default()).await.unwrap();
     let keys = config.redis.keys();
     let (scalekit, anthropic, _) = agentcron::run::clients(&config).unwrap();

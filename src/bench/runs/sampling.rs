@@ -4,6 +4,7 @@
 //!
 //! It only reads. It must not enqueue runs, start workers or compute the report's statistics.
 
+use crate::keys::Keys;
 use std::time::{Duration, Instant};
 
 use super::super::stats::{self, Progress};
@@ -30,27 +31,20 @@ pub(super) struct Sampled {
 
 /// Samples the running index and RSS until every run has ended.
 pub(super) async fn sample_until_done(queue: &Queue, config: &Config, n: usize) -> Result<Sampled> {
-    let keys = queue.keys();
-    let mut conn = queue.connection();
-    let ended: Vec<String> = RunState::ALL
-        .into_iter()
-        .filter(|state| state.is_terminal())
-        .map(|state| keys.runs_by_state(state.as_str()))
-        .collect();
+    let ended: Vec<RunState> =
+        RunState::ALL.into_iter().filter(|state| state.is_terminal()).collect();
     // Generous: every run may wait out a few retries of the pipeline.
     let deadline = config.worker.run_timeout.min(Duration::from_secs(600));
     let started = Instant::now();
     let mut sampled = Sampled::default();
     let mut progress = Progress::new("runs ended");
     loop {
-        let mut pipe = redis::pipe();
-        pipe.zcard(keys.runs_by_state(RunState::Running.as_str()));
-        pipe.zcard(keys.runs_by_state(RunState::Succeeded.as_str()));
-        for key in &ended {
-            pipe.zcard(key);
+        let mut counts = Vec::new();
+        for state in [RunState::Running, RunState::Succeeded].iter().chain(&ended) {
+            let index = |keys: &Keys| keys.runs_by_state(state.as_str());
+            counts.push(queue.sum_over_shards("ZCARD", index).await?);
         }
-        let counts: Vec<usize> = pipe.query_async(&mut conn).await.map_err(QueueError::from)?;
-        sampled.own_commands += counts.len();
+        sampled.own_commands += counts.len() * queue.keys().shards();
         let running = counts[0];
         // The largest RSS while runs are in flight: streams open after the pre-stream phases,
         // so memory peaks later than the count of running runs.

@@ -1,7 +1,7 @@
 //! `[redis]`: the URL, the prefix, the ACL user, the `[redis.tls]` files (readable now, both
 //! halves of a client certificate, only with `rediss://`) and `[redis.sentinel]` (both keys,
 //! every node a `host:port`) and `redis.cluster` (or a `redis+cluster://` URL, or more seeds
-//! in `redis.cluster_nodes`; not with Sentinel or a socket).
+//! in `redis.cluster_nodes`; not with Sentinel or a socket), and `redis.shards`.
 
 use std::path::PathBuf;
 
@@ -62,7 +62,9 @@ pub(super) fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
             "a cluster is reached over TCP: give a redis:// or rediss:// seed node",
         );
     }
+    let shards = shards(check, r.shards, cluster, &prefix);
     RedisConfig {
+        shards,
         cluster,
         cluster_nodes,
         sentinel,
@@ -73,6 +75,20 @@ pub(super) fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
         password: r.password.clone().filter(|s| !s.is_empty()).map(SecretString::from),
         tls,
     }
+}
+
+/// Shards of the queue (`crate::keys`): on a cluster 16 by default, so that a queue spreads over
+/// up to 16 masters; on one node 1, since shards there only cost calls.
+fn shards(check: &mut Checker<'_>, value: Option<i64>, cluster: bool, prefix: &str) -> usize {
+    let shards = check.int("redis.shards", value, if cluster { 16 } else { 1 }, 1..=256);
+    if cluster && shards > 1 && prefix.contains('{') {
+        check.problem(
+            "redis.shards",
+            "a prefix with its own {hash tag} puts every key in one slot: set redis.shards = 1, \
+             or take the braces out of redis.prefix",
+        );
+    }
+    shards
 }
 
 /// `[redis.sentinel]`: both keys or neither; every node a `host:port`.

@@ -34,6 +34,19 @@ fn reject(reason: &'static str, detail: impl Into<String>) -> Rejection {
     Rejection { reason, detail: detail.into() }
 }
 
+/// `payload` (accepted by [`parse`]) with `run_id` added, when it named none; `None` when it
+/// did, or is not the object `parse` accepted.
+pub(crate) fn stamped(payload: &[u8], run_id: &RunId) -> Option<Vec<u8>> {
+    let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(payload) else {
+        return None;
+    };
+    if object.contains_key("run_id") {
+        return None;
+    }
+    object.insert("run_id".to_owned(), Value::String(run_id.as_str().to_owned()));
+    serde_json::to_vec(&object).ok()
+}
+
 /// Parses one intake payload received at `now_ms` (unix ms). Pure, so that every rejection
 /// reason is unit-tested.
 ///

@@ -1,5 +1,6 @@
--- Hands the runs and intake items of workers whose lease expired back to the queue.
--- KEYS: 1 q:leases, 2 q:ready, 3 intake, 4 workers, 5 q:clock
+-- Hands the runs of workers whose lease in this shard expired back to the shard's queue; in
+-- the control slot (shard 0) also their intake items and heartbeats.
+-- KEYS: 1 q:leases, 2 q:ready, 3 q:clock, 4 intake and 5 workers (shard 0 only)
 -- ARGV: 1 processing prefix, 2 intake processing prefix, 3 max workers, 4 max items per list,
 --       5 the reaping worker's id, 6 stall ms, 7 grace ms (see stall_grace)
 -- Nothing is reaped while a stall's grace lasts, and a worker never reaps itself: it is alive,
@@ -8,7 +9,7 @@
 -- that it lost its runs; it is removed once both lists are empty.
 -- Returns {runs moved, intake items moved, workers reaped}.
 local now = now_ms()
-if stall_grace(KEYS[5], now, tonumber(ARGV[6]), tonumber(ARGV[7])) then return {0, 0, 0} end
+if stall_grace(KEYS[3], now, tonumber(ARGV[6]), tonumber(ARGV[7])) then return {0, 0, 0} end
 local found = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]) + 1)
 local expired = {}
 for _, worker in ipairs(found) do
@@ -18,19 +19,22 @@ local limit = tonumber(ARGV[4])
 local runs, items = 0, 0
 for _, worker in ipairs(expired) do
   redis.call('ZADD', KEYS[1], 0, worker)
-  redis.call('HDEL', KEYS[4], worker)
   local processing = ARGV[1] .. worker
-  local intake = ARGV[2] .. worker
+  local intake = nil
+  if KEYS[4] then
+    redis.call('HDEL', KEYS[5], worker)
+    intake = ARGV[2] .. worker
+  end
   -- RIGHT to RIGHT: orphans go to the head of the queue, oldest first.
   for _ = 1, limit do
     if not redis.call('LMOVE', processing, KEYS[2], 'RIGHT', 'RIGHT') then break end
     runs = runs + 1
   end
-  for _ = 1, limit do
-    if not redis.call('LMOVE', intake, KEYS[3], 'RIGHT', 'RIGHT') then break end
+  for _ = 1, intake and limit or 0 do
+    if not redis.call('LMOVE', intake, KEYS[4], 'RIGHT', 'RIGHT') then break end
     items = items + 1
   end
-  if redis.call('LLEN', processing) == 0 and redis.call('LLEN', intake) == 0 then
+  if redis.call('LLEN', processing) == 0 and (not intake or redis.call('LLEN', intake) == 0) then
     redis.call('ZREM', KEYS[1], worker)
   end
 end
