@@ -109,7 +109,8 @@ pub enum QueueError {
 pub const ACL_RULES: &str =
     "resetchannels -@all +@read +@write +@scripting -@dangerous +info +ping +time";
 
-/// What a Redis Cluster user needs besides [`ACL_RULES`] (its key pattern is `~{<prefix>}:*`):
+/// What a Redis Cluster user needs besides [`ACL_RULES`] (its key patterns are `~{<prefix>}:*`
+/// for the control slot and `~{<prefix>:*}:*` for the shards):
 /// the client learns the slot map (`CLUSTER SLOTS`), and `status` names the masters and the
 /// deployment's slot.
 pub const CLUSTER_ACL_RULES: &str = "+cluster|slots +cluster|nodes +cluster|keyslot";

@@ -57,7 +57,7 @@ pub enum WorkerError {
     Eviction(String),
     /// The Redis user may not do what agentcron needs (an ACL without its rules).
     #[error(
-        "the Redis user may not {op}: {message}. Grant it the rules in the README's Production Redis section (`~<prefix>:* {rules}`)",
+        "the Redis user may not {op}: {message}. Grant it the rules in the README's Production Redis section (`~<prefix>:* {rules}`; on a cluster the key patterns are `~{{<prefix>}}:* ~{{<prefix>:*}}:*`)",
         rules = crate::queue::ACL_RULES
     )]
     Permission {

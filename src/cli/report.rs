@@ -177,9 +177,16 @@ pub(super) fn render_status(status: &report::Status, out: &mut impl Write) -> st
         status.redis["user"].as_str().map(|user| format!(" · user {user}")).unwrap_or_default();
     let host = status.redis["host"].as_str().unwrap_or_default();
     let mut topology = status.redis["topology"].as_str().unwrap_or_default().to_owned();
+    let shards = status.redis["shards"].as_u64().unwrap_or(1);
     if let Some(masters) = status.redis["masters"].as_array() {
         let home = status.redis["slot_master"].as_str().unwrap_or("?");
-        topology = format!("cluster of {} masters, keys on {home}", masters.len());
+        let on = status.redis["shard_masters"].as_u64().unwrap_or(1);
+        topology = format!("cluster of {} masters, control slot on {home}", masters.len());
+        if shards > 1 {
+            topology.push_str(&format!(", {shards} shards on {on} masters"));
+        }
+    } else if shards > 1 {
+        topology.push_str(&format!(", {shards} shards"));
     }
     writeln!(out, "{} {host} ({topology}, {tls}{user})", style.bold("Redis:"))?;
     if let Some(policy) = status.redis_policy.as_deref().filter(|p| *p != "noeviction") {

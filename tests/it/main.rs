@@ -32,6 +32,7 @@ mod ops_setup;
 mod queue_enqueue;
 mod queue_intake;
 mod queue_ratelimit;
+mod queue_shards;
 mod redis_cluster;
 mod redis_production;
 mod run_disk_full;

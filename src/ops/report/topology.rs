@@ -1,7 +1,7 @@
 //! Where agentcron talks to Redis, for `status`: the node (with Sentinel, the master it
 //! followed; on a cluster, the seed), the topology (single, sentinel and its master's name,
-//! cluster and its masters, with the one holding the deployment's slot), TLS and the ACL user;
-//! never the password. This module must not change anything in Redis.
+//! cluster and its masters, with the one holding the deployment's slot and how many hold its
+//! shards), the shard count, TLS and the ACL user; never the password. This module must not change anything in Redis.
 
 use crate::config::{Config, RedisConn, cluster_masters};
 use crate::keys::Keys;
@@ -36,6 +36,22 @@ pub(super) async fn describe(
         described["masters"] = serde_json::json!(addrs);
         described["slot"] = slot.into();
         described["slot_master"] = home.into();
+        described["shard_masters"] = shard_masters(conn, keys, &masters).await?.into();
     }
+    described["shards"] = keys.shards().into();
     Ok(described)
+}
+
+/// How many of `masters` hold at least one of the queue's shards.
+async fn shard_masters(
+    conn: &mut RedisConn,
+    keys: &Keys,
+    masters: &[crate::config::ClusterMaster],
+) -> Result<usize, RecordsError> {
+    let mut pipe = redis::pipe();
+    for shard in keys.each_shard() {
+        pipe.cmd("CLUSTER").arg("KEYSLOT").arg(shard.ready());
+    }
+    let slots: Vec<u16> = pipe.query_async(conn).await?;
+    Ok(masters.iter().filter(|master| slots.iter().any(|slot| master.serves(*slot))).count())
 }
