@@ -104,6 +104,8 @@ pub struct Scratch {
     pub redis_url: String,
     /// The scratch directory (the configuration file, transcripts).
     pub dir: PathBuf,
+    /// `redis.shards`, when given.
+    pub shards: Option<usize>,
 }
 
 impl Scratch {
@@ -112,12 +114,12 @@ impl Scratch {
     /// # Errors
     /// [`BenchError::Redis`] for an invalid URL; [`BenchError::File`] when the directory cannot
     /// be created.
-    pub fn new(redis_url: &str) -> Result<Self> {
+    pub fn new(redis_url: &str, shards: Option<usize>) -> Result<Self> {
         let prefix = format!("agentcron-bench-{}", uuid::Uuid::new_v4().simple());
         let dir = std::env::temp_dir().join(&prefix);
         std::fs::create_dir_all(&dir)
             .map_err(|source| BenchError::File { path: dir.clone(), source })?;
-        Ok(Self { prefix, redis_url: redis_url.to_owned(), dir })
+        Ok(Self { prefix, redis_url: redis_url.to_owned(), dir, shards })
     }
 
     /// The shipped configuration pointed at this scratch's Redis prefix and directory, and at
@@ -131,7 +133,8 @@ impl Scratch {
         std::fs::write(&path, SHIPPED_CONFIG)
             .map_err(|source| BenchError::File { path: path.clone(), source })?;
         let sim = crate::sim::SimConfig::default();
-        let env = Env::from_pairs([
+        let shards = self.shards.map(|n| ("AGENTCRON__REDIS__SHARDS", n.to_string()));
+        let env = Env::from_pairs(shards.into_iter().chain([
             (config::REDIS_URL, self.redis_url.clone()),
             ("AGENTCRON__REDIS__PREFIX", self.prefix.clone()),
             (config::SCALEKIT_ENV_URL, api_url.to_owned()),
@@ -146,7 +149,7 @@ impl Scratch {
             ("AGENTCRON__LIMITS__CREATES_PER_MINUTE", UNTHROTTLED.to_owned()),
             ("AGENTCRON__LIMITS__REQUESTS_PER_MINUTE", UNTHROTTLED.to_owned()),
             ("AGENTCRON__LIMITS__ENVIRONMENTS_PER_MINUTE", UNTHROTTLED.to_owned()),
-        ]);
+        ]));
         Ok(config::load(&path, &env)?)
     }
 

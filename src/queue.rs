@@ -41,6 +41,7 @@ mod enqueue;
 mod eviction;
 mod expiry;
 mod health;
+mod held;
 pub(crate) mod intake;
 mod jobs;
 mod ownership;

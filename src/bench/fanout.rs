@@ -24,6 +24,8 @@ const SCHEDULE: &str = "bench";
 pub struct FanoutOptions {
     /// Redis URL.
     pub redis_url: String,
+    /// The queue\'s shards (`redis.shards`); the configuration\'s default when `None`.
+    pub shards: Option<usize>,
     /// Users of the schedule.
     pub users: usize,
 }
@@ -69,7 +71,7 @@ pub async fn run(opts: &FanoutOptions, cancel: &CancellationToken) -> Result<Fan
     if opts.users == 0 {
         return Err(BenchError::Usage("--users must be positive".to_owned()));
     }
-    let scratch = Scratch::new(&opts.redis_url)?;
+    let scratch = Scratch::new(&opts.redis_url, opts.shards)?;
     guarded(&scratch, cancel, measure(opts, &scratch)).await
 }
 

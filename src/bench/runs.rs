@@ -45,6 +45,8 @@ const UNDELAYED_EVENTS: u64 = 2;
 pub struct RunsOptions {
     /// Redis URL.
     pub redis_url: String,
+    /// The queue\'s shards (`redis.shards`); the configuration\'s default when `None`.
+    pub shards: Option<usize>,
     /// A running simulator (`agentcron sim`); `None` starts one in this process.
     pub sim_url: Option<String>,
     /// Users, one run each, all enqueued at once.
@@ -133,7 +135,7 @@ pub async fn run(opts: &RunsOptions, cancel: &CancellationToken) -> Result<RunsR
     if opts.sim_url.is_none() {
         check_open_files(opts.users)?;
     }
-    let scratch = Scratch::new(&opts.redis_url)?;
+    let scratch = Scratch::new(&opts.redis_url, opts.shards)?;
     let sim = match &opts.sim_url {
         Some(_) => None,
         None => Some(sim::serve(SimConfig::default()).await?),

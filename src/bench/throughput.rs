@@ -32,6 +32,8 @@ const POLL: Duration = Duration::from_millis(10);
 pub struct QueueOptions {
     /// Redis URL.
     pub redis_url: String,
+    /// The queue\'s shards (`redis.shards`); the configuration\'s default when `None`.
+    pub shards: Option<usize>,
     /// Jobs in the batched backlog (and pushed on the intake list with `intake`).
     pub jobs: usize,
     /// `[worker] concurrency`.
@@ -141,7 +143,7 @@ pub async fn run(opts: &QueueOptions, cancel: &CancellationToken) -> Result<Queu
     if opts.jobs == 0 || opts.concurrency == 0 {
         return Err(BenchError::Usage("--jobs and --concurrency must be positive".to_owned()));
     }
-    let scratch = Scratch::new(&opts.redis_url)?;
+    let scratch = Scratch::new(&opts.redis_url, opts.shards)?;
     guarded(&scratch, cancel, measure(opts, &scratch)).await
 }
 

@@ -43,6 +43,9 @@ pub struct BenchCommon {
     /// Redis to benchmark against (only keys under a random `agentcron-bench-<uuid>` prefix).
     #[arg(long, env = "REDIS_URL", default_value = crate::bench::DEFAULT_REDIS_URL)]
     pub redis_url: String,
+    /// The queue's shards (`redis.shards`: 16 on a cluster, 1 on one node by default).
+    #[arg(long, env = "AGENTCRON__REDIS__SHARDS")]
+    pub shards: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -107,6 +110,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Queue(args) => {
             let opts = throughput::QueueOptions {
                 redis_url: args.common.redis_url.clone(),
+                shards: args.common.shards,
                 jobs: args.jobs,
                 concurrency: args.concurrency,
                 intake: args.intake,
@@ -117,6 +121,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Runs(args) => {
             let opts = runs::RunsOptions {
                 redis_url: args.common.redis_url.clone(),
+                shards: args.common.shards,
                 sim_url: args.sim_url.clone(),
                 users: args.users,
                 concurrency: args.concurrency,
@@ -129,6 +134,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Fanout(args) => {
             let opts = fanout::FanoutOptions {
                 redis_url: args.common.redis_url.clone(),
+                shards: args.common.shards,
                 users: args.users,
             };
             let report = fanout::run(&opts, &cancel).await.context("bench fanout")?;

@@ -182,9 +182,8 @@ pub(super) fn render_status(status: &report::Status, out: &mut impl Write) -> st
         let home = status.redis["slot_master"].as_str().unwrap_or("?");
         let on = status.redis["shard_masters"].as_u64().unwrap_or(1);
         topology = format!("cluster of {} masters, control slot on {home}", masters.len());
-        if shards > 1 {
-            topology.push_str(&format!(", {shards} shards on {on} masters"));
-        }
+        let spread = format!(", {shards} shards on {on} masters");
+        topology.push_str(if shards > 1 { &spread } else { "" });
     } else if shards > 1 {
         topology.push_str(&format!(", {shards} shards"));
     }
