@@ -30,7 +30,7 @@ server() {
 }
 node=$BASE_PORT one=$((BASE_PORT + 1)) three=($((BASE_PORT + 2)) $((BASE_PORT + 3)) $((BASE_PORT + 4)))
 server "$node"
-cluster=(--cluster-enabled yes --cluster-config-file nodes.conf)
+cluster=(--cluster-enabled yes --cluster-config-file nodes.conf --cluster-announce-ip 127.0.0.1)
 server "$one" "${cluster[@]}"
 redis-cli -p "$one" CLUSTER ADDSLOTSRANGE 0 16383 > /dev/null
 for port in "${three[@]}"; do server "$port" "${cluster[@]}"; done

@@ -220,7 +220,9 @@ pub async fn remove_all_keys(
                 for key in &found {
                     pipe.unlink(key).ignore();
                 }
-                pipe.query_async::<()>(&mut node).await?;
+                if !found.is_empty() {
+                    pipe.query_async::<()>(&mut node).await?;
+                }
                 n_deleted += found.len();
                 if next == 0 {
                     break;

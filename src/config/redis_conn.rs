@@ -303,9 +303,13 @@ impl RedisConn {
         let nodes: String =
             redis::cmd("CLUSTER").arg("NODES").query_async(&mut self.clone()).await?;
         let mut found = Vec::new();
+        // A node that never met another (a cluster of one) names itself without its IP:
+        // it is the seed's host then.
+        let seed_host = home.seed.rsplit_once(':').map_or("", |(host, _)| host);
         for master in super::cluster_masters(&nodes) {
             let Some((host, port)) = master.addr.rsplit_once(':') else { continue };
             let Ok(port) = port.parse() else { continue };
+            let host = if host.is_empty() { seed_host } else { host };
             found.push(Self(Inner::Cluster(Box::new(home.at_node(host.to_owned(), port)))));
         }
         Ok(found)

@@ -198,6 +198,14 @@ async fn a_cluster_runs_enqueued_and_intake_runs_and_status_names_it() {
         kill9(worker);
     }
     assert_one_session_and_message_each(&app.audit().await, &batch);
+    // Removing a prefix (as the demo and benchmarks do) visits every master: the shards' keys
+    // are spread over all three, and none is left.
+    let mut conn = config.redis.connect(Default::default()).await.unwrap();
+    let removed = agentcron::queue::remove_all_keys(&mut conn, &config.redis.keys(), 50).await;
+    assert!(removed.unwrap() > 31 * 3, "records, indexes and transcripts of 31 runs");
+    for node in &group.nodes {
+        assert_eq!(ClusterGroup::cli(node, &["DBSIZE"]).trim(), "0", "port {}", node.port());
+    }
 }
 
 /// Two slots move to other masters, a few keys at a time, while 1,000 runs spread over the
