@@ -44,12 +44,27 @@ declare -A url=(
   [cluster-1-master]=redis+cluster://127.0.0.1:$one
   [cluster-3-masters]=redis+cluster://127.0.0.1:${three[0]}
 )
-printf '%-18s %6s %14s %14s\n' target round "process jobs/s" "enqueue jobs/s"
+# Commands each of the three masters served, so the spread of one queue over them shows.
+served() {
+  for port in "${three[@]}"; do
+    redis-cli -p "$port" INFO stats | tr -d '\r' | sed -n 's/^total_commands_processed://p'
+  done | paste -sd' '
+}
+printf '%-18s %6s %14s %14s  %s\n' target round "process jobs/s" "enqueue jobs/s" \
+  "commands per master (3 masters)"
 for round in $(seq "$ROUNDS"); do
   for target in node cluster-1-master cluster-3-masters; do
+    before=$(served)
     out=$(RUST_LOG=error "$BIN" bench queue --redis-url "${url[$target]}" --jobs "$JOBS" \
       --concurrency "$CONCURRENCY" --json)
-    printf '%-18s %6s %14s %14s\n' "$target" "$round" \
-      "$(jq -r .process_jobs_per_sec <<< "$out")" "$(jq -r .enqueue_jobs_per_sec <<< "$out")"
+    spread=""
+    if [ "$target" = cluster-3-masters ]; then
+      read -ra a <<< "$before"
+      read -ra b <<< "$(served)"
+      spread="${a:+$((b[0] - a[0])) $((b[1] - a[1])) $((b[2] - a[2]))}"
+    fi
+    printf '%-18s %6s %14s %14s  %s\n' "$target" "$round" \
+      "$(jq -r .process_jobs_per_sec <<< "$out")" "$(jq -r .enqueue_jobs_per_sec <<< "$out")" \
+      "$spread"
   done
 done
