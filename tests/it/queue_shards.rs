@@ -161,7 +161,7 @@ async fn a_worker_killed_while_it_takes_the_intake_creates_each_run_once() {
     let env = sharded_env(&app, dir.path());
     let log = dir.path().join("workers.log");
     let (mut pushed, mut stamped) = (0, 0);
-    while stamped == 0 && pushed < 5 * ROUND {
+    while stamped == 0 && pushed < 8 * ROUND {
         let mut pipe = redis::pipe();
         for i in pushed..pushed + ROUND {
             let payload = serde_json::json!({"user": format!("kill{i}@shards.test")}).to_string();
