@@ -4,8 +4,9 @@
 //! writes for seconds until the sentinels demote it (measured: about 10 s after `SENTINEL
 //! FAILOVER`), so a connection must not trust a node because it answers: after an error, and
 //! whenever [`RedisConn::follow_master`] is called (the worker's heartbeat does, every beat), it
-//! asks the sentinels where the master is, checks with `ROLE` that the node there is a master,
-//! and moves. Writes that reached the old master in between are lost with it; the run fencing
+//! asks the sentinels where the master is (over connections kept open), checks with `ROLE` that
+//! the node there is a master when it is another node (after an error, also when it is the
+//! same), and moves. Writes that reached the old master in between are lost with it; the run fencing
 //! of issue 14 keeps that from doing anything twice.
 //!
 //! With `redis.cluster`, the connection is `redis_cluster::Home`'s instead.
@@ -14,7 +15,9 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::{Cmd, RedisFuture, Value};
 
 use super::RedisConfig;
@@ -57,7 +60,13 @@ struct Follow {
     /// Where the sentinels last said the master is, shared by every connection of this process
     /// to the same master: when one learns of a failover, all move before their next command.
     master: Arc<RwLock<String>>,
+    /// A connection to each sentinel asked, kept: the heartbeat asks every beat, and a new
+    /// connection each time cost every worker two connections a beat.
+    sentinels: Sentinels,
 }
+
+/// Open connections to sentinels, by `host:port`; one that fails is dropped and made again.
+type Sentinels = tokio::sync::Mutex<std::collections::HashMap<String, MultiplexedConnection>>;
 
 /// The shared master address of `sentinel`, starting at `addr`.
 fn shared_master(sentinel: &super::RedisSentinel, addr: &str) -> Arc<RwLock<String>> {
@@ -91,7 +100,7 @@ impl RedisConfig {
             return Ok(RedisConn(Inner::Cluster(Box::new(home))));
         }
         let addr = match &self.sentinel {
-            Some(_) => self.master_addr().await?,
+            Some(_) => self.master_addr(&Sentinels::default(), None).await?,
             None => self.host(),
         };
         let client = self.client_at(&addr).map_err(|e| e.to_string())?;
@@ -130,39 +139,68 @@ impl RedisConfig {
                 manager_config,
                 resolving: tokio::sync::Mutex::new(()),
                 master: shared_master(sentinel, &node.addr),
+                sentinels: Sentinels::default(),
             })
         });
         RedisConn(Inner::Node(NodeConn { current: Arc::new(RwLock::new(Arc::new(node))), follow }))
     }
 
-    /// Asks each sentinel in turn where the master is, and checks that it says so itself.
-    async fn master_addr(&self) -> Result<String, String> {
+    /// Asks each sentinel in turn where the master is, and checks that it says so itself
+    /// unless it is `known`, the master in use (answering since the last failover it followed).
+    async fn master_addr(
+        &self,
+        sentinels: &Sentinels,
+        known: Option<&str>,
+    ) -> Result<String, String> {
         let Some(sentinel) = &self.sentinel else { return Ok(self.host()) };
         let mut last = String::from("no sentinel configured");
         for node in &sentinel.nodes {
-            let asked = async {
-                let client = self.sentinel_client(node).map_err(|error| match error {
-                    super::RedisClientError::Redis { error, .. } => error,
-                    other => redis::RedisError::from(std::io::Error::other(other.to_string())),
-                })?;
-                let mut conn = client.get_multiplexed_async_connection().await?;
-                let (host, port): (String, u16) = redis::cmd("SENTINEL")
-                    .arg("get-master-addr-by-name")
-                    .arg(&sentinel.master)
-                    .query_async(&mut conn)
-                    .await?;
-                Ok::<_, redis::RedisError>(format!("{host}:{port}"))
-            };
+            let asked = self.ask_sentinel(sentinels, node, &sentinel.master);
             match tokio::time::timeout(SENTINEL_TIMEOUT, asked).await {
+                Ok(Ok(addr)) if known == Some(addr.as_str()) => return Ok(addr),
                 Ok(Ok(addr)) if self.is_master(&addr).await => return Ok(addr),
                 Ok(Ok(addr)) => {
                     last = format!("{addr}, named by sentinel {node}, is not a master yet")
                 }
-                Ok(Err(error)) => last = format!("sentinel {node}: {error}"),
-                Err(_) => last = format!("sentinel {node}: no answer"),
+                Ok(Err(error)) => {
+                    sentinels.lock().await.remove(node);
+                    last = format!("sentinel {node}: {error}");
+                }
+                Err(_) => {
+                    sentinels.lock().await.remove(node);
+                    last = format!("sentinel {node}: no answer");
+                }
             }
         }
         Err(format!("cannot find the master `{}`: {last}", sentinel.master))
+    }
+
+    /// `SENTINEL get-master-addr-by-name` on `node`, over its kept connection.
+    async fn ask_sentinel(
+        &self,
+        sentinels: &Sentinels,
+        node: &str,
+        master: &str,
+    ) -> redis::RedisResult<String> {
+        let kept = sentinels.lock().await.get(node).cloned();
+        let mut conn = match kept {
+            Some(conn) => conn,
+            None => {
+                let client = self.sentinel_client(node).map_err(|error| match error {
+                    super::RedisClientError::Redis { error, .. } => error,
+                    other => redis::RedisError::from(std::io::Error::other(other.to_string())),
+                })?;
+                let conn = client.get_multiplexed_async_connection().await?;
+                sentinels.lock().await.insert(node.to_owned(), conn.clone());
+                conn
+            }
+        };
+        let (host, port): (String, u16) = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(master)
+            .query_async(&mut conn)
+            .await?;
+        Ok(format!("{host}:{port}"))
     }
 
     /// Whether the node at `addr` says it is a master (`ROLE`).
@@ -186,9 +224,13 @@ impl NodeConn {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    async fn follow_master(&self) -> Option<String> {
+    /// Moves to the master the sentinels name. `after_error`: the node in use failed, so even
+    /// when a sentinel still names it, it must say itself that it is a master (a sentinel
+    /// behind the others may name a demoted one); else a sentinel naming it is enough.
+    async fn follow_master(&self, after_error: bool) -> Option<String> {
         let follow = self.follow.as_ref()?;
-        let addr = follow.config.master_addr().await.ok()?;
+        let known = (!after_error).then(|| self.node().addr.clone());
+        let addr = follow.config.master_addr(&follow.sentinels, known.as_deref()).await.ok()?;
         let known = std::mem::replace(
             &mut *follow.master.write().unwrap_or_else(PoisonError::into_inner),
             addr.clone(),
@@ -241,7 +283,7 @@ impl NodeConn {
     async fn after(&self, error: &redis::RedisError) {
         let moved = error.code() == Some("READONLY") || crate::transient::is_transient(error);
         if moved && self.follow.is_some() {
-            self.follow_master().await;
+            self.follow_master(true).await;
         }
     }
 }
@@ -315,12 +357,13 @@ impl RedisConn {
         Ok(found)
     }
 
-    /// With Sentinel, asks where the master is and moves there when it moved; returns the new
-    /// address when it did. Without Sentinel, nothing (a cluster client follows failovers by
-    /// itself, from the `MOVED` answers).
+    /// With Sentinel, asks where the master is (over connections to the sentinels kept open)
+    /// and moves there when it moved, checking with `ROLE` that the new one is a master;
+    /// returns the new address when it did. Without Sentinel, nothing (a cluster client
+    /// follows failovers by itself, from the `MOVED` answers).
     pub async fn follow_master(&self) -> Option<String> {
         match &self.0 {
-            Inner::Node(node) => node.follow_master().await,
+            Inner::Node(node) => node.follow_master(false).await,
             Inner::Cluster(_) => None,
         }
     }

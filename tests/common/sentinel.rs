@@ -83,6 +83,16 @@ impl SentinelGroup {
         !replicas.is_empty() && info.contains("master_link_status:up")
     }
 
+    /// Connections the first sentinel has accepted so far (`INFO stats`), this call's included.
+    pub async fn connections_received(&self) -> u64 {
+        let (port, _) = &self.sentinels[0];
+        let client = redis::Client::open(format!("redis://:{PASSWORD}@127.0.0.1:{port}")).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let info: String = redis::cmd("INFO").arg("stats").query_async(&mut conn).await.unwrap();
+        let line = info.lines().find_map(|line| line.strip_prefix("total_connections_received:"));
+        line.unwrap().trim().parse().unwrap()
+    }
+
     /// `SENTINEL FAILOVER`: the replica becomes the master.
     pub async fn failover(&self) {
         self.ask(&["failover", MASTER]).await.unwrap();

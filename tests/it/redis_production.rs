@@ -161,6 +161,7 @@ async fn an_acl_user_with_the_documented_rules_runs_the_pipeline() {
 /// A Sentinel failover while 20 runs are in flight and 20 wait: the workers find the new master
 /// through the sentinels and every run finishes once (one session, one message each, by the
 /// simulator's audit), although the old master kept accepting writes for seconds after it.
+/// Before it, the heartbeats ask the sentinels without opening a connection each time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_failover_loses_and_duplicates_nothing() {
     let app = spawn_app().await;
@@ -196,6 +197,13 @@ async fn a_sentinel_failover_loses_and_duplicates_nothing() {
         count(&group.primary, &app.redis.prefix, &batch, Some("running")).await >= 20
     })
     .await;
+    // Every heartbeat asks the sentinels where the master is, over a connection kept open:
+    // ten beats each of two workers open no connection per beat (two of those counted are this
+    // test's own questions; a connection a worker's component opens once may fall in between).
+    let before = group.connections_received().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let opened = group.connections_received().await - before;
+    assert!(opened <= 5, "{opened} connections to the sentinel in ten heartbeats of two workers");
     group.failover().await;
     let replica_port = group.replica.port();
     poll_until("the replica promoted", Duration::from_secs(30), || async {
