@@ -212,6 +212,30 @@ pub async fn setup_on(app: &TestApp, server: &PrivateRedis) -> Config {
     config
 }
 
+/// A fleet test's parts: the simulator (`app`), a private `redis-server` with `setup` done
+/// there, the configuration pointed at it, the test's key prefix, and a directory whose
+/// `workers.log` collects the worker processes' logs.
+pub struct Fleet {
+    pub app: TestApp,
+    pub server: PrivateRedis,
+    pub config: Config,
+    pub prefix: String,
+    pub dir: tempfile::TempDir,
+    pub log: std::path::PathBuf,
+}
+
+impl Fleet {
+    pub async fn start() -> Self {
+        let app = super::app::spawn_app().await;
+        let server = PrivateRedis::start(false).await;
+        let config = setup_on(&app, &server).await;
+        let prefix = app.redis.prefix.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("workers.log");
+        Self { app, server, config, prefix, dir, log }
+    }
+}
+
 /// `CLIENT PAUSE 3000 WRITE`, renewed, for `total`: every write (fetches, finishes, the
 /// test's own enqueue) waits, and clients whose reply takes longer than their timeout give up
 /// while Redis still holds their command, to run it when writes resume.

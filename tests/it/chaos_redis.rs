@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::common::app::{TestApp, spawn_app};
 use crate::common::poll::{WithLog, poll_until};
-use crate::common::private_redis::{PrivateRedis, pause_writes, setup_on};
+use crate::common::private_redis::{Fleet, PrivateRedis, pause_writes, setup_on};
 use crate::common::procs::{child_env_at, kill9, set_env, spawn_worker};
 
 pub(crate) fn runs(tag: &str, n: usize) -> Vec<NewRun> {
@@ -201,12 +201,7 @@ fn signal(children: &[crate::common::procs::Worker], signal: &str) {
 /// `queued`) forever (15 of 30 in the trial). Now every run succeeds, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_paused_past_the_reply_timeout_strand_no_run() {
-    let app = spawn_app().await;
-    let server = PrivateRedis::start(false).await;
-    let config = setup_on(&app, &server).await;
-    let prefix = app.redis.prefix.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("workers.log");
+    let Fleet { app, server, config, prefix, dir, log } = Fleet::start().await;
     // A lease longer than the pause, so that no lease is lost and only reconciliation (every
     // lease / 3) can recover the stranded runs.
     let settings = [("AGENTCRON__WORKER__LEASE", "30s"), ("AGENTCRON__WORKER__HEARTBEAT", "1s")];

@@ -22,7 +22,7 @@ use super::chaos_redis::{
 };
 use crate::common::app::{TestApp, spawn_app};
 use crate::common::poll::poll_until;
-use crate::common::private_redis::{PrivateRedis, pause_writes, setup_on};
+use crate::common::private_redis::{Fleet, PrivateRedis, pause_writes, setup_on};
 use crate::common::procs::kill9;
 
 /// Two workers with a 2 s lease (beats every 300 ms) on `server`, each run slowed to `event_ms`
@@ -83,12 +83,7 @@ async fn wait_running(server: &PrivateRedis, prefix: &str, runs: &[NewRun], n: u
 /// Redis's serving is seen as Redis's stall and every lease gets a grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_stalls_longer_than_the_lease_cost_no_attempt() {
-    let app = spawn_app().await;
-    let server = PrivateRedis::start(false).await;
-    let config = setup_on(&app, &server).await;
-    let prefix = app.redis.prefix.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("workers.log");
+    let Fleet { app, server, config, prefix, dir, log } = Fleet::start().await;
     let mut children = workers(&app, &server, dir.path(), 1_500).await;
     let batch = runs("stall", 6);
     enqueue(&config.redis, &batch).await;
@@ -112,12 +107,7 @@ async fn three_stalls_longer_than_the_lease_cost_no_attempt() {
 /// within a beat, so workers reaped their own runs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_killed_every_second_cost_no_attempt() {
-    let app = spawn_app().await;
-    let server = PrivateRedis::start(false).await;
-    let config = setup_on(&app, &server).await;
-    let prefix = app.redis.prefix.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("workers.log");
+    let Fleet { app, server, config, prefix, dir, log } = Fleet::start().await;
     let mut children = workers(&app, &server, dir.path(), 100).await;
     let batch = runs("churn", 60);
     enqueue(&config.redis, &batch).await;
@@ -149,13 +139,8 @@ async fn connections_killed_every_second_cost_no_attempt() {
 /// connections closed between two batches are reopened and the second batch runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_closed_by_the_server_strand_nothing() {
-    let app = spawn_app().await;
-    let server = PrivateRedis::start(false).await;
+    let Fleet { app, server, config, prefix, dir, log } = Fleet::start().await;
     cmd(&server, &["CONFIG", "SET", "timeout", "1"]).await;
-    let config = setup_on(&app, &server).await;
-    let prefix = app.redis.prefix.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("workers.log");
     let mut children = workers(&app, &server, dir.path(), 50).await;
     let first = runs("idle-a", 20);
     enqueue(&config.redis, &first).await;
@@ -178,12 +163,7 @@ async fn idle_connections_closed_by_the_server_strand_nothing() {
 /// Now the runs wait out the full memory and resume; each worker logs the outage once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_memory_costs_no_attempt_and_is_logged_once() {
-    let app = spawn_app().await;
-    let server = PrivateRedis::start(false).await;
-    let config = setup_on(&app, &server).await;
-    let prefix = app.redis.prefix.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("workers.log");
+    let Fleet { app, server, config, prefix, dir, log } = Fleet::start().await;
     let mut children = workers(&app, &server, dir.path(), 400).await;
     let batch = runs("oom", 10);
     enqueue(&config.redis, &batch).await;
