@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use agentcron::outcome::{ErrorClass, Outcome};
+use agentcron::worker::JobContext;
 use redis::AsyncCommands;
 use tokio::sync::Semaphore;
 
@@ -57,34 +58,59 @@ fn assert_no_error_shown(record: &HashMap<String, String>) {
     }
 }
 
+/// What [`retried_then_succeeded`] saw of one run.
+struct Retried {
+    /// The record while the second attempt was held: the first attempt's error shows.
+    retrying: HashMap<String, String>,
+    /// The record once the run succeeded.
+    done: HashMap<String, String>,
+    handler: TestHandler,
+}
+
+/// A worker whose `handle` answers every attempt, the one that succeeds after waiting on the
+/// gate it is given; one run tagged `tag`, read while its second attempt is held, then let
+/// through to success. The succeeded run shows no error.
+async fn retried_then_succeeded<F, Fut>(
+    redis: &TestRedis,
+    config: &agentcron::config::Config,
+    tag: &str,
+    handle: F,
+) -> Retried
+where
+    F: Fn(JobContext, Arc<Semaphore>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Outcome> + Send + 'static,
+{
+    let held = gate();
+    let gate_for_handler = Arc::clone(&held);
+    let handler = TestHandler::new(plan(move |job| handle(job, Arc::clone(&gate_for_handler))));
+    let worker = spawn(config, handler.clone());
+    let ids = enqueue_n(config, tag, 1).await;
+    let retrying = while_second_attempt_runs(redis, &ids[0]).await;
+    held.add_permits(1);
+    settle(redis, &ids[0], "succeeded").await;
+    worker.stop().await;
+    let done = record(redis, &ids[0]).await;
+    assert_no_error_shown(&done);
+    Retried { retrying, done, handler }
+}
+
 #[tokio::test]
 async fn transient_failure_is_retried_then_succeeds() {
     let redis = TestRedis::new().await;
     let config = config(&redis);
-    let held = gate();
-    let second = Arc::clone(&held);
-    let handler = TestHandler::new(plan(move |job| {
-        let second = Arc::clone(&second);
-        async move {
+    let Retried { retrying, done: record, handler } =
+        retried_then_succeeded(&redis, &config, "flaky", |job, gate| async move {
             if job.attempt == 1 {
                 return transient();
             }
-            pass(&second).await;
+            pass(&gate).await;
             Outcome::Succeeded
-        }
-    }));
-    let worker = spawn(&config, handler.clone());
-    let ids = enqueue_n(&config, "flaky", 1).await;
-    let retrying = while_second_attempt_runs(&redis, &ids[0]).await;
+        })
+        .await;
     assert_eq!(retrying["last_error"], "HTTP 503 from sessions.create", "{retrying:?}");
-    held.add_permits(1);
-    settle(&redis, &ids[0], "succeeded").await;
-    worker.stop().await;
-
-    let record = record(&redis, &ids[0]).await;
+    // A succeeded run shows no error (checked by the helper): `attempts` says it needed a
+    // second try. See: issue 23.
     assert_eq!(record["attempts"], "2");
-    // A succeeded run shows no error: `attempts` says it needed a second try. See: issue 23.
-    assert_no_error_shown(&record);
     assert!(
         record["ended_at_ms"].parse::<i64>().unwrap()
             >= record["started_at_ms"].parse::<i64>().unwrap()
@@ -146,34 +172,25 @@ async fn a_deferral_does_not_use_an_attempt_and_a_panic_is_retried() {
     let redis = TestRedis::new().await;
     let config = config(&redis);
     let n_calls = Arc::new(AtomicU32::new(0));
-    let calls = Arc::clone(&n_calls);
-    let held = gate();
-    let second = Arc::clone(&held);
-    let handler = TestHandler::new(plan(move |job| {
-        let call = calls.fetch_add(1, Ordering::SeqCst);
-        let second = Arc::clone(&second);
-        async move {
-            match call {
-                0 | 1 => Outcome::Defer { after: Duration::from_millis(20) },
-                2 => panic!("handler bug on attempt {}", job.attempt),
-                _ => {
-                    pass(&second).await;
-                    Outcome::Succeeded
+    let Retried { retrying, handler, .. } =
+        retried_then_succeeded(&redis, &config, "defer", move |job, gate| {
+            let call = n_calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match call {
+                    0 | 1 => Outcome::Defer { after: Duration::from_millis(20) },
+                    2 => panic!("handler bug on attempt {}", job.attempt),
+                    _ => {
+                        pass(&gate).await;
+                        Outcome::Succeeded
+                    }
                 }
             }
-        }
-    }));
-    let worker = spawn(&config, handler.clone());
-    let ids = enqueue_n(&config, "defer", 1).await;
-    let retrying = while_second_attempt_runs(&redis, &ids[0]).await;
+        })
+        .await;
     assert_eq!(retrying["error_class"], "panic");
     assert!(retrying["last_error"].contains("handler bug on attempt 1"), "{retrying:?}");
-    held.add_permits(1);
-    settle(&redis, &ids[0], "succeeded").await;
-    worker.stop().await;
     let attempts: Vec<u32> = handler.stats.starts().iter().map(|start| start.attempt).collect();
     assert_eq!(attempts, [1, 1, 1, 2], "deferrals are refunded; the panic counted");
-    assert_no_error_shown(&record(&redis, &ids[0]).await);
 }
 
 #[tokio::test]
@@ -181,27 +198,17 @@ async fn a_run_over_its_timeout_is_cancelled_and_retried() {
     let redis = TestRedis::new().await;
     let mut config = config(&redis);
     config.worker.run_timeout = Duration::from_millis(200);
-    let held = gate();
-    let second = Arc::clone(&held);
-    let handler = TestHandler::new(plan(move |job| {
-        let second = Arc::clone(&second);
-        async move {
+    let Retried { retrying, .. } =
+        retried_then_succeeded(&redis, &config, "slow", |job, gate| async move {
             if job.attempt == 1 {
                 job.cancel.cancelled().await;
                 Outcome::Cancelled
             } else {
-                pass(&second).await;
+                pass(&gate).await;
                 Outcome::Succeeded
             }
-        }
-    }));
-    let worker = spawn(&config, handler.clone());
-    let ids = enqueue_n(&config, "slow", 1).await;
-    let retrying = while_second_attempt_runs(&redis, &ids[0]).await;
+        })
+        .await;
     assert_eq!(retrying["error_class"], "timeout");
     assert!(retrying["last_error"].contains("timed out after 200ms"), "{retrying:?}");
-    held.add_permits(1);
-    settle(&redis, &ids[0], "succeeded").await;
-    worker.stop().await;
-    assert_no_error_shown(&record(&redis, &ids[0]).await);
 }
