@@ -5,10 +5,12 @@
 # persistence, and killed at the end.
 #
 #   cargo build --release && benches/shards.sh           # JOBS=30000 CONCURRENCY=200 ROUNDS=3
+#   BENCH=fanout USERS=100000 benches/shards.sh            # a schedule tick's fan-out instead
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$root/target/release/agentcron}
 JOBS=${JOBS:-30000} CONCURRENCY=${CONCURRENCY:-200} ROUNDS=${ROUNDS:-3}
+BENCH=${BENCH:-queue} USERS=${USERS:-100000}
 BASE_PORT=${BASE_PORT:-7300}
 dir=$(mktemp -d)
 pids=()
@@ -50,6 +52,17 @@ served() {
     redis-cli -p "$port" INFO stats | tr -d '\r' | sed -n 's/^total_commands_processed://p'
   done | paste -sd' '
 }
+if [ "$BENCH" = fanout ]; then
+  printf '%-18s %6s %12s %18s\n' target round "fan-out ms" "Redis cmds per user"
+  for round in $(seq "$ROUNDS"); do
+    for target in node cluster-1-master cluster-3-masters; do
+      out=$(RUST_LOG=error "$BIN" bench fanout --redis-url "${url[$target]}" --users "$USERS" --json)
+      printf '%-18s %6s %12s %18s\n' "$target" "$round" "$(jq -r .fanout_ms <<< "$out")" \
+        "$(jq -r .redis_commands_per_user <<< "$out")"
+    done
+  done
+  exit 0
+fi
 printf '%-18s %6s %14s %14s  %s\n' target round "process jobs/s" "enqueue jobs/s" \
   "commands per master (3 masters)"
 for round in $(seq "$ROUNDS"); do

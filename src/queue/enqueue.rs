@@ -55,27 +55,31 @@ impl Queue {
     /// [`super::QueueError::Redis`] when Redis fails part-way, in which case some runs may exist:
     /// calling again with the same ids is safe.
     pub async fn enqueue(&self, runs: &[NewRun], source: &str) -> Result<Vec<Enqueued>> {
-        let mut created = vec![false; runs.len()];
-        let mut conn = self.connection();
         let mut by_shard: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
         for (i, run) in runs.iter().enumerate() {
             by_shard.entry(self.keys.shard_of(&run.run_id)).or_default().push(i);
         }
-        for (shard, positions) in by_shard {
+        // The shards at once: on a cluster they are on different masters.
+        let shards = by_shard.into_iter().map(|(shard, positions)| async move {
             let keys = self.keys.shard(shard);
-            let mut n_shard = 0;
+            let mut conn = self.connection();
+            let mut created = Vec::with_capacity(positions.len());
             for chunk in positions.chunks(ENQUEUE_CHUNK) {
                 let chunk_runs: Vec<&NewRun> = chunk.iter().map(|&i| &runs[i]).collect();
                 let replies: Vec<i64> = enqueue_many_invocation(&keys, &chunk_runs, source)
                     .invoke_async(&mut conn)
                     .await?;
-                for (&i, reply) in chunk.iter().zip(replies) {
-                    created[i] = reply == 1;
-                    n_shard += usize::from(reply == 1);
-                }
+                created.extend(chunk.iter().zip(replies).map(|(&i, reply)| (i, reply == 1)));
             }
-            if n_shard > 0 {
+            if created.iter().any(|(_, created)| *created) {
                 self.ring([shard]).await?;
+            }
+            Ok::<_, super::QueueError>(created)
+        });
+        let mut created = vec![false; runs.len()];
+        for shard in futures::future::try_join_all(shards).await? {
+            for (i, was_created) in shard {
+                created[i] = was_created;
             }
         }
         let out: Vec<Enqueued> = runs
