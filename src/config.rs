@@ -25,6 +25,7 @@ mod read;
 mod redis_client;
 mod redis_cluster;
 mod redis_conn;
+mod redis_sentinel;
 mod sections;
 mod ser;
 mod unknown;
@@ -119,8 +120,7 @@ pub struct RedisConfig {
     /// Redis Cluster (`redis.cluster = true`, or a `redis+cluster://` URL): the URL names one
     /// seed node, and every key carries the prefix as its hash tag (`crate::keys`).
     pub cluster: bool,
-    /// More seed nodes of the cluster (`host:port`), tried after the URL's when it is down
-    /// (`AGENTCRON__REDIS__CLUSTER_NODES=a:6379,b:6379`); giving any turns `cluster` on.
+    /// More seed nodes (`host:port`), tried after the URL's; giving any turns `cluster` on.
     pub cluster_nodes: Vec<String>,
     /// Shards of the queue (`crate::keys`): 16 on a cluster, 1 on one node, unless set.
     pub shards: usize,
