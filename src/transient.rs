@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Server error codes that mean "not now", not "never".
-const PASSING_CODES: [&str; 9] = [
+const PASSING_CODES: [&str; 11] = [
     "OOM",
     "LOADING",
     "BUSY",
@@ -20,6 +20,10 @@ const PASSING_CODES: [&str; 9] = [
     "MASTERDOWN",
     "TRYAGAIN",
     "CLUSTERDOWN",
+    // A slot moving (a reshard, a failover) answers a pipeline's commands with these; the
+    // cluster client learns the new map from them, and the next try goes to the new master.
+    "MOVED",
+    "ASK",
     "NOREPLICAS",
 ];
 /// Tries of one call: the pauses between them add up to about 5 s, enough for a connection to

@@ -11,6 +11,7 @@
 //!
 //! This module must not retry commands: callers do (`crate::transient`).
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
@@ -24,16 +25,23 @@ use super::RedisConfig;
 
 /// How long a node may take to answer a command.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much longer than that a request may wait before the connection is deemed stuck.
+const WATCHDOG_MARGIN: Duration = Duration::from_secs(5);
 
 /// A connection to the cluster, routed to the home slot. Cheap to clone; clones share it.
 #[derive(Clone)]
 pub(super) struct Home {
-    conn: ClusterConnection,
+    /// Replaced whole when a request waits past [`RESPONSE_TIMEOUT`] and a margin: measured,
+    /// the crate's connection can stay stuck in its recovery (a slot refresh during a
+    /// migration, a reconnect to the seeds) with every request pending and none failing.
+    conn: Arc<RwLock<(u64, ClusterConnection)>>,
     client: ClusterClient,
     /// Where commands that name no key go.
     route: SingleNodeRoutingInfo,
     /// The seed node, for messages.
     pub(super) seed: String,
+    /// How long a node may take to answer on this connection.
+    response_timeout: Duration,
 }
 
 impl Home {
@@ -61,14 +69,15 @@ impl Home {
         conn: ClusterConnection,
     ) -> Self {
         let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
-        Self { conn, client, route, seed: config.host() }
+        let conn = Arc::new(RwLock::new((0, conn)));
+        Self { conn, client, route, seed: config.host(), response_timeout: RESPONSE_TIMEOUT }
     }
 
     /// A separate connection to the same cluster (for a blocking command), answering within
     /// `response_timeout`.
     pub(super) async fn dedicated(&self, response_timeout: Duration) -> RedisResult<Self> {
         let conn = self.client.get_async_connection_with_config(timeouts(response_timeout)).await?;
-        Ok(Self { conn, ..self.clone() })
+        Ok(Self { conn: Arc::new(RwLock::new((0, conn))), response_timeout, ..self.clone() })
     }
 
     /// The same connection with the home at the node `host:port` (for `SCAN`).
@@ -88,9 +97,40 @@ impl Home {
         }
     }
 
+    /// The connection in use and its generation.
+    fn conn(&self) -> (u64, ClusterConnection) {
+        self.conn.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// `request` on the connection of `generation`, given up after the response timeout and a
+    /// margin; that connection is then replaced once, by the first request to give up on it
+    /// (see [`Home::conn`]), and the caller retries like after any timeout.
+    async fn watched<T>(
+        &self,
+        generation: u64,
+        request: impl std::future::Future<Output = RedisResult<T>>,
+    ) -> RedisResult<T> {
+        let limit = self.response_timeout + WATCHDOG_MARGIN;
+        let Ok(res) = tokio::time::timeout(limit, request).await else {
+            if self.conn().0 != generation {
+                return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
+            }
+            let config = timeouts(self.response_timeout);
+            let fresh = self.client.get_async_connection_with_config(config).await;
+            let mut conn = self.conn.write().unwrap_or_else(PoisonError::into_inner);
+            if let (Ok(fresh), true) = (fresh, conn.0 == generation) {
+                tracing::warn!(message = "A Redis Cluster request got no answer; reconnected.", seed = %self.seed);
+                *conn = (generation + 1, fresh);
+            }
+            return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
+        };
+        res
+    }
+
     pub(super) async fn command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
         let routing = self.routing(cmd);
-        self.conn.route_command(cmd.clone(), routing).await
+        let (generation, mut conn) = self.conn();
+        self.watched(generation, conn.route_command(cmd.clone(), routing)).await
     }
 
     pub(super) async fn pipeline(
@@ -111,7 +151,9 @@ impl Home {
                 Some(&route) => SingleNodeRoutingInfo::SpecificNode(route),
                 None => self.route.clone(),
             };
-            return self.conn.route_pipeline(pipeline.clone(), offset, count, routing).await;
+            let (generation, mut conn) = self.conn();
+            let request = conn.route_pipeline(pipeline.clone(), offset, count, routing);
+            return self.watched(generation, request).await;
         }
         self.split_pipeline(pipeline, &routes, &slots).await
     }
@@ -135,7 +177,9 @@ impl Home {
                 }
             }
             let route = SingleNodeRoutingInfo::SpecificNode(slot);
-            let values = self.conn.route_pipeline(part, 0, positions.len(), route).await?;
+            let (generation, mut conn) = self.conn();
+            let request = conn.route_pipeline(part, 0, positions.len(), route);
+            let values = self.watched(generation, request).await?;
             for (i, value) in positions.into_iter().zip(values) {
                 replies[i].get_or_insert(value);
             }

@@ -119,12 +119,17 @@ impl Busy {
 
     /// Waits for every run to succeed, stops the workers, and checks the simulator's audit:
     /// one session and one message per run.
-    async fn finish(mut self, app: &TestApp, config: &Config) {
+    /// Returns how many times a worker replaced its cluster connection, stuck in the crate's
+    /// recovery (`config/redis_cluster.rs`), to be printed.
+    async fn finish(mut self, app: &TestApp, config: &Config) -> usize {
         wait_succeeded(config, &self.run_ids, &self.log).await;
+        let logs = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let stuck = logs.lines().filter(|line| line.contains("got no answer")).count();
         for worker in &mut self.workers {
             kill9(worker);
         }
         assert_one_session_and_message_each(&app.audit().await, &self.batch);
+        stuck
     }
 }
 
@@ -234,7 +239,8 @@ async fn a_thousand_runs_over_sixteen_shards_survive_slot_migrations() {
     let done_at_move = succeeded(&config, &busy.run_ids).await;
     println!("runs succeeded when the slots had moved: {done_at_move} of {}", busy.run_ids.len());
     assert!(done_at_move < busy.run_ids.len(), "runs were in flight while the slots moved");
-    busy.finish(&app, &config).await;
+    let stuck = busy.finish(&app, &config).await;
+    println!("cluster connections replaced after a request got no answer: {stuck}");
 }
 
 /// An ACL user with the documented rules and the cluster's key pattern runs the pipeline on the
@@ -300,7 +306,8 @@ async fn a_master_failover_mid_run_loses_and_duplicates_nothing() {
     println!("runs succeeded at the failover: {done_at_failover} of {}", busy.run_ids.len());
     assert_ne!(group.owner_of(&home).1, old_master, "the slot has a new master");
     assert!(done_at_failover < busy.run_ids.len(), "runs were in flight at the failover");
-    busy.finish(&app, &config).await;
+    let stuck = busy.finish(&app, &config).await;
+    println!("cluster connections replaced after a request got no answer: {stuck}");
 }
 
 /// A seed node that is down when a worker starts is passed over for the next of
