@@ -47,6 +47,8 @@
 //!
 //! This module must not talk to Redis.
 
+use std::borrow::Cow;
+
 use crate::ids::{RunId, UserId};
 
 /// Builds keys under one prefix (`[redis] prefix`, default `agentcron`).
@@ -111,28 +113,33 @@ impl Keys {
     }
 
     /// The handle of shard `shard`: its queue keys (`ready()`, `run_prefix()`, …) are the
-    /// shard's. Shard 0's are the control slot's.
+    /// shard's. Shard 0's are the control slot's. This handle itself when it already is that
+    /// shard's (always, with one shard: the fetch and finish of every job ask for it).
     #[must_use]
-    pub fn shard(&self, shard: usize) -> Self {
-        Self { base: self.shard_base(shard), ..self.clone() }
+    pub fn shard(&self, shard: usize) -> Cow<'_, Self> {
+        let base = self.shard_base(shard);
+        if base == self.base {
+            return Cow::Borrowed(self);
+        }
+        Cow::Owned(Self { base: base.into_owned(), ..self.clone() })
     }
 
     /// The handle of the shard run `id` lives in.
     #[must_use]
-    pub fn for_run(&self, id: &RunId) -> Self {
+    pub fn for_run(&self, id: &RunId) -> Cow<'_, Self> {
         self.shard(self.shard_of(id))
     }
 
     /// Every shard's handle, shard 0 first.
     pub fn each_shard(&self) -> impl Iterator<Item = Self> + '_ {
-        (0..self.shards).map(|shard| self.shard(shard))
+        (0..self.shards).map(|shard| self.shard(shard).into_owned())
     }
 
-    fn shard_base(&self, shard: usize) -> String {
+    fn shard_base(&self, shard: usize) -> Cow<'_, str> {
         match (shard, self.cluster) {
-            (0, _) => self.control.clone(),
-            (_, true) => format!("{{{}:{shard}}}", self.prefix),
-            (_, false) => format!("{}:{shard}", self.prefix),
+            (0, _) => Cow::Borrowed(&self.control),
+            (_, true) => Cow::Owned(format!("{{{}:{shard}}}", self.prefix)),
+            (_, false) => Cow::Owned(format!("{}:{shard}", self.prefix)),
         }
     }
 
