@@ -114,10 +114,11 @@ async fn measure(opts: &FanoutOptions, scratch: &Scratch) -> Result<FanoutReport
         || {
             let queue = queue.clone();
             async move {
-                let records = queue.sum_over_shards("ZCARD", Keys::runs).await?;
-                let ready = queue.sum_over_shards("LLEN", Keys::ready).await?;
-                let delayed = queue.sum_over_shards("ZCARD", Keys::delayed).await?;
-                Ok((records, ready + delayed))
+                let counts = |keys: &Keys| {
+                    vec![("ZCARD", keys.runs()), ("LLEN", keys.ready()), ("ZCARD", keys.delayed())]
+                };
+                let sums = queue.sums_over_shards(counts).await?;
+                Ok((sums[0], sums[1] + sums[2]))
             }
         },
         |(records, n_jobs)| {

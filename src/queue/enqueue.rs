@@ -55,10 +55,7 @@ impl Queue {
     /// [`super::QueueError::Redis`] when Redis fails part-way, in which case some runs may exist:
     /// calling again with the same ids is safe.
     pub async fn enqueue(&self, runs: &[NewRun], source: &str) -> Result<Vec<Enqueued>> {
-        let mut by_shard: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-        for (i, run) in runs.iter().enumerate() {
-            by_shard.entry(self.keys.shard_of(&run.run_id)).or_default().push(i);
-        }
+        let by_shard = self.by_shard(runs.iter().map(|run| &run.run_id));
         // The shards at once: on a cluster they are on different masters.
         let shards = by_shard.into_iter().map(|(shard, positions)| async move {
             let keys = self.keys.shard(shard);

@@ -51,7 +51,7 @@ impl Queue {
     /// refunding the attempt their start counted. Returns how many were handed back.
     pub(crate) async fn release_runs(&self, owner: &Owner, run_ids: &[RunId]) -> Result<usize> {
         let mut n_released = 0;
-        for (shard, ids) in self.by_shard(run_ids) {
+        for (shard, positions) in self.by_shard(run_ids) {
             let keys = self.keys.shard(shard);
             let mut invocation = script::RELEASE_RUNS.prepare_invoke();
             invocation
@@ -60,8 +60,8 @@ impl Queue {
                 .arg(&*owner.id)
                 .arg(keys.run_prefix())
                 .arg(keys.runs_by_state_prefix());
-            for run_id in ids {
-                invocation.arg(run_id);
+            for i in positions {
+                invocation.arg(&run_ids[i]);
             }
             let n: usize = invocation.invoke_async(&mut self.connection()).await?;
             if n > 0 {

@@ -25,11 +25,14 @@ use crate::ids::RunId;
 pub(crate) const BELL_CAP: isize = 256;
 
 impl Queue {
-    /// `ids` grouped by shard, in shard order, each group in the order given.
-    pub(crate) fn by_shard<'a>(&self, ids: &'a [RunId]) -> BTreeMap<usize, Vec<&'a RunId>> {
-        let mut groups: BTreeMap<usize, Vec<&RunId>> = BTreeMap::new();
-        for id in ids {
-            groups.entry(self.keys.shard_of(id)).or_default().push(id);
+    /// The positions of `ids` grouped by shard, in shard order, each group in the order given.
+    pub(crate) fn by_shard<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a RunId>,
+    ) -> BTreeMap<usize, Vec<usize>> {
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, id) in ids.into_iter().enumerate() {
+            groups.entry(self.keys.shard_of(id)).or_default().push(i);
         }
         groups
     }
@@ -70,12 +73,36 @@ impl Queue {
         command: &str,
         key: impl Fn(&crate::keys::Keys) -> String,
     ) -> Result<usize> {
+        let sums = self.sums_over_shards(|shard| vec![(command, key(shard))]).await?;
+        Ok(sums.iter().sum())
+    }
+
+    /// Sums each count `counts` gives for a shard, a (command, key) pair such as `("LLEN",
+    /// keys.ready())`, over the shards, all in one pipeline; the sums in the order given.
+    ///
+    /// # Errors
+    /// [`QueueError::Redis`] when Redis fails.
+    pub async fn sums_over_shards<'a>(
+        &self,
+        counts: impl Fn(&crate::keys::Keys) -> Vec<(&'a str, String)>,
+    ) -> Result<Vec<usize>> {
         let mut pipe = redis::pipe();
+        let mut n_counts = 0;
         for shard in self.keys.each_shard() {
-            pipe.cmd(command).arg(key(&shard));
+            let shard_counts = counts(&shard);
+            n_counts = shard_counts.len();
+            for (command, key) in shard_counts {
+                pipe.cmd(command).arg(key);
+            }
         }
-        let counts: Vec<usize> = pipe.query_async(&mut self.connection()).await?;
-        Ok(counts.iter().sum())
+        let replies: Vec<usize> = pipe.query_async(&mut self.connection()).await?;
+        let mut sums = vec![0; n_counts];
+        for shard in replies.chunks(n_counts.max(1)) {
+            for (sum, n) in sums.iter_mut().zip(shard) {
+                *sum += n;
+            }
+        }
+        Ok(sums)
     }
 
     /// Records the shard count in `<p>:q:layout` if none is, and refuses a different one: runs

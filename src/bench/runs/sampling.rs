@@ -31,19 +31,20 @@ pub(super) struct Sampled {
 
 /// Samples the running index and RSS until every run has ended.
 pub(super) async fn sample_until_done(queue: &Queue, config: &Config, n: usize) -> Result<Sampled> {
-    let ended: Vec<RunState> =
-        RunState::ALL.into_iter().filter(|state| state.is_terminal()).collect();
+    // Running, succeeded, then every state a run ends in.
+    let ended = RunState::ALL.into_iter().filter(|state| state.is_terminal());
+    let states: Vec<RunState> =
+        [RunState::Running, RunState::Succeeded].into_iter().chain(ended).collect();
     // Generous: every run may wait out a few retries of the pipeline.
     let deadline = config.worker.run_timeout.min(Duration::from_secs(600));
     let started = Instant::now();
     let mut sampled = Sampled::default();
     let mut progress = Progress::new("runs ended");
     loop {
-        let mut counts = Vec::new();
-        for state in [RunState::Running, RunState::Succeeded].iter().chain(&ended) {
-            let index = |keys: &Keys| keys.runs_by_state(state.as_str());
-            counts.push(queue.sum_over_shards("ZCARD", index).await?);
-        }
+        let zcards = |keys: &Keys| {
+            states.iter().map(|state| ("ZCARD", keys.runs_by_state(state.as_str()))).collect()
+        };
+        let counts = queue.sums_over_shards(zcards).await?;
         sampled.own_commands += counts.len() * queue.keys().shards();
         let running = counts[0];
         // The largest RSS while runs are in flight: streams open after the pre-stream phases,
