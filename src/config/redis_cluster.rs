@@ -188,17 +188,19 @@ impl Home {
     }
 }
 
+/// `cmd`'s arguments, its name first.
+fn args(cmd: &Cmd) -> impl Iterator<Item = &[u8]> {
+    cmd.args_iter().filter_map(|arg| match arg {
+        redis::Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    })
+}
+
 /// The route to the master of the slot of `cmd`'s (first) key; `None` for a command that names
 /// no key. The crate's own routing table is private, so the few shapes agentcron sends are
 /// read here: scripts name their keys after the count, subcommands after the subcommand.
 fn slot_route(cmd: &Cmd) -> Option<Route> {
-    let args: Vec<&[u8]> = cmd
-        .args_iter()
-        .filter_map(|arg| match arg {
-            redis::Arg::Simple(bytes) => Some(bytes),
-            _ => None,
-        })
-        .collect();
+    let args: Vec<&[u8]> = args(cmd).collect();
     let name = args.first()?.to_ascii_uppercase();
     let key = match name.as_slice() {
         b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" => {
@@ -221,10 +223,7 @@ fn slot_route(cmd: &Cmd) -> Option<Route> {
 }
 
 fn is_script_load(cmd: &Cmd) -> bool {
-    let mut args = cmd.args_iter().filter_map(|arg| match arg {
-        redis::Arg::Simple(bytes) => Some(bytes),
-        _ => None,
-    });
+    let mut args = args(cmd);
     let first = args.next().is_some_and(|arg| arg.eq_ignore_ascii_case(b"SCRIPT"));
     first && args.next().is_some_and(|arg| arg.eq_ignore_ascii_case(b"LOAD"))
 }

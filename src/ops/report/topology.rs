@@ -1,7 +1,8 @@
 //! Where agentcron talks to Redis, for `status`: the node (with Sentinel, the master it
 //! followed; on a cluster, the seed), the topology (single, sentinel and its master's name,
 //! cluster and its masters, with the one holding the deployment's slot and how many hold its
-//! shards), the shard count, TLS and the ACL user; never the password. This module must not change anything in Redis.
+//! shards), the shard count, TLS and the ACL user; never the password. This module must not
+//! change anything in Redis.
 
 use crate::config::{Config, RedisConn, cluster_masters};
 use crate::keys::Keys;
