@@ -14,7 +14,9 @@ const SCAN_COUNT: usize = 1_000;
 /// A pass of the measuring scan, carried across calls of [`RedisScan::step`].
 #[derive(Debug, Default)]
 pub struct RedisScan {
-    /// Which (node, pattern) the pass is at: a cluster's masters are scanned one by one.
+    /// The nodes this pass scans (a cluster's masters, one by one), read at its start.
+    nodes: Vec<RedisConn>,
+    /// Which (node, pattern) the pass is at.
     at: usize,
     cursor: u64,
     bytes: u64,
@@ -34,13 +36,17 @@ impl RedisScan {
         keys: &Keys,
         budget: usize,
     ) -> Result<Option<(u64, u64)>, RecordsError> {
-        let nodes = conn.data_nodes().await?;
+        if self.nodes.is_empty() {
+            self.nodes = conn.data_nodes().await?;
+        }
         let patterns = keys.all();
-        let places: Vec<(&RedisConn, &String)> =
-            nodes.iter().flat_map(|node| patterns.iter().map(move |p| (node, p))).collect();
+        let places: Vec<(RedisConn, &String)> = self
+            .nodes
+            .iter()
+            .flat_map(|node| patterns.iter().map(move |p| (node.clone(), p)))
+            .collect();
         for _ in 0..budget {
-            // The node list may have shrunk since the last call: the pass then ends early.
-            let Some(&(node, pattern)) = places.get(self.at) else { return Ok(self.finish()) };
+            let Some((node, pattern)) = places.get(self.at) else { return Ok(self.finish()) };
             let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(self.cursor)
                 .arg("MATCH")
