@@ -68,6 +68,16 @@ pub fn agentcron(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Output {
     command.output().expect("the agentcron binary runs")
 }
 
+/// `agentcron <args>` with a child worker's `env` (from `procs`), run from the repository root
+/// (its `jobs.toml`): the JSON it prints. It must exit 0.
+pub fn agentcron_json(env: &[(String, String)], args: &[&str]) -> serde_json::Value {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let output = agentcron(args, &env, &repo_root());
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{args:?}: {stdout} {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+}
+
 /// Stdout and stderr of a finished command, as text.
 pub fn text(output: &Output) -> (String, String) {
     (

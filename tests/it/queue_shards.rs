@@ -16,7 +16,7 @@ use super::chaos_redis::{assert_one_session_and_message_each, runs};
 use crate::common::app::{TestApp, spawn_app_with};
 use crate::common::poll::{WithLog, poll_until};
 use crate::common::procs::{Worker, child_env, kill9, set_env, spawn_worker};
-use crate::common::{agentcron, text};
+use crate::common::{agentcron, agentcron_json, text};
 
 const SHARDS: usize = 3;
 
@@ -55,14 +55,6 @@ async fn wait_all_succeeded(app: &TestApp, want: usize, log: &std::path::Path) {
         if n >= want { Ok(()) } else { Err(WithLog(format!("{n} succeeded"), log)) }
     })
     .await;
-}
-
-fn cli_json(env: &[(String, String)], args: &[&str], dir: &std::path::Path) -> serde_json::Value {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let output = agentcron(args, &env, dir);
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "{args:?}: {stdout} {stderr}");
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
 }
 
 /// Runs from `enqueue`, from the intake and from a schedule's fan-out land in all three shards,
@@ -136,13 +128,13 @@ async fn every_producer_reaches_every_shard_and_each_run_runs_once() {
     let audit = app.audit().await;
     assert_eq!(audit["sessions"].as_array().map(Vec::len), Some(90), "one session per run");
 
-    let status = cli_json(&env, &["status", "--json"], dir.path());
+    let status = agentcron_json(&env, &["status", "--json"]);
     assert_eq!(status["runs_last_hour"]["succeeded"], 90, "{status}");
     assert_eq!(status["queue"]["pending"], 0, "{status}");
     assert_eq!(status["redis"]["shards"], SHARDS, "{status}");
-    let listed = cli_json(&env, &["runs", "--json", "--limit", "1000"], dir.path());
+    let listed = agentcron_json(&env, &["runs", "--json", "--limit", "1000"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(90), "runs lists every shard's runs");
-    let newest = cli_json(&env, &["runs", "--json", "--limit", "5"], dir.path());
+    let newest = agentcron_json(&env, &["runs", "--json", "--limit", "5"]);
     assert_eq!(newest.as_array().map(Vec::len), Some(5), "{newest}");
 }
 

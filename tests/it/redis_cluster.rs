@@ -12,6 +12,7 @@ use agentcron::queue::{ACL_RULES, CLUSTER_ACL_RULES, NewRun, Queue};
 use redis::AsyncCommands;
 
 use super::chaos_redis::{assert_one_session_and_message_each, runs};
+use crate::common::agentcron_json;
 use crate::common::app::{TestApp, spawn_app};
 use crate::common::cluster::ClusterGroup;
 use crate::common::poll::{WithLog, poll_until};
@@ -61,20 +62,6 @@ async fn wait_succeeded(config: &Config, run_ids: &[String], log: &std::path::Pa
         if n == want { Ok(()) } else { Err(WithLog(format!("{n} succeeded"), log)) }
     })
     .await;
-}
-
-/// `agentcron <args>` with `env`, its JSON output; it must exit 0.
-fn cli_json(env: &[(String, String)], args: &[&str]) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_agentcron"))
-        .args(args)
-        .current_dir(crate::common::repo_root())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{args:?}: {text} {stderr}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
 }
 
 /// Two workers on the cluster going through `n` runs of about 300 ms of agent events each.
@@ -186,10 +173,10 @@ async fn a_cluster_runs_enqueued_and_intake_runs_and_status_names_it() {
     .await;
     kill9(&mut scheduler);
 
-    let report = cli_json(&env, &["status", "--json"]);
-    let listed = cli_json(&env, &["runs", "--json"]);
+    let report = agentcron_json(&env, &["status", "--json"]);
+    let listed = agentcron_json(&env, &["runs", "--json"]);
     assert!(listed.to_string().contains("cluster-intake"), "runs lists the intake run: {listed}");
-    let one = cli_json(&env, &["run", "cluster-intake", "--json"]);
+    let one = agentcron_json(&env, &["run", "cluster-intake", "--json"]);
     assert_eq!(one["record"]["state"], "succeeded", "{one}");
     assert_eq!(report["redis"]["topology"], "cluster", "{report}");
     assert_eq!(report["redis"]["masters"].as_array().map(Vec::len), Some(3), "{report}");
@@ -277,7 +264,7 @@ async fn an_acl_user_with_the_cluster_rules_runs_the_pipeline() {
     let batch = runs("cluster-acl", 10);
     Queue::connect(&config.redis).await.unwrap().enqueue(&batch, "test").await.unwrap();
     wait_succeeded(&config, &ids(&batch), &log).await;
-    let report = cli_json(&env, &["status", "--json"]);
+    let report = agentcron_json(&env, &["status", "--json"]);
     assert_eq!(report["redis"]["user"], "agentcron", "{report}");
     assert_eq!(report["redis"]["masters"].as_array().map(Vec::len), Some(3), "{report}");
     for worker in &mut workers {
