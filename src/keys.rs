@@ -23,6 +23,7 @@
 //! | `<p>:notices:open` | zset | `<u>:<conn>` of every open notice; score = first seen, unix ms |
 //! | `<p>:setup` | hash | ids created by `agentcron setup` |
 //! | `<p>:users:<schedule>` | set | users of a schedule managed with redis-cli |
+//! | `<p>:profile:<u>` | hash | the user's profile: `timezone`, `paused_until`, template values |
 //! | `<p>:ratelimit:<name>` | hash | a fleet-wide token bucket (`tokens`, `ts_us`) |
 //! | `<p>:schedule:<name>` | hash | the schedule's last tick: `last_tick` (unix s), `users`, `invalid`, `enqueued`, `updated_at_ms` |
 //! | `<p>:schedule:<name>:last` | hash | user → run id of the user's latest run of the schedule (overlap check) |
@@ -290,79 +291,6 @@ impl Keys {
         format!("{}:transcript:{run_id}", self.shard_base(self.shard_of(run_id)))
     }
 
-    /// `<p>:notice:<u>:<conn>`.
-    pub fn notice(&self, user: &UserId, connection: &str) -> String {
-        self.control_key(&format!("notice:{user}:{connection}"))
-    }
-
-    /// `<p>:notice:*:*`, the pattern that matches every notice (for `SCAN`).
-    pub fn notice_pattern(&self) -> String {
-        self.control_key("notice:*:*")
-    }
-
-    /// `<p>:notice:`, which prefixes the `<u>:<conn>` of every notice key.
-    pub fn notice_prefix(&self) -> String {
-        self.control_key("notice:")
-    }
-
-    /// `<p>:notices` (stream of notice events).
-    pub fn notices(&self) -> String {
-        self.control_key("notices")
-    }
-
-    /// `<p>:notices:open`: zset of `<u>:<conn>` for open notices, scored by first seen (ms).
-    pub fn notice_index(&self) -> String {
-        self.control_key("notices:open")
-    }
-
-    /// `<p>:setup`.
-    pub fn setup(&self) -> String {
-        self.control_key("setup")
-    }
-
-    /// `<p>:setup:missing`: the setup object a run found missing (JSON), until `setup` stores
-    /// the ids again.
-    pub fn setup_missing(&self) -> String {
-        self.control_key("setup:missing")
-    }
-
-    /// `<p>:setup:lock`: held by the one worker recreating missing setup objects.
-    pub fn setup_lock(&self) -> String {
-        self.control_key("setup:lock")
-    }
-
-    /// `<p>:users:<schedule>`.
-    pub fn schedule_users(&self, schedule: &str) -> String {
-        self.control_key(&format!("users:{schedule}"))
-    }
-
-    /// `<p>:ratelimit:<name>`.
-    pub fn ratelimit(&self, name: &str) -> String {
-        self.control_key(&format!("ratelimit:{name}"))
-    }
-
-    /// `<p>:schedule:<name>`: tick statistics of a schedule.
-    pub fn schedule_stats(&self, schedule: &str) -> String {
-        self.control_key(&format!("schedule:{schedule}"))
-    }
-
-    /// `<p>:schedule:<name>:last`: user → run id of the user's latest run of the schedule.
-    pub fn schedule_last(&self, schedule: &str) -> String {
-        self.control_key(&format!("schedule:{schedule}:last"))
-    }
-
-    /// `<p>:bench:baseline`: a benchmark's scratch key for the idle baseline.
-    pub fn bench_baseline(&self) -> String {
-        self.control_key("bench:baseline")
-    }
-
-    /// `<p>:usage`: what agentcron's keys and transcript files take, as the workers last
-    /// measured (`redis_bytes`, `redis_keys`, `redis_at_ms`, `transcript_bytes`,
-    /// `transcripts_at_ms`).
-    pub fn usage(&self) -> String {
-        self.control_key("usage")
-    }
-
     /// `<p>:*`: the `SCAN MATCH` patterns of every key under the prefix (for removing a demo's
     /// or a benchmark's private prefix, and measuring what the prefix takes; never to remove the
     /// operator's keys). On a cluster with shards, also `{<p>:*}:*`, the shards' keys.
@@ -393,5 +321,6 @@ impl Keys {
     }
 }
 
+mod control;
 #[cfg(test)]
 mod tests;

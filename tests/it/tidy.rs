@@ -137,7 +137,7 @@ fn no_key_is_formatted_outside_keys_rs() {
     let key_shapes = ["format!(\"{}:", "format!(\"{prefix}:"];
     let found: Vec<String> = sources()
         .iter()
-        .filter(|(file, _)| file != "keys.rs")
+        .filter(|(file, _)| file != "keys.rs" && !file.starts_with("keys/"))
         .flat_map(|(file, text)| {
             lines_where(file, text, |line| key_shapes.iter().any(|shape| line.contains(shape)))
         })
