@@ -16,6 +16,7 @@ mod report;
 mod schedule;
 mod setup;
 mod sim;
+mod users;
 mod worker;
 
 use std::path::PathBuf;
@@ -117,9 +118,14 @@ pub enum Command {
     /// Cancel a queued or running run.
     #[command(after_help = "Example:\n  agentcron cancel <RUN_ID>")]
     Cancel(RunIdArgs),
-    /// Each schedule's next fire times, in its zone and in UTC.
-    #[command(after_help = "Example:\n  agentcron schedules --json")]
-    Schedules(ReportArgs),
+    /// Each schedule's next fire times, in its zone and in UTC; `preview` for each user's.
+    #[command(
+        after_help = "Examples:\n  agentcron schedules --json\n  agentcron schedules preview morning-triage --user alice@example.com --count 5"
+    )]
+    Schedules(schedule::SchedulesArgs),
+    /// User profiles: each user's time zone, pause and prompt template values.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
     /// Serve the local simulator of the Scalekit and Anthropic APIs.
     #[command(after_help = "Example:\n  agentcron sim --port 8787")]
     Sim(SimArgs),
@@ -314,6 +320,7 @@ pub async fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode>
         Command::Authorize(args) => setup::authorize(cli.config.as_deref(), &args, redactor).await,
         Command::Scheduler => schedule::scheduler(cli.config.as_deref()).await,
         Command::Schedules(args) => schedule::schedules(cli.config.as_deref(), &args).await,
+        Command::Users(command) => users::run(cli.config.as_deref(), &command, redactor).await,
         Command::Worker(args) => worker::run(cli.config.as_deref(), &args, redactor).await,
         Command::Status(args) => report::status(cli.config.as_deref(), &args, redactor).await,
         Command::Runs(args) => report::runs(cli.config.as_deref(), &args, redactor).await,

@@ -51,10 +51,9 @@ pub use self::redis_client::RedisClientError;
 pub use self::redis_cluster::{ClusterMaster, cluster_masters};
 pub use self::redis_conn::RedisConn;
 pub use self::sections::{
-    LimitsConfig, NoticesConfig, OpsConfig, RetentionConfig, SetupConfig, TranscriptsConfig,
+    LimitsConfig, NoticesConfig, OpsConfig, Overlap, RetentionConfig, ScheduleConfig, SetupConfig,
+    TranscriptsConfig,
 };
-use crate::cron::CronExpr;
-use crate::ids::UserId;
 
 /// The default configuration file, relative to the working directory.
 pub const DEFAULT_PATH: &str = "jobs.toml";
@@ -305,42 +304,6 @@ pub struct RetryConfig {
     pub jitter: bool,
     /// Attempts per call, the first included. Defaults to 8.
     pub max_attempts: u32,
-}
-
-/// One `[[schedule]]`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ScheduleConfig {
-    /// Unique name, `[A-Za-z0-9_-]`, used in run ids.
-    pub name: String,
-    /// When it fires, in `timezone`.
-    pub cron: CronExpr,
-    /// IANA zone. Defaults to `UTC`.
-    #[serde(serialize_with = "ser::display")]
-    pub timezone: chrono_tz::Tz,
-    /// Users listed inline; more come from the Redis set of the schedule.
-    pub users: Vec<UserId>,
-    /// Prompt with `{user}`, `{local_time}` and `{run_id}` placeholders.
-    pub prompt: String,
-    /// What a tick does while the user's previous run is active. Defaults to `skip`.
-    pub overlap: Overlap,
-    /// Window over which the users' starts are spread; none means all at the tick.
-    #[serde(serialize_with = "ser::opt_duration")]
-    pub spread: Option<Duration>,
-    /// A tick missed by at most this much is enqueued once at start; none means no catch-up.
-    #[serde(serialize_with = "ser::opt_duration")]
-    pub catch_up: Option<Duration>,
-    /// Disabled schedules are loaded but never fire. Defaults to true.
-    pub enabled: bool,
-}
-
-/// What a tick does for a user whose previous run of the schedule is still active.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Overlap {
-    /// Record the tick as skipped for that user.
-    Skip,
-    /// Enqueue anyway; the per-user lease keeps the runs apart.
-    Queue,
 }
 
 /// Credentials, from the environment only. `Debug` and `Serialize` never show them.

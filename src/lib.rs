@@ -6,13 +6,15 @@
 //! ```text
 //! jobs.toml ─► schedule ─► queue (Redis) ─► worker ─► run pipeline ─► records ─► ops
 //!                 ▲            ▲                         │    │
-//!    redis-cli ───┘(users set) └── redis-cli intake      │    └─► api::scalekit / api::anthropic
+//!    redis-cli ───┘(SADD)      └── redis-cli intake      │    └─► api::scalekit / api::anthropic
 //!                                                        └─► notices (+ webhook) / transcripts
 //! ```
 //!
 //! - [`config`]: `jobs.toml` + environment, validated once.
 //! - [`ids`]: typed run, user, session and vault ids; where run and user ids are validated.
-//! - [`schedule`]: cron ticks in a time zone, fanned out to users.
+//! - [`schedule`]: cron ticks in a time zone (or each user's), fanned out to users.
+//! - [`users`]: user profiles (time zone, pause, template values) in Redis.
+//! - [`template`]: prompt templates (`{name}`, `{name|default}`).
 //! - [`queue`]: the Redis job queue and the redis-cli intake.
 //! - [`worker`]: the daemon that executes runs.
 //! - [`run`]: one agent session for one user, phase by phase.
@@ -46,5 +48,7 @@ pub mod setup;
 pub mod shutdown;
 pub mod sim;
 pub mod telemetry;
+pub mod template;
 pub mod transient;
+pub mod users;
 pub mod worker;

@@ -57,7 +57,7 @@ use redis::aio::ConnectionManagerConfig;
 
 pub use self::actions::Action;
 pub(crate) use self::backend::{Backend, FetchConfig};
-pub use self::enqueue::{Enqueued, NewRun};
+pub use self::enqueue::{Enqueued, Instructions, NewRun};
 pub use self::eviction::{SAFE_POLICY, read_policy};
 pub(crate) use self::health::Backoff;
 pub use self::health::{Health, SETTLE};

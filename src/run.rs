@@ -81,8 +81,16 @@ pub struct Run {
     pub user: UserId,
     /// The schedule, for scheduled runs.
     pub schedule: Option<String>,
-    /// The prompt given at enqueue, if any.
+    /// The prompt given at enqueue, if any: final when `rendered`, else a template.
     pub prompt: Option<String>,
+    /// The zone of the run's local time, when the scheduler gave one.
+    pub timezone: Option<String>,
+    /// The scheduled local fire time, RFC 3339, when the scheduler gave one.
+    pub local_time: Option<String>,
+    /// Whether `prompt` was rendered when the run was enqueued.
+    pub rendered: bool,
+    /// The text of the `user.message`, decided before the attempt's first side effect.
+    pub message: String,
     /// The session, once created.
     pub session_id: Option<SessionId>,
     /// Whether the `user.message` was accepted in an earlier attempt.
@@ -119,6 +127,10 @@ impl Run {
             user: UserId::trusted(user),
             schedule: record.get("schedule").map(str::to_owned),
             prompt: record.get("prompt").map(str::to_owned),
+            timezone: record.get("timezone").map(str::to_owned),
+            local_time: record.get("local_time").map(str::to_owned),
+            rendered: record.get("rendered") == Some("1"),
+            message: String::new(),
             session_id: record.get("session_id").map(SessionId::from),
             message_sent: record.get("message_sent_at_ms").is_some(),
             session_requested_at_ms: record
@@ -157,8 +169,11 @@ pub async fn execute(
         None => records::load_run(&mut conn, &ctx.keys, run_id).await?,
     };
     let record = record.ok_or_else(|| RunError::NotFound(run_id.clone()))?;
-    let run = Run::from_record(run_id, &record, attempt)?;
+    let mut run = Run::from_record(run_id, &record, attempt)?;
     timeline.schedule.clone_from(&run.schedule);
+    if !run.message_sent {
+        run.message = message::prompt(ctx, &mut conn, &run).await?;
+    }
     if record.get("cancel_requested_at_ms").is_some() {
         session::stop_if_cancelled(ctx, &mut conn, run_id).await?;
         return Err(RunError::Cancelled);

@@ -297,5 +297,5 @@ fn bench_user(i: usize) -> String {
 
 fn bench_run(run_id: String, i: usize) -> NewRun {
     let (run_id, user) = (RunId::trusted(run_id), UserId::trusted(bench_user(i)));
-    NewRun { run_id, user, schedule: None, prompt: None, not_before_ms: None }
+    NewRun { run_id, user, schedule: None, prompt: None, not_before_ms: None, instructions: None }
 }

@@ -16,6 +16,8 @@ use super::{ConfigCheckArgs, exit};
 use crate::config::{self, ConfigError, Env, Origin, Warning};
 use crate::telemetry::Redactor;
 
+mod templates;
+
 /// Prints the configuration (TOML, or JSON with `--json`) and returns 0, or prints every
 /// problem and returns 1; warnings go to stderr (and into the JSON) either way.
 pub(super) async fn run(
@@ -30,10 +32,18 @@ pub(super) async fn run(
     let res = checked.config.and_then(|config| {
         if args.secrets { config.require_secrets().map(|()| config) } else { Ok(config) }
     });
-    let strict_fails = args.strict && !warnings.is_empty();
+    let mut strict_fails = args.strict && !warnings.is_empty();
     let code = match res {
         Ok(config) if args.redis && !redis_accepted(&config, args.json).await => exit::FAILURE,
         Ok(config) => {
+            if args.redis {
+                let missing = templates::missing_values(&config).await;
+                let lines = missing.unwrap_or_else(|error| vec![format!("redis: {error}")]);
+                for line in &lines {
+                    eprintln!("warning: {}", redactor.redact(line));
+                }
+                strict_fails |= args.strict && !lines.is_empty();
+            }
             for secret in config.secret_values() {
                 redactor.add(secret);
             }

@@ -62,6 +62,7 @@ fn runs(args: &EnqueueArgs) -> anyhow::Result<Vec<NewRun>> {
             schedule: None,
             prompt: args.prompt.clone(),
             not_before_ms,
+            instructions: None,
         })
         .collect();
     Ok(runs)

@@ -18,12 +18,12 @@ use crate::records::transcript;
 use crate::telemetry::Redactor;
 
 /// ANSI styling, only when stdout is a terminal.
-struct Style {
+pub(super) struct Style {
     on: bool,
 }
 
 impl Style {
-    fn detect() -> Self {
+    pub(super) fn detect() -> Self {
         Self { on: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
     }
 
@@ -58,7 +58,7 @@ fn time(ms: Option<i64>) -> String {
 }
 
 /// Writes rows as aligned columns under a header.
-fn table(
+pub(super) fn table(
     out: &mut impl Write,
     style: &Style,
     header: &[&str],
@@ -85,7 +85,7 @@ fn table(
     Ok(())
 }
 
-async fn connect(
+pub(super) async fn connect(
     flag: Option<&Path>,
     redactor: &Redactor,
 ) -> anyhow::Result<(std::sync::Arc<crate::config::Config>, crate::config::RedisConn, Keys)> {
@@ -95,7 +95,7 @@ async fn connect(
     Ok((config, conn, keys))
 }
 
-fn print_json(value: &impl serde::Serialize, redactor: &Redactor) -> anyhow::Result<()> {
+pub(super) fn print_json(value: &impl serde::Serialize, redactor: &Redactor) -> anyhow::Result<()> {
     println!("{}", redactor.redact(&serde_json::to_string_pretty(value)?));
     Ok(())
 }

@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
+use clap::{Args, Subcommand};
+
 use super::{ReportArgs, exit};
+
+mod preview;
 use crate::config::{self, Env};
 use crate::queue::Queue;
 use crate::schedule::{self, ScheduleReport};
@@ -38,13 +42,63 @@ pub(super) async fn scheduler(flag: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(exit::OK))
 }
 
-/// Prints the report of every schedule, as a table or `--json`.
-pub(super) async fn schedules(flag: Option<&Path>, args: &ReportArgs) -> anyhow::Result<ExitCode> {
+/// Arguments of `schedules`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SchedulesArgs {
+    /// A report of one schedule instead of all.
+    #[command(subcommand)]
+    pub command: Option<SchedulesCommand>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// `agentcron schedules …`.
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// The next fire times of each user of a schedule, in the user's zone and in UTC.
+    #[command(
+        after_help = "Examples:\n  agentcron schedules preview morning-triage --user alice@example.com --count 5\n  agentcron schedules preview morning-triage --from 2027-03-13T00:00:00Z --count 3 --json"
+    )]
+    Preview(PreviewArgs),
+}
+
+/// Arguments of `schedules preview`.
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// The schedule.
+    pub name: String,
+    /// Only these users (repeatable); default: every user of the schedule, up to 1,000.
+    #[arg(long = "user", value_name = "USER")]
+    pub users: Vec<String>,
+    /// Start after this time (RFC 3339); default now.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Fire times per user.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub count: u16,
+    /// Print JSON: one object per fire time, with `user`, `timezone`, `local`, `utc`, `paused`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Users `preview` shows when none is named.
+const PREVIEW_USERS: usize = 1_000;
+
+/// Prints the report of every schedule, as a table or `--json`; or a preview.
+pub(super) async fn schedules(
+    flag: Option<&Path>,
+    args: &SchedulesArgs,
+) -> anyhow::Result<ExitCode> {
     let env = Env::from_process();
     let path = config::resolve_path(flag, &env);
     let config =
         config::load(&path, &env).with_context(|| format!("loading {}", path.display()))?;
     let queue = Queue::connect(&config.redis).await.context("connecting to Redis")?;
+    if let Some(SchedulesCommand::Preview(preview)) = &args.command {
+        return preview::run(&queue, &config.schedules, preview).await;
+    }
+    let args = &args.report;
     let reports = schedule::report(&queue, &config.schedules, chrono::Utc::now())
         .await
         .context("reading schedules from Redis")?;

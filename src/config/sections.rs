@@ -1,5 +1,5 @@
 //! The configuration sections that are plain settings (rates, retention of transcripts,
-//! notices, the ops server, setup), typed and in range: split from `config.rs` only to keep
+//! notices, the ops server, setup) and the schedules, typed and in range: split from `config.rs` only to keep
 //! each file readable. This module must not validate: `validate.rs` builds these.
 
 use std::net::SocketAddr;
@@ -11,6 +11,8 @@ use serde::Serialize;
 use url::Url;
 
 use super::ser;
+use crate::cron::CronExpr;
+use crate::ids::UserId;
 
 /// `[limits]`: fleet-wide rates shared by all workers through Redis; `None` (0) is no limit.
 #[derive(Debug, Clone, Serialize)]
@@ -89,4 +91,45 @@ pub struct RetentionConfig {
     /// How often the retention loop runs. Defaults to 1 minute.
     #[serde(serialize_with = "ser::duration")]
     pub every: Duration,
+}
+
+/// One `[[schedule]]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScheduleConfig {
+    /// Unique name, `[A-Za-z0-9_-]`, used in run ids.
+    pub name: String,
+    /// When it fires, in `timezone` (or each user's zone).
+    pub cron: CronExpr,
+    /// IANA zone. Defaults to `UTC`. With `per_user_zone`, the zone of users whose profile
+    /// sets none (`default_timezone` in the file).
+    #[serde(serialize_with = "ser::display")]
+    pub timezone: chrono_tz::Tz,
+    /// `timezone = "user"`: the cron fires at its local time in each user's own zone.
+    pub per_user_zone: bool,
+    /// Local dates (in the zone a user's run uses) on which the schedule does not fire.
+    pub skip_dates: Vec<chrono::NaiveDate>,
+    /// Users listed inline; more come from the Redis set of the schedule.
+    pub users: Vec<UserId>,
+    /// Prompt with `{user}`, `{local_time}` and `{run_id}` placeholders.
+    pub prompt: String,
+    /// What a tick does while the user's previous run is active. Defaults to `skip`.
+    pub overlap: Overlap,
+    /// Window over which the users' starts are spread; none means all at the tick.
+    #[serde(serialize_with = "ser::opt_duration")]
+    pub spread: Option<Duration>,
+    /// A tick missed by at most this much is enqueued once at start; none means no catch-up.
+    #[serde(serialize_with = "ser::opt_duration")]
+    pub catch_up: Option<Duration>,
+    /// Disabled schedules are loaded but never fire. Defaults to true.
+    pub enabled: bool,
+}
+
+/// What a tick does for a user whose previous run of the schedule is still active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Record the tick as skipped for that user.
+    Skip,
+    /// Enqueue anyway; the per-user lease keeps the runs apart.
+    Queue,
 }

@@ -25,12 +25,34 @@ pub struct NewRun {
     pub prompt: Option<String>,
     /// Not before this time (unix ms); the run waits in the delayed set until then.
     pub not_before_ms: Option<i64>,
+    /// What a scheduled run was given at its tick; `None` for runs enqueued by hand.
+    pub instructions: Option<Instructions>,
+}
+
+/// What the scheduler gave a run at its tick, so that the worker uses only what the run
+/// record says: the zone the run's local time is in, that local time, and whether `prompt`
+/// is final (rendered) or still a template (a value was missing at the tick).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instructions {
+    /// IANA zone of the run's local time (the user's, or the schedule's).
+    pub timezone: String,
+    /// The fire time in that zone, RFC 3339 with its offset.
+    pub local_time: String,
+    /// Whether the prompt was rendered at the tick.
+    pub rendered: bool,
 }
 
 impl NewRun {
     /// A run for `user` with a fresh UUIDv7 id and nothing else set.
     pub fn now(user: UserId) -> Self {
-        Self { run_id: RunId::generate(), user, schedule: None, prompt: None, not_before_ms: None }
+        Self {
+            run_id: RunId::generate(),
+            user,
+            schedule: None,
+            prompt: None,
+            not_before_ms: None,
+            instructions: None,
+        }
     }
 }
 
@@ -140,15 +162,24 @@ fn enqueue_many_invocation(
     invocation
 }
 
-/// The five script arguments that describe a run, in the order `create.lua` takes them:
-/// run_id, user, schedule or '', prompt or '', not_before_ms or ''.
+/// The six script arguments that describe a run, in the order `create.lua` takes them:
+/// run_id, user, schedule or '', prompt or '', not_before_ms or '', instructions or ''.
 fn run_args(invocation: &mut redis::ScriptInvocation<'static>, run: &NewRun) {
     invocation
         .arg(&run.run_id)
         .arg(&run.user)
         .arg(run.schedule.as_deref().unwrap_or(""))
         .arg(run.prompt.as_deref().unwrap_or(""))
-        .arg(run.not_before_ms.map(|ms| ms.to_string()).unwrap_or_default());
+        .arg(run.not_before_ms.map(|ms| ms.to_string()).unwrap_or_default())
+        .arg(run.instructions.as_ref().map(Instructions::encode).unwrap_or_default());
+}
+
+impl Instructions {
+    /// `<timezone> <local_time> <0|1>`: neither a zone name nor an RFC 3339 time holds a
+    /// space, so the script splits it without a JSON decoder.
+    fn encode(&self) -> String {
+        format!("{} {} {}", self.timezone, self.local_time, u8::from(self.rendered))
+    }
 }
 
 /// Metric labels must be static: known sources keep their name, anything else is `other`.

@@ -81,6 +81,11 @@ pub enum RunError {
         /// When to look again.
         retry_after: std::time::Duration,
     },
+    /// The prompt's template uses a value the user's profile does not set, with no default.
+    #[error(
+        "missing_value:{0}: the prompt uses {{{0}}}, which the user's profile does not set and which has no default"
+    )]
+    MissingValue(String),
     /// A passing condition ended the attempt; the next one may get through.
     #[error("{0}; trying again")]
     Again(String),
@@ -116,9 +121,11 @@ impl RunError {
                 ErrorClass::Transient
             }
             Self::Setup(SetupError::Api(error)) => error.class(),
-            Self::Setup(_) | Self::RateLimit(_) | Self::NotFound(_) | Self::SessionEnded { .. } => {
-                ErrorClass::Permanent
-            }
+            Self::Setup(_)
+            | Self::RateLimit(_)
+            | Self::NotFound(_)
+            | Self::SessionEnded { .. }
+            | Self::MissingValue(_) => ErrorClass::Permanent,
         }
     }
 }

@@ -15,7 +15,10 @@ use super::context::{pause_before_retry, single_attempts};
 use super::{Context, Facts, FailPoint, Run, RunError, fence, hook};
 use crate::api::ApiError;
 use crate::api::anthropic::{EventKind, OutgoingEvent, SessionEvent};
+use crate::config::RedisConn;
 use crate::records::now_ms;
+use crate::template::{LOCAL_TIME_FORMAT, Template};
+use crate::users::{self, Profile};
 
 /// The session's event stream, opened before the message was sent.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<SessionEvent, ApiError>> + Send>>;
@@ -44,7 +47,7 @@ pub async fn ensure_sent(
     let stream = ctx.anthropic.stream_events(session_id.as_str()).await?;
     // Opening the stream can take long; the worker may have been frozen meanwhile and another
     // attempt taken over and sent the message: the send checks the fence as it leaves.
-    send_once(ctx, run, session_id, &render(ctx, run)).await?;
+    send_once(ctx, run, session_id, &run.message).await?;
     hook(ctx, FailPoint::MessageSent)?;
     Ok((Some(Box::pin(stream)), sent_mark()))
 }
@@ -79,21 +82,52 @@ fn sent_mark() -> Facts {
     vec![("message_sent_at_ms", now_ms().to_string())]
 }
 
-/// The prompt with `{user}`, `{local_time}` (in the schedule's zone, else UTC) and `{run_id}`.
-pub fn render(ctx: &Context, run: &Run) -> String {
-    let schedule = run
-        .schedule
+/// The text of the run's `user.message`. A prompt rendered when the run was enqueued is sent
+/// as it is; otherwise (a run enqueued by hand, or a value missing at the tick) the template is
+/// rendered now: `{user}`, `{run_id}`, `{local_time}` (the scheduled time, else now, in the
+/// run's zone, else UTC), then the user's profile values, read only when the template uses
+/// one. A run recorded before runs carried their prompt takes its schedule's from this
+/// worker's configuration.
+///
+/// # Errors
+/// [`RunError::MissingValue`] naming a placeholder with no value and no default; Redis
+/// errors reading the profile.
+pub async fn prompt(ctx: &Context, conn: &mut RedisConn, run: &Run) -> Result<String, RunError> {
+    if run.rendered
+        && let Some(prompt) = &run.prompt
+    {
+        return Ok(prompt.clone());
+    }
+    let schedule = || {
+        let name = run.schedule.as_deref()?;
+        ctx.config.schedules.iter().find(|s| s.name == name)
+    };
+    let template = match (&run.prompt, run.local_time.is_some()) {
+        (Some(prompt), _) => prompt.as_str(),
+        (None, false) => schedule().map_or(DEFAULT_PROMPT, |s| s.prompt.as_str()),
+        (None, true) => DEFAULT_PROMPT,
+    };
+    let template = Template::parse(template);
+    let zone = match &run.timezone {
+        Some(zone) => zone.parse().unwrap_or(chrono_tz::UTC),
+        None => schedule().map_or(chrono_tz::UTC, |s| s.timezone),
+    };
+    let at = run
+        .local_time
         .as_deref()
-        .and_then(|name| ctx.config.schedules.iter().find(|s| s.name == name));
-    let template = run
-        .prompt
-        .as_deref()
-        .or_else(|| schedule.map(|s| s.prompt.as_str()))
-        .unwrap_or(DEFAULT_PROMPT);
-    let zone = schedule.map_or(chrono_tz::UTC, |s| s.timezone);
-    let local_time = Utc::now().with_timezone(&zone).format("%A %-d %B %Y, %H:%M %Z").to_string();
-    template
-        .replace("{user}", run.user.as_str())
-        .replace("{run_id}", run.id.as_str())
-        .replace("{local_time}", &local_time)
+        .and_then(|time| chrono::DateTime::parse_from_rfc3339(time).ok())
+        .map_or_else(Utc::now, |time| time.with_timezone(&Utc));
+    let local_time = at.with_timezone(&zone).format(LOCAL_TIME_FORMAT).to_string();
+    let builtins = [
+        ("user", run.user.as_str()),
+        ("run_id", run.id.as_str()),
+        ("local_time", local_time.as_str()),
+    ];
+    let builtin = |name: &str| builtins.iter().any(|(key, _)| *key == name);
+    let profile = if template.names().iter().any(|(name, _)| !builtin(name)) {
+        users::read(conn, &ctx.keys, &[&run.user]).await?.pop().unwrap_or_default()
+    } else {
+        Profile::default()
+    };
+    profile.render(&template, &builtins).map_err(|missing| RunError::MissingValue(missing.0))
 }

@@ -8,7 +8,7 @@
 //! tokio-cron-scheduler 0.15 captures a fixed UTC offset when a time-zone cron job is created,
 //! so a long-running daemon fires an hour off after a DST change, and it uses AND semantics for
 //! day-of-month/day-of-week. See: <https://github.com/mvniekerk/tokio-cron-scheduler/issues/87>
-//! and `/107`. So each next fire time is computed here, DST-correct, by `next::next_after` in the
+//! and `/107`. So each next fire time is computed here, DST-correct, by `zones::next_tick` in the
 //! schedule's zone, and the crate only fires a one-shot job at that instant; the tick's handler
 //! arms the next one. The crate polls every 500 ms and keeps whole seconds, so a tick is handled
 //! up to about half a second late and never early (the delay is rounded up to the tick's
@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use self::ticks::{Tick, fan_out_task, late_limit};
-use super::{ScheduleError, next};
+use super::{ScheduleError, zones};
 use crate::config::{self, Env, ScheduleConfig};
 use crate::queue::Queue;
 use crate::telemetry::metrics;
@@ -209,7 +209,7 @@ impl Daemon {
     ) -> Result<(), ScheduleError> {
         self.generation += 1;
         let generation = self.generation;
-        let next = next::next_after(schedule.cron.cron(), schedule.timezone, after);
+        let next = zones::next_tick(&schedule, after);
         let job = match next {
             Some(tick) => Some(self.add_job(&schedule.name, generation, tick).await?),
             None => {
@@ -280,8 +280,7 @@ impl Daemon {
             let schedule = &armed.schedule;
             let Some(window) = schedule.catch_up else { continue };
             let Ok(window) = chrono::Duration::from_std(window) else { continue };
-            let tick = next::latest_in(schedule.cron.cron(), schedule.timezone, now - window, now);
-            if let Some(tick) = tick {
+            for tick in zones::latest_ticks(schedule, now - window, now) {
                 tracing::info!(message = "Catching up a missed tick.", schedule = %schedule.name, tick = %tick.to_rfc3339());
                 armed.ticks.send((schedule.clone(), tick)).ok();
             }

@@ -15,12 +15,15 @@ use futures::StreamExt;
 use redis::Script;
 use serde::Serialize;
 
-use super::{ScheduleError, next};
+use super::ScheduleError;
+use super::instruct;
+use super::zones::TickZones;
 use crate::config::{Overlap, ScheduleConfig};
 use crate::ids::{RunId, UserId};
 use crate::outcome::RunState;
 use crate::queue::{NewRun, Queue, QueueError};
 use crate::telemetry::metrics::{self, ScheduleLabel};
+use crate::template::Template;
 
 /// Users per batch: one `HMGET` of pointers, one pipeline of states, one enqueue pipeline and
 /// one pointer script per batch, so a batch costs a handful of round trips.
@@ -38,11 +41,12 @@ static RECORD_TICK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/record_tick.lua")));
 
 /// What one fan-out of one tick did, seen from this process.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TickReport {
     /// The tick, unix seconds.
     pub tick: i64,
-    /// Distinct users of the schedule at the tick (inline and Redis set).
+    /// Distinct users of the schedule the tick is for (inline and Redis set; with
+    /// `timezone = "user"`, those whose zone fires at the tick), malformed ones not counted.
     pub users: usize,
     /// Runs this call created.
     pub enqueued: usize,
@@ -52,6 +56,25 @@ pub struct TickReport {
     pub skipped: usize,
     /// Users whose id is malformed (or makes too long a run id); logged and left out.
     pub invalid: usize,
+    /// Users paused at the tick (their profile's `paused_until`).
+    pub paused: usize,
+    /// Users whose local date at the tick is one of the schedule's `skip_dates`.
+    pub skip_dates: usize,
+    /// Users left out because their profile's zone or pause cannot be read.
+    pub bad_profile: usize,
+}
+
+impl TickReport {
+    fn add(&mut self, batch: Self) {
+        self.users += batch.users;
+        self.enqueued += batch.enqueued;
+        self.duplicates += batch.duplicates;
+        self.skipped += batch.skipped;
+        self.invalid += batch.invalid;
+        self.paused += batch.paused;
+        self.skip_dates += batch.skip_dates;
+        self.bad_profile += batch.bad_profile;
+    }
 }
 
 /// Creates the runs of `tick` for every user of `schedule` (inline users and the Redis set
@@ -67,39 +90,41 @@ pub async fn fan_out(
     tick: DateTime<Utc>,
 ) -> Result<TickReport, ScheduleError> {
     let started = Instant::now();
-    let users = users(queue, schedule).await?;
-    let mut report =
-        TickReport { tick: tick.timestamp(), users: users.len(), ..TickReport::default() };
-    let runs: Vec<NewRun> = users
-        .iter()
-        .filter_map(|user| {
-            let run = new_run(schedule, user, tick);
-            if run.is_none() {
-                tracing::warn!(message = "Invalid user left out of the tick.", schedule = %schedule.name, user = %user.escape_debug());
+    let names = users(queue, schedule).await?;
+    let mut report = TickReport { tick: tick.timestamp(), ..TickReport::default() };
+    let mut valid = Vec::with_capacity(names.len());
+    for name in &names {
+        match UserId::parse(name) {
+            Ok(user) => valid.push(user),
+            Err(_) => {
+                tracing::warn!(message = "Invalid user left out of the tick.", schedule = %schedule.name, user = %name.escape_debug());
+                report.invalid += 1;
             }
-            run
-        })
-        .collect();
-    report.invalid = users.len() - runs.len();
-    // Owned batches, moved rather than cloned out of `runs`: a stream of futures borrowing
-    // `&[NewRun]` slices trips rustc's higher-ranked `Send` check when the daemon spawns the
-    // fan-out.
-    let mut runs = runs.into_iter();
-    let batches: Vec<Vec<NewRun>> = std::iter::from_fn(|| {
-        let batch: Vec<NewRun> = runs.by_ref().take(BATCH).collect();
+        }
+    }
+    let n_valid = valid.len();
+    let template = Template::parse(&schedule.prompt);
+    // Owned batches, moved rather than borrowed out of `valid`: a stream of futures borrowing
+    // slices trips rustc's higher-ranked `Send` check when the daemon spawns the fan-out.
+    let mut valid = valid.into_iter();
+    let batches: Vec<Vec<UserId>> = std::iter::from_fn(|| {
+        let batch: Vec<UserId> = valid.by_ref().take(BATCH).collect();
         (!batch.is_empty()).then_some(batch)
     })
     .collect();
     let mut batches = futures::stream::iter(batches)
-        .map(|batch| fan_out_batch(queue, schedule, tick, batch))
+        .map(|batch| fan_out_batch(queue, schedule, &template, tick, batch))
         .buffer_unordered(BATCHES_IN_FLIGHT);
     while let Some(counts) = batches.next().await {
-        let counts = counts?;
-        report.enqueued += counts.enqueued;
-        report.duplicates += counts.duplicates;
-        report.skipped += counts.skipped;
+        report.add(counts?);
     }
-    record(queue, schedule, &report).await?;
+    // Malformed users count among the users, as the listing's arithmetic expects.
+    report.users += names.len() - n_valid;
+    // A per-user-zone tick that is nobody's (no user lives where the cron fires now) leaves
+    // the schedule's last tick as it was.
+    if report.users + report.invalid + report.bad_profile > 0 || !schedule.per_user_zone {
+        record(queue, schedule, &report).await?;
+    }
     emit_metrics(schedule, &report, started);
     Ok(report)
 }
@@ -138,46 +163,33 @@ pub async fn users(
     Ok(users)
 }
 
-/// The run of `user` at `tick`, or `None` when the user id (or the run id it makes) is invalid.
-fn new_run(schedule: &ScheduleConfig, user: &str, tick: DateTime<Utc>) -> Option<NewRun> {
-    let run_id = RunId::scheduled(&schedule.name, user, tick.timestamp()).ok()?;
-    let user = UserId::parse(user).ok()?;
-    let offset = schedule.spread.map_or(std::time::Duration::ZERO, |window| {
-        next::spread_offset(&schedule.name, user.as_str(), window)
-    });
-    let offset_ms = i64::try_from(offset.as_millis()).unwrap_or(i64::MAX);
-    Some(NewRun {
-        run_id,
-        user,
-        schedule: Some(schedule.name.clone()),
-        // The worker renders the schedule's prompt from its configuration; keeping it out of
-        // 100,000 records keeps a tick's writes small.
-        prompt: None,
-        // Even without spread: a run never starts before its tick, should a tick fire early.
-        not_before_ms: Some(tick.timestamp_millis().saturating_add(offset_ms)),
-    })
-}
-
-/// What one batch did.
-#[derive(Debug, Default)]
-struct BatchCounts {
-    enqueued: usize,
-    duplicates: usize,
-    skipped: usize,
-}
-
 async fn fan_out_batch(
     queue: &Queue,
     schedule: &ScheduleConfig,
+    template: &Template,
     tick: DateTime<Utc>,
-    batch: Vec<NewRun>,
-) -> Result<BatchCounts, ScheduleError> {
-    let n_users = batch.len();
+    users: Vec<UserId>,
+) -> Result<TickReport, ScheduleError> {
+    let mut zones = TickZones::new(schedule, tick);
+    let decided = instruct::decide(queue, schedule, template, &mut zones, tick, &users).await?;
+    let mut counts = TickReport {
+        users: users.len() - decided.not_due,
+        paused: decided.paused,
+        skip_dates: decided.skip_dates,
+        bad_profile: decided.bad_profile,
+        invalid: decided.invalid,
+        ..TickReport::default()
+    };
+    let batch = decided.runs;
+    let n_runs = batch.len();
+    if batch.is_empty() {
+        return Ok(counts);
+    }
     let to_enqueue = match schedule.overlap {
         Overlap::Skip => without_active(queue, schedule, &batch).await?,
         Overlap::Queue => batch,
     };
-    let mut counts = BatchCounts { skipped: n_users - to_enqueue.len(), ..BatchCounts::default() };
+    counts.skipped = n_runs - to_enqueue.len();
     if to_enqueue.is_empty() {
         return Ok(counts);
     }
@@ -268,6 +280,7 @@ async fn record(
         .arg(report.invalid)
         .arg(report.enqueued)
         .arg(now_ms)
+        .arg(report.paused)
         .invoke_async(&mut queue.connection())
         .await
         .map_err(QueueError::from)?;
@@ -280,5 +293,8 @@ fn emit_metrics(schedule: &ScheduleConfig, report: &TickReport, started: Instant
     metrics::schedule_runs(name, "duplicate", report.duplicates);
     metrics::schedule_runs(name, "skipped", report.skipped);
     metrics::schedule_runs(name, "invalid", report.invalid);
+    metrics::schedule_runs(name, "paused", report.paused);
+    metrics::schedule_runs(name, "skip_date", report.skip_dates);
+    metrics::schedule_runs(name, "bad_profile", report.bad_profile);
     metrics::schedule_fan_out(name, started.elapsed());
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{ScheduleError, fan_out, next};
+use super::{ScheduleError, fan_out, zones};
 use crate::config::ScheduleConfig;
 use crate::ids::RunId;
 use crate::queue::{Queue, QueueError};
@@ -26,7 +26,7 @@ pub struct ScheduleReport {
     pub enabled: bool,
     /// The cron expression as written.
     pub cron: String,
-    /// The IANA zone.
+    /// The IANA zone, or `user (default <zone>)` when each user's own zone is used.
     pub timezone: String,
     /// The next fire times.
     pub next: Vec<FireTime>,
@@ -58,6 +58,8 @@ pub struct TickStats {
     pub skipped: usize,
     /// Malformed user ids left out.
     pub invalid: usize,
+    /// Users paused at the tick.
+    pub paused: usize,
     /// The tick's runs by current state (`queued`, `running`, `succeeded`, …), for the users of
     /// the schedule now.
     pub states: BTreeMap<String, usize>,
@@ -85,7 +87,7 @@ async fn report_one(
     now: DateTime<Utc>,
 ) -> Result<ScheduleReport, ScheduleError> {
     let users: Vec<String> = fan_out::users(queue, schedule).await?.into_iter().collect();
-    let next = next::next_fires(schedule, now, N_NEXT)
+    let next = zones::next_ticks(schedule, now, N_NEXT)
         .into_iter()
         .map(|time| fire_time(schedule, time))
         .collect();
@@ -94,7 +96,11 @@ async fn report_one(
         name: schedule.name.clone(),
         enabled: schedule.enabled,
         cron: schedule.cron.to_string(),
-        timezone: schedule.timezone.to_string(),
+        timezone: if schedule.per_user_zone {
+            format!("user (default {})", schedule.timezone)
+        } else {
+            schedule.timezone.to_string()
+        },
         next,
         users: users.len(),
         last_tick,
@@ -122,14 +128,16 @@ async fn last_tick(
     let count =
         |field: &str| stats.get(field).and_then(|value| usize::try_from(*value).ok()).unwrap_or(0);
     let (n_users, enqueued, invalid) = (count("users"), count("enqueued"), count("invalid"));
+    let paused = count("paused");
     Ok(Some(TickStats {
         tick: fire_time(schedule, tick),
         users: n_users,
         enqueued,
-        // Every valid user of a tick is either enqueued (by some replica) or skipped, so this
+        // Every valid user of a tick is enqueued (by some replica), paused or skipped, so this
         // is exact once every replica has finished the tick.
-        skipped: n_users.saturating_sub(invalid).saturating_sub(enqueued),
+        skipped: n_users.saturating_sub(invalid).saturating_sub(enqueued).saturating_sub(paused),
         invalid,
+        paused,
         states: states(queue, schedule, users, tick).await?,
     }))
 }

@@ -158,6 +158,8 @@ mod tests {
             name: "s".to_owned(),
             cron: crate::cron::CronExpr::parse(cron).unwrap(),
             timezone: zone.parse().unwrap(),
+            per_user_zone: false,
+            skip_dates: Vec::new(),
             users: Vec::new(),
             prompt: String::new(),
             overlap: crate::config::Overlap::Skip,

@@ -43,6 +43,7 @@ mod run_setup_missing;
 mod run_turn_end;
 mod schedule_daemon;
 mod schedule_fan_out;
+mod schedule_users;
 mod sim_actions;
 mod sim_anthropic;
 mod sim_conformance;

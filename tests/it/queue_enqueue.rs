@@ -19,6 +19,7 @@ async fn enqueue_creates_the_record_once_and_queues_the_id_once() {
         schedule: Some("morning".to_owned()),
         prompt: Some("Triage my inbox.".to_owned()),
         not_before_ms: None,
+        instructions: None,
     };
     let first = queue.enqueue(std::slice::from_ref(&run), "test").await.unwrap();
     let second = queue.enqueue(&[run.clone(), run.clone()], "test").await.unwrap();
@@ -60,10 +61,12 @@ async fn not_before_in_the_future_waits_in_the_delayed_set() {
     let later = agentcron_now_ms() + 3_600_000;
     let run = NewRun {
         not_before_ms: Some(later),
+        instructions: None,
         ..NewRun::now(crate::common::user_id("bob@example.com"))
     };
     let past = NewRun {
         not_before_ms: Some(1_000),
+        instructions: None,
         ..NewRun::now(crate::common::user_id("carol@example.com"))
     };
     queue.enqueue(&[run.clone(), past.clone()], "test").await.unwrap();

@@ -27,7 +27,7 @@ pub fn env_for(redis: &TestRedis) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn fixture(schedule_toml: &str) -> Fixture {
+pub async fn fixture(schedule_toml: &str) -> Fixture {
     let redis = TestRedis::new().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.toml");
@@ -79,7 +79,7 @@ fn report(
     duplicates: usize,
     skipped: usize,
 ) -> TickReport {
-    TickReport { tick, users, enqueued, duplicates, skipped, invalid: 0 }
+    TickReport { tick, users, enqueued, duplicates, skipped, invalid: 0, ..TickReport::default() }
 }
 
 #[tokio::test]

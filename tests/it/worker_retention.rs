@@ -55,6 +55,7 @@ async fn finished_runs_and_old_transcripts_go_and_live_runs_stay() {
     let later = NewRun {
         run_id: crate::common::run_id("r-ret-later"),
         not_before_ms: Some(chrono::Utc::now().timestamp_millis() + 3_600_000),
+        instructions: None,
         ..NewRun::now(crate::common::user_id("later@example.com"))
     };
     queue.enqueue(&[later], "test").await.unwrap();

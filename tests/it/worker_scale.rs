@@ -61,6 +61,7 @@ async fn twenty_thousand_runs_due_at_once_are_all_processed() {
         .map(|i| NewRun {
             run_id: crate::common::run_id(&format!("tick-{i}")),
             not_before_ms: Some(due),
+            instructions: None,
             ..NewRun::now(crate::common::user_id(&format!("u{i}@example.com")))
         })
         .collect();

@@ -2,7 +2,7 @@
 //! zones, user ids, and their defaults. Split from `validate.rs` only to keep each file
 //! readable; the same rules apply (every problem collected, each with its key).
 
-use chrono::{TimeDelta, Utc};
+use chrono::{NaiveDate, TimeDelta, Utc};
 
 use super::checker::Checker;
 use super::{DAY, Overlap, ScheduleConfig};
@@ -10,6 +10,8 @@ use crate::config::raw::RawSchedule;
 use crate::cron::CronExpr;
 use crate::ids::UserId;
 
+/// Most `skip_dates` of one schedule: years of holidays, and a bound on the check per tick.
+const MAX_SKIP_DATES: usize = 1_000;
 const DEFAULT_PROMPT: &str = "It is {local_time}. Triage my inbox.";
 /// A schedule must fire within this long from now: one that cannot never will (`0 0 30 2 *`,
 /// a year in the past). Five years cover the rarest real pattern, February 29th on a weekday.
@@ -41,14 +43,29 @@ fn schedule(check: &mut Checker<'_>, key: &str, raw: &RawSchedule) -> ScheduleCo
         }
     };
     let cron = cron(check, &format!("{key}.cron"), raw.cron.as_deref());
-    let zone = raw.timezone.as_deref().unwrap_or("UTC");
+    let per_user_zone = raw.timezone.as_deref() == Some("user");
+    let (zone_key, zone) = match (&raw.timezone, &raw.default_timezone) {
+        (Some(zone), _) if zone != "user" => {
+            if raw.default_timezone.is_some() {
+                let reason = "only with timezone = \"user\": it is the zone of users without one";
+                check.problem(&format!("{key}.default_timezone"), reason);
+            }
+            ("timezone", zone.as_str())
+        }
+        (_, Some(zone)) => ("default_timezone", zone.as_str()),
+        _ => ("timezone", "UTC"),
+    };
     let timezone = zone.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
         check.problem(
-            &format!("{key}.timezone"),
-            format!("expected an IANA time zone such as \"Europe/Berlin\", found {zone:?}"),
+            &format!("{key}.{zone_key}"),
+            format!(
+                "expected an IANA time zone such as \"Europe/Berlin\"{}, found {zone:?}",
+                if zone_key == "timezone" { " or \"user\"" } else { "" }
+            ),
         );
         chrono_tz::UTC
     });
+    let skip_dates = skip_dates(check, &format!("{key}.skip_dates"), raw.skip_dates.as_deref());
     let mut users = Vec::with_capacity(raw.users.len());
     for (j, user) in raw.users.iter().enumerate() {
         match UserId::parse(user.as_str()) {
@@ -63,6 +80,8 @@ fn schedule(check: &mut Checker<'_>, key: &str, raw: &RawSchedule) -> ScheduleCo
         name,
         cron,
         timezone,
+        per_user_zone,
+        skip_dates,
         users,
         prompt: raw.prompt.clone().unwrap_or_else(|| DEFAULT_PROMPT.to_owned()),
         overlap: check.choice(
@@ -95,4 +114,24 @@ fn cron(check: &mut Checker<'_>, key: &str, text: Option<&str>) -> CronExpr {
         check.problem(key, format!("{text:?} never fires: no date matches it in the next 5 years"));
     }
     cron
+}
+
+/// `skip_dates`: local dates `YYYY-MM-DD`, sorted and each once.
+fn skip_dates(check: &mut Checker<'_>, key: &str, raw: Option<&[String]>) -> Vec<NaiveDate> {
+    let mut dates: Vec<NaiveDate> = Vec::new();
+    for (j, text) in raw.unwrap_or_default().iter().enumerate() {
+        match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            Ok(date) => dates.push(date),
+            Err(_) => check.problem(
+                &format!("{key}[{j}]"),
+                format!("expected a date such as \"2026-12-25\", found {text:?}"),
+            ),
+        }
+    }
+    if dates.len() > MAX_SKIP_DATES {
+        check.problem(key, format!("at most {MAX_SKIP_DATES} dates"));
+    }
+    dates.sort_unstable();
+    dates.dedup();
+    dates
 }

@@ -90,6 +90,7 @@ pub(crate) fn parse(payload: &[u8], now_ms: i64) -> std::result::Result<IntakeIt
         schedule: optional_string(&object, "schedule")?,
         prompt: optional_string(&object, "prompt")?,
         not_before_ms: not_before(object.get("not_before"), now_ms)?,
+        instructions: None,
     })
 }
 

@@ -3,9 +3,11 @@
 -- `runs`, `runs:state:queued` and the ready list or delayed set.
 -- `now` is a number and `now_s` the same as a decimal string: formatting it once per batch
 -- rather than once per run and field matters when a fan-out creates 100,000 runs.
+-- `instructions` is '' or `<timezone> <local_time> <0|1>` (a scheduled run's zone, local fire
+-- time, and whether its prompt was rendered at the tick).
 -- Returns the time the run is due (unix ms), or nil when the record existed.
-local function create_run(rec, user_index, id, user, schedule, prompt, not_before, source, now,
-    now_s)
+local function create_run(rec, user_index, id, user, schedule, prompt, not_before, instructions,
+    source, now, now_s)
   if redis.call('EXISTS', rec) == 1 then
     return nil
   end
@@ -16,6 +18,16 @@ local function create_run(rec, user_index, id, user, schedule, prompt, not_befor
   end
   if prompt ~= '' then
     table.insert(fields, 'prompt'); table.insert(fields, prompt)
+  end
+  if instructions ~= '' then
+    local zone, local_time, rendered = string.match(instructions, '^(%S+) (%S+) ([01])$')
+    if zone then
+      table.insert(fields, 'timezone'); table.insert(fields, zone)
+      table.insert(fields, 'local_time'); table.insert(fields, local_time)
+      if rendered == '1' then
+        table.insert(fields, 'rendered'); table.insert(fields, '1')
+      end
+    end
   end
   local due = now
   if not_before ~= '' then

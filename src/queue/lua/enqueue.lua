@@ -2,15 +2,15 @@
 -- point), and acknowledges the payload in the same step. Batches use enqueue_many.lua.
 -- KEYS: 1 run record, 2 runs, 3 runs:user:<u>, 4 runs:state:queued, 5 q:ready, 6 q:delayed,
 --       7 intake processing list to acknowledge
--- ARGV: 1 run_id, 2 user, 3 schedule or '', 4 prompt or '', 5 not_before_ms or '', 6 source,
---       7 intake payload to remove from KEYS[7]
+-- ARGV: 1 run_id, 2 user, 3 schedule or '', 4 prompt or '', 5 not_before_ms or '',
+--       6 instructions or '', 7 source, 8 intake payload to remove from KEYS[7]
 -- Returns 1 when created, 0 when the run already existed.
-redis.call('LREM', KEYS[7], 1, ARGV[7])
+redis.call('LREM', KEYS[7], 1, ARGV[8])
 local now = now_ms()
 local id = ARGV[1]
 local now_s = int(now)
-local due = create_run(KEYS[1], KEYS[3], id, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], now,
-  now_s)
+local due = create_run(KEYS[1], KEYS[3], id, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
+  ARGV[7], now, now_s)
 if not due then
   return 0
 end
