@@ -29,7 +29,8 @@
 //!
 //! Times are unix milliseconds in fields named `*_at_ms`. The queue writes `run_id`, `user`,
 //! `schedule`, `prompt`, `source`, `state=queued`, `attempts=0`, `created_at_ms` and
-//! `not_before_ms`; the worker writes `state` (`running`, `failed`, `dead` and the terminal
+//! `not_before_ms`, and for a scheduled run `timezone`, `local_time` and `rendered=1` (its
+//! prompt is final, see [`Instructions`]); the worker writes `state` (`running`, `failed`, `dead` and the terminal
 //! outcome), `worker`, `attempts` (attempts started), `started_at_ms`, `last_error`,
 //! `error_class`, `next_attempt_at_ms`, `ended_at_ms`; the sweep writes `abandoned_at_ms` on a
 //! run it returns (its last attempt never ended; the next start takes the mark away and counts

@@ -1,7 +1,8 @@
 //! Records in Redis: run records, transcripts (also as JSONL files), notices and the per-user
 //! vault map, all under the configured prefix, readable with `redis-cli`.
 //!
-//! Run record (`HGETALL <prefix>:run:<id>`): `run_id`, `user`, `schedule`, `prompt`, `state`,
+//! Run record (`HGETALL <prefix>:run:<id>`): `run_id`, `user`, `schedule`, `prompt` (with
+//! `timezone`, `local_time`, `rendered` for a scheduled run), `state`,
 //! `phase`, `attempts`, `session_id`, `message_sent_at_ms`, `<phase>_at_ms` for each phase
 //! reached, `last_error`, `error_class`, `worker`, `fence` (one more at every start), and the
 //! queue's timestamps. The queue writes `state` and `fence`; the pipeline writes phases and ids,

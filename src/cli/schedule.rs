@@ -131,9 +131,15 @@ fn print_table(reports: &[ScheduleReport]) {
             Some(last) => {
                 println!("  last      {}  ({})", last.tick.local, last.tick.utc);
                 println!(
-                    "            {} users: {} enqueued, {} skipped, {} invalid",
-                    last.users, last.enqueued, last.skipped, last.invalid
+                    "            {} users: {} enqueued, {} skipped, {} paused, {} invalid",
+                    last.users, last.enqueued, last.skipped, last.paused, last.invalid
                 );
+                if last.bad_profile > 0 {
+                    println!(
+                        "            {} left out: a profile value cannot be used (agentcron users list --schedule {})",
+                        last.bad_profile, report.name
+                    );
+                }
                 let states: Vec<String> =
                     last.states.iter().map(|(state, n)| format!("{n} {state}")).collect();
                 if !states.is_empty() {

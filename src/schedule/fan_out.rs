@@ -281,6 +281,7 @@ async fn record(
         .arg(report.enqueued)
         .arg(now_ms)
         .arg(report.paused)
+        .arg(report.bad_profile)
         .invoke_async(&mut queue.connection())
         .await
         .map_err(QueueError::from)?;

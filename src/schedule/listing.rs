@@ -60,6 +60,8 @@ pub struct TickStats {
     pub invalid: usize,
     /// Users paused at the tick.
     pub paused: usize,
+    /// Users left out because their profile's zone or pause cannot be read (see `users show`).
+    pub bad_profile: usize,
     /// The tick's runs by current state (`queued`, `running`, `succeeded`, …), for the users of
     /// the schedule now.
     pub states: BTreeMap<String, usize>,
@@ -128,16 +130,21 @@ async fn last_tick(
     let count =
         |field: &str| stats.get(field).and_then(|value| usize::try_from(*value).ok()).unwrap_or(0);
     let (n_users, enqueued, invalid) = (count("users"), count("enqueued"), count("invalid"));
-    let paused = count("paused");
+    let (paused, bad_profile) = (count("paused"), count("bad_profile"));
     Ok(Some(TickStats {
         tick: fire_time(schedule, tick),
         users: n_users,
         enqueued,
         // Every valid user of a tick is enqueued (by some replica), paused or skipped, so this
         // is exact once every replica has finished the tick.
-        skipped: n_users.saturating_sub(invalid).saturating_sub(enqueued).saturating_sub(paused),
+        skipped: n_users
+            .saturating_sub(invalid)
+            .saturating_sub(enqueued)
+            .saturating_sub(paused)
+            .saturating_sub(bad_profile),
         invalid,
         paused,
+        bad_profile,
         states: states(queue, schedule, users, tick).await?,
     }))
 }

@@ -209,6 +209,9 @@ async fn profile_values_written_with_redis_cli_are_checked_when_read() {
     assert_eq!((report.bad_profile, report.enqueued), (1, 0), "{report:?}");
     let report = fan_out_at(&fixture, time("2027-03-13T08:00:00Z")).await;
     assert_eq!((report.bad_profile, report.enqueued), (1, 0), "{report:?}");
+    let schedules = cli_ok(&fixture.redis, PER_USER, &["schedules", "--json"]);
+    let schedules: Value = serde_json::from_str(&schedules).unwrap();
+    assert_eq!(schedules[0]["last_tick"]["bad_profile"], 1, "{schedules}");
     let shown = cli_ok(&fixture.redis, PER_USER, &["users", "show", BERLIN, "--json"]);
     let shown: Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(shown[0]["problems"][0]["field"], "timezone", "{shown}");

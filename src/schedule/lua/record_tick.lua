@@ -1,8 +1,8 @@
 -- Records one replica's view of a tick in the schedule's stats hash. Replicas fan out the same
--- tick: `enqueued` adds up (only the replica that created a run counts it), `users`, `paused`
--- and `invalid` are the same for all and are kept as the largest seen; an older tick is ignored.
+-- tick: `enqueued` adds up (only the replica that created a run counts it), `users`, `paused`,
+-- `bad_profile` and `invalid` are the same for all and are kept as the largest seen; an older tick is ignored.
 -- KEYS[1] = <p>:schedule:<name>
--- ARGV = tick (unix seconds), users, invalid, enqueued, now (unix ms), paused
+-- ARGV = tick (unix seconds), users, invalid, enqueued, now (unix ms), paused, bad_profile
 local tick = tonumber(ARGV[1])
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_tick') or '-1')
 if tick < last then
@@ -10,11 +10,13 @@ if tick < last then
 end
 if tick > last then
   redis.call('HSET', KEYS[1], 'last_tick', tick, 'users', ARGV[2], 'invalid', ARGV[3],
-    'enqueued', 0, 'paused', ARGV[6])
+    'enqueued', 0, 'paused', ARGV[6], 'bad_profile', ARGV[7])
 end
-local paused = tonumber(redis.call('HGET', KEYS[1], 'paused') or '0')
-if tonumber(ARGV[6]) > paused then
-  redis.call('HSET', KEYS[1], 'paused', ARGV[6])
+for i, field in ipairs({'paused', 'bad_profile'}) do
+  local seen = tonumber(redis.call('HGET', KEYS[1], field) or '0')
+  if tonumber(ARGV[5 + i]) > seen then
+    redis.call('HSET', KEYS[1], field, ARGV[5 + i])
+  end
 end
 local users = tonumber(redis.call('HGET', KEYS[1], 'users') or '0')
 if tonumber(ARGV[2]) > users then
