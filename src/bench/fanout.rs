@@ -28,6 +28,8 @@ pub struct FanoutOptions {
     pub shards: Option<usize>,
     /// Users of the schedule.
     pub users: usize,
+    /// With N > 0, the users live in N zones of a `timezone = "user"` schedule.
+    pub zones: usize,
 }
 
 /// The numbers.
@@ -97,10 +99,14 @@ async fn measure(opts: &FanoutOptions, scratch: &Scratch) -> Result<FanoutReport
         }
         cmd.query_async::<()>(&mut conn).await?;
     }
+    let tick = if opts.zones > 0 {
+        spread_over_zones(&mut conn, queue.keys(), opts, &mut schedule).await?
+    } else {
+        Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_else(|_| Utc::now())
+    };
     let baseline_key = queue.keys().bench_baseline();
     let baseline = Baseline::measure(&mut conn, &baseline_key, opts.users.min(20_000)).await?;
     let idle = stats::idle_commands(&mut conn, Duration::from_secs(1)).await?;
-    let tick = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_else(|_| Utc::now());
 
     let commands_before = stats::redis_commands(&mut conn).await?;
     let cpu_before = stats::redis_cpu_seconds(&mut conn).await?;
@@ -150,4 +156,30 @@ async fn measure(opts: &FanoutOptions, scratch: &Scratch) -> Result<FanoutReport
         ) / 100.0,
         baseline,
     })
+}
+
+/// Writes each user's profile with one of `opts.zones` zones, makes `schedule` fire every
+/// minute in each user's zone, and returns a tick at which every zone fires.
+async fn spread_over_zones(
+    conn: &mut crate::config::RedisConn,
+    keys: &Keys,
+    opts: &FanoutOptions,
+    schedule: &mut crate::config::ScheduleConfig,
+) -> Result<chrono::DateTime<Utc>> {
+    // Zones whose offset is whole minutes, as every zone's is today.
+    let zones: Vec<chrono_tz::Tz> =
+        chrono_tz::TZ_VARIANTS.iter().copied().take(opts.zones).collect();
+    for chunk_start in (0..opts.users).step_by(SADD_CHUNK) {
+        let mut pipe = redis::pipe();
+        for i in chunk_start..(chunk_start + SADD_CHUNK).min(opts.users) {
+            let user = crate::ids::UserId::trusted(format!("fan-{i}@example.com"));
+            pipe.hset(keys.profile(&user), "timezone", zones[i % zones.len()].name()).ignore();
+        }
+        pipe.query_async::<()>(conn).await?;
+    }
+    schedule.per_user_zone = true;
+    schedule.cron =
+        crate::cron::CronExpr::parse("* * * * *").map_err(|e| BenchError::Usage(e.to_string()))?;
+    let now = Utc::now();
+    Ok(now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now))
 }

@@ -98,6 +98,10 @@ pub struct BenchFanoutArgs {
     /// Users of the schedule.
     #[arg(long, default_value_t = 100_000)]
     pub users: usize,
+    /// With N > 0: `timezone = "user"`, the users' profiles spread over N zones, and a cron
+    /// every minute, so that every zone fires at the tick (the cost of zone groups).
+    #[arg(long, default_value_t = 0)]
+    pub zones: usize,
     /// Common flags.
     #[command(flatten)]
     pub common: BenchCommon,
@@ -136,6 +140,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 redis_url: args.common.redis_url.clone(),
                 shards: args.common.shards,
                 users: args.users,
+                zones: args.zones,
             };
             let report = fanout::run(&opts, &cancel).await.context("bench fanout")?;
             print(&report, args.common.json, fanout_lines)
