@@ -264,15 +264,10 @@ async fn the_schedulers_prompt_and_profile_values_reach_the_agent_and_a_missing_
     let alice_run =
         RunId::scheduled(&scheduler.name, "alice@example.com", tick.timestamp()).unwrap();
     app.execute(alice_run.as_str()).await.unwrap();
-    let sessions = app.sessions_of(alice_run.as_str()).await;
-    let session_id = sessions[0]["id"].as_str().unwrap().to_owned();
-    let events = app.ctx.anthropic.list_all_events(&session_id).await.unwrap();
-    let sent: Vec<String> = events
-        .iter()
-        .filter(|e| e.raw["type"] == "user.message")
-        .map(|e| e.raw["content"][0]["text"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(sent, ["SCHEDULER: triage for Alice in English"]);
+    assert_eq!(
+        sent_messages(&app, alice_run.as_str()).await,
+        ["SCHEDULER: triage for Alice in English"]
+    );
     // Bob has no `name` and the template no default: the run fails before any session.
     let bob_run = RunId::scheduled(&scheduler.name, "bob@example.com", tick.timestamp()).unwrap();
     let record = app.record(bob_run.as_str()).await;
@@ -280,6 +275,40 @@ async fn the_schedulers_prompt_and_profile_values_reach_the_agent_and_a_missing_
     let error = app.execute(bob_run.as_str()).await.unwrap_err();
     assert!(error.to_string().starts_with("missing_value:name"), "{error}");
     assert!(app.sessions_of(bob_run.as_str()).await.is_empty());
+}
+
+/// The text of every `user.message` of `run_id`'s sessions.
+async fn sent_messages(app: &app::TestApp, run_id: &str) -> Vec<String> {
+    let mut sent = Vec::new();
+    for session in app.sessions_of(run_id).await {
+        let events =
+            app.ctx.anthropic.list_all_events(session["id"].as_str().unwrap()).await.unwrap();
+        sent.extend(
+            events
+                .iter()
+                .filter(|e| e.raw["type"] == "user.message")
+                .map(|e| e.raw["content"][0]["text"].as_str().unwrap_or_default().to_owned()),
+        );
+    }
+    sent
+}
+
+#[tokio::test]
+async fn a_run_enqueued_by_hand_renders_its_template_from_the_profile_when_it_starts() {
+    let app = app::spawn_app().await;
+    let user = agentcron::ids::UserId::parse("alice@example.com").unwrap();
+    let () = app.conn.clone().hset(app.ctx.keys.profile(&user), "name", "Zed").await.unwrap();
+    let run = agentcron::queue::NewRun {
+        prompt: Some("Hello {name|friend}, {{literally}} {user}; {\"json\": 1}".to_owned()),
+        ..agentcron::queue::NewRun::now(user)
+    };
+    let queue = agentcron::queue::Queue::connect(&app.config.redis).await.unwrap();
+    queue.enqueue(std::slice::from_ref(&run), "test").await.unwrap();
+    app.execute(run.run_id.as_str()).await.unwrap();
+    assert_eq!(
+        sent_messages(&app, run.run_id.as_str()).await,
+        ["Hello Zed, {literally} alice@example.com; {\"json\": 1}"]
+    );
 }
 
 #[tokio::test]
