@@ -41,6 +41,7 @@ mod run_limits;
 mod run_pipeline;
 mod run_setup_missing;
 mod run_turn_end;
+mod run_user_lease;
 mod schedule_daemon;
 mod schedule_fan_out;
 mod sim_actions;
