@@ -1,51 +1,77 @@
 //! The per-user lease between runs of one user: a run that found the user busy starts as soon
 //! as the holder releases the lease (it is woken), not when the lease would have expired; and
-//! the list of waiting runs is bounded and expires.
+//! the list of waiting runs is bounded and expires. On one node, over shards, and on a cluster.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use agentcron::config::Config;
+use agentcron::queue::{NewRun, Queue};
 use agentcron::records::Phase;
-use agentcron::run::{FailPoint, LEASE_WAITERS_CAP, RunError};
+use agentcron::run::{Context, FailPoint, LEASE_WAITERS_CAP, RunError};
+use agentcron::telemetry::Redactor;
 use redis::AsyncCommands;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::redis_cluster::setup_on_cluster;
 use crate::common::app::{TestApp, spawn_app_with};
-use crate::common::{poll_until, user_id};
+use crate::common::cluster::ClusterGroup;
+use crate::common::{poll_until, run_id, user_id};
 
 /// Works `runs` of one user with an in-process worker (the real pipeline, against the
 /// simulator, whose agent pauses `event_delay_ms` after each event so that a turn takes
 /// seconds) until all succeeded, and returns each run's (start, end) in unix ms, by end.
 async fn work_one_user(app: &TestApp, runs: &[&str], user: &str) -> Vec<(String, i64, i64)> {
+    work_one_user_on(app, (app.config.clone(), app.ctx.clone()), runs, user).await
+}
+
+/// [`work_one_user`] with `config` and its run context (another Redis than the app's).
+async fn work_one_user_on(
+    app: &TestApp,
+    (config, ctx): (Arc<Config>, Context),
+    runs: &[&str],
+    user: &str,
+) -> Vec<(String, i64, i64)> {
     let slow = json!({"method": "POST", "path": "/v1/sessions/*/events", "event_delay_ms": 400});
     app.sim_client.add_fault(slow).await;
-    let pairs: Vec<(&str, &str)> = runs.iter().map(|id| (*id, user)).collect();
-    app.enqueue(&pairs).await;
+    let new: Vec<NewRun> =
+        runs.iter().map(|id| NewRun { run_id: run_id(id), ..NewRun::now(user_id(user)) }).collect();
+    Queue::connect(&config.redis).await.unwrap().enqueue(&new, "test").await.unwrap();
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn({
-        let (config, ctx, shutdown) = (app.config.clone(), app.ctx.clone(), shutdown.clone());
+        let (config, shutdown) = (config.clone(), shutdown.clone());
         async move { agentcron::worker::run(&config, ctx, shutdown).await }
     });
+    let conn = config.redis.connect(Default::default()).await.unwrap();
+    let keys = config.redis.keys();
     // The old wait was the lease's remaining time (30 s) per run: three runs took about 60 s.
-    poll_until("every run of the user succeeded", Duration::from_secs(40), || async {
-        let mut open = Vec::new();
-        for id in runs {
-            let state = app.record(id).await.get("state").map(str::to_owned);
-            if state.as_deref() != Some("succeeded") {
-                open.push((id.to_owned(), state));
+    let records = poll_until("every run of the user succeeded", Duration::from_secs(40), || {
+        let (mut conn, keys) = (conn.clone(), keys.clone());
+        async move {
+            let mut records = Vec::new();
+            for id in runs {
+                let record: HashMap<String, String> =
+                    conn.hgetall(keys.run(&run_id(id))).await.unwrap();
+                records.push(((*id).to_owned(), record));
             }
+            let done = |(_, record): &(String, HashMap<String, String>)| {
+                record.get("state").is_some_and(|state| state == "succeeded")
+            };
+            if records.iter().all(done) { Ok(records) } else { Err(records) }
         }
-        if open.is_empty() { Ok(()) } else { Err(open) }
     })
     .await;
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(30), worker).await.unwrap().unwrap().unwrap();
-    let mut times = Vec::new();
-    for id in runs {
-        let record = app.record(id).await;
-        let ms = |field: &str| record.get(field).unwrap().parse::<i64>().unwrap();
-        times.push(((*id).to_owned(), ms("started_at_ms"), ms("ended_at_ms")));
-    }
+    let mut times: Vec<(String, i64, i64)> = records
+        .into_iter()
+        .map(|(id, record)| {
+            let ms = |field: &str| record.get(field).unwrap().parse::<i64>().unwrap();
+            (id, ms("started_at_ms"), ms("ended_at_ms"))
+        })
+        .collect();
     times.sort_by_key(|(_, _, ended)| *ended);
     times
 }
@@ -79,6 +105,20 @@ async fn a_users_next_run_starts_when_the_previous_one_ends_with_shards() {
         runs.iter().map(|id| keys.shard_of(&crate::common::run_id(id))).collect();
     assert!(shards.len() > 1, "the runs are spread over shards: {shards:?}");
     let times = work_one_user(&app, &runs, "shard-next@example.com").await;
+    assert_each_starts_when_the_previous_ends(&times);
+}
+
+/// On Redis Cluster with 16 shards, each in its own slot: the lease and its waiters are in
+/// the control slot, each run's keys in its shard's, and no script crosses slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_next_run_starts_when_the_previous_one_ends_on_a_cluster() {
+    let app = spawn_app_with(|_| {}).await;
+    let group = ClusterGroup::start().await;
+    let config = Arc::new(setup_on_cluster(&app, &group).await);
+    let ctx =
+        Context::connect(config.clone(), Redactor::new(config.secret_values())).await.unwrap();
+    let runs = ["r-cluster-next-1", "r-cluster-next-2", "r-cluster-next-3"];
+    let times = work_one_user_on(&app, (config, ctx), &runs, "cluster-next@example.com").await;
     assert_each_starts_when_the_previous_ends(&times);
 }
 
