@@ -206,4 +206,25 @@ mod tests {
         assert!(Held { since: ago(14) }.surely_ours(lease));
         assert!(!Held { since: ago(16) }.surely_ours(lease), "half the lease passed");
     }
+
+    #[test]
+    fn waiters_are_read_from_flat_and_nested_zpopmin_replies() {
+        let bulk = |text: &str| redis::Value::BulkString(text.as_bytes().to_vec());
+        let check = |reply: redis::Value, expect: &[&str]| {
+            let mut out = Vec::new();
+            members(&reply, &mut 0, &mut out);
+            assert_eq!(out, expect, "{reply:?}");
+        };
+        // RESP2 and scripts: member, score, member, score.
+        check(
+            redis::Value::Array(vec![bulk("r1"), bulk("17"), bulk("r2"), bulk("18")]),
+            &["r1", "r2"],
+        );
+        // RESP3: [member, score] pairs, the score a double.
+        let pair =
+            |id: &str, score: f64| redis::Value::Array(vec![bulk(id), redis::Value::Double(score)]);
+        check(redis::Value::Array(vec![pair("r1", 17.0), pair("r2", 18.0)]), &["r1", "r2"]);
+        check(redis::Value::Array(vec![]), &[]);
+        check(redis::Value::Nil, &[]);
+    }
 }
