@@ -10,6 +10,7 @@
 mod admin;
 mod bench;
 mod config_check;
+mod config_init;
 mod demo;
 mod enqueue;
 mod report;
@@ -46,12 +47,15 @@ pub mod exit {
 
 const AFTER_HELP: &str = "\
 Examples:
+  agentcron config init                       write a commented ./jobs.toml and .env.example
   agentcron config check                      validate ./jobs.toml, print it with secrets redacted
   agentcron --config /etc/agentcron/jobs.toml worker
   redis-cli LPUSH agentcron:intake '{\"user\":\"alice@example.com\"}'
 
 Configuration: --config PATH, else $AGENTCRON_CONFIG, else ./jobs.toml; any key can be
 overridden with AGENTCRON__SECTION__KEY (for example AGENTCRON__WORKER__CONCURRENCY=50).
+Commands that only read or change the queue (status, runs, run, transcript, notices,
+enqueue, requeue, cancel) also work without ./jobs.toml, from the environment alone.
 Secrets come from SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET and ANTHROPIC_API_KEY (or .env).
 
 Exit codes: 0 success, 1 failure, 2 bad usage or not yet available.";
@@ -150,6 +154,22 @@ pub enum ConfigCommand {
         after_help = "Examples:\n  agentcron config check\n  AGENTCRON__WORKER__CONCURRENCY=50 agentcron config check --json\n  agentcron config check --secrets   # also require the API credentials"
     )]
     Check(ConfigCheckArgs),
+    /// Write a commented jobs.toml and a .env.example to start from (exit 1 if either exists).
+    #[command(
+        after_help = "Examples:\n  agentcron config init\n  agentcron config init --dir /etc/agentcron\n  agentcron config init --force   # overwrite both files"
+    )]
+    Init(ConfigInitArgs),
+}
+
+/// Arguments of `config init`.
+#[derive(Debug, Args)]
+pub struct ConfigInitArgs {
+    /// Where to write jobs.toml and .env.example (created when missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// Overwrite files that exist.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `config check`.
@@ -314,6 +334,7 @@ pub async fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode>
         Command::Config(ConfigCommand::Check(args)) => {
             config_check::run(cli.config.as_deref(), &args, redactor).await
         }
+        Command::Config(ConfigCommand::Init(args)) => config_init::run(&args),
         Command::Enqueue(args) => enqueue::run(cli.config.as_deref(), &args).await,
         Command::Sim(args) => sim::run(&args).await,
         Command::Setup(args) => setup::run(cli.config.as_deref(), &args, redactor).await,

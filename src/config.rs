@@ -45,7 +45,7 @@ pub use self::env::{
     host_name,
 };
 pub use self::error::{ConfigError, Origin, Problem, Result, Warning};
-pub use self::load::{Checked, check, load, resolve_path};
+pub use self::load::{Checked, Needs, check, load, load_for, resolve_path};
 pub use self::locate::KeyPath;
 pub use self::redis_client::RedisClientError;
 pub use self::redis_cluster::{ClusterMaster, cluster_masters};

@@ -17,6 +17,7 @@
 //! | `<p>:runs`, `<p>:runs:user:<u>`, `<p>:runs:state:<s>` | zsets | run ids by creation time (unix ms) |
 //! | `<p>:user:<u>` | hash | the user's vault and credential ids, and when its vault was last asked for |
 //! | `<p>:lock:user:<u>` | string | per-user lease (`SET NX PX`, fenced) |
+//! | `<p>:lock:waiters:<u>` | zset (capped, expiring) | runs deferred because the user was busy, woken when the lease is released; score = when they asked, unix ms |
 //! | `<p>:transcript:<id>` | stream | transcript events |
 //! | `<p>:notice:<u>:<conn>` | hash | one open or resolved notice |
 //! | `<p>:notices` | stream | notice events for follow-up consumers |
@@ -270,11 +271,6 @@ impl Keys {
         self.control_key(&format!("user:{user}"))
     }
 
-    /// `<p>:lock:user:<u>`.
-    pub fn user_lock(&self, user: &UserId) -> String {
-        self.control_key(&format!("lock:user:{user}"))
-    }
-
     /// `<p>:transcript:`, for the retention script, which appends run ids.
     pub(crate) fn transcript_prefix(&self) -> String {
         self.key("transcript:")
@@ -322,5 +318,6 @@ impl Keys {
 }
 
 mod control;
+mod lock;
 #[cfg(test)]
 mod tests;

@@ -48,6 +48,7 @@ mod jobs;
 mod ownership;
 mod script;
 mod shards;
+mod wake;
 
 use std::fmt;
 use std::sync::Arc;

@@ -32,6 +32,7 @@ pub mod session;
 pub mod token;
 pub mod turn;
 mod user_lease;
+pub use self::user_lease::WAITERS_CAP as LEASE_WAITERS_CAP;
 pub mod vault;
 
 use crate::config::RedisConn;
@@ -57,6 +58,9 @@ pub struct Timeline {
     pub schedule: Option<String>,
     /// Each phase this attempt entered, with when.
     pub entered: Vec<(Phase, std::time::Instant)>,
+    /// Runs of the user that were deferred while this attempt held the user's lease, popped
+    /// when it released the lease: the worker wakes them now rather than at their due time.
+    pub woken: Vec<RunId>,
 }
 
 /// Test hooks that stop a run the way a crash would: no cleanup, lease left held.
@@ -204,10 +208,13 @@ pub async fn execute(
     }
     let ids = (&run.user, run_id);
     // A fail point stands for a crash, which releases nothing.
-    if !matches!(res, Err(RunError::FailPoint(_)))
-        && let Err(error) = user_lease::release(&mut conn, &ctx.keys, ids, lease, &held).await
-    {
-        tracing::warn!(message = "Could not release the user's lease; it will expire.", %error);
+    if !matches!(res, Err(RunError::FailPoint(_))) {
+        match user_lease::release(&mut conn, &ctx.keys, ids, lease, &held).await {
+            Ok(woken) => timeline.woken = woken,
+            Err(error) => {
+                tracing::warn!(message = "Could not release the user's lease; it will expire.", %error);
+            }
+        }
     }
     res
 }

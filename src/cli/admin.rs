@@ -28,7 +28,7 @@ pub(super) async fn run(
     verb: Verb,
     redactor: &Redactor,
 ) -> anyhow::Result<ExitCode> {
-    let config = load_config(flag, redactor)?;
+    let config = load_config(flag, redactor, crate::config::Needs::Redis)?;
     let queue = Queue::connect(&config.redis).await.context("connecting to Redis")?;
     let action = match verb {
         Verb::Requeue => queue.requeue(&args.id).await,

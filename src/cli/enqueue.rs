@@ -23,8 +23,8 @@ pub(super) async fn run(flag: Option<&Path>, args: &EnqueueArgs) -> anyhow::Resu
     };
     let env = Env::from_process();
     let path = config::resolve_path(flag, &env);
-    let config =
-        config::load(&path, &env).with_context(|| format!("loading {}", path.display()))?;
+    let config = config::load_for(flag, &env, config::Needs::Redis)
+        .with_context(|| super::setup::loading(&path))?;
     let queue = Queue::connect(&config.redis).await.context("connecting to Redis")?;
     queue.check_layout().await.context("checking the queue's shards")?;
     let enqueued = queue.enqueue(&runs, "cli").await.context("enqueueing runs")?;

@@ -89,7 +89,7 @@ pub(super) async fn connect(
     flag: Option<&Path>,
     redactor: &Redactor,
 ) -> anyhow::Result<(std::sync::Arc<crate::config::Config>, crate::config::RedisConn, Keys)> {
-    let config = load_config(flag, redactor)?;
+    let config = load_config(flag, redactor, crate::config::Needs::Redis)?;
     let conn = redis(&config).await?;
     let keys = config.redis.keys();
     Ok((config, conn, keys))

@@ -21,8 +21,7 @@ use crate::schedule::{self, ScheduleReport};
 pub(super) async fn scheduler(flag: Option<&Path>) -> anyhow::Result<ExitCode> {
     let env = Env::from_process();
     let path = config::resolve_path(flag, &env);
-    let config =
-        config::load(&path, &env).with_context(|| format!("loading {}", path.display()))?;
+    let config = config::load(&path, &env).with_context(|| super::setup::loading(&path))?;
     let queue = Queue::connect(&config.redis).await.context("connecting to Redis")?;
     queue.check_layout().await.context("checking the queue's shards")?;
     let shutdown = CancellationToken::new();
@@ -92,8 +91,7 @@ pub(super) async fn schedules(
 ) -> anyhow::Result<ExitCode> {
     let env = Env::from_process();
     let path = config::resolve_path(flag, &env);
-    let config =
-        config::load(&path, &env).with_context(|| format!("loading {}", path.display()))?;
+    let config = config::load(&path, &env).with_context(|| super::setup::loading(&path))?;
     let queue = Queue::connect(&config.redis).await.context("connecting to Redis")?;
     if let Some(SchedulesCommand::Preview(preview)) = &args.command {
         return preview::run(&queue, &config.schedules, preview).await;

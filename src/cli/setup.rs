@@ -9,23 +9,36 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::{AuthorizeArgs, SetupArgs, exit};
-use crate::config::{Config, Env};
+use crate::config::{Config, Env, Needs};
 use crate::ids::{RunId, UserId};
 use crate::keys::Keys;
 use crate::records::notice;
 use crate::setup;
 use crate::telemetry::Redactor;
 
-/// Loads the configuration and requires the API credentials.
-pub(super) fn load_config(flag: Option<&Path>, redactor: &Redactor) -> anyhow::Result<Arc<Config>> {
+/// Loads the configuration a command `needs` (see [`Needs`]: a command that only reaches Redis
+/// runs without the default `./jobs.toml`), and teaches the redactor its secrets.
+pub(super) fn load_config(
+    flag: Option<&Path>,
+    redactor: &Redactor,
+    needs: Needs,
+) -> anyhow::Result<Arc<Config>> {
     let env = Env::from_process();
     let path = crate::config::resolve_path(flag, &env);
-    let config =
-        crate::config::load(&path, &env).with_context(|| format!("loading {}", path.display()))?;
+    let config = crate::config::load_for(flag, &env, needs).with_context(|| loading(&path))?;
     for secret in config.secret_values() {
         redactor.add(secret);
     }
     Ok(Arc::new(config))
+}
+
+/// The context of a failed load: the file, and how to write one when it does not exist.
+pub(super) fn loading(path: &Path) -> String {
+    if path.exists() {
+        format!("loading {}", path.display())
+    } else {
+        format!("loading {} (`agentcron config init` writes a starting one)", path.display())
+    }
 }
 
 /// A reconnecting Redis connection for `config`.
@@ -45,7 +58,7 @@ struct Remote {
 
 /// Loads the configuration (credentials required) and connects to Redis and both APIs.
 async fn remote(flag: Option<&Path>, redactor: &Redactor) -> anyhow::Result<Remote> {
-    let config = load_config(flag, redactor)?;
+    let config = load_config(flag, redactor, Needs::All)?;
     config.require_secrets()?;
     let (scalekit, anthropic, _) = crate::run::clients(&config)?;
     let conn = redis(&config).await?;

@@ -21,7 +21,7 @@ pub(super) async fn run(
     args: &WorkerArgs,
     redactor: &Redactor,
 ) -> anyhow::Result<ExitCode> {
-    let config = load_config(flag, redactor)?;
+    let config = load_config(flag, redactor, crate::config::Needs::All)?;
     config.require_secrets()?;
     // Bound first, so a bad or taken address fails before anything else starts.
     let listener = http::bind(&config.ops).await?;

@@ -46,7 +46,7 @@ const GUIDE_CALENDAR_TOOLS: [&str; 5] = [
 
 /// Validates the layers read; every problem found, theirs and these, is reported, the file's
 /// in line order, then the environment's.
-pub(super) fn validate(path: &Path, layers: Layers<'_>, env: &Env) -> Result<Config> {
+pub(super) fn validate(path: &Path, layers: Layers<'_>, env: &Env, needs: Needs) -> Result<Config> {
     let Layers { document, raw, problems, env_origins, .. } = layers;
     let mut check = Checker::new(path, &document, &env_origins, problems);
     let raw = &raw;
@@ -54,7 +54,7 @@ pub(super) fn validate(path: &Path, layers: Layers<'_>, env: &Env) -> Result<Con
         source: path.to_path_buf(),
         redis: redis_settings::redis(&mut check, raw),
         worker: worker(&mut check, raw),
-        scalekit: scalekit(&mut check, raw),
+        scalekit: scalekit(&mut check, raw, needs),
         anthropic: anthropic(&mut check, raw),
         http: http(&mut check, raw),
         retry: retry(&mut check, raw),
@@ -140,14 +140,18 @@ fn worker_cross_checks(check: &mut Checker<'_>, worker: &WorkerConfig) {
     }
 }
 
-fn scalekit(check: &mut Checker<'_>, raw: &RawConfig) -> ScalekitConfig {
+fn scalekit(check: &mut Checker<'_>, raw: &RawConfig, needs: Needs) -> ScalekitConfig {
     let s = &raw.scalekit;
-    let env_url = check.url(
-        "scalekit.env_url",
-        s.env_url.as_deref(),
-        &["https", "http"],
-        "set it in jobs.toml or SCALEKIT_ENV_URL",
-    );
+    let env_url = match s.env_url.as_deref() {
+        // A command that only reaches Redis never calls Scalekit.
+        None if needs == Needs::Redis => Checker::unused_url(),
+        env_url => check.url(
+            "scalekit.env_url",
+            env_url,
+            &["https", "http"],
+            "set it in jobs.toml or SCALEKIT_ENV_URL",
+        ),
+    };
     let token_expiry =
         check.duration("scalekit.token_expiry", s.token_expiry.as_deref(), HOUR, MINUTE..=DAY);
     let token_refresh_margin = check.duration(

@@ -34,6 +34,7 @@ fn a_sharded_queue_keeps_its_runs_in_their_shard_and_the_rest_in_the_control_slo
     // The deployment's keys stay in the control slot from any shard's handle.
     assert_eq!(keys.shard(5).intake(), "{ac}:intake");
     assert_eq!(keys.shard(5).user_lock(&user), "{ac}:lock:user:a@b");
+    assert_eq!(keys.shard(5).user_lock_waiters(&user), "{ac}:lock:waiters:a@b");
     assert_eq!(keys.shard(5).runs(), "{ac:5}:runs");
     assert_eq!(keys.all(), ["{ac}:*", "{ac:*}:*"]);
     // One node: shards under `<p>:<s>`, which the one pattern covers.
@@ -65,6 +66,7 @@ fn layout_matches_the_documented_table() {
         (keys.runs_by_state("dead"), "agentcron:runs:state:dead"),
         (keys.user(&user), "agentcron:user:a@b"),
         (keys.user_lock(&user), "agentcron:lock:user:a@b"),
+        (keys.user_lock_waiters(&user), "agentcron:lock:waiters:a@b"),
         (keys.transcript(&run_id), "agentcron:transcript:r1"),
         (keys.notice(&user, "gmail"), "agentcron:notice:a@b:gmail"),
         (keys.notice_pattern(), "agentcron:notice:*:*"),

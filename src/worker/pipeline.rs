@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use super::{Handler, JobContext};
+use crate::ids::RunId;
 use crate::outcome::Outcome;
+use crate::queue::Queue;
 use crate::records::Fields;
 use crate::run::{self, Context, Finish, RunError, Timeline};
 use crate::telemetry::metrics::{self, ScheduleLabel};
@@ -33,10 +35,24 @@ impl Handler for Context {
         )
         .await;
         metrics::run_overhead(start.elapsed().saturating_sub(waited));
+        wake(self, &timeline.woken).await;
         let outcome = outcome_of(self, &job, res);
         let schedules = self.config.schedules.iter().map(|schedule| schedule.name.as_str());
         attempt_ended(&outcome, start, &timeline, schedules);
         outcome
+    }
+}
+
+/// Wakes the runs that waited for the user's lease this attempt released: moving a run to the
+/// ready list is the queue's, on the run's shard. A failure costs them only the old wait (the
+/// promoter moves them at their due time), so it is logged, not returned.
+async fn wake(ctx: &Context, woken: &[RunId]) {
+    if woken.is_empty() {
+        return;
+    }
+    let queue = Queue::on(ctx.redis.clone(), ctx.keys.clone());
+    if let Err(error) = queue.wake(woken).await {
+        tracing::warn!(message = "Could not wake the runs waiting for the user; they start at their due time.", %error);
     }
 }
 
@@ -96,7 +112,7 @@ mod tests {
     /// `morning-triage` the only configured schedule.
     fn rendered(schedule: Option<&str>) -> String {
         let recorder = PrometheusBuilder::new().build_recorder();
-        let timeline = Timeline { schedule: schedule.map(str::to_owned), entered: Vec::new() };
+        let timeline = Timeline { schedule: schedule.map(str::to_owned), ..Timeline::default() };
         ::metrics::with_local_recorder(&recorder, || {
             attempt_ended(&Outcome::Succeeded, Instant::now(), &timeline, ["morning-triage"]);
         });

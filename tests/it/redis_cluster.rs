@@ -19,7 +19,7 @@ use crate::common::poll::{WithLog, poll_until};
 use crate::common::procs::{Worker, child_env_at, kill9, set_env, spawn_worker};
 
 /// The test's configuration on `group`, with `setup` done there.
-async fn setup_on_cluster(app: &TestApp, group: &ClusterGroup) -> Config {
+pub(crate) async fn setup_on_cluster(app: &TestApp, group: &ClusterGroup) -> Config {
     let mut config = (*app.config).clone();
     config.redis.url = group.url().parse().unwrap();
     config.redis.cluster = true;

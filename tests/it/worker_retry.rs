@@ -212,3 +212,35 @@ async fn a_run_over_its_timeout_is_cancelled_and_retried() {
     assert_eq!(retrying["error_class"], "timeout");
     assert!(retrying["last_error"].contains("timed out after 200ms"), "{retrying:?}");
 }
+
+/// A deferral whose run was woken while its attempt was still finding the user busy (the
+/// holder released the lease and woke the run before the deferral was recorded: the wake
+/// marked the record, as `redis-cli HSET … wake_requested 1` does here) queues the run now,
+/// not after the deferral's delay. See: issue 25.
+#[tokio::test]
+async fn a_deferral_woken_during_its_attempt_is_queued_at_once() {
+    let redis = TestRedis::new().await;
+    let config = config(&redis);
+    let keys = config.redis.keys();
+    let conn = redis.conn.clone();
+    let handler = TestHandler::new(plan(move |job: JobContext| {
+        let (mut conn, record) = (conn.clone(), keys.run(&job.run_id));
+        async move {
+            let deferred: Option<u32> = conn.hget(&record, "test_deferred").await.unwrap();
+            if job.attempt > 1 || deferred.is_some() {
+                return Outcome::Succeeded;
+            }
+            let () = conn.hset(&record, "wake_requested", "1").await.unwrap();
+            let () = conn.hset(&record, "test_deferred", "1").await.unwrap();
+            Outcome::Defer { after: Duration::from_secs(120) }
+        }
+    }));
+    let ids = enqueue_n(&config, "woken", 1).await;
+    let worker = spawn(&config, handler.clone());
+    settle(&redis, &ids[0], "succeeded").await;
+    worker.stop().await;
+    let attempts: Vec<u32> = handler.stats.starts().iter().map(|start| start.attempt).collect();
+    assert_eq!(attempts, [1, 1], "deferred once, then run at once: {attempts:?}");
+    let record = record(&redis, &ids[0]).await;
+    assert!(!record.contains_key("wake_requested"), "the mark is used up: {record:?}");
+}

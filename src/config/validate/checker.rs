@@ -161,6 +161,11 @@ impl<'a> Checker<'a> {
         default
     }
 
+    /// The URL a value that is not used stands for: it reaches no host.
+    pub(super) fn unused_url() -> Url {
+        Url::parse(FALLBACK_URL).expect("the fallback URL is a valid constant")
+    }
+
     pub(super) fn url(
         &mut self,
         key: &str,

@@ -9,10 +9,12 @@
 -- record still names this worker and its lease was never reaped); 3 when an earlier try of
 -- this same finish already recorded it (its reply was lost); 0 when the run was taken over
 -- (this worker's lease was reaped, or another worker started it): nothing written.
+-- A deferral of a run marked `wake_requested` (the lease it waited for was released while
+-- this attempt was still finding it busy, `wake.lua`) queues it now rather than later.
 local id = ARGV[1]
 local rec = KEYS[2]
-local f = redis.call('HMGET', rec, 'state', 'created_at_ms', 'worker')
-local old, created, holder = f[1], f[2], f[3]
+local f = redis.call('HMGET', rec, 'state', 'created_at_ms', 'worker', 'wake_requested')
+local old, created, holder, wake = f[1], f[2], f[3], f[4]
 local held = redis.call('LREM', KEYS[1], 1, id) > 0
 local now = now_ms()
 if not held then
@@ -25,6 +27,7 @@ if not held then
 end
 if not old then return 1 end
 local mode = ARGV[2]
+if wake then redis.call('HDEL', rec, 'wake_requested') end
 if mode == 'succeeded' or mode == 'needs_auth' or mode == 'cancelled' then
   if mode == 'succeeded' then
     -- A run that succeeded has no error to show: an earlier attempt's stays in the log.
@@ -43,6 +46,11 @@ elseif mode == 'dead' then
     'ended_at_ms', int(now))
   push_dead(KEYS[5], tonumber(ARGV[7]), id, ARGV[4], ARGV[5], now)
   index_move(ARGV[3], rec, id, old, 'dead', created)
+elseif mode == 'defer' and wake then
+  redis.call('HINCRBY', rec, 'attempts', -1)
+  redis.call('HSET', rec, 'state', 'queued')
+  redis.call('LPUSH', KEYS[3], id)
+  index_move(ARGV[3], rec, id, old, 'queued', created)
 elseif mode == 'defer' then
   local due = now + tonumber(ARGV[6])
   redis.call('HINCRBY', rec, 'attempts', -1)
