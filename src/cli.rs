@@ -197,7 +197,12 @@ pub struct SetupArgs {
 pub struct BudgetArgs {
     /// The most one remote call may take, its retries included, before the command fails
     /// naming the service (the worker has no such budget: it waits out an outage).
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(
+        long,
+        default_value = "30s",
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration
+    )]
     pub connect_budget: std::time::Duration,
 }
 

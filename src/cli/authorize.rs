@@ -129,7 +129,8 @@ pub(super) async fn run(
                 printer.drain(&mut snapshots)?;
                 tasks.abort_all();
                 let waited = humantime::format_duration(args.timeout);
-                eprintln!("timed out after {waited}; still pending: {}", printer.pending().join(", "));
+                let pending = printer.pending().join(", ");
+                eprintln!("timed out after {waited}; still pending: {pending}");
                 return Ok(ExitCode::from(exit::TIMED_OUT));
             }
         }
@@ -141,7 +142,8 @@ pub(super) async fn run(
 
 /// Follows one user: a pass now and, with `--wait`, every [`POLL`] until all its connections
 /// are active. Sends a snapshot whenever what is shown changes (a link, or a connection turned
-/// active); a status that changes while the connection stays pending is not news.
+/// active); a status that changes while the connection stays pending is not news. The first
+/// pass failing fails the command; a later one is tried again at the next poll.
 async fn follow(
     shared: Arc<Shared>,
     user: UserId,
@@ -150,9 +152,25 @@ async fn follow(
     let mut links = HashMap::new();
     let mut last: Option<Vec<(String, Option<String>)>> = None;
     loop {
-        let connections = {
+        let res = {
             let _permit = shared.passes.acquire().await.context("the pass limiter closed")?;
-            pass(&shared, &user, &mut links).await.with_context(|| format!("authorize {user}"))?
+            pass(&shared, &user, &mut links).await.with_context(|| format!("authorize {user}"))
+        };
+        let connections = match res {
+            Ok(connections) => connections,
+            // Once the user has links, a poll that fails (within the call's budget) is tried
+            // again at the next one: the user may be half-way through authorizing.
+            Err(error) if last.is_some() => {
+                let error = format!("{error:#}");
+                tracing::warn!(
+                    message = "Polling a user's connections failed; retrying.",
+                    %user,
+                    error,
+                );
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            Err(error) => return Err(error),
         };
         let all_active = connections.iter().all(|shown| shown.auth_link.is_none());
         let seen: Vec<_> =
@@ -221,7 +239,8 @@ async fn mint(shared: &Shared, user: &UserId, name: &str, status: &str) -> anyho
 
 /// How long a link that expires at `expiry` (RFC 3339, as Scalekit sends it) is kept from
 /// `now`: until [`LINK_MARGIN`] before it expires, or half its life if that is sooner; a link
-/// with no readable expiry is kept as if it had [`DEFAULT_LINK_LIFETIME`].
+/// with no readable expiry, or one already past (which says more about the clocks than about
+/// the link), is kept as if it had [`DEFAULT_LINK_LIFETIME`].
 fn keep_for(expiry: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> Duration {
     let lifetime = expiry
         .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())

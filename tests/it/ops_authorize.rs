@@ -177,7 +177,10 @@ async fn authorize_follows_users_at_once() {
         control.set_connection(user, "googlecalendar", Some("EXPIRED")).await;
     }
     control
-        .add_fault(json!({"method": "POST", "path": "/api/v1/connected_accounts/magic_link", "hang": true, "count": 1}))
+        .add_fault(json!({
+            "method": "POST", "path": "/api/v1/connected_accounts/magic_link",
+            "hang": true, "count": 1,
+        }))
         .await;
 
     let args = ["authorize", users[0], users[1], "--wait", "--timeout", "5m"];
