@@ -4,7 +4,7 @@
 //! still pending; and an unreachable service fails an interactive command within its budget.
 // See: issue 25 ("Onboarding that answers at once", "Interactive commands fail fast").
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,13 +21,13 @@ const MAGIC_LINK: &str = "POST /api/v1/connected_accounts/magic_link";
 const CLIENT_SECRET: &str = "sim-client-secret";
 
 /// An `agentcron` child whose stdout lines are collected as they come, each with when it
-/// came; SIGKILLed when dropped, so a failing test leaves no child behind.
+/// came, and its stderr too; SIGKILLed when dropped, so a failing test leaves no child behind.
 struct Live {
     child: Child,
     started: Instant,
     lines: Arc<Mutex<Vec<(String, Duration)>>>,
-    stdout: Option<std::thread::JoinHandle<()>>,
-    stderr: Option<std::thread::JoinHandle<String>>,
+    errors: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Live {
@@ -49,23 +49,29 @@ impl Live {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stdout = BufReader::new(child.stdout.take().unwrap());
         let sink = Arc::clone(&lines);
-        // It ends when the child's stdout closes, which the kill on drop ensures.
+        // Each reader ends when its pipe closes, which the kill on drop ensures.
         let stdout = std::thread::spawn(move || {
             for line in stdout.lines().map_while(Result::ok) {
                 sink.lock().unwrap().push((line, started.elapsed()));
             }
         });
-        let mut stderr = child.stderr.take().unwrap();
+        let errors = Arc::new(Mutex::new(String::new()));
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let sink = Arc::clone(&errors);
         let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            stderr.read_to_string(&mut text).ok();
-            text
+            for line in stderr.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
         });
-        Self { child, started, lines, stdout: Some(stdout), stderr: Some(stderr) }
+        Self { child, started, lines, errors, readers: vec![stdout, stderr] }
     }
 
     fn lines(&self) -> Vec<(String, Duration)> {
         self.lines.lock().unwrap().clone()
+    }
+
+    fn errors(&self) -> String {
+        self.errors.lock().unwrap().clone()
     }
 
     /// Waits (at most `limit`) for the child to exit; its status, stdout and stderr.
@@ -75,11 +81,10 @@ impl Live {
             child.lock().unwrap().try_wait().unwrap()
         })
         .await;
-        let stderr = self.stderr.take().unwrap().join().unwrap();
-        // The child has exited, so its stdout is closed: the reader ends after the last line.
-        self.stdout.take().unwrap().join().unwrap();
+        // The child has exited, so its pipes are closed: the readers end after the last line.
+        self.readers.drain(..).for_each(|reader| reader.join().unwrap());
         let stdout = self.lines().into_iter().map(|(line, _)| line + "\n").collect::<String>();
-        (status, stdout, stderr)
+        (status, stdout, self.errors())
     }
 }
 
@@ -196,6 +201,42 @@ async fn authorize_follows_users_at_once() {
         !child.lines().iter().any(|(line, _)| line.starts_with(*hung[0])),
         "the user whose link request hangs is not shown yet"
     );
+}
+
+/// Once a user has links, `--wait` outlasts a Scalekit that fails for longer than a call's
+/// budget: the failed poll is logged and the next one tried; the user then authorizing ends
+/// the command with exit 0. Before, the first failed poll ended it with exit 1.
+#[tokio::test]
+async fn authorize_wait_outlasts_a_failed_poll() {
+    let sim = spawn_sim().await;
+    let redis = TestRedis::new().await;
+    let env = env(&sim, &redis);
+    assert_eq!(run(&["setup"], &env).await.status.code(), Some(0));
+    let control = SimClient::new(&sim);
+    let user = "kai@example.com";
+    control.set_connection(user, "googlecalendar", Some("EXPIRED")).await;
+    let args = ["authorize", user, "--wait", "--timeout", "2m", "--connect-budget", "1s"];
+    let mut child = Live::spawn(&args, &env);
+    let link = poll_until("a link on stdout", Duration::from_secs(30), || async {
+        links(&child.lines()).first().cloned()
+    })
+    .await;
+
+    let listing = "/api/v1/mcp/configs/*/connected_accounts";
+    control.add_fault(json!({"method": "POST", "path": listing, "status": 503})).await;
+    poll_until("a poll to fail", Duration::from_secs(30), || async {
+        child.errors().contains("Polling a user's connections failed")
+    })
+    .await;
+    assert!(child.child.try_wait().unwrap().is_none(), "still waiting: {}", child.errors());
+    control.control(reqwest::Method::DELETE, "/faults", None).await;
+    let link = link.0.rsplit("needs auth: ").next().unwrap().to_owned();
+    control.http.get(&link).send().await.unwrap();
+
+    let (status, stdout, stderr) = child.exit(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("✓ googlecalendar — ACTIVE (authorized)"), "{stdout}");
+    assert!(stdout.ends_with("all connections active\n"), "{stdout}");
 }
 
 /// A port nothing listens on.
