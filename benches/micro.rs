@@ -62,6 +62,7 @@ fn retry_delay(c: &mut Criterion) {
         multiplier: 2.0,
         jitter: true,
         max_attempts: 8,
+        budget: None,
     };
     c.bench_function("retry_delay", |b| {
         b.iter(|| policy.delay(black_box(3), black_box(0.5)));

@@ -6,6 +6,7 @@
 //! how it should be handled ([`ErrorClass`]).
 
 pub mod anthropic;
+mod attempts;
 pub mod pace;
 pub mod retry;
 pub mod scalekit;
@@ -16,9 +17,7 @@ use std::fmt;
 use std::sync::Once;
 use std::time::Duration;
 
-use backon::Retryable;
-
-use crate::backoff::RetryPolicy;
+pub(crate) use self::attempts::with_retries;
 use crate::config::HttpConfig;
 use crate::outcome::ErrorClass;
 use crate::telemetry::metrics;
@@ -38,6 +37,14 @@ impl Api {
         match self {
             Self::Scalekit => "scalekit",
             Self::Anthropic => "anthropic",
+        }
+    }
+
+    /// The vendor's name, for people.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Scalekit => "Scalekit",
+            Self::Anthropic => "Anthropic",
         }
     }
 }
@@ -105,6 +112,26 @@ pub enum ApiError {
         /// `error.message` of the frame.
         message: String,
     },
+    /// A call with a time budget (`RetryPolicy::budget`, an interactive command's) that kept
+    /// failing transiently until the budget or its attempts ran out.
+    #[error(
+        "cannot reach {} at {origin} after {:.1} s ({attempts} attempt{}); last error: {last}",
+        api.name(),
+        elapsed.as_secs_f64(),
+        if *attempts == 1 { "" } else { "s" }
+    )]
+    Unreachable {
+        /// Which API.
+        api: Api,
+        /// Where it was sought: scheme, host and port of the base URL, nothing else.
+        origin: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent, attempts and pauses included.
+        elapsed: Duration,
+        /// The last attempt's failure.
+        last: Box<Self>,
+    },
 }
 
 fn code_suffix(code: &Option<String>) -> String {
@@ -118,6 +145,7 @@ impl ApiError {
             Self::Status { class, .. } | Self::Transport { class, .. } => *class,
             Self::Decode { .. } => retry::classify_decode(),
             Self::StreamError { error_type, .. } => retry::classify_stream_error(error_type),
+            Self::Unreachable { last, .. } => last.class(),
         }
     }
 
@@ -133,6 +161,7 @@ impl ApiError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Status { status, .. } => Some(*status),
+            Self::Unreachable { last, .. } => last.status(),
             _ => None,
         }
     }
@@ -254,44 +283,6 @@ pub(crate) async fn decode_json<T: serde::de::DeserializeOwned>(
 /// Percent-encodes one path segment, as the official SDKs do.
 pub(crate) fn path_segment(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>().replace('+', "%20")
-}
-
-/// Runs `attempt` until it succeeds, fails for good, or `policy` runs out; each retry is
-/// logged and counted. A `Retry-After` replaces the computed delay but never extends the
-/// attempt budget.
-pub(crate) async fn with_retries<T, F, Fut>(
-    api: Api,
-    endpoint: &'static str,
-    policy: RetryPolicy,
-    attempt: F,
-) -> Result<T, ApiError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, ApiError>>,
-{
-    // Requests and the pauses between their attempts are both time spent on the remote.
-    let _waiting = wait::Clock::start();
-    let mut n_retries = 0_u32;
-    attempt
-        .retry(policy)
-        .sleep(tokio::time::sleep)
-        .when(|error: &ApiError| error.class() == ErrorClass::Transient)
-        .adjust(|error: &ApiError, delay| delay.map(|delay| error.retry_after().unwrap_or(delay)))
-        .notify(|error: &ApiError, delay| {
-            n_retries += 1;
-            let class = error.class().as_str();
-            tracing::warn!(
-                message = "Remote call failed; retrying.",
-                api = api.as_str(),
-                endpoint,
-                class,
-                attempt = n_retries + 1,
-                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                error = %error,
-            );
-            metrics::api_retry(api.as_str(), class);
-        })
-        .await
 }
 
 #[cfg(test)]

@@ -25,6 +25,10 @@ pub struct RetryPolicy {
     pub jitter: bool,
     /// Attempts per call, the first included.
     pub max_attempts: u32,
+    /// The most one call may take, its attempts and the pauses between them included; none
+    /// for the daemons, which wait out an outage. Interactive commands set it (30 s unless
+    /// `--connect-budget` says otherwise), so that an unreachable service fails them fast.
+    pub budget: Option<Duration>,
 }
 
 impl From<&RetryConfig> for RetryPolicy {
@@ -36,6 +40,7 @@ impl From<&RetryConfig> for RetryPolicy {
             multiplier: config.multiplier,
             jitter: config.jitter,
             max_attempts: config.max_attempts,
+            budget: None,
         }
     }
 }
@@ -100,6 +105,7 @@ mod tests {
             multiplier: 2.0,
             jitter: true,
             max_attempts: 8,
+            budget: None,
         }
     }
 

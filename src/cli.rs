@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod admin;
+mod authorize;
 mod bench;
 mod config_check;
 mod config_init;
@@ -43,6 +44,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// `setup --check`: the setup objects differ from the configuration.
     pub const DRIFT: u8 = 3;
+    /// `authorize --wait`: the timeout passed with connections still pending.
+    pub const TIMED_OUT: u8 = 4;
 }
 
 const AFTER_HELP: &str = "\
@@ -58,7 +61,8 @@ Commands that only read or change the queue (status, runs, run, transcript, noti
 enqueue, requeue, cancel) also work without ./jobs.toml, from the environment alone.
 Secrets come from SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET and ANTHROPIC_API_KEY (or .env).
 
-Exit codes: 0 success, 1 failure, 2 bad usage or not yet available.";
+Exit codes: 0 success, 1 failure, 2 bad usage or not yet available, 3 setup --check found
+differences, 4 authorize --wait timed out with connections still pending.";
 
 /// Runs a Claude Managed Agent per user on a schedule, with Scalekit-authenticated tools.
 #[derive(Debug, Parser)]
@@ -86,7 +90,9 @@ pub enum Command {
     )]
     Setup(SetupArgs),
     /// Print each user's connections and an auth link for every inactive one.
-    #[command(after_help = "Example:\n  agentcron authorize alice@example.com --wait")]
+    #[command(
+        after_help = "Examples:\n  agentcron authorize alice@example.com bob@example.com --wait --timeout 10m\n  agentcron authorize alice@example.com --json\n\nExit codes: 0 done (with --wait: every connection active), 1 failure, 4 --wait timed out\nwith connections still pending (named on stderr)."
+    )]
     Authorize(AuthorizeArgs),
     /// Enqueue a run for each user now (or at --at) and print the run ids.
     #[command(
@@ -208,23 +214,44 @@ pub struct SetupArgs {
     /// Print JSON for scripts instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub budget: BudgetArgs,
+}
+
+/// How long an interactive command tries to reach Scalekit and Anthropic.
+#[derive(Debug, Args)]
+pub struct BudgetArgs {
+    /// The most one remote call may take, its retries included, before the command fails
+    /// naming the service (the worker has no such budget: it waits out an outage).
+    #[arg(
+        long,
+        default_value = "30s",
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration
+    )]
+    pub connect_budget: std::time::Duration,
 }
 
 /// Arguments of `authorize`.
 #[derive(Debug, Args)]
 pub struct AuthorizeArgs {
-    /// User identifiers.
+    /// User identifiers; all are worked on at once.
     #[arg(required = true)]
     pub users: Vec<UserId>,
-    /// Poll until every connection is active or the timeout passes (exit 1 on timeout).
+    /// Keep polling, printing each change, until every connection is active (exit 0) or the
+    /// timeout passes (exit 4, naming what is still pending). One link per pending connection,
+    /// reused until it expires.
     #[arg(long)]
     pub wait: bool,
     /// How long --wait polls.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
-    /// Print JSON.
+    /// Print JSON lines: an object per user whenever its connections change (exactly one per
+    /// user without --wait); a user's last line is its state at exit.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub budget: BudgetArgs,
 }
 
 /// Arguments of `enqueue`.
@@ -338,7 +365,7 @@ pub async fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode>
         Command::Enqueue(args) => enqueue::run(cli.config.as_deref(), &args).await,
         Command::Sim(args) => sim::run(&args).await,
         Command::Setup(args) => setup::run(cli.config.as_deref(), &args, redactor).await,
-        Command::Authorize(args) => setup::authorize(cli.config.as_deref(), &args, redactor).await,
+        Command::Authorize(args) => authorize::run(cli.config.as_deref(), &args, redactor).await,
         Command::Scheduler => schedule::scheduler(cli.config.as_deref()).await,
         Command::Schedules(args) => schedule::schedules(cli.config.as_deref(), &args).await,
         Command::Users(command) => users::run(cli.config.as_deref(), &command, redactor).await,

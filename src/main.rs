@@ -1,5 +1,6 @@
 //! The `agentcron` binary: parse the command line, set up logging, run the library, and turn
-//! the outcome into an exit code (0 success, 1 failure, 2 usage). Nothing else lives here.
+//! the outcome into an exit code (0 success, 1 failure, 2 usage; `cli::exit` has the others).
+//! Nothing else lives here.
 
 use std::process::ExitCode;
 

@@ -291,6 +291,7 @@ mod tests {
             multiplier: 2.0,
             jitter: false,
             max_attempts: 8,
+            budget: None,
         }
     }
 

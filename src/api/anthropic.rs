@@ -331,7 +331,7 @@ impl Client {
             Body::Empty => Some(Vec::new()),
             Body::None => None,
         };
-        with_retries(API, endpoint, self.policy, || async {
+        with_retries(API, endpoint, &self.base, self.policy, || async {
             self.wait_turn(endpoint).await?;
             let mut request = self.headers(self.http.request(method.clone(), &url));
             if !query.is_empty() {

@@ -2,8 +2,8 @@
 //! remote APIs becomes an [`ErrorClass`] here, and the delay a response asks for
 //! (`Retry-After` / `retry-after-ms`) is read here.
 //!
-//! The retry loop is `backon`'s, paced by [`RetryPolicy`](crate::backoff::RetryPolicy). This
-//! module must not know which call is being retried, nor what a run does with the class (that
+//! The retry loop is `attempts.rs`'s, paced by [`RetryPolicy`](crate::backoff::RetryPolicy).
+//! This module must not know which call is being retried, nor what a run does with the class (that
 //! is the outcome table's, `crate::outcome`).
 
 use std::time::{Duration, SystemTime};

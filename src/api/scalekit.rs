@@ -65,6 +65,13 @@ impl Client {
         Self { http, base, client_id, client_secret, policy, token: tokio::sync::Mutex::new(None) }
     }
 
+    /// The same client retrying by `policy`, such as one with a time budget for an
+    /// interactive command.
+    #[must_use]
+    pub fn with_policy(self, policy: RetryPolicy) -> Self {
+        Self { policy, ..self }
+    }
+
     /// Finds a config by exact name (`filter.name`).
     ///
     /// # Errors
@@ -189,7 +196,9 @@ impl Client {
         Ok(wire.connected_account)
     }
 
-    /// One call with retries; a 401 refreshes the token once within the attempt.
+    /// One call with retries; a 401 refreshes the token once within the attempt. Fetching the
+    /// access token is part of each attempt, not a retry loop of its own: nested loops
+    /// multiplied the attempts (8 × 8) and kept an unreachable Scalekit waited on for minutes.
     async fn call<T: DeserializeOwned>(
         &self,
         endpoint: &'static str,
@@ -207,7 +216,7 @@ impl Client {
                 None => builder,
             }
         };
-        with_retries(API, endpoint, self.policy, || async {
+        with_retries(API, endpoint, &self.base, self.policy, || async {
             let token = self.access_token().await?;
             match send(endpoint, request(&token)).await {
                 Err(error) if error.class() == crate::outcome::ErrorClass::Auth => {
@@ -221,13 +230,13 @@ impl Client {
         .await
     }
 
-    /// The cached token, or a fresh one.
+    /// The cached token, or a fresh one from one request (the caller's loop retries).
     async fn access_token(&self) -> Result<SecretString, ApiError> {
         let mut cached = self.token.lock().await;
         if let Some(token) = cached.as_ref().filter(|token| token.refresh_at > Instant::now()) {
             return Ok(token.value.clone());
         }
-        let fresh = with_retries(API, "oauth.token", self.policy, || self.fetch_token()).await?;
+        let fresh = self.fetch_token().await?;
         let value = fresh.value.clone();
         *cached = Some(fresh);
         Ok(value)

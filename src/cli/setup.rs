@@ -1,18 +1,17 @@
-//! `agentcron setup` and `agentcron authorize`: the guide's build and authorize phases.
+//! `agentcron setup`: the guide's build phase; and what the commands that talk to both APIs
+//! share (`setup`, `authorize`): the configuration, Redis, and clients with a time budget.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::json;
 
-use super::{AuthorizeArgs, SetupArgs, exit};
+use super::{BudgetArgs, SetupArgs, exit};
+use crate::backoff::RetryPolicy;
 use crate::config::{Config, Env, Needs};
-use crate::ids::{RunId, UserId};
 use crate::keys::Keys;
-use crate::records::notice;
 use crate::setup;
 use crate::telemetry::Redactor;
 
@@ -48,19 +47,28 @@ pub(super) async fn redis(config: &Config) -> anyhow::Result<crate::config::Redi
 }
 
 /// What the commands that talk to both APIs need.
-struct Remote {
-    config: Arc<Config>,
-    scalekit: crate::api::scalekit::Client,
-    anthropic: crate::api::anthropic::Client,
-    conn: crate::config::RedisConn,
-    keys: Keys,
+pub(super) struct Remote {
+    pub(super) config: Arc<Config>,
+    pub(super) scalekit: crate::api::scalekit::Client,
+    pub(super) anthropic: crate::api::anthropic::Client,
+    pub(super) conn: crate::config::RedisConn,
+    pub(super) keys: Keys,
 }
 
-/// Loads the configuration (credentials required) and connects to Redis and both APIs.
-async fn remote(flag: Option<&Path>, redactor: &Redactor) -> anyhow::Result<Remote> {
+/// Loads the configuration (credentials required) and connects to Redis and both APIs, whose
+/// every call is given `budget`: an interactive command fails fast, naming the service, where
+/// a worker would wait out the outage.
+pub(super) async fn remote(
+    flag: Option<&Path>,
+    budget: &BudgetArgs,
+    redactor: &Redactor,
+) -> anyhow::Result<Remote> {
     let config = load_config(flag, redactor, Needs::All)?;
     config.require_secrets()?;
     let (scalekit, anthropic, _) = crate::run::clients(&config)?;
+    let policy =
+        RetryPolicy { budget: Some(budget.connect_budget), ..RetryPolicy::from(&config.retry) };
+    let (scalekit, anthropic) = (scalekit.with_policy(policy), anthropic.with_policy(policy));
     let conn = redis(&config).await?;
     let keys = config.redis.keys();
     // Setup's calls take from the same fleet-wide buckets as the workers' runs.
@@ -75,7 +83,8 @@ pub(super) async fn run(
     args: &SetupArgs,
     redactor: &Redactor,
 ) -> anyhow::Result<ExitCode> {
-    let Remote { config, scalekit, anthropic, mut conn, keys } = remote(flag, redactor).await?;
+    let Remote { config, scalekit, anthropic, mut conn, keys } =
+        remote(flag, &args.budget, redactor).await?;
     if args.check {
         let changes = setup::check(&config, &scalekit, &anthropic).await?;
         if args.json {
@@ -102,83 +111,4 @@ pub(super) async fn run(
     println!("environment  {}  ({})", ids.environment_id, verb(created.environment));
     println!("stored in    {}", keys.setup());
     Ok(ExitCode::from(exit::OK))
-}
-
-/// `agentcron authorize`: prints each connection and a link for each inactive one, opening
-/// a notice for it; `--wait` polls until all are active (exit 1 on timeout).
-pub(super) async fn authorize(
-    flag: Option<&Path>,
-    args: &AuthorizeArgs,
-    redactor: &Redactor,
-) -> anyhow::Result<ExitCode> {
-    let Remote { config, scalekit, mut conn, keys, .. } = remote(flag, redactor).await?;
-    let ids = setup::load(&mut conn, &keys).await?;
-    let deadline = Instant::now() + args.timeout;
-    let mut report = Vec::new();
-    for user in &args.users {
-        loop {
-            let states =
-                scalekit.list_connected_accounts(&ids.mcp_config_id, user.as_str(), false).await?;
-            let mut pending = Vec::new();
-            for connection in &config.scalekit.connections {
-                let state = states
-                    .iter()
-                    .find(|s| s.connection_name.eq_ignore_ascii_case(&connection.name));
-                let status = state
-                    .and_then(|s| s.connected_account_status.clone())
-                    .unwrap_or_else(|| "none".to_owned());
-                if state.is_some_and(|s| s.is_active()) {
-                    pending.push((connection.name.clone(), status, None));
-                    continue;
-                }
-                let link = scalekit.magic_link(user.as_str(), &connection.name).await?.link;
-                notice::open(
-                    &mut conn,
-                    &keys,
-                    (user, &connection.name, &status, &link),
-                    &RunId::trusted("authorize"),
-                )
-                .await?;
-                pending.push((connection.name.clone(), status, Some(link)));
-            }
-            let all_active = pending.iter().all(|(_, _, link)| link.is_none());
-            if !args.wait || all_active || Instant::now() >= deadline {
-                report.push((user.clone(), pending, all_active));
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    }
-    print_authorize(&report, args.json)?;
-    let waited_in_vain = args.wait && report.iter().any(|(_, _, all_active)| !all_active);
-    Ok(ExitCode::from(if waited_in_vain { exit::FAILURE } else { exit::OK }))
-}
-
-type Report = Vec<(UserId, Vec<(String, String, Option<String>)>, bool)>;
-
-fn print_authorize(report: &Report, as_json: bool) -> anyhow::Result<()> {
-    if as_json {
-        let users: Vec<_> = report
-            .iter()
-            .map(|(user, connections, all_active)| {
-                let connections: Vec<_> = connections
-                    .iter()
-                    .map(|(name, status, link)| json!({"connection": name, "status": status, "auth_link": link}))
-                    .collect();
-                json!({"user": user, "all_active": all_active, "connections": connections})
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({"users": users}))?);
-        return Ok(());
-    }
-    for (user, connections, _) in report {
-        println!("{user}");
-        for (name, status, link) in connections {
-            match link {
-                None => println!("  ✓ {name} — {status}"),
-                Some(link) => println!("  ✗ {name} — {status}; needs auth: {link}"),
-            }
-        }
-    }
-    Ok(())
 }

@@ -103,6 +103,7 @@ pub(crate) fn policy(max_attempts: u32) -> RetryPolicy {
         multiplier: 2.0,
         jitter: true,
         max_attempts,
+        budget: None,
     }
 }
 

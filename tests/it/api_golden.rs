@@ -137,6 +137,7 @@ async fn our_requests_equal_the_official_sdks() {
         multiplier: 2.0,
         jitter: true,
         max_attempts: 1,
+        budget: None,
     };
     let client = anthropic::Client::new(
         http_client(&http_config).unwrap(),

@@ -40,7 +40,15 @@ fn help_lists_every_subcommand_and_the_exit_codes() {
         assert!(listed.contains(&name), "{name} missing from --help: {listed:?}");
     }
     assert!(stdout.contains("Exit codes: 0 success, 1 failure, 2 bad usage"));
+    assert!(stdout.contains("4 authorize --wait timed out"), "{stdout}");
     assert!(stdout.contains("Examples:"));
+
+    let output = agentcron(&["authorize", "--help"], &[], &repo_root());
+    let (stdout, _) = text(&output);
+    assert!(
+        stdout.contains("4 --wait timed out") && stdout.contains("--connect-budget"),
+        "{stdout}"
+    );
 }
 
 #[test]

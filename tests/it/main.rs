@@ -26,6 +26,7 @@ mod config_checks;
 mod demo;
 mod deploy;
 mod harness;
+mod ops_authorize;
 mod ops_bind;
 mod ops_http;
 mod ops_reports;

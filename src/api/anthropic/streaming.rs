@@ -57,7 +57,7 @@ impl Client {
             Streams::Direct(direct) => {
                 let unusable = |_| ApiError::io(API, STREAM, &stream::unusable("bad stream URL"));
                 let url = Url::parse(&url).map_err(unusable)?;
-                let response = with_retries(API, STREAM, self.policy, || async {
+                let response = with_retries(API, STREAM, &self.base, self.policy, || async {
                     let opened = self.open_direct(direct, &url).await;
                     crate::api::pace::note_refusal(self.pacer.as_deref(), STREAM, &opened).await;
                     opened
@@ -66,7 +66,7 @@ impl Client {
                 Ok(frames::decode(response.into_stream(), idle, max).left_stream())
             }
             Streams::Reqwest => {
-                let response = with_retries(API, STREAM, self.policy, || async {
+                let response = with_retries(API, STREAM, &self.base, self.policy, || async {
                     self.wait_turn(STREAM).await?;
                     let request = self.headers(self.http.get(&url)).timeout(STREAM_REQUEST_TIMEOUT);
                     let opened = check(STREAM, request.send().await).await;
