@@ -53,6 +53,11 @@ pub fn shipped_config() -> PathBuf {
 /// Runs the built `agentcron` binary with `args` and `env` (on top of a cleaned environment:
 /// no secrets or overrides leak in from the machine running the tests).
 pub fn agentcron(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Output {
+    agentcron_command(args, env, dir).output().expect("the agentcron binary runs")
+}
+
+/// The command [`agentcron`] runs, for a test that reads its output as it comes.
+pub fn agentcron_command(args: &[&str], env: &[(&str, &str)], dir: &Path) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_agentcron"));
     command.args(args).current_dir(dir);
     for (name, _) in std::env::vars() {
@@ -65,7 +70,7 @@ pub fn agentcron(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Output {
         }
     }
     command.envs(env.iter().copied());
-    command.output().expect("the agentcron binary runs")
+    command
 }
 
 /// `agentcron <args>` with a child worker's `env` (from `procs`), run from the repository root

@@ -5,7 +5,7 @@
 // See: issue 25 ("Onboarding that answers at once", "Interactive commands fail fast").
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use agentcron::keys::Keys;
 use serde_json::{Value, json};
 
 use crate::common::sim::{SimClient, spawn_sim};
-use crate::common::{TestRedis, poll_until, repo_root};
+use crate::common::{TestRedis, agentcron_command, poll_until, repo_root};
 use crate::ops_setup::{env, run};
 
 const MAGIC_LINK: &str = "POST /api/v1/connected_accounts/magic_link";
@@ -32,18 +32,8 @@ struct Live {
 
 impl Live {
     fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_agentcron"));
-        command.args(args).current_dir(repo_root());
-        for (name, _) in std::env::vars() {
-            if name.starts_with("AGENTCRON")
-                || name.starts_with("SCALEKIT_")
-                || name.starts_with("ANTHROPIC_")
-                || name == "REDIS_URL"
-            {
-                command.env_remove(name);
-            }
-        }
-        command.envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut command = agentcron_command(args, env, &repo_root());
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();
         let mut child = command.spawn().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
