@@ -164,9 +164,15 @@ async fn a_cluster_runs_enqueued_and_intake_runs_and_status_names_it() {
         .unwrap();
     let tick_user = crate::common::user_id("tick@cluster.test");
     let conn = config.redis.connect(Default::default()).await.unwrap();
-    let by_user = config.redis.keys().runs_by_user(&tick_user);
+    // Each shard indexes its own runs: the user's runs are spread over all sixteen.
+    let by_user: Vec<String> =
+        config.redis.keys().each_shard().map(|keys| keys.runs_by_user(&tick_user)).collect();
     poll_until("two ticks ran", Duration::from_secs(60), || async {
-        let ticked: Vec<String> = conn.clone().zrange(&by_user, 0, -1).await.unwrap_or_default();
+        let mut ticked: Vec<String> = Vec::new();
+        for index in &by_user {
+            let ids: Vec<String> = conn.clone().zrange(index, 0, -1).await.unwrap_or_default();
+            ticked.extend(ids);
+        }
         let done = succeeded(&config, &ticked).await;
         if done >= 2 { Ok(()) } else { Err(WithLog(format!("{ticked:?}: {done} done"), &log)) }
     })
