@@ -123,6 +123,9 @@ pub struct RedisConfig {
     pub cluster_nodes: Vec<String>,
     /// Shards of the queue (`crate::keys`): 16 on a cluster, 1 on one node, unless set.
     pub shards: usize,
+    /// Entries each run lifecycle events stream (`<p>:events`, one per shard) keeps, about:
+    /// `XADD … MAXLEN ~`. Defaults to 100,000.
+    pub events_max_len: usize,
 }
 
 /// `[redis.sentinel]`: the master's name and the sentinels to ask.

@@ -43,6 +43,7 @@ pub(crate) struct RawRedis {
     pub(crate) cluster: Option<bool>,
     pub(crate) cluster_nodes: Option<Vec<String>>,
     pub(crate) shards: Option<i64>,
+    pub(crate) events_max_len: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -185,6 +186,7 @@ impl RawConfig {
                 cluster: r.bool("redis.cluster"),
                 cluster_nodes: r.strings("redis.cluster_nodes"),
                 shards: r.int("redis.shards"),
+                events_max_len: r.int("redis.events_max_len"),
             },
             worker: RawWorker {
                 concurrency: r.int("worker.concurrency"),

@@ -38,6 +38,7 @@ mod queue_shards;
 mod redis_cluster;
 mod redis_production;
 mod run_disk_full;
+mod run_events;
 mod run_large_events;
 mod run_limits;
 mod run_pipeline;
