@@ -52,7 +52,7 @@ pub use self::redis_cluster::{ClusterMaster, cluster_masters};
 pub use self::redis_conn::RedisConn;
 pub use self::sections::{
     LimitsConfig, NoticesConfig, OpsConfig, Overlap, RetentionConfig, ScheduleConfig, SetupConfig,
-    TranscriptsConfig,
+    TranscriptsConfig, WebhookConfig,
 };
 
 /// The default configuration file, relative to the working directory.
@@ -82,6 +82,8 @@ pub struct Config {
     pub transcripts: TranscriptsConfig,
     /// `[notices]`.
     pub notices: NoticesConfig,
+    /// `[webhook]`.
+    pub webhook: WebhookConfig,
     /// `[ops]`.
     pub ops: OpsConfig,
     /// `[setup]`.
@@ -353,6 +355,7 @@ impl Config {
             self.secrets.scalekit_client_secret.as_ref(),
             self.secrets.anthropic_api_key.as_ref(),
             self.notices.webhook_secret.as_ref(),
+            self.webhook.secret.as_ref(),
             self.ops.token.as_ref(),
             self.redis.password.as_ref(),
             sentinel.and_then(|sentinel| sentinel.password.as_ref()),

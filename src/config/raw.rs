@@ -20,6 +20,7 @@ pub(crate) struct RawConfig {
     pub(crate) limits: RawLimits,
     pub(crate) transcripts: RawTranscripts,
     pub(crate) notices: RawNotices,
+    pub(crate) webhook: RawWebhook,
     pub(crate) ops: RawOps,
     pub(crate) setup: RawSetup,
     pub(crate) retention: RawRetention,
@@ -133,6 +134,14 @@ pub(crate) struct RawNotices {
 }
 
 #[derive(Debug, Default)]
+pub(crate) struct RawWebhook {
+    pub(crate) url: Option<String>,
+    pub(crate) secret: Option<String>,
+    pub(crate) events: Option<Vec<String>>,
+    pub(crate) max_attempts: Option<i64>,
+}
+
+#[derive(Debug, Default)]
 pub(crate) struct RawRetention {
     pub(crate) runs: Option<String>,
     pub(crate) transcripts: Option<String>,
@@ -228,6 +237,12 @@ impl RawConfig {
             notices: RawNotices {
                 webhook_url: r.string("notices.webhook_url"),
                 webhook_secret: r.string("notices.webhook_secret"),
+            },
+            webhook: RawWebhook {
+                url: r.string("webhook.url"),
+                secret: r.string("webhook.secret"),
+                events: r.strings("webhook.events"),
+                max_attempts: r.int("webhook.max_attempts"),
             },
             ops: RawOps { bind: r.string("ops.bind"), token: r.string("ops.token") },
             setup: RawSetup { auto: r.bool("setup.auto") },

@@ -45,6 +45,7 @@ mod run_pipeline;
 mod run_setup_missing;
 mod run_turn_end;
 mod run_user_lease;
+mod run_webhook;
 mod schedule_daemon;
 mod schedule_fan_out;
 mod schedule_users;
