@@ -52,7 +52,7 @@ pub use self::redis_cluster::{ClusterMaster, cluster_masters};
 pub use self::redis_conn::RedisConn;
 pub use self::sections::{
     LimitsConfig, NoticesConfig, OpsConfig, Overlap, RetentionConfig, ScheduleConfig, SetupConfig,
-    TranscriptsConfig,
+    TranscriptsConfig, WebhookConfig,
 };
 
 /// The default configuration file, relative to the working directory.
@@ -82,6 +82,8 @@ pub struct Config {
     pub transcripts: TranscriptsConfig,
     /// `[notices]`.
     pub notices: NoticesConfig,
+    /// `[webhook]`.
+    pub webhook: WebhookConfig,
     /// `[ops]`.
     pub ops: OpsConfig,
     /// `[setup]`.
@@ -123,6 +125,9 @@ pub struct RedisConfig {
     pub cluster_nodes: Vec<String>,
     /// Shards of the queue (`crate::keys`): 16 on a cluster, 1 on one node, unless set.
     pub shards: usize,
+    /// Entries each run lifecycle events stream (`<p>:events`, one per shard) keeps, about:
+    /// `XADD … MAXLEN ~`. Defaults to 100,000.
+    pub events_max_len: usize,
 }
 
 /// `[redis.sentinel]`: the master's name and the sentinels to ask.
@@ -350,6 +355,7 @@ impl Config {
             self.secrets.scalekit_client_secret.as_ref(),
             self.secrets.anthropic_api_key.as_ref(),
             self.notices.webhook_secret.as_ref(),
+            self.webhook.secret.as_ref(),
             self.ops.token.as_ref(),
             self.redis.password.as_ref(),
             sentinel.and_then(|sentinel| sentinel.password.as_ref()),

@@ -19,6 +19,7 @@
 //! | `<p>:lock:user:<u>` | string | per-user lease (`SET NX PX`, fenced) |
 //! | `<p>:lock:waiters:<u>` | zset (capped, expiring) | runs deferred because the user was busy, woken when the lease is released; score = when they asked, unix ms |
 //! | `<p>:transcript:<id>` | stream | transcript events |
+//! | `<p>:events` | stream (capped, `MAXLEN ~`) | run lifecycle events, one per transition, written by the script that makes it; one stream per shard (below) |
 //! | `<p>:notice:<u>:<conn>` | hash | one open or resolved notice |
 //! | `<p>:notices` | stream | notice events for follow-up consumers |
 //! | `<p>:notices:open` | zset | `<u>:<conn>` of every open notice; score = first seen, unix ms |
@@ -40,7 +41,9 @@
 //! With `redis.shards = N` above 1 the queue is N complete queues, one per shard, each in its
 //! own slot so that a cluster spreads them over its masters. A run lives in shard
 //! `fnv1a(run id) mod N` ([`Keys::shard_of`]), and everything that is the run's or the shard's
-//! queue is under the shard's base: `q:*`, `run:<id>`, the `runs*` indexes and the transcript.
+//! queue is under the shard's base: `q:*`, `run:<id>`, the `runs*` indexes, the transcript
+//! and the lifecycle events (`<p>:events` for shard 0, `<p>:<s>:events` for shard `s`: the
+//! scripts that change a run's state write its event, and a script touches one slot only).
 //! Shard 0 is under the prefix itself, so one shard is exactly the layout above; shard `s` is
 //! under `<p>:<s>` (on a cluster `{<p>:<s>}`). What belongs to the deployment, not to a run
 //! (intake, rejected, workers, users' locks and vault maps, notices, setup, schedules,
@@ -66,13 +69,25 @@ pub struct Keys {
     cluster: bool,
     /// The control slot's base (the prefix, or its tag): the deployment's own keys.
     control: String,
+    /// Approximate length each shard's events stream is trimmed to (`XADD … MAXLEN ~`).
+    events_cap: usize,
 }
+
+/// Entries each events stream keeps by default (`redis.events_max_len`), about 100,000.
+pub const EVENTS_CAP: usize = 100_000;
 
 impl Keys {
     /// Keys under `prefix`.
     pub fn new(prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
-        Self { base: prefix.clone(), control: prefix.clone(), prefix, shards: 1, cluster: false }
+        Self {
+            base: prefix.clone(),
+            control: prefix.clone(),
+            prefix,
+            shards: 1,
+            cluster: false,
+            events_cap: EVENTS_CAP,
+        }
     }
 
     /// Keys under `prefix` on Redis Cluster: `{<prefix>}:…`, one slot for all (unless the
@@ -81,7 +96,26 @@ impl Keys {
         let prefix = prefix.into();
         let tagged = prefix.split_once('{').is_some_and(|(_, rest)| rest.find('}') > Some(0));
         let base = if tagged { prefix.clone() } else { format!("{{{prefix}}}") };
-        Self { control: base.clone(), base, prefix, shards: 1, cluster: true }
+        Self {
+            control: base.clone(),
+            base,
+            prefix,
+            shards: 1,
+            cluster: true,
+            events_cap: EVENTS_CAP,
+        }
+    }
+
+    /// The same layout with each events stream trimmed to about `cap` entries (at least 1).
+    #[must_use]
+    pub fn events_capped(mut self, cap: usize) -> Self {
+        self.events_cap = cap.max(1);
+        self
+    }
+
+    /// Approximate length each shard's events stream is trimmed to.
+    pub fn events_cap(&self) -> usize {
+        self.events_cap
     }
 
     /// The same layout with the queue in `shards` shards (at least 1).
@@ -280,6 +314,16 @@ impl Keys {
     /// (its writes failed, and so did the rebuild at the attempt's end).
     pub fn transcript_repairs(&self) -> String {
         self.control_key("transcripts:repair")
+    }
+
+    /// `<p>:events` (`<p>:<s>:events` for shard `s`): this handle's shard's lifecycle events.
+    pub fn events(&self) -> String {
+        self.key("events")
+    }
+
+    /// Every shard's events stream, shard 0 (`<p>:events`) first: what a consumer reads.
+    pub fn all_events(&self) -> Vec<String> {
+        self.each_shard().map(|shard| shard.events()).collect()
     }
 
     /// `<p>:transcript:<id>`.

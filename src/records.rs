@@ -11,6 +11,7 @@
 //!
 //! This module owns the layout. It must not decide run outcomes.
 
+pub mod lifecycle;
 pub mod notice;
 pub mod prune;
 pub mod transcript;

@@ -42,7 +42,7 @@ use crate::ids::{RunId, SessionId, UserId};
 use crate::records::{self, Fields, Phase};
 
 use self::context::throttle;
-pub use self::context::{Context, clients, paced};
+pub use self::context::{Context, clients, http_client, paced};
 pub use self::ending::{Finish, RunError};
 use self::progress::Progress;
 

@@ -20,6 +20,7 @@ mod pipeline;
 mod reconcile;
 mod retention;
 mod service;
+mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -69,6 +70,9 @@ pub enum WorkerError {
     /// The apalis worker ended with an error.
     #[error("worker framework: {0}")]
     Framework(String),
+    /// The run webhook's HTTP client could not be built (`[http]`, `[webhook]`).
+    #[error("the run webhook's HTTP client: {0}")]
+    Webhook(String),
 }
 
 /// Executes one run attempt. The run pipeline implements this; tests use their own.
@@ -238,7 +242,8 @@ async fn execute<H: Handler>(
     };
     let backend =
         queue::Backend::new(queue.clone(), Arc::clone(lease), fetch, Arc::clone(&in_flight));
-    let finisher = Finisher::new(queue.clone(), config, in_flight, runs);
+    let hooks = webhooks::Webhooks::from_config(config, queue)?;
+    let finisher = Finisher::new(queue.clone(), config, (in_flight, runs), hooks.clone());
     let apalis_worker = WorkerBuilder::new(lease.current().id.to_string())
         .backend(backend)
         .concurrency(worker.concurrency)
@@ -259,6 +264,9 @@ async fn execute<H: Handler>(
         res = &mut running => res,
         () = shutdown.cancelled() => drain(&mut running, worker.shutdown_grace, root).await,
     };
+    if let Some(hooks) = hooks {
+        hooks.drain(worker.shutdown_grace).await;
+    }
     res.map_err(|error| WorkerError::Framework(error.to_string()))
 }
 

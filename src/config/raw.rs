@@ -20,6 +20,7 @@ pub(crate) struct RawConfig {
     pub(crate) limits: RawLimits,
     pub(crate) transcripts: RawTranscripts,
     pub(crate) notices: RawNotices,
+    pub(crate) webhook: RawWebhook,
     pub(crate) ops: RawOps,
     pub(crate) setup: RawSetup,
     pub(crate) retention: RawRetention,
@@ -43,6 +44,7 @@ pub(crate) struct RawRedis {
     pub(crate) cluster: Option<bool>,
     pub(crate) cluster_nodes: Option<Vec<String>>,
     pub(crate) shards: Option<i64>,
+    pub(crate) events_max_len: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -132,6 +134,14 @@ pub(crate) struct RawNotices {
 }
 
 #[derive(Debug, Default)]
+pub(crate) struct RawWebhook {
+    pub(crate) url: Option<String>,
+    pub(crate) secret: Option<String>,
+    pub(crate) events: Option<Vec<String>>,
+    pub(crate) max_attempts: Option<i64>,
+}
+
+#[derive(Debug, Default)]
 pub(crate) struct RawRetention {
     pub(crate) runs: Option<String>,
     pub(crate) transcripts: Option<String>,
@@ -185,6 +195,7 @@ impl RawConfig {
                 cluster: r.bool("redis.cluster"),
                 cluster_nodes: r.strings("redis.cluster_nodes"),
                 shards: r.int("redis.shards"),
+                events_max_len: r.int("redis.events_max_len"),
             },
             worker: RawWorker {
                 concurrency: r.int("worker.concurrency"),
@@ -226,6 +237,12 @@ impl RawConfig {
             notices: RawNotices {
                 webhook_url: r.string("notices.webhook_url"),
                 webhook_secret: r.string("notices.webhook_secret"),
+            },
+            webhook: RawWebhook {
+                url: r.string("webhook.url"),
+                secret: r.string("webhook.secret"),
+                events: r.strings("webhook.events"),
+                max_attempts: r.int("webhook.max_attempts"),
             },
             ops: RawOps { bind: r.string("ops.bind"), token: r.string("ops.token") },
             setup: RawSetup { auto: r.bool("setup.auto") },

@@ -133,6 +133,7 @@ impl RedisConfig {
         } else {
             crate::keys::Keys::new(self.prefix.clone()).sharded(self.shards)
         }
+        .events_capped(self.events_max_len)
     }
 
     /// `host:port` of the URL (the socket path of a `unix:` URL), for messages.

@@ -1,6 +1,6 @@
 //! The configuration sections that are plain settings (rates, retention of transcripts,
-//! notices, the ops server, setup) and the schedules, typed and in range: split from `config.rs` only to keep
-//! each file readable. This module must not validate: `validate.rs` builds these.
+//! notices, the run webhook, the ops server, setup) and the schedules, typed and in range: split
+//! from `config.rs` only to keep each file readable. This module must not validate: `validate.rs` builds these.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +53,24 @@ pub struct NoticesConfig {
     /// Optional HMAC-SHA256 key for the webhook's signature header.
     #[serde(serialize_with = "ser::opt_secret")]
     pub webhook_secret: Option<SecretString>,
+}
+
+/// `[webhook]`: the run webhook: a signed POST of a run's public summary when it reaches one of
+/// `events` (Standard Webhooks headers and signature, `records::webhook`).
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookConfig {
+    /// Where to POST; `None` (the default) sends nothing.
+    #[serde(serialize_with = "ser::opt_url")]
+    pub url: Option<Url>,
+    /// The signing secret (`AGENTCRON__WEBHOOK__SECRET`): `whsec_<base64>` is decoded, any
+    /// other value used as its bytes. Without one, messages are not signed. Redacted everywhere.
+    #[serde(serialize_with = "ser::opt_secret")]
+    pub secret: Option<SecretString>,
+    /// The states whose transitions are sent: any of `succeeded`, `failed`, `needs_auth`,
+    /// `dead`, `cancelled`. Defaults to the terminal ones (all but `failed`).
+    pub events: Vec<String>,
+    /// Attempts per message, the first included, with `[retry]`'s backoff. Defaults to 8.
+    pub max_attempts: u32,
 }
 
 /// `[ops]`: the HTTP endpoint for health, metrics and the dashboard.

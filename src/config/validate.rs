@@ -61,6 +61,7 @@ pub(super) fn validate(path: &Path, layers: Layers<'_>, env: &Env, needs: Needs)
         limits: limits::limits(&mut check, &raw.limits),
         transcripts: settings::transcripts(&mut check, raw),
         notices: settings::notices(&mut check, raw),
+        webhook: settings::webhook(&mut check, raw),
         ops: ops(&mut check, raw),
         setup: SetupConfig { auto: raw.setup.auto.unwrap_or(false) },
         retention: settings::retention(&mut check, raw),

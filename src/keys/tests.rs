@@ -27,6 +27,7 @@ fn a_sharded_queue_keeps_its_runs_in_their_shard_and_the_rest_in_the_control_slo
         assert_eq!(keys.run(id), format!("{base}:run:{id}"));
         assert_eq!(keys.transcript(id), format!("{base}:transcript:{id}"));
         assert_eq!(keys.for_run(id).ready(), format!("{base}:q:ready"));
+        assert_eq!(keys.for_run(id).events(), format!("{base}:events"));
         // Whatever the handle, a run's record is in its own shard.
         assert_eq!(keys.shard(3).run(id), keys.run(id));
     }
@@ -41,6 +42,7 @@ fn a_sharded_queue_keeps_its_runs_in_their_shard_and_the_rest_in_the_control_slo
     let node = Keys::new("ac").sharded(4);
     assert_eq!(node.shard(2).ready(), "ac:2:q:ready");
     assert_eq!(node.all(), ["ac:*"]);
+    assert_eq!(node.all_events(), ["ac:events", "ac:1:events", "ac:2:events", "ac:3:events"]);
     // The hash is fixed: producers and workers of any version agree.
     assert_eq!(Keys::new("ac").sharded(16).shard_of(&RunId::parse("r1").unwrap()), 12);
 }
@@ -68,6 +70,7 @@ fn layout_matches_the_documented_table() {
         (keys.user_lock(&user), "agentcron:lock:user:a@b"),
         (keys.user_lock_waiters(&user), "agentcron:lock:waiters:a@b"),
         (keys.transcript(&run_id), "agentcron:transcript:r1"),
+        (keys.events(), "agentcron:events"),
         (keys.notice(&user, "gmail"), "agentcron:notice:a@b:gmail"),
         (keys.notice_pattern(), "agentcron:notice:*:*"),
         (keys.notice_prefix(), "agentcron:notice:"),

@@ -53,10 +53,12 @@ impl Queue {
             .key(keys.run(run_id))
             .key(keys.ready())
             .key(keys.delayed())
+            .key(keys.events())
             .arg(run_id)
             .arg(keys.runs_by_state_prefix())
             .arg(keys.cancels_prefix())
-            .arg(CANCELS_TTL_SECS);
+            .arg(CANCELS_TTL_SECS)
+            .arg(keys.events_cap());
         Ok(invocation.invoke_async(&mut self.connection()).await?)
     }
 }

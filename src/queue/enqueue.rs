@@ -134,9 +134,10 @@ impl Queue {
             .key(keys.runs_by_state(RunState::Queued.as_str()))
             .key(keys.ready())
             .key(keys.delayed())
-            .key(processing);
+            .key(processing)
+            .key(keys.events());
         run_args(&mut invocation, run);
-        invocation.arg(source).arg(raw);
+        invocation.arg(source).arg(raw).arg(keys.events_cap());
         invocation
     }
 }
@@ -153,9 +154,11 @@ fn enqueue_many_invocation(
         .key(keys.runs_by_state(RunState::Queued.as_str()))
         .key(keys.ready())
         .key(keys.delayed())
+        .key(keys.events())
         .arg(keys.run_prefix())
         .arg(keys.runs_by_user_prefix())
-        .arg(source);
+        .arg(source)
+        .arg(keys.events_cap());
     for run in runs {
         run_args(&mut invocation, run);
     }

@@ -120,12 +120,14 @@ impl Queue {
             .key(keys.processing(&owner.id))
             .key(keys.leases())
             .key(keys.dead())
+            .key(keys.events())
             .arg(&*owner.id)
             .arg(n)
             .arg(keys.run_prefix())
             .arg(keys.runs_by_state_prefix())
             .arg(max)
-            .arg(LIST_CAP);
+            .arg(LIST_CAP)
+            .arg(keys.events_cap());
     }
 
     /// Records how an attempt ended; see [`Finished`] for what was found.
@@ -140,6 +142,7 @@ impl Queue {
             .key(keys.delayed())
             .key(keys.dead())
             .key(keys.leases())
+            .key(keys.events())
             .arg(&job.run_id)
             .arg(disposition.as_str())
             .arg(keys.runs_by_state_prefix())
@@ -147,7 +150,8 @@ impl Queue {
             .arg(class)
             .arg(delay_ms.to_string())
             .arg(LIST_CAP)
-            .arg(&*job.owner.id);
+            .arg(&*job.owner.id)
+            .arg(keys.events_cap());
         let reply: i64 = invocation.invoke_async(&mut self.connection()).await?;
         Ok(match reply {
             1 => Finished::Recorded,

@@ -13,6 +13,7 @@ use super::{Context, Run, RunError};
 use crate::backoff::RetryPolicy;
 use crate::records::notice::{self, NoticeEvent};
 use crate::records::webhook;
+use crate::telemetry::metrics;
 
 /// What the check found.
 #[derive(Debug, Default)]
@@ -113,6 +114,11 @@ pub async fn resolve_mcp_refusal(
 async fn notify(ctx: &Context, event: &NoticeEvent) {
     let Some(url) = &ctx.config.notices.webhook_url else { return };
     let policy = RetryPolicy { max_attempts: 3, ..RetryPolicy::from(&ctx.config.retry) };
-    webhook::deliver(&ctx.http, url, ctx.config.notices.webhook_secret.as_ref(), policy, event)
-        .await;
+    let Ok(body) = serde_json::to_vec(event) else { return };
+    let (id, secret) = (webhook::message_id(), ctx.config.notices.webhook_secret.as_ref());
+    let delivery = webhook::deliver(&ctx.http, url, secret, policy, (&id, &body)).await;
+    metrics::webhook_delivered("notice", if delivery.delivered { "delivered" } else { "failed" });
+    if let Some(error) = delivery.error {
+        tracing::warn!(message = "Notice webhook failed; the notice stays on the stream.", user = %event.user, connection = %event.connection, %error);
+    }
 }

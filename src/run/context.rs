@@ -112,6 +112,15 @@ pub fn clients(
     Ok((scalekit, anthropic, http))
 }
 
+/// The shared HTTP client of `[http]`, for calls that are not the vendors' (the worker's run
+/// webhook).
+///
+/// # Errors
+/// [`RunError`] when the client cannot be built.
+pub fn http_client(config: &Config) -> Result<reqwest::Client, RunError> {
+    Ok(crate::api::http_client(&config.http)?)
+}
+
 /// `anthropic`, waiting before every request (each attempt) for a turn in the fleet-wide
 /// bucket of the request's class, `<p>:ratelimit:creates`, `requests` or `environments`, at
 /// the rates of `[limits]`; as it is when every one of those rates is off.

@@ -55,8 +55,9 @@ impl Progress<'_> {
         self.timeline.entered.push((phase, std::time::Instant::now()));
         tracing::debug!(message = "Phase entered.", stage = phase.as_str());
         let fence = self.run.fence;
-        let (written, done) =
-            tokio::join!(records::set_run(&mut writer, keys, run_id, fence, &facts), work);
+        let entered =
+            records::lifecycle::enter_phase(&mut writer, keys, run_id, fence, phase, &facts);
+        let (written, done) = tokio::join!(entered, work);
         if !written? {
             return Err(fence::fenced(self.run, None));
         }

@@ -80,6 +80,10 @@ fn describe() {
     );
     metrics::describe_counter!("agentcron_api_requests_total", "HTTP attempts to a remote API.");
     metrics::describe_counter!("agentcron_api_retries_total", "Retries of remote calls.");
+    metrics::describe_counter!(
+        "agentcron_webhook_deliveries_total",
+        "Webhook messages by kind (run, notice) and how their delivery ended."
+    );
     metrics::describe_gauge!("agentcron_queue_depth", "Queue entries by state, read at scrape.");
     metrics::describe_gauge!("agentcron_runs_in_flight", "Runs this worker process holds.");
     metrics::describe_gauge!("agentcron_notices_open", "Open notices, read at scrape.");
@@ -161,6 +165,13 @@ pub fn notices_open(n_notices: u64) {
 /// `transport` when no response arrived.
 pub fn api_request(api: &'static str, endpoint: &'static str, status: &str) {
     metrics::counter!("agentcron_api_requests_total", "api" => api, "endpoint" => endpoint, "status" => status.to_owned())
+        .increment(1);
+}
+
+/// `agentcron_webhook_deliveries_total{kind,outcome}`: webhook messages, by `kind` (`run`,
+/// `notice`) and how their delivery ended (`delivered`, or `failed` after every attempt).
+pub fn webhook_delivered(kind: &'static str, outcome: &'static str) {
+    metrics::counter!("agentcron_webhook_deliveries_total", "kind" => kind, "outcome" => outcome)
         .increment(1);
 }
 

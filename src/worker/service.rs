@@ -19,6 +19,7 @@ use apalis_core::layers::{Layer, Service};
 use apalis_core::task::Task;
 
 use super::cancels::InFlight;
+use super::webhooks::Webhooks;
 use super::{Handler, JobContext};
 use crate::backoff::RetryPolicy;
 use crate::config::Config;
@@ -108,17 +109,20 @@ pub(super) struct Finisher {
     policy: RetryPolicy,
     in_flight: Arc<AtomicUsize>,
     runs: InFlight,
+    /// The run webhook, when configured: told of each recorded end.
+    webhooks: Option<Arc<Webhooks>>,
 }
 
 impl Finisher {
     pub(super) fn new(
         queue: Queue,
         config: &Config,
-        in_flight: Arc<AtomicUsize>,
-        runs: InFlight,
+        (in_flight, runs): (Arc<AtomicUsize>, InFlight),
+        webhooks: Option<Arc<Webhooks>>,
     ) -> Self {
         let policy = RetryPolicy::from(&config.retry);
-        Self { queue, max_attempts: config.worker.max_attempts, policy, in_flight, runs }
+        let max_attempts = config.worker.max_attempts;
+        Self { queue, max_attempts, policy, in_flight, runs, webhooks }
     }
 
     /// Decides and records the end of `job`'s attempt, retrying Redis until it succeeds: an
@@ -144,6 +148,13 @@ impl Finisher {
         metrics::jobs_in_flight(n_in_flight);
         let label = if finished == Finished::TakenOver { "lost" } else { disposition.as_str() };
         metrics::job_finished(label);
+        // Only an end this worker recorded is a transition; a deferral or release is not one.
+        let recorded = matches!(finished, Finished::Recorded | Finished::RecordedWithoutEntry);
+        if let Some(webhooks) = self.webhooks.as_ref().filter(|_| recorded)
+            && disposition.counts_attempt()
+        {
+            webhooks.after(&job.run_id, disposition.run_state());
+        }
         log(&job, &disposition, finished);
     }
 }

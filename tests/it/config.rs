@@ -406,11 +406,12 @@ fn config_path_resolution() {
     assert_eq!(config::resolve_path(None, &Env::default()), Path::new("jobs.toml"));
 }
 
-const SECRETS: [(&str, &str); 6] = [
+const SECRETS: [(&str, &str); 7] = [
     ("SCALEKIT_CLIENT_ID", "sk-client-id-visible"),
     ("SCALEKIT_CLIENT_SECRET", "SECRET-scalekit-9f8e7d"),
     ("ANTHROPIC_API_KEY", "sk-ant-SECRET-key-1a2b3c"),
     ("AGENTCRON__NOTICES__WEBHOOK_SECRET", "SECRET-webhook-4d5e6f"),
+    ("AGENTCRON__WEBHOOK__SECRET", "whsec_SECRET-run-webhook-9c0d"),
     ("AGENTCRON__OPS__TOKEN", "SECRET-ops-token-7a8b"),
     ("AGENTCRON__REDIS__URL", "redis://:SECRET-redis-pass@127.0.0.1:6379"),
 ];
@@ -426,7 +427,7 @@ fn no_secret_survives_debug_display_or_serialisation() {
         assert!(!shown.contains("SECRET"), "a secret leaked: {shown}");
     }
     assert!(json.contains("[REDACTED]"));
-    assert_eq!(config.secret_values().len(), 5, "every secret is known to the redactor");
+    assert_eq!(config.secret_values().len(), 6, "every secret is known to the redactor");
 }
 
 #[test]

@@ -333,7 +333,9 @@ async fn no_secret_in_redis_transcripts_or_logs() {
     }
 }
 
-type Hooks = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Vec<u8>)>>>;
+/// Per request: the `webhook-id` and `webhook-timestamp`, the signature, the body.
+type Hook = ((Option<String>, Option<String>), Option<String>, Vec<u8>);
+type Hooks = std::sync::Arc<std::sync::Mutex<Vec<Hook>>>;
 
 async fn webhook_recorder() -> (String, Hooks) {
     let hooks: Hooks = Default::default();
@@ -343,9 +345,10 @@ async fn webhook_recorder() -> (String, Hooks) {
         axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
             let seen = seen.clone();
             async move {
-                let signature =
-                    headers.get("x-agentcron-signature").map(|v| v.to_str().unwrap().to_owned());
-                seen.lock().unwrap().push((signature, body.to_vec()));
+                let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+                let signed = (header("webhook-id"), header("webhook-timestamp"));
+                let signature = header("webhook-signature");
+                seen.lock().unwrap().push((signed, signature, body.to_vec()));
                 "ok"
             }
         }),
@@ -369,18 +372,20 @@ async fn notices_reach_the_webhook_signed() {
     assert!(matches!(app.execute("r-hook").await.unwrap(), Finish::NeedsAuth { .. }));
     let hooks = hooks.lock().unwrap().clone();
     assert_eq!(hooks.len(), 1);
-    let (signature, body) = &hooks[0];
+    let ((id, timestamp), signature, body) = &hooks[0];
     let notice: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(notice["event"], "opened");
     assert_eq!(notice["user"], "gina@example.com");
     assert_eq!(notice["connection"], "gmail");
     assert_eq!(notice["connection_status"], "DISCONNECTED");
     assert!(notice["auth_link"].as_str().unwrap().starts_with("http"));
+    // Standard Webhooks: a secret without `whsec_` is used as its bytes.
     let secret = secrecy::SecretString::from("hook-secret-123");
-    assert_eq!(
-        signature.as_deref(),
-        Some(agentcron::records::webhook::signature(&secret, body).as_str())
-    );
+    let (id, timestamp) = (id.as_deref().unwrap(), timestamp.as_deref().unwrap());
+    assert!(id.starts_with("msg_"), "{id}");
+    let signed =
+        agentcron::records::webhook::signature(&secret, id, timestamp.parse().unwrap(), body);
+    assert_eq!(signature.as_deref(), Some(signed.as_str()));
 }
 
 #[tokio::test]

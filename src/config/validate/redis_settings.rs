@@ -1,7 +1,8 @@
 //! `[redis]`: the URL, the prefix, the ACL user, the `[redis.tls]` files (readable now, both
 //! halves of a client certificate, only with `rediss://`) and `[redis.sentinel]` (both keys,
 //! every node a `host:port`) and `redis.cluster` (or a `redis+cluster://` URL, or more seeds
-//! in `redis.cluster_nodes`; not with Sentinel or a socket), and `redis.shards`.
+//! in `redis.cluster_nodes`; not with Sentinel or a socket), `redis.shards` and
+//! `redis.events_max_len`.
 
 use std::path::PathBuf;
 
@@ -63,8 +64,15 @@ pub(super) fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
         );
     }
     let shards = shards(check, r.shards, cluster, &prefix);
+    let events_max_len = check.int(
+        "redis.events_max_len",
+        r.events_max_len,
+        crate::keys::EVENTS_CAP,
+        1..=100_000_000,
+    );
     RedisConfig {
         shards,
+        events_max_len,
         cluster,
         cluster_nodes,
         sentinel,

@@ -1,6 +1,6 @@
-//! The plain settings' checks and defaults: transcripts, retention, notices. Split from
-//! `validate.rs` only to keep each file readable; the same rules apply (every problem
-//! collected, each with its key).
+//! The plain settings' checks and defaults: transcripts, retention, notices, the run webhook.
+//! Split from `validate.rs` only to keep each file readable; the same rules apply (every
+//! problem collected, each with its key).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use super::checker::Checker;
 use super::{DAY, MINUTE, SECOND};
 use crate::config::raw::RawConfig;
-use crate::config::{NoticesConfig, RetentionConfig, TranscriptsConfig};
+use crate::config::{NoticesConfig, RetentionConfig, TranscriptsConfig, WebhookConfig};
 
 pub(super) fn transcripts(check: &mut Checker<'_>, raw: &RawConfig) -> TranscriptsConfig {
     let t = &raw.transcripts;
@@ -58,5 +58,28 @@ pub(super) fn notices(check: &mut Checker<'_>, raw: &RawConfig) -> NoticesConfig
         webhook_url: webhook_url
             .map(|url| check.url("notices.webhook_url", Some(url), &["https", "http"], "")),
         webhook_secret: n.webhook_secret.clone().filter(|s| !s.is_empty()).map(SecretString::from),
+    }
+}
+
+/// The states a run webhook may be sent for: those a recorded attempt's end can reach.
+const WEBHOOK_EVENTS: [&str; 5] = ["succeeded", "failed", "needs_auth", "dead", "cancelled"];
+
+pub(super) fn webhook(check: &mut Checker<'_>, raw: &RawConfig) -> WebhookConfig {
+    let w = &raw.webhook;
+    let url = w.url.as_deref().filter(|url| !url.is_empty());
+    let events = w.events.clone().unwrap_or_else(|| {
+        ["succeeded", "needs_auth", "dead", "cancelled"].map(str::to_owned).to_vec()
+    });
+    for event in &events {
+        if !WEBHOOK_EVENTS.contains(&event.as_str()) {
+            let known = WEBHOOK_EVENTS.join(", ");
+            check.problem("webhook.events", format!("`{event}` is not one of {known}"));
+        }
+    }
+    WebhookConfig {
+        url: url.map(|url| check.url("webhook.url", Some(url), &["https", "http"], "")),
+        secret: w.secret.clone().filter(|s| !s.is_empty()).map(SecretString::from),
+        events,
+        max_attempts: check.int("webhook.max_attempts", w.max_attempts, 8, 1..=100),
     }
 }

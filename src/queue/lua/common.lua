@@ -58,3 +58,16 @@ local function refund_start(state_prefix, rec, id, worker)
     index_move(state_prefix, rec, id, 'running', 'queued')
   end
 end
+
+-- Appends one run lifecycle event to the shard's events stream (`<p>:events`), trimmed to
+-- about `cap` entries; called by the script that makes the transition, so no transition is
+-- ever missed and none is reported that did not happen. `extra` is nil or a flat list of more
+-- fields (`phase`, `error_class`). One XADD per transition: the hot path stays cheap.
+local function emit(stream, cap, event, id, user, schedule, state, attempt, at, extra)
+  local fields = {'event', event, 'run_id', id, 'user', user or '', 'schedule', schedule or '',
+    'state', state, 'attempt', tostring(attempt or 0), 'at_ms', at}
+  if extra then
+    for _, value in ipairs(extra) do table.insert(fields, value) end
+  end
+  redis.call('XADD', stream, 'MAXLEN', '~', cap, '*', unpack(fields))
+end

@@ -1,7 +1,8 @@
 -- Records the end of an attempt, unless another worker took the run over meanwhile.
--- KEYS: 1 q:processing:<worker>, 2 run record, 3 q:ready, 4 q:delayed, 5 q:dead, 6 q:leases
+-- KEYS: 1 q:processing:<worker>, 2 run record, 3 q:ready, 4 q:delayed, 5 q:dead, 6 q:leases,
+--       7 events
 -- ARGV: 1 run_id, 2 mode, 3 state index prefix, 4 error, 5 error class, 6 delay ms, 7 dead cap,
---       8 worker id
+--       8 worker id, 9 events cap
 -- Modes: succeeded | needs_auth | cancelled (terminal), retry (failed, due later),
 --        dead, defer (queued again later, attempt refunded), release (queued now, refunded).
 -- Returns 1 when recorded; 2 when recorded though the run's queue entry was gone (lost to an
@@ -11,12 +12,18 @@
 -- (this worker's lease was reaped, or another worker started it): nothing written.
 -- A deferral of a run marked `wake_requested` (the lease it waited for was released while
 -- this attempt was still finding it busy, `wake.lua`) queues it now rather than later.
+-- Each recorded outcome (not a deferral or a release, which hand the attempt back) writes its
+-- event: succeeded, needs_auth, cancelled, failed (retry) or dead.
 local id = ARGV[1]
 local rec = KEYS[2]
-local f = redis.call('HMGET', rec, 'state', 'created_at_ms', 'worker', 'wake_requested')
+local f = redis.call('HMGET', rec, 'state', 'created_at_ms', 'worker', 'wake_requested', 'user',
+  'schedule', 'attempts')
 local old, created, holder, wake = f[1], f[2], f[3], f[4]
 local held = redis.call('LREM', KEYS[1], 1, id) > 0
 local now = now_ms()
+local function event(name, state, extra)
+  emit(KEYS[7], ARGV[9], name, id, f[5], f[6], state, f[7], int(now), extra)
+end
 if not held then
   if holder ~= ARGV[8] then return 0 end
   -- The reaper leaves the record as it was but zeroes (then removes) the lease: a lease that
@@ -35,17 +42,20 @@ if mode == 'succeeded' or mode == 'needs_auth' or mode == 'cancelled' then
   end
   redis.call('HSET', rec, 'state', mode, 'ended_at_ms', int(now))
   index_move(ARGV[3], rec, id, old, mode, created)
+  event(mode, mode)
 elseif mode == 'retry' then
   local due = now + tonumber(ARGV[6])
   redis.call('HSET', rec, 'state', 'failed', 'last_error', ARGV[4], 'error_class', ARGV[5],
     'next_attempt_at_ms', int(due))
   redis.call('ZADD', KEYS[4], due, id)
   index_move(ARGV[3], rec, id, old, 'failed', created)
+  event('failed', 'failed', {'error_class', ARGV[5]})
 elseif mode == 'dead' then
   redis.call('HSET', rec, 'state', 'dead', 'last_error', ARGV[4], 'error_class', ARGV[5],
     'ended_at_ms', int(now))
   push_dead(KEYS[5], tonumber(ARGV[7]), id, ARGV[4], ARGV[5], now)
   index_move(ARGV[3], rec, id, old, 'dead', created)
+  event('dead', 'dead', {'error_class', ARGV[5]})
 elseif mode == 'defer' and wake then
   redis.call('HINCRBY', rec, 'attempts', -1)
   redis.call('HSET', rec, 'state', 'queued')

@@ -1,8 +1,8 @@
 -- Starts runs whose ids are in this worker's processing list: one attempt more, state running.
 -- Used by fetch.lua (batch) and by start_one.lua (after a BLMOVE).
 -- ARGV (shared): 1 worker id, 2 n, 3 run key prefix, 4 state index prefix, 5 max attempts,
---       6 dead list cap
--- KEYS (shared): 1 q:ready, 2 q:processing:<worker>, 3 q:leases, 4 q:dead
+--       6 dead list cap, 7 events cap
+-- KEYS (shared): 1 q:ready, 2 q:processing:<worker>, 3 q:leases, 4 q:dead, 5 events
 local function lease_live(worker, now)
   local score = redis.call('ZSCORE', KEYS[3], worker)
   return score and tonumber(score) > now
@@ -42,6 +42,8 @@ local function start(id, now)
     index_move(ARGV[4], rec, id, state, 'dead', created)
     redis.call('LREM', KEYS[2], 1, id)
     push_dead(KEYS[4], tonumber(ARGV[6]), id, reason, 'crashed', now)
+    emit(KEYS[5], ARGV[7], 'dead', id, f.user, f.schedule, 'dead', attempts - 1, int(now),
+      {'error_class', 'crashed'})
     return nil
   end
   -- The fence: one more at every start, so that an attempt taken over while its worker was
@@ -57,6 +59,7 @@ local function start(id, now)
     redis.call('HDEL', rec, 'abandoned_at_ms')
   end
   index_move(ARGV[4], rec, id, state, 'running', created)
+  emit(KEYS[5], ARGV[7], 'started', id, f.user, f.schedule, 'running', attempts, int(now))
   -- A run the sweep returned (its last attempt never ended) is a takeover like a reaped one.
   local previous = f.abandoned_at_ms and 'running' or state
   return {id, attempts, previous, flat, fence}
