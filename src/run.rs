@@ -266,8 +266,15 @@ async fn pipeline(at: &mut Progress<'_>, conn: &mut RedisConn) -> Result<Finish,
     at.enter(Phase::Streaming, facts).await?;
     let tokens = turn::TokenState { expires_at, vault };
     if let Err(error) = turn::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await {
+        // A turn that ended in failure produced and used something too.
+        if matches!(error, RunError::SessionFailed { .. } | RunError::SessionEnded { .. })
+            && let Err(record_error) = turn::result::record(ctx, conn, run).await
+        {
+            tracing::warn!(message = "Recording the failed turn's result failed.", error = %record_error);
+        }
         return Box::pin(setback::settle(ctx, conn, run, Some(&session_id), error)).await;
     }
+    turn::result::record(ctx, conn, run).await?;
     if checked.mcp_noticed {
         connections::resolve_mcp_refusal(ctx, conn, run).await?;
     }

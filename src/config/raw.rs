@@ -123,6 +123,7 @@ pub(crate) struct RawTranscripts {
     pub(crate) redis_maxlen: Option<i64>,
     pub(crate) ttl: Option<String>,
     pub(crate) max_run_mb: Option<i64>,
+    pub(crate) result_max_kb: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -222,6 +223,7 @@ impl RawConfig {
                 redis_maxlen: r.int("transcripts.redis_maxlen"),
                 ttl: r.string("transcripts.ttl"),
                 max_run_mb: r.int("transcripts.max_run_mb"),
+                result_max_kb: r.int("transcripts.result_max_kb"),
             },
             notices: RawNotices {
                 webhook_url: r.string("notices.webhook_url"),
