@@ -19,6 +19,7 @@ mod results;
 mod schedule;
 mod setup;
 mod sim;
+mod usage;
 mod users;
 mod worker;
 
@@ -118,10 +119,11 @@ pub enum Command {
     )]
     Run(RunIdArgs),
     /// Print only a run's result, the agent's final message (exit 1 when it has none).
-    #[command(
-        after_help = "Example:\n  agentcron result <RUN_ID> | mail -s triage alice@example.com"
-    )]
+    #[command(after_help = "Example:\n  agentcron result <RUN_ID> | mail -s triage a@b.c")]
     Result(RunIdArgs),
+    /// Tokens and estimated cost of the runs of the last days, by user, schedule or day.
+    #[command(after_help = "Example:\n  agentcron usage --since 30d --by user --top 10")]
+    Usage(usage::UsageArgs),
     /// Print a run's transcript as the guide does: the agent's text, then `→ tool` per tool use.
     #[command(after_help = "Example:\n  agentcron transcript <RUN_ID> --follow")]
     Transcript(TranscriptArgs),
@@ -380,6 +382,7 @@ pub async fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode>
         Command::Runs(args) => report::runs(cli.config.as_deref(), &args, redactor).await,
         Command::Run(args) => results::run(cli.config.as_deref(), &args, redactor).await,
         Command::Result(args) => results::result(cli.config.as_deref(), &args, redactor).await,
+        Command::Usage(args) => usage::run(cli.config.as_deref(), &args, redactor).await,
         Command::Transcript(args) => {
             report::transcript(cli.config.as_deref(), &args, redactor).await
         }

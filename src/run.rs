@@ -107,6 +107,8 @@ pub struct Run {
     /// killed or frozen past its lease): the record was still `running` when it started, or the
     /// sweep had returned it.
     pub taken_over: bool,
+    /// When the run was created (unix ms): the day its usage is counted in.
+    pub created_at_ms: Option<i64>,
 }
 
 /// What the worker's start script said of this attempt.
@@ -142,6 +144,7 @@ impl Run {
                 .and_then(|v| v.parse().ok()),
             fence: attempt.map(|attempt| attempt.fence),
             taken_over: attempt.is_some_and(|attempt| attempt.taken_over),
+            created_at_ms: record.get("created_at_ms").and_then(|v| v.parse().ok()),
         })
     }
 }

@@ -138,6 +138,7 @@ pub(crate) struct RawRetention {
     pub(crate) transcripts: Option<String>,
     pub(crate) transcripts_max_mb: Option<i64>,
     pub(crate) every: Option<String>,
+    pub(crate) usage: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -236,6 +237,7 @@ impl RawConfig {
                 transcripts: r.string("retention.transcripts"),
                 transcripts_max_mb: r.int("retention.transcripts_max_mb"),
                 every: r.string("retention.every"),
+                usage: r.string("retention.usage"),
             },
             schedule: (0..r.tables("schedule").unwrap_or(0))
                 .map(|i| RawSchedule::read(r, &format!("schedule[{i}]")))

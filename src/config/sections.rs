@@ -94,6 +94,10 @@ pub struct RetentionConfig {
     /// How often the retention loop runs. Defaults to 1 minute.
     #[serde(serialize_with = "ser::duration")]
     pub every: Duration,
+    /// The per-day usage aggregates (`<p>:tokens:<day>`), after their last change. Defaults to
+    /// 90 days.
+    #[serde(serialize_with = "ser::duration")]
+    pub usage: Duration,
 }
 
 /// One `[[schedule]]`.

@@ -1,12 +1,13 @@
 //! Counters on a run record that only rise: a run's token counts, summed from its transcript
 //! each time an attempt ends its turn. Setting them returns by how much each rose, so what is
 //! added elsewhere (Prometheus counters) from these rises adds each token once per run,
-//! however many attempts recompute the sums. This module must not decide what is counted.
+//! however many attempts recompute the sums; and the per-day aggregates those rises are added
+//! to (`add_to_day`). This module must not decide what is counted.
 
 use crate::config::RedisConn;
 
 use super::RecordsError;
-use crate::ids::RunId;
+use crate::ids::{RunId, UserId};
 use crate::keys::Keys;
 use crate::transient;
 
@@ -38,6 +39,38 @@ pub async fn set_run_counts(
     })
     .await?;
     Ok(rises)
+}
+
+/// Adds a run's rises to the day's aggregate `<p>:tokens:<day>`: for each kind that rose,
+/// `total:<kind>`, `user:<u>:<kind>` and `schedule:<s>:<kind>`, and sets the hash to expire
+/// `ttl_secs` after this change. One transaction on one key, sent once and never retried (a
+/// lost reply could otherwise add a rise twice).
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub async fn add_to_day(
+    conn: &mut RedisConn,
+    keys: &Keys,
+    (day, user, schedule): (&str, &UserId, &str),
+    rises: &[(&str, u64)],
+    ttl_secs: u64,
+) -> Result<(), RecordsError> {
+    let key = keys.tokens_day(day);
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for (kind, rise) in rises.iter().filter(|(_, rise)| *rise > 0) {
+        let groups = [
+            format!("total:{kind}"),
+            format!("user:{user}:{kind}"),
+            format!("schedule:{schedule}:{kind}"),
+        ];
+        for group in groups {
+            pipe.cmd("HINCRBY").arg(&key).arg(group).arg(*rise).ignore();
+        }
+    }
+    pipe.cmd("EXPIRE").arg(&key).arg(ttl_secs).ignore();
+    pipe.query_async::<()>(conn).await?;
+    Ok(())
 }
 
 /// KEYS[1]: the record. ARGV: the fence (empty: none), the number of counters, that many

@@ -2,10 +2,13 @@
 //! tool calls, and the model usage summed with a cost estimate, compared with what the
 //! simulator's audit says it sent; `agentcron result <id>` prints the text alone.
 
+use std::collections::BTreeMap;
+
 use agentcron::api::anthropic::ModelUsage;
 use agentcron::records::Fields;
 use agentcron::run::turn::result::price_of;
 use agentcron::run::{FailPoint, Finish};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
 use crate::common::app::{TestApp, spawn_app};
@@ -151,4 +154,83 @@ async fn result_prints_the_text_only() {
     let (code, stdout, stderr) = cli(&app, &["result", "r-res-none"]).await;
     assert_eq!((code, stdout.as_str()), (1, ""));
     assert!(stderr.contains("has no result"), "{stderr}");
+}
+
+/// Writes a queued run record created at `at`, of `schedule` when given.
+async fn create_run_at(app: &TestApp, run_id: &str, user: &str, at: DateTime<Utc>, schedule: &str) {
+    let mut conn = app.conn.clone();
+    let mut fields = vec![
+        ("run_id", run_id.to_owned()),
+        ("user", user.to_owned()),
+        ("state", "queued".to_owned()),
+        ("created_at_ms", at.timestamp_millis().to_string()),
+    ];
+    if !schedule.is_empty() {
+        fields.push(("schedule", schedule.to_owned()));
+    }
+    let id = crate::common::run_id(run_id);
+    agentcron::records::set_run(&mut conn, &app.ctx.keys, &id, None, &fields).await.unwrap();
+}
+
+/// `usage` over runs of two users, two schedules and two days adds up to their records.
+#[tokio::test]
+async fn usage_adds_up_by_user_schedule_and_day() {
+    let app = spawn_app().await;
+    let today = Utc::now();
+    let before = today - TimeDelta::days(2);
+    let runs = [
+        ("r-use-1", "use-a@example.com", before, "morning"),
+        ("r-use-2", "use-a@example.com", today, ""),
+        ("r-use-3", "use-b@example.com", today, "morning"),
+    ];
+    let mut expect: BTreeMap<String, u64> = BTreeMap::new();
+    for (run_id, user, at, schedule) in runs {
+        create_run_at(&app, run_id, user, at, schedule).await;
+        app.execute(run_id).await.unwrap();
+        let input = count(&app.record(run_id).await, "tokens_input");
+        let schedule = if schedule.is_empty() { "adhoc" } else { schedule };
+        for key in [user.to_owned(), schedule.to_owned(), at.format("%Y-%m-%d").to_string()] {
+            *expect.entry(key).or_default() += input;
+        }
+    }
+    let usage = |by: &'static str, since: &'static str| {
+        let app = &app;
+        async move {
+            let (code, stdout, stderr) =
+                cli(app, &["usage", "--since", since, "--by", by, "--json"]).await;
+            assert_eq!(code, 0, "{stderr}");
+            let rows: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+            rows.iter()
+                .map(|row| {
+                    (row["key"].as_str().unwrap().to_owned(), row["input"].as_u64().unwrap())
+                })
+                .collect::<BTreeMap<String, u64>>()
+        }
+    };
+    let users = usage("user", "7d").await;
+    assert_eq!(users.len(), 2, "{users:?}");
+    for (user, input) in &users {
+        assert_eq!(expect[user], *input, "{user}");
+    }
+    let schedules = usage("schedule", "7d").await;
+    assert_eq!(schedules.keys().collect::<Vec<_>>(), ["adhoc", "morning"]);
+    for (schedule, input) in &schedules {
+        assert_eq!(expect[schedule], *input, "{schedule}");
+    }
+    let days = usage("day", "7d").await;
+    assert_eq!(days.len(), 2, "{days:?}");
+    for (day, input) in &days {
+        assert_eq!(expect[day], *input, "{day}");
+    }
+    // Yesterday onwards leaves out the run of two days ago.
+    let recent = usage("user", "1d").await;
+    assert_eq!(recent["use-a@example.com"], count(&app.record("r-use-2").await, "tokens_input"));
+
+    // A second attempt of a finished run adds nothing to the day.
+    app.execute("r-use-3").await.unwrap();
+    assert_eq!(usage("user", "7d").await, users);
+
+    let (code, stdout, _) = cli(&app, &["usage", "--by", "user", "--top", "1"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().filter(|line| line.contains("@example.com")).count(), 1, "{stdout}");
 }

@@ -49,6 +49,7 @@ pub(super) fn retention(check: &mut Checker<'_>, raw: &RawConfig) -> RetentionCo
             MINUTE,
             Duration::from_millis(100)..=DAY,
         ),
+        usage: check.duration("retention.usage", r.usage.as_deref(), 90 * DAY, DAY..=3650 * DAY),
     }
 }
 

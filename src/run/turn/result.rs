@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::RedisConn;
+use chrono::{TimeZone, Utc};
 use serde_json::Value;
 
 use super::super::{Context, Run, RunError, fence};
@@ -104,13 +105,15 @@ impl TurnResult {
 
     /// The counters, named as on the record and, but `model_requests`, as the metric's
     /// `kind` after `tokens_`.
-    pub fn counts(&self) -> [(&'static str, u64); 5] {
+    pub fn counts(&self) -> [(&'static str, u64); 6] {
         [
             ("tokens_input", self.usage.input_tokens),
             ("tokens_output", self.usage.output_tokens),
             ("tokens_cache_write", self.usage.cache_creation_input_tokens),
             ("tokens_cache_read", self.usage.cache_read_input_tokens),
             ("model_requests", self.model_requests),
+            // Rises once, the first time: the run is counted in the day's aggregate.
+            ("usage_counted", 1),
         ]
     }
 }
@@ -125,8 +128,8 @@ fn cut(text: &str, max_bytes: usize) -> &str {
 }
 
 /// Sums the run's recorded events and writes the result on its record (only while the
-/// attempt's fence is current); what the token counters rose by is added to the metrics, so
-/// each token is counted once per run.
+/// attempt's fence is current); what the token counters rose by is added to the metrics and
+/// to the aggregate of the day the run was created, so each token is counted once per run.
 ///
 /// # Errors
 /// [`RunError`] when Redis fails or a later attempt of the run started.
@@ -159,16 +162,36 @@ pub(crate) async fn record(ctx: &Context, conn: &mut RedisConn, run: &Run) -> Re
     let configured = ctx.config.schedules.iter().map(|schedule| schedule.name.as_str());
     let schedule = ScheduleLabel::of(run.schedule.as_deref(), configured);
     let cost = price_of(model).map_or(0.0, |price| price.cost(&added));
-    metrics::tokens_used(
-        schedule,
-        [
-            ("input", added.input_tokens),
-            ("output", added.output_tokens),
-            ("cache_write", added.cache_creation_input_tokens),
-            ("cache_read", added.cache_read_input_tokens),
-        ],
-        cost,
-    );
+    let tokens = [
+        ("input", added.input_tokens),
+        ("output", added.output_tokens),
+        ("cache_write", added.cache_creation_input_tokens),
+        ("cache_read", added.cache_read_input_tokens),
+    ];
+    metrics::tokens_used(schedule, tokens, cost);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    // A cost is positive and small.
+    let cost_micro_usd = (cost * 1_000_000.0).round() as u64;
+    let rises = [
+        tokens[0],
+        tokens[1],
+        tokens[2],
+        tokens[3],
+        ("cost_micro_usd", cost_micro_usd),
+        ("runs", rise(5)),
+    ];
+    if rises.iter().any(|(_, rise)| *rise > 0) {
+        let created = run.created_at_ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+        let day = created.unwrap_or_else(Utc::now).format("%Y-%m-%d").to_string();
+        let schedule = run.schedule.as_deref().unwrap_or(ScheduleLabel::ADHOC.as_str());
+        let ttl = ctx.config.retention.usage.as_secs();
+        let at = (day.as_str(), &run.user, schedule);
+        // A failure here loses the day's share of this run, never fails the run: its record
+        // and the metrics already hold it.
+        if let Err(error) = tally::add_to_day(conn, &ctx.keys, at, &rises, ttl).await {
+            tracing::warn!(message = "Adding the run's usage to the day's aggregate failed.", %error, run_id = %run.id);
+        }
+    }
     Ok(())
 }
 
