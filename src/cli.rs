@@ -15,9 +15,11 @@ mod config_init;
 mod demo;
 mod enqueue;
 mod report;
+mod results;
 mod schedule;
 mod setup;
 mod sim;
+mod usage;
 mod users;
 mod worker;
 
@@ -57,7 +59,7 @@ Examples:
 
 Configuration: --config PATH, else $AGENTCRON_CONFIG, else ./jobs.toml; any key can be
 overridden with AGENTCRON__SECTION__KEY (for example AGENTCRON__WORKER__CONCURRENCY=50).
-Commands that only read or change the queue (status, runs, run, transcript, notices,
+Commands that only read or change the queue (status, runs, run, result, transcript, notices,
 enqueue, requeue, cancel) also work without ./jobs.toml, from the environment alone.
 Secrets come from SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET and ANTHROPIC_API_KEY (or .env).
 
@@ -111,11 +113,17 @@ pub enum Command {
     /// List runs, newest first.
     #[command(after_help = "Example:\n  agentcron runs --state dead --since 1h --limit 20")]
     Runs(RunsArgs),
-    /// Show one run record with its phase timeline.
+    /// Show one run record (result, tool calls, usage, cost estimate) with its phase timeline.
     #[command(
         after_help = "Example:\n  agentcron run 'morning-triage:alice@example.com:1767254400'"
     )]
     Run(RunIdArgs),
+    /// Print only a run's result, the agent's final message (exit 1 when it has none).
+    #[command(after_help = "Example:\n  agentcron result <RUN_ID> | mail -s triage a@b.c")]
+    Result(RunIdArgs),
+    /// Tokens and estimated cost of the runs of the last days, by user, schedule or day.
+    #[command(after_help = "Example:\n  agentcron usage --since 30d --by user --top 10")]
+    Usage(usage::UsageArgs),
     /// Print a run's transcript as the guide does: the agent's text, then `→ tool` per tool use.
     #[command(after_help = "Example:\n  agentcron transcript <RUN_ID> --follow")]
     Transcript(TranscriptArgs),
@@ -372,7 +380,9 @@ pub async fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode>
         Command::Worker(args) => worker::run(cli.config.as_deref(), &args, redactor).await,
         Command::Status(args) => report::status(cli.config.as_deref(), &args, redactor).await,
         Command::Runs(args) => report::runs(cli.config.as_deref(), &args, redactor).await,
-        Command::Run(args) => report::run(cli.config.as_deref(), &args, redactor).await,
+        Command::Run(args) => results::run(cli.config.as_deref(), &args, redactor).await,
+        Command::Result(args) => results::result(cli.config.as_deref(), &args, redactor).await,
+        Command::Usage(args) => usage::run(cli.config.as_deref(), &args, redactor).await,
         Command::Transcript(args) => {
             report::transcript(cli.config.as_deref(), &args, redactor).await
         }

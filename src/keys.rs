@@ -29,6 +29,7 @@
 //! | `<p>:ratelimit:<name>` | hash | a fleet-wide token bucket (`tokens`, `ts_us`) |
 //! | `<p>:schedule:<name>` | hash | the schedule's last tick: `last_tick` (unix s), `users`, `invalid`, `enqueued`, `updated_at_ms` |
 //! | `<p>:schedule:<name>:last` | hash | user → run id of the user's latest run of the schedule (overlap check) |
+//! | `<p>:tokens:<YYYY-MM-DD>` | hash (expiring) | tokens and estimated cost of the runs created that day, by user, by schedule and in total (`agentcron usage`) |
 //! | `<p>:q:bell` | list (capped) | shard numbers where runs were just queued, for idle workers of a sharded queue |
 //! | `<p>:q:layout` | hash | `shards`: the shard count the queue was created with |
 //!

@@ -4,8 +4,9 @@
 //! Run record (`HGETALL <prefix>:run:<id>`): `run_id`, `user`, `schedule`, `prompt` (with
 //! `timezone`, `local_time`, `rendered` for a scheduled run), `state`,
 //! `phase`, `attempts`, `session_id`, `message_sent_at_ms`, `<phase>_at_ms` for each phase
-//! reached, `last_error`, `error_class`, `worker`, `fence` (one more at every start), and the
-//! queue's timestamps. The queue writes `state` and `fence`; the pipeline writes phases and ids,
+//! reached, `last_error`, `error_class`, `worker`, `fence` (one more at every start), the
+//! queue's timestamps, and once a turn has ended its result and usage (`result_text`,
+//! `stop_reason`, `tool_calls`, `model`, `tokens_*`, `cost_usd`; the counters in `tally.rs`). The queue writes `state` and `fence`; the pipeline writes phases and ids,
 //! only while its attempt's fence is current. User map (`<prefix>:user:<user>`): `vault_id`,
 //! `credential_id`, `vault_requested_at_ms`. Secrets are never stored.
 //!
@@ -14,6 +15,7 @@
 pub mod lifecycle;
 pub mod notice;
 pub mod prune;
+pub mod tally;
 pub mod transcript;
 pub mod usage;
 pub mod webhook;

@@ -107,6 +107,8 @@ pub struct Run {
     /// killed or frozen past its lease): the record was still `running` when it started, or the
     /// sweep had returned it.
     pub taken_over: bool,
+    /// When the run was created (unix ms): the day its usage is counted in.
+    pub created_at_ms: Option<i64>,
 }
 
 /// What the worker's start script said of this attempt.
@@ -142,6 +144,7 @@ impl Run {
                 .and_then(|v| v.parse().ok()),
             fence: attempt.map(|attempt| attempt.fence),
             taken_over: attempt.is_some_and(|attempt| attempt.taken_over),
+            created_at_ms: record.get("created_at_ms").and_then(|v| v.parse().ok()),
         })
     }
 }
@@ -266,8 +269,15 @@ async fn pipeline(at: &mut Progress<'_>, conn: &mut RedisConn) -> Result<Finish,
     at.enter(Phase::Streaming, facts).await?;
     let tokens = turn::TokenState { expires_at, vault };
     if let Err(error) = turn::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await {
+        // A turn that ended in failure produced and used something too.
+        if matches!(error, RunError::SessionFailed { .. } | RunError::SessionEnded { .. })
+            && let Err(record_error) = turn::result::record(ctx, conn, run).await
+        {
+            tracing::warn!(message = "Recording the failed turn's result failed.", error = %record_error);
+        }
         return Box::pin(setback::settle(ctx, conn, run, Some(&session_id), error)).await;
     }
+    turn::result::record(ctx, conn, run).await?;
     if checked.mcp_noticed {
         connections::resolve_mcp_refusal(ctx, conn, run).await?;
     }

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use url::Url;
 
-pub use self::events::{EventKind, SessionEvent, StopReason};
+pub use self::events::{EventKind, ModelUsage, SessionEvent, StopReason};
 pub use self::types::*;
 use super::pace::{self, Pacer};
 use super::stream::Streams;

@@ -1,5 +1,6 @@
-//! The operator's reports: `status`, `runs`, `run`, `transcript`, `notices`. Aligned tables
-//! (colour only on a terminal) or `--json` for scripts; the data comes from `ops::report`.
+//! The operator's reports: `status`, `runs`, `transcript`, `notices` (`run` and `result` are in
+//! `results.rs`). Aligned tables (colour only on a terminal) or `--json` for scripts; the data
+//! comes from `ops::report`.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -10,7 +11,7 @@ use anyhow::Context;
 use chrono::{TimeZone, Utc};
 
 use super::setup::{load_config, redis};
-use super::{NoticesArgs, ReportArgs, RunIdArgs, RunsArgs, TranscriptArgs, exit};
+use super::{NoticesArgs, ReportArgs, RunsArgs, TranscriptArgs, exit};
 use crate::keys::Keys;
 use crate::ops::report::{self, RunFilter, RunSummary};
 use crate::outcome::RunState;
@@ -31,7 +32,7 @@ impl Style {
         if self.on { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
     }
 
-    fn bold(&self, text: &str) -> String {
+    pub(super) fn bold(&self, text: &str) -> String {
         self.paint("1", text)
     }
 
@@ -52,7 +53,7 @@ fn mb(bytes: i64) -> String {
     format!("{:.1} MB", bytes as f64 / 1_048_576.0)
 }
 
-fn time(ms: Option<i64>) -> String {
+pub(super) fn time(ms: Option<i64>) -> String {
     ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single())
         .map_or_else(|| "-".to_owned(), |at| at.format("%Y-%m-%d %H:%M:%S").to_string())
 }
@@ -285,42 +286,6 @@ fn run_row(style: &Style, run: &RunSummary) -> Vec<String> {
         run.attempts.to_string(),
         time(run.created_at_ms),
     ]
-}
-
-/// `agentcron run <id>`: exit 1 when the run does not exist.
-pub(super) async fn run(
-    flag: Option<&Path>,
-    args: &RunIdArgs,
-    redactor: &Redactor,
-) -> anyhow::Result<ExitCode> {
-    let (_, mut conn, keys) = connect(flag, redactor).await?;
-    let Some(detail) = report::run(&mut conn, &keys, &args.id).await.context("reading the run")?
-    else {
-        eprintln!("agentcron run: no run {:?}", args.id);
-        return Ok(ExitCode::from(exit::FAILURE));
-    };
-    if args.json {
-        print_json(&detail, redactor)?;
-        return Ok(ExitCode::from(exit::OK));
-    }
-    let style = Style::detect();
-    for (field, value) in &detail.record {
-        println!("{:<22} {}", style.bold(field), redactor.redact(value));
-    }
-    println!("\n{}", style.bold("Timeline"));
-    let rows: Vec<Vec<String>> = detail
-        .timeline
-        .iter()
-        .map(|span| {
-            vec![
-                span.phase.clone(),
-                time(Some(span.at_ms)),
-                span.duration_ms.map_or("-".to_owned(), |ms| format!("{ms} ms")),
-            ]
-        })
-        .collect();
-    table(&mut std::io::stdout(), &style, &["PHASE", "STARTED", "DURATION"], &rows)?;
-    Ok(ExitCode::from(exit::OK))
 }
 
 /// `agentcron transcript <id> [--follow]`.

@@ -125,6 +125,7 @@ pub(crate) struct RawTranscripts {
     pub(crate) redis_maxlen: Option<i64>,
     pub(crate) ttl: Option<String>,
     pub(crate) max_run_mb: Option<i64>,
+    pub(crate) result_max_kb: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -147,6 +148,7 @@ pub(crate) struct RawRetention {
     pub(crate) transcripts: Option<String>,
     pub(crate) transcripts_max_mb: Option<i64>,
     pub(crate) every: Option<String>,
+    pub(crate) usage: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -233,6 +235,7 @@ impl RawConfig {
                 redis_maxlen: r.int("transcripts.redis_maxlen"),
                 ttl: r.string("transcripts.ttl"),
                 max_run_mb: r.int("transcripts.max_run_mb"),
+                result_max_kb: r.int("transcripts.result_max_kb"),
             },
             notices: RawNotices {
                 webhook_url: r.string("notices.webhook_url"),
@@ -251,6 +254,7 @@ impl RawConfig {
                 transcripts: r.string("retention.transcripts"),
                 transcripts_max_mb: r.int("retention.transcripts_max_mb"),
                 every: r.string("retention.every"),
+                usage: r.string("retention.usage"),
             },
             schedule: (0..r.tables("schedule").unwrap_or(0))
                 .map(|i| RawSchedule::read(r, &format!("schedule[{i}]")))

@@ -42,6 +42,9 @@ pub struct TranscriptsConfig {
     /// Bytes one attempt records in a run's transcript, in MiB; later events are recorded by
     /// their type and size only. Defaults to 64.
     pub max_run_mb: usize,
+    /// KiB of the agent's final message kept on the run record as its result (cut at a
+    /// character boundary; the whole text stays in the transcript). Defaults to 16.
+    pub result_max_kb: usize,
 }
 
 /// `[notices]`: follow-ups for users whose connections lapsed.
@@ -109,6 +112,10 @@ pub struct RetentionConfig {
     /// How often the retention loop runs. Defaults to 1 minute.
     #[serde(serialize_with = "ser::duration")]
     pub every: Duration,
+    /// The per-day usage aggregates (`<p>:tokens:<day>`), after their last change. Defaults to
+    /// 90 days.
+    #[serde(serialize_with = "ser::duration")]
+    pub usage: Duration,
 }
 
 /// One `[[schedule]]`.

@@ -79,6 +79,14 @@ impl Keys {
         self.control_key("usage")
     }
 
+    /// `<p>:tokens:<YYYY-MM-DD>`: what runs created that day (UTC) used, as fields
+    /// `total:<kind>`, `user:<u>:<kind>` and `schedule:<s>:<kind>` (`kind`: `input`, `output`,
+    /// `cache_write`, `cache_read`, `cost_micro_usd`, `runs`), expiring `retention.usage` after
+    /// its last change.
+    pub fn tokens_day(&self, day: &str) -> String {
+        self.control_key(&format!("tokens:{day}"))
+    }
+
     /// `<p>:profile:<u>`: the user's profile (`timezone`, `paused_until`, and named values
     /// for prompt templates), one hash per user, written by `agentcron users set` or
     /// `redis-cli HSET`.

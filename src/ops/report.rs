@@ -5,6 +5,7 @@
 
 mod notices;
 mod run_detail;
+mod tokens;
 mod topology;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +22,7 @@ use crate::records::{RecordsError, now_ms};
 
 pub use self::notices::{Notice, notices};
 pub use self::run_detail::{PhaseSpan, RunDetail, render_line, run};
+pub use self::tokens::{UsageBy, UsageRow, usage};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;

@@ -1,7 +1,8 @@
 //! Phase `streaming`: record every event to the transcript, answer `requires_action` by
 //! policy, keep the user's token fresh, and stop at the end of the turn (`verdict` says when
 //! that is, and whether the turn did the work). A dropped or
-//! idle stream is re-attached (history first, events already recorded skipped).
+//! idle stream is re-attached (history first, events already recorded skipped). Once the turn
+//! has ended, `result` sums its recorded events onto the run record.
 
 use crate::config::RedisConn;
 use crate::ids::SessionId;
@@ -19,6 +20,7 @@ use crate::config::ActionPolicy;
 use crate::outcome::ErrorClass;
 use crate::records::transcript::Transcript;
 
+pub mod result;
 mod verdict;
 
 use self::verdict::{Step, TurnState};

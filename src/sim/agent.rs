@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::session::{Answer, Awaiting, Live, SessionRt};
+use super::session::{Answer, Awaiting, Live, SessionRt, Usage};
 use super::state::SimState;
 use super::tools::{self, Caller};
 
@@ -168,10 +168,22 @@ async fn start_span(state: &SimState, turn: &Turn) -> Result<String, Stop> {
     emit(state, turn, json!({"type": "span.model_request_start"})).await
 }
 
+/// Ends the model request `span` with its usage (see [`Usage::of_request`]), summed into the
+/// session's audit under the lock that appends the event.
 async fn end_span(state: &SimState, turn: &Turn, span: &str) -> Result<(), Stop> {
-    let usage = json!({"input_tokens": 1200, "output_tokens": 180, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0});
-    emit(state, turn, json!({"type": "span.model_request_end", "model_request_start_id": span, "model_usage": usage, "is_error": false})).await?;
+    let index = turn.rt.lock().audit.usage.model_requests;
+    let usage = Usage::of_request(seed(&turn.session_id), index);
+    let event = json!({"type": "span.model_request_end", "model_request_start_id": span,
+        "model_usage": usage.to_json(), "is_error": false});
+    emit_then(state, turn, event, |live, _| live.audit.usage.add(usage)).await?;
     Ok(())
+}
+
+/// FNV-1a of the session id: what makes one session's usage differ from another's.
+fn seed(session_id: &str) -> u64 {
+    session_id.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 async fn one_turn(state: &SimState, turn: &Turn) -> Result<(), Stop> {
@@ -236,7 +248,7 @@ async fn drive(state: &SimState, turn: &Turn, span: &str, mut next: Next) -> Res
 /// The final message, the end of the model request, and idle with `end_turn`.
 async fn finish(state: &SimState, turn: &Turn, span: &str, text: String) -> Result<(), Stop> {
     let message = json!({"type": "agent.message", "content": [{"type": "text", "text": text}]});
-    emit(state, turn, message).await?;
+    emit_then(state, turn, message, |live, _| live.audit.final_text = Some(text)).await?;
     end_span(state, turn, span).await?;
     turn.rt.set_status("idle");
     emit(state, turn, json!({"type": "session.status_idle", "stop_reason": {"type": "end_turn"}}))

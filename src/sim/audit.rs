@@ -1,6 +1,7 @@
 //! The audit: what every session did (user messages, tool calls and the token subjects they
-//! used), how often each endpoint was called and when first and last, and the violations of the invariants agentcron
-//! promises — a token used for another user, an expired token used, more than one
+//! used, the model usage it reported, summed, and its last `agent.message` text), how often
+//! each endpoint was called and when first and last, and the violations of the invariants
+//! agentcron promises — a token used for another user, an expired token used, more than one
 //! `user.message` in a session, an unknown vault referenced.
 //!
 //! It observes and reports; it never changes an API response.
@@ -113,6 +114,7 @@ fn session_report(session: &super::state::Session) -> Value {
         .iter()
         .map(|call| json!({"name": call.name, "subject": call.subject, "ok": call.error.is_none(), "error": call.error}))
         .collect();
+    let usage = live.audit.usage;
     json!({
         "id": session.id,
         "agent_id": session.agent["id"],
@@ -123,6 +125,12 @@ fn session_report(session: &super::state::Session) -> Value {
         "token_subjects": live.audit.token_subjects,
         "user_messages": live.audit.user_messages,
         "tool_calls": tool_calls,
+        "usage": {"model_requests": usage.model_requests, "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+            "cache_read_input_tokens": usage.cache_read_input_tokens},
+        "final_text": live.audit.final_text,
+        "model": session.agent["model"]["id"],
         "status": live.status,
         "archived": session.archived_at.is_some(),
         "deleted": live.closed,

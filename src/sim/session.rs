@@ -39,6 +39,51 @@ pub(crate) struct SessionAudit {
     pub(crate) user_messages: u32,
     pub(crate) tool_calls: Vec<ToolCall>,
     pub(crate) token_subjects: Vec<String>,
+    /// The `model_usage` of every `span.model_request_end` sent, summed.
+    pub(crate) usage: Usage,
+    /// The text of the last `agent.message` sent.
+    pub(crate) final_text: Option<String>,
+}
+
+/// Token counts as `model_usage` reports them, and how many model requests they sum.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Usage {
+    pub(crate) model_requests: u64,
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) cache_creation_input_tokens: u64,
+    pub(crate) cache_read_input_tokens: u64,
+}
+
+impl Usage {
+    /// The usage the scripted model reports for the `index`th model request (from 0) of the
+    /// session whose id hashes to `seed`: deterministic, and different per request and per
+    /// session, so sums prove something.
+    pub(crate) fn of_request(seed: u64, index: u64) -> Self {
+        Self {
+            model_requests: 1,
+            input_tokens: 900 + seed % 400 + 173 * index,
+            output_tokens: 120 + seed % 61 + 37 * index,
+            cache_creation_input_tokens: if index == 0 { 1500 + seed % 300 } else { 0 },
+            cache_read_input_tokens: index * (1400 + seed % 200),
+        }
+    }
+
+    /// Adds `other` to these sums.
+    pub(crate) fn add(&mut self, other: Self) {
+        self.model_requests += other.model_requests;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_creation_input_tokens += other.cache_creation_input_tokens;
+        self.cache_read_input_tokens += other.cache_read_input_tokens;
+    }
+
+    /// The wire's `model_usage` object.
+    pub(crate) fn to_json(self) -> Value {
+        json!({"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens})
+    }
 }
 
 /// The answer of a `user.tool_confirmation`.

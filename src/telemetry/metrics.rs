@@ -88,6 +88,11 @@ fn describe() {
     metrics::describe_gauge!("agentcron_runs_in_flight", "Runs this worker process holds.");
     metrics::describe_gauge!("agentcron_notices_open", "Open notices, read at scrape.");
     metrics::describe_counter!("agentcron_intake_rejected_total", "Intake payloads rejected.");
+    metrics::describe_counter!("agentcron_tokens_total", "Tokens runs used, by kind and schedule.");
+    metrics::describe_gauge!(
+        "agentcron_cost_usd_total",
+        "Estimated cost of the tokens runs used, in USD, by schedule (only rises)."
+    );
 }
 
 /// The `schedule` label of a metric: the name of a schedule in the configuration, or `adhoc`.
@@ -131,6 +136,22 @@ pub fn run_finished(schedule: ScheduleLabel<'_>, outcome: &'static str, elapsed:
     metrics::counter!("agentcron_runs_total", "schedule" => schedule, "outcome" => outcome)
         .increment(1);
     metrics::histogram!("agentcron_run_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+/// `agentcron_tokens_total{kind,schedule}` (`kind`: `input`, `output`, `cache_write`,
+/// `cache_read`) and `agentcron_cost_usd_total{schedule}`: tokens a run's model requests used,
+/// added once per run however many attempts it took, and their estimated cost in USD. The
+/// cost is exported as a gauge (the recorder's counters are integers) that only rises.
+pub fn tokens_used(schedule: ScheduleLabel<'_>, tokens: [(&'static str, u64); 4], cost_usd: f64) {
+    for (kind, n_tokens) in tokens.into_iter().filter(|(_, n_tokens)| *n_tokens > 0) {
+        let schedule = schedule.as_str().to_owned();
+        metrics::counter!("agentcron_tokens_total", "kind" => kind, "schedule" => schedule)
+            .increment(n_tokens);
+    }
+    if cost_usd > 0.0 {
+        let schedule = schedule.as_str().to_owned();
+        metrics::gauge!("agentcron_cost_usd_total", "schedule" => schedule).increment(cost_usd);
+    }
 }
 
 /// `agentcron_run_overhead_seconds`: one attempt's wall time minus the time it waited on the

@@ -4,7 +4,7 @@
 
 use crate::common::{agentcron, repo_root, shipped_config, text};
 
-const SUBCOMMANDS: [&str; 17] = [
+const SUBCOMMANDS: [&str; 18] = [
     "setup",
     "authorize",
     "enqueue",
@@ -13,6 +13,7 @@ const SUBCOMMANDS: [&str; 17] = [
     "status",
     "runs",
     "run",
+    "result",
     "transcript",
     "notices",
     "requeue",

@@ -42,6 +42,7 @@ mod run_events;
 mod run_large_events;
 mod run_limits;
 mod run_pipeline;
+mod run_results;
 mod run_setup_missing;
 mod run_turn_end;
 mod run_user_lease;

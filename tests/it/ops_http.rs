@@ -451,6 +451,11 @@ async fn the_dashboard_shows_a_run_and_its_transcript_in_chromium() {
     assert!(detail.contains("r-ops-dash"), "run id missing: {dom}");
     assert!(detail.contains("succeeded"), "state missing: {dom}");
     assert!(detail.contains("→ gmail_fetch_mails"), "transcript missing: {dom}");
+    // The result under its own heading, with the usage.
+    let result = detail.split("id=\"detail-result\"").nth(1).expect("a result section");
+    let result = result.split("</pre>").next().unwrap();
+    assert!(result.contains("I created the calendar event"), "result missing: {dom}");
+    assert!(detail.contains("cache read tokens"), "usage missing: {dom}");
     let runs = dom.split("id=\"runs\"").nth(1).unwrap();
     assert!(runs.contains("ops-dash@example.com"), "run list missing the run: {dom}");
     server.stop().await;

@@ -59,8 +59,27 @@ pub enum EventKind {
         /// `exhausted` or `terminal` when the turn has failed.
         retry_status: Option<String>,
     },
+    /// `span.model_request_end`: what one model request used.
+    ModelRequestEnd {
+        /// Its `model_usage`.
+        usage: ModelUsage,
+    },
     /// Any other type, such as `span.model_request_start` or a type added later.
     Other,
+}
+
+/// The `model_usage` of a `span.model_request_end`: the tokens of one model request (a count
+/// missing or malformed on the wire reads as 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelUsage {
+    /// `input_tokens`.
+    pub input_tokens: u64,
+    /// `output_tokens`.
+    pub output_tokens: u64,
+    /// `cache_creation_input_tokens`: input written to the prompt cache.
+    pub cache_creation_input_tokens: u64,
+    /// `cache_read_input_tokens`: input read from the prompt cache.
+    pub cache_read_input_tokens: u64,
 }
 
 /// `stop_reason` of `session.status_idle`.
@@ -119,6 +138,7 @@ fn kind_of(raw: &Value) -> EventKind {
         "session.status_running" => EventKind::Running,
         "session.status_idle" => EventKind::Idle { stop_reason: stop_reason(raw) },
         "session.status_terminated" => EventKind::Terminated,
+        "span.model_request_end" => EventKind::ModelRequestEnd { usage: model_usage(raw) },
         "session.error" => EventKind::Error {
             error_type: raw
                 .pointer("/error/type")
@@ -136,6 +156,18 @@ fn kind_of(raw: &Value) -> EventKind {
                 .map(str::to_owned),
         },
         _ => EventKind::Other,
+    }
+}
+
+fn model_usage(raw: &Value) -> ModelUsage {
+    let count = |name: &str| {
+        raw.get("model_usage").and_then(|usage| usage.get(name)).and_then(Value::as_u64)
+    };
+    ModelUsage {
+        input_tokens: count("input_tokens").unwrap_or(0),
+        output_tokens: count("output_tokens").unwrap_or(0),
+        cache_creation_input_tokens: count("cache_creation_input_tokens").unwrap_or(0),
+        cache_read_input_tokens: count("cache_read_input_tokens").unwrap_or(0),
     }
 }
 
@@ -192,6 +224,18 @@ mod tests {
         check(
             json!({"type":"agent.mcp_tool_result","is_error":true}),
             &EventKind::ToolResult { is_error: true },
+        );
+        check(
+            json!({"type":"span.model_request_end","model_request_start_id":"sevt_1","is_error":false,
+                "model_usage":{"input_tokens":10,"output_tokens":2,"cache_creation_input_tokens":3,"cache_read_input_tokens":4}}),
+            &EventKind::ModelRequestEnd {
+                usage: ModelUsage {
+                    input_tokens: 10,
+                    output_tokens: 2,
+                    cache_creation_input_tokens: 3,
+                    cache_read_input_tokens: 4,
+                },
+            },
         );
         check(
             json!({"type":"session.status_idle","stop_reason":{"type":"end_turn"}}),

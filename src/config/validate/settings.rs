@@ -23,6 +23,7 @@ pub(super) fn transcripts(check: &mut Checker<'_>, raw: &RawConfig) -> Transcrip
         redis_maxlen: check.int("transcripts.redis_maxlen", t.redis_maxlen, 10_000, 1..=10_000_000),
         ttl: check.duration("transcripts.ttl", t.ttl.as_deref(), 7 * DAY, MINUTE..=365 * DAY),
         max_run_mb: check.int("transcripts.max_run_mb", t.max_run_mb, 64, 1..=4096),
+        result_max_kb: check.int("transcripts.result_max_kb", t.result_max_kb, 16, 1..=1024),
     }
 }
 
@@ -48,6 +49,7 @@ pub(super) fn retention(check: &mut Checker<'_>, raw: &RawConfig) -> RetentionCo
             MINUTE,
             Duration::from_millis(100)..=DAY,
         ),
+        usage: check.duration("retention.usage", r.usage.as_deref(), 90 * DAY, DAY..=3650 * DAY),
     }
 }
 
