@@ -15,16 +15,28 @@ use crate::telemetry::Redactor;
 /// The record field holding the result text, printed apart from the others.
 const TEXT: &str = "result_text";
 
+/// The run `args.id`, or `None` once `agentcron <command>` has said there is no such run.
+async fn load(
+    flag: Option<&Path>,
+    args: &RunIdArgs,
+    redactor: &Redactor,
+    command: &str,
+) -> anyhow::Result<Option<report::RunDetail>> {
+    let (_, mut conn, keys) = connect(flag, redactor).await?;
+    let detail = report::run(&mut conn, &keys, &args.id).await.context("reading the run")?;
+    if detail.is_none() {
+        eprintln!("agentcron {command}: no run {:?}", args.id);
+    }
+    Ok(detail)
+}
+
 /// `agentcron run <id>`: exit 1 when the run does not exist.
 pub(super) async fn run(
     flag: Option<&Path>,
     args: &RunIdArgs,
     redactor: &Redactor,
 ) -> anyhow::Result<ExitCode> {
-    let (_, mut conn, keys) = connect(flag, redactor).await?;
-    let Some(detail) = report::run(&mut conn, &keys, &args.id).await.context("reading the run")?
-    else {
-        eprintln!("agentcron run: no run {:?}", args.id);
+    let Some(detail) = load(flag, args, redactor, "run").await? else {
         return Ok(ExitCode::from(exit::FAILURE));
     };
     if args.json {
@@ -62,10 +74,7 @@ pub(super) async fn result(
     args: &RunIdArgs,
     redactor: &Redactor,
 ) -> anyhow::Result<ExitCode> {
-    let (_, mut conn, keys) = connect(flag, redactor).await?;
-    let Some(detail) = report::run(&mut conn, &keys, &args.id).await.context("reading the run")?
-    else {
-        eprintln!("agentcron result: no run {:?}", args.id);
+    let Some(detail) = load(flag, args, redactor, "result").await? else {
         return Ok(ExitCode::from(exit::FAILURE));
     };
     let Some(text) = detail.record.get(TEXT) else {
