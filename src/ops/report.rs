@@ -186,7 +186,9 @@ fn next_ticks(config: &Config) -> Vec<NextTick> {
         .filter(|schedule| schedule.enabled)
         .filter_map(|schedule| {
             // The scheduler's own DST-correct computation, so this screen and the daemon agree.
-            let next = crate::schedule::next_fires(schedule, now, 1).into_iter().next()?;
+            // With `timezone = "user"` that is the first zone to fire; `local` is in the
+            // schedule's default zone.
+            let next = crate::schedule::next_tick(schedule, now)?;
             let local = next.with_timezone(&schedule.timezone).to_rfc3339();
             Some(NextTick { schedule: schedule.name.clone(), local, utc: next.to_rfc3339() })
         })

@@ -194,6 +194,13 @@ async fn a_paused_user_is_skipped_and_resumes_and_skip_dates_hold_in_the_users_z
     let schedules = cli_ok(&fixture.redis, &toml, &["schedules", "--json"]);
     let schedules: Value = serde_json::from_str(&schedules).unwrap();
     assert_eq!(schedules[0]["timezone"], "user (default UTC)", "{schedules}");
+    // `status` shows the scheduler's own next tick: with per-user zones, the first zone's.
+    let before = schedule::next_tick(&fixture.schedule, Utc::now()).unwrap();
+    let status = cli_ok(&fixture.redis, &toml, &["status", "--json"]);
+    let after = schedule::next_tick(&fixture.schedule, Utc::now()).unwrap();
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let shown = time(status["next_ticks"][0]["utc"].as_str().unwrap());
+    assert!(shown == before || shown == after, "{shown} is neither {before} nor {after}");
 }
 
 #[tokio::test]
