@@ -20,9 +20,9 @@ mod zones;
 pub use self::daemon::run;
 pub use self::fan_out::{TickReport, fan_out, users};
 pub use self::listing::{ScheduleReport, TickStats, report};
-pub use self::next::{next_fires, spread_offset};
+pub use self::next::spread_offset;
 pub use self::preview::{PreviewFire, PreviewProblem, preview};
-pub use self::zones::{next_in_zone, next_tick, next_ticks};
+pub use self::zones::{next_tick, next_ticks};
 use crate::config::ConfigError;
 use crate::queue::QueueError;
 

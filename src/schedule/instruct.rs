@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 
 use super::next;
-use super::zones::{InZone, TickZones};
+use super::zones::{self, InZone, TickZones};
 use crate::config::ScheduleConfig;
 use crate::ids::{RunId, UserId};
 use crate::queue::{Instructions, NewRun, Queue, QueueError};
@@ -50,11 +50,7 @@ pub(super) async fn decide(
     let profiles = users::read(&mut queue.connection(), queue.keys(), &refs).await?;
     let mut decided = Decided::default();
     for (user, profile) in users.iter().zip(&profiles) {
-        let Some(zone) = (if schedule.per_user_zone {
-            profile.zone_or(schedule.timezone)
-        } else {
-            Some(schedule.timezone)
-        }) else {
+        let Some(zone) = zones::zone_for(schedule, profile) else {
             report_bad(schedule, user, profile);
             decided.bad_profile += 1;
             continue;

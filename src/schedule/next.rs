@@ -24,27 +24,19 @@ use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 
-use crate::config::ScheduleConfig;
-
 /// Fire times searched per call before giving up: bounds the work for patterns that almost
 /// never match, and for backward searches from inside a repeated hour.
 const MAX_STEPS: usize = 100_000;
 /// Longest daylight-saving shift in the time-zone database (two hours, "double summer time").
 const MAX_SHIFT: Duration = Duration::hours(3);
 
-/// The next `n` fire times of `schedule` strictly after `after`, in UTC, per the DST rule of
-/// this module. Fewer when the pattern stops matching (a past year).
-pub fn next_fires(schedule: &ScheduleConfig, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
-    let mut fires = Vec::with_capacity(n);
-    let mut cursor = after;
-    while fires.len() < n {
-        let Some(next) = next_after(schedule.cron.cron(), schedule.timezone, cursor) else {
-            break;
-        };
-        fires.push(next);
-        cursor = next;
-    }
-    fires
+/// Up to `n` instants, each `next` of the one before, starting after `after`.
+pub(crate) fn successive(
+    after: DateTime<Utc>,
+    n: usize,
+    next: impl Fn(DateTime<Utc>) -> Option<DateTime<Utc>>,
+) -> Vec<DateTime<Utc>> {
+    std::iter::successors(next(after), |&cursor| next(cursor)).take(n).collect()
 }
 
 /// The first fire time strictly after `after`, or `None` when there is none.
@@ -152,6 +144,12 @@ pub fn spread_offset(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ScheduleConfig;
+
+    /// The next `n` fire times of `schedule` strictly after `after`, in its one zone.
+    fn next_fires(schedule: &ScheduleConfig, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        successive(after, n, |cursor| next_after(schedule.cron.cron(), schedule.timezone, cursor))
+    }
 
     fn schedule(cron: &str, zone: &str) -> ScheduleConfig {
         ScheduleConfig {

@@ -57,12 +57,7 @@ pub async fn preview(
         .map_err(QueueError::from)?;
     let (mut fires, mut problems) = (Vec::new(), Vec::new());
     for (user, profile) in users.iter().zip(profiles) {
-        let zone = if schedule.per_user_zone {
-            profile.zone_or(schedule.timezone)
-        } else {
-            Some(schedule.timezone)
-        };
-        let Some(zone) = zone else {
+        let Some(zone) = zones::zone_for(schedule, &profile) else {
             let reason = profile.problem(users::TIMEZONE).map(|p| p.reason.clone());
             problems.push(PreviewProblem {
                 user: user.as_str().to_owned(),
@@ -70,27 +65,18 @@ pub async fn preview(
             });
             continue;
         };
-        let mut after = from;
-        let mut found = 0;
-        for _ in 0..MAX_SEARCH {
-            let Some(&fire) = zones::next_in_zone(schedule, zone, after, 1).first() else { break };
-            after = fire;
-            let local = fire.with_timezone(&zone);
-            if schedule.skip_dates.binary_search(&local.date_naive()).is_ok() {
-                continue;
-            }
-            fires.push(PreviewFire {
+        let shown = zones::fires_in_zone(schedule, zone, from)
+            .take(MAX_SEARCH)
+            .filter(|&fire| !zones::on_skip_date(schedule, zone, fire))
+            .take(count)
+            .map(|fire| PreviewFire {
                 user: user.as_str().to_owned(),
                 timezone: zone.name().to_owned(),
-                local: local.to_rfc3339(),
+                local: fire.with_timezone(&zone).to_rfc3339(),
                 utc: fire.to_rfc3339(),
                 paused: profile.paused_at(fire),
             });
-            found += 1;
-            if found == count {
-                break;
-            }
-        }
+        fires.extend(shown);
     }
     Ok((fires, problems))
 }

@@ -13,8 +13,9 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-use super::next::{latest_in, next_after};
+use super::next::{latest_in, next_after, successive};
 use crate::config::ScheduleConfig;
+use crate::users::Profile;
 
 /// The zones `schedule` fires in: its own, or every zone of the database.
 fn zones(schedule: &ScheduleConfig) -> &[Tz] {
@@ -32,14 +33,7 @@ pub fn next_tick(schedule: &ScheduleConfig, after: DateTime<Utc>) -> Option<Date
 
 /// The next `n` ticks of `schedule` strictly after `after`.
 pub fn next_ticks(schedule: &ScheduleConfig, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
-    let mut ticks = Vec::with_capacity(n);
-    let mut cursor = after;
-    while ticks.len() < n {
-        let Some(tick) = next_tick(schedule, cursor) else { break };
-        ticks.push(tick);
-        cursor = tick;
-    }
-    ticks
+    successive(after, n, |cursor| next_tick(schedule, cursor))
 }
 
 /// For catch-up: the latest tick in `(from, to]` of each zone, each instant once.
@@ -54,21 +48,29 @@ pub(crate) fn latest_ticks(
         .collect()
 }
 
-/// The next `n` fire times of `schedule` for a user in `zone`, strictly after `after`.
-pub fn next_in_zone(
+/// The fire times of `schedule` for a user in `zone`, strictly after `after`, in order.
+pub(super) fn fires_in_zone(
     schedule: &ScheduleConfig,
     zone: Tz,
     after: DateTime<Utc>,
-    n: usize,
-) -> Vec<DateTime<Utc>> {
-    let mut fires = Vec::with_capacity(n);
-    let mut cursor = after;
-    while fires.len() < n {
-        let Some(fire) = next_after(schedule.cron.cron(), zone, cursor) else { break };
-        fires.push(fire);
-        cursor = fire;
+) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+    let next = move |cursor| next_after(schedule.cron.cron(), zone, cursor);
+    std::iter::successors(next(after), move |&cursor| next(cursor))
+}
+
+/// The zone a user's runs of `schedule` use: the schedule's, or with `timezone = "user"` the
+/// user's (else the default); `None` when the user's zone is set but cannot be read.
+pub(super) fn zone_for(schedule: &ScheduleConfig, profile: &Profile) -> Option<Tz> {
+    if schedule.per_user_zone {
+        profile.zone_or(schedule.timezone)
+    } else {
+        Some(schedule.timezone)
     }
-    fires
+}
+
+/// Whether `fire`, in `zone`, falls on one of the schedule's `skip_dates`.
+pub(super) fn on_skip_date(schedule: &ScheduleConfig, zone: Tz, fire: DateTime<Utc>) -> bool {
+    schedule.skip_dates.binary_search(&fire.with_timezone(&zone).date_naive()).is_ok()
 }
 
 /// What a tick means in one zone, decided once per zone and kept for every user in it.
@@ -103,8 +105,7 @@ impl<'a> TickZones<'a> {
             let due = !schedule.per_user_zone
                 || next_after(schedule.cron.cron(), zone, tick - Duration::seconds(1))
                     == Some(tick);
-            let local_date = tick.with_timezone(&zone).date_naive();
-            match (due, schedule.skip_dates.binary_search(&local_date).is_ok()) {
+            match (due, on_skip_date(schedule, zone, tick)) {
                 (false, _) => InZone::NotDue,
                 (true, true) => InZone::SkipDate,
                 (true, false) => InZone::Due,
