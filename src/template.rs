@@ -11,6 +11,9 @@
 /// How `{local_time}` reads: "Monday 15 March 2027, 08:00 CET".
 pub const LOCAL_TIME_FORMAT: &str = "%A %-d %B %Y, %H:%M %Z";
 
+/// The placeholders every run has, whatever the user's profile; they win over its values.
+pub const BUILTINS: [&str; 3] = ["user", "run_id", "local_time"];
+
 /// Longest placeholder name.
 const MAX_NAME: usize = 64;
 
@@ -83,6 +86,12 @@ impl Template {
             }
         }
         names
+    }
+
+    /// The placeholders that take a value from the profile (not [`BUILTINS`]), each once,
+    /// with whether it has a default.
+    pub fn profile_names(&self) -> Vec<(&str, bool)> {
+        self.names().into_iter().filter(|(name, _)| !BUILTINS.contains(name)).collect()
     }
 
     /// Whether the template has any placeholder.

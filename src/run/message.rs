@@ -123,11 +123,10 @@ pub async fn prompt(ctx: &Context, conn: &mut RedisConn, run: &Run) -> Result<St
         ("run_id", run.id.as_str()),
         ("local_time", local_time.as_str()),
     ];
-    let builtin = |name: &str| builtins.iter().any(|(key, _)| *key == name);
-    let profile = if template.names().iter().any(|(name, _)| !builtin(name)) {
-        users::read(conn, &ctx.keys, &[&run.user]).await?.pop().unwrap_or_default()
-    } else {
+    let profile = if template.profile_names().is_empty() {
         Profile::default()
+    } else {
+        users::read(conn, &ctx.keys, &[&run.user]).await?.pop().unwrap_or_default()
     };
     profile.render(&template, &builtins).map_err(|missing| RunError::MissingValue(missing.0))
 }

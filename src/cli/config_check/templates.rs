@@ -7,9 +7,6 @@ use crate::ids::UserId;
 use crate::template::Template;
 use crate::users;
 
-/// Placeholders every run has, whatever the profile.
-const BUILTINS: [&str; 3] = ["user", "run_id", "local_time"];
-
 /// One line per (schedule, listed user, value) the user's profile lacks.
 pub(super) async fn missing_values(config: &Config) -> Result<Vec<String>, String> {
     let mut conn = config.redis.connect(Default::default()).await?;
@@ -18,9 +15,9 @@ pub(super) async fn missing_values(config: &Config) -> Result<Vec<String>, Strin
     for (i, schedule) in config.schedules.iter().enumerate() {
         let template = Template::parse(&schedule.prompt);
         let needed: Vec<&str> = template
-            .names()
+            .profile_names()
             .into_iter()
-            .filter(|(name, has_default)| !has_default && !BUILTINS.contains(name))
+            .filter(|(_, has_default)| !has_default)
             .map(|(name, _)| name)
             .collect();
         if needed.is_empty() || schedule.users.is_empty() {
