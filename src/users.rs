@@ -215,25 +215,17 @@ pub async fn with_profiles(
     keys: &Keys,
     limit: usize,
 ) -> Result<Vec<UserId>, UsersError> {
-    let prefix = keys.profile_pattern();
-    let prefix = prefix.trim_end_matches('*');
+    let pattern = keys.profile_pattern();
+    let prefix = pattern.trim_end_matches('*').to_owned();
     let mut users = std::collections::BTreeSet::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(keys.profile_pattern())
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        let names = found.iter().filter_map(|key| key.strip_prefix(prefix));
-        users.extend(names.filter_map(|name| UserId::parse(name).ok()));
-        if next == 0 || users.len() >= limit {
-            break;
+    let mut found: redis::AsyncIter<'_, String> =
+        redis::AsyncCommands::scan_match(conn, &pattern).await?;
+    while users.len() < limit
+        && let Some(key) = futures::StreamExt::next(&mut found).await
+    {
+        if let Some(user) = key?.strip_prefix(&prefix).and_then(|name| UserId::parse(name).ok()) {
+            users.insert(user);
         }
-        cursor = next;
     }
     Ok(users.into_iter().take(limit).collect())
 }

@@ -182,6 +182,21 @@ fn parse_until(text: &str) -> Result<Pause, String> {
     Ok(Pause::Until(chrono::Utc::now() + duration))
 }
 
+/// The profiles of `users`, read 1,000 per pipeline (a schedule may have 100,000 users).
+async fn read_shown(
+    conn: &mut RedisConn,
+    keys: &Keys,
+    users: &[UserId],
+) -> anyhow::Result<Vec<Shown>> {
+    let refs: Vec<&UserId> = users.iter().collect();
+    let mut profiles = Vec::with_capacity(users.len());
+    for chunk in refs.chunks(1_000) {
+        profiles.extend(users::read(conn, keys, chunk).await.context("reading the profiles")?);
+    }
+    let named = users.iter().map(|user| user.as_str().to_owned());
+    Ok(named.zip(profiles).map(|(user, profile)| Shown { user, profile }).collect())
+}
+
 async fn show(
     conn: &mut RedisConn,
     keys: &Keys,
@@ -189,13 +204,7 @@ async fn show(
     json: bool,
     redactor: &Redactor,
 ) -> anyhow::Result<ExitCode> {
-    let refs: Vec<&UserId> = users.iter().collect();
-    let profiles = users::read(conn, keys, &refs).await.context("reading the profiles")?;
-    let shown: Vec<Shown> = users
-        .iter()
-        .zip(profiles)
-        .map(|(user, profile)| Shown { user: user.as_str().to_owned(), profile })
-        .collect();
+    let shown = read_shown(conn, keys, users).await?;
     if json {
         print_json(&shown, redactor)?;
         return Ok(ExitCode::from(exit::OK));
@@ -247,17 +256,7 @@ async fn list(
             names.iter().filter_map(|name| UserId::parse(name).ok()).collect()
         }
     };
-    let refs: Vec<&UserId> = users.iter().collect();
-    let mut profiles = Vec::with_capacity(users.len());
-    for chunk in refs.chunks(1_000) {
-        profiles
-            .extend(users::read(&mut conn, &keys, chunk).await.context("reading the profiles")?);
-    }
-    let shown: Vec<Shown> = users
-        .iter()
-        .zip(profiles)
-        .map(|(user, profile)| Shown { user: user.as_str().to_owned(), profile })
-        .collect();
+    let shown = read_shown(&mut conn, &keys, &users).await?;
     if args.json {
         print_json(&shown, redactor)?;
         return Ok(ExitCode::from(exit::OK));
