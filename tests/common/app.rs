@@ -231,3 +231,22 @@ pub async fn dump_redis(redis: &TestRedis) -> String {
     }
     out
 }
+
+/// Runs the binary with `app`'s Redis prefix, off the runtime's threads: exit code, stdout,
+/// stderr.
+pub async fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+    let env = [
+        ("REDIS_URL".to_owned(), app.redis.url.clone()),
+        ("AGENTCRON__REDIS__PREFIX".to_owned(), app.redis.prefix.clone()),
+    ];
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        super::agentcron(&args, &env, &super::repo_root())
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = super::text(&output);
+    (output.status.code().unwrap_or(-1), stdout, stderr)
+}

@@ -8,26 +8,8 @@ use agentcron::queue::{NewRun, Queue};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::common::app::{TestApp, spawn_app};
-use crate::common::{agentcron, poll_until, repo_root, text};
-
-/// Runs the binary with this test's Redis prefix, off the runtime's threads.
-async fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
-    let env = [
-        ("REDIS_URL".to_owned(), app.redis.url.clone()),
-        ("AGENTCRON__REDIS__PREFIX".to_owned(), app.redis.prefix.clone()),
-    ];
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    let output = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        agentcron(&args, &env, &repo_root())
-    })
-    .await
-    .unwrap();
-    let (stdout, stderr) = text(&output);
-    (output.status.code().unwrap_or(-1), stdout, stderr)
-}
+use crate::common::app::{TestApp, cli, spawn_app};
+use crate::common::poll_until;
 
 async fn json_of(app: &TestApp, args: &[&str]) -> Value {
     let (code, stdout, stderr) = cli(app, args).await;
