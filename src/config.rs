@@ -51,8 +51,8 @@ pub use self::redis_client::RedisClientError;
 pub use self::redis_cluster::{ClusterMaster, cluster_masters};
 pub use self::redis_conn::RedisConn;
 pub use self::sections::{
-    LimitsConfig, NoticesConfig, OpsConfig, Overlap, RetentionConfig, ScheduleConfig, SetupConfig,
-    TranscriptsConfig, WebhookConfig,
+    BudgetConfig, LimitsConfig, ModelPrice, NoticesConfig, OpsConfig, Overlap, RetentionConfig,
+    ScheduleConfig, SetupConfig, TranscriptsConfig, WebhookConfig,
 };
 
 /// The default configuration file, relative to the working directory.
@@ -90,6 +90,11 @@ pub struct Config {
     pub setup: SetupConfig,
     /// `[retention]`.
     pub retention: RetentionConfig,
+    /// `[budget]`.
+    pub budget: BudgetConfig,
+    /// `[[price]]` entries: the cost estimate's prices, before the compiled-in table.
+    #[serde(rename = "price")]
+    pub prices: Vec<ModelPrice>,
     /// `[[schedule]]` entries, in file order.
     #[serde(rename = "schedule")]
     pub schedules: Vec<ScheduleConfig>,

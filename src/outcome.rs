@@ -6,6 +6,7 @@
 //! Succeeded                                          Succeeded     succeeded   yes
 //! NeedsAuth                                          NeedsAuth     needs_auth  yes
 //! Cancelled                an operator's cancel      Cancelled     cancelled   yes
+//! Skipped (over budget)                              Skipped       skipped     no
 //! Cancelled                the worker is stopping    Release       queued      no
 //! Failed(retryable class)  the worker is stopping    Release       queued      no
 //! Defer (user busy, setup missing)                    Defer         queued      no
@@ -42,11 +43,13 @@ pub enum RunState {
     Dead,
     /// Cancelled by an operator.
     Cancelled,
+    /// Not started: starting it would have gone over a budget; `skip_reason` says which.
+    Skipped,
 }
 
 impl RunState {
     /// Every state, in lifecycle order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Queued,
         Self::Running,
         Self::Succeeded,
@@ -54,6 +57,7 @@ impl RunState {
         Self::Failed,
         Self::Dead,
         Self::Cancelled,
+        Self::Skipped,
     ];
 
     /// The stored name.
@@ -66,6 +70,7 @@ impl RunState {
             Self::Failed => "failed",
             Self::Dead => "dead",
             Self::Cancelled => "cancelled",
+            Self::Skipped => "skipped",
         }
     }
 
@@ -76,7 +81,10 @@ impl RunState {
 
     /// Whether no further attempt will happen.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::NeedsAuth | Self::Dead | Self::Cancelled)
+        matches!(
+            self,
+            Self::Succeeded | Self::NeedsAuth | Self::Dead | Self::Cancelled | Self::Skipped
+        )
     }
 }
 
@@ -134,6 +142,13 @@ pub enum Outcome {
     NeedsAuth,
     /// The handler stopped because its token was cancelled.
     Cancelled,
+    /// The run was not started, and will not be: `reason` says why (`budget`).
+    Skipped {
+        /// Why, for `skip_reason`.
+        reason: &'static str,
+        /// What exactly, for `skip_detail`.
+        detail: String,
+    },
     /// Not now, and not counted as an attempt (for example the user's lease is held).
     Defer {
         /// When to try again.
@@ -167,6 +182,7 @@ impl Outcome {
             Self::Succeeded => Some("succeeded"),
             Self::NeedsAuth => Some("needs_auth"),
             Self::Cancelled => Some("cancelled"),
+            Self::Skipped { .. } => Some("skipped"),
             Self::Failed { class, .. } if class.is_retryable() => Some("retry"),
             Self::Failed { .. } => Some("fatal"),
             Self::Defer { .. } | Self::Superseded => None,
@@ -183,6 +199,13 @@ pub enum Disposition {
     NeedsAuth,
     /// Terminal: cancelled by an operator.
     Cancelled,
+    /// Terminal, the attempt refunded: the run was not started.
+    Skipped {
+        /// Why, for `skip_reason`.
+        reason: &'static str,
+        /// What exactly, for `skip_detail`.
+        detail: String,
+    },
     /// State `failed`: another attempt after `after`.
     Retry {
         /// The error, for `last_error`.
@@ -215,6 +238,7 @@ impl Disposition {
             Self::Succeeded => "succeeded",
             Self::NeedsAuth => "needs_auth",
             Self::Cancelled => "cancelled",
+            Self::Skipped { .. } => "skipped",
             Self::Retry { .. } => "retry",
             Self::Dead { .. } => "dead",
             Self::Defer { .. } => "defer",
@@ -228,6 +252,7 @@ impl Disposition {
             Self::Succeeded => RunState::Succeeded,
             Self::NeedsAuth => RunState::NeedsAuth,
             Self::Cancelled => RunState::Cancelled,
+            Self::Skipped { .. } => RunState::Skipped,
             Self::Retry { .. } => RunState::Failed,
             Self::Dead { .. } => RunState::Dead,
             Self::Defer { .. } | Self::Release => RunState::Queued,
@@ -236,7 +261,7 @@ impl Disposition {
 
     /// Whether the attempt counts towards `max_attempts` (else it is refunded).
     pub fn counts_attempt(&self) -> bool {
-        !matches!(self, Self::Defer { .. } | Self::Release)
+        !matches!(self, Self::Defer { .. } | Self::Release | Self::Skipped { .. })
     }
 }
 
@@ -258,6 +283,7 @@ pub fn decide(outcome: Outcome, attempt: Attempt, policy: &RetryPolicy) -> Dispo
     match outcome {
         Outcome::Succeeded => Disposition::Succeeded,
         Outcome::NeedsAuth => Disposition::NeedsAuth,
+        Outcome::Skipped { reason, detail } => Disposition::Skipped { reason, detail },
         Outcome::Defer { after } => Disposition::Defer { after },
         Outcome::Superseded => Disposition::Release,
         Outcome::Cancelled if attempt.stopped => Disposition::Release,
@@ -315,7 +341,10 @@ mod tests {
         let got = decide(outcome, attempt, &policy());
         assert_eq!(&got, expect, "{label}");
         assert_eq!(got.run_state(), state, "{label}");
-        let refunded = matches!(got, Disposition::Defer { .. } | Disposition::Release);
+        let refunded = matches!(
+            got,
+            Disposition::Defer { .. } | Disposition::Release | Disposition::Skipped { .. }
+        );
         assert_eq!(got.counts_attempt(), !refunded, "{label}");
     }
 
@@ -328,6 +357,10 @@ mod tests {
         check(Outcome::NeedsAuth, 3, false, &D::NeedsAuth, S::NeedsAuth);
         check(Outcome::Cancelled, 1, false, &D::Cancelled, S::Cancelled);
         check(Outcome::Cancelled, 1, true, &D::Release, S::Queued);
+        let skipped = || ("budget", "user_daily: 2 of 1 tokens used".to_owned());
+        let (reason, detail) = skipped();
+        let expect = D::Skipped { reason, detail: detail.clone() };
+        check(Outcome::Skipped { reason, detail }, 1, false, &expect, S::Skipped);
         check(Outcome::Defer { after: secs(5) }, 3, false, &D::Defer { after: secs(5) }, S::Queued);
         check(Outcome::Superseded, 2, false, &D::Release, S::Queued);
         for class in [C::Transient, C::Timeout, C::Panic] {
@@ -351,8 +384,13 @@ mod tests {
         }
         assert_eq!(RunState::parse("done"), None);
         let terminal: Vec<_> = RunState::ALL.into_iter().filter(|s| s.is_terminal()).collect();
-        let expect =
-            [RunState::Succeeded, RunState::NeedsAuth, RunState::Dead, RunState::Cancelled];
+        let expect = [
+            RunState::Succeeded,
+            RunState::NeedsAuth,
+            RunState::Dead,
+            RunState::Cancelled,
+            RunState::Skipped,
+        ];
         assert_eq!(terminal, expect);
         assert_eq!(failed(ErrorClass::Auth, None).label(), Some("fatal"));
         assert_eq!(failed(ErrorClass::Timeout, None).label(), Some("retry"));

@@ -4,8 +4,9 @@
 //! run interrupted anywhere resumes where it stopped.
 //!
 //! ```text
-//! checking ─► minting ─► vault ─► session ─► message ─► streaming ─► succeeded
-//!    └─► needs_auth (a notice per inactive connection; not retried)
+//! (budget) ─► checking ─► minting ─► vault ─► session ─► message ─► streaming ─► succeeded
+//!    └─► skipped (over a token budget, `budget.rs`; not started, not retried)
+//!                 └─► needs_auth (a notice per inactive connection; not retried)
 //!              └── a lapsed connection at minting or at the mid-session refresh, or the MCP
 //!                  server refusing the user's credentials: needs_auth too (`setback`)
 //! ```
@@ -19,6 +20,7 @@
 //! when runs happen (`schedule`, `queue`); it returns how the run ended and the worker records
 //! the state.
 
+mod budget;
 mod context;
 mod ending;
 mod fence;
@@ -240,6 +242,12 @@ pub async fn execute_measured(
 async fn pipeline(at: &mut Progress<'_>, conn: &mut RedisConn) -> Result<Finish, RunError> {
     let (ctx, run, cancel) = (at.ctx, at.run, at.cancel);
     fence::outwait_stalled(ctx, run, cancel).await?;
+    // A run whose message is sent has started its turn: it finishes, whatever it costs.
+    if !run.message_sent
+        && let Some(spent) = budget::check(ctx, conn, run).await?
+    {
+        return Ok(Finish::Skipped { reason: "budget", detail: spent.detail() });
+    }
     // Each phase's future is boxed: rustc lays them out side by side in this function's state
     // rather than overlapping them (24 KB, most of it dead once streaming starts), and a
     // worker holds one such state per in-flight run. Boxed, the pre-stream phases' memory is
@@ -278,6 +286,7 @@ async fn pipeline(at: &mut Progress<'_>, conn: &mut RedisConn) -> Result<Finish,
         return Box::pin(setback::settle(ctx, conn, run, Some(&session_id), error)).await;
     }
     turn::result::record(ctx, conn, run).await?;
+    budget::note_overrun(ctx, conn, run).await?;
     if checked.mcp_noticed {
         connections::resolve_mcp_refusal(ctx, conn, run).await?;
     }

@@ -1,6 +1,7 @@
 //! User profiles: one Redis hash per user, `<p>:profile:<u>`, with the user's time zone
-//! (`timezone`, IANA), a pause (`paused_until`: `forever` or an RFC 3339 time) and named
-//! values for prompt templates (every other field). Written by `agentcron users set` or
+//! (`timezone`, IANA), a pause (`paused_until`: `forever` or an RFC 3339 time), the user's own
+//! token budgets (`budget_daily_tokens`, `budget_monthly_tokens`: a count, 0 for none) and
+//! named values for prompt templates (every other field). Written by `agentcron users set` or
 //! `redis-cli HSET`, so every value is validated where it is read: a bad one becomes a
 //! [`Problem`] on the profile, reported by whoever reads it, never a crash and never a guess
 //! (a user whose zone cannot be read is not fired on a per-user-zone schedule).
@@ -26,6 +27,10 @@ use crate::template::{Missing, Template};
 pub const TIMEZONE: &str = "timezone";
 /// The field holding the pause: `forever`, or an RFC 3339 time the pause ends.
 pub const PAUSED_UNTIL: &str = "paused_until";
+/// The field holding the user's own daily token budget (0: none), instead of `[budget]`'s.
+pub const BUDGET_DAILY: &str = "budget_daily_tokens";
+/// The field holding the user's own monthly token budget (0: none), instead of `[budget]`'s.
+pub const BUDGET_MONTHLY: &str = "budget_monthly_tokens";
 /// Longest value of a field, in bytes.
 pub const MAX_VALUE: usize = 4096;
 /// Most fields in one profile.
@@ -89,7 +94,11 @@ pub struct Profile {
     pub timezone: Option<Tz>,
     /// The pause, when set and valid.
     pub paused: Option<Pause>,
-    /// Values for prompt templates: every valid field but the two above.
+    /// The user's own daily token budget, when set and valid (0: none).
+    pub budget_daily_tokens: Option<u64>,
+    /// The user's own monthly token budget, when set and valid (0: none).
+    pub budget_monthly_tokens: Option<u64>,
+    /// Values for prompt templates: every valid field but the four above.
     pub values: BTreeMap<String, String>,
     /// Fields that are set but invalid; they are not used.
     pub problems: Vec<Problem>,
@@ -126,6 +135,8 @@ impl Profile {
         match field {
             TIMEZONE => self.timezone = Some(parse_zone(&value)?),
             PAUSED_UNTIL => self.paused = Some(parse_pause(&value)?),
+            BUDGET_DAILY => self.budget_daily_tokens = Some(parse_tokens(&value)?),
+            BUDGET_MONTHLY => self.budget_monthly_tokens = Some(parse_tokens(&value)?),
             _ if crate::template::is_name(field) => {
                 self.values.insert(field.to_owned(), value);
             }
@@ -184,6 +195,16 @@ pub fn parse_zone(text: &str) -> Result<Tz, String> {
     text.parse::<Tz>().map_err(|_| {
         format!("unknown time zone {text:?}; expected an IANA name such as \"Europe/Berlin\"")
     })
+}
+
+/// A token budget: a whole number of tokens, 0 for none.
+///
+/// # Errors
+/// The reason, naming the value.
+pub fn parse_tokens(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of tokens (0 for no budget)"))
 }
 
 /// The profiles of `users`, in order, in one pipeline (a missing profile is empty).

@@ -49,7 +49,7 @@ fn describe(action: &Action, verb: Verb) -> String {
         (_, "missing", _) => format!("no run {id:?}"),
         (Verb::Requeue, from, true) => format!("{id}: {from} → queued"),
         (Verb::Requeue, state, false) => {
-            format!("{id} is {state}; only dead, failed or cancelled runs can be requeued")
+            format!("{id} is {state}; only dead, failed, cancelled or skipped runs can be requeued")
         }
         (Verb::Cancel, "running", true) => {
             format!("{id}: running; asked to stop at its next safe point")

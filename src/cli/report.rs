@@ -40,7 +40,7 @@ impl Style {
         let code = match state {
             "succeeded" => "32",
             "dead" | "failed" => "31",
-            "needs_auth" => "33",
+            "needs_auth" | "skipped" => "33",
             "running" => "36",
             _ => "0",
         };

@@ -24,7 +24,25 @@ pub(crate) struct RawConfig {
     pub(crate) ops: RawOps,
     pub(crate) setup: RawSetup,
     pub(crate) retention: RawRetention,
+    pub(crate) budget: RawBudget,
+    pub(crate) price: Vec<RawPrice>,
     pub(crate) schedule: Vec<RawSchedule>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RawBudget {
+    pub(crate) daily_tokens: Option<i64>,
+    pub(crate) monthly_tokens: Option<i64>,
+}
+
+/// One `[[price]]`.
+#[derive(Debug, Default)]
+pub(crate) struct RawPrice {
+    pub(crate) model: Option<String>,
+    pub(crate) input: Option<f64>,
+    pub(crate) output: Option<f64>,
+    pub(crate) cache_write: Option<f64>,
+    pub(crate) cache_read: Option<f64>,
 }
 
 #[derive(Debug, Default)]
@@ -175,6 +193,8 @@ pub(crate) struct RawSchedule {
     pub(crate) spread: Option<String>,
     pub(crate) catch_up: Option<String>,
     pub(crate) enabled: Option<bool>,
+    pub(crate) budget_daily_tokens: Option<i64>,
+    pub(crate) budget_monthly_tokens: Option<i64>,
 }
 
 impl RawConfig {
@@ -256,6 +276,13 @@ impl RawConfig {
                 every: r.string("retention.every"),
                 usage: r.string("retention.usage"),
             },
+            budget: RawBudget {
+                daily_tokens: r.int("budget.daily_tokens"),
+                monthly_tokens: r.int("budget.monthly_tokens"),
+            },
+            price: (0..r.tables("price").unwrap_or(0))
+                .map(|i| RawPrice::read(r, &format!("price[{i}]")))
+                .collect(),
             schedule: (0..r.tables("schedule").unwrap_or(0))
                 .map(|i| RawSchedule::read(r, &format!("schedule[{i}]")))
                 .collect(),
@@ -321,6 +348,21 @@ impl RawSchedule {
             spread: r.string(&format!("{key}.spread")),
             catch_up: r.string(&format!("{key}.catch_up")),
             enabled: r.bool(&format!("{key}.enabled")),
+            budget_daily_tokens: r.int(&format!("{key}.budget_daily_tokens")),
+            budget_monthly_tokens: r.int(&format!("{key}.budget_monthly_tokens")),
+        }
+    }
+}
+
+impl RawPrice {
+    /// One `[[price]]`, at `key` (`price[0]`).
+    fn read(r: &mut Reader<'_>, key: &str) -> Self {
+        Self {
+            model: r.string(&format!("{key}.model")),
+            input: r.float(&format!("{key}.input")),
+            output: r.float(&format!("{key}.output")),
+            cache_write: r.float(&format!("{key}.cache_write")),
+            cache_read: r.float(&format!("{key}.cache_read")),
         }
     }
 }

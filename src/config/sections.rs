@@ -147,6 +147,37 @@ pub struct ScheduleConfig {
     pub catch_up: Option<Duration>,
     /// Disabled schedules are loaded but never fire. Defaults to true.
     pub enabled: bool,
+    /// Tokens all runs of the schedule may use per UTC day; `None` is no budget.
+    pub budget_daily_tokens: Option<u64>,
+    /// Tokens all runs of the schedule may use per UTC month; `None` is no budget.
+    pub budget_monthly_tokens: Option<u64>,
+}
+
+/// `[budget]`: the tokens (of every kind: input, output, cache writes and reads) one user's runs
+/// may use per UTC day and per UTC month, unless the user's profile sets its own
+/// (`budget_daily_tokens`, `budget_monthly_tokens`); `None` (0 or unset) is no budget.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BudgetConfig {
+    /// Per user and UTC day.
+    pub daily_tokens: Option<u64>,
+    /// Per user and UTC month.
+    pub monthly_tokens: Option<u64>,
+}
+
+/// One `[[price]]`: USD per million tokens of the models whose id starts with `model`, used for
+/// the cost estimate before the compiled-in table (the longest matching prefix wins).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelPrice {
+    /// A model id or a prefix of one, such as `claude-sonnet-4`.
+    pub model: String,
+    /// Input tokens.
+    pub input: f64,
+    /// Output tokens.
+    pub output: f64,
+    /// Tokens written to the prompt cache. Defaults to 1.25 times `input`.
+    pub cache_write: f64,
+    /// Tokens read from the prompt cache. Defaults to a tenth of `input`.
+    pub cache_read: f64,
 }
 
 /// What a tick does for a user whose previous run of the schedule is still active.

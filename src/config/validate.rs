@@ -65,6 +65,8 @@ pub(super) fn validate(path: &Path, layers: Layers<'_>, env: &Env, needs: Needs)
         ops: ops(&mut check, raw),
         setup: SetupConfig { auto: raw.setup.auto.unwrap_or(false) },
         retention: settings::retention(&mut check, raw),
+        budget: settings::budget(&mut check, raw),
+        prices: settings::prices(&mut check, raw),
         schedules: schedules::schedules(&mut check, &raw.schedule),
         secrets: Secrets {
             scalekit_client_id: env.get(SCALEKIT_CLIENT_ID).map(str::to_owned),

@@ -1,6 +1,6 @@
-//! Operator actions on single runs: `requeue` (a dead, failed or cancelled run goes back to the
-//! ready list with a fresh attempt budget, keeping its phase and session so it resumes) and
-//! `cancel` (a waiting run is cancelled at once; a running one is asked to stop: its worker
+//! Operator actions on single runs: `requeue` (a dead, failed, cancelled or skipped run goes
+//! back to the ready list with a fresh attempt budget, keeping its phase and session so it
+//! resumes) and `cancel` (a waiting run is cancelled at once; a running one is asked to stop: its worker
 //! learns it at its next heartbeat and the run stops at its next safe point). Each is one Lua
 //! script, so it is atomic with respect to workers.
 
@@ -23,13 +23,13 @@ pub struct Action {
 }
 
 impl Queue {
-    /// Requeues a dead, failed or cancelled run.
+    /// Requeues a dead, failed, cancelled or skipped run.
     ///
     /// # Errors
     /// [`super::QueueError`] when Redis fails.
     pub async fn requeue(&self, run_id: &RunId) -> Result<Action> {
         let found = self.admin(&script::REQUEUE, run_id).await?;
-        let applied = matches!(found.as_str(), "dead" | "failed" | "cancelled");
+        let applied = matches!(found.as_str(), "dead" | "failed" | "cancelled" | "skipped");
         if applied {
             self.ring([self.keys.shard_of(run_id)]).await?;
         }

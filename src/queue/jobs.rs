@@ -342,6 +342,8 @@ fn finish_args(disposition: &Disposition) -> (&str, &'static str, u128) {
         Disposition::Retry { error, class, after } => (error, class.as_str(), after.as_millis()),
         Disposition::Dead { error, class } => (error, class.as_str(), 0),
         Disposition::Defer { after } => ("", "", after.as_millis()),
+        // The class argument carries the reason, the error argument its detail.
+        Disposition::Skipped { reason, detail } => (detail, reason, 0),
         _ => ("", "", 0),
     }
 }

@@ -73,6 +73,41 @@ pub async fn add_to_day(
     Ok(())
 }
 
+/// The token kinds a day's aggregate counts per group, all of which a budget counts.
+pub const TOKEN_KINDS: [&str; 4] = ["input", "output", "cache_write", "cache_read"];
+
+/// The tokens (every kind) each of `groups` (`user:<u>`, `schedule:<s>`) used on each of
+/// `days` (`YYYY-MM-DD`), in one pipeline: `[day][group]`.
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub async fn day_tokens(
+    conn: &mut RedisConn,
+    keys: &Keys,
+    days: &[String],
+    groups: &[String],
+) -> Result<Vec<Vec<u64>>, RecordsError> {
+    if days.is_empty() || groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for day in days {
+        let cmd = pipe.cmd("HMGET").arg(keys.tokens_day(day));
+        for group in groups {
+            for kind in TOKEN_KINDS {
+                cmd.arg(format!("{group}:{kind}"));
+            }
+        }
+    }
+    let replies: Vec<Vec<Option<u64>>> = pipe.query_async(conn).await?;
+    Ok(replies
+        .into_iter()
+        .map(|counts| {
+            counts.chunks(TOKEN_KINDS.len()).map(|kinds| kinds.iter().flatten().sum()).collect()
+        })
+        .collect())
+}
+
 /// KEYS[1]: the record. ARGV: the fence (empty: none), the number of counters, that many
 /// (field, value) pairs, then the (field, value) pairs to set.
 static SET_COUNTS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {

@@ -111,7 +111,7 @@ pub async fn resolve_mcp_refusal(
 
 /// Sends the notice to the webhook, when one is configured. A few quick attempts only: the
 /// notice is on the Redis stream either way, and the run must not wait on a dead endpoint.
-async fn notify(ctx: &Context, event: &NoticeEvent) {
+pub(super) async fn notify(ctx: &Context, event: &NoticeEvent) {
     let Some(url) = &ctx.config.notices.webhook_url else { return };
     let policy = RetryPolicy { max_attempts: 3, ..RetryPolicy::from(&ctx.config.retry) };
     let Ok(body) = serde_json::to_vec(event) else { return };

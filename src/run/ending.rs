@@ -170,4 +170,11 @@ pub enum Finish {
         /// The inactive connections.
         connections: Vec<String>,
     },
+    /// Not started, and not retried: starting would have gone over a budget.
+    Skipped {
+        /// Why: `budget`.
+        reason: &'static str,
+        /// Which budget, and what it allows and was used.
+        detail: String,
+    },
 }

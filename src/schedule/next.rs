@@ -164,6 +164,8 @@ mod tests {
             spread: None,
             catch_up: None,
             enabled: true,
+            budget_daily_tokens: None,
+            budget_monthly_tokens: None,
         }
     }
 

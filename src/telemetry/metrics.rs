@@ -89,6 +89,14 @@ fn describe() {
     metrics::describe_gauge!("agentcron_notices_open", "Open notices, read at scrape.");
     metrics::describe_counter!("agentcron_intake_rejected_total", "Intake payloads rejected.");
     metrics::describe_counter!("agentcron_tokens_total", "Tokens runs used, by kind and schedule.");
+    metrics::describe_counter!(
+        "agentcron_runs_skipped_total",
+        "Runs not started, by reason (budget) and the limit that stopped them."
+    );
+    metrics::describe_counter!(
+        "agentcron_budget_overruns_total",
+        "Runs that went over a token budget during their turn, by the limit crossed."
+    );
     metrics::describe_gauge!(
         "agentcron_cost_usd_total",
         "Estimated cost of the tokens runs used, in USD, by schedule (only rises)."
@@ -130,7 +138,7 @@ impl<'a> ScheduleLabel<'a> {
 
 /// `agentcron_runs_total{schedule,outcome}` and `agentcron_run_duration_seconds`: one run
 /// attempt ended. `schedule` is a configured schedule's name or `adhoc`; `outcome` is
-/// `succeeded`, `needs_auth`, `cancelled`, `retry` (transient failure) or `fatal`.
+/// `succeeded`, `needs_auth`, `cancelled`, `skipped`, `retry` (transient failure) or `fatal`.
 pub fn run_finished(schedule: ScheduleLabel<'_>, outcome: &'static str, elapsed: Duration) {
     let schedule = schedule.as_str().to_owned();
     metrics::counter!("agentcron_runs_total", "schedule" => schedule, "outcome" => outcome)
@@ -152,6 +160,19 @@ pub fn tokens_used(schedule: ScheduleLabel<'_>, tokens: [(&'static str, u64); 4]
         let schedule = schedule.as_str().to_owned();
         metrics::gauge!("agentcron_cost_usd_total", "schedule" => schedule).increment(cost_usd);
     }
+}
+
+/// `agentcron_runs_skipped_total{reason,limit}`: a run was not started (`reason` `budget`;
+/// `limit` `user_daily`, `user_monthly`, `schedule_daily` or `schedule_monthly`).
+pub fn run_skipped(reason: &'static str, limit: &'static str) {
+    metrics::counter!("agentcron_runs_skipped_total", "reason" => reason, "limit" => limit)
+        .increment(1);
+}
+
+/// `agentcron_budget_overruns_total{limit}`: a run's turn took its user or schedule over
+/// `limit` (it finished: no half-done triage).
+pub fn budget_overrun(limit: &'static str) {
+    metrics::counter!("agentcron_budget_overruns_total", "limit" => limit).increment(1);
 }
 
 /// `agentcron_run_overhead_seconds`: one attempt's wall time minus the time it waited on the
@@ -215,7 +236,8 @@ pub fn intake_rejected(reason: &'static str) {
 }
 
 /// `agentcron_jobs_total{outcome}`: attempts ended, by what the worker recorded
-/// (`succeeded`, `needs_auth`, `cancelled`, `retry`, `dead`, `defer`, `release`, `lost`).
+/// (`succeeded`, `needs_auth`, `cancelled`, `skipped`, `retry`, `dead`, `defer`, `release`,
+/// `lost`).
 pub fn job_finished(outcome: &'static str) {
     metrics::counter!("agentcron_jobs_total", "outcome" => outcome).increment(1);
 }

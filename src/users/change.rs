@@ -4,7 +4,10 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::{MAX_VALUE, PAUSED_UNTIL, Pause, TIMEZONE, UsersError};
+use super::{
+    BUDGET_DAILY, BUDGET_MONTHLY, MAX_VALUE, PAUSED_UNTIL, Pause, TIMEZONE, UsersError,
+    parse_tokens,
+};
 use crate::config::RedisConn;
 use crate::ids::UserId;
 use crate::keys::Keys;
@@ -47,6 +50,11 @@ impl Change {
                 return Err(UsersError::Invalid(format!("--var {pair:?}: expected KEY=VALUE")));
             };
             check_value_name(key)?;
+            if (key == BUDGET_DAILY || key == BUDGET_MONTHLY)
+                && let Err(reason) = parse_tokens(value)
+            {
+                return Err(UsersError::Invalid(format!("--var {key}: {reason}")));
+            }
             if value.len() > MAX_VALUE {
                 let reason = format!("--var {key}: the value is longer than {MAX_VALUE} bytes");
                 return Err(UsersError::Invalid(reason));

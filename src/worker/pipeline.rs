@@ -61,6 +61,7 @@ fn outcome_of(ctx: &Context, job: &JobContext, res: Result<Finish, RunError>) ->
     match res {
         Ok(Finish::Succeeded { .. }) => Outcome::Succeeded,
         Ok(Finish::NeedsAuth { .. }) => Outcome::NeedsAuth,
+        Ok(Finish::Skipped { reason, detail }) => Outcome::Skipped { reason, detail },
         Err(RunError::Cancelled) => Outcome::Cancelled,
         Err(RunError::Fenced { .. }) => Outcome::Superseded,
         Err(RunError::Busy { retry_after, .. } | RunError::SetupMissing { retry_after, .. }) => {

@@ -35,13 +35,14 @@ pub(super) const MAX_DELIVERIES: usize = 1_000;
 
 /// Fields of the run record the summary carries: ids, state, attempts, times and the error's
 /// class. Never the prompt, the error text, ids at the vendors, or anything of the transcript.
-const SUMMARY_FIELDS: [&str; 11] = [
+const SUMMARY_FIELDS: [&str; 12] = [
     "user",
     "schedule",
     "state",
     "attempts",
     "phase",
     "error_class",
+    "skip_reason",
     "created_at_ms",
     "started_at_ms",
     "ended_at_ms",

@@ -363,6 +363,39 @@ fn bad_inputs_name_the_file_key_and_line() {
     }
 }
 
+/// `[budget]` and `[[price]]`: read with their types, 0 is no budget, a price's cache rates
+/// default from its input rate, and every mistake names its key and line.
+#[test]
+fn budgets_and_prices_are_read_and_their_mistakes_named() {
+    let head = "[scalekit]\nenv_url = \"https://x.scalekit.dev\"\n";
+    let text = format!(
+        "{head}[budget]\ndaily_tokens = 0\nmonthly_tokens = 5000000\n\
+         [[price]]\nmodel = \"claude-sonnet-4\"\ninput = 2.5\noutput = 12\n"
+    );
+    let (_dir, path) = write_config(&text);
+    let config = load(&path, &[("AGENTCRON__BUDGET__DAILY_TOKENS", "200000")]).unwrap();
+    assert_eq!(config.budget.daily_tokens, Some(200_000));
+    assert_eq!(config.budget.monthly_tokens, Some(5_000_000));
+    let price = &config.prices[0];
+    assert_eq!((price.input, price.output), (2.5, 12.0));
+    assert_eq!((price.cache_write, price.cache_read), (3.125, 0.25));
+    assert_eq!(load(&path, &[]).unwrap().budget.daily_tokens, None, "0 is no budget");
+
+    let text =
+        format!("{head}[budget]\ndaily_tokens = -1\n[[price]]\nmodel = \"claude\"\noutput = 1\n");
+    let (_dir, path) = write_config(&text);
+    let error = load(&path, &[]).unwrap_err();
+    let at: Vec<_> = error
+        .problems()
+        .iter()
+        .map(|p| match &p.origin {
+            Origin::File { line, .. } => (p.key.as_str(), *line),
+            Origin::Env(_) => (p.key.as_str(), None),
+        })
+        .collect();
+    assert_eq!(at, [("budget.daily_tokens", Some(4)), ("price[0].input", Some(5))], "{error}");
+}
+
 #[test]
 fn every_problem_is_reported_at_once() {
     let broken = shipped_text()

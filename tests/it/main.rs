@@ -37,6 +37,7 @@ mod queue_ratelimit;
 mod queue_shards;
 mod redis_cluster;
 mod redis_production;
+mod run_budget;
 mod run_disk_full;
 mod run_events;
 mod run_large_events;

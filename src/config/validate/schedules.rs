@@ -92,6 +92,16 @@ fn schedule(check: &mut Checker<'_>, key: &str, raw: &RawSchedule) -> ScheduleCo
         spread: check.opt_duration(&format!("{key}.spread"), raw.spread.as_deref(), DAY),
         catch_up: check.opt_duration(&format!("{key}.catch_up"), raw.catch_up.as_deref(), 7 * DAY),
         enabled: raw.enabled.unwrap_or(true),
+        budget_daily_tokens: super::settings::tokens(
+            check,
+            &format!("{key}.budget_daily_tokens"),
+            raw.budget_daily_tokens,
+        ),
+        budget_monthly_tokens: super::settings::tokens(
+            check,
+            &format!("{key}.budget_monthly_tokens"),
+            raw.budget_monthly_tokens,
+        ),
     }
 }
 

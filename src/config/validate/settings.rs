@@ -10,7 +10,9 @@ use secrecy::SecretString;
 use super::checker::Checker;
 use super::{DAY, MINUTE, SECOND};
 use crate::config::raw::RawConfig;
-use crate::config::{NoticesConfig, RetentionConfig, TranscriptsConfig, WebhookConfig};
+use crate::config::{
+    BudgetConfig, ModelPrice, NoticesConfig, RetentionConfig, TranscriptsConfig, WebhookConfig,
+};
 
 pub(super) fn transcripts(check: &mut Checker<'_>, raw: &RawConfig) -> TranscriptsConfig {
     let t = &raw.transcripts;
@@ -64,13 +66,14 @@ pub(super) fn notices(check: &mut Checker<'_>, raw: &RawConfig) -> NoticesConfig
 }
 
 /// The states a run webhook may be sent for: those a recorded attempt's end can reach.
-const WEBHOOK_EVENTS: [&str; 5] = ["succeeded", "failed", "needs_auth", "dead", "cancelled"];
+const WEBHOOK_EVENTS: [&str; 6] =
+    ["succeeded", "failed", "needs_auth", "dead", "cancelled", "skipped"];
 
 pub(super) fn webhook(check: &mut Checker<'_>, raw: &RawConfig) -> WebhookConfig {
     let w = &raw.webhook;
     let url = w.url.as_deref().filter(|url| !url.is_empty());
     let events = w.events.clone().unwrap_or_else(|| {
-        ["succeeded", "needs_auth", "dead", "cancelled"].map(str::to_owned).to_vec()
+        ["succeeded", "needs_auth", "dead", "cancelled", "skipped"].map(str::to_owned).to_vec()
     });
     for event in &events {
         if !WEBHOOK_EVENTS.contains(&event.as_str()) {
@@ -84,4 +87,56 @@ pub(super) fn webhook(check: &mut Checker<'_>, raw: &RawConfig) -> WebhookConfig
         events,
         max_attempts: check.int("webhook.max_attempts", w.max_attempts, 8, 1..=100),
     }
+}
+
+/// A token budget at `key`: `None` when unset or 0 (no budget).
+pub(super) fn tokens(check: &mut Checker<'_>, key: &str, value: Option<i64>) -> Option<u64> {
+    let tokens: u64 = check.int(key, value, 0, 0..=i64::MAX);
+    (tokens > 0).then_some(tokens)
+}
+
+pub(super) fn budget(check: &mut Checker<'_>, raw: &RawConfig) -> BudgetConfig {
+    let b = &raw.budget;
+    BudgetConfig {
+        daily_tokens: tokens(check, "budget.daily_tokens", b.daily_tokens),
+        monthly_tokens: tokens(check, "budget.monthly_tokens", b.monthly_tokens),
+    }
+}
+
+/// USD per million tokens: no price is above this (the dearest model lists 75).
+const MAX_PRICE: f64 = 10_000.0;
+
+pub(super) fn prices(check: &mut Checker<'_>, raw: &RawConfig) -> Vec<ModelPrice> {
+    let mut prices = Vec::new();
+    for (i, p) in raw.price.iter().enumerate() {
+        let key = |field: &str| format!("price[{i}].{field}");
+        let mut number = |field: &str, value: Option<f64>| {
+            let number = check.float(&key(field), value, 0.0..=MAX_PRICE);
+            if value.is_none() && matches!(field, "input" | "output") {
+                check.problem(&key(field), "missing: every [[price]] needs input and output");
+            }
+            number
+        };
+        let input = number("input", p.input);
+        let output = number("output", p.output);
+        let cache_write = number("cache_write", p.cache_write);
+        let cache_read = number("cache_read", p.cache_read);
+        let model = p.model.clone().unwrap_or_default();
+        if model.trim().is_empty() {
+            check.problem(
+                &key("model"),
+                "missing: every [[price]] needs a model (or a prefix of its id)",
+            );
+        }
+        if let (Some(input), Some(output)) = (input, output) {
+            prices.push(ModelPrice {
+                model,
+                input,
+                output,
+                cache_write: cache_write.unwrap_or(input * 1.25),
+                cache_read: cache_read.unwrap_or(input / 10.0),
+            });
+        }
+    }
+    prices
 }

@@ -47,7 +47,8 @@ local function push_dead(dead_key, cap, id, reason, class, at)
   redis.call('LTRIM', dead_key, 0, cap - 1)
 end
 
-local terminal = {succeeded = true, needs_auth = true, dead = true, cancelled = true}
+local terminal = {succeeded = true, needs_auth = true, dead = true, cancelled = true,
+  skipped = true}
 
 -- Puts a run that `worker` started back to `queued`, refunding the attempt its start counted;
 -- a run in any other state, or started by another worker, is left as it is.

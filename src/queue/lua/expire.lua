@@ -9,7 +9,7 @@
 local cutoff = tonumber(ARGV[1])
 local batch = tonumber(ARGV[2])
 local removed = 0
-for _, state in ipairs({'succeeded', 'cancelled', 'needs_auth', 'dead'}) do
+for _, state in ipairs({'succeeded', 'cancelled', 'needs_auth', 'dead', 'skipped'}) do
   local index = ARGV[3] .. state
   local ids = redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. int(cutoff), 'LIMIT', 0, batch)
   for _, id in ipairs(ids) do

@@ -3,7 +3,9 @@
 --       7 events
 -- ARGV: 1 run_id, 2 mode, 3 state index prefix, 4 error, 5 error class, 6 delay ms, 7 dead cap,
 --       8 worker id, 9 events cap
--- Modes: succeeded | needs_auth | cancelled (terminal), retry (failed, due later),
+-- Modes: succeeded | needs_auth | cancelled (terminal), skipped (terminal, never started: the
+--        attempt is refunded; ARGV[5] is the reason, ARGV[4] its detail), retry (failed, due
+--        later),
 --        dead, defer (queued again later, attempt refunded), release (queued now, refunded).
 -- Returns 1 when recorded; 2 when recorded though the run's queue entry was gone (lost to an
 -- operator's DEL, eviction or a restore: nobody else can have started the run, since the
@@ -13,7 +15,7 @@
 -- A deferral of a run marked `wake_requested` (the lease it waited for was released while
 -- this attempt was still finding it busy, `wake.lua`) queues it now rather than later.
 -- Each recorded outcome (not a deferral or a release, which hand the attempt back) writes its
--- event: succeeded, needs_auth, cancelled, failed (retry) or dead.
+-- event: succeeded, needs_auth, cancelled, skipped, failed (retry) or dead.
 local id = ARGV[1]
 local rec = KEYS[2]
 local f = redis.call('HMGET', rec, 'state', 'created_at_ms', 'worker', 'wake_requested', 'user',
@@ -43,6 +45,12 @@ if mode == 'succeeded' or mode == 'needs_auth' or mode == 'cancelled' then
   redis.call('HSET', rec, 'state', mode, 'ended_at_ms', int(now))
   index_move(ARGV[3], rec, id, old, mode, created)
   event(mode, mode)
+elseif mode == 'skipped' then
+  redis.call('HINCRBY', rec, 'attempts', -1)
+  redis.call('HSET', rec, 'state', 'skipped', 'skip_reason', ARGV[5], 'skip_detail', ARGV[4],
+    'ended_at_ms', int(now))
+  index_move(ARGV[3], rec, id, old, 'skipped', created)
+  event('skipped', 'skipped', {'reason', ARGV[5]})
 elseif mode == 'retry' then
   local due = now + tonumber(ARGV[6])
   redis.call('HSET', rec, 'state', 'failed', 'last_error', ARGV[4], 'error_class', ARGV[5],

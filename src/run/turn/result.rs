@@ -79,8 +79,13 @@ impl TurnResult {
     }
 
     /// The record's fields other than the counters: the text cut to `max_bytes` at a
-    /// character boundary.
-    pub fn fields(&self, model: &str, max_bytes: usize) -> Vec<(&'static str, String)> {
+    /// character boundary, the cost at `price` (none when the model has no price).
+    pub fn fields(
+        &self,
+        model: &str,
+        price: Option<Price>,
+        max_bytes: usize,
+    ) -> Vec<(&'static str, String)> {
         let mut fields = vec![
             ("model", model.to_owned()),
             ("tool_calls", serde_json::to_string(&self.tool_calls).unwrap_or_default()),
@@ -88,7 +93,7 @@ impl TurnResult {
             ("n_tool_errors", self.tool_errors.to_string()),
             ("n_session_errors", self.session_errors.to_string()),
         ];
-        if let Some(price) = price_of(model) {
+        if let Some(price) = price {
             fields.push(("cost_usd", format!("{:.6}", price.cost(&self.usage))));
         }
         if let Some(reason) = &self.stop_reason {
@@ -145,7 +150,8 @@ pub(crate) async fn record(ctx: &Context, conn: &mut RedisConn, run: &Run) -> Re
     let res = TurnResult::of(&events);
     let max_bytes = ctx.config.transcripts.result_max_kb * 1024;
     let model = &ctx.config.anthropic.agent.model;
-    let fields = res.fields(model, max_bytes);
+    let price = price_of(&ctx.config.prices, model);
+    let fields = res.fields(model, price, max_bytes);
     let counts = res.counts();
     let Some(rises) =
         tally::set_run_counts(conn, &ctx.keys, &run.id, run.fence, &fields, &counts).await?
@@ -161,7 +167,7 @@ pub(crate) async fn record(ctx: &Context, conn: &mut RedisConn, run: &Run) -> Re
     };
     let configured = ctx.config.schedules.iter().map(|schedule| schedule.name.as_str());
     let schedule = ScheduleLabel::of(run.schedule.as_deref(), configured);
-    let cost = price_of(model).map_or(0.0, |price| price.cost(&added));
+    let cost = price.map_or(0.0, |price| price.cost(&added));
     let tokens = [
         ("input", added.input_tokens),
         ("output", added.output_tokens),
@@ -233,7 +239,7 @@ mod tests {
             }
         );
         assert_eq!(res.counts()[0], ("tokens_input", 12));
-        let fields: BTreeMap<_, _> = res.fields("unknown-model", 2).into_iter().collect();
+        let fields: BTreeMap<_, _> = res.fields("unknown-model", None, 2).into_iter().collect();
         assert_eq!(fields["result_text"], "h");
         assert_eq!(fields["result_truncated"], "true");
         assert!(!fields.contains_key("cost_usd"));
