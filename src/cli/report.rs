@@ -159,6 +159,11 @@ pub(super) fn render_status(status: &report::Status, out: &mut impl Write) -> st
         .collect();
     table(out, &style, &["STATE", "LAST HOUR", "LAST DAY"], &rows)?;
     writeln!(out, "\n{} {}", style.bold("Open notices:"), status.notices_open)?;
+    let spent = |row: &crate::ops::report::UsageRow| {
+        format!("{} tokens in {} runs, ~${:.2}", row.tokens(), row.runs, row.cost_usd)
+    };
+    let (today, month) = (&status.tokens.today, &status.tokens.month);
+    writeln!(out, "{} today {} · this month {}", style.bold("Usage:"), spent(today), spent(month))?;
     let size =
         |name: &str| status.usage.get(name).map_or("not measured yet".to_owned(), |n| mb(*n));
     let n_keys = status.usage.get("redis_keys").copied().unwrap_or_default();

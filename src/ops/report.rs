@@ -22,7 +22,7 @@ use crate::records::{RecordsError, now_ms};
 
 pub use self::notices::{Notice, notices};
 pub use self::run_detail::{PhaseSpan, RunDetail, render_line, run};
-pub use self::tokens::{UsageBy, UsageRow, usage};
+pub use self::tokens::{Spend, UsageBy, UsageRow, usage};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -105,6 +105,8 @@ pub struct Status {
     /// What agentcron's Redis keys and transcript files take, as the workers last measured:
     /// `redis_bytes`, `redis_keys`, `transcript_bytes` and when each was measured.
     pub usage: BTreeMap<String, i64>,
+    /// Tokens and estimated cost of every run today and this month (UTC).
+    pub tokens: tokens::Spend,
     /// Transcript files waiting to be rebuilt from Redis (their writes failed).
     pub transcript_repairs: u64,
     /// Redis's `maxmemory-policy` (agentcron needs `noeviction`).
@@ -148,6 +150,7 @@ pub async fn status(
         redis::cmd("GET").arg(keys.setup_missing()).query_async(conn).await?;
     let setup_missing = setup_missing.and_then(|mark| serde_json::from_str(&mark).ok());
     let usage = crate::records::usage::load(conn, keys).await?;
+    let tokens = tokens::spend(conn, keys, chrono::Utc::now().date_naive()).await?;
     let redis_policy = crate::queue::read_policy(conn).await?;
     let redis = topology::describe(config, conn, keys).await?;
     let transcript_repairs: u64 =
@@ -170,6 +173,7 @@ pub async fn status(
         notices_open,
         setup_missing,
         usage,
+        tokens,
         redis_policy,
         redis,
         transcript_repairs,

@@ -458,6 +458,25 @@ async fn the_dashboard_shows_a_run_and_its_transcript_in_chromium() {
     assert!(detail.contains("cache read tokens"), "usage missing: {dom}");
     let runs = dom.split("id=\"runs\"").nth(1).unwrap();
     assert!(runs.contains("ops-dash@example.com"), "run list missing the run: {dom}");
+    // The front page's usage today and this month: the one run's tokens (every kind).
+    let record = app.record("r-ops-dash").await;
+    let kinds = ["tokens_input", "tokens_output", "tokens_cache_write", "tokens_cache_read"];
+    let tokens: u64 = kinds.iter().map(|k| record.get(k).unwrap().parse::<u64>().unwrap()).sum();
+    let shown = tokens
+        .to_string()
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(",");
+    let status = dom.split("id=\"status\"").nth(1).unwrap().split("</div></div>").next().unwrap();
+    for label in ["tokens today", "tokens this month"] {
+        assert!(
+            status.contains(&format!("<b>{shown} (~$")) && status.contains(label),
+            "{label} {shown}: {status}"
+        );
+    }
     server.stop().await;
 }
 

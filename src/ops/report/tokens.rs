@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::RedisConn;
-use chrono::{NaiveDate, TimeDelta};
+use chrono::{Datelike, NaiveDate, TimeDelta};
 use serde::Serialize;
 
 use crate::keys::Keys;
@@ -61,6 +61,58 @@ impl UsageRow {
             _ => {}
         }
     }
+}
+
+/// The tokens and estimated cost of every run today and this month (UTC), for `status` and
+/// the dashboard's front page.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Spend {
+    /// Today (`key` is the day).
+    pub today: UsageRow,
+    /// This month so far (`key` is the month, `YYYY-MM`).
+    pub month: UsageRow,
+}
+
+/// [`Spend`] as of `today`, in one pipeline over the month's days.
+///
+/// # Errors
+/// [`RecordsError`] when Redis fails.
+pub(super) async fn spend(
+    conn: &mut RedisConn,
+    keys: &Keys,
+    today: NaiveDate,
+) -> Result<Spend, RecordsError> {
+    const KINDS: [&str; 6] =
+        ["runs", "input", "output", "cache_write", "cache_read", "cost_micro_usd"];
+    let first = today.with_day(1).unwrap_or(today);
+    let days: Vec<String> = first
+        .iter_days()
+        .take_while(|day| *day <= today)
+        .map(|day| day.format("%Y-%m-%d").to_string())
+        .collect();
+    let mut pipe = redis::pipe();
+    for day in &days {
+        let cmd = pipe.cmd("HMGET").arg(keys.tokens_day(day));
+        for kind in KINDS {
+            cmd.arg(format!("total:{kind}"));
+        }
+    }
+    let replies: Vec<Vec<Option<u64>>> = pipe.query_async(conn).await?;
+    let mut spend = Spend {
+        today: UsageRow { key: days.last().cloned().unwrap_or_default(), ..UsageRow::default() },
+        month: UsageRow { key: today.format("%Y-%m").to_string(), ..UsageRow::default() },
+    };
+    let n_days = replies.len();
+    for (i, counts) in replies.into_iter().enumerate() {
+        for (kind, value) in KINDS.iter().zip(counts) {
+            let value = value.unwrap_or(0);
+            spend.month.add(kind, value);
+            if i + 1 == n_days {
+                spend.today.add(kind, value);
+            }
+        }
+    }
+    Ok(spend)
 }
 
 /// The usage from `first` to `last` (UTC days, both included), grouped `by`, at most `top`
