@@ -317,6 +317,13 @@ impl Keys {
         self.control_key("transcripts:repair")
     }
 
+    /// `<p>:webhooks:outbox` (`<p>:<s>:webhooks:outbox` for shard `s`): the run webhook's
+    /// messages not yet delivered or given up, `<state>:<run id>` scored by when a worker may
+    /// take one over (`queue::outbox`).
+    pub fn webhook_outbox(&self) -> String {
+        self.key("webhooks:outbox")
+    }
+
     /// `<p>:events` (`<p>:<s>:events` for shard `s`): this handle's shard's lifecycle events.
     pub fn events(&self) -> String {
         self.key("events")

@@ -259,6 +259,12 @@ impl Disposition {
         }
     }
 
+    /// Whether the action records an outcome (a state the run reached), rather than handing
+    /// the attempt back (a deferral or a release).
+    pub fn is_outcome(&self) -> bool {
+        !matches!(self, Self::Defer { .. } | Self::Release)
+    }
+
     /// Whether the attempt counts towards `max_attempts` (else it is refunded).
     pub fn counts_attempt(&self) -> bool {
         !matches!(self, Self::Defer { .. } | Self::Release | Self::Skipped { .. })

@@ -243,6 +243,9 @@ async fn execute<H: Handler>(
     let backend =
         queue::Backend::new(queue.clone(), Arc::clone(lease), fetch, Arc::clone(&in_flight));
     let hooks = webhooks::Webhooks::from_config(config, queue)?;
+    if let Some(hooks) = &hooks {
+        tokio::spawn(Arc::clone(hooks).sweep(worker.heartbeat, shutdown.clone()));
+    }
     let finisher = Finisher::new(queue.clone(), config, (in_flight, runs), hooks.clone());
     let apalis_worker = WorkerBuilder::new(lease.current().id.to_string())
         .backend(backend)

@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 
-use super::{LIST_CAP, Owner, PROMOTE_BATCH, Queue, QueueError, Result, script};
+use super::{LIST_CAP, Outbox, Owner, PROMOTE_BATCH, Queue, QueueError, Result, script};
 use crate::config::RedisConn;
 use crate::ids::RunId;
 use crate::outcome::{Disposition, RunState};
@@ -130,8 +130,14 @@ impl Queue {
             .arg(keys.events_cap());
     }
 
-    /// Records how an attempt ended; see [`Finished`] for what was found.
-    pub(crate) async fn finish(&self, job: &Job, disposition: &Disposition) -> Result<Finished> {
+    /// Records how an attempt ended, with the run webhook's message in `outbox` when it is
+    /// sent for the state recorded; see [`Finished`] for what was found.
+    pub(crate) async fn finish(
+        &self,
+        job: &Job,
+        disposition: &Disposition,
+        outbox: &Outbox,
+    ) -> Result<Finished> {
         let keys = &self.keys.for_run(&job.run_id);
         let (error, class, delay_ms) = finish_args(disposition);
         let mut invocation = script::FINISH.prepare_invoke();
@@ -143,6 +149,7 @@ impl Queue {
             .key(keys.dead())
             .key(keys.leases())
             .key(keys.events())
+            .key(keys.webhook_outbox())
             .arg(&job.run_id)
             .arg(disposition.as_str())
             .arg(keys.runs_by_state_prefix())
@@ -151,7 +158,9 @@ impl Queue {
             .arg(delay_ms.to_string())
             .arg(LIST_CAP)
             .arg(&*job.owner.id)
-            .arg(keys.events_cap());
+            .arg(keys.events_cap())
+            .arg(&outbox.states)
+            .arg(outbox.claim_ms);
         let reply: i64 = invocation.invoke_async(&mut self.connection()).await?;
         Ok(match reply {
             1 => Finished::Recorded,

@@ -25,7 +25,7 @@ use crate::backoff::RetryPolicy;
 use crate::config::Config;
 use crate::ids::UserId;
 use crate::outcome::{Attempt, Disposition, ErrorClass, Outcome, RunState, decide};
-use crate::queue::{Backoff, Finished, Job, Queue};
+use crate::queue::{Backoff, Finished, Job, Outbox, Queue};
 use crate::telemetry::metrics;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -111,6 +111,8 @@ pub(super) struct Finisher {
     runs: InFlight,
     /// The run webhook, when configured: told of each recorded end.
     webhooks: Option<Arc<Webhooks>>,
+    /// Where the finish script puts the webhook's messages (nothing without a webhook).
+    outbox: Outbox,
 }
 
 impl Finisher {
@@ -122,7 +124,8 @@ impl Finisher {
     ) -> Self {
         let policy = RetryPolicy::from(&config.retry);
         let max_attempts = config.worker.max_attempts;
-        Self { queue, max_attempts, policy, in_flight, runs, webhooks }
+        let outbox = webhooks.as_ref().map(|hooks| hooks.outbox()).unwrap_or_default();
+        Self { queue, max_attempts, policy, in_flight, runs, webhooks, outbox }
     }
 
     /// Decides and records the end of `job`'s attempt, retrying Redis until it succeeds: an
@@ -135,7 +138,7 @@ impl Finisher {
         let disposition = decide(outcome, attempt, &self.policy);
         let mut backoff = Backoff::default();
         let finished = loop {
-            match self.queue.finish(&job, &disposition).await {
+            match self.queue.finish(&job, &disposition, &self.outbox).await {
                 Ok(finished) => break finished,
                 Err(error) => {
                     self.queue.health().failed("finish", &error);
@@ -151,7 +154,7 @@ impl Finisher {
         // Only an end this worker recorded is a transition; a deferral or release is not one.
         let recorded = matches!(finished, Finished::Recorded | Finished::RecordedWithoutEntry);
         if let Some(webhooks) = self.webhooks.as_ref().filter(|_| recorded)
-            && disposition.counts_attempt()
+            && disposition.is_outcome()
         {
             webhooks.after(&job.run_id, disposition.run_state());
         }

@@ -7,9 +7,13 @@
 //!
 //! At most [`MAX_DELIVERIES`] messages are under way per worker, so a webhook that is down
 //! cannot grow the worker's memory: past that, a message is recorded `failed` at once, with 0
-//! attempts. The `pending` mark is written before the first attempt. A worker that stops gracefully
-//! waits for its deliveries (within `worker.shutdown_grace`); one killed mid-delivery leaves the
-//! mark, and that delivery is not resumed. This module must not decide outcomes.
+//! attempts. The `pending` mark is written before the first attempt. A worker that stops
+//! gracefully waits for its deliveries (within `worker.shutdown_grace`). Each message is in the
+//! queue's outbox from the moment its state is recorded (`queue::outbox`) until it is delivered
+//! or given up, so one whose worker was killed mid-delivery (or before it began) is taken over
+//! by a worker's sweep once its claim ([`Webhooks::claim`]) runs out, and sent again with the
+//! same `webhook-id` (stored on the record as `webhook_<state>_id`): at least once.
+//! This module must not decide outcomes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +21,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
@@ -26,12 +31,16 @@ use crate::config::{Config, RedisConn};
 use crate::ids::RunId;
 use crate::keys::Keys;
 use crate::outcome::RunState;
-use crate::queue::Queue;
+use crate::queue::{Outbox, Queue};
 use crate::records::{self, webhook};
 use crate::telemetry::metrics;
 
 /// Messages one worker delivers at once; more are recorded as failed without an attempt.
 pub(super) const MAX_DELIVERIES: usize = 1_000;
+/// Added to the longest a delivery can take to make its claim on the outbox's message.
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
+/// Messages one sweep of the outbox takes over at most.
+const SWEEP_BATCH: usize = 100;
 
 /// Fields of the run record the summary carries: ids, state, attempts, times and the error's
 /// class. Never the prompt, the error text, ids at the vendors, or anything of the transcript.
@@ -58,6 +67,8 @@ pub(super) struct Webhooks {
     secret: Option<SecretString>,
     events: Vec<String>,
     policy: RetryPolicy,
+    /// How long a delivery may take at most: the outbox's claim.
+    claim: Duration,
     conn: RedisConn,
     keys: Keys,
     /// Every delivery task; the worker waits for them at shutdown, so none is detached.
@@ -78,12 +89,16 @@ impl Webhooks {
         let url = hook.url.clone()?;
         let policy =
             RetryPolicy { max_attempts: hook.max_attempts, ..RetryPolicy::from(&config.retry) };
+        // Every attempt's request, every pause between them, and a margin.
+        let claim =
+            config.http.request_timeout * hook.max_attempts + policy.max_elapsed + CLAIM_MARGIN;
         Some(Arc::new(Self {
             http,
             url,
             secret: hook.secret.clone(),
             events: hook.events.clone(),
             policy,
+            claim,
             conn,
             keys,
             tasks: TaskTracker::new(),
@@ -108,21 +123,57 @@ impl Webhooks {
         Ok(Self::new(config, http, queue.connection(), queue.keys().clone()))
     }
 
+    /// What the finish script needs to put this webhook's messages in the outbox.
+    pub(super) fn outbox(&self) -> Outbox {
+        Outbox::new(&self.events, self.claim)
+    }
+
     /// Starts the delivery for `run_id` that has just been recorded in `state`, when the
     /// configuration asks for it.
     pub(super) fn after(self: &Arc<Self>, run_id: &RunId, state: RunState) {
         if !self.events.iter().any(|event| event == state.as_str()) {
             return;
         }
-        let (this, run_id) = (Arc::clone(self), run_id.clone());
+        self.start(run_id.clone(), state.as_str().to_owned());
+    }
+
+    /// Takes over, every `every` until `stop`, the outbox's messages whose worker died or
+    /// stalled past their claim, and delivers them again.
+    pub(super) async fn sweep(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let queue = Queue::on(self.conn.clone(), self.keys.clone());
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let room = self.slots.available_permits().min(SWEEP_BATCH);
+            if room == 0 {
+                continue;
+            }
+            match queue.outbox_take(self.claim, room).await {
+                Ok(taken) => {
+                    for (run_id, state) in taken {
+                        tracing::info!(message = "Delivering a run webhook message whose worker did not finish it.", run_id = %run_id, state = %state);
+                        self.start(run_id, state);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(message = "Could not read the run webhook's outbox.", %error);
+                }
+            }
+        }
+    }
+
+    fn start(self: &Arc<Self>, run_id: RunId, state: String) {
+        let this = Arc::clone(self);
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             tracing::warn!(message = "Too many run webhook messages under way; this one is recorded as failed.", run_id = %run_id);
             metrics::webhook_delivered("run", "failed");
-            self.tasks.spawn(async move { this.record(&run_id, state, "failed", 0).await });
+            self.tasks.spawn(async move { this.record(&run_id, &state, "failed", 0).await });
             return;
         };
         self.tasks.spawn(async move {
-            this.deliver(&run_id, state).await;
+            this.deliver(&run_id, &state).await;
             drop(slot);
         });
     }
@@ -137,12 +188,15 @@ impl Webhooks {
         }
     }
 
-    async fn deliver(&self, run_id: &RunId, state: RunState) {
+    async fn deliver(&self, run_id: &RunId, state: &str) {
         let mut conn = self.conn.clone();
-        let Some(body) = self.summary(&mut conn, run_id, state).await else { return };
-        let id = webhook::message_id();
-        let field = format!("webhook_{}", state.as_str());
-        let pending = [(field.as_str(), "pending".to_owned())];
+        let Some((body, id)) = self.summary(&mut conn, run_id, state).await else {
+            self.done(run_id, state).await;
+            return;
+        };
+        let field = format!("webhook_{state}");
+        let id_field = format!("{field}_id");
+        let pending = [(field.as_str(), "pending".to_owned()), (id_field.as_str(), id.clone())];
         self.mark(&mut conn, run_id, &pending).await;
         let delivery = webhook::deliver(
             &self.http,
@@ -160,22 +214,33 @@ impl Webhooks {
         self.record(run_id, state, outcome, delivery.attempts).await;
     }
 
-    /// Records how the message for `state` ended: `webhook_<state>` and its attempts.
-    async fn record(&self, run_id: &RunId, state: RunState, outcome: &str, attempts: u32) {
-        let field = format!("webhook_{}", state.as_str());
+    /// Records how the message for `state` ended: `webhook_<state>` and its attempts; and
+    /// takes it out of the outbox.
+    async fn record(&self, run_id: &RunId, state: &str, outcome: &str, attempts: u32) {
+        let field = format!("webhook_{state}");
         let attempts_field = format!("{field}_attempts");
         let done =
             [(field.as_str(), outcome.to_owned()), (attempts_field.as_str(), attempts.to_string())];
         self.mark(&mut self.conn.clone(), run_id, &done).await;
+        self.done(run_id, state).await;
     }
 
-    /// The body: `{"type": "run.<state>", "timestamp", "data": {...}}`, as the spec suggests.
+    /// Takes the message out of the outbox; if that fails, a sweep sends it once more later.
+    async fn done(&self, run_id: &RunId, state: &str) {
+        let queue = Queue::on(self.conn.clone(), self.keys.clone());
+        if let Err(error) = queue.outbox_done(run_id, state).await {
+            tracing::warn!(message = "Could not take a delivered webhook message out of the outbox; it may be sent again.", run_id = %run_id, %error);
+        }
+    }
+
+    /// The body: `{"type": "run.<state>", "timestamp", "data": {...}}`, as the spec suggests;
+    /// and the message's id: the one an earlier delivery of it stored, else a new one.
     async fn summary(
         &self,
         conn: &mut RedisConn,
         run_id: &RunId,
-        state: RunState,
-    ) -> Option<Vec<u8>> {
+        state: &str,
+    ) -> Option<(Vec<u8>, String)> {
         let record = match records::load_run(conn, &self.keys, run_id).await {
             Ok(Some(record)) => record,
             Ok(None) => return None,
@@ -193,11 +258,12 @@ impl Webhooks {
             }
         }
         let body = json!({
-            "type": format!("run.{}", state.as_str()),
+            "type": format!("run.{state}"),
             "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "data": data,
         });
-        serde_json::to_vec(&body).ok()
+        let id = record.get(&format!("webhook_{state}_id")).map(str::to_owned);
+        Some((serde_json::to_vec(&body).ok()?, id.unwrap_or_else(webhook::message_id)))
     }
 
     async fn mark(&self, conn: &mut RedisConn, run_id: &RunId, fields: &[(&str, String)]) {

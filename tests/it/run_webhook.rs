@@ -136,3 +136,87 @@ async fn a_webhook_that_never_accepts_is_recorded_as_failed_after_its_attempts()
     // Without a secret the message is not signed.
     assert!(log.lock().unwrap().iter().all(|request| request.signature.is_empty()));
 }
+
+/// A receiver that never answers its first request (the delivery is under way when its worker
+/// dies) and answers 200 to the others.
+async fn holding_receiver() -> (String, Log) {
+    let log: Log = Arc::default();
+    let seen = Arc::clone(&log);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let id = headers.get("webhook-id").map(|v| v.to_str().unwrap().to_owned());
+                let n = {
+                    let mut seen = seen.lock().unwrap();
+                    let (timestamp, signature) = (String::new(), String::new());
+                    let id = id.unwrap_or_default();
+                    seen.push(Seen { id, timestamp, signature, body: body.to_vec() });
+                    seen.len()
+                };
+                if n == 1 {
+                    std::future::pending::<()>().await;
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), log)
+}
+
+/// Before, a worker that died mid-delivery left the message `pending` for ever. Now it is in
+/// the outbox from the moment the state was recorded, and another worker takes it over once
+/// its claim runs out, with the same message id.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_whose_worker_died_mid_delivery_is_delivered_by_another_with_the_same_id() {
+    let redis = TestRedis::new().await;
+    let (url, log) = holding_receiver().await;
+    let mut config = config(&redis);
+    config.webhook.url = Some(url.parse().unwrap());
+    config.webhook.max_attempts = 1;
+    // The claim is the longest a delivery may take: 2 s + 100 ms + the margin.
+    config.http.request_timeout = Duration::from_secs(2);
+    config.retry.max_elapsed = Duration::from_millis(100);
+    // The first worker runs on its own runtime; shutting that down drops every task of it at
+    // once, mid-delivery, as a kill -9 would (no drain, no record of how the delivery ended).
+    let doomed =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    doomed.spawn({
+        let (config, shutdown) = (config.clone(), tokio_util::sync::CancellationToken::new());
+        async move { agentcron::worker::run(&config, TestHandler::succeeding(), shutdown).await }
+    });
+    let ids = enqueue_n(&config, "orphaned", 1).await;
+    poll_until("the first delivery under way", Duration::from_secs(20), || async {
+        if log.lock().unwrap().is_empty() { Err(()) } else { Ok(()) }
+    })
+    .await;
+    doomed.shutdown_background();
+    let orphaned = record(&redis, &ids[0]).await;
+    assert_eq!(orphaned["webhook_succeeded"], "pending", "{orphaned:?}");
+
+    let worker = spawn(&config, TestHandler::succeeding());
+    let done = poll_until("the message delivered again", Duration::from_secs(30), || async {
+        let record = record(&redis, &ids[0]).await;
+        if record.get("webhook_succeeded").is_some_and(|state| state == "delivered") {
+            Ok(record)
+        } else {
+            Err(record)
+        }
+    })
+    .await;
+    worker.stop().await;
+    let seen = log.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[1].id, seen[0].id, "the same message id");
+    assert_eq!(done["webhook_succeeded_id"], seen[0].id);
+    let mut conn = redis.conn.clone();
+    let left: usize =
+        redis::AsyncCommands::zcard(&mut conn, format!("{}:webhooks:outbox", redis.prefix))
+            .await
+            .unwrap();
+    assert_eq!(left, 0, "the delivered message left the outbox");
+}

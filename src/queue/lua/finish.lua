@@ -1,8 +1,9 @@
 -- Records the end of an attempt, unless another worker took the run over meanwhile.
 -- KEYS: 1 q:processing:<worker>, 2 run record, 3 q:ready, 4 q:delayed, 5 q:dead, 6 q:leases,
---       7 events
+--       7 events, 8 webhooks:outbox
 -- ARGV: 1 run_id, 2 mode, 3 state index prefix, 4 error, 5 error class, 6 delay ms, 7 dead cap,
---       8 worker id, 9 events cap
+--       8 worker id, 9 events cap, 10 the run webhook's states (` succeeded dead `, or empty),
+--       11 the webhook message's claim in ms
 -- Modes: succeeded | needs_auth | cancelled (terminal), skipped (terminal, never started: the
 --        attempt is refunded; ARGV[5] is the reason, ARGV[4] its detail), retry (failed, due
 --        later),
@@ -15,7 +16,8 @@
 -- A deferral of a run marked `wake_requested` (the lease it waited for was released while
 -- this attempt was still finding it busy, `wake.lua`) queues it now rather than later.
 -- Each recorded outcome (not a deferral or a release, which hand the attempt back) writes its
--- event: succeeded, needs_auth, cancelled, skipped, failed (retry) or dead.
+-- event: succeeded, needs_auth, cancelled, skipped, failed (retry) or dead; and, when the run
+-- webhook is sent for that state, its message in the outbox (`queue/outbox.rs`).
 local id = ARGV[1]
 local rec = KEYS[2]
 local f = redis.call('HMGET', rec, 'state', 'created_at_ms', 'worker', 'wake_requested', 'user',
@@ -25,6 +27,9 @@ local held = redis.call('LREM', KEYS[1], 1, id) > 0
 local now = now_ms()
 local function event(name, state, extra)
   emit(KEYS[7], ARGV[9], name, id, f[5], f[6], state, f[7], int(now), extra)
+  if ARGV[10] ~= '' and string.find(ARGV[10], ' ' .. state .. ' ', 1, true) then
+    redis.call('ZADD', KEYS[8], int(now + tonumber(ARGV[11])), state .. ':' .. id)
+  end
 end
 if not held then
   if holder ~= ARGV[8] then return 0 end
