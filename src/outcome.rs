@@ -259,8 +259,7 @@ impl Disposition {
         }
     }
 
-    /// Whether the action records an outcome (a state the run reached), rather than handing
-    /// the attempt back (a deferral or a release).
+    /// Whether the action records a state the run reached (not a deferral or a release).
     pub fn is_outcome(&self) -> bool {
         !matches!(self, Self::Defer { .. } | Self::Release)
     }
@@ -363,10 +362,9 @@ mod tests {
         check(Outcome::NeedsAuth, 3, false, &D::NeedsAuth, S::NeedsAuth);
         check(Outcome::Cancelled, 1, false, &D::Cancelled, S::Cancelled);
         check(Outcome::Cancelled, 1, true, &D::Release, S::Queued);
-        let skipped = || ("budget", "user_daily: 2 of 1 tokens used".to_owned());
-        let (reason, detail) = skipped();
-        let expect = D::Skipped { reason, detail: detail.clone() };
-        check(Outcome::Skipped { reason, detail }, 1, false, &expect, S::Skipped);
+        let (reason, detail) = ("budget", "user_daily: 2 of 1 tokens used".to_owned());
+        let skipped = D::Skipped { reason, detail: detail.clone() };
+        check(Outcome::Skipped { reason, detail }, 1, false, &skipped, S::Skipped);
         check(Outcome::Defer { after: secs(5) }, 3, false, &D::Defer { after: secs(5) }, S::Queued);
         check(Outcome::Superseded, 2, false, &D::Release, S::Queued);
         for class in [C::Transient, C::Timeout, C::Panic] {
@@ -390,13 +388,8 @@ mod tests {
         }
         assert_eq!(RunState::parse("done"), None);
         let terminal: Vec<_> = RunState::ALL.into_iter().filter(|s| s.is_terminal()).collect();
-        let expect = [
-            RunState::Succeeded,
-            RunState::NeedsAuth,
-            RunState::Dead,
-            RunState::Cancelled,
-            RunState::Skipped,
-        ];
+        use RunState as S;
+        let expect = [S::Succeeded, S::NeedsAuth, S::Dead, S::Cancelled, S::Skipped];
         assert_eq!(terminal, expect);
         assert_eq!(failed(ErrorClass::Auth, None).label(), Some("fatal"));
         assert_eq!(failed(ErrorClass::Timeout, None).label(), Some("retry"));

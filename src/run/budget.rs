@@ -38,7 +38,8 @@ pub(crate) struct Spent {
 impl Spent {
     /// For the record and the notice: `user_daily: 120345 of 100000 tokens used`.
     pub(crate) fn detail(&self) -> String {
-        format!("{}: {} of {} tokens used", self.limit, self.used, self.allowed)
+        let Self { limit, allowed, used } = self;
+        format!("{limit}: {used} of {allowed} tokens used")
     }
 }
 
