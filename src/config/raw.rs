@@ -178,6 +178,10 @@ pub(crate) struct RawSetup {
 pub(crate) struct RawOps {
     pub(crate) bind: Option<String>,
     pub(crate) token: Option<String>,
+    pub(crate) scheduler_bind: Option<String>,
+    pub(crate) hosts: Option<Vec<String>>,
+    pub(crate) open_metrics: Option<bool>,
+    pub(crate) max_connections: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -267,7 +271,14 @@ impl RawConfig {
                 events: r.strings("webhook.events"),
                 max_attempts: r.int("webhook.max_attempts"),
             },
-            ops: RawOps { bind: r.string("ops.bind"), token: r.string("ops.token") },
+            ops: RawOps {
+                bind: r.string("ops.bind"),
+                token: r.string("ops.token"),
+                scheduler_bind: r.string("ops.scheduler_bind"),
+                hosts: r.strings("ops.hosts"),
+                open_metrics: r.bool("ops.open_metrics"),
+                max_connections: r.int("ops.max_connections"),
+            },
             setup: RawSetup { auto: r.bool("setup.auto") },
             retention: RawRetention {
                 runs: r.string("retention.runs"),

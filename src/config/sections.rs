@@ -86,6 +86,20 @@ pub struct OpsConfig {
     /// Bearer token; required when `bind` is not a loopback address.
     #[serde(serialize_with = "ser::opt_secret")]
     pub token: Option<SecretString>,
+    /// The scheduler's listen address (`/metrics`, `/healthz`, `/readyz`), `None` for
+    /// `"off"`. Defaults to `127.0.0.1:9188`.
+    #[serde(serialize_with = "ser::opt_bind")]
+    pub scheduler_bind: Option<SocketAddr>,
+    /// `Host` names the ops servers answer besides loopback ones (`localhost`, `127.0.0.1`,
+    /// `[::1]`) and the bound address: the names operators reach them by. Any other `Host`
+    /// is refused (DNS rebinding).
+    pub hosts: Vec<String>,
+    /// Whether `/metrics` is open when a token is set (scrapers often cannot send one).
+    /// Defaults to false.
+    pub open_metrics: bool,
+    /// Connections each ops server holds at once; more wait in the kernel's backlog.
+    /// Defaults to 256.
+    pub max_connections: usize,
 }
 
 /// `[setup]`: what a worker does when a run finds a setup object missing at the vendor.

@@ -11,6 +11,7 @@ mod checker;
 mod limits;
 mod redis_settings;
 mod schedules;
+mod servers;
 mod settings;
 
 use std::path::Path;
@@ -62,7 +63,7 @@ pub(super) fn validate(path: &Path, layers: Layers<'_>, env: &Env, needs: Needs)
         transcripts: settings::transcripts(&mut check, raw),
         notices: settings::notices(&mut check, raw),
         webhook: settings::webhook(&mut check, raw),
-        ops: ops(&mut check, raw),
+        ops: servers::ops(&mut check, raw),
         setup: SetupConfig { auto: raw.setup.auto.unwrap_or(false) },
         retention: settings::retention(&mut check, raw),
         budget: settings::budget(&mut check, raw),
@@ -324,30 +325,4 @@ fn retry(check: &mut Checker<'_>, raw: &RawConfig) -> RetryConfig {
         jitter: r.jitter.unwrap_or(true),
         max_attempts: check.int("retry.max_attempts", r.max_attempts, 8, 1..=100),
     }
-}
-
-fn ops(check: &mut Checker<'_>, raw: &RawConfig) -> OpsConfig {
-    let text = raw.ops.bind.clone().unwrap_or_else(|| "127.0.0.1:9187".to_owned());
-    let token = raw.ops.token.clone().filter(|s| !s.is_empty()).map(SecretString::from);
-    let bind = if text.trim().eq_ignore_ascii_case("off") {
-        None
-    } else {
-        match text.parse::<std::net::SocketAddr>() {
-            Ok(bind) => Some(bind),
-            Err(_) => {
-                let message = format!(
-                    "expected an address such as \"127.0.0.1:9187\", or \"off\", found {text:?}"
-                );
-                check.problem("ops.bind", message);
-                None
-            }
-        }
-    };
-    if let Some(bind) = bind.filter(|bind| !bind.ip().is_loopback() && token.is_none()) {
-        check.problem(
-            "ops.token",
-            format!("required when ops.bind ({bind}) is not a loopback address"),
-        );
-    }
-    OpsConfig { bind, token }
 }
