@@ -76,7 +76,8 @@ pub(crate) fn span(api: Api, endpoint: &'static str, resends: u32) -> Span {
         otel.status_code = Empty,
         http.request.method = method,
         url.template = template,
-        http.request.resend_count = resends,
+        // As i64: the exporter writes smaller unsigned integers as text.
+        http.request.resend_count = i64::from(resends),
         http.response.status_code = Empty,
         agentcron.api = api.as_str(),
         agentcron.endpoint = endpoint,
@@ -87,7 +88,7 @@ pub(crate) fn span(api: Api, endpoint: &'static str, resends: u32) -> Span {
 /// failed (a client span's 4xx is the caller's business, per the conventions).
 pub(crate) fn record_status(status: u16) {
     let span = Span::current();
-    span.record("http.response.status_code", status);
+    span.record("http.response.status_code", i64::from(status));
     if status >= 500 {
         span.record("otel.status_code", "ERROR");
     }
