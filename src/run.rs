@@ -256,12 +256,12 @@ pub async fn execute_measured(
 async fn pipeline(at: &mut Progress<'_>, conn: &mut RedisConn) -> Result<Finish, RunError> {
     let (ctx, run, cancel) = (at.ctx, at.run, at.cancel);
     fence::outwait_stalled(ctx, run, cancel).await?;
+    // This attempt's trace on the record, with the first marker it writes.
+    let facts: Facts = at.trace_id.take().map(|id| ("trace_id", id)).into_iter().collect();
     // Each phase's future is boxed: rustc lays them out side by side in this function's state
     // rather than overlapping them (24 KB, most of it dead once streaming starts), and a
     // worker holds one such state per in-flight run. Boxed, the pre-stream phases' memory is
     // freed when each ends.
-    // This attempt's trace on the record, with the first marker it writes.
-    let facts: Facts = at.trace_id.take().map(|id| ("trace_id", id)).into_iter().collect();
     let checking = Box::pin(connections::check(ctx, conn, run));
     let checked =
         at.enter_with(Phase::Checking, facts, checking).instrument(span(Phase::Checking)).await?;

@@ -29,7 +29,8 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 /// The name the spans' resource carries when `OTEL_SERVICE_NAME` does not say one.
 const DEFAULT_SERVICE_NAME: &str = "agentcron";
 
-/// How long an export request may take (`OTEL_EXPORTER_OTLP_TIMEOUT` overrides it for gRPC).
+/// How long an export request may take unless `OTEL_EXPORTER_OTLP_TIMEOUT` says (the spec's
+/// default).
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the exporter could not be set up.
@@ -80,6 +81,15 @@ fn protocol() -> Result<Protocol, TraceError> {
     }
 }
 
+/// The export timeout the environment names (milliseconds, the traces-only variable first),
+/// as the exporter reads it: the HTTP client enforces it.
+fn export_timeout() -> Duration {
+    ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok()?.trim().parse().ok())
+        .map_or(EXPORT_TIMEOUT, Duration::from_millis)
+}
+
 /// The installed provider: flushed and shut down by [`Tracing::shutdown`], so the spans of
 /// the last runs reach the collector when the process ends.
 #[derive(Debug, Default)]
@@ -113,8 +123,7 @@ pub(crate) fn provider() -> Result<Option<SdkTracerProvider>, TraceError> {
         protocol => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(protocol)
-            .with_timeout(EXPORT_TIMEOUT)
-            .with_http_client(ExportClient::new()?)
+            .with_http_client(ExportClient::new(export_timeout())?)
             .build()?,
     };
     let mut resource = Resource::builder();
@@ -216,10 +225,10 @@ struct ExportClient {
 }
 
 impl ExportClient {
-    fn new() -> Result<Self, reqwest::Error> {
+    fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
         // A provider installed by someone else first is just as good.
         let _installed = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder().timeout(EXPORT_TIMEOUT).build()?;
+        let http = reqwest::Client::builder().timeout(timeout).build()?;
         Ok(Self { http })
     }
 }

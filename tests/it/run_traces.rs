@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::app::{API_KEY, CLIENT_SECRET, TestApp, spawn_app};
+use crate::common::app::{API_KEY, CLIENT_SECRET, TestApp, cli, spawn_app};
 use crate::common::poll::WithLog;
 use crate::common::poll_until;
 use crate::common::procs::{Worker, child_env, set_env, spawn_worker, wait_for};
@@ -242,6 +242,15 @@ async fn each_attempt_is_a_trace_whose_calls_are_what_the_simulator_saw() {
         let record = app.record(run_id).await;
         assert_eq!(record.get("trace_id"), Some(attempts[n_attempts - 1].trace_id.as_str()));
     }
+    // `agentcron run <id>` shows it, with `--json` too.
+    let last = &attempts_of(&spans, "r-trace-retried")[1].trace_id;
+    let (code, stdout, stderr) = cli(&app, &["run", "r-trace-retried", "--json"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let shown: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(shown["record"]["trace_id"], last.as_str(), "{stdout}");
+    let (code, stdout, stderr) = cli(&app, &["run", "r-trace-retried"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.lines().any(|line| line.contains("trace_id") && line.contains(last.as_str())));
 
     // The remote calls: every request the simulator saw from the worker carries a
     // traceparent naming a remote-call span of an attempt's trace, of the same method and
@@ -320,7 +329,9 @@ async fn each_attempt_is_a_trace_whose_calls_are_what_the_simulator_saw() {
 }
 
 /// Off means off: without the variables no request carries a trace context and the record
-/// has no trace id; with `http/protobuf` the receiver gets protobuf bodies.
+/// has no trace id; with `http/protobuf` the receiver gets protobuf bodies; with `grpc` and no
+/// collector listening the worker still runs and stops cleanly; an unknown protocol stops the
+/// process at start, naming it.
 #[tokio::test]
 async fn without_the_variables_nothing_is_traced_and_protobuf_is_spoken() {
     let app = spawn_app().await;
@@ -354,4 +365,28 @@ async fn without_the_variables_nothing_is_traced_and_protobuf_is_spoken() {
         assert!(!body.is_empty());
     }
     assert_eq!(app.record("r-protobuf").await.get("trace_id").map(str::len), Some(32));
+
+    // gRPC to a port where nothing listens: the runs go on, the exports fail aside.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", closed_url.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let child = worker(&app, &log, &env);
+    app.enqueue(&[("r-grpc", "grpc@example.com")]).await;
+    succeeded(&app, "r-grpc", &log).await;
+    stop(child, &log).await;
+    assert_eq!(app.record("r-grpc").await.get("trace_id").map(str::len), Some(32));
+
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon"),
+    ];
+    let output = crate::common::agentcron(&["status"], &env, &crate::common::repo_root());
+    let (_, stderr) = crate::common::text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL=carrier-pigeon"), "{stderr}");
 }
