@@ -169,6 +169,9 @@ async fn requests_since(app: &TestApp, from: usize) -> Vec<Value> {
     app.audit().await["traceparents"].as_array().unwrap()[from..].to_vec()
 }
 
+/// What an HTTP/2 client sends first (RFC 9113, section 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 const PHASES: [&str; 6] = ["checking", "minting", "vault", "session", "message", "streaming"];
 
 #[tokio::test]
@@ -329,9 +332,9 @@ async fn each_attempt_is_a_trace_whose_calls_are_what_the_simulator_saw() {
 }
 
 /// Off means off: without the variables no request carries a trace context and the record
-/// has no trace id; with `http/protobuf` the receiver gets protobuf bodies; with `grpc` and no
-/// collector listening the worker still runs and stops cleanly; an unknown protocol stops the
-/// process at start, naming it.
+/// has no trace id; with `http/protobuf` the receiver gets protobuf bodies; with `grpc` the
+/// exporter opens HTTP/2 connections, and a collector that never answers holds up neither the
+/// runs nor the worker's exit; an unknown protocol stops the process at start, naming it.
 #[tokio::test]
 async fn without_the_variables_nothing_is_traced_and_protobuf_is_spoken() {
     let app = spawn_app().await;
@@ -366,18 +369,40 @@ async fn without_the_variables_nothing_is_traced_and_protobuf_is_spoken() {
     }
     assert_eq!(app.record("r-protobuf").await.get("trace_id").map(str::len), Some(32));
 
-    // gRPC to a port where nothing listens: the runs go on, the exports fail aside.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_url = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    // gRPC: the exporter speaks HTTP/2 to the endpoint (this one reads the connection
+    // preface and answers nothing), and the runs and the SIGTERM exit do not wait on it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_url = format!("http://{}", listener.local_addr().unwrap());
+    let prefaces: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let kept = Arc::clone(&prefaces);
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let kept = Arc::clone(&kept);
+            tokio::spawn(async move {
+                let mut preface = vec![0; H2_PREFACE.len()];
+                if tokio::io::AsyncReadExt::read_exact(&mut socket, &mut preface).await.is_ok() {
+                    kept.lock().unwrap().push(preface);
+                }
+                // Held open, unanswered, until the client gives up.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+        }
+    });
     let env = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", closed_url.as_str()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc_url.as_str()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
     let child = worker(&app, &log, &env);
     app.enqueue(&[("r-grpc", "grpc@example.com")]).await;
     succeeded(&app, "r-grpc", &log).await;
+    poll_until("a gRPC export", Duration::from_secs(20), || async {
+        let seen = prefaces.lock().unwrap().clone();
+        if seen.iter().any(|preface| preface == H2_PREFACE) { Ok(()) } else { Err(seen) }
+    })
+    .await;
     stop(child, &log).await;
     assert_eq!(app.record("r-grpc").await.get("trace_id").map(str::len), Some(32));
 
