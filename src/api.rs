@@ -1,7 +1,8 @@
 //! Clients of the two remote APIs: Scalekit AgentKit (REST) and Anthropic Managed Agents
 //! (REST + SSE), with one retry policy that classifies every failure.
 //!
-//! Owns wire types, headers, authentication and retries. It must not know about runs, Redis or
+//! Owns wire types, headers, authentication, retries and the spans of remote calls (`route.rs`:
+//! one client span per attempt, its `traceparent` sent with the request). It must not know about runs, Redis or
 //! schedules: callers pass plain arguments and get typed results or an [`ApiError`] that says
 //! how it should be handled ([`ErrorClass`]).
 
@@ -9,6 +10,7 @@ pub mod anthropic;
 mod attempts;
 pub mod pace;
 pub mod retry;
+mod route;
 pub mod scalekit;
 pub mod stream;
 pub mod wait;
@@ -260,6 +262,7 @@ pub(crate) fn observe(
     match response {
         Ok(response) => {
             metrics::api_request(api.as_str(), endpoint, response.status().as_str());
+            route::record_status(response.status().as_u16());
             Ok(response)
         }
         Err(error) => {

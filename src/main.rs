@@ -19,18 +19,13 @@ const BLOCKING_THREADS: usize = 16;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let redactor = Redactor::default();
-    if let Err(error) = telemetry::init(cli.log_format, redactor.clone()) {
-        report(&redactor, &anyhow::Error::new(error));
-        return ExitCode::from(cli::exit::FAILURE);
-    }
     // mimalloc 3 asks for transparent huge pages on its arenas: a worker holding 10,000
     // sessions peaked at 500 MB with them and 370–380 MB without (`benches/README.md`).
     // Turning them off for the process is what mimalloc's own `MIMALLOC_ALLOW_THP=0` does,
-    // without unsafe code; where the kernel refuses, huge pages only cost memory.
+    // without unsafe code; where the kernel refuses, huge pages only cost memory. Before the
+    // runtime's threads and arenas; logged once logging is up.
     #[cfg(target_os = "linux")]
-    if let Err(error) = rustix::thread::disable_transparent_huge_pages(true) {
-        tracing::debug!(message = "Transparent huge pages stay on.", %error);
-    }
+    let thp = rustix::thread::disable_transparent_huge_pages(true);
     // Transcript appends go to the blocking pool, one short task per event; tokio's default
     // of up to 512 threads let 10,000 streaming sessions start hundreds, each with its own
     // stack and allocator heap. A few threads keep up with them.
@@ -45,13 +40,31 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::exit::FAILURE);
         }
     };
-    match runtime.block_on(cli::dispatch(cli, &redactor)) {
+    // Inside the runtime: the trace exporter, when the environment asks for one, runs on it.
+    let entered = runtime.enter();
+    let mut traces = match telemetry::init(cli.log_format, redactor.clone()) {
+        Ok(traces) => traces,
+        Err(error) => {
+            report(&redactor, &anyhow::Error::new(error));
+            return ExitCode::from(cli::exit::FAILURE);
+        }
+    };
+    drop(entered);
+    #[cfg(target_os = "linux")]
+    if let Err(error) = thp {
+        tracing::debug!(message = "Transparent huge pages stay on.", %error);
+    }
+    let code = match runtime.block_on(cli::dispatch(cli, &redactor)) {
         Ok(code) => code,
         Err(error) => {
             report(&redactor, &error);
             ExitCode::from(cli::exit::FAILURE)
         }
-    }
+    };
+    // After the command (a worker's drain after SIGTERM included) and before the runtime
+    // goes: the last spans are exported on it.
+    traces.shutdown();
+    code
 }
 
 /// Prints an error chain once, redacted.

@@ -6,7 +6,8 @@
 //! `phase`, `attempts`, `session_id`, `message_sent_at_ms`, `<phase>_at_ms` for each phase
 //! reached, `last_error`, `error_class`, `worker`, `fence` (one more at every start), the
 //! queue's timestamps, and once a turn has ended its result and usage (`result_text`,
-//! `stop_reason`, `tool_calls`, `model`, `tokens_*`, `cost_usd`; the counters in `tally.rs`). The queue writes `state` and `fence`; the pipeline writes phases and ids,
+//! `stop_reason`, `tool_calls`, `model`, `tokens_*`, `cost_usd`; the counters in `tally.rs`),
+//! and with traces on the last attempt's `trace_id`. The queue writes `state` and `fence`; the pipeline writes phases and ids,
 //! only while its attempt's fence is current. User map (`<prefix>:user:<user>`): `vault_id`,
 //! `credential_id`, `vault_requested_at_ms`. Secrets are never stored.
 //!

@@ -46,7 +46,9 @@ use crate::records::{self, Fields, Phase};
 use self::context::throttle;
 pub use self::context::{Context, clients, http_client, paced};
 pub use self::ending::{Finish, RunError};
-use self::progress::Progress;
+use self::message::EventStream;
+use self::progress::{Progress, span};
+use tracing::Instrument;
 
 /// Record fields a phase established (a session id, the sent mark), persisted with the next
 /// phase marker in one write rather than each in its own.
@@ -163,7 +165,17 @@ impl Run {
 /// events) with [`RunError::Cancelled`]; everything persisted so far lets it resume. An
 /// operator's cancel request reaches `cancel` through the worker's heartbeat; one made before
 /// this attempt started is in the record, and ends the attempt before it does anything.
-#[tracing::instrument(skip_all, fields(run_id = %run_id))]
+///
+/// # Traces
+/// Each attempt is a trace of its own (its span has no parent, whatever the caller's): a root
+/// span `run attempt` with a span per phase and one per remote call below them. With traces on,
+/// the attempt's trace id is the span's `trace_id` field (so it is on every log line of the
+/// run) and the record's `trace_id`, written with the first phase marker.
+#[tracing::instrument(
+    skip_all,
+    parent = None,
+    fields(run_id = %run_id, trace_id = tracing::field::Empty, otel.name = "run attempt")
+)]
 pub async fn execute(
     ctx: &Context,
     run_id: &RunId,
@@ -172,6 +184,10 @@ pub async fn execute(
     cancel: &CancellationToken,
     timeline: &mut Timeline,
 ) -> Result<Finish, RunError> {
+    let trace_id = crate::telemetry::trace::trace_id(&tracing::Span::current());
+    if let Some(trace_id) = &trace_id {
+        tracing::Span::current().record("trace_id", trace_id.as_str());
+    }
     let mut conn = ctx.redis.clone();
     let record = match record {
         Some(record) => Some(record),
@@ -197,7 +213,7 @@ pub async fn execute(
             return Err(RunError::Busy { user: run.user, holder, retry_after: ttl });
         }
     };
-    let mut progress = Progress { ctx, run: &run, cancel, timeline };
+    let mut progress = Progress { ctx, run: &run, cancel, timeline, trace_id };
     let mut res = match setup_missing::guard(ctx, &mut conn).await {
         Ok(()) => pipeline(&mut progress, &mut conn).await,
         Err(error) => Err(error),
@@ -248,34 +264,63 @@ async fn pipeline(at: &mut Progress<'_>, conn: &mut RedisConn) -> Result<Finish,
     {
         return Ok(Finish::Skipped { reason: "budget", detail: spent.detail() });
     }
+    // This attempt's trace on the record, with the first marker it writes.
+    let facts: Facts = at.trace_id.take().map(|id| ("trace_id", id)).into_iter().collect();
     // Each phase's future is boxed: rustc lays them out side by side in this function's state
     // rather than overlapping them (24 KB, most of it dead once streaming starts), and a
     // worker holds one such state per in-flight run. Boxed, the pre-stream phases' memory is
     // freed when each ends.
     let checking = Box::pin(connections::check(ctx, conn, run));
-    let checked = at.enter_with(Phase::Checking, Facts::new(), checking).await?;
+    let checked =
+        at.enter_with(Phase::Checking, facts, checking).instrument(span(Phase::Checking)).await?;
     if !checked.inactive.is_empty() {
         return Ok(Finish::NeedsAuth { connections: checked.inactive });
     }
     let minting = Box::pin(token::mint(ctx, &run.user));
-    let token = match at.enter_with(Phase::Minting, Facts::new(), minting).await {
+    let minting = at.enter_with(Phase::Minting, Facts::new(), minting);
+    let token = match minting.instrument(span(Phase::Minting)).await {
         Ok(token) => token,
         Err(error) => return Box::pin(setback::settle(ctx, conn, run, None, error)).await,
     };
     let refreshing = Box::pin(vault::refresh(ctx, conn, run, &token.token));
-    let vault = at.enter_with(Phase::Vault, Facts::new(), refreshing).await?;
+    let vault = at
+        .enter_with(Phase::Vault, Facts::new(), refreshing)
+        .instrument(span(Phase::Vault))
+        .await?;
     // Only its expiry is needed from here on; the token itself would be held for the stream.
     let expires_at = token.expires_at;
     drop(token);
     // Awaited before the session is asked for: its request mark is how a later attempt finds
     // a session whose id this one may lose.
-    at.enter(Phase::Session, session::request_mark(run)).await?;
-    let (session_id, facts) = Box::pin(session::ensure(ctx, run, &vault.vault_id)).await?;
+    let (session_id, facts) = async {
+        at.enter(Phase::Session, session::request_mark(run)).await?;
+        Box::pin(session::ensure(ctx, run, &vault.vault_id)).await
+    }
+    .instrument(span(Phase::Session))
+    .await?;
     let sending = Box::pin(message::ensure_sent(ctx, run, &session_id));
-    let (opened, facts) = at.enter_with(Phase::Message, facts, sending).await?;
-    // Awaited before any event is recorded: events follow the sent mark (see `turn`).
-    at.enter(Phase::Streaming, facts).await?;
+    let sent = at.enter_with(Phase::Message, facts, sending);
+    let (opened, facts) = sent.instrument(span(Phase::Message)).await?;
     let tokens = turn::TokenState { expires_at, vault };
+    let streaming = async {
+        // Awaited before any event is recorded: events follow the sent mark (see `turn`).
+        at.enter(Phase::Streaming, facts).await?;
+        stream(at, conn, session_id, opened, tokens, checked.mcp_noticed).await
+    };
+    streaming.instrument(span(Phase::Streaming)).await
+}
+
+/// The streaming phase, to its end: the turn followed, its result recorded, the session
+/// archived.
+async fn stream(
+    at: &Progress<'_>,
+    conn: &mut RedisConn,
+    session_id: SessionId,
+    opened: Option<EventStream>,
+    tokens: turn::TokenState,
+    mcp_noticed: bool,
+) -> Result<Finish, RunError> {
+    let (ctx, run, cancel) = (at.ctx, at.run, at.cancel);
     if let Err(error) = turn::follow(ctx, conn, run, &session_id, opened, tokens, cancel).await {
         // A turn that ended in failure produced and used something too.
         if matches!(error, RunError::SessionFailed { .. } | RunError::SessionEnded { .. })
@@ -287,7 +332,7 @@ async fn pipeline(at: &mut Progress<'_>, conn: &mut RedisConn) -> Result<Finish,
     }
     turn::result::record(ctx, conn, run).await?;
     budget::note_overrun(ctx, conn, run).await?;
-    if checked.mcp_noticed {
+    if mcp_noticed {
         connections::resolve_mcp_refusal(ctx, conn, run).await?;
     }
     if ctx.config.anthropic.archive_sessions {

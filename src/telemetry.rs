@@ -1,17 +1,26 @@
-//! Telemetry: the tracing subscriber (pretty or JSON logs on stderr) and secret redaction.
+//! Telemetry: the tracing subscriber (pretty or JSON logs on stderr), secret redaction and,
+//! when the `OTEL_*` variables ask for it, the OpenTelemetry trace exporter (`trace.rs`).
 //!
 //! Every log line goes through [`redact::Redactor`] on its way out, so a secret that slips into
-//! a field or an error message is still not printed. This module must not decide what to log.
+//! a field or an error message is still not printed. Log events never reach the trace
+//! exporter: it gets spans only, whose fields are ids, routes and statuses. This module must
+//! not decide what to log or which spans exist.
 
 pub mod metrics;
 pub mod redact;
+pub mod trace;
 
 use std::io::{self, IsTerminal, Write};
 
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 pub use self::redact::{REDACTED, Redactor};
+pub use self::trace::{TraceError, Tracing};
 
 /// Log output format, chosen with `--log-format` or `AGENTCRON_LOG_FORMAT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -32,24 +41,55 @@ pub enum TelemetryError {
     /// A global subscriber was already installed.
     #[error("logging was already initialised")]
     AlreadyInitialised,
+    /// The trace exporter the `OTEL_*` variables ask for cannot start.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
 }
 
-/// Installs the global subscriber. `RUST_LOG` filters (default `info`).
+/// Installs the global subscriber. `RUST_LOG` filters (default `info`) the log lines; with
+/// an OTLP endpoint in the environment, agentcron's spans at `info` and above are exported
+/// too, whatever `RUST_LOG` says. Call it inside the async runtime: the exporter runs on it.
 ///
 /// # Errors
-/// [`TelemetryError`] when the filter is invalid or a subscriber exists.
-pub fn init(format: LogFormat, redactor: Redactor) -> Result<(), TelemetryError> {
+/// [`TelemetryError`] when the filter or the `OTEL_*` variables are invalid, or a subscriber
+/// exists.
+pub fn init(format: LogFormat, redactor: Redactor) -> Result<Tracing, TelemetryError> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives)?,
         _ => EnvFilter::new("info"),
     };
     let writer = RedactingWriter::stderr(redactor);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
-    let res = match format {
-        LogFormat::Pretty => builder.with_ansi(io::stderr().is_terminal()).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    let Some(provider) = trace::provider()? else {
+        // Without traces the subscriber is what it always was: one global filter.
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+        let res = match format {
+            LogFormat::Pretty => builder.with_ansi(io::stderr().is_terminal()).try_init(),
+            LogFormat::Json => {
+                builder.json().flatten_event(true).with_current_span(true).try_init()
+            }
+        };
+        res.map_err(|_| TelemetryError::AlreadyInitialised)?;
+        return Ok(Tracing::default());
     };
-    res.map_err(|_| TelemetryError::AlreadyInitialised)
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt = match format {
+        LogFormat::Pretty => fmt.with_ansi(io::stderr().is_terminal()).with_filter(filter).boxed(),
+        LogFormat::Json => {
+            fmt.json().flatten_event(true).with_current_span(true).with_filter(filter).boxed()
+        }
+    };
+    // Spans only: log events carry error messages, which the redactor cleans on the way to
+    // stderr but nothing would clean on the way to the collector.
+    let spans = tracing_subscriber::filter::filter_fn(|meta| {
+        meta.is_span() && meta.target().starts_with("agentcron") && *meta.level() <= Level::INFO
+    });
+    let otel = trace::layer(&provider).with_filter(spans);
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInitialised)?;
+    Ok(trace::keep(Some(provider)))
 }
 
 /// Wraps a writer factory (stderr in the binary, a buffer in tests) so that every log line

@@ -24,7 +24,7 @@ pub use self::events::{EventKind, ModelUsage, SessionEvent, StopReason};
 pub use self::types::*;
 use super::pace::{self, Pacer};
 use super::stream::Streams;
-use super::{Api, ApiError, decode_json, observe, path_segment, retry, with_retries};
+use super::{Api, ApiError, decode_json, observe, path_segment, retry, route, with_retries};
 use crate::backoff::RetryPolicy;
 use crate::config::HttpConfig;
 
@@ -300,7 +300,9 @@ impl Client {
         ]
     }
 
+    /// The common headers and the current call's trace context.
     fn headers(&self, request: RequestBuilder) -> RequestBuilder {
+        let request = route::traced(request);
         self.common_headers().into_iter().fold(request, |request, (name, value)| {
             match HeaderValue::from_str(value) {
                 // Sensitive: no debug output of the request shows the key.

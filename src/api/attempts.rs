@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use super::{Api, ApiError, wait};
+use tracing::Instrument;
+
+use super::{Api, ApiError, route, wait};
 use crate::backoff::RetryPolicy;
 use crate::outcome::ErrorClass;
 use crate::telemetry::metrics;
@@ -38,11 +40,15 @@ where
     let mut n_attempts = 0_u32;
     loop {
         n_attempts += 1;
+        // One span per attempt: each is a request of its own, with its own status, and the
+        // `traceparent` it carries names it.
+        let span = route::span(api, endpoint, n_attempts - 1);
+        let this_attempt = span.in_scope(&mut attempt).instrument(span.clone());
         let res = match policy.budget {
-            None => attempt().await,
+            None => this_attempt.await,
             Some(budget) => {
                 let left = budget.saturating_sub(started.elapsed());
-                tokio::time::timeout(left, attempt()).await.unwrap_or_else(|_| {
+                tokio::time::timeout(left, this_attempt).await.unwrap_or_else(|_| {
                     let message = "no answer within the budget".to_owned();
                     Err(ApiError::Transport {
                         api,
@@ -53,6 +59,9 @@ where
                 })
             }
         };
+        if res.is_err() {
+            route::record_failure(&span);
+        }
         let error = match res {
             Ok(value) => return Ok(value),
             Err(error) if error.class() != ErrorClass::Transient => return Err(error),

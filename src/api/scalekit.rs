@@ -13,6 +13,7 @@ use reqwest::{Method, RequestBuilder, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use tracing::Instrument;
 use url::Url;
 
 use self::models::{
@@ -22,7 +23,7 @@ pub use self::models::{
     ConnectedAccount, ConnectionState, MagicLink, McpConfig, NewMapping, SessionToken, ToolMapping,
 };
 use super::retry;
-use super::{Api, ApiError, decode_json, observe, path_segment, with_retries};
+use super::{Api, ApiError, decode_json, observe, path_segment, route, with_retries};
 use crate::backoff::RetryPolicy;
 
 const API: Api = Api::Scalekit;
@@ -210,7 +211,7 @@ impl Client {
         let url = format!("{}{path}", self.base);
         let request = |token: &SecretString| {
             let builder = self.http.request(method.clone(), &url).query(query);
-            let builder = builder.bearer_auth(token.expose_secret());
+            let builder = route::traced(builder.bearer_auth(token.expose_secret()));
             match body {
                 Some(body) => builder.json(body),
                 None => builder,
@@ -257,7 +258,15 @@ impl Client {
             ("client_secret", self.client_secret.expose_secret()),
         ];
         let url = format!("{}/oauth/token", self.base);
-        let wire: OauthToken = send("oauth.token", self.http.post(url).form(&form)).await?;
+        // A request of its own inside the call's attempt, so a span of its own.
+        let span = route::span(API, "oauth.token", 0);
+        let request = span.in_scope(|| route::traced(self.http.post(url).form(&form)));
+        let sent: Result<OauthToken, _> =
+            send("oauth.token", request).instrument(span.clone()).await;
+        if sent.is_err() {
+            route::record_failure(&span);
+        }
+        let wire = sent?;
         if wire.access_token.is_empty() {
             return Err(ApiError::decode(API, "oauth.token", &"empty access_token"));
         }

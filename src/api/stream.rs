@@ -236,7 +236,11 @@ fn request(url: &Url, headers: &[(&str, &str)]) -> io::Result<Vec<u8>> {
     out.push_str(crate::api::USER_AGENT);
     // The caller's headers say what it accepts; the body is read as it comes, uncompressed.
     out.push_str("\r\naccept-encoding: identity\r\nconnection: close\r\n");
-    for (name, value) in headers {
+    // The current span's trace context (`traceparent`), written here as reqwest's requests
+    // carry it: this client is not reqwest, so no middleware would.
+    let context = crate::telemetry::trace::context_headers();
+    let context = context.iter().map(|(name, value)| (name.as_str(), value.as_str()));
+    for (name, value) in headers.iter().copied().chain(context) {
         HeaderName::from_bytes(name.as_bytes()).map_err(|_| unusable("bad header name"))?;
         HeaderValue::from_str(value).map_err(|_| unusable("bad header value"))?;
         out.push_str(&format!("{name}: {value}\r\n"));

@@ -1,7 +1,8 @@
 //! One attempt's way through the phases: each phase marker (`phase`, `<phase>_at_ms`) is
 //! written with the facts the phase before established, at a safe point where cancellation
 //! and test fail points can stop the run. This module must not call the remote APIs itself;
-//! it awaits the phase's work beside its write.
+//! it awaits the phase's work beside its write. With traces on, each phase is a span
+//! ([`span`]) below the attempt's.
 
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +15,16 @@ pub(super) struct Progress<'a> {
     pub(super) run: &'a Run,
     pub(super) cancel: &'a CancellationToken,
     pub(super) timeline: &'a mut Timeline,
+    /// This attempt's trace id, until the first marker writes it on the record.
+    pub(super) trace_id: Option<String>,
+}
+
+/// The span of `phase`, named after it; a disabled span when traces are off.
+pub(super) fn span(phase: Phase) -> tracing::Span {
+    if !crate::telemetry::trace::enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!("phase", otel.name = phase.as_str(), agentcron.phase = phase.as_str())
 }
 
 impl Progress<'_> {

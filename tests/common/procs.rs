@@ -81,6 +81,7 @@ pub fn spawn_worker(env: &[(String, String)], log: &Path) -> Worker {
             || name.starts_with("ANTHROPIC_")
             || name == "REDIS_URL"
             || name == "RUST_LOG"
+            || name.starts_with("OTEL_")
         {
             command.env_remove(name);
         }

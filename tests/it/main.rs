@@ -45,6 +45,7 @@ mod run_limits;
 mod run_pipeline;
 mod run_results;
 mod run_setup_missing;
+mod run_traces;
 mod run_turn_end;
 mod run_user_lease;
 mod run_webhook;

@@ -90,6 +90,7 @@ impl Client {
             }
         };
         metrics::api_request(API.as_str(), STREAM, response.status.as_str());
+        crate::api::route::record_status(response.status.as_u16());
         if response.status.is_success() {
             return Ok(response);
         }
