@@ -14,6 +14,7 @@ mod config_check;
 mod config_init;
 mod demo;
 mod enqueue;
+mod health;
 mod report;
 mod results;
 mod schedule;
@@ -36,19 +37,7 @@ pub use self::bench::{
 };
 pub use self::sim::SimArgs;
 
-/// Exit codes, the same for every subcommand.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// The command ran and failed: invalid configuration, an unreachable service, a failed run.
-    pub const FAILURE: u8 = 1;
-    /// Bad usage, or a subcommand that is not available yet.
-    pub const USAGE: u8 = 2;
-    /// `setup --check`: the setup objects differ from the configuration.
-    pub const DRIFT: u8 = 3;
-    /// `authorize --wait`: the timeout passed with connections still pending.
-    pub const TIMED_OUT: u8 = 4;
-}
+pub mod exit;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -107,6 +96,10 @@ pub enum Command {
     /// Run the cron scheduler alone: fires `[[schedule]]` ticks into the queue.
     #[command(after_help = "Example:\n  agentcron scheduler")]
     Scheduler,
+    /// Exit 0 when Redis answers (and with --worker or --scheduler, the process on this host is
+    /// healthy), else 1 naming what is not: for container healthchecks.
+    #[command(after_help = health::AFTER_HELP)]
+    Health(health::HealthArgs),
     /// One screen: workers, queue depths, runs by state, notices, failures, next ticks.
     #[command(after_help = "Example:\n  agentcron status --json | jq .queue")]
     Status(ReportArgs),
@@ -378,6 +371,7 @@ pub async fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode>
         Command::Schedules(args) => schedule::schedules(cli.config.as_deref(), &args).await,
         Command::Users(command) => users::run(cli.config.as_deref(), &command, redactor).await,
         Command::Worker(args) => worker::run(cli.config.as_deref(), &args, redactor).await,
+        Command::Health(args) => health::run(cli.config.as_deref(), &args, redactor).await,
         Command::Status(args) => report::status(cli.config.as_deref(), &args, redactor).await,
         Command::Runs(args) => report::runs(cli.config.as_deref(), &args, redactor).await,
         Command::Run(args) => results::run(cli.config.as_deref(), &args, redactor).await,

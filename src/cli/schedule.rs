@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +15,7 @@ use super::{ReportArgs, exit};
 
 mod preview;
 use crate::config::{self, Env};
+use crate::ops::http::{self, OpsState};
 use crate::queue::Queue;
 use crate::schedule::{self, ScheduleReport};
 
@@ -22,8 +24,31 @@ pub(super) async fn scheduler(flag: Option<&Path>) -> anyhow::Result<ExitCode> {
     let env = Env::from_process();
     let path = config::resolve_path(flag, &env);
     let config = config::load(&path, &env).with_context(|| super::setup::loading(&path))?;
+    // Bound first, so a bad or taken address fails before anything else starts.
+    let listener = http::bind_scheduler(&config.ops).await?;
     let queue = Queue::connect(&config.redis).await.context("connecting to Redis")?;
     queue.check_layout().await.context("checking the queue's shards")?;
+    let stop_ops = CancellationToken::new();
+    let server = match listener {
+        Some(listener) => {
+            let redactor = crate::telemetry::Redactor::new(config.secret_values());
+            let ops = OpsState::new(Arc::new(config.clone()), redactor)?;
+            let addr = listener.local_addr().context("reading the ops address")?;
+            tracing::info!(message = "Scheduler ops HTTP listening.", url = %format!("http://{addr}/metrics"));
+            Some(tokio::spawn(http::serve_scheduler(ops, listener, stop_ops.clone())))
+        }
+        None => None,
+    };
+    let res = run_daemon(path, env, queue).await;
+    stop_ops.cancel();
+    if let Some(server) = server {
+        server.await.context("ops HTTP task")?.context("ops HTTP")?;
+    }
+    res
+}
+
+/// The daemon, until a signal (then it drains) or its own end.
+async fn run_daemon(path: std::path::PathBuf, env: Env, queue: Queue) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;

@@ -1,27 +1,31 @@
-//! The worker's ops HTTP server: `/healthz`, `/readyz`, `/metrics` (Prometheus text), the JSON
-//! reports under `/api/*`, and the dashboard at `/` (one static page embedded in the binary).
+//! The ops HTTP servers. The worker's: `/healthz`, `/readyz`, `/metrics` (Prometheus text),
+//! the JSON reports under `/api/*`, and the dashboard at `/` (a static page, its script and its
+//! style, embedded in the binary). The scheduler's: `/healthz`, `/readyz` and `/metrics`.
 //!
-//! With `ops.token` set, every route but the probes (`/healthz`, `/readyz`) and the static page
-//! needs `Authorization: Bearer <token>`. Report data comes from [`crate::ops::report`] and
-//! [`crate::records::transcript`], metric names from [`crate::telemetry::metrics`]; this module only routes, authenticates and
-//! renders. It must not change run state.
+//! Every request must name this server in its `Host` and every response carries the security
+//! headers (`guard.rs`); connections are capped and timed (`listen.rs`). With `ops.token` set,
+//! every route but the probes and the static files needs `Authorization: Bearer <token>`
+//! (`/metrics` too, unless `ops.open_metrics`). Report data comes from [`crate::ops::report`]
+//! and [`crate::records::transcript`], metric names from [`crate::telemetry::metrics`]; this
+//! module only routes, authenticates and renders. It must not change run state.
 
+mod guard;
 mod json_api;
+mod listen;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::RedisConn;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManagerConfig;
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -33,8 +37,10 @@ use crate::telemetry::metrics;
 
 use self::json_api::{ApiError, notices, run, run_transcript, runs, status};
 
-/// The dashboard: plain HTML and JavaScript, no build step, no external assets.
-const DASHBOARD: &str = include_str!("dashboard.html");
+/// The dashboard: plain HTML, JavaScript and CSS, no build step, no external assets.
+const DASHBOARD: &str = include_str!("dashboard/index.html");
+const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
+const DASHBOARD_CSS: &str = include_str!("dashboard/dashboard.css");
 /// `/api/runs` lists this many runs unless `limit` says otherwise.
 const DEFAULT_LIMIT: usize = 50;
 /// The largest `limit` accepted.
@@ -116,14 +122,29 @@ impl OpsState {
     }
 }
 
-/// Binds the ops listener; `None` when `ops.bind` is `"off"`. Refuses a non-loopback address
-/// without a token, as configuration validation does: defence in depth for configurations
-/// built in code.
+/// Binds the worker's ops listener; `None` when `ops.bind` is `"off"`. Refuses a non-loopback
+/// address without a token, as configuration validation does: defence in depth for
+/// configurations built in code.
 ///
 /// # Errors
 /// [`OpsError::TokenRequired`], or [`OpsError::Bind`] when the address cannot be bound.
 pub async fn bind(config: &OpsConfig) -> Result<Option<TcpListener>, OpsError> {
-    let Some(addr) = config.bind else { return Ok(None) };
+    bind_at(config.bind, config).await
+}
+
+/// Binds the scheduler's ops listener (`ops.scheduler_bind`), as [`bind`] does the worker's.
+///
+/// # Errors
+/// [`OpsError::TokenRequired`], or [`OpsError::Bind`] when the address cannot be bound.
+pub async fn bind_scheduler(config: &OpsConfig) -> Result<Option<TcpListener>, OpsError> {
+    bind_at(config.scheduler_bind, config).await
+}
+
+async fn bind_at(
+    addr: Option<SocketAddr>,
+    config: &OpsConfig,
+) -> Result<Option<TcpListener>, OpsError> {
+    let Some(addr) = addr else { return Ok(None) };
     if config.token.is_none() && !addr.ip().is_loopback() {
         return Err(OpsError::TokenRequired(addr));
     }
@@ -133,70 +154,81 @@ pub async fn bind(config: &OpsConfig) -> Result<Option<TcpListener>, OpsError> {
     }
 }
 
-/// Serves until `shutdown` is cancelled, then finishes the requests in progress.
+/// Serves the worker's routes until `shutdown` is cancelled, then finishes the requests in
+/// progress.
 ///
 /// # Errors
-/// [`OpsError::Serve`] when the server fails.
+/// None today; kept so that a server that fails can say so.
 pub async fn serve(
     state: OpsState,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), OpsError> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(OpsError::Serve)
+    let max = state.config.ops.max_connections;
+    listen::serve(listener, router(state), max, shutdown).await;
+    Ok(())
 }
 
-/// Every route. The probes and the static page are open: a probe has no token (an orchestrator's
-/// HTTP probe cannot read one from a secret), they say only whether Redis answers and the
-/// configuration is complete, and the page holds no data (it asks for the token and sends it
-/// with each request).
+/// Serves the scheduler's routes (probes and `/metrics`) until `shutdown` is cancelled.
+///
+/// # Errors
+/// None today; kept so that a server that fails can say so.
+pub async fn serve_scheduler(
+    state: OpsState,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), OpsError> {
+    let max = state.config.ops.max_connections;
+    listen::serve(listener, scheduler_router(state), max, shutdown).await;
+    Ok(())
+}
+
+/// Every route of the worker's server. The probes and the static files are open: a probe has
+/// no token (an orchestrator's HTTP probe cannot read one from a secret), they say only whether
+/// Redis answers and the configuration is complete, and the files hold no data (the page asks
+/// for the token and sends it with each request).
 fn router(state: OpsState) -> Router {
-    let guarded = Router::new()
-        .route("/metrics", get(prometheus))
+    let data = Router::new()
         .route("/api/status", get(status))
         .route("/api/runs", get(runs))
         .route("/api/runs/{id}", get(run))
         .route("/api/runs/{id}/transcript", get(run_transcript))
         .route("/api/notices", get(notices))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard::require_token));
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/", get(dashboard))
-        .merge(guarded)
+        .route("/", get(|| async { Html(DASHBOARD) }))
+        .route("/dashboard.js", get(|| async { asset("text/javascript", DASHBOARD_JS) }))
+        .route("/dashboard.css", get(|| async { asset("text/css", DASHBOARD_CSS) }))
+        .merge(data)
+        .merge(common(&state))
         .fallback(|| async { ApiError::NotFound("no such endpoint".to_owned()) })
+        .layer(middleware::from_fn_with_state(state.clone(), guard::allowed_host))
+        .layer(middleware::from_fn(guard::security_headers))
         .with_state(state)
 }
 
-/// Lets a request through when no token is configured or it carries the token.
-async fn require_token(State(state): State<OpsState>, request: Request, next: Next) -> Response {
-    let Some(token) = &state.config.ops.token else { return next.run(request).await };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(bearer);
-    if given.is_some_and(|given| token_matches(given, token)) {
-        next.run(request).await
-    } else {
-        ApiError::Unauthorized.into_response()
+/// The scheduler's routes: the probes and `/metrics`.
+fn scheduler_router(state: OpsState) -> Router {
+    common(&state)
+        .fallback(|| async { ApiError::NotFound("no such endpoint".to_owned()) })
+        .layer(middleware::from_fn_with_state(state.clone(), guard::allowed_host))
+        .layer(middleware::from_fn(guard::security_headers))
+        .with_state(state)
+}
+
+/// The probes and `/metrics` (behind the token unless `ops.open_metrics`), which both servers
+/// have.
+fn common(state: &OpsState) -> Router<OpsState> {
+    let mut metrics = Router::new().route("/metrics", get(prometheus));
+    if !state.config.ops.open_metrics {
+        let guard = middleware::from_fn_with_state(state.clone(), guard::require_token);
+        metrics = metrics.route_layer(guard);
     }
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).merge(metrics)
 }
 
-/// The credentials of a `Bearer` authorization (the scheme is case-insensitive).
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, credentials) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim())
-}
-
-/// Compares in time independent of where the first difference is (the length may leak; the
-/// content does not).
-fn token_matches(given: &str, token: &SecretString) -> bool {
-    let (given, token) = (given.as_bytes(), token.expose_secret().as_bytes());
-    given.len() == token.len()
-        && given.iter().zip(token).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -294,10 +326,6 @@ async fn refresh_gauges(state: &OpsState) -> Result<(), redis::RedisError> {
     Ok(())
 }
 
-async fn dashboard() -> Html<&'static str> {
-    Html(DASHBOARD)
-}
-
 impl OpsState {
     /// A 200 JSON response, redacted like the CLI's `--json` output.
     fn json(&self, value: &impl serde::Serialize) -> Response {
@@ -311,27 +339,5 @@ impl OpsState {
                 ApiError::Internal.into_response()
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_accepts_any_case_of_the_scheme() {
-        assert_eq!(bearer("Bearer abc"), Some("abc"));
-        assert_eq!(bearer("bearer abc"), Some("abc"));
-        assert_eq!(bearer("Basic abc"), None);
-        assert_eq!(bearer("Bearerabc"), None);
-    }
-
-    #[test]
-    fn token_matches_only_the_same_bytes() {
-        let token = SecretString::from("s3cret-token");
-        assert!(token_matches("s3cret-token", &token));
-        assert!(!token_matches("s3cret-tokeN", &token));
-        assert!(!token_matches("s3cret", &token));
-        assert!(!token_matches("", &token));
     }
 }

@@ -25,14 +25,14 @@ use crate::common::poll::{Text, poll_until};
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// A server running in this test.
-struct Server {
-    base: String,
+pub(crate) struct Server {
+    pub(crate) base: String,
     stop: CancellationToken,
     handle: JoinHandle<Result<(), OpsError>>,
 }
 
 impl Server {
-    async fn start(config: Config) -> Self {
+    pub(crate) async fn start(config: Config) -> Self {
         let listener = http::bind(&config.ops).await.unwrap().unwrap();
         let port = listener.local_addr().unwrap().port();
         let config = Arc::new(config);
@@ -43,26 +43,26 @@ impl Server {
         Self { base: format!("http://127.0.0.1:{port}"), stop, handle }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.handle).await.unwrap().unwrap().unwrap();
     }
 }
 
 /// The app's configuration with the ops server on an ephemeral loopback port.
-fn ops_config(app: &TestApp) -> Config {
+pub(crate) fn ops_config(app: &TestApp) -> Config {
     let mut config = (*app.config).clone();
     config.ops.bind = Some("127.0.0.1:0".parse().unwrap());
     config
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     // reqwest is built without a default TLS provider; plain HTTP still needs one installed.
     rustls::crypto::ring::default_provider().install_default().ok();
     reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
 }
 
-async fn get(url: &str, token: Option<&str>) -> (StatusCode, String) {
+pub(crate) async fn get(url: &str, token: Option<&str>) -> (StatusCode, String) {
     let mut request = client().get(url);
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -511,7 +511,7 @@ async fn the_worker_binary_serves_ops_and_closes_it_after_the_drain() {
     assert!(stderr.contains("ops.token"), "{stderr}");
 }
 
-fn worker_env(app: &TestApp, transcripts: &Path) -> Vec<(String, String)> {
+pub(crate) fn worker_env(app: &TestApp, transcripts: &Path) -> Vec<(String, String)> {
     let base = app.sim.base_url().to_owned();
     [
         ("SCALEKIT_ENV_URL", base.clone()),
@@ -530,7 +530,12 @@ fn worker_env(app: &TestApp, transcripts: &Path) -> Vec<(String, String)> {
     .collect()
 }
 
-fn spawn_worker(app: &TestApp, dir: &Path, log: &Path) -> std::process::Child {
+pub(crate) fn spawn_worker(app: &TestApp, dir: &Path, log: &Path) -> std::process::Child {
+    spawn_worker_with(log, &worker_env(app, dir))
+}
+
+/// `agentcron worker` with only `env` of the agentcron variables, logging to `log`.
+pub(crate) fn spawn_worker_with(log: &Path, env: &[(String, String)]) -> std::process::Child {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_agentcron"));
     command.arg("worker").current_dir(crate::common::repo_root());
     for (name, _) in std::env::vars() {
@@ -541,13 +546,13 @@ fn spawn_worker(app: &TestApp, dir: &Path, log: &Path) -> std::process::Child {
             command.env_remove(name);
         }
     }
-    command.envs(worker_env(app, dir)).stdout(std::process::Stdio::null());
+    command.envs(env.iter().cloned()).stdout(std::process::Stdio::null());
     command.stderr(std::fs::File::create(log).unwrap());
     command.spawn().unwrap()
 }
 
 /// The `http://127.0.0.1:<port>/` the worker logged.
-async fn wait_for_url(log: &Path) -> String {
+pub(crate) async fn wait_for_url(log: &Path) -> String {
     let pattern = regex::Regex::new(r"http://127\.0\.0\.1:\d+/").unwrap();
     poll_until("the worker to log its ops URL", Duration::from_secs(30), || async {
         let text = std::fs::read_to_string(log).unwrap_or_default();

@@ -1,71 +1,4 @@
-<!doctype html>
-<!--
-  The agentcron dashboard, embedded in the binary by src/ops/http.rs and served at `/`.
-  Plain HTML and JavaScript: no build step, no external assets. Reads /api/* only; it never
-  changes run state. With `ops.token` set it asks for the token once (sessionStorage) and sends
-  it as a bearer header. `/?run=<id>` opens that run.
--->
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>agentcron</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-  body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
-  h1 { font-size: 1.3em; margin: 0 0 .5em; }
-  h2 { font-size: 1.1em; margin: 1.2em 0 .4em; }
-  table { border-collapse: collapse; width: 100%; }
-  th, td { text-align: left; padding: .25em .6em; border-bottom: 1px solid #ddd; vertical-align: top; }
-  tr.run { cursor: pointer; }
-  tr.run:hover { background: #f3f6ff; }
-  .state-succeeded { color: #17803d; } .state-dead, .state-failed { color: #b42318; }
-  .state-needs_auth, .state-skipped { color: #b54708; } .state-running, .state-queued { color: #175cd3; }
-  .cards { display: flex; flex-wrap: wrap; gap: .6em; }
-  .card { border: 1px solid #ddd; border-radius: 6px; padding: .4em .8em; min-width: 7em; }
-  .card b { display: block; font-size: 1.3em; }
-  pre { background: #f7f7f8; padding: .8em; white-space: pre-wrap; border-radius: 6px; }
-  #error { color: #b42318; }
-  #login[hidden], #detail[hidden] { display: none; }
-  .muted { color: #777; }
-</style>
-</head>
-<body>
-<h1>agentcron</h1>
-<p id="error" role="alert"></p>
-<form id="login" hidden>
-  <label>Ops token: <input id="token" type="password" autocomplete="current-password"></label>
-  <button type="submit">Sign in</button>
-</form>
-
-<h2>Status</h2>
-<div id="status" class="cards"><span class="muted">Loading…</span></div>
-
-<section id="detail" hidden>
-  <h2>Run <span id="detail-id"></span></h2>
-  <table><tbody id="detail-fields"></tbody></table>
-  <h2>Result</h2>
-  <p id="detail-usage" class="muted"></p>
-  <pre id="detail-result"></pre>
-  <h2>Timeline</h2>
-  <table><thead><tr><th>Phase</th><th>Started</th><th>Duration</th></tr></thead>
-    <tbody id="detail-timeline"></tbody></table>
-  <h2>Transcript</h2>
-  <pre id="transcript"></pre>
-</section>
-
-<h2>Recent runs</h2>
-<table>
-  <thead><tr><th>Run</th><th>User</th><th>Schedule</th><th>State</th><th>Phase</th><th>Attempts</th><th>Created</th></tr></thead>
-  <tbody id="runs"></tbody>
-</table>
-
-<h2>Open notices</h2>
-<table>
-  <thead><tr><th>User</th><th>Connection</th><th>Details</th></tr></thead>
-  <tbody id="notices"></tbody>
-</table>
-
-<script>
+// The dashboard's script (see index.html).
 "use strict";
 const TOKEN_KEY = "agentcron.ops.token";
 
@@ -219,6 +152,3 @@ document.getElementById("login").addEventListener("submit", (event) => {
 });
 
 load();
-</script>
-</body>
-</html>

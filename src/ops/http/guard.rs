@@ -1,0 +1,156 @@
+//! What every ops request passes before a handler: its `Host` must name this server (a
+//! loopback name, an IP address, or one of `ops.hosts`), so a web page whose name was rebound
+//! to 127.0.0.1 cannot read it (DNS rebinding: the browser sends the attacker's name); the
+//! bearer token where one is configured; and the security headers every response carries
+//! (a Content-Security-Policy without inline script, no framing, no sniffing, no referrer).
+//! This module must not read run data.
+
+use std::net::IpAddr;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::OpsState;
+use super::json_api::ApiError;
+
+/// The dashboard loads its own script, style and data, and nothing else; no page may frame it.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Refuses a request whose `Host` does not name this server with 421 Misdirected Request.
+pub(super) async fn allowed_host(
+    State(state): State<OpsState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| request.uri().host());
+    match host {
+        Some(host) if host_allowed(host, &state.config.ops.hosts) => next.run(request).await,
+        _ => {
+            let message = "this Host is not one of this server's names (see ops.hosts)";
+            (StatusCode::MISDIRECTED_REQUEST, axum::Json(serde_json::json!({"error": message})))
+                .into_response()
+        }
+    }
+}
+
+/// Whether `host` (a `Host` header: a name or an address, with or without a port) names this
+/// server: an IP address (a rebinding attack needs a name of its own), `localhost`, or one of
+/// `names` (lower case).
+pub(super) fn host_allowed(host: &str, names: &[String]) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    let name = match host.strip_prefix('[') {
+        // `[::1]:9187`
+        Some(rest) => rest.split(']').next().unwrap_or_default().to_owned(),
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name.to_owned(),
+            _ => host.clone(),
+        },
+    };
+    let name = name.trim_end_matches('.');
+    name.parse::<IpAddr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || names.iter().any(|allowed| allowed == name)
+}
+
+/// Adds the security headers to every response.
+pub(super) async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let set = [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    for (name, value) in set {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Lets a request through when no token is configured or it carries the token.
+pub(super) async fn require_token(
+    State(state): State<OpsState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = &state.config.ops.token else { return next.run(request).await };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer);
+    if given.is_some_and(|given| token_matches(given, token)) {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// The credentials of a `Bearer` authorization (the scheme is case-insensitive).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim())
+}
+
+/// Compares in time independent of where the first difference is (the length may leak; the
+/// content does not).
+fn token_matches(given: &str, token: &SecretString) -> bool {
+    let (given, token) = (given.as_bytes(), token.expose_secret().as_bytes());
+    given.len() == token.len()
+        && given.iter().zip(token).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_that_name_this_server_pass_and_others_do_not() {
+        let names = vec!["ops.example.com".to_owned()];
+        for host in [
+            "127.0.0.1:9187",
+            "localhost:9187",
+            "LOCALHOST",
+            "[::1]:9187",
+            "10.1.2.3:9187",
+            "ops.example.com",
+            "OPS.example.com:443",
+            "app.localhost:9187",
+        ] {
+            assert!(host_allowed(host, &names), "{host}");
+        }
+        for host in
+            ["evil.example", "evil.example:9187", "ops.example.com.evil", "", "127.0.0.1.nip.io"]
+        {
+            assert!(!host_allowed(host, &names), "{host}");
+        }
+    }
+
+    #[test]
+    fn bearer_accepts_any_case_of_the_scheme() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
+    }
+
+    #[test]
+    fn token_matches_only_the_same_bytes() {
+        let token = SecretString::from("s3cret-token");
+        assert!(token_matches("s3cret-token", &token));
+        assert!(!token_matches("s3cret-tokeN", &token));
+        assert!(!token_matches("s3cret", &token));
+        assert!(!token_matches("", &token));
+    }
+}

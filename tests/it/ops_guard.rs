@@ -1,0 +1,208 @@
+//! What keeps the ops servers safe and small: a `Host` that is not this server's is refused
+//! (DNS rebinding), with or without the token; every response carries the security headers;
+//! connections are capped, so the worker's file descriptors stay for its runs, and a slowloris
+//! client is cut off; the scheduler serves its own probes and metrics; `agentcron health`
+//! says whether Redis and the process on this host are well, within its timeout.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::common::app::spawn_app;
+use crate::ops_http::{Server, client, ops_config, spawn_worker_with, wait_for_url, worker_env};
+
+/// A GET of `url` with `Host: host` and the bearer `token`.
+async fn get_as(url: &str, host: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = client().get(url).header("host", host);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_rebound_host_is_refused_and_every_response_has_the_security_headers() {
+    let app = spawn_app().await;
+    let mut config = ops_config(&app);
+    let token = "SECRET-ops-guard-token-7f3a";
+    config.ops.token = Some(token.to_owned().into());
+    config.ops.hosts = vec!["ops.example.com".to_owned()];
+    let server = Server::start(config).await;
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    for path in ["/api/runs", "/metrics", "/", "/healthz"] {
+        let url = format!("{}{path}", server.base);
+        for t in [None, Some(token)] {
+            let refused = get_as(&url, "evil.example", t).await;
+            assert_eq!(refused.status(), StatusCode::MISDIRECTED_REQUEST, "{path} {t:?}");
+            let refused = get_as(&url, &format!("evil.example:{port}"), t).await;
+            assert_eq!(refused.status(), StatusCode::MISDIRECTED_REQUEST, "{path} {t:?}");
+        }
+    }
+    let runs = format!("{}/api/runs", server.base);
+    for host in ["ops.example.com", "localhost", "127.0.0.1"] {
+        let host = format!("{host}:{port}");
+        assert_eq!(get_as(&runs, &host, None).await.status(), StatusCode::UNAUTHORIZED, "{host}");
+        let wrong = get_as(&runs, &host, Some("SECRET-ops-guard-token-7f3b")).await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{host}");
+        assert_eq!(get_as(&runs, &host, Some(token)).await.status(), StatusCode::OK, "{host}");
+    }
+    // Every page, the refusals included, carries the headers; the page loads no inline script.
+    for path in ["/", "/dashboard.js", "/dashboard.css", "/api/status", "/healthz", "/nowhere"] {
+        for host in ["127.0.0.1", "evil.example"] {
+            let response = get_as(&format!("{}{path}", server.base), host, Some(token)).await;
+            let headers = response.headers();
+            let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+            let csp = header("content-security-policy").unwrap_or_else(|| panic!("{path}"));
+            assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+            assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+            assert_eq!(header("x-frame-options").as_deref(), Some("DENY"), "{path}");
+            assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"), "{path}");
+            assert_eq!(header("referrer-policy").as_deref(), Some("no-referrer"), "{path}");
+        }
+    }
+    let page = get_as(&format!("{}/", server.base), "127.0.0.1", None).await.text().await.unwrap();
+    assert!(!page.contains("<script>") && !page.contains("<style>"), "{page}");
+    assert!(page.contains("<script src=\"/dashboard.js\">"), "{page}");
+    server.stop().await;
+}
+
+/// The open descriptors of process `pid`.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
+}
+
+#[tokio::test]
+async fn idle_connections_cannot_take_the_workers_descriptors_and_slowloris_is_cut_off() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("worker.log");
+    let mut env = worker_env(&app, dir.path());
+    env.push(("AGENTCRON__OPS__MAX_CONNECTIONS".to_owned(), "16".to_owned()));
+    let mut worker = spawn_worker_with(&log, &env);
+    let base = wait_for_url(&log).await;
+    let addr = base.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let pid = worker.id();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = fds(pid);
+    // 120 idle connections: the kernel holds those past the cap in its backlog (128 deep).
+    let connects = (0..120).map(|_| {
+        tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr.clone()))
+    });
+    let idle: Vec<_> = futures::future::join_all(connects).await;
+    assert!(idle.iter().filter(|c| matches!(c, Ok(Ok(_)))).count() >= 100, "connected");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = fds(pid);
+    assert!(during <= before + 20, "descriptors went from {before} to {during}");
+    drop(idle);
+
+    // One byte every 2 s never completes a request head: the server closes it at 10 s.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let started = Instant::now();
+    let mut closed = None;
+    for byte in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa" {
+        if slow.write_all(&[*byte]).is_err() {
+            closed = Some(started.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 256];
+        let waiting = |e: &std::io::Error| {
+            matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        };
+        match std::io::Read::read(&mut slow, &mut buf) {
+            Ok(0) => {
+                closed = Some(started.elapsed());
+                break;
+            }
+            Err(e) if !waiting(&e) => {
+                closed = Some(started.elapsed());
+                break;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let closed = closed.expect("the slow connection was never closed");
+    assert!(closed < Duration::from_secs(16), "closed after {closed:?}");
+    // And the server still answers.
+    let (status, _) = crate::ops_http::get(&format!("{base}healthz"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+}
+
+/// `agentcron <args>` with `env` (and no other agentcron variable), in the repository.
+fn agentcron(args: &[&str], env: &[(String, String)]) -> (Option<i32>, String, String, Duration) {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let started = Instant::now();
+    let output = crate::common::agentcron(args, &env, &crate::common::repo_root());
+    let (stdout, stderr) = crate::common::text(&output);
+    (output.status.code(), stdout, stderr, started.elapsed())
+}
+
+fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_owned(), value.to_owned()));
+}
+
+#[tokio::test]
+async fn the_scheduler_serves_its_probes_and_metrics_and_health_checks_each_process() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = worker_env(&app, dir.path());
+    set(&mut env, "AGENTCRON__OPS__SCHEDULER_BIND", "127.0.0.1:0");
+    let scheduler_log = dir.path().join("scheduler.log");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_agentcron"));
+    command.arg("scheduler").current_dir(crate::common::repo_root());
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("AGENTCRON")) {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().cloned()).stdout(std::process::Stdio::null());
+    command.stderr(std::fs::File::create(&scheduler_log).unwrap());
+    let mut scheduler = command.spawn().unwrap();
+    let base = wait_for_url(&scheduler_log).await;
+    let (status, _) = crate::ops_http::get(&format!("{base}healthz"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, ready) = crate::ops_http::get(&format!("{base}readyz"), None).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    let metrics = client().get(format!("{base}metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let kind = metrics.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(kind.starts_with("text/plain"), "{kind}");
+    let refused = get_as(&format!("{base}metrics"), "evil.example", None).await;
+    assert_eq!(refused.status(), StatusCode::MISDIRECTED_REQUEST);
+    // The scheduler has no API or dashboard.
+    assert_eq!(get_as(&format!("{base}api/runs"), "127.0.0.1", None).await.status(), 404);
+
+    let worker_log = dir.path().join("worker.log");
+    let mut worker = spawn_worker_with(&worker_log, &env);
+    let worker_base = wait_for_url(&worker_log).await;
+    let at = |base: &str| base.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    set(&mut env, "AGENTCRON__OPS__BIND", &at(&worker_base));
+    set(&mut env, "AGENTCRON__OPS__SCHEDULER_BIND", &at(&base));
+    let (code, stdout, stderr, _) = agentcron(&["health"], &env);
+    assert_eq!((code, stdout.as_str()), (Some(0), "redis: ok\n"), "{stderr}");
+    let (code, stdout, stderr, _) = agentcron(&["health", "--worker"], &env);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("worker: ok"), "{stdout}");
+    let (code, stdout, stderr, _) = agentcron(&["health", "--scheduler", "--json"], &env);
+    assert_eq!(code, Some(0), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["checks"]["scheduler"], "ok", "{json}");
+    assert_eq!(json["healthy"], true);
+
+    // A stopped scheduler, and a Redis nobody serves: exit 1 naming each, within the timeout.
+    scheduler.kill().unwrap();
+    scheduler.wait().unwrap();
+    let (code, _, stderr, _) = agentcron(&["health", "--scheduler"], &env);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("scheduler: ") && stderr.contains(&at(&base)), "{stderr}");
+    set(&mut env, "REDIS_URL", "redis://127.0.0.1:1");
+    let (code, _, stderr, took) = agentcron(&["health"], &env);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.starts_with("redis: ") && stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+}
