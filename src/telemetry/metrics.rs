@@ -10,6 +10,8 @@
 //! `/metrics` renders (the ops room only serves it). A leaf: any room may record, and this
 //! module imports no room; it must not decide when to record.
 
+mod help;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -60,47 +62,10 @@ pub fn install() -> PrometheusHandle {
             if let Err(error) = metrics::set_global_recorder(recorder) {
                 tracing::warn!(message = "Another metrics recorder is installed; /metrics will be empty.", %error);
             }
-            describe();
+            help::describe();
             handle
         })
         .clone()
-}
-
-/// `# HELP` text for the metrics of the ops issue.
-fn describe() {
-    metrics::describe_counter!(
-        "agentcron_runs_total",
-        "Run attempts ended, by schedule and outcome."
-    );
-    metrics::describe_histogram!("agentcron_run_duration_seconds", "Duration of one run attempt.");
-    metrics::describe_histogram!("agentcron_phase_duration_seconds", "Duration of a run phase.");
-    metrics::describe_histogram!(
-        "agentcron_run_overhead_seconds",
-        "Time of one run attempt not spent waiting on the remote APIs."
-    );
-    metrics::describe_counter!("agentcron_api_requests_total", "HTTP attempts to a remote API.");
-    metrics::describe_counter!("agentcron_api_retries_total", "Retries of remote calls.");
-    metrics::describe_counter!(
-        "agentcron_webhook_deliveries_total",
-        "Webhook messages by kind (run, notice) and how their delivery ended."
-    );
-    metrics::describe_gauge!("agentcron_queue_depth", "Queue entries by state, read at scrape.");
-    metrics::describe_gauge!("agentcron_runs_in_flight", "Runs this worker process holds.");
-    metrics::describe_gauge!("agentcron_notices_open", "Open notices, read at scrape.");
-    metrics::describe_counter!("agentcron_intake_rejected_total", "Intake payloads rejected.");
-    metrics::describe_counter!("agentcron_tokens_total", "Tokens runs used, by kind and schedule.");
-    metrics::describe_counter!(
-        "agentcron_runs_skipped_total",
-        "Runs not started, by reason (budget) and the limit that stopped them."
-    );
-    metrics::describe_counter!(
-        "agentcron_budget_overruns_total",
-        "Runs that went over a token budget during their turn, by the limit crossed."
-    );
-    metrics::describe_gauge!(
-        "agentcron_cost_usd_total",
-        "Estimated cost of the tokens runs used, in USD, by schedule (only rises)."
-    );
 }
 
 /// The `schedule` label of a metric: the name of a schedule in the configuration, or `adhoc`.

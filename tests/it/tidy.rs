@@ -174,3 +174,23 @@ fn apalis_stays_in_the_backend_and_the_worker() {
         .collect();
     assert!(found.is_empty(), "apalis used outside queue/backend.rs and worker/: {found:?}");
 }
+
+/// Every metric the code records has `# HELP` text (the table in `telemetry/metrics/help.rs`).
+#[test]
+fn every_metric_family_has_help_text() {
+    let recorded =
+        regex::Regex::new(r#"(?:counter|gauge|histogram)!\(\s*"(agentcron_[a-z_]+)""#).unwrap();
+    let help =
+        std::fs::read_to_string(crate::common::repo_root().join("src/telemetry/metrics/help.rs"))
+            .unwrap();
+    let mut missing: Vec<String> = sources()
+        .iter()
+        .flat_map(|(_, text)| {
+            recorded.captures_iter(text).map(|c| c[1].to_owned()).collect::<Vec<_>>()
+        })
+        .filter(|name| !help.contains(&format!("\"{name}\",")))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "metrics without HELP text: {missing:?}");
+}
