@@ -133,6 +133,10 @@ pub struct RedisConfig {
     /// Entries each run lifecycle events stream (`<p>:events`, one per shard) keeps, about:
     /// `XADD … MAXLEN ~`. Defaults to 100,000.
     pub events_max_len: usize,
+    /// How long a command line report waits to reach Redis before it fails naming the URL.
+    /// Defaults to 3 s. (The daemons keep trying.)
+    #[serde(serialize_with = "ser::duration")]
+    pub connect_timeout: std::time::Duration,
 }
 
 /// `[redis.sentinel]`: the master's name and the sentinels to ask.

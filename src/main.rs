@@ -17,6 +17,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const BLOCKING_THREADS: usize = 16;
 
 fn main() -> ExitCode {
+    quiet_on_a_closed_pipe();
     let cli = Cli::parse();
     let redactor = Redactor::default();
     // mimalloc 3 asks for transparent huge pages on its arenas: a worker holding 10,000
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
     }
     let code = match runtime.block_on(cli::dispatch(cli, &redactor)) {
         Ok(code) => code,
+        Err(error) if closed_pipe(&error) => ExitCode::from(cli::exit::OK),
         Err(error) => {
             report(&redactor, &error);
             ExitCode::from(cli::exit::FAILURE)
@@ -67,8 +69,49 @@ fn main() -> ExitCode {
     code
 }
 
-/// Prints an error chain once, redacted.
+/// Prints an error and its causes, each once, redacted: a cause whose words its error already
+/// says (a Redis error that repeats its I/O error, a context that quotes its cause) is not
+/// said again.
 #[allow(clippy::print_stderr)] // The binary's last word goes to stderr whatever the log filter.
 fn report(redactor: &Redactor, error: &anyhow::Error) {
-    eprintln!("error: {}", redactor.redact(&format!("{error:#}")));
+    eprintln!("error: {}", redactor.redact(&chain(error)));
+}
+
+fn chain(error: &anyhow::Error) -> String {
+    let mut said: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !text.is_empty() && !said.iter().any(|earlier| earlier.contains(&text)) {
+            said.push(text);
+        }
+    }
+    said.join(": ")
+}
+
+/// A reader that went away (`agentcron runs | head -1`) ends the command quietly with exit 0,
+/// as Unix tools do: `println!` panics when stdout is closed, so the panic hook ends the process
+/// for that panic alone (every other panic is reported as before).
+fn quiet_on_a_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// Whether the command failed because its reader went away (a write that met `EPIPE`).
+fn closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::setup::load_config;
 use super::{RunIdArgs, exit};
-use crate::queue::{Action, Queue};
+use crate::queue::Action;
 use crate::telemetry::Redactor;
 
 /// Which action.
@@ -29,7 +29,7 @@ pub(super) async fn run(
     redactor: &Redactor,
 ) -> anyhow::Result<ExitCode> {
     let config = load_config(flag, redactor, crate::config::Needs::Redis)?;
-    let queue = Queue::connect(&config.redis).await.context("connecting to Redis")?;
+    let queue = super::setup::queue(&config).await?;
     let action = match verb {
         Verb::Requeue => queue.requeue(&args.id).await,
         Verb::Cancel => queue.cancel(&args.id).await,

@@ -10,7 +10,7 @@ use anyhow::Context;
 use super::{EnqueueArgs, exit};
 use crate::config::{self, Env};
 use crate::ids::{RunId, UserId};
-use crate::queue::{Enqueued, NewRun, Queue};
+use crate::queue::{Enqueued, NewRun};
 
 /// Enqueues and prints; exit 2 on bad arguments, 1 when Redis fails.
 pub(super) async fn run(flag: Option<&Path>, args: &EnqueueArgs) -> anyhow::Result<ExitCode> {
@@ -25,7 +25,7 @@ pub(super) async fn run(flag: Option<&Path>, args: &EnqueueArgs) -> anyhow::Resu
     let path = config::resolve_path(flag, &env);
     let config = config::load_for(flag, &env, config::Needs::Redis)
         .with_context(|| super::setup::loading(&path))?;
-    let queue = Queue::connect(&config.redis).await.context("connecting to Redis")?;
+    let queue = super::setup::queue(&config).await?;
     queue.check_layout().await.context("checking the queue's shards")?;
     let enqueued = queue.enqueue(&runs, "cli").await.context("enqueueing runs")?;
     print(&enqueued, args.json)?;

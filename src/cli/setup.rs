@@ -40,10 +40,27 @@ pub(super) fn loading(path: &Path) -> String {
     }
 }
 
-/// A reconnecting Redis connection for `config`.
+/// A reconnecting Redis connection for `config`, or within `redis.connect_timeout` (3 s) an
+/// error naming the URL (without its password) and why, once.
 pub(super) async fn redis(config: &Config) -> anyhow::Result<crate::config::RedisConn> {
-    let manager_config = redis::aio::ConnectionManagerConfig::new();
-    config.redis.connect(manager_config).await.map_err(|e| anyhow::anyhow!(e))
+    let timeout = config.redis.connect_timeout;
+    let manager_config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(std::time::Duration::from_millis(200));
+    match tokio::time::timeout(timeout, config.redis.connect(manager_config)).await {
+        Ok(connected) => connected.map_err(anyhow::Error::msg),
+        Err(_) => Err(anyhow::anyhow!(
+            "cannot connect to Redis at {}: no answer within {} (redis.connect_timeout)",
+            config.redis.shown_url(),
+            humantime::format_duration(timeout)
+        )),
+    }
+}
+
+/// A queue handle on `config`'s Redis, connected as [`redis`] connects.
+pub(super) async fn queue(config: &Config) -> anyhow::Result<crate::queue::Queue> {
+    Ok(crate::queue::Queue::on(redis(config).await?, config.redis.keys()))
 }
 
 /// What the commands that talk to both APIs need.

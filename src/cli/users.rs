@@ -248,8 +248,7 @@ async fn list(
                 eprintln!("agentcron users list: no schedule {name:?} in the configuration");
                 return Ok(ExitCode::from(exit::FAILURE));
             };
-            let queue =
-                crate::queue::Queue::connect(&config.redis).await.context("connecting to Redis")?;
+            let queue = super::setup::queue(&config).await?;
             let names = crate::schedule::users(&queue, schedule)
                 .await
                 .context("reading the schedule's users")?;

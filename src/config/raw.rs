@@ -63,6 +63,7 @@ pub(crate) struct RawRedis {
     pub(crate) cluster_nodes: Option<Vec<String>>,
     pub(crate) shards: Option<i64>,
     pub(crate) events_max_len: Option<i64>,
+    pub(crate) connect_timeout: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -222,6 +223,7 @@ impl RawConfig {
                 cluster_nodes: r.strings("redis.cluster_nodes"),
                 shards: r.int("redis.shards"),
                 events_max_len: r.int("redis.events_max_len"),
+                connect_timeout: r.string("redis.connect_timeout"),
             },
             worker: RawWorker {
                 concurrency: r.int("worker.concurrency"),

@@ -145,10 +145,31 @@ impl RedisConfig {
         }
     }
 
-    /// A failed connection in words: the host, and for a TLS failure what was wrong with the
-    /// certificate.
+    /// A failed connection in words: where (the URL without its password), and for a TLS
+    /// failure what was wrong with the certificate.
     pub fn connect_error(&self, error: &redis::RedisError) -> String {
-        format!("cannot connect to Redis at {}: {}", self.host(), explain(error, self.is_tls()))
+        format!(
+            "cannot connect to Redis at {}: {}",
+            self.shown_url(),
+            explain(error, self.is_tls())
+        )
+    }
+
+    /// The URL for messages: without its password (and with Sentinel, the master's name).
+    pub fn shown_url(&self) -> String {
+        if let Some(sentinel) = &self.sentinel {
+            return format!(
+                "the master {:?} of the sentinels {}",
+                sentinel.master,
+                sentinel.nodes.join(", ")
+            );
+        }
+        let mut url = self.url.clone();
+        // Only a URL that cannot have a password refuses one; this one has one.
+        if url.password().is_some() && url.set_password(Some("***")).is_err() {
+            return self.host();
+        }
+        url.to_string()
     }
 }
 

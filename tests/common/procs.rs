@@ -38,6 +38,7 @@ pub fn worker_env(target: &Target<'_>) -> Vec<(String, String)> {
         ("AGENTCRON__WORKER__LEASE", "2s".to_owned()),
         ("AGENTCRON__WORKER__SHUTDOWN_GRACE", "30s".to_owned()),
         ("AGENTCRON__OPS__BIND", "127.0.0.1:0".to_owned()),
+        ("AGENTCRON__OPS__SCHEDULER_BIND", "127.0.0.1:0".to_owned()),
         ("AGENTCRON__TRANSCRIPTS__DIR", target.transcripts.display().to_string()),
         ("AGENTCRON__LIMITS__CREATES_PER_MINUTE", UNTHROTTLED.to_owned()),
         ("AGENTCRON__LIMITS__REQUESTS_PER_MINUTE", UNTHROTTLED.to_owned()),

@@ -20,6 +20,7 @@ mod chaos_redis;
 mod chaos_redis_stalls;
 mod chaos_secrets;
 mod cli;
+mod cli_pipes;
 mod cli_without_config;
 mod config;
 mod config_checks;

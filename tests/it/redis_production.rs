@@ -89,7 +89,7 @@ async fn a_wrong_ca_or_a_missing_client_certificate_is_named_with_the_host() {
     let app = spawn_app().await;
     let dir = tempfile::tempdir().unwrap();
     let server = PrivateRedis::start_tls(Pki::new(), false).await;
-    let host = server.url().trim_start_matches("rediss://").to_owned();
+    let host = server.url();
     let env = child_env_at(&app, &server.url(), dir.path());
     let good = check(&env, &tls_settings(server.pki(), &server.pki().ca, false));
     assert_eq!(good.status.code(), Some(0), "{}", String::from_utf8_lossy(&good.stderr));
@@ -101,7 +101,7 @@ async fn a_wrong_ca_or_a_missing_client_certificate_is_named_with_the_host() {
     assert!(said.contains("unknown issuer"), "{said}");
 
     let mutual = PrivateRedis::start_tls(Pki::new(), true).await;
-    let host = mutual.url().trim_start_matches("rediss://").to_owned();
+    let host = mutual.url();
     let env = child_env_at(&app, &mutual.url(), dir.path());
     let without = check(&env, &tls_settings(mutual.pki(), &mutual.pki().ca, false));
     let said = String::from_utf8_lossy(&without.stderr);

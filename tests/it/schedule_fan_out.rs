@@ -24,6 +24,8 @@ pub fn env_for(redis: &TestRedis) -> Vec<(&'static str, String)> {
         ("REDIS_URL", redis.url.clone()),
         ("AGENTCRON__REDIS__PREFIX", redis.prefix.clone()),
         ("SCALEKIT_ENV_URL", "http://127.0.0.1:9".to_owned()),
+        // Schedulers of parallel tests (and two of one test) must not share the default port.
+        ("AGENTCRON__OPS__SCHEDULER_BIND", "127.0.0.1:0".to_owned()),
     ]
 }
 

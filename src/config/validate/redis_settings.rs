@@ -10,6 +10,8 @@ use secrecy::SecretString;
 
 use super::super::raw::RawConfig;
 use super::super::{RedisConfig, RedisSentinel, RedisTls};
+use std::time::Duration;
+
 use super::checker::Checker;
 
 pub(super) fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
@@ -70,9 +72,16 @@ pub(super) fn redis(check: &mut Checker<'_>, raw: &RawConfig) -> RedisConfig {
         crate::keys::EVENTS_CAP,
         1..=100_000_000,
     );
+    let connect_timeout = check.duration(
+        "redis.connect_timeout",
+        r.connect_timeout.as_deref(),
+        Duration::from_secs(3),
+        Duration::from_millis(100)..=Duration::from_secs(600),
+    );
     RedisConfig {
         shards,
         events_max_len,
+        connect_timeout,
         cluster,
         cluster_nodes,
         sentinel,
