@@ -158,13 +158,14 @@ fn compose_runs_redis_two_workers_a_scheduler_and_a_sim_profile() {
     assert!(n_checked >= 4, "only {n_checked} agentcron services");
 
     // Healthchecks: the worker's heartbeat and the scheduler's /healthz, each with a real
-    // command of the binary; Redis answers PING.
+    // command of the binary (checked last); Redis answers PING.
+    let mut health = Vec::new();
     for (name, role) in [("worker", "--worker"), ("scheduler", "--scheduler")] {
         let test = strings(&compose["services"][name]["healthcheck"]["test"]);
         assert_eq!(test[..2], ["CMD", "agentcron"], "{name} healthcheck {test:?}");
         assert_eq!(test[2..], ["health", role], "{name} healthcheck {test:?}");
-        check_invocation(&format!("docker-compose.yml {name} healthcheck"), &test[2..]);
         assert_eq!(compose["services"][name]["healthcheck"]["disable"].as_bool(), None);
+        health.push((name, test[2..].to_vec()));
     }
     assert_eq!(strings(&compose["services"]["redis"]["healthcheck"]["test"])[1], "redis-cli");
     assert!(
@@ -196,6 +197,9 @@ fn compose_runs_redis_two_workers_a_scheduler_and_a_sim_profile() {
     let dockerfile = service_dockerfile(&compose);
     assert!(deploy(&dockerfile).is_file() || repo_root().join(&dockerfile).is_file());
     assert!(deploy("sim.env").is_file() && deploy("agentcron.env.example").is_file());
+    for (name, invocation) in health {
+        check_invocation(&format!("docker-compose.yml {name} healthcheck"), &invocation);
+    }
 }
 
 fn service_dockerfile(compose: &Value) -> String {
@@ -605,7 +609,9 @@ fn dockerignore_keeps_secrets_and_build_output_out_and_lets_in_what_the_build_co
     }
 
     // ... and the planner's copy is a manifest whose every declared target exists (what
-    // `cargo chef prepare` needs): cargo metadata accepts it.
+    // `cargo chef prepare` needs). cargo metadata does not look for a bench or test at its
+    // default path, but any build command does: one for a bin that does not exist gets as
+    // far as naming the bins only when the manifest is complete.
     let dir = tempfile::tempdir().unwrap();
     for (keyword, arguments) in stage_running("cargo chef prepare") {
         if keyword == "COPY" {
@@ -618,14 +624,24 @@ fn dockerignore_keeps_secrets_and_build_output_out_and_lets_in_what_the_build_co
             }
         }
     }
+    // cargo itself does not miss an explicit `path` (cargo-chef's skeleton writes one there).
+    let manifest: toml::Table =
+        std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap().parse().unwrap();
+    for (kind, folder) in [("bin", "src/bin"), ("test", "tests"), ("bench", "benches")] {
+        for target in manifest.get(kind).and_then(toml::Value::as_array).into_iter().flatten() {
+            let default = format!("{folder}/{}.rs", target["name"].as_str().unwrap());
+            let path = target.get("path").and_then(toml::Value::as_str).unwrap_or(&default);
+            assert!(dir.path().join(path).is_file(), "the planner does not copy {path}");
+        }
+    }
     let output = std::process::Command::new(cargo())
-        .args(["metadata", "--no-deps", "--offline", "--format-version", "1"])
+        .args(["build", "--offline", "--bin", "no-such-bin"])
         .current_dir(dir.path())
-        .env_remove("CARGO_TARGET_DIR")
+        .env("CARGO_TARGET_DIR", dir.path().join("target"))
         .output()
         .unwrap();
     let (_, stderr) = text(&output);
-    assert!(output.status.success(), "cargo metadata on the planner's copy: {stderr}");
+    assert!(stderr.contains("no bin target named `no-such-bin`"), "the planner's copy: {stderr}");
 }
 
 /// The `cargo` running the tests (or the first on `PATH`), as an absolute path.
@@ -698,33 +714,41 @@ fn no_image_is_latest_or_untagged_and_agentcron_is_the_release() {
     }
 }
 
-/// `[[schedule]]` users of a jobs.toml text, after checking it names no demo user.
-fn assert_no_demo_users(origin: &str, text: &str) {
-    let config: toml::Table = text.parse().unwrap_or_else(|e| panic!("{origin}: {e}"));
-    let schedules = config["schedule"].as_array().unwrap_or_else(|| panic!("{origin}"));
-    assert!(!schedules.is_empty(), "{origin} has no schedule");
+/// What makes a jobs.toml text a demo's: users listed in a schedule, a demo user's name, the
+/// simulator's address.
+fn demo_traits(text: &str) -> Vec<String> {
+    let config: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}"));
+    let schedules = config["schedule"].as_array().expect("a [[schedule]]");
+    let mut traits = Vec::new();
     for schedule in schedules {
         let users = schedule.get("users").and_then(toml::Value::as_array);
-        assert_eq!(users.map(Vec::len), Some(0), "{origin}: users of {schedule:?}");
+        if users.is_none_or(|users| !users.is_empty()) {
+            traits.push(format!("schedule {:?} lists users {users:?}", schedule.get("name")));
+        }
     }
     let lower = text.to_lowercase();
     for demo in ["alice", "bob", "carol"] {
-        assert!(!lower.contains(demo), "{origin} mentions the demo user {demo}");
+        if lower.contains(demo) {
+            traits.push(format!("mentions the demo user {demo}"));
+        }
     }
-    assert!(!text.contains("127.0.0.1:8787"), "{origin} points at the simulator");
+    if text.contains("127.0.0.1:8787") {
+        traits.push("points at the simulator".to_owned());
+    }
+    traits
 }
 
 #[test]
 fn the_production_config_has_no_demo_users_and_the_image_and_compose_use_it() {
     // The check finds the demo's users where they are.
     let demo = std::fs::read_to_string(repo_root().join("jobs.toml")).unwrap();
-    let found = std::panic::catch_unwind(|| assert_no_demo_users("jobs.toml", &demo));
-    assert!(found.is_err(), "the demo jobs.toml should have its demo users");
+    assert!(demo_traits(&demo).len() >= 4, "{:?}", demo_traits(&demo));
 
     let production = read("jobs.production.toml");
-    assert_no_demo_users("deploy/jobs.production.toml", &production);
+    assert_eq!(demo_traits(&production), Vec::<String>::new(), "deploy/jobs.production.toml");
     let config_map = documents("k8s/configmap.yaml").remove(0);
-    assert_no_demo_users("k8s/configmap.yaml", config_map["data"]["jobs.toml"].as_str().unwrap());
+    let cluster = config_map["data"]["jobs.toml"].as_str().unwrap();
+    assert_eq!(demo_traits(cluster), Vec::<String>::new(), "k8s/configmap.yaml");
 
     // Valid as it is, with only the URL the environment must give (--strict: no warning).
     let path = deploy("jobs.production.toml");
@@ -791,8 +815,9 @@ fn k8s_containers_request_and_limit_memory_as_measured() {
     };
     // The worker: about 35 MiB at the shipped concurrency, about 280 MB with 10,000 sessions
     // over HTTPS (README, Benchmarks): the limit holds the latter.
+    let (_, worker_limit) = memory("agentcron-worker");
+    assert!(worker_limit * 1_048_576 > 280_000_000, "worker limit {worker_limit}Mi");
     assert_eq!(memory("agentcron-worker"), (128, 512));
-    assert!(512 * 1_048_576 > 280_000_000_u64);
     assert_eq!(memory("agentcron-scheduler"), (64, 256));
 }
 
