@@ -206,16 +206,15 @@ fn service_dockerfile(compose: &Value) -> String {
     compose["services"]["worker"]["build"]["dockerfile"].as_str().unwrap().to_owned()
 }
 
-/// Every Kubernetes object in `deploy/k8s/` and its overlays (`deploy/k8s/trial/`), with the
-/// file it is in (relative to `deploy/k8s`).
+/// Every Kubernetes object in `deploy/k8s/` and the trial overlay `deploy/k8s-trial/`, with
+/// the file it is in (relative to `deploy/`).
 fn k8s_objects() -> Vec<(String, Value)> {
     let mut objects = Vec::new();
-    for dir in ["", "trial/"] {
-        for entry in std::fs::read_dir(deploy(&format!("k8s/{dir}"))).unwrap() {
-            let name = format!("{dir}{}", entry.unwrap().file_name().into_string().unwrap());
-            if name.ends_with(".yaml") && !name.ends_with("kustomization.yaml") {
-                let found = documents(&format!("k8s/{name}"));
-                objects.extend(found.into_iter().map(|v| (name.clone(), v)));
+    for dir in ["k8s", "k8s-trial"] {
+        for entry in std::fs::read_dir(deploy(dir)).unwrap() {
+            let name = format!("{dir}/{}", entry.unwrap().file_name().into_string().unwrap());
+            if name.ends_with(".yaml") && !name.ends_with("/kustomization.yaml") {
+                objects.extend(documents(&name).into_iter().map(|v| (name.clone(), v)));
             }
         }
     }
@@ -227,7 +226,7 @@ fn object<'a>(objects: &'a [(String, Value)], kind: &str, name: &str) -> &'a Val
         .iter()
         .map(|(_, value)| value)
         .find(|v| v["kind"].as_str() == Some(kind) && v["metadata"]["name"].as_str() == Some(name))
-        .unwrap_or_else(|| panic!("no {kind} {name} in deploy/k8s"))
+        .unwrap_or_else(|| panic!("no {kind} {name} in deploy/k8s or deploy/k8s-trial"))
 }
 
 #[test]
@@ -241,7 +240,7 @@ fn k8s_manifests_use_real_commands_and_keep_their_promises() {
         for container in containers.iter().filter(|c| is_agentcron_image(c["image"].as_str())) {
             let mut args = strings(&container["command"]);
             args.extend(strings(&container["args"]));
-            check_invocation(&format!("k8s/{file}"), &args);
+            check_invocation(file, &args);
             n_checked += 1;
         }
     }
@@ -319,7 +318,7 @@ fn k8s_manifests_use_real_commands_and_keep_their_promises() {
 
 #[test]
 fn k8s_kustomizations_list_existing_files() {
-    for dir in ["k8s", "k8s/trial"] {
+    for dir in ["k8s", "k8s-trial"] {
         let kustomization = documents(&format!("{dir}/kustomization.yaml")).remove(0);
         let resources = strings(&kustomization["resources"]);
         assert!(!resources.is_empty(), "{dir}/kustomization.yaml lists no resources");
@@ -328,11 +327,18 @@ fn k8s_kustomizations_list_existing_files() {
             // A file, or a directory that is itself a kustomization (an overlay's base).
             let found = path.is_file() || path.join("kustomization.yaml").is_file();
             assert!(found, "{dir}/kustomization.yaml: no {resource}");
+            // kustomize refuses a base that contains its overlay (a cycle).
+            let base = path.canonicalize().unwrap();
+            let overlay = deploy(dir).canonicalize().unwrap();
+            assert!(
+                path.is_file() || !overlay.starts_with(&base),
+                "{dir}/kustomization.yaml: {resource} contains {dir}"
+            );
         }
     }
     // The trial overlay is the base plus its Redis; the base has no Redis of its own.
-    let trial = documents("k8s/trial/kustomization.yaml").remove(0);
-    assert_eq!(strings(&trial["resources"]), ["../", "redis.yaml"]);
+    let trial = documents("k8s-trial/kustomization.yaml").remove(0);
+    assert_eq!(strings(&trial["resources"]), ["../k8s", "redis.yaml"]);
     let base = documents("k8s/kustomization.yaml").remove(0);
     assert!(!strings(&base["resources"]).iter().any(|r| r.contains("redis")));
 }
@@ -667,7 +673,7 @@ fn images() -> Vec<(String, String)> {
         let pod = &value["spec"]["template"]["spec"];
         for key in ["containers", "initContainers"] {
             for container in pod[key].as_sequence().into_iter().flatten() {
-                images.push((format!("k8s/{file}"), container["image"].as_str().unwrap().into()));
+                images.push((file.clone(), container["image"].as_str().unwrap().into()));
             }
         }
     }
@@ -796,10 +802,10 @@ fn k8s_containers_request_and_limit_memory_as_measured() {
             let request = resources["requests"]["memory"].as_str();
             let limit = resources["limits"]["memory"].as_str();
             let (Some(request), Some(limit)) = (request, limit) else {
-                panic!("k8s/{file}: {:?} has no memory request and limit", container["name"]);
+                panic!("{file}: {:?} has no memory request and limit", container["name"]);
             };
-            assert!(mebibytes(request) <= mebibytes(limit), "k8s/{file}: {request} > {limit}");
-            assert!(!resources["requests"]["cpu"].is_null(), "k8s/{file}: no CPU request");
+            assert!(mebibytes(request) <= mebibytes(limit), "{file}: {request} > {limit}");
+            assert!(!resources["requests"]["cpu"].is_null(), "{file}: no CPU request");
             n_checked += 1;
         }
     }
@@ -824,7 +830,7 @@ fn k8s_containers_request_and_limit_memory_as_measured() {
 #[test]
 fn the_trial_redis_keeps_its_aof_on_a_volume_and_never_evicts() {
     let objects = k8s_objects();
-    assert!(read("k8s/trial/redis.yaml").starts_with("# FOR TRIALS ONLY"));
+    assert!(read("k8s-trial/redis.yaml").starts_with("# FOR TRIALS ONLY"));
     let redis = object(&objects, "StatefulSet", "redis");
     let container = &redis["spec"]["template"]["spec"]["containers"][0];
     let args = strings(&container["args"]).join(" ");
