@@ -41,8 +41,13 @@ fi
 say "Building agentcron (release)"
 cargo build --release --locked
 
+# Where cargo put it: CARGO_TARGET_DIR, a build.target-dir in a cargo config, or ./target.
+target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null \
+  | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p' || true)
+target_dir=${target_dir:-${CARGO_TARGET_DIR:-target}}
+
 # The demo uses $REDIS_URL or 127.0.0.1:6379 when it answers (with its own key prefix), else
 # it starts a private redis-server for its own duration. Logs go to stderr; RUST_LOG=info shows them.
 say "Running the demo"
 export RUST_LOG="${RUST_LOG:-warn,apalis_core=error}"
-exec ./target/release/agentcron demo "$@"
+exec "$target_dir/release/agentcron" demo "$@"
