@@ -266,7 +266,8 @@ pub struct EnqueueArgs {
     /// Prompt for the agent (placeholders {user}, {local_time}, {run_id}).
     #[arg(long)]
     pub prompt: Option<String>,
-    /// Not before this time (RFC 3339, or a delay such as 10m).
+    /// Not before this time: RFC 3339, a delay (10m, +2h), `today 17:30`, `tomorrow 08:00` or
+    /// `08:00` (the next one; local time).
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
     /// Run id for a single user (deduplicates).

@@ -234,7 +234,12 @@ fn router(state: &Arc<SimState>) -> Router {
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), faults::inject))
         .layer(from_fn_with_state(state.clone(), audit::count_requests));
-    Router::new().nest("/_sim", control::routes()).merge(apis).with_state(state.clone())
+    // `/_sim/` as well as `/_sim`: a nested `/` matches only the latter.
+    Router::new()
+        .route("/_sim/", axum::routing::get(control::list_routes))
+        .nest("/_sim", control::routes())
+        .merge(apis)
+        .with_state(state.clone())
 }
 
 /// Unknown paths get the 404 of the API they look like.

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
@@ -68,18 +67,17 @@ fn runs(args: &EnqueueArgs) -> anyhow::Result<Vec<NewRun>> {
     Ok(runs)
 }
 
-/// `--at`: an RFC 3339 time, or a delay from now such as `10m`; at most a year ahead.
+/// The forms `--at` takes, for its help and its error.
+const AT_FORMS: &str = "an RFC 3339 time (2027-01-05T08:00:00+01:00), a delay (10m, +2h, 1h30m), \
+                        `today 17:30`, `tomorrow 08:00`, or `08:00` (the next 08:00), the last \
+                        three in this machine's time zone";
+
+/// `--at`: see [`AT_FORMS`]; at most a year ahead.
 fn parse_at(at: &str) -> anyhow::Result<i64> {
-    let now_ms = crate::queue::unix_ms(SystemTime::now());
-    let at_ms = if let Ok(time) = chrono::DateTime::parse_from_rfc3339(at) {
-        time.timestamp_millis()
-    } else {
-        let delay: Duration = humantime::parse_duration(at).with_context(|| {
-            format!("--at `{at}` is neither an RFC 3339 time nor a delay like 10m")
-        })?;
-        let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-        now_ms.saturating_add(delay_ms)
-    };
+    let now = chrono::Local::now();
+    let now_ms = now.timestamp_millis();
+    let at_ms =
+        at_ms(at.trim(), now).ok_or_else(|| anyhow::anyhow!("--at `{at}`: expected {AT_FORMS}"))?;
     // The intake's limit: a run meant for later is more likely a typo (a unit, a year) than a
     // plan, and would sit in the delayed set for years.
     anyhow::ensure!(
@@ -87,6 +85,33 @@ fn parse_at(at: &str) -> anyhow::Result<i64> {
         "--at `{at}` is more than a year ahead; a run can be enqueued at most 365 days ahead"
     );
     Ok(at_ms)
+}
+
+/// `text` as unix ms, from `now`: `None` when it is none of [`AT_FORMS`].
+fn at_ms(text: &str, now: chrono::DateTime<chrono::Local>) -> Option<i64> {
+    use chrono::{Days, NaiveTime, TimeZone};
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(time.timestamp_millis());
+    }
+    if let Ok(delay) = humantime::parse_duration(text.strip_prefix('+').unwrap_or(text)) {
+        let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        return Some(now.timestamp_millis().saturating_add(delay_ms));
+    }
+    let (day, clock) = match text.split_once(' ') {
+        Some(("today", clock)) => (Some(0), clock),
+        Some(("tomorrow", clock)) => (Some(1), clock),
+        Some(_) => return None,
+        None => (None, text),
+    };
+    let clock = NaiveTime::parse_from_str(clock.trim(), "%H:%M").ok()?;
+    let date = now.date_naive().checked_add_days(Days::new(day.unwrap_or(0)))?;
+    let mut when = chrono::Local.from_local_datetime(&date.and_time(clock)).earliest()?;
+    // A bare clock time is the next one: tomorrow's when today's has passed.
+    if day.is_none() && when <= now {
+        let date = date.checked_add_days(Days::new(1))?;
+        when = chrono::Local.from_local_datetime(&date.and_time(clock)).earliest()?;
+    }
+    Some(when.timestamp_millis())
 }
 
 fn print(enqueued: &[Enqueued], json: bool) -> anyhow::Result<()> {
@@ -110,13 +135,33 @@ mod tests {
     fn at_accepts_times_and_delays() {
         assert_eq!(parse_at("1970-01-01T00:00:02Z").unwrap(), 2000);
         let soon = parse_at("10m").unwrap();
-        let now = crate::queue::unix_ms(SystemTime::now());
+        let now = crate::queue::unix_ms(std::time::SystemTime::now());
         assert!((now + 590_000..=now + 610_000).contains(&soon));
-        assert!(parse_at("tomorrow").is_err());
+        let error = parse_at("tomorrow").unwrap_err().to_string();
+        assert!(error.contains("tomorrow 08:00") && error.contains("+2h"), "{error}");
         assert!(parse_at("364d").is_ok());
+        let later = parse_at("+2h").unwrap();
+        assert!((now + 7_190_000..=now + 7_210_000).contains(&later));
         for far in ["366d", "2years", "1000000000y", "9999-01-01T00:00:00Z"] {
             let error = parse_at(far).unwrap_err().to_string();
             assert!(error.contains("more than a year ahead"), "{far}: {error}");
+        }
+    }
+
+    #[test]
+    fn at_accepts_clock_times_today_tomorrow_and_next() {
+        use chrono::TimeZone;
+        let now = chrono::Local.with_ymd_and_hms(2027, 3, 10, 12, 0, 0).unwrap();
+        let at = |text| {
+            let ms = at_ms(text, now).unwrap();
+            chrono::Local.timestamp_millis_opt(ms).unwrap().format("%F %R").to_string()
+        };
+        assert_eq!(at("tomorrow 08:00"), "2027-03-11 08:00");
+        assert_eq!(at("today 17:30"), "2027-03-10 17:30");
+        assert_eq!(at("08:00"), "2027-03-11 08:00", "the next 08:00");
+        assert_eq!(at("13:15"), "2027-03-10 13:15");
+        for bad in ["tomorrow", "next week", "25:00", "tomorrow 8", "yesterday 08:00"] {
+            assert_eq!(at_ms(bad, now), None, "{bad}");
         }
     }
 }

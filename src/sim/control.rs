@@ -12,6 +12,7 @@
 //! POST   /_sim/tokens {"config_id","identifier","expires_in"}   a session token with any
 //!                                        lifetime (negative = already expired), for tests
 //! GET    /_sim/connect/{link}           what an authorization link points at: makes it ACTIVE
+//! GET    /_sim/                         this list, as JSON
 //! ```
 
 use std::sync::Arc;
@@ -36,9 +37,38 @@ type Shared = State<Arc<SimState>>;
 /// The largest mailbox the control API takes.
 const MAX_MAILBOX_BYTES: usize = 32 * 1024 * 1024;
 
+/// Every control route, for `GET /_sim/`: method, path, what it does.
+const ROUTES: [(&str, &str, &str); 16] = [
+    ("GET", "/_sim/", "this list"),
+    ("GET", "/_sim/info", "the base URL, the credentials the simulator accepts, its defaults"),
+    ("GET", "/_sim/users/{identifier}", "a user's connected accounts, mailbox and calendar"),
+    (
+        "PUT",
+        "/_sim/users/{identifier}/connections/{connection}",
+        "set a connection's status: {\"status\":\"ACTIVE\"|\"EXPIRED\"|…|null}",
+    ),
+    ("PUT", "/_sim/users/{identifier}/mailbox", "replace the mailbox: {\"messages\":[…]}"),
+    ("GET", "/_sim/users/{identifier}/mailbox", "the mailbox"),
+    ("GET", "/_sim/users/{identifier}/calendar", "the calendar, with the events the agent created"),
+    ("POST", "/_sim/faults", "add a fault rule (see README, Faults); answers {\"id\"}"),
+    ("GET", "/_sim/faults", "the fault rules"),
+    ("DELETE", "/_sim/faults", "remove every fault rule"),
+    ("DELETE", "/_sim/faults/{id}", "remove one fault rule"),
+    ("GET", "/_sim/audit", "what each session did, requests per route, traceparents, violations"),
+    ("POST", "/_sim/reset", "forget every user, session, fault and audit entry"),
+    ("POST", "/_sim/scalekit/revoke", "every issued Scalekit access token stops working"),
+    (
+        "POST",
+        "/_sim/tokens",
+        "mint a session token of any lifetime: {\"config_id\",\"identifier\",\"expires_in\"}",
+    ),
+    ("GET", "/_sim/connect/{link}", "follow an authorization link: the connection becomes ACTIVE"),
+];
+
 /// The routes, to be nested under `/_sim`.
 pub(crate) fn routes() -> Router<Arc<SimState>> {
     Router::new()
+        .route("/", get(list_routes))
         .route("/users/{identifier}", get(user))
         .route("/users/{identifier}/connections/{connection}", put(set_connection))
         // A mailbox may hold a large email (the 2 MB event tests); axum's default is 2 MB.
@@ -55,6 +85,15 @@ pub(crate) fn routes() -> Router<Arc<SimState>> {
         .route("/scalekit/revoke", post(revoke))
         .route("/connect/{link}", get(connect))
         .route("/tokens", post(token))
+}
+
+/// `GET /_sim/`: [`ROUTES`] as JSON.
+pub(crate) async fn list_routes() -> Json<Value> {
+    let routes: Vec<Value> = ROUTES
+        .iter()
+        .map(|(method, path, what)| json!({"method": method, "path": path, "what": what}))
+        .collect();
+    Json(json!({"routes": routes}))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

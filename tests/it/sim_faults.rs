@@ -176,3 +176,29 @@ async fn a_lost_response_is_carried_out_but_never_answered() {
     let (_, faults) = client.control(Method::GET, "/faults", None).await;
     assert_eq!(faults["faults"], json!([]), "the fault was used up");
 }
+
+/// `GET /_sim/` lists the control API, and every route it lists without a parameter answers.
+#[tokio::test]
+async fn the_control_api_lists_its_routes() {
+    let sim = spawn_sim().await;
+    let client = SimClient::new(&sim);
+    let (status, body) = client.control(Method::GET, "/", None).await;
+    assert_eq!(status, 200, "{body}");
+    let routes = body["routes"].as_array().unwrap();
+    let listed: Vec<String> = routes
+        .iter()
+        .map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap()))
+        .collect();
+    for expected in ["GET /_sim/audit", "POST /_sim/faults", "PUT /_sim/users/{identifier}/mailbox"]
+    {
+        assert!(listed.iter().any(|l| l == expected), "{expected} in {listed:?}");
+    }
+    for route in routes.iter().filter(|r| r["method"] == "GET") {
+        let path = route["path"].as_str().unwrap();
+        if path.contains('{') {
+            continue;
+        }
+        let (status, _) = client.control(Method::GET, path.trim_start_matches("/_sim"), None).await;
+        assert_eq!(status, 200, "{path}");
+    }
+}
