@@ -91,9 +91,9 @@ pub fn spawn_worker(env: &[(String, String)], log: &Path) -> Worker {
     Worker(command.spawn().unwrap())
 }
 
-/// An `agentcron worker` child, SIGKILLed when dropped: a test that fails half-way leaves no
-/// worker behind to load the machine while the other tests run.
-pub struct Worker(Child);
+/// An `agentcron worker` (or any agentcron) child, SIGKILLed when dropped: a test that fails
+/// half-way leaves no process behind to load the machine while the other tests run.
+pub struct Worker(pub Child);
 
 impl std::ops::Deref for Worker {
     type Target = Child;

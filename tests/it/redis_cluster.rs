@@ -153,15 +153,18 @@ async fn a_cluster_runs_enqueued_and_intake_runs_and_status_names_it() {
          users = [\"tick@cluster.test\"]\n",
     )
     .unwrap();
-    let mut scheduler = Command::new(env!("CARGO_BIN_EXE_agentcron"))
-        .arg("--config")
-        .arg(&jobs)
-        .arg("scheduler")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
-        .spawn()
-        .unwrap();
+    // Killed on drop: a failing assertion below must not leave it ticking.
+    let mut scheduler = crate::common::procs::Worker(
+        Command::new(env!("CARGO_BIN_EXE_agentcron"))
+            .arg("--config")
+            .arg(&jobs)
+            .arg("scheduler")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let tick_user = crate::common::user_id("tick@cluster.test");
     let conn = config.redis.connect(Default::default()).await.unwrap();
     // Each shard indexes its own runs: the user's runs are spread over all sixteen.
