@@ -1,8 +1,13 @@
 //! The dashboard to act from (`ops::http` actions, charts and gauges): the POST actions'
 //! guards (token, same origin, POST only) and their effect in Redis; retry now; a notice's auth
 //! link; the dead gauge falling after a requeue (it reads the state index, not the capped dead
-//! log); the charts' counts against the runs created.
+//! log); the charts' counts against the runs created; and the dashboard in headless Chromium,
+//! driven over WebDriver: a screenshot per view, requeue, cancel and copy-link clicked, the
+//! result checked in Redis.
 
+mod webdriver;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use agentcron::queue::{NewRun, Queue};
@@ -10,6 +15,7 @@ use redis::AsyncCommands;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use self::webdriver::Browser;
 use crate::common::app::{TestApp, spawn_app};
 use crate::common::poll_until;
 use crate::ops_http::{Server, client, get, ops_config};
@@ -237,5 +243,81 @@ async fn the_charts_count_the_runs_created_per_hour_and_state() {
     // The depth the sampler saw at start: two runs ready, none in flight.
     let sample = &charts["depth"][0];
     assert_eq!((sample["pending"].as_u64(), sample["running"].as_u64()), (Some(2), Some(0)));
+    server.stop().await;
+}
+
+/// Where the screenshots go: `<target>/test-artefacts/`, created if missing.
+fn artefacts() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| crate::common::repo_root().join("target"), PathBuf::from);
+    let dir = target.join("test-artefacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn the_dashboard_acts_in_chromium_and_every_view_is_screenshotted() {
+    let app = spawn_app().await;
+    dead_run(&app, "r-click-dead", "dave@example.com").await;
+    app.sim_client.set_connection("carol@example.com", "googlecalendar", Some("EXPIRED")).await;
+    work(&app, &[("r-click-carol", "carol@example.com"), ("r-click-ok", "olga@example.com")]).await;
+    let server = Server::start(ops_config(&app)).await;
+    let profile = tempfile::tempdir().unwrap();
+    let browser = Browser::start(profile.path()).await;
+    let dir = artefacts();
+
+    // The runs list: the dead run's requeue button, clicked.
+    browser.goto(&format!("{}/?view=runs", server.base)).await;
+    browser.find("#runs tr[data-run=\"r-click-ok\"]").await;
+    // Human times, the exact time on hover.
+    let created = browser.text("#runs tr[data-run=\"r-click-ok\"] time").await;
+    assert!(created.ends_with("ago") || created == "just now", "{created}");
+    let exact = browser.attribute("#runs tr[data-run=\"r-click-ok\"] time", "title").await;
+    assert!(chrono::DateTime::parse_from_rfc3339(&exact).is_ok(), "{exact}");
+    browser.screenshot(&dir.join("dashboard-runs.png")).await;
+    browser.click("#runs button[data-action=\"requeue\"][data-run=\"r-click-dead\"]").await;
+    poll_until("the clicked requeue in Redis", Duration::from_secs(20), || async {
+        let state = state_of(&app, "r-click-dead").await;
+        if state == "queued" { Ok(()) } else { Err(state) }
+    })
+    .await;
+
+    // The run page: cancel, clicked.
+    browser.goto(&format!("{}/?run=r-click-dead", server.base)).await;
+    browser.find("#detail-actions button[data-action=\"cancel\"]").await;
+    browser.screenshot(&dir.join("dashboard-run.png")).await;
+    browser.click("#detail-actions button[data-action=\"cancel\"]").await;
+    poll_until("the clicked cancel in Redis", Duration::from_secs(20), || async {
+        let state = state_of(&app, "r-click-dead").await;
+        if state == "cancelled" { Ok(()) } else { Err(state) }
+    })
+    .await;
+
+    // The notices: a table with a link to open and one to copy.
+    browser.goto(&format!("{}/?view=notices", server.base)).await;
+    browser.find("#notices a[rel=\"noopener noreferrer\"][href^=\"http\"]").await;
+    browser.screenshot(&dir.join("dashboard-notices.png")).await;
+    browser.click("#notices button.act-link").await;
+    poll_until("the copied link's message", Duration::from_secs(20), || async {
+        let flash = browser.text("#flash").await;
+        if flash.starts_with("Auth link for carol@example.com / googlecalendar") {
+            Ok(())
+        } else {
+            Err(flash)
+        }
+    })
+    .await;
+
+    browser.goto(&format!("{}/", server.base)).await;
+    browser.find("#status .card").await;
+    browser.screenshot(&dir.join("dashboard-overview.png")).await;
+    browser.goto(&format!("{}/?view=charts", server.base)).await;
+    browser.find("#chart-24h svg rect").await;
+    browser.screenshot(&dir.join("dashboard-charts.png")).await;
+    browser.stop().await;
+    for view in ["runs", "run", "notices", "overview", "charts"] {
+        let png = dir.join(format!("dashboard-{view}.png"));
+        assert!(std::fs::metadata(&png).unwrap().len() > 1000, "{}", png.display());
+    }
     server.stop().await;
 }
