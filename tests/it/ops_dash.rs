@@ -1,7 +1,7 @@
 //! The dashboard to act from (`ops::http` actions, charts and gauges): the POST actions'
 //! guards (token, same origin, POST only) and their effect in Redis; retry now; a notice's auth
 //! link; the dead gauge falling after a requeue (it reads the state index, not the capped dead
-//! log); the charts' counts against the runs created; and the dashboard in headless Chromium,
+//! log); the charts' counts against the runs created and a schedule's tick; and the dashboard in headless Chromium,
 //! driven over WebDriver: a screenshot per view, requeue, cancel and copy-link clicked, the
 //! result checked in Redis.
 
@@ -243,6 +243,45 @@ async fn the_charts_count_the_runs_created_per_hour_and_state() {
     // The depth the sampler saw at start: two runs ready, none in flight.
     let sample = &charts["depth"][0];
     assert_eq!((sample["pending"].as_u64(), sample["running"].as_u64()), (Some(2), Some(0)));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_charts_show_a_schedules_tick_with_its_users_and_outcomes() {
+    let redis = crate::common::TestRedis::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.toml");
+    let schedule = "name = \"triage\"\ncron = \"0 8 * * *\"\nusers = [\"a@x\", \"b@x\", \"c@x\"]\n";
+    std::fs::write(&path, format!("[[schedule]]\n{schedule}")).unwrap();
+    let env = crate::schedule_fan_out::env_for(&redis);
+    let mut config =
+        agentcron::config::load(&path, &agentcron::config::Env::from_pairs(env)).unwrap();
+    config.ops.bind = Some("127.0.0.1:0".parse().unwrap());
+    let queue = Queue::connect(&config.redis).await.unwrap();
+    let tick = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    agentcron::schedule::fan_out(&queue, &config.schedules[0], tick).await.unwrap();
+    // Two of the tick's runs ended: one succeeded, one needs the user's authorization.
+    let mut conn = queue.connection();
+    for (user, state) in [("a@x", "succeeded"), ("b@x", "needs_auth")] {
+        let id = agentcron::ids::RunId::scheduled("triage", user, tick.timestamp()).unwrap();
+        let () = conn.hset(queue.keys().run(&id), "state", state).await.unwrap();
+    }
+    let server = Server::start(config).await;
+
+    let ticks: Value = poll_until("the tick sampled", Duration::from_secs(10), || async {
+        let (status, body) = get(&format!("{}/api/charts", server.base), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let charts: Value = serde_json::from_str(&body).unwrap();
+        let ticks = charts["ticks"]["triage"].clone();
+        if ticks.as_array().is_some_and(|t| !t.is_empty()) { Ok(ticks) } else { Err(body) }
+    })
+    .await;
+    assert_eq!(ticks.as_array().unwrap().len(), 1, "{ticks}");
+    let last = &ticks[0];
+    assert_eq!(last["at"], tick.to_rfc3339(), "{ticks}");
+    let counts = ["users", "enqueued", "succeeded", "needs_auth"].map(|k| last[k].as_u64());
+    assert_eq!(counts, [Some(3), Some(3), Some(1), Some(1)], "{ticks}");
+    assert_eq!(last["states"]["queued"], 1, "{ticks}");
     server.stop().await;
 }
 
