@@ -1,9 +1,9 @@
 //! The dashboard to act from (`ops::http` actions, charts and gauges): the POST actions'
 //! guards (token, same origin, POST only) and their effect in Redis; retry now; a notice's auth
 //! link; the dead gauge falling after a requeue (it reads the state index, not the capped dead
-//! log); the charts' counts against the runs created and a schedule's tick; and the dashboard in headless Chromium,
-//! driven over WebDriver: a screenshot per view, requeue, cancel and copy-link clicked, the
-//! result checked in Redis.
+//! log); the charts' counts against the runs created and a schedule's tick; and the dashboard
+//! in headless Chromium, driven over WebDriver with the token typed in: a screenshot per view,
+//! requeue, cancel, retry and copy-link clicked, the result checked in Redis.
 
 mod webdriver;
 
@@ -300,13 +300,20 @@ async fn the_dashboard_acts_in_chromium_and_every_view_is_screenshotted() {
     dead_run(&app, "r-click-dead", "dave@example.com").await;
     app.sim_client.set_connection("carol@example.com", "googlecalendar", Some("EXPIRED")).await;
     work(&app, &[("r-click-carol", "carol@example.com"), ("r-click-ok", "olga@example.com")]).await;
-    let server = Server::start(ops_config(&app)).await;
+    app.enqueue(&[("r-click-failed", "fred@example.com")]).await;
+    make_failed(&app, "r-click-failed").await;
+    let mut config = ops_config(&app);
+    config.ops.token = Some(TOKEN.to_owned().into());
+    let server = Server::start(config).await;
     let profile = tempfile::tempdir().unwrap();
     let browser = Browser::start(profile.path()).await;
     let dir = artefacts();
 
-    // The runs list: the dead run's requeue button, clicked.
+    // With a token set, the page asks for it once; every request then carries it.
     browser.goto(&format!("{}/?view=runs", server.base)).await;
+    browser.type_into("#token", TOKEN).await;
+    browser.click("#login button[type=\"submit\"]").await;
+    // The runs list: the dead run's requeue button, clicked.
     browser.find("#runs tr[data-run=\"r-click-ok\"]").await;
     // Human times, the exact time on hover.
     let created = browser.text("#runs tr[data-run=\"r-click-ok\"] time").await;
@@ -331,6 +338,19 @@ async fn the_dashboard_acts_in_chromium_and_every_view_is_screenshotted() {
         if state == "cancelled" { Ok(()) } else { Err(state) }
     })
     .await;
+
+    // A failed run waiting for its retry: retry now, clicked on its page.
+    browser.goto(&format!("{}/?run=r-click-failed", server.base)).await;
+    browser.click("#detail-actions button[data-action=\"retry\"]").await;
+    poll_until("the clicked retry in Redis", Duration::from_secs(20), || async {
+        let run_id = crate::common::run_id("r-click-failed");
+        let delayed = app.config.redis.keys().for_run(&run_id).delayed();
+        let score: Option<f64> = app.conn.clone().zscore(delayed, "r-click-failed").await.unwrap();
+        if score.is_none() { Ok(()) } else { Err(score) }
+    })
+    .await;
+    let flash = browser.text("#flash").await;
+    assert!(flash.starts_with("retry: r-click-failed was failed"), "{flash}");
 
     // The notices: a table with a link to open and one to copy.
     browser.goto(&format!("{}/?view=notices", server.base)).await;

@@ -93,6 +93,12 @@ impl Browser {
         self.post(&format!("/element/{element}/click"), json!({})).await;
     }
 
+    /// Types `text` into the first element matching `css`.
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.post(&format!("/element/{element}/value"), json!({"text": text})).await;
+    }
+
     /// The rendered text of the first element matching `css`.
     pub(crate) async fn text(&self, css: &str) -> String {
         let element = self.find(css).await;
