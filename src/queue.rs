@@ -159,6 +159,13 @@ impl Queue {
         Ok(Self { conn, keys, health: Arc::new(Health::default()) })
     }
 
+    /// A handle on an existing connection (the ops server's, which connects lazily so that it
+    /// starts while Redis is down).
+    #[must_use]
+    pub fn with_connection(conn: RedisConn, keys: Keys) -> Self {
+        Self { conn, keys, health: Arc::new(Health::default()) }
+    }
+
     /// The key layout.
     pub fn keys(&self) -> &Keys {
         &self.keys

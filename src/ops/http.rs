@@ -1,14 +1,18 @@
 //! The ops HTTP servers. The worker's: `/healthz`, `/readyz`, `/metrics` (Prometheus text),
-//! the JSON reports under `/api/*`, and the dashboard at `/` (a static page, its script and its
-//! style, embedded in the binary). The scheduler's: `/healthz`, `/readyz` and `/metrics`.
+//! the JSON reports under `/api/*` (`json_api.rs`), the charts' data (`charts.rs`), the operator
+//! actions (POST only, `act.rs`), and the dashboard at `/` (a static page, its scripts and
+//! its style, embedded in the binary). The scheduler's: `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Every request must name this server in its `Host` and every response carries the security
 //! headers (`guard.rs`); connections are capped and timed (`listen.rs`). With `ops.token` set,
 //! every route but the probes and the static files needs `Authorization: Bearer <token>`
-//! (`/metrics` too, unless `ops.open_metrics`). Report data comes from [`crate::ops::report`]
-//! and [`crate::records::transcript`], metric names from [`crate::telemetry::metrics`]; this
-//! module only routes, authenticates and renders. It must not change run state.
+//! (`/metrics` too, unless `ops.open_metrics`); an action also needs no foreign `Origin`.
+//! Report data comes from [`crate::ops::report`] and [`crate::records::transcript`], metric
+//! names from [`crate::telemetry::metrics`]; run state changes only through the queue's
+//! operator commands ([`crate::queue::Queue::requeue`], `cancel`, `retry`).
 
+mod act;
+mod charts;
 mod guard;
 mod json_api;
 mod listen;
@@ -22,7 +26,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManagerConfig;
@@ -32,6 +36,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, OpsConfig};
 use crate::keys::Keys;
+use crate::outcome::RunState;
+use crate::queue::Queue;
 use crate::telemetry::Redactor;
 use crate::telemetry::metrics;
 
@@ -40,6 +46,7 @@ use self::json_api::{ApiError, notices, run, run_transcript, runs, status};
 /// The dashboard: plain HTML, JavaScript and CSS, no build step, no external assets.
 const DASHBOARD: &str = include_str!("dashboard/index.html");
 const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
+const CHARTS_JS: &str = include_str!("dashboard/charts.js");
 const DASHBOARD_CSS: &str = include_str!("dashboard/dashboard.css");
 /// `/api/runs` lists this many runs unless `limit` says otherwise.
 const DEFAULT_LIMIT: usize = 50;
@@ -93,6 +100,10 @@ pub struct OpsState {
     redactor: Redactor,
     /// The worker's view of Redis and of its lease, when this server runs beside a worker.
     worker: Option<Arc<crate::queue::Health>>,
+    /// The operator commands, on the same lazy connection.
+    queue: Queue,
+    /// Depth and tick samples for the charts, bounded; written by the sampler `serve` runs.
+    history: charts::SharedHistory,
 }
 
 impl OpsState {
@@ -110,7 +121,9 @@ impl OpsState {
             .set_max_delay(Duration::from_millis(200));
         let redis = config.redis.connect_lazy(redis_config).map_err(OpsError::Connect)?;
         let keys = config.redis.keys();
-        Ok(Self { config, keys, redis, metrics: metrics::install(), redactor, worker: None })
+        let queue = Queue::with_connection(redis.clone(), keys.clone());
+        let (metrics, history) = (metrics::install(), charts::SharedHistory::default());
+        Ok(Self { config, keys, redis, metrics, redactor, worker: None, queue, history })
     }
 
     /// The same state for a server beside a worker: `/readyz` also fails while the worker's
@@ -155,7 +168,7 @@ async fn bind_at(
 }
 
 /// Serves the worker's routes until `shutdown` is cancelled, then finishes the requests in
-/// progress.
+/// progress. Samples the charts' history once a minute meanwhile.
 ///
 /// # Errors
 /// None today; kept so that a server that fails can say so.
@@ -165,7 +178,9 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), OpsError> {
     let max = state.config.ops.max_connections;
-    listen::serve(listener, router(state), max, shutdown).await;
+    let sampler = charts::sample_every_minute(state.clone(), shutdown.clone());
+    // Both end on `shutdown`: the sampler at once, the server once its requests are done.
+    tokio::join!(listen::serve(listener, router(state), max, shutdown), sampler);
     Ok(())
 }
 
@@ -194,12 +209,23 @@ fn router(state: OpsState) -> Router {
         .route("/api/runs/{id}", get(run))
         .route("/api/runs/{id}/transcript", get(run_transcript))
         .route("/api/notices", get(notices))
+        .route("/api/charts", get(charts::charts))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard::require_token));
+    // A GET of an action path is a 405; every method passes the token first.
+    let acts = Router::new()
+        .route("/api/runs/{id}/requeue", post(act::requeue).get(act::post_only))
+        .route("/api/runs/{id}/cancel", post(act::cancel).get(act::post_only))
+        .route("/api/runs/{id}/retry", post(act::retry).get(act::post_only))
+        .route("/api/notices/{user}/{connection}/link", post(act::notice_link).get(act::post_only))
+        .route_layer(middleware::from_fn(guard::same_origin))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard::require_token));
     Router::new()
         .route("/", get(|| async { Html(DASHBOARD) }))
         .route("/dashboard.js", get(|| async { asset("text/javascript", DASHBOARD_JS) }))
+        .route("/charts.js", get(|| async { asset("text/javascript", CHARTS_JS) }))
         .route("/dashboard.css", get(|| async { asset("text/css", DASHBOARD_CSS) }))
         .merge(data)
+        .merge(acts)
         .merge(common(&state))
         .fallback(|| async { ApiError::NotFound("no such endpoint".to_owned()) })
         .layer(middleware::from_fn_with_state(state.clone(), guard::allowed_host))
@@ -307,18 +333,31 @@ async fn prometheus(State(state): State<OpsState>) -> Response {
     ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()
 }
 
-/// Three round trips: the worker ids, every depth in one pipeline (as `report::status` counts
-/// them), the open notices.
+/// Four round trips: the worker ids, every depth in one pipeline (as `report::status` counts
+/// them), the sizes of the state indexes, the open notices. `dead`, `needs_auth` and `queued`
+/// are the `runs:state:<s>` indexes, not the capped dead log, so they fall when a run is
+/// requeued or cancelled.
 async fn refresh_gauges(state: &OpsState) -> Result<(), redis::RedisError> {
     let (mut conn, keys) = (state.redis.clone(), &state.keys);
     let workers: Vec<String> =
         redis::cmd("HKEYS").arg(keys.workers()).query_async(&mut conn).await?;
     let worker_ids: Vec<&str> = workers.iter().map(String::as_str).collect();
     let depths = super::report::depths(&mut conn, keys, &worker_ids).await?;
+    let indexed = [RunState::Dead, RunState::NeedsAuth, RunState::Queued];
+    let mut pipe = redis::pipe();
+    for shard in keys.each_shard() {
+        for state in indexed {
+            pipe.cmd("ZCARD").arg(shard.runs_by_state(state.as_str()));
+        }
+    }
+    let sizes: Vec<u64> = pipe.query_async(&mut conn).await?;
     let notices: u64 = redis::cmd("ZCARD").arg(keys.notice_index()).query_async(&mut conn).await?;
+    for (i, state) in indexed.into_iter().enumerate() {
+        let total = sizes.iter().skip(i).step_by(indexed.len()).sum();
+        metrics::queue_depth(state.as_str(), total);
+    }
     metrics::queue_depth("pending", depths.pending);
     metrics::queue_depth("scheduled", depths.scheduled);
-    metrics::queue_depth("dead", depths.dead);
     metrics::queue_depth("rejected", depths.rejected);
     metrics::queue_depth("intake", depths.intake);
     metrics::queue_depth("running", depths.running);

@@ -1,8 +1,9 @@
 //! Operator actions on single runs: `requeue` (a dead, failed, cancelled or skipped run goes
 //! back to the ready list with a fresh attempt budget, keeping its phase and session so it
 //! resumes) and `cancel` (a waiting run is cancelled at once; a running one is asked to stop: its worker
-//! learns it at its next heartbeat and the run stops at its next safe point). Each is one Lua
-//! script, so it is atomic with respect to workers.
+//! learns it at its next heartbeat and the run stops at its next safe point) and `retry` (retry
+//! now: a failed run waiting in the delayed set for its next attempt is made due at once). Each
+//! is one Lua script, so it is atomic with respect to workers.
 
 use super::{Queue, Result, script};
 use crate::ids::RunId;
@@ -43,6 +44,21 @@ impl Queue {
     pub async fn cancel(&self, run_id: &RunId) -> Result<Action> {
         let found = self.admin(&script::CANCEL, run_id).await?;
         let applied = matches!(found.as_str(), "queued" | "failed" | "running");
+        Ok(Action { run_id: run_id.clone(), found, applied })
+    }
+
+    /// Retries a failed run now: one waiting for its next attempt is moved to the ready list
+    /// (its attempts are kept, so the retry counts against the same budget). `found` is `due`
+    /// for a failed run whose retry is already due or taken.
+    ///
+    /// # Errors
+    /// [`super::QueueError`] when Redis fails.
+    pub async fn retry(&self, run_id: &RunId) -> Result<Action> {
+        let found = self.admin(&script::RETRY, run_id).await?;
+        let applied = found == "failed";
+        if applied {
+            self.ring([self.keys.shard_of(run_id)]).await?;
+        }
         Ok(Action { run_id: run_id.clone(), found, applied })
     }
 

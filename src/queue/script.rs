@@ -37,4 +37,5 @@ script!(INTAKE_RETURN, "lua/intake_return.lua");
 script!(INTAKE_STAMP, "lua/intake_stamp.lua");
 script!(REQUEUE, "lua/requeue.lua");
 script!(CANCEL, "lua/cancel.lua");
+script!(RETRY, "lua/retry.lua");
 script!(WAKE, "lua/wake.lua");

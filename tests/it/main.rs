@@ -29,6 +29,7 @@ mod deploy;
 mod harness;
 mod ops_authorize;
 mod ops_bind;
+mod ops_dash;
 mod ops_guard;
 mod ops_http;
 mod ops_reports;

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::common::app::{TestApp, spawn_app, spawn_app_with};
 use crate::common::poll::{Text, poll_until};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// A server running in this test.
 pub(crate) struct Server {
@@ -415,19 +415,9 @@ async fn a_token_guards_everything_but_liveness_and_non_loopback_needs_one() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn the_dashboard_shows_a_run_and_its_transcript_in_chromium() {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install the Debian packages chromium and chromium-driver \
-         (`.ci/run` installs them when missing)"
-    );
-    let app = spawn_app().await;
-    let server = Server::start(ops_config(&app)).await;
-    run_through_worker(&app, "r-ops-dash", "ops-dash@example.com", "ops-dash").await;
-
+/// The DOM of `url` after headless Chromium ran its scripts for 5 s (virtual time).
+pub(crate) async fn dump_dom(url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
-    let url = format!("{}/?run=r-ops-dash", server.base);
     let args = [
         "--headless".to_owned(),
         "--no-sandbox".to_owned(),
@@ -440,14 +430,28 @@ async fn the_dashboard_shows_a_run_and_its_transcript_in_chromium() {
         format!("--user-data-dir={}", profile.path().display()),
         "--virtual-time-budget=5000".to_owned(),
         "--dump-dom".to_owned(),
-        url,
+        url.to_owned(),
     ];
     let output = tokio::process::Command::new(CHROMIUM).args(&args).output();
     let output = tokio::time::timeout(Duration::from_secs(90), output).await.unwrap().unwrap();
-    let dom = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "chromium failed: {stderr}");
-    let detail = dom.split("id=\"detail\"").nth(1).unwrap_or_else(|| panic!("no detail: {dom}"));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_a_run_and_its_transcript_in_chromium() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install the Debian packages chromium and chromium-driver \
+         (`.ci/run` installs them when missing)"
+    );
+    let app = spawn_app().await;
+    let server = Server::start(ops_config(&app)).await;
+    run_through_worker(&app, "r-ops-dash", "ops-dash@example.com", "ops-dash").await;
+
+    let dom = dump_dom(&format!("{}/?run=r-ops-dash", server.base)).await;
+    let detail = dom.split("id=\"view-run\"").nth(1).unwrap_or_else(|| panic!("no detail: {dom}"));
     assert!(detail.contains("r-ops-dash"), "run id missing: {dom}");
     assert!(detail.contains("succeeded"), "state missing: {dom}");
     assert!(detail.contains("→ gmail_fetch_mails"), "transcript missing: {dom}");
@@ -456,6 +460,7 @@ async fn the_dashboard_shows_a_run_and_its_transcript_in_chromium() {
     let result = result.split("</pre>").next().unwrap();
     assert!(result.contains("I created the calendar event"), "result missing: {dom}");
     assert!(detail.contains("cache read tokens"), "usage missing: {dom}");
+    let dom = dump_dom(&format!("{}/?view=runs", server.base)).await;
     let runs = dom.split("id=\"runs\"").nth(1).unwrap();
     assert!(runs.contains("ops-dash@example.com"), "run list missing the run: {dom}");
     // The front page's usage today and this month: the one run's tokens (every kind).
@@ -470,6 +475,7 @@ async fn the_dashboard_shows_a_run_and_its_transcript_in_chromium() {
         .map(|c| std::str::from_utf8(c).unwrap())
         .collect::<Vec<_>>()
         .join(",");
+    let dom = dump_dom(&format!("{}/", server.base)).await;
     let status = dom.split("id=\"status\"").nth(1).unwrap().split("</div></div>").next().unwrap();
     for label in ["tokens today", "tokens this month"] {
         assert!(

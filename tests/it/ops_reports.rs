@@ -18,7 +18,7 @@ async fn json_of(app: &TestApp, args: &[&str]) -> Value {
 }
 
 /// Enqueues runs and works them in-process until each reaches a terminal state.
-async fn work(app: &TestApp, runs: &[(&str, &str)]) {
+pub(crate) async fn work(app: &TestApp, runs: &[(&str, &str)]) {
     let queue = Queue::connect(&app.config.redis).await.unwrap();
     let new: Vec<NewRun> = runs
         .iter()

@@ -1,8 +1,10 @@
 //! What every ops request passes before a handler: its `Host` must name this server (a
 //! loopback name, an IP address, or one of `ops.hosts`), so a web page whose name was rebound
 //! to 127.0.0.1 cannot read it (DNS rebinding: the browser sends the attacker's name); the
-//! bearer token where one is configured; and the security headers every response carries
-//! (a Content-Security-Policy without inline script, no framing, no sniffing, no referrer).
+//! bearer token where one is configured; an action (a POST) must come from no page or from
+//! this server's own page (`Origin` absent or this server's origin), so that another site's
+//! form or script cannot act (CSRF); and the security headers every response carries (a
+//! Content-Security-Policy without inline script, no framing, no sniffing, no referrer).
 //! This module must not read run data.
 
 use std::net::IpAddr;
@@ -59,6 +61,32 @@ pub(super) fn host_allowed(host: &str, names: &[String]) -> bool {
         || name == "localhost"
         || name.ends_with(".localhost")
         || names.iter().any(|allowed| allowed == name)
+}
+
+/// Refuses with 403 a request whose `Origin` names another site than this server (the scheme
+/// and the `Host` it was sent to). No `Origin` passes: a browser sends one with every POST, and
+/// a client that sends none (curl, a script) is no browser page acting for a visitor.
+pub(super) async fn same_origin(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let origin = headers.get(header::ORIGIN).map(|value| value.to_str().unwrap_or("?"));
+    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok());
+    let allowed = origin_allowed(origin, host.or_else(|| request.uri().host()));
+    if allowed {
+        next.run(request).await
+    } else {
+        ApiError::Forbidden("cross-origin request refused: Origin is not this server".to_owned())
+            .into_response()
+    }
+}
+
+/// Whether `origin` (an `Origin` header) is absent or `http(s)://<host>`, `host` being the
+/// request's `Host` (name and port). `null` (a sandboxed or file page) is another origin.
+fn origin_allowed(origin: Option<&str>, host: Option<&str>) -> bool {
+    let Some(origin) = origin else { return true };
+    let Some(host) = host else { return false };
+    let origin = origin.trim().to_ascii_lowercase();
+    let site = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+    site.is_some_and(|site| site == host.trim().to_ascii_lowercase())
 }
 
 /// Adds the security headers to every response.
@@ -135,6 +163,26 @@ mod tests {
         {
             assert!(!host_allowed(host, &names), "{host}");
         }
+    }
+
+    #[test]
+    fn only_an_absent_origin_or_this_servers_own_passes() {
+        let host = Some("127.0.0.1:9187");
+        assert!(origin_allowed(None, host));
+        assert!(origin_allowed(Some("http://127.0.0.1:9187"), host));
+        assert!(origin_allowed(Some("HTTPS://127.0.0.1:9187"), host));
+        for origin in [
+            "http://evil.example",
+            "http://127.0.0.1:9188",
+            "http://127.0.0.1",
+            "null",
+            "",
+            "ftp://127.0.0.1:9187",
+            "http://127.0.0.1:9187.evil.example",
+        ] {
+            assert!(!origin_allowed(Some(origin), host), "{origin}");
+        }
+        assert!(!origin_allowed(Some("http://127.0.0.1:9187"), None));
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The JSON API under `/api/*` (status, runs, one run, its transcript, notices), each the
-//! same report the CLI prints with `--json`, redacted the same way; and the JSON error every
-//! endpoint answers with. Reads only: it must not change run state.
+//! The JSON API's reads under `/api/*` (status, runs, one run, its transcript, notices), each
+//! the same report the CLI prints with `--json`, redacted the same way; and the JSON error
+//! every endpoint answers with. Reads only: the actions are `act.rs`.
 
 use std::collections::HashMap;
 
@@ -141,6 +141,8 @@ pub(super) async fn notices(
 pub(super) enum ApiError {
     BadRequest(String),
     Unauthorized,
+    /// A cross-origin action.
+    Forbidden(String),
     NotFound(String),
     /// Redis failed; logged here, not shown (its text may name hosts).
     Unavailable,
@@ -159,6 +161,7 @@ impl IntoResponse for ApiError {
         let (code, message) = match self {
             Self::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized".to_owned()),
+            Self::Forbidden(message) => (StatusCode::FORBIDDEN, message),
             Self::NotFound(message) => (StatusCode::NOT_FOUND, message),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "redis unavailable".to_owned()),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned()),
