@@ -125,16 +125,10 @@ pub(super) fn render_status(status: &report::Status, out: &mut impl Write) -> st
         .workers
         .iter()
         .map(|w| {
-            let field = |name: &str| {
-                w.heartbeat
-                    .get(name)
-                    .map(|v| v.to_string().trim_matches('"').to_owned())
-                    .unwrap_or_default()
-            };
             let expires = w.lease_expires_at_ms.map_or("-".to_owned(), |at| {
                 format!("{:+.1}s", (at - status.at_ms) as f64 / 1000.0)
             });
-            vec![w.id.clone(), field("in_flight"), expires]
+            vec![w.id.clone(), w.in_flight.to_string(), expires]
         })
         .collect();
     table(out, &style, &["WORKER", "IN FLIGHT", "LEASE"], &rows)?;

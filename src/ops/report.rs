@@ -3,6 +3,7 @@
 //!
 //! Reads only. It must not change run state and must not render (that is `cli` and `http`).
 
+mod depths;
 mod notices;
 mod run_detail;
 mod tokens;
@@ -20,6 +21,7 @@ use crate::keys::Keys;
 use crate::outcome::RunState;
 use crate::records::{RecordsError, now_ms};
 
+pub(crate) use self::depths::depths;
 pub use self::notices::{Notice, notices};
 pub use self::run_detail::{PhaseSpan, RunDetail, render_line, run};
 pub use self::tokens::{Spend, UsageBy, UsageRow, usage};
@@ -44,6 +46,8 @@ pub struct QueueDepths {
     pub rejected: u64,
     /// Intake payloads not yet moved.
     pub intake: u64,
+    /// Runs each worker holds now (its processing lists), by worker id.
+    pub by_worker: BTreeMap<String, u64>,
 }
 
 /// One worker's heartbeat.
@@ -55,6 +59,9 @@ pub struct WorkerInfo {
     pub heartbeat: Value,
     /// When its lease expires (unix ms); past means it is presumed dead.
     pub lease_expires_at_ms: Option<i64>,
+    /// Runs it holds now, read from its processing lists (its heartbeat's `in_flight` is as
+    /// old as the heartbeat).
+    pub in_flight: u64,
 }
 
 /// A run, as listed.
@@ -143,6 +150,10 @@ pub async fn status(
     let workers = workers(conn, keys).await?;
     let worker_ids: Vec<&str> = workers.iter().map(|worker| worker.id.as_str()).collect();
     let queue = depths(conn, keys, &worker_ids).await?;
+    let mut workers = workers;
+    for worker in &mut workers {
+        worker.in_flight = queue.by_worker.get(&worker.id).copied().unwrap_or(0);
+    }
     let runs_last_hour = counts_since(conn, keys, now - HOUR_MS).await?;
     let runs_last_day = counts_since(conn, keys, now - DAY_MS).await?;
     let notices_open: u64 = redis::cmd("ZCARD").arg(keys.notice_index()).query_async(conn).await?;
@@ -214,40 +225,13 @@ async fn workers(conn: &mut RedisConn, keys: &Keys) -> Result<Vec<WorkerInfo>, R
         .into_iter()
         .map(|(id, beat)| WorkerInfo {
             lease_expires_at_ms: leases.get(&id).copied(),
+            in_flight: 0,
             heartbeat: serde_json::from_str(&beat).unwrap_or(Value::String(beat)),
             id,
         })
         .collect();
     workers.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(workers)
-}
-
-/// The queue's depths, summed over its shards: two round trips, the worker ids given.
-pub(crate) async fn depths(
-    conn: &mut RedisConn,
-    keys: &Keys,
-    worker_ids: &[&str],
-) -> Result<QueueDepths, redis::RedisError> {
-    let mut pipe = redis::pipe();
-    pipe.cmd("LLEN").arg(keys.rejected()).cmd("LLEN").arg(keys.intake());
-    for shard in keys.each_shard() {
-        pipe.cmd("LLEN").arg(shard.ready()).cmd("ZCARD").arg(shard.delayed());
-        pipe.cmd("LLEN").arg(shard.dead());
-        for worker in worker_ids {
-            pipe.cmd("LLEN").arg(shard.processing(worker));
-        }
-    }
-    let counts: Vec<u64> = pipe.query_async(conn).await?;
-    let at = |i: usize| counts.get(i).copied().unwrap_or(0);
-    let mut depths = QueueDepths { rejected: at(0), intake: at(1), ..QueueDepths::default() };
-    for shard in counts.get(2..).unwrap_or_default().chunks(3 + worker_ids.len()) {
-        let at = |i: usize| shard.get(i).copied().unwrap_or(0);
-        depths.pending += at(0);
-        depths.scheduled += at(1);
-        depths.dead += at(2);
-        depths.running += shard.iter().skip(3).sum::<u64>();
-    }
-    Ok(depths)
 }
 
 async fn counts_since(

@@ -252,3 +252,32 @@ async fn cancelling_a_running_run_stops_it_at_the_next_heartbeat() {
     shutdown.cancel();
     worker.await.unwrap().unwrap();
 }
+
+/// `status` shows the runs a worker holds as they are now (its processing lists), not as its
+/// last heartbeat said: before, a worker that had just taken runs showed 0 for a heartbeat.
+#[tokio::test]
+async fn status_shows_the_runs_in_flight_at_once() {
+    let redis = crate::common::TestRedis::new().await;
+    let mut config = crate::common::worker::config(&redis);
+    // No heartbeat in the test's window: only a live read can see the runs.
+    config.worker.heartbeat = Duration::from_secs(60);
+    config.worker.lease = Duration::from_secs(180);
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let worker = crate::common::worker::spawn(&config, crate::common::worker::gated(&gate));
+    let ids = crate::common::worker::enqueue_n(&config, "inflight", 3).await;
+    let conn = config.redis.connect(Default::default()).await.unwrap();
+    let keys = config.redis.keys();
+    let status = poll_until("three runs held", Duration::from_secs(20), || {
+        let (mut conn, keys, config) = (conn.clone(), keys.clone(), config.clone());
+        async move {
+            let status = agentcron::ops::report::status(&mut conn, &keys, &config).await.unwrap();
+            if status.queue.running == 3 { Ok(status) } else { Err(format!("{:?}", status.queue)) }
+        }
+    })
+    .await;
+    assert_eq!(status.workers.len(), 1, "{:?}", status.workers);
+    assert_eq!(status.workers[0].in_flight, 3, "{:?}", status.workers[0]);
+    assert_eq!(status.workers[0].heartbeat["in_flight"], 0, "the heartbeat is older");
+    gate.add_permits(ids.len());
+    worker.stop().await;
+}
