@@ -7,6 +7,7 @@ mod depths;
 mod notices;
 mod run_detail;
 mod tokens;
+mod typed;
 mod topology;
 
 use std::collections::{BTreeMap, HashMap};

@@ -18,7 +18,8 @@ pub struct Notice {
     pub user: UserId,
     /// The connection.
     pub connection: String,
-    /// Every field of the notice hash.
+    /// Every field of the notice hash (in JSON with their types: `report::typed`).
+    #[serde(serialize_with = "super::typed::serialize")]
     pub fields: BTreeMap<String, String>,
 }
 

@@ -14,7 +14,8 @@ use crate::records::{self, Phase, RecordsError};
 /// One run with its phase timeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunDetail {
-    /// Every field of the record.
+    /// Every field of the record (in JSON with their types: `report::typed`).
+    #[serde(serialize_with = "super::typed::serialize")]
     pub record: BTreeMap<String, String>,
     /// Phases reached, in order, with when each started and how long it took (until the next
     /// phase or the end).
