@@ -7,8 +7,8 @@ mod depths;
 mod notices;
 mod run_detail;
 mod tokens;
-mod typed;
 mod topology;
+mod typed;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -42,7 +42,8 @@ pub(crate) fn typed(fields: &BTreeMap<String, String>) -> Map<String, Value> {
 }
 
 fn value(name: &str, text: &str) -> Value {
-    let whole = COUNTS.contains(&name) || name.starts_with("tokens_") || name.ends_with("_attempts");
+    let whole =
+        COUNTS.contains(&name) || name.starts_with("tokens_") || name.ends_with("_attempts");
     if whole && let Ok(n) = text.parse::<u64>() {
         return Value::from(n);
     }
