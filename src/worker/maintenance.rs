@@ -228,7 +228,8 @@ pub(super) async fn reaper(
         match queue.reap(&me.current(), lease).await {
             Ok((n_runs, n_items, n_workers)) => {
                 queue.health().ok();
-                if n_workers > 0 {
+                // A reaped worker stays listed (lease 0) until a pass finds nothing of it left.
+                if n_runs + n_items > 0 {
                     metrics::orphans_recovered(n_runs);
                     tracing::info!(
                         message = "Recovered the runs of workers whose lease expired.",

@@ -6,7 +6,11 @@
 -- Nothing is reaped while a stall's grace lasts, and a worker never reaps itself: it is alive,
 -- and its heartbeat renews its lease as soon as Redis answers it.
 -- A reaped lease is first set to 0, so that its worker, if alive, learns on its next heartbeat
--- that it lost its runs; it is removed once both lists are empty.
+-- that it lost its runs; it is removed at a later pass that finds both lists empty and moves
+-- nothing. Not at once: a worker frozen (SIGSTOP, a paused VM) while its fetch was blocked in
+-- `BLMOVE` on the ready list still has that command waiting in Redis, which is served first
+-- when this script puts the runs back, and takes one into the frozen worker's list again; a
+-- lease kept at 0 lets the next pass take it back (a removed one left it there for ever).
 -- Returns {runs moved, intake items moved, workers reaped}.
 local now = now_ms()
 if stall_grace(KEYS[3], now, tonumber(ARGV[6]), tonumber(ARGV[7])) then return {0, 0, 0} end
@@ -25,16 +29,20 @@ for _, worker in ipairs(expired) do
     redis.call('HDEL', KEYS[5], worker)
     intake = ARGV[2] .. worker
   end
+  local moved = 0
   -- RIGHT to RIGHT: orphans go to the head of the queue, oldest first.
   for _ = 1, limit do
     if not redis.call('LMOVE', processing, KEYS[2], 'RIGHT', 'RIGHT') then break end
     runs = runs + 1
+    moved = moved + 1
   end
   for _ = 1, intake and limit or 0 do
     if not redis.call('LMOVE', intake, KEYS[4], 'RIGHT', 'RIGHT') then break end
     items = items + 1
+    moved = moved + 1
   end
-  if redis.call('LLEN', processing) == 0 and (not intake or redis.call('LLEN', intake) == 0) then
+  if moved == 0 and redis.call('LLEN', processing) == 0
+    and (not intake or redis.call('LLEN', intake) == 0) then
     redis.call('ZREM', KEYS[1], worker)
   end
 end
