@@ -73,6 +73,17 @@ pub async fn add_to_day(
     Ok(())
 }
 
+/// The days of `today`'s month up to it, oldest first, as the per-day aggregates name them.
+pub fn month_so_far(today: chrono::NaiveDate) -> Vec<String> {
+    use chrono::Datelike;
+    let first = today.with_day(1).unwrap_or(today);
+    first
+        .iter_days()
+        .take_while(|day| *day <= today)
+        .map(|day| day.format("%Y-%m-%d").to_string())
+        .collect()
+}
+
 /// The token kinds a day's aggregate counts per group, all of which a budget counts.
 pub const TOKEN_KINDS: [&str; 4] = ["input", "output", "cache_write", "cache_read"];
 

@@ -12,7 +12,7 @@
 //! This module decides nothing about retries and writes no run state: the outcome table and
 //! the queue record the skip.
 
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::Utc;
 
 use super::connections::notify;
 use super::{Context, Run, RunError};
@@ -79,7 +79,7 @@ async fn standing(
     if let Some(name) = run.schedule.as_ref().filter(|_| schedule.iter().any(Option::is_some)) {
         groups.push(format!("schedule:{name}"));
     }
-    let days = month_so_far(Utc::now().date_naive());
+    let days = tally::month_so_far(Utc::now().date_naive());
     let used = tally::day_tokens(conn, &ctx.keys, &days, &groups).await?;
     let today = |group: usize| used.last().and_then(|row| row.get(group)).copied().unwrap_or(0);
     let month = |group: usize| used.iter().filter_map(|row| row.get(group)).sum::<u64>();
@@ -94,17 +94,6 @@ async fn standing(
         .filter_map(|(limit, allowed, used)| Some(Spent { limit, allowed: allowed?, used }))
         .collect();
     Ok((spent, noticed.is_some()))
-}
-
-/// The days of `today`'s month up to it, oldest first, as the aggregates name them.
-fn month_so_far(today: NaiveDate) -> Vec<String> {
-    today
-        .with_day(1)
-        .map(|first| first.iter_days().take_while(|day| *day <= today))
-        .into_iter()
-        .flatten()
-        .map(|day| day.format("%Y-%m-%d").to_string())
-        .collect()
 }
 
 /// Whether `run` may start: `Some` with the first budget it would go over (the user's notice
@@ -174,7 +163,8 @@ mod tests {
 
     #[test]
     fn the_month_so_far_runs_from_its_first_day() {
-        let day = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
+        use tally::month_so_far;
+        let day = |text: &str| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
         assert_eq!(month_so_far(day("2026-12-03")), ["2026-12-01", "2026-12-02", "2026-12-03"]);
         assert_eq!(month_so_far(day("2026-02-01")), ["2026-02-01"]);
         assert_eq!(month_so_far(day("2024-02-29")).len(), 29);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::RedisConn;
-use chrono::{Datelike, NaiveDate, TimeDelta};
+use chrono::{NaiveDate, TimeDelta};
 use serde::Serialize;
 
 use crate::keys::Keys;
@@ -84,12 +84,7 @@ pub(super) async fn spend(
 ) -> Result<Spend, RecordsError> {
     const KINDS: [&str; 6] =
         ["runs", "input", "output", "cache_write", "cache_read", "cost_micro_usd"];
-    let first = today.with_day(1).unwrap_or(today);
-    let days: Vec<String> = first
-        .iter_days()
-        .take_while(|day| *day <= today)
-        .map(|day| day.format("%Y-%m-%d").to_string())
-        .collect();
+    let days = crate::records::tally::month_so_far(today);
     let mut pipe = redis::pipe();
     for day in &days {
         let cmd = pipe.cmd("HMGET").arg(keys.tokens_day(day));
