@@ -79,18 +79,16 @@ pub(super) async fn run(
     Ok(ExitCode::from(if healthy { exit::OK } else { exit::FAILURE }))
 }
 
+/// Connects as every report does ([`super::setup::redis`], with `--timeout` as the connect
+/// timeout) and asks for a `PING` within it.
 async fn redis(config: &Config, timeout: Duration) -> Result<(), String> {
-    let manager = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
-        .set_number_of_retries(0);
-    let ping = async {
-        let mut conn = config.redis.connect(manager).await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(|e| e.to_string())
-    };
-    match tokio::time::timeout(timeout, ping).await {
+    let mut config = config.clone();
+    config.redis.connect_timeout = timeout;
+    let mut conn = super::setup::redis(&config).await.map_err(|e| e.to_string())?;
+    let ping = redis::cmd("PING");
+    match tokio::time::timeout(timeout, ping.query_async::<String>(&mut conn)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(error),
+        Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err(format!("no answer within {}", humantime::format_duration(timeout))),
     }
 }
