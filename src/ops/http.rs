@@ -5,8 +5,10 @@
 //!
 //! Every request must name this server in its `Host` and every response carries the security
 //! headers (`guard.rs`); connections are capped and timed (`listen.rs`). With `ops.token` set,
-//! every route but the probes and the static files needs `Authorization: Bearer <token>`
-//! (`/metrics` too, unless `ops.open_metrics`); an action also needs no foreign `Origin`.
+//! every route but the probes, the style and the sign-in needs `Authorization: Bearer <token>`
+//! or the session cookie the dashboard's sign-in sets (`signin.rs`; `/metrics` too, unless
+//! `ops.open_metrics`), and the dashboard's page shows the sign-in form until then; an action
+//! and the sign-in also need no foreign `Origin`.
 //! Report data comes from [`crate::ops::report`] and [`crate::records::transcript`], metric
 //! names from [`crate::telemetry::metrics`]; run state changes only through the queue's
 //! operator commands ([`crate::queue::Queue::requeue`], `cancel`, `retry`).
@@ -16,6 +18,7 @@ mod charts;
 mod guard;
 mod json_api;
 mod listen;
+mod signin;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -198,10 +201,10 @@ pub async fn serve_scheduler(
     Ok(())
 }
 
-/// Every route of the worker's server. The probes and the static files are open: a probe has
-/// no token (an orchestrator's HTTP probe cannot read one from a secret), they say only whether
-/// Redis answers and the configuration is complete, and the files hold no data (the page asks
-/// for the token and sends it with each request).
+/// Every route of the worker's server. The probes are open: an orchestrator's HTTP probe
+/// cannot read a token from a secret, and they say only whether Redis answers and the
+/// configuration is complete. So is the style, which the sign-in page uses and which holds no
+/// data.
 fn router(state: OpsState) -> Router {
     let data = Router::new()
         .route("/api/status", get(status))
@@ -219,11 +222,19 @@ fn router(state: OpsState) -> Router {
         .route("/api/notices/{user}/{connection}/link", post(act::notice_link).get(act::post_only))
         .route_layer(middleware::from_fn(guard::same_origin))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard::require_token));
-    Router::new()
-        .route("/", get(|| async { Html(DASHBOARD) }))
+    let dashboard = Router::new()
+        .route("/", get(dashboard_page))
         .route("/dashboard.js", get(|| async { asset("text/javascript", DASHBOARD_JS) }))
         .route("/charts.js", get(|| async { asset("text/javascript", CHARTS_JS) }))
+        .route_layer(middleware::from_fn_with_state(state.clone(), signin::require_sign_in));
+    let sign_in = Router::new()
+        .route("/signin", post(signin::sign_in))
+        .route("/signout", post(signin::sign_out))
+        .route_layer(middleware::from_fn(guard::same_origin));
+    Router::new()
         .route("/dashboard.css", get(|| async { asset("text/css", DASHBOARD_CSS) }))
+        .merge(dashboard)
+        .merge(sign_in)
         .merge(data)
         .merge(acts)
         .merge(common(&state))
@@ -251,6 +262,13 @@ fn common(state: &OpsState) -> Router<OpsState> {
         metrics = metrics.route_layer(guard);
     }
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).merge(metrics)
+}
+
+/// The dashboard's page; with a token set, with a button to sign out.
+async fn dashboard_page(State(state): State<OpsState>) -> Html<String> {
+    let sign_out = r#"<form id="signout" method="post" action="/signout"><button type="submit">Sign out</button></form>"#;
+    let button = if state.config.ops.token.is_some() { sign_out } else { "" };
+    Html(DASHBOARD.replace("<!-- sign-out -->", button))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -309,10 +309,15 @@ async fn the_dashboard_acts_in_chromium_and_every_view_is_screenshotted() {
     let browser = Browser::start(profile.path()).await;
     let dir = artefacts();
 
-    // With a token set, the page asks for it once; every request then carries it.
+    // With a token set, the server shows its sign-in page; the session cookie it sets is
+    // beyond the page's script, and every request then carries it.
     browser.goto(&format!("{}/?view=runs", server.base)).await;
     browser.type_into("#token", TOKEN).await;
+    browser.screenshot(&dir.join("dashboard-signin.png")).await;
     browser.click("#login button[type=\"submit\"]").await;
+    browser.find("#view-overview").await;
+    assert_eq!(browser.script("return document.cookie").await, "");
+    browser.goto(&format!("{}/?view=runs", server.base)).await;
     // The runs list: the dead run's requeue button, clicked.
     browser.find("#runs tr[data-run=\"r-click-ok\"]").await;
     // Human times, the exact time on hover.
@@ -373,8 +378,13 @@ async fn the_dashboard_acts_in_chromium_and_every_view_is_screenshotted() {
     browser.goto(&format!("{}/?view=charts", server.base)).await;
     browser.find("#chart-24h svg rect").await;
     browser.screenshot(&dir.join("dashboard-charts.png")).await;
+    // Signing out ends the session: the sign-in page again, at any URL.
+    browser.click("#signout button").await;
+    browser.find("#login input[name=\"token\"]").await;
+    browser.goto(&format!("{}/?view=runs", server.base)).await;
+    browser.find("#login input[name=\"token\"]").await;
     browser.stop().await;
-    for view in ["runs", "run", "notices", "overview", "charts"] {
+    for view in ["signin", "runs", "run", "notices", "overview", "charts"] {
         let png = dir.join(format!("dashboard-{view}.png"));
         assert!(std::fs::metadata(&png).unwrap().len() > 1000, "{}", png.display());
     }

@@ -1,5 +1,7 @@
 //! What keeps the ops servers safe and small: a `Host` that is not this server's is refused
 //! (DNS rebinding), with or without the token; every response carries the security headers;
+//! the dashboard needs the token, and its sign-in sets an `HttpOnly`, `SameSite=Strict` cookie
+//! that is not the token;
 //! connections are capped, so the worker's file descriptors stay for its runs, and a slowloris
 //! client is cut off; the scheduler serves its own probes and metrics; `agentcron health`
 //! says whether Redis and the process on this host are well, within its timeout.
@@ -61,10 +63,115 @@ async fn a_rebound_host_is_refused_and_every_response_has_the_security_headers()
             assert_eq!(header("referrer-policy").as_deref(), Some("no-referrer"), "{path}");
         }
     }
-    let page = get_as(&format!("{}/", server.base), "127.0.0.1", None).await.text().await.unwrap();
+    let page = get_as(&format!("{}/", server.base), "127.0.0.1", Some(token)).await;
+    let page = page.text().await.unwrap();
     assert!(!page.contains("<script>") && !page.contains("<style>"), "{page}");
     assert!(page.contains("<script src=\"/dashboard.js\">"), "{page}");
     server.stop().await;
+}
+
+/// A POST of the sign-in form to `base`, from `origin`; redirects are not followed.
+async fn sign_in(base: &str, token: &str, origin: &str) -> reqwest::Response {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let form = [("token", token)];
+    client.post(format!("{base}/signin")).header("origin", origin).form(&form).send().await.unwrap()
+}
+
+/// A GET of `base` + `path` with `cookie` (`name=value`) and no bearer.
+async fn get_with_cookie(base: &str, path: &str, cookie: &str) -> (StatusCode, String) {
+    let response =
+        client().get(format!("{base}{path}")).header("cookie", cookie).send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_dashboard_needs_the_token_and_a_sign_in_sets_an_http_only_strict_cookie() {
+    let app = spawn_app().await;
+    let mut config = ops_config(&app);
+    let token = "SECRET-ops-signin-token-5c1d";
+    config.ops.token = Some(token.to_owned().into());
+    let server = Server::start(config).await;
+    let base = server.base.clone();
+    // Without the token: the sign-in page at `/`, nothing of the dashboard's code or data.
+    for path in ["/", "/?view=runs", "/dashboard.js", "/charts.js"] {
+        let response = client().get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains("action=\"/signin\""), "{path}: {page}");
+        assert!(!page.contains("dashboard.js") && !page.contains("<script"), "{path}: {page}");
+    }
+    // The style is open: the sign-in page uses it.
+    assert_eq!(get_with_cookie(&base, "/dashboard.css", "").await.0, StatusCode::OK);
+
+    // A wrong token, or the right one from another site's page, sets nothing.
+    let wrong = sign_in(&base, "SECRET-ops-signin-token-5c1e", &base).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    assert!(wrong.text().await.unwrap().contains("not this server's ops token"));
+    for origin in ["http://evil.example", "null"] {
+        let foreign = sign_in(&base, token, origin).await;
+        assert_eq!(foreign.status(), StatusCode::FORBIDDEN, "{origin}");
+        assert!(foreign.headers().get("set-cookie").is_none());
+    }
+
+    // The right token: a cookie the page's script cannot read and no other site sends, that
+    // is not the token.
+    let signed = sign_in(&base, token, &base).await;
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(signed.headers()["location"], "/");
+    let set = signed.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(set.contains(attribute), "{attribute} missing: {set}");
+    }
+    assert!(!set.contains(token) && !set.contains("Secure"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let (status, page) = get_with_cookie(&base, "/", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<script src=\"/dashboard.js\">") && page.contains("/signout"));
+    for path in ["/dashboard.js", "/charts.js", "/api/runs", "/api/status", "/metrics"] {
+        let (status, body) = get_with_cookie(&base, path, &cookie).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    // Behind a proxy that terminates TLS the cookie is Secure.
+    let client =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let behind_tls = client
+        .post(format!("{base}/signin"))
+        .header("x-forwarded-proto", "https")
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert!(behind_tls.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
+
+    // A forged or stretched cookie is refused.
+    let (name, value) = cookie.split_once('=').unwrap();
+    let (_, tag) = value.split_once('.').unwrap();
+    let stretched = format!("{name}=99999999999.{tag}");
+    let forged = format!("{name}=99999999999.AAAA");
+    for bad in [stretched, forged, format!("{name}={token}")] {
+        assert_eq!(get_with_cookie(&base, "/api/runs", &bad).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(get_with_cookie(&base, "/", &bad).await.0, StatusCode::UNAUTHORIZED);
+    }
+    // Signing out clears it.
+    let out = client.post(format!("{base}/signout")).send().await.unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert!(out.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    server.stop().await;
+
+    // A server with another token does not take the cookie.
+    let mut config = ops_config(&app);
+    config.ops.token = Some("SECRET-ops-signin-token-other".to_owned().into());
+    let other = Server::start(config).await;
+    assert_eq!(
+        get_with_cookie(&other.base, "/api/runs", &cookie).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    other.stop().await;
 }
 
 /// The open descriptors of process `pid`.

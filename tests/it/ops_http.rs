@@ -408,10 +408,13 @@ async fn a_token_guards_everything_but_liveness_and_non_loopback_needs_one() {
     // The probes are open: an orchestrator's probe has no token.
     assert_eq!(get(&format!("{}/healthz", server.base), None).await.0, StatusCode::OK);
     assert_eq!(get(&format!("{}/readyz", server.base), None).await.0, StatusCode::OK);
-    // The page itself holds no data; it asks for the token.
+    // The dashboard too: without the token, its sign-in page; with it, the dashboard.
     let (status, page) = get(&format!("{}/", server.base), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(page.contains("Ops token") && !page.contains("dashboard.js"), "{page}");
+    let (status, page) = get(&format!("{}/", server.base), Some(token)).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("Ops token"));
+    assert!(page.contains("dashboard.js"), "{page}");
     server.stop().await;
 }
 

@@ -1,7 +1,6 @@
 // The dashboard's script (see index.html). Every value from the server is set as text
 // (textContent, attributes), never parsed as HTML.
 "use strict";
-const TOKEN_KEY = "agentcron.ops.token";
 const REFRESH_MS = 5000;
 const CHARTS_EVERY = 6; // Charts are redrawn every sixth refresh (30 s).
 const STATES = ["queued", "running", "succeeded", "needs_auth", "failed", "dead", "cancelled", "skipped"];
@@ -12,14 +11,12 @@ const ACTIONS = {
   retry: ["failed"],
 };
 
-/** Thrown when the server wants a token; the login form is shown instead of an error. */
+/** Thrown when the session has ended (expired, signed out, the token changed). */
 class Unauthorized extends Error {}
 
 async function api(path, method) {
-  const headers = { Accept: "application/json" };
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) headers.Authorization = "Bearer " + token;
-  const response = await fetch(path, { method: method || "GET", headers });
+  // Same-origin requests carry the session cookie by themselves.
+  const response = await fetch(path, { method: method || "GET", headers: { Accept: "application/json" } });
   if (response.status === 401) throw new Unauthorized();
   const body = await response.json();
   if (!response.ok) throw new Error(body.error || path + ": " + response.status);
@@ -312,7 +309,6 @@ async function load() {
     else if (view === "runs") showRuns(await api(runsQuery()));
     else if (view === "notices") showNotices(await api("/api/notices"));
     else if (view === "charts" && nRefreshes % CHARTS_EVERY === 0) drawCharts(await api("/api/charts"));
-    document.getElementById("login").hidden = true;
     document.getElementById("refreshed").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.loaded = "true";
   } catch (error) {
@@ -322,10 +318,9 @@ async function load() {
   for (const node of document.querySelectorAll("time[data-ms]")) node.textContent = ago(Number(node.dataset.ms));
 }
 
+/** The server shows its sign-in page at `/` to a browser whose session has ended. */
 function signIn() {
-  sessionStorage.removeItem(TOKEN_KEY);
-  document.getElementById("login").hidden = false;
-  document.getElementById("error").textContent = "This dashboard needs the ops token.";
+  location.assign("/");
 }
 
 function start() {
@@ -342,11 +337,6 @@ function start() {
   filters.addEventListener("submit", (event) => { event.preventDefault(); show("runs"); });
   filters.addEventListener("reset", () => setTimeout(() => show("runs"), 0));
   select.addEventListener("change", () => show("runs"));
-  document.getElementById("login").addEventListener("submit", (event) => {
-    event.preventDefault();
-    sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value);
-    refresh();
-  });
   setInterval(() => { nRefreshes += 1; refresh(); }, REFRESH_MS);
   const wanted = params.get("view");
   show(["runs", "notices", "charts"].includes(wanted) ? wanted : params.get("state") ? "runs" : "overview",

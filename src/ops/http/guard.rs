@@ -1,16 +1,16 @@
 //! What every ops request passes before a handler: its `Host` must name this server (a
 //! loopback name, an IP address, or one of `ops.hosts`), so a web page whose name was rebound
 //! to 127.0.0.1 cannot read it (DNS rebinding: the browser sends the attacker's name); the
-//! bearer token where one is configured; an action (a POST) must come from no page or from
-//! this server's own page (`Origin` absent or this server's origin), so that another site's
-//! form or script cannot act (CSRF); and the security headers every response carries (a
-//! Content-Security-Policy without inline script, no framing, no sniffing, no referrer).
-//! This module must not read run data.
+//! bearer token or the dashboard's session cookie (`signin.rs`) where a token is configured;
+//! an action (a POST) must come from no page or from this server's own page (`Origin` absent
+//! or this server's origin), so that another site's form or script cannot act (CSRF); and the
+//! security headers every response carries (a Content-Security-Policy without inline script,
+//! no framing, no sniffing, no referrer). This module must not read run data.
 
 use std::net::IpAddr;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
@@ -65,12 +65,18 @@ pub(super) fn host_allowed(host: &str, names: &[String]) -> bool {
 
 /// Refuses with 403 a request whose `Origin` names another site than this server (the scheme
 /// and the `Host` it was sent to). No `Origin` passes: a browser sends one with every POST, and
-/// a client that sends none (curl, a script) is no browser page acting for a visitor.
+/// a client that sends none (curl, a script) is no browser page acting for a visitor. `null`
+/// passes only with `Sec-Fetch-Site: same-origin`.
 pub(super) async fn same_origin(request: Request, next: Next) -> Response {
     let headers = request.headers();
     let origin = headers.get(header::ORIGIN).map(|value| value.to_str().unwrap_or("?"));
     let host = headers.get(header::HOST).and_then(|value| value.to_str().ok());
-    let allowed = origin_allowed(origin, host.or_else(|| request.uri().host()));
+    // A form posted from a page served with `Referrer-Policy: no-referrer` (ours) carries
+    // `Origin: null`; the browser's own `Sec-Fetch-Site`, which no page can set, says where
+    // it came from.
+    let fetch_site = headers.get("sec-fetch-site").and_then(|value| value.to_str().ok());
+    let allowed = origin_allowed(origin, host.or_else(|| request.uri().host()))
+        || (origin == Some("null") && fetch_site == Some("same-origin"));
     if allowed {
         next.run(request).await
     } else {
@@ -106,23 +112,27 @@ pub(super) async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// Lets a request through when no token is configured or it carries the token.
+/// Lets a request through when no token is configured or it carries the token (a bearer
+/// header, or the dashboard's session cookie).
 pub(super) async fn require_token(
     State(state): State<OpsState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(token) = &state.config.ops.token else { return next.run(request).await };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(bearer);
-    if given.is_some_and(|given| token_matches(given, token)) {
-        next.run(request).await
-    } else {
-        ApiError::Unauthorized.into_response()
+    match &state.config.ops.token {
+        Some(token) if !authorized(request.headers(), token) => {
+            ApiError::Unauthorized.into_response()
+        }
+        _ => next.run(request).await,
     }
+}
+
+/// Whether `headers` carry `token` as a bearer or a live session cookie signed with it.
+pub(super) fn authorized(headers: &HeaderMap, token: &SecretString) -> bool {
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(bearer);
+    given.is_some_and(|given| token_matches(given, token))
+        || super::signin::signed_in(headers, token)
 }
 
 /// The credentials of a `Bearer` authorization (the scheme is case-insensitive).
@@ -133,7 +143,7 @@ fn bearer(value: &str) -> Option<&str> {
 
 /// Compares in time independent of where the first difference is (the length may leak; the
 /// content does not).
-fn token_matches(given: &str, token: &SecretString) -> bool {
+pub(super) fn token_matches(given: &str, token: &SecretString) -> bool {
     let (given, token) = (given.as_bytes(), token.expose_secret().as_bytes());
     given.len() == token.len()
         && given.iter().zip(token).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0

@@ -112,6 +112,11 @@ impl Browser {
         value.as_str().unwrap_or_default().to_owned()
     }
 
+    /// What `script` (a function body) returns in the page.
+    pub(crate) async fn script(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": []})).await
+    }
+
     /// A PNG of the viewport, written to `path`.
     pub(crate) async fn screenshot(&self, path: &Path) {
         let data = self.get("/screenshot").await;
