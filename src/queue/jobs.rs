@@ -1,5 +1,6 @@
-//! The job lifecycle on Redis, one script call per step: take (fetch), finish, promote due
-//! retries, heartbeat, reap the runs of dead workers, and release everything at shutdown.
+//! The job lifecycle on Redis, one script call per step: take (fetch), promote due retries,
+//! heartbeat, reap the runs of dead workers, and release everything at shutdown; recording
+//! ends is `finish.rs`.
 //!
 //! Owns the meaning of each step for the run record's `state`. It must not decide outcomes:
 //! the worker passes a [`Disposition`] the outcome table (`crate::outcome`) already decided.
@@ -9,10 +10,10 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 
-use super::{LIST_CAP, Outbox, Owner, PROMOTE_BATCH, Queue, QueueError, Result, script};
+use super::{LIST_CAP, Owner, PROMOTE_BATCH, Queue, QueueError, Result, script};
 use crate::config::RedisConn;
 use crate::ids::RunId;
-use crate::outcome::{Disposition, RunState};
+use crate::outcome::RunState;
 
 /// Runs handed back per list and per reaper call; a processing list is bounded by the worker's
 /// concurrency plus one fetch batch, so this empties it in one call in practice.
@@ -44,21 +45,35 @@ pub(crate) struct Job {
     /// handed to the handler, which then need not read it again. Taken by the first layer
     /// that needs it, so that copies of the job kept for its end do not hold it.
     pub(crate) record: Option<std::collections::HashMap<String, String>>,
+    /// What the finish needs of the record as the start read it, so that it need not read it
+    /// again.
+    pub(crate) start: StartRead,
 }
 
-/// What the finish script found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Finished {
-    /// Recorded.
-    Recorded,
-    /// Recorded, though the run's entry in the processing list was gone (an operator's `DEL`,
-    /// eviction, a restore): the record still named this worker, so nobody else had started
-    /// the run.
-    RecordedWithoutEntry,
-    /// An earlier try of this finish had recorded it; its reply was lost.
-    AlreadyRecorded,
-    /// Another worker took the run over (this one lost its lease); nothing was written.
-    TakenOver,
+/// The fields of the run record the end of an attempt writes with its event and index move.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StartRead {
+    /// `created_at_ms` (the state indexes' score).
+    pub(crate) created_at_ms: String,
+    /// The run's user and schedule (empty for none), for the lifecycle event.
+    pub(crate) user: String,
+    pub(crate) schedule: String,
+    /// The record carries an earlier attempt's error, which a success clears.
+    pub(crate) had_error: bool,
+}
+
+impl StartRead {
+    fn of(record: &std::collections::HashMap<String, String>) -> Self {
+        let field = |name: &str| record.get(name).cloned().unwrap_or_default();
+        Self {
+            created_at_ms: field("created_at_ms"),
+            user: field("user"),
+            schedule: field("schedule"),
+            had_error: ["last_error", "error_class", "next_attempt_at_ms"]
+                .iter()
+                .any(|name| record.contains_key(*name)),
+        }
+    }
 }
 
 /// What a fetch got.
@@ -128,46 +143,6 @@ impl Queue {
             .arg(max)
             .arg(LIST_CAP)
             .arg(keys.events_cap());
-    }
-
-    /// Records how an attempt ended, with the run webhook's message in `outbox` when it is
-    /// sent for the state recorded; see [`Finished`] for what was found.
-    pub(crate) async fn finish(
-        &self,
-        job: &Job,
-        disposition: &Disposition,
-        outbox: &Outbox,
-    ) -> Result<Finished> {
-        let keys = &self.keys.for_run(&job.run_id);
-        let (error, class, delay_ms) = finish_args(disposition);
-        let mut invocation = script::FINISH.prepare_invoke();
-        invocation
-            .key(keys.processing(&job.owner.id))
-            .key(keys.run(&job.run_id))
-            .key(keys.ready())
-            .key(keys.delayed())
-            .key(keys.dead())
-            .key(keys.leases())
-            .key(keys.events())
-            .key(keys.webhook_outbox())
-            .arg(&job.run_id)
-            .arg(disposition.as_str())
-            .arg(keys.runs_by_state_prefix())
-            .arg(error)
-            .arg(class)
-            .arg(delay_ms.to_string())
-            .arg(LIST_CAP)
-            .arg(&*job.owner.id)
-            .arg(keys.events_cap())
-            .arg(&outbox.states)
-            .arg(outbox.claim_ms);
-        let reply: i64 = invocation.invoke_async(&mut self.connection()).await?;
-        Ok(match reply {
-            1 => Finished::Recorded,
-            2 => Finished::RecordedWithoutEntry,
-            3 => Finished::AlreadyRecorded,
-            _ => Finished::TakenOver,
-        })
     }
 
     /// Moves due runs from each shard's delayed set to its ready list, [`PROMOTE_BATCH`] per
@@ -339,20 +314,9 @@ fn parse_started(value: redis::Value, owner: &Owner) -> Result<Fetched> {
             previous: RunState::parse(&previous),
             owner: owner.clone(),
             cancel: owner.token.child_token(),
+            start: StartRead::of(&record),
             record: Some(record),
         })
         .collect();
     Ok(Fetched::Jobs(jobs))
-}
-
-/// The finish script's error, class and delay arguments for `disposition`.
-fn finish_args(disposition: &Disposition) -> (&str, &'static str, u128) {
-    match disposition {
-        Disposition::Retry { error, class, after } => (error, class.as_str(), after.as_millis()),
-        Disposition::Dead { error, class } => (error, class.as_str(), 0),
-        Disposition::Defer { after } => ("", "", after.as_millis()),
-        // The class argument carries the reason, the error argument its detail.
-        Disposition::Skipped { reason, detail } => (detail, reason, 0),
-        _ => ("", "", 0),
-    }
 }

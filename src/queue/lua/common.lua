@@ -22,6 +22,32 @@ local function index_move(state_prefix, rec, id, from, to, created)
   redis.call('ZADD', state_prefix .. to, created, id)
 end
 
+-- Index moves gathered over a batch of runs and made at its end, one ZREM per state left and
+-- one ZADD per state entered, instead of two commands per run (`defer_move`, `apply_moves`).
+-- All removals come before all additions, as in `index_move`.
+local function new_moves()
+  return {from = {}, to = {}}
+end
+
+local function defer_move(moves, id, from, to, created)
+  if from then
+    moves.from[from] = moves.from[from] or {}
+    table.insert(moves.from[from], id)
+  end
+  moves.to[to] = moves.to[to] or {}
+  table.insert(moves.to[to], created or '0')
+  table.insert(moves.to[to], id)
+end
+
+local function apply_moves(state_prefix, moves)
+  for from, ids in pairs(moves.from) do
+    redis.call('ZREM', state_prefix .. from, unpack(ids))
+  end
+  for to, scored in pairs(moves.to) do
+    redis.call('ZADD', state_prefix .. to, unpack(scored))
+  end
+end
+
 -- A Redis that stops serving (DEBUG SLEEP, a slow fork, a failover, a full memory refusing
 -- writes) stops every worker from renewing its lease, and when it serves again those leases
 -- look expired although their workers are alive. The heartbeat and the reaper note in `clock`

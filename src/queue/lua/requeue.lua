@@ -16,8 +16,9 @@ end
 redis.call('ZREM', KEYS[3], id)
 local now = int(now_ms())
 redis.call('HSET', rec, 'state', 'queued', 'attempts', 0, 'requeued_at_ms', now)
+-- `wake_requested` too: an attempt that ended without reading its record leaves it.
 redis.call('HDEL', rec, 'ended_at_ms', 'next_attempt_at_ms', 'cancel_requested_at_ms',
-  'skip_reason', 'skip_detail')
+  'skip_reason', 'skip_detail', 'wake_requested')
 index_move(ARGV[2], rec, id, state, 'queued')
 redis.call('LPUSH', KEYS[2], id)
 emit(KEYS[4], ARGV[5], 'requeued', id, found[2], found[3], 'queued', 0, now)

@@ -8,7 +8,8 @@ local function lease_live(worker, now)
   return score and tonumber(score) > now
 end
 
-local function start(id, now)
+-- The run's move to the `running` index goes into `moves` (common.lua), made by the caller.
+local function start(id, now, moves)
   local rec = ARGV[3] .. id
   -- One read for everything: the decision's fields, and the record the handler needs, which
   -- goes back with the run so that the worker need not read it again.
@@ -48,9 +49,10 @@ local function start(id, now)
   end
   -- The fence: one more at every start, so that an attempt taken over while its worker was
   -- frozen finds, at its next side effect, that it is no longer the run's current attempt.
-  local fence = redis.call('HINCRBY', rec, 'fence', 1)
+  -- Counted from the read above (the script is atomic), in the one write of the start.
+  local fence = (tonumber(f.fence) or 0) + 1
   redis.call('HSET', rec, 'state', 'running', 'worker', ARGV[1], 'started_at_ms', int(now),
-    'attempts', int(attempts))
+    'attempts', int(attempts), 'fence', int(fence))
   if f.next_attempt_at_ms then
     redis.call('HDEL', rec, 'next_attempt_at_ms')
   end
@@ -58,7 +60,7 @@ local function start(id, now)
   if f.abandoned_at_ms then
     redis.call('HDEL', rec, 'abandoned_at_ms')
   end
-  index_move(ARGV[4], rec, id, state, 'running', created)
+  defer_move(moves, id, state, 'running', created)
   emit(KEYS[5], ARGV[7], 'started', id, f.user, f.schedule, 'running', attempts, int(now))
   -- A run the sweep returned (its last attempt never ended) is a takeover like a reaped one.
   local previous = f.abandoned_at_ms and 'running' or state

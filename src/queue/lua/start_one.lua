@@ -8,6 +8,8 @@ if lost(now) then
   redis.call('RPUSH', KEYS[1], ARGV[8])
   return -1
 end
-local started = start(ARGV[8], now)
+local moves = new_moves()
+local started = start(ARGV[8], now, moves)
+apply_moves(ARGV[4], moves)
 if started then return {started} end
 return {}
