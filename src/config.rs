@@ -198,6 +198,11 @@ pub struct WorkerConfig {
     /// A job whose worker misses heartbeats this long is taken over. Defaults to 30 s.
     #[serde(serialize_with = "ser::duration")]
     pub lease: Duration,
+    /// How long an attempt's end waits for others to be recorded with it in one Redis call.
+    /// Defaults to 0: ends are recorded together only when they are ready together (while the
+    /// previous call runs), so no end waits for a timer.
+    #[serde(serialize_with = "ser::duration")]
+    pub finish_linger: Duration,
 }
 
 /// `[scalekit]`: the Virtual MCP server and its connections.

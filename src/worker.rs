@@ -13,6 +13,7 @@
 //! dropped. Finally the heartbeat stops and everything this worker still holds goes back to the
 //! queue with its attempt refunded: recoverable, not failed.
 
+mod acks;
 mod cancels;
 mod intake_mover;
 mod maintenance;
@@ -246,7 +247,10 @@ async fn execute<H: Handler>(
     if let Some(hooks) = &hooks {
         tokio::spawn(Arc::clone(hooks).sweep(worker.heartbeat, shutdown.clone()));
     }
-    let finisher = Finisher::new(queue.clone(), config, (in_flight, runs), hooks.clone());
+    let outbox = hooks.as_ref().map(|hooks| hooks.outbox()).unwrap_or_default();
+    let (acks, acking) =
+        acks::Acks::spawn(queue.clone(), outbox, worker.finish_linger, worker.concurrency);
+    let finisher = Finisher::new(acks, config, (in_flight, runs), hooks.clone());
     let apalis_worker = WorkerBuilder::new(lease.current().id.to_string())
         .backend(backend)
         .concurrency(worker.concurrency)
@@ -267,6 +271,14 @@ async fn execute<H: Handler>(
         res = &mut running => res,
         () = shutdown.cancelled() => drain(&mut running, worker.shutdown_grace, root).await,
     };
+    // The last ends are recorded before the caller releases what this worker holds (the
+    // task ends when the worker's layers, which hold its handles, are gone).
+    drop(running);
+    if tokio::time::timeout(CANCEL_SLACK, acking).await.is_err() {
+        tracing::warn!(
+            message = "Ends of runs were still being recorded at shutdown; the reaper recovers their runs."
+        );
+    }
     if let Some(hooks) = hooks {
         hooks.drain(worker.shutdown_grace).await;
     }

@@ -99,8 +99,8 @@ mod tests {
             shown,
             [
                 "jobs.toml:4: `worker.lease`: invalid type: expected a string, found integer 5",
-                "jobs.toml:3: `worker.colour`: unknown key; expected one of concurrency, heartbeat, \
-                 lease, max_attempts, run_timeout, shutdown_grace",
+                "jobs.toml:3: `worker.colour`: unknown key; expected one of concurrency, \
+                 finish_linger, heartbeat, lease, max_attempts, run_timeout, shutdown_grace",
             ]
         );
         assert_eq!(layers.raw.worker.concurrency, Some(3));

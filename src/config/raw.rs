@@ -74,6 +74,7 @@ pub(crate) struct RawWorker {
     pub(crate) shutdown_grace: Option<String>,
     pub(crate) heartbeat: Option<String>,
     pub(crate) lease: Option<String>,
+    pub(crate) finish_linger: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -232,6 +233,7 @@ impl RawConfig {
                 shutdown_grace: r.string("worker.shutdown_grace"),
                 heartbeat: r.string("worker.heartbeat"),
                 lease: r.string("worker.lease"),
+                finish_linger: r.string("worker.finish_linger"),
             },
             scalekit: RawScalekit::read(r),
             anthropic: RawAnthropic::read(r),

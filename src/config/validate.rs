@@ -108,6 +108,12 @@ fn worker(check: &mut Checker<'_>, raw: &RawConfig) -> WorkerConfig {
             Duration::from_millis(100)..=MINUTE,
         ),
         lease: check.duration("worker.lease", w.lease.as_deref(), 30 * SECOND, SECOND..=HOUR),
+        finish_linger: check.duration(
+            "worker.finish_linger",
+            w.finish_linger.as_deref(),
+            Duration::ZERO,
+            Duration::ZERO..=MINUTE,
+        ),
     };
     worker_cross_checks(check, &worker);
     worker

@@ -18,6 +18,7 @@ use apalis_core::error::{AbortError, BoxDynError};
 use apalis_core::layers::{Layer, Service};
 use apalis_core::task::Task;
 
+use super::acks::Acks;
 use super::cancels::InFlight;
 use super::webhooks::Webhooks;
 use super::{Handler, JobContext};
@@ -25,7 +26,7 @@ use crate::backoff::RetryPolicy;
 use crate::config::Config;
 use crate::ids::UserId;
 use crate::outcome::{Attempt, Disposition, ErrorClass, Outcome, RunState, decide};
-use crate::queue::{Backoff, Finished, Job, Outbox, Queue};
+use crate::queue::{Finished, Job};
 use crate::telemetry::metrics;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -98,37 +99,34 @@ fn timed_out(outcome: Outcome, run_timeout: Duration) -> Outcome {
     }
 }
 
-/// Records attempts' ends; shared by every in-flight run of one worker. Each run is in
-/// `runs` from the moment apalis hands it over until its end is recorded: an operator's
-/// cancel request reaches its token there, and the reconciler does not mistake a run whose
-/// end is still being written for one nobody executes.
+/// Records attempts' ends (through the group commit, `acks.rs`); shared by every in-flight run
+/// of one worker. Each run is in `runs` from the moment apalis hands it over until its end is
+/// recorded: an operator's cancel request reaches its token there, and the reconciler does not
+/// mistake a run whose end is still being written for one nobody executes.
 #[derive(Debug)]
 pub(super) struct Finisher {
-    queue: Queue,
+    acks: Acks,
     max_attempts: u32,
     policy: RetryPolicy,
     in_flight: Arc<AtomicUsize>,
     runs: InFlight,
     /// The run webhook, when configured: told of each recorded end.
     webhooks: Option<Arc<Webhooks>>,
-    /// Where the finish script puts the webhook's messages (nothing without a webhook).
-    outbox: Outbox,
 }
 
 impl Finisher {
     pub(super) fn new(
-        queue: Queue,
+        acks: Acks,
         config: &Config,
         (in_flight, runs): (Arc<AtomicUsize>, InFlight),
         webhooks: Option<Arc<Webhooks>>,
     ) -> Self {
         let policy = RetryPolicy::from(&config.retry);
         let max_attempts = config.worker.max_attempts;
-        let outbox = webhooks.as_ref().map(|hooks| hooks.outbox()).unwrap_or_default();
-        Self { queue, max_attempts, policy, in_flight, runs, webhooks, outbox }
+        Self { acks, max_attempts, policy, in_flight, runs, webhooks }
     }
 
-    /// Decides and records the end of `job`'s attempt, retrying Redis until it succeeds: an
+    /// Decides and records the end of `job`'s attempt. Redis is retried until it takes it: an
     /// attempt's end must not be lost to an outage (the run keeps its concurrency slot
     /// meanwhile, which is the backpressure we want).
     async fn finish(&self, job: Job, res: Result<Outcome, BoxDynError>) {
@@ -136,17 +134,7 @@ impl Finisher {
         let stopped = job.owner.token.is_cancelled();
         let attempt = Attempt { number: job.attempt, max: self.max_attempts, stopped };
         let disposition = decide(outcome, attempt, &self.policy);
-        let mut backoff = Backoff::default();
-        let finished = loop {
-            match self.queue.finish(&job, &disposition, &self.outbox).await {
-                Ok(finished) => break finished,
-                Err(error) => {
-                    self.queue.health().failed("finish", &error);
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-            }
-        };
-        self.queue.health().ok();
+        let finished = self.acks.record(&job, &disposition).await;
         let n_in_flight = self.in_flight.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
         metrics::jobs_in_flight(n_in_flight);
         let label = if finished == Finished::TakenOver { "lost" } else { disposition.as_str() };
