@@ -26,7 +26,7 @@ JSON="${JSON:-0}"
 for arg in "$@"; do
   case "$arg" in
     --json) JSON=1 ;;
-    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
   esac
 done
