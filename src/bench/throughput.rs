@@ -72,6 +72,12 @@ pub struct QueueReport {
     pub redis_commands_per_job: f64,
     /// Redis commands per second with this benchmark idle (other clients, `INFO` itself).
     pub idle_redis_commands_per_sec: f64,
+    /// CPU (user + system, all threads) this process used while processing the backlog, ms:
+    /// the worker, plus the benchmark's own progress polling (one `ZCARD` per shard per 10 ms).
+    pub worker_cpu_ms: f64,
+    /// CPU (user + system) the Redis server used while processing the backlog, ms (`INFO cpu`;
+    /// every client's work counts, see the idle rate).
+    pub redis_cpu_ms: f64,
     /// Peak RSS of this process (worker and producer), MB.
     pub peak_rss_mb: f64,
     /// Raw Redis speed measured in this process just before.
@@ -183,9 +189,13 @@ async fn measure(opts: &QueueOptions, scratch: &Scratch) -> Result<QueueReport> 
     });
     let backlog = opts.jobs + n_one;
     let commands_before = stats::redis_commands(&mut conn).await?;
+    let redis_cpu_before = stats::redis_cpu_seconds(&mut conn).await?;
+    let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     wait_succeeded(&queue, backlog, "processing the backlog").await?;
     let process_elapsed = started.elapsed();
+    let worker_cpu_ms = (process_cpu_seconds() - cpu_before).max(0.0) * 1000.0;
+    let redis_cpu_ms = (stats::redis_cpu_seconds(&mut conn).await? - redis_cpu_before) * 1000.0;
     let commands = stats::redis_commands(&mut conn).await?.saturating_sub(commands_before);
     let process_jobs_per_sec = per_sec(backlog, process_elapsed);
 
@@ -232,6 +242,8 @@ async fn measure(opts: &QueueOptions, scratch: &Scratch) -> Result<QueueReport> 
         intake_jobs_per_sec: intake_jobs_per_sec.map(round1),
         redis_commands_per_job: round2(commands as f64 / backlog as f64),
         idle_redis_commands_per_sec: round1(idle),
+        worker_cpu_ms: round1(worker_cpu_ms),
+        redis_cpu_ms: round1(redis_cpu_ms.max(0.0)),
         peak_rss_mb: round1(stats::peak_rss_mb()),
         ratios: QueueRatios {
             enqueue_vs_lpush_pipelined: ratio(
@@ -291,6 +303,35 @@ async fn wait_succeeded(queue: &Queue, n: usize, what: &str) -> Result<()> {
     }
 }
 
+/// CPU seconds (user + system) this process has used, all its threads, live and exited: fields
+/// 14 and 15 of `/proc/self/stat`, in clock ticks (`AT_CLKTCK` of `/proc/self/auxv`, else the
+/// kernel's fixed 100). 0 off Linux.
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // The command name (field 2) may hold spaces and parentheses: count after its last ')'.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
+    let ticks: u64 =
+        rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
+    ticks as f64 / clock_ticks_per_second()
+}
+
+/// `AT_CLKTCK` (17) from this process's auxiliary vector: `sysconf(_SC_CLK_TCK)` without libc.
+fn clock_ticks_per_second() -> f64 {
+    const AT_CLKTCK: u64 = 17;
+    const WORD: usize = std::mem::size_of::<usize>();
+    let auxv = std::fs::read("/proc/self/auxv").unwrap_or_default();
+    let word = |chunk: &[u8]| -> u64 {
+        let mut bytes = [0_u8; WORD];
+        bytes.copy_from_slice(chunk);
+        usize::from_ne_bytes(bytes) as u64
+    };
+    auxv.chunks_exact(2 * WORD)
+        .find(|pair| word(&pair[..WORD]) == AT_CLKTCK)
+        .map(|pair| word(&pair[WORD..]))
+        .filter(|&hz| hz > 0)
+        .map_or(100.0, |hz| hz as f64)
+}
+
 fn bench_user(i: usize) -> String {
     format!("bench-{i}@example.com")
 }
@@ -298,4 +339,31 @@ fn bench_user(i: usize) -> String {
 fn bench_run(run_id: String, i: usize) -> NewRun {
     let (run_id, user) = (RunId::trusted(run_id), UserId::trusted(bench_user(i)));
     NewRun { run_id, user, schedule: None, prompt: None, not_before_ms: None, instructions: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_cpu_time_is_read_and_grows_with_work() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        assert!(clock_ticks_per_second() > 0.0);
+        // A fresh test process may not have used one tick (10 ms) yet: no lower bound here.
+        let before = process_cpu_seconds();
+        assert!(before >= 0.0);
+        // Spins until two ticks show up (10 s at most: a loaded machine may not schedule us).
+        let started = Instant::now();
+        let mut x = 0_u64;
+        while process_cpu_seconds() - before < 0.02 && started.elapsed() < Duration::from_secs(10) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+        }
+        let used = process_cpu_seconds() - before;
+        assert!(used >= 0.02, "{used} s of CPU after {:?} of spinning", started.elapsed());
+        assert!(used <= started.elapsed().as_secs_f64() * 4.0 + 0.05, "{used} s");
+    }
 }

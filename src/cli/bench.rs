@@ -209,6 +209,7 @@ fn queue_lines(r: &throughput::QueueReport) -> Vec<(&'static str, String)> {
             "redis commands per job",
             format!("{} (idle: {}/s)", r.redis_commands_per_job, r.idle_redis_commands_per_sec),
         ),
+        ("CPU processing, worker / redis", format!("{} / {} ms", r.worker_cpu_ms, r.redis_cpu_ms)),
         ("peak RSS", format!("{} MB", r.peak_rss_mb)),
         (
             "baseline",

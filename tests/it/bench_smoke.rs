@@ -53,6 +53,11 @@ async fn bench_queue_reports_rates_latency_and_memory() {
         ],
     );
     assert!(report["p99_ms"].as_f64() >= report["p50_ms"].as_f64());
+    // CPU over the processing phase: present and numeric (a short run may round to 0).
+    for key in ["worker_cpu_ms", "redis_cpu_ms"] {
+        let value = report[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {report}"));
+        assert!(value >= 0.0, "{key} = {value}: {report}");
+    }
     assert_positive(&report["baseline"], &["ping_per_sec", "lpush_pipelined_per_sec"]);
     assert_no_keys_left(&report).await;
 }
