@@ -60,7 +60,7 @@ use crate::config::RedisConn;
 use redis::aio::ConnectionManagerConfig;
 
 pub use self::actions::Action;
-pub(crate) use self::backend::{Backend, FetchConfig};
+pub(crate) use self::backend::{Backend, FetchConfig, Slots};
 pub use self::enqueue::{Enqueued, Instructions, NewRun};
 pub use self::eviction::{SAFE_POLICY, read_policy};
 pub(crate) use self::finish::Finished;

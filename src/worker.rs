@@ -25,7 +25,6 @@ mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use apalis::layers::WorkerBuilderExt;
@@ -178,7 +177,7 @@ pub async fn run_on<H: Handler>(
 ) -> Result<(), WorkerError> {
     let root = CancellationToken::new();
     let lease = Arc::new(Lease::new(worker_id.to_owned(), root.clone()));
-    let in_flight = Arc::new(AtomicUsize::new(0));
+    let in_flight = Arc::new(queue::Slots::default());
     let runs = cancels::InFlight::default();
     let beat = maintenance::Beat::new(config, Arc::clone(&in_flight), runs.clone());
     if !maintenance::register(&queue, &lease.current(), &beat, &shutdown).await? {
@@ -230,7 +229,7 @@ async fn execute<H: Handler>(
     config: &Config,
     handler: H,
     lease: &Arc<Lease>,
-    (in_flight, runs): (Arc<AtomicUsize>, cancels::InFlight),
+    (in_flight, runs): (Arc<queue::Slots>, cancels::InFlight),
     shutdown: &CancellationToken,
     root: &CancellationToken,
 ) -> Result<(), WorkerError> {

@@ -30,6 +30,8 @@ use crate::config::RedisConn;
 
 /// Most runs taken per fetch script call.
 const FETCH_BATCH: usize = 100;
+/// How long a busy worker waits for [`worthwhile`] free slots before it fetches for fewer.
+const FETCH_LINGER: Duration = Duration::from_millis(2);
 /// How often a fetch paused for an unrenewed lease looks again.
 const LEASE_WAIT: Duration = Duration::from_millis(100);
 
@@ -48,13 +50,62 @@ pub(crate) struct FetchConfig {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// The worker's concurrency slots in use: taken when a fetch hands runs over, freed when a
+/// run's end is recorded, which wakes a fetch waiting for room.
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    taken: AtomicUsize,
+    freed: tokio::sync::Notify,
+}
+
+impl Slots {
+    /// Slots in use now.
+    pub(crate) fn taken(&self) -> usize {
+        self.taken.load(Ordering::Acquire)
+    }
+
+    fn take(&self, n: usize) {
+        self.taken.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Frees one slot; returns the slots still in use.
+    pub(crate) fn free_one(&self) -> usize {
+        let left = self.taken.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+        self.freed.notify_one();
+        left
+    }
+
+    /// Waits until `wanted` slots of `concurrency` are free, none is taken, or `linger` has
+    /// passed; returns the free slots (at least one). A worker that is busy thus takes runs in
+    /// batches worth a script call, and an idle one at once.
+    async fn room(&self, concurrency: usize, wanted: usize, linger: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + linger;
+        loop {
+            let free = concurrency.saturating_sub(self.taken());
+            if free >= wanted || self.taken() == 0 {
+                return free.max(1);
+            }
+            if tokio::time::timeout_at(deadline, self.freed.notified()).await.is_err() {
+                return free.max(1);
+            }
+        }
+    }
+}
+
+/// The free slots a busy worker waits for before it fetches: a quarter of a full batch (or
+/// of the concurrency, when smaller). Each script call costs Redis about as much as a few
+/// runs' own commands, so batches of one or two would cost more than the runs.
+fn worthwhile(concurrency: usize) -> usize {
+    (concurrency.min(FETCH_BATCH) / 4).max(1)
+}
+
 /// The backend of one worker process. Not `Clone`: apalis owns it.
 pub(crate) struct Backend {
     queue: Queue,
     lease: Arc<Lease>,
     config: FetchConfig,
-    /// Runs taken and not yet finished; the worker's finish step decrements it.
-    in_flight: Arc<AtomicUsize>,
+    /// Runs taken and not yet finished; the worker's finish step frees them.
+    slots: Arc<Slots>,
     buffer: VecDeque<Job>,
     /// The fetch in progress. Dropping it mid-call is safe: whatever a script already moved
     /// sits in this worker's processing list, which shutdown releases and the reaper recovers.
@@ -77,7 +128,7 @@ impl std::fmt::Debug for Backend {
         f.debug_struct("Backend")
             .field("queue", &self.queue)
             .field("buffered", &self.buffer.len())
-            .field("in_flight", &self.in_flight.load(Ordering::Relaxed))
+            .field("in_flight", &self.slots.taken())
             .finish_non_exhaustive()
     }
 }
@@ -87,13 +138,13 @@ impl Backend {
         queue: Queue,
         lease: Arc<Lease>,
         config: FetchConfig,
-        in_flight: Arc<AtomicUsize>,
+        slots: Arc<Slots>,
     ) -> Self {
         Self {
             queue,
             lease,
             config,
-            in_flight,
+            slots,
             buffer: VecDeque::new(),
             fetching: None,
             blocking: Arc::default(),
@@ -101,15 +152,13 @@ impl Backend {
     }
 
     fn start_fetch(&self) -> BoxFuture<Vec<Job>> {
-        let free = self.config.concurrency.saturating_sub(self.in_flight.load(Ordering::Acquire));
-        let n = free.clamp(1, FETCH_BATCH);
-        Box::pin(next_batch(
-            self.queue.clone(),
-            Arc::clone(&self.lease),
-            self.config,
-            n,
-            Arc::clone(&self.blocking),
-        ))
+        let (queue, lease, config) = (self.queue.clone(), Arc::clone(&self.lease), self.config);
+        let (slots, blocking) = (Arc::clone(&self.slots), Arc::clone(&self.blocking));
+        Box::pin(async move {
+            let wanted = worthwhile(config.concurrency);
+            let free = slots.room(config.concurrency, wanted, FETCH_LINGER).await;
+            next_batch(queue, lease, config, free.min(FETCH_BATCH), blocking).await
+        })
     }
 }
 
@@ -240,7 +289,7 @@ impl apalis_core::backend::Backend for Backend {
             match fetching.as_mut().poll(cx) {
                 Poll::Ready(jobs) => {
                     self.fetching = None;
-                    self.in_flight.fetch_add(jobs.len(), Ordering::AcqRel);
+                    self.slots.take(jobs.len());
                     self.buffer.extend(jobs);
                 }
                 Poll::Pending => return Poll::Pending,

@@ -6,7 +6,6 @@
 //! This module must not execute runs.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
@@ -48,14 +47,18 @@ pub(super) struct Beat {
     every: Duration,
     concurrency: usize,
     started_at_ms: i64,
-    in_flight: Arc<AtomicUsize>,
+    in_flight: Arc<crate::queue::Slots>,
     /// Where the cancel requests the heartbeat takes are delivered, and whose per-user leases
     /// it renews.
     runs: InFlight,
 }
 
 impl Beat {
-    pub(super) fn new(config: &Config, in_flight: Arc<AtomicUsize>, runs: InFlight) -> Self {
+    pub(super) fn new(
+        config: &Config,
+        in_flight: Arc<crate::queue::Slots>,
+        runs: InFlight,
+    ) -> Self {
         Self {
             lease: config.worker.lease,
             every: config.worker.heartbeat,
@@ -72,7 +75,7 @@ impl Beat {
             "version": env!("CARGO_PKG_VERSION"),
             "started_at_ms": self.started_at_ms,
             "heartbeat_at_ms": crate::queue::unix_ms(SystemTime::now()),
-            "in_flight": self.in_flight.load(Ordering::Relaxed),
+            "in_flight": self.in_flight.taken(),
             "concurrency": self.concurrency,
         })
         .to_string()
@@ -192,7 +195,7 @@ async fn heartbeat(queue: Queue, lease: Arc<Lease>, beat: Beat, stop: Cancellati
                 delay = retry.next_delay().min(beat.every);
             }
         }
-        metrics::jobs_in_flight(beat.in_flight.load(Ordering::Relaxed));
+        metrics::jobs_in_flight(beat.in_flight.taken());
     }
 }
 

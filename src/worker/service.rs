@@ -10,7 +10,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -108,7 +107,7 @@ pub(super) struct Finisher {
     acks: Acks,
     max_attempts: u32,
     policy: RetryPolicy,
-    in_flight: Arc<AtomicUsize>,
+    in_flight: Arc<crate::queue::Slots>,
     runs: InFlight,
     /// The run webhook, when configured: told of each recorded end.
     webhooks: Option<Arc<Webhooks>>,
@@ -118,7 +117,7 @@ impl Finisher {
     pub(super) fn new(
         acks: Acks,
         config: &Config,
-        (in_flight, runs): (Arc<AtomicUsize>, InFlight),
+        (in_flight, runs): (Arc<crate::queue::Slots>, InFlight),
         webhooks: Option<Arc<Webhooks>>,
     ) -> Self {
         let policy = RetryPolicy::from(&config.retry);
@@ -135,7 +134,7 @@ impl Finisher {
         let attempt = Attempt { number: job.attempt, max: self.max_attempts, stopped };
         let disposition = decide(outcome, attempt, &self.policy);
         let finished = self.acks.record(&job, &disposition).await;
-        let n_in_flight = self.in_flight.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+        let n_in_flight = self.in_flight.free_one();
         metrics::jobs_in_flight(n_in_flight);
         let label = if finished == Finished::TakenOver { "lost" } else { disposition.as_str() };
         metrics::job_finished(label);

@@ -1,6 +1,8 @@
 //! Real `agentcron worker` processes against the simulator: a worker killed with SIGKILL
 //! mid-run loses nothing (another finishes the run with exactly one session and one message),
-//! and SIGTERM drains in-flight runs before the process exits 0.
+//! and SIGTERM drains in-flight runs before the process exits 0; a worker killed after a
+//! run's work was done but before its end was recorded (the end waiting for its group commit)
+//! re-runs nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,7 +12,7 @@ use serde_json::json;
 
 use crate::common::app::{TestApp, spawn_app};
 use crate::common::poll::{Text, poll_until};
-use crate::common::procs::{Worker, child_env, spawn_worker, state, wait_for};
+use crate::common::procs::{Worker, child_env, set_env, spawn_worker, state, wait_for};
 
 async fn enqueue(app: &TestApp, runs: &[(&str, &str)]) {
     app.enqueue(runs).await;
@@ -46,6 +48,54 @@ async fn a_killed_worker_loses_nothing_and_duplicates_nothing() {
     assert_eq!(sessions[0]["user_messages"], 1);
     assert_eq!(app.sim_client.calendar("kill@example.com").await.len(), 1);
     assert_eq!(app.audit().await["violations"], json!([]));
+}
+
+/// Group commit's window: the end of a run whose work is done waits in its worker for others
+/// to share one Redis call (here up to a minute: `worker.finish_linger`). A kill -9 in that
+/// window loses the end but nothing else: another worker takes the run over, its record says
+/// the turn ended (the phase record), and the redo records the end without a second session,
+/// message, calendar event or usage count.
+#[tokio::test]
+async fn a_worker_killed_between_a_runs_end_and_its_batched_record_re_runs_nothing() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env_b = child_env(&app, dir.path());
+    let mut env_a = env_b.clone();
+    set_env(&mut env_a, "AGENTCRON__WORKER__FINISH_LINGER", "60s");
+    enqueue(&app, &[("r-acked", "acked@example.com")]).await;
+    let log_a = log(&dir, "a");
+    let mut worker_a = spawn_worker(&env_a, &log_a);
+    // The handler is over once the turn's usage is on the record and the user's lease (its
+    // last act) is released; the run is still `running`, its end waiting in the worker.
+    let lock =
+        app.config.redis.keys().user_lock(&agentcron::ids::UserId::trusted("acked@example.com"));
+    poll_until("the run's work done, its end not recorded", Duration::from_secs(30), || async {
+        let record = app.record("r-acked").await;
+        let locked: bool =
+            redis::AsyncCommands::exists(&mut app.conn.clone(), &lock).await.unwrap();
+        let state = record.get("state").unwrap_or_default().to_owned();
+        if record.get("tokens_input").is_some() && !locked && state == "running" {
+            Ok(())
+        } else {
+            Err(Text(format!("{state} locked={locked} {:?}", record.get("phase"))))
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    worker_a.kill().unwrap();
+    worker_a.wait().unwrap();
+    assert_eq!(app.record("r-acked").await.get("state"), Some("running"));
+
+    let log_b = log(&dir, "b");
+    let mut worker_b = spawn_worker(&env_b, &log_b);
+    wait_for(&app, "r-acked", &log_b, |(state, _)| state.as_deref() == Some("succeeded")).await;
+    worker_b.kill().unwrap();
+    worker_b.wait().unwrap();
+    let record = app.record("r-acked").await;
+    assert_eq!(record.get("attempts"), Some("2"), "the run was redone");
+    assert_eq!(record.get("usage_counted"), Some("1"), "usage counted once");
+    assert_one_session_and_message(&app, "r-acked").await;
+    assert_eq!(app.sim_client.calendar("acked@example.com").await.len(), 1);
 }
 
 #[tokio::test]
