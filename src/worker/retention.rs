@@ -30,12 +30,16 @@ pub(super) async fn keeper(queue: Queue, config: Config, stop: CancellationToken
     let mut first = true;
     let mut policy = Some(crate::queue::SAFE_POLICY.to_owned());
     // The first pass at once: a worker started after a long stop has most to catch up on.
+    // Its measuring scan waits for the second: the figure is stored in Redis and lives
+    // across restarts, and a worker's first moments belong to the backlog that waited for it.
     while first || sleep_or_stop(config.retention.every, &stop).await {
-        first = false;
         expire_runs(&queue, config.retention.runs).await;
         watch_eviction(&queue, &mut policy).await;
         prune_transcripts(&config, &mut conn, queue.keys()).await;
         repair_transcripts(&mut conn, queue.keys()).await;
+        if std::mem::take(&mut first) {
+            continue;
+        }
         match scan.step(&mut conn, queue.keys(), MEASURE_BUDGET).await {
             Ok(Some((bytes, n_keys))) => {
                 metrics::redis_usage(bytes, n_keys);

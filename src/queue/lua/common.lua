@@ -91,10 +91,15 @@ end
 -- ever missed and none is reported that did not happen. `extra` is nil or a flat list of more
 -- fields (`phase`, `error_class`). One XADD per transition: the hot path stays cheap.
 local function emit(stream, cap, event, id, user, schedule, state, attempt, at, extra)
+  if not extra then
+    -- The common events (started, succeeded) without building a table per event.
+    redis.call('XADD', stream, 'MAXLEN', '~', cap, '*', 'event', event, 'run_id', id,
+      'user', user or '', 'schedule', schedule or '', 'state', state,
+      'attempt', tostring(attempt or 0), 'at_ms', at)
+    return
+  end
   local fields = {'event', event, 'run_id', id, 'user', user or '', 'schedule', schedule or '',
     'state', state, 'attempt', tostring(attempt or 0), 'at_ms', at}
-  if extra then
-    for _, value in ipairs(extra) do table.insert(fields, value) end
-  end
+  for _, value in ipairs(extra) do table.insert(fields, value) end
   redis.call('XADD', stream, 'MAXLEN', '~', cap, '*', unpack(fields))
 end

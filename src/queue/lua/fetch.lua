@@ -8,9 +8,9 @@ if lost(now) then return -1 end
 local ids = redis.call('RPOP', KEYS[1], tonumber(ARGV[2]))
 if not ids then return {} end
 redis.call('LPUSH', KEYS[2], unpack(ids))
-local out, moves = {}, new_moves()
+local out, moves, now_s = {}, new_moves(), int(now)
 for _, id in ipairs(ids) do
-  local started = start(id, now, moves)
+  local started = start(id, now, moves, now_s)
   if started then table.insert(out, started) end
 end
 apply_moves(ARGV[4], moves)

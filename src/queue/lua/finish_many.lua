@@ -24,10 +24,11 @@
 -- webhook is sent for that state, its message in the outbox (`queue/outbox.rs`).
 local ITEM = 10
 local now = now_ms()
+local now_s = int(now)
 local moves = new_moves()
 
 local function event(it, name, state, user, schedule, attempt, extra)
-  emit(KEYS[6], ARGV[5], name, it.id, user, schedule, state, attempt, int(now), extra)
+  emit(KEYS[6], ARGV[5], name, it.id, user, schedule, state, attempt, now_s, extra)
   if ARGV[6] ~= '' and string.find(ARGV[6], ' ' .. state .. ' ', 1, true) then
     redis.call('ZADD', KEYS[7], int(now + tonumber(ARGV[7])), state .. ':' .. it.id)
   end
@@ -42,7 +43,7 @@ local function held_terminal(it)
     redis.call('HDEL', rec, 'last_error', 'error_class', 'next_attempt_at_ms')
   end
   -- Both fields new: the record was gone (an operator's DEL); leave no stub of it.
-  if redis.call('HSET', rec, 'state', it.mode, 'ended_at_ms', int(now)) == 2 then
+  if redis.call('HSET', rec, 'state', it.mode, 'ended_at_ms', now_s) == 2 then
     redis.call('DEL', rec)
     return 1
   end
@@ -75,13 +76,13 @@ local function with_record(it, held)
       -- A run that succeeded has no error to show: an earlier attempt's stays in the log.
       redis.call('HDEL', rec, 'last_error', 'error_class', 'next_attempt_at_ms')
     end
-    redis.call('HSET', rec, 'state', mode, 'ended_at_ms', int(now))
+    redis.call('HSET', rec, 'state', mode, 'ended_at_ms', now_s)
     defer_move(moves, id, old, mode, created)
     record_event(mode, mode)
   elseif mode == 'skipped' then
     redis.call('HINCRBY', rec, 'attempts', -1)
     redis.call('HSET', rec, 'state', 'skipped', 'skip_reason', it.class, 'skip_detail', it.error,
-      'ended_at_ms', int(now))
+      'ended_at_ms', now_s)
     defer_move(moves, id, old, 'skipped', created)
     record_event('skipped', 'skipped', {'reason', it.class})
   elseif mode == 'retry' then
@@ -93,7 +94,7 @@ local function with_record(it, held)
     record_event('failed', 'failed', {'error_class', it.class})
   elseif mode == 'dead' then
     redis.call('HSET', rec, 'state', 'dead', 'last_error', it.error, 'error_class', it.class,
-      'ended_at_ms', int(now))
+      'ended_at_ms', now_s)
     push_dead(KEYS[4], tonumber(ARGV[4]), id, it.error, it.class, now)
     defer_move(moves, id, old, 'dead', created)
     record_event('dead', 'dead', {'error_class', it.class})
@@ -126,7 +127,9 @@ for at = 8, #ARGV, ITEM do
   local it = {id = ARGV[at], mode = ARGV[at + 1], error = ARGV[at + 2], class = ARGV[at + 3],
     delay = ARGV[at + 4], created = ARGV[at + 5], user = ARGV[at + 6],
     schedule = ARGV[at + 7], attempt = ARGV[at + 8], clean = ARGV[at + 9]}
-  local held = redis.call('LREM', KEYS[1], 1, it.id) > 0
+  -- From the tail: the list is pushed at the head and runs end roughly in the order they
+  -- started, so an ending run is near the tail and the scan is short.
+  local held = redis.call('LREM', KEYS[1], -1, it.id) > 0
   local code
   if held and quick[it.mode] and it.created ~= '' then
     code = held_terminal(it)

@@ -9,7 +9,8 @@ local function lease_live(worker, now)
 end
 
 -- The run's move to the `running` index goes into `moves` (common.lua), made by the caller.
-local function start(id, now, moves)
+local function start(id, now, moves, now_s)
+  now_s = now_s or int(now)
   local rec = ARGV[3] .. id
   -- One read for everything: the decision's fields, and the record the handler needs, which
   -- goes back with the run so that the worker need not read it again.
@@ -51,7 +52,7 @@ local function start(id, now, moves)
   -- frozen finds, at its next side effect, that it is no longer the run's current attempt.
   -- Counted from the read above (the script is atomic), in the one write of the start.
   local fence = (tonumber(f.fence) or 0) + 1
-  redis.call('HSET', rec, 'state', 'running', 'worker', ARGV[1], 'started_at_ms', int(now),
+  redis.call('HSET', rec, 'state', 'running', 'worker', ARGV[1], 'started_at_ms', now_s,
     'attempts', int(attempts), 'fence', int(fence))
   if f.next_attempt_at_ms then
     redis.call('HDEL', rec, 'next_attempt_at_ms')
@@ -61,7 +62,7 @@ local function start(id, now, moves)
     redis.call('HDEL', rec, 'abandoned_at_ms')
   end
   defer_move(moves, id, state, 'running', created)
-  emit(KEYS[5], ARGV[7], 'started', id, f.user, f.schedule, 'running', attempts, int(now))
+  emit(KEYS[5], ARGV[7], 'started', id, f.user, f.schedule, 'running', attempts, now_s)
   -- A run the sweep returned (its last attempt never ended) is a takeover like a reaped one.
   local previous = f.abandoned_at_ms and 'running' or state
   return {id, attempts, previous, flat, fence}
