@@ -6,7 +6,7 @@
 -- ARGV: 1 run_id, 2 state index prefix, 3 cancel set prefix, 4 cancel set lifetime (s),
 --       5 events cap
 -- A waiting run's cancel writes its `cancelled` event here; a running one's, when its worker
--- records the end (finish.lua).
+-- records the end (finish_many.lua).
 -- Returns the state found: queued/failed runs are now cancelled, running ones asked to stop,
 -- finished ones untouched.
 local rec = KEYS[1]

@@ -3,7 +3,7 @@
 -- Idempotent, and a no-op for a run that no longer waits: returns 1 when the run moved from
 -- the delayed set to the ready list; 2 when it is still in the attempt that found the user
 -- busy (its deferral is not recorded yet): marked `wake_requested`, so that the deferral
--- queues it now (`finish.lua`); 0 otherwise (promoted already, started, finished, a retry's
+-- queues it now (`finish_many.lua`); 0 otherwise (promoted already, started, finished, a retry's
 -- backoff, or gone).
 local state = redis.call('HGET', KEYS[3], 'state')
 if state == 'queued' then
