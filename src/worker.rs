@@ -247,8 +247,15 @@ async fn execute<H: Handler>(
         tokio::spawn(Arc::clone(hooks).sweep(worker.heartbeat, shutdown.clone()));
     }
     let outbox = hooks.as_ref().map(|hooks| hooks.outbox()).unwrap_or_default();
+    // Ends go over a connection of their own, so that recording them never waits behind a
+    // fetch's reply on the shared one (and the other way round); the shared one when Redis
+    // will not give another now.
+    let ack_queue = match Queue::connect(&config.redis).await {
+        Ok(own) => own.with_health(Arc::clone(queue.health())),
+        Err(_) => queue.clone(),
+    };
     let (acks, acking) =
-        acks::Acks::spawn(queue.clone(), outbox, worker.finish_linger, worker.concurrency);
+        acks::Acks::spawn(ack_queue, outbox, worker.finish_linger, worker.concurrency);
     let finisher = Finisher::new(acks, config, (in_flight, runs), hooks.clone());
     let apalis_worker = WorkerBuilder::new(lease.current().id.to_string())
         .backend(backend)
