@@ -240,8 +240,13 @@ async fn execute<H: Handler>(
         block: BLOCK,
         lease: worker.lease,
     };
-    let backend =
-        queue::Backend::new(queue.clone(), Arc::clone(lease), fetch, Arc::clone(&in_flight));
+    let (handoff, handed) = tokio::sync::mpsc::unbounded_channel();
+    let backend = queue::Backend::new(
+        queue.clone(),
+        Arc::clone(lease),
+        fetch,
+        (Arc::clone(&in_flight), handed),
+    );
     let hooks = webhooks::Webhooks::from_config(config, queue)?;
     if let Some(hooks) = &hooks {
         tokio::spawn(Arc::clone(hooks).sweep(worker.heartbeat, shutdown.clone()));
@@ -254,8 +259,19 @@ async fn execute<H: Handler>(
         Ok(own) => own.with_health(Arc::clone(queue.health())),
         Err(_) => queue.clone(),
     };
-    let (acks, acking) =
-        acks::Acks::spawn(ack_queue, outbox, worker.finish_linger, worker.concurrency);
+    let refiller = acks::Refiller {
+        lease: Arc::clone(lease),
+        max_attempts: worker.max_attempts,
+        lease_every: worker.lease,
+        stop: shutdown.clone(),
+        handoff,
+    };
+    let (acks, acking) = acks::Acks::spawn(
+        ack_queue,
+        outbox,
+        (worker.finish_linger, worker.concurrency),
+        Some(refiller),
+    );
     let finisher = Finisher::new(acks, config, (in_flight, runs), hooks.clone());
     let apalis_worker = WorkerBuilder::new(lease.current().id.to_string())
         .backend(backend)

@@ -106,6 +106,8 @@ pub(crate) struct Backend {
     config: FetchConfig,
     /// Runs taken and not yet finished; the worker's finish step frees them.
     slots: Arc<Slots>,
+    /// Runs the group commit took with a batch of ends (`worker/acks.rs`), to run next.
+    handed: tokio::sync::mpsc::UnboundedReceiver<Vec<Job>>,
     buffer: VecDeque<Job>,
     /// The fetch in progress. Dropping it mid-call is safe: whatever a script already moved
     /// sits in this worker's processing list, which shutdown releases and the reaper recovers.
@@ -138,13 +140,14 @@ impl Backend {
         queue: Queue,
         lease: Arc<Lease>,
         config: FetchConfig,
-        slots: Arc<Slots>,
+        (slots, handed): (Arc<Slots>, tokio::sync::mpsc::UnboundedReceiver<Vec<Job>>),
     ) -> Self {
         Self {
             queue,
             lease,
             config,
             slots,
+            handed,
             buffer: VecDeque::new(),
             fetching: None,
             blocking: Arc::default(),
@@ -279,6 +282,10 @@ impl apalis_core::backend::Backend for Backend {
         _: &WorkerContext,
     ) -> Poll<Option<Result<Task<Job>, QueueError>>> {
         loop {
+            while let Poll::Ready(Some(jobs)) = self.handed.poll_recv(cx) {
+                self.slots.take(jobs.len());
+                self.buffer.extend(jobs);
+            }
             if let Some(job) = self.buffer.pop_front() {
                 return Poll::Ready(Some(Ok(to_task(job))));
             }
