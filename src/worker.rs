@@ -265,6 +265,7 @@ async fn execute<H: Handler>(
         lease_every: worker.lease,
         stop: shutdown.clone(),
         handoff,
+        slots: Arc::clone(&in_flight),
     };
     let (acks, acking) = acks::Acks::spawn(
         ack_queue,

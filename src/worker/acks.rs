@@ -97,6 +97,10 @@ pub(super) struct Refiller {
     pub(super) stop: CancellationToken,
     /// The fetch loop's end of the hand-off (`queue::Backend`).
     pub(super) handoff: mpsc::UnboundedSender<Vec<Job>>,
+    /// The worker's slots: the runs handed over are counted taken before the ends that free
+    /// their slots are answered, so that the fetch loop never takes runs for the same slots
+    /// too (a run waiting in its buffer for a slot would look unexecuted to the reconciler).
+    pub(super) slots: Arc<crate::queue::Slots>,
 }
 
 impl Refiller {
@@ -177,7 +181,13 @@ async fn flush(queue: &Queue, outbox: &Outbox, batch: &mut Vec<End>, refiller: O
     // Before the answers: the slots they free are the ones these runs fill. A fetch loop
     // that is gone (shutdown) leaves them in the processing list, which the release empties.
     if let Some(refiller) = refiller.filter(|_| !ended.started.is_empty()) {
-        refiller.handoff.send(ended.started).ok();
+        refiller.slots.take(ended.started.len());
+        if let Err(mpsc::error::SendError(jobs)) = refiller.handoff.send(ended.started) {
+            // No fetch loop (shutdown): the runs stay in the processing list for the release.
+            for _ in jobs {
+                refiller.slots.free_one();
+            }
+        }
     }
     for (end, finished) in batch.drain(..).zip(ended.found) {
         // A run dropped meanwhile (shutdown gave up on it) no longer waits for its answer.
