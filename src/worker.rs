@@ -240,13 +240,8 @@ async fn execute<H: Handler>(
         block: BLOCK,
         lease: worker.lease,
     };
-    let (handoff, handed) = tokio::sync::mpsc::unbounded_channel();
-    let backend = queue::Backend::new(
-        queue.clone(),
-        Arc::clone(lease),
-        fetch,
-        (Arc::clone(&in_flight), handed),
-    );
+    let backend =
+        queue::Backend::new(queue.clone(), Arc::clone(lease), fetch, Arc::clone(&in_flight));
     let hooks = webhooks::Webhooks::from_config(config, queue)?;
     if let Some(hooks) = &hooks {
         tokio::spawn(Arc::clone(hooks).sweep(worker.heartbeat, shutdown.clone()));
@@ -259,20 +254,8 @@ async fn execute<H: Handler>(
         Ok(own) => own.with_health(Arc::clone(queue.health())),
         Err(_) => queue.clone(),
     };
-    let refiller = acks::Refiller {
-        lease: Arc::clone(lease),
-        max_attempts: worker.max_attempts,
-        lease_every: worker.lease,
-        stop: shutdown.clone(),
-        handoff,
-        slots: Arc::clone(&in_flight),
-    };
-    let (acks, acking) = acks::Acks::spawn(
-        ack_queue,
-        outbox,
-        (worker.finish_linger, worker.concurrency),
-        Some(refiller),
-    );
+    let (acks, acking) =
+        acks::Acks::spawn(ack_queue, outbox, worker.finish_linger, worker.concurrency);
     let finisher = Finisher::new(acks, config, (in_flight, runs), hooks.clone());
     let apalis_worker = WorkerBuilder::new(lease.current().id.to_string())
         .backend(backend)

@@ -64,9 +64,7 @@ impl Slots {
         self.taken.load(Ordering::Acquire)
     }
 
-    /// Counts `n` runs taken (by a fetch, or by a batch of ends before it hands them over, so
-    /// that no fetch counts their slots as free meanwhile).
-    pub(crate) fn take(&self, n: usize) {
+    fn take(&self, n: usize) {
         self.taken.fetch_add(n, Ordering::AcqRel);
     }
 
@@ -77,23 +75,18 @@ impl Slots {
         left
     }
 
-    /// Waits until `wanted` slots of `concurrency` are free, or at least one is and `linger`
-    /// has passed; returns the free slots. A worker that is busy thus takes runs in batches
-    /// worth a script call, and an idle one at once. It never takes a run for a slot that is
-    /// not free: such a run would wait in the buffer, started but unexecuted, for as long as
-    /// the runs before it take, and the reconciler would hand it back meanwhile.
+    /// Waits until `wanted` slots of `concurrency` are free, none is taken, or `linger` has
+    /// passed; returns the free slots (at least one). A worker that is busy thus takes runs in
+    /// batches worth a script call, and an idle one at once.
     async fn room(&self, concurrency: usize, wanted: usize, linger: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + linger;
         loop {
             let free = concurrency.saturating_sub(self.taken());
-            if free >= wanted.max(1) || (free > 0 && tokio::time::Instant::now() >= deadline) {
-                return free;
+            if free >= wanted || self.taken() == 0 {
+                return free.max(1);
             }
-            let freed = self.freed.notified();
-            if free == 0 {
-                freed.await;
-            } else {
-                tokio::time::timeout_at(deadline, freed).await.ok();
+            if tokio::time::timeout_at(deadline, self.freed.notified()).await.is_err() {
+                return free.max(1);
             }
         }
     }
@@ -113,8 +106,6 @@ pub(crate) struct Backend {
     config: FetchConfig,
     /// Runs taken and not yet finished; the worker's finish step frees them.
     slots: Arc<Slots>,
-    /// Runs the group commit took with a batch of ends (`worker/acks.rs`), to run next.
-    handed: tokio::sync::mpsc::UnboundedReceiver<Vec<Job>>,
     buffer: VecDeque<Job>,
     /// The fetch in progress. Dropping it mid-call is safe: whatever a script already moved
     /// sits in this worker's processing list, which shutdown releases and the reaper recovers.
@@ -147,14 +138,13 @@ impl Backend {
         queue: Queue,
         lease: Arc<Lease>,
         config: FetchConfig,
-        (slots, handed): (Arc<Slots>, tokio::sync::mpsc::UnboundedReceiver<Vec<Job>>),
+        slots: Arc<Slots>,
     ) -> Self {
         Self {
             queue,
             lease,
             config,
             slots,
-            handed,
             buffer: VecDeque::new(),
             fetching: None,
             blocking: Arc::default(),
@@ -289,10 +279,6 @@ impl apalis_core::backend::Backend for Backend {
         _: &WorkerContext,
     ) -> Poll<Option<Result<Task<Job>, QueueError>>> {
         loop {
-            // Counted as taken by the sender already.
-            while let Poll::Ready(Some(jobs)) = self.handed.poll_recv(cx) {
-                self.buffer.extend(jobs);
-            }
             if let Some(job) = self.buffer.pop_front() {
                 return Poll::Ready(Some(Ok(to_task(job))));
             }

@@ -1,6 +1,5 @@
 //! Recording how attempts ended: many ends in one script call (group commit, `finish_many.lua`),
-//! one call per shard and owner among them, which can also take the next runs into the slots
-//! the ends free. Each end is written, or found already written, or
+//! one call per shard and owner among them. Each end is written, or found already written, or
 //! found taken over, exactly as if it had been recorded alone: the script handles its ends one
 //! by one and only gathers their index moves. It must not decide outcomes: the worker passes a
 //! [`Disposition`] the outcome table (`crate::outcome`) already decided.
@@ -10,8 +9,7 @@ use std::collections::BTreeMap;
 use super::{LIST_CAP, Outbox, Queue, QueueError, Result, script};
 use crate::outcome::Disposition;
 
-use super::Owner;
-use super::jobs::{Fetched, Job, parse_started};
+use super::jobs::Job;
 
 /// Fields per end in the script's ARGV (`end_args`; `ITEM` in `finish_many.lua`).
 #[cfg(test)]
@@ -43,24 +41,6 @@ impl Finished {
     }
 }
 
-/// Runs to take with a batch of ends, into the slots they free (see [`Queue::finish_many`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Refill<'a> {
-    /// The worker's current owner: only ends of this owner free slots for it.
-    pub(crate) owner: &'a Owner,
-    /// `[worker] max_attempts`, as a fetch passes it.
-    pub(crate) max_attempts: u32,
-}
-
-/// What a batch of ends found, and the runs it took.
-#[derive(Debug, Default)]
-pub(crate) struct Ended {
-    /// Per end, in the order given.
-    pub(crate) found: Vec<Finished>,
-    /// Runs started in the slots the ends freed.
-    pub(crate) started: Vec<Job>,
-}
-
 impl Queue {
     /// Records how one attempt ended, with the run webhook's message in `outbox` when it is
     /// sent for the state recorded; see [`Finished`] for what was found.
@@ -70,48 +50,37 @@ impl Queue {
         disposition: &Disposition,
         outbox: &Outbox,
     ) -> Result<Finished> {
-        let ended = self.finish_many(&[(job, disposition)], outbox, None).await?;
-        ended
-            .found
-            .into_iter()
-            .next()
-            .ok_or_else(|| QueueError::Protocol("no finish reply".to_owned()))
+        let found = self.finish_many(&[(job, disposition)], outbox).await?;
+        found.into_iter().next().ok_or_else(|| QueueError::Protocol("no finish reply".to_owned()))
     }
 
     /// Records the ends of `ends`, in one script call per shard and owner among them (run
-    /// concurrently), and returns what was found for each, in the order given. With `refill`,
-    /// each call for its owner also takes as many ready runs of its shard as it records ends
-    /// (the slots they free), started as a fetch starts them. Safe to call again with the same
-    /// ends after an error: an end already recorded is found so (a refill's runs are then in
-    /// the owner's processing list, where the reaper or the shutdown's release finds them).
+    /// concurrently), and returns what was found for each, in the order given. Safe to call
+    /// again with the same ends after an error: an end already recorded is found so.
     pub(crate) async fn finish_many(
         &self,
         ends: &[(&Job, &Disposition)],
         outbox: &Outbox,
-        refill: Option<Refill<'_>>,
-    ) -> Result<Ended> {
+    ) -> Result<Vec<Finished>> {
         let mut groups: BTreeMap<(usize, &str), Vec<usize>> = BTreeMap::new();
         for (i, (job, _)) in ends.iter().enumerate() {
             let shard = self.keys.shard_of(&job.run_id);
             groups.entry((shard, &*job.owner.id)).or_default().push(i);
         }
         let calls = groups.into_iter().map(|((shard, owner), positions)| {
-            let take = refill.filter(|refill| *refill.owner.id == *owner);
             let mut invocation = script::FINISH_MANY.prepare_invoke();
             let keys = self.keys.shard(shard);
             invocation
-                .key(keys.ready())
                 .key(keys.processing(owner))
-                .key(keys.leases())
-                .key(keys.dead())
-                .key(keys.events())
+                .key(keys.ready())
                 .key(keys.delayed())
+                .key(keys.dead())
+                .key(keys.leases())
+                .key(keys.events())
                 .key(keys.webhook_outbox())
                 .arg(owner)
-                .arg(if take.is_some() { positions.len() } else { 0 })
                 .arg(keys.run_prefix())
                 .arg(keys.runs_by_state_prefix())
-                .arg(take.map_or(1, |take| take.max_attempts))
                 .arg(LIST_CAP)
                 .arg(keys.events_cap())
                 .arg(&outbox.states)
@@ -122,32 +91,22 @@ impl Queue {
             }
             let mut conn = self.connection();
             async move {
-                let (codes, started): (Vec<i64>, redis::Value) =
-                    invocation.invoke_async(&mut conn).await?;
+                let codes: Vec<i64> = invocation.invoke_async(&mut conn).await?;
                 if codes.len() != positions.len() {
                     let message =
                         format!("{} finish replies for {} ends", codes.len(), positions.len());
                     return Err(QueueError::Protocol(message));
                 }
-                let started = match take {
-                    Some(take) => match parse_started(started, take.owner)? {
-                        Fetched::Jobs(jobs) => jobs,
-                        // The fetch loop finds the lost lease too, and rotates it.
-                        Fetched::Lost => Vec::new(),
-                    },
-                    None => Vec::new(),
-                };
-                Ok::<_, QueueError>((positions, codes, started))
+                Ok::<_, QueueError>((positions, codes))
             }
         });
-        let mut ended = Ended { found: vec![Finished::TakenOver; ends.len()], started: Vec::new() };
-        for (positions, codes, started) in futures::future::try_join_all(calls).await? {
+        let mut found = vec![Finished::TakenOver; ends.len()];
+        for (positions, codes) in futures::future::try_join_all(calls).await? {
             for (i, code) in positions.into_iter().zip(codes) {
-                ended.found[i] = Finished::from_code(code);
+                found[i] = Finished::from_code(code);
             }
-            ended.started.extend(started);
         }
-        Ok(ended)
+        Ok(found)
     }
 }
 

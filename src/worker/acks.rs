@@ -18,17 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::outcome::Disposition;
-use std::sync::Arc;
-
-use tokio_util::sync::CancellationToken;
-
-use crate::queue::{Backoff, Finished, Job, Lease, Outbox, Owner, Queue, Refill};
+use crate::queue::{Backoff, Finished, Job, Outbox, Queue};
 
 /// Most ends in one call.
 pub(super) const MAX_BATCH: usize = 256;
-/// Most calls under way at once: with two, Redis has the next batch (and the runs it takes)
-/// while the reply to the last is on its way back.
-const MAX_FLUSHES: usize = 2;
 
 /// An end on its way, with where its answer goes.
 struct End {
@@ -55,16 +48,14 @@ pub(super) struct Acks {
 impl Acks {
     /// Starts the task; it ends once every handle is dropped and the last ends are recorded.
     /// `capacity`: the runs that can end at once (the worker's concurrency).
-    /// With `refiller`, each batch also takes as many ready runs as it records ends and hands
-    /// them to the fetch loop.
     pub(super) fn spawn(
         queue: Queue,
         outbox: Outbox,
-        (linger, capacity): (Duration, usize),
-        refiller: Option<Refiller>,
+        linger: Duration,
+        capacity: usize,
     ) -> (Self, JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        let task = tokio::spawn(run(queue.clone(), outbox.clone(), linger, receiver, refiller));
+        let task = tokio::spawn(run(queue.clone(), outbox.clone(), linger, receiver));
         (Self { sender, queue, outbox }, task)
     }
 
@@ -83,60 +74,14 @@ impl Acks {
     }
 }
 
-/// What lets a batch of ends take the next runs (as BullMQ's `moveToFinished` returns the next
-/// job): the slots the ends free are filled in the same call, which saves a busy worker a fetch
-/// call and its round trip per batch.
-#[derive(Debug)]
-pub(super) struct Refiller {
-    /// The worker's lease: runs are taken for its current owner.
-    pub(super) lease: Arc<Lease>,
-    /// `[worker] max_attempts` and `[worker] lease`, as the fetch loop has them.
-    pub(super) max_attempts: u32,
-    pub(super) lease_every: Duration,
-    /// Shutdown: no runs are taken once it is cancelled.
-    pub(super) stop: CancellationToken,
-    /// The fetch loop's end of the hand-off (`queue::Backend`).
-    pub(super) handoff: mpsc::UnboundedSender<Vec<Job>>,
-    /// The worker's slots: the runs handed over are counted taken before the ends that free
-    /// their slots are answered, so that the fetch loop never takes runs for the same slots
-    /// too (a run waiting in its buffer for a slot would look unexecuted to the reconciler).
-    pub(super) slots: Arc<crate::queue::Slots>,
-}
-
-impl Refiller {
-    /// Whether to take runs now: not while shutting down, nor while the lease is at risk (a
-    /// run taken then could be reaped before it starts).
-    fn wanted(&self, queue: &Queue) -> Option<Owner> {
-        let wanted = !self.stop.is_cancelled() && !queue.health().lease_at_risk(self.lease_every);
-        wanted.then(|| self.lease.current())
-    }
-}
-
-/// The task: gathers ends and records them, up to [`MAX_FLUSHES`] calls at once, until every
-/// handle is gone.
-async fn run(
-    queue: Queue,
-    outbox: Outbox,
-    linger: Duration,
-    mut receiver: mpsc::Receiver<End>,
-    refiller: Option<Refiller>,
-) {
-    let refiller = refiller.map(Arc::new);
-    let mut flushing = tokio::task::JoinSet::new();
-    loop {
-        while flushing.try_join_next().is_some() {}
-        while flushing.len() >= MAX_FLUSHES {
-            flushing.join_next().await;
-        }
-        let Some(first) = receiver.recv().await else { break };
-        let mut batch = Vec::with_capacity(MAX_BATCH);
+/// The task: gathers ends and records them, until every handle is gone.
+async fn run(queue: Queue, outbox: Outbox, linger: Duration, mut receiver: mpsc::Receiver<End>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = receiver.recv().await {
         batch.push(first);
         gather(&mut receiver, &mut batch, linger).await;
-        let (queue, outbox, refiller) = (queue.clone(), outbox.clone(), refiller.clone());
-        flushing
-            .spawn(async move { flush(&queue, &outbox, &mut batch, refiller.as_deref()).await });
+        flush(&queue, &outbox, &mut batch).await;
     }
-    while flushing.join_next().await.is_some() {}
 }
 
 /// Adds the ends already waiting, and with a linger those that come within it.
@@ -154,22 +99,15 @@ async fn gather(receiver: &mut mpsc::Receiver<End>, batch: &mut Vec<End>, linger
     }
 }
 
-/// Records `batch`, retrying Redis until it takes it, hands the runs it took to the fetch loop,
-/// and answers each run.
-async fn flush(queue: &Queue, outbox: &Outbox, batch: &mut Vec<End>, refiller: Option<&Refiller>) {
-    let ended = {
+/// Records `batch`, retrying Redis until it takes it, and answers each run.
+async fn flush(queue: &Queue, outbox: &Outbox, batch: &mut Vec<End>) {
+    let found = {
         let ends: Vec<(&Job, &Disposition)> =
             batch.iter().map(|end| (&end.job, &end.disposition)).collect();
         let mut backoff = Backoff::default();
         loop {
-            let owner = refiller.and_then(|refiller| refiller.wanted(queue));
-            let refill = refiller
-                .zip(owner.as_ref())
-                .map(|(refiller, owner)| Refill { owner, max_attempts: refiller.max_attempts });
-            match queue.finish_many(&ends, outbox, refill).await {
-                Ok(ended) => break ended,
-                // A try whose reply was lost may have taken runs: they sit in the processing
-                // list, where the reconciler finds them unexecuted and hands them back.
+            match queue.finish_many(&ends, outbox).await {
+                Ok(found) => break found,
                 Err(error) => {
                     queue.health().failed("finish", &error);
                     tokio::time::sleep(backoff.next_delay()).await;
@@ -178,18 +116,7 @@ async fn flush(queue: &Queue, outbox: &Outbox, batch: &mut Vec<End>, refiller: O
         }
     };
     queue.health().ok();
-    // Before the answers: the slots they free are the ones these runs fill. A fetch loop
-    // that is gone (shutdown) leaves them in the processing list, which the release empties.
-    if let Some(refiller) = refiller.filter(|_| !ended.started.is_empty()) {
-        refiller.slots.take(ended.started.len());
-        if let Err(mpsc::error::SendError(jobs)) = refiller.handoff.send(ended.started) {
-            // No fetch loop (shutdown): the runs stay in the processing list for the release.
-            for _ in jobs {
-                refiller.slots.free_one();
-            }
-        }
-    }
-    for (end, finished) in batch.drain(..).zip(ended.found) {
+    for (end, finished) in batch.drain(..).zip(found) {
         // A run dropped meanwhile (shutdown gave up on it) no longer waits for its answer.
         end.reply.send(finished).ok();
     }
