@@ -75,14 +75,14 @@ impl Slots {
         left
     }
 
-    /// Waits until `wanted` slots of `concurrency` are free, none is taken, or `linger` has
-    /// passed; returns the free slots (at least one). A worker that is busy thus takes runs in
+    /// Waits until `wanted` slots of `concurrency` are free (all are when none is taken) or
+    /// `linger` has passed; returns the free slots (at least one). A worker that is busy thus takes runs in
     /// batches worth a script call, and an idle one at once.
     async fn room(&self, concurrency: usize, wanted: usize, linger: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + linger;
         loop {
             let free = concurrency.saturating_sub(self.taken());
-            if free >= wanted || self.taken() == 0 {
+            if free >= wanted {
                 return free.max(1);
             }
             if tokio::time::timeout_at(deadline, self.freed.notified()).await.is_err() {

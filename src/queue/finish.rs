@@ -42,18 +42,6 @@ impl Finished {
 }
 
 impl Queue {
-    /// Records how one attempt ended, with the run webhook's message in `outbox` when it is
-    /// sent for the state recorded; see [`Finished`] for what was found.
-    pub(crate) async fn finish(
-        &self,
-        job: &Job,
-        disposition: &Disposition,
-        outbox: &Outbox,
-    ) -> Result<Finished> {
-        let found = self.finish_many(&[(job, disposition)], outbox).await?;
-        found.into_iter().next().ok_or_else(|| QueueError::Protocol("no finish reply".to_owned()))
-    }
-
     /// Records the ends of `ends`, in one script call per shard and owner among them (run
     /// concurrently), and returns what was found for each, in the order given. Safe to call
     /// again with the same ends after an error: an end already recorded is found so.

@@ -69,8 +69,9 @@ impl Acks {
             return finished;
         }
         // The task is gone (it panicked), perhaps after recording this end: the script then
-        // finds it recorded.
-        record_alone(&self.queue, &self.outbox, job, disposition).await
+        // finds it recorded. `finish_many` answers once per end given.
+        let found = record_until_taken(&self.queue, &self.outbox, &[(job, disposition)]).await;
+        found.into_iter().next().unwrap_or(Finished::TakenOver)
     }
 }
 
@@ -104,37 +105,27 @@ async fn flush(queue: &Queue, outbox: &Outbox, batch: &mut Vec<End>) {
     let found = {
         let ends: Vec<(&Job, &Disposition)> =
             batch.iter().map(|end| (&end.job, &end.disposition)).collect();
-        let mut backoff = Backoff::default();
-        loop {
-            match queue.finish_many(&ends, outbox).await {
-                Ok(found) => break found,
-                Err(error) => {
-                    queue.health().failed("finish", &error);
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-            }
-        }
+        record_until_taken(queue, outbox, &ends).await
     };
-    queue.health().ok();
     for (end, finished) in batch.drain(..).zip(found) {
         // A run dropped meanwhile (shutdown gave up on it) no longer waits for its answer.
         end.reply.send(finished).ok();
     }
 }
 
-/// One end in a call of its own, retried until Redis takes it.
-async fn record_alone(
+/// Records `ends` in one `finish_many`, retried with backoff until Redis takes it; what was
+/// found for each, in order.
+async fn record_until_taken(
     queue: &Queue,
     outbox: &Outbox,
-    job: &Job,
-    disposition: &Disposition,
-) -> Finished {
+    ends: &[(&Job, &Disposition)],
+) -> Vec<Finished> {
     let mut backoff = Backoff::default();
     loop {
-        match queue.finish(job, disposition, outbox).await {
-            Ok(finished) => {
+        match queue.finish_many(ends, outbox).await {
+            Ok(found) => {
                 queue.health().ok();
-                return finished;
+                return found;
             }
             Err(error) => {
                 queue.health().failed("finish", &error);
