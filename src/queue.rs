@@ -63,7 +63,7 @@ pub use self::actions::Action;
 pub(crate) use self::backend::{Backend, FetchConfig, Slots};
 pub use self::enqueue::{Enqueued, Instructions, NewRun};
 pub use self::eviction::{SAFE_POLICY, read_policy};
-pub(crate) use self::finish::Finished;
+pub(crate) use self::finish::{Ended, Finished, Refill};
 pub(crate) use self::health::Backoff;
 pub use self::health::{Health, SETTLE};
 pub use self::intake::{IntakeItem, Rejection};

@@ -204,8 +204,8 @@ pub async fn run_on<H: Handler>(
     background.spawn(retention::keeper(queue.clone(), config.clone(), shutdown.clone()));
     background.spawn(intake_mover::run(queue.clone(), Arc::clone(&lease), shutdown.clone()));
     let every = config.worker.lease / 3;
-    let reconciler =
-        reconcile::Reconciler::new(queue.clone(), Arc::clone(&lease), runs.clone(), every);
+    let tracking = (runs.clone(), Arc::clone(&in_flight));
+    let reconciler = reconcile::Reconciler::new(queue.clone(), Arc::clone(&lease), tracking, every);
     background.spawn(reconciler.run(shutdown.clone()));
 
     let tracked = (in_flight, runs);
@@ -240,8 +240,9 @@ async fn execute<H: Handler>(
         block: BLOCK,
         lease: worker.lease,
     };
-    let backend =
-        queue::Backend::new(queue.clone(), Arc::clone(lease), fetch, Arc::clone(&in_flight));
+    let (handoff, handed) = tokio::sync::mpsc::unbounded_channel();
+    let slots = (Arc::clone(&in_flight), handed);
+    let backend = queue::Backend::new(queue.clone(), Arc::clone(lease), fetch, slots);
     let hooks = webhooks::Webhooks::from_config(config, queue)?;
     if let Some(hooks) = &hooks {
         tokio::spawn(Arc::clone(hooks).sweep(worker.heartbeat, shutdown.clone()));
@@ -254,8 +255,16 @@ async fn execute<H: Handler>(
         Ok(own) => own.with_health(Arc::clone(queue.health())),
         Err(_) => queue.clone(),
     };
-    let (acks, acking) =
-        acks::Acks::spawn(ack_queue, outbox, worker.finish_linger, worker.concurrency);
+    let refiller = acks::Refiller {
+        lease: Arc::clone(lease),
+        max_attempts: worker.max_attempts,
+        lease_every: worker.lease,
+        stop: shutdown.clone(),
+        handoff,
+        slots: Arc::clone(&in_flight),
+    };
+    let sizes = (worker.finish_linger, worker.concurrency);
+    let (acks, acking) = acks::Acks::spawn(ack_queue, outbox, sizes, Some(refiller));
     let finisher = Finisher::new(acks, config, (in_flight, runs), hooks.clone());
     let apalis_worker = WorkerBuilder::new(lease.current().id.to_string())
         .backend(backend)

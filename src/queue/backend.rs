@@ -7,11 +7,11 @@
 //! batch is never larger than the runs it can start at once; a taken run waits in `buffer` for
 //! at most one poll. This module must not execute runs or record outcomes.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use super::health::Backoff;
 use super::jobs::Fetched;
 use super::{Job, Lease, Queue, QueueError};
 use crate::config::RedisConn;
+use crate::ids::RunId;
 
 /// Most runs taken per fetch script call.
 const FETCH_BATCH: usize = 100;
@@ -51,11 +52,14 @@ pub(crate) struct FetchConfig {
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The worker's concurrency slots in use: taken when a fetch hands runs over, freed when a
-/// run's end is recorded, which wakes a fetch waiting for room.
+/// run's end is recorded, which wakes a fetch waiting for room. With them, the runs taken and
+/// not yet handed to their handler: the reconciler counts them as this worker's, or it would
+/// hand back a run waiting its turn and the copy, executed later, would be a stale one.
 #[derive(Debug, Default)]
 pub(crate) struct Slots {
     taken: AtomicUsize,
     freed: tokio::sync::Notify,
+    waiting: Mutex<HashSet<RunId>>,
 }
 
 impl Slots {
@@ -64,8 +68,27 @@ impl Slots {
         self.taken.load(Ordering::Acquire)
     }
 
-    fn take(&self, n: usize) {
-        self.taken.fetch_add(n, Ordering::AcqRel);
+    /// Counts `jobs` taken, each waiting for its handler until [`Self::started`]: by a fetch,
+    /// or by a batch of ends before it hands them over (so that no fetch counts their slots as
+    /// free meanwhile).
+    pub(crate) fn take(&self, jobs: &[Job]) {
+        self.waiting().extend(jobs.iter().map(|job| job.run_id.clone()));
+        self.taken.fetch_add(jobs.len(), Ordering::AcqRel);
+    }
+
+    /// `run_id` is with its handler now (the worker tracks it as in flight from here).
+    pub(crate) fn started(&self, run_id: &RunId) {
+        self.waiting().remove(run_id);
+    }
+
+    /// Whether `run_id` was taken and waits for its handler.
+    pub(crate) fn is_waiting(&self, run_id: &RunId) -> bool {
+        self.waiting().contains(run_id)
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashSet<RunId>> {
+        // Each use is one call on the set: a panic cannot leave it half-changed.
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Frees one slot; returns the slots still in use.
@@ -75,18 +98,23 @@ impl Slots {
         left
     }
 
-    /// Waits until `wanted` slots of `concurrency` are free (all are when none is taken) or
-    /// `linger` has passed; returns the free slots (at least one). A worker that is busy thus takes runs in
-    /// batches worth a script call, and an idle one at once.
+    /// Waits until `wanted` slots of `concurrency` are free, or at least one is and `linger`
+    /// has passed; returns the free slots. A worker that is busy thus takes runs in batches
+    /// worth a script call, and an idle one at once. It never takes a run for a slot that is
+    /// not free: such a run would wait in the buffer, its user's lease unrenewed, for as long
+    /// as the runs before it take.
     async fn room(&self, concurrency: usize, wanted: usize, linger: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + linger;
         loop {
             let free = concurrency.saturating_sub(self.taken());
-            if free >= wanted {
-                return free.max(1);
+            if free >= wanted.max(1) || (free > 0 && tokio::time::Instant::now() >= deadline) {
+                return free;
             }
-            if tokio::time::timeout_at(deadline, self.freed.notified()).await.is_err() {
-                return free.max(1);
+            let freed = self.freed.notified();
+            if free == 0 {
+                freed.await;
+            } else {
+                tokio::time::timeout_at(deadline, freed).await.ok();
             }
         }
     }
@@ -106,6 +134,8 @@ pub(crate) struct Backend {
     config: FetchConfig,
     /// Runs taken and not yet finished; the worker's finish step frees them.
     slots: Arc<Slots>,
+    /// Runs a batch of ends took (`worker/acks.rs`), counted in `slots` already, to run next.
+    handed: tokio::sync::mpsc::UnboundedReceiver<Vec<Job>>,
     buffer: VecDeque<Job>,
     /// The fetch in progress. Dropping it mid-call is safe: whatever a script already moved
     /// sits in this worker's processing list, which shutdown releases and the reaper recovers.
@@ -138,13 +168,14 @@ impl Backend {
         queue: Queue,
         lease: Arc<Lease>,
         config: FetchConfig,
-        slots: Arc<Slots>,
+        (slots, handed): (Arc<Slots>, tokio::sync::mpsc::UnboundedReceiver<Vec<Job>>),
     ) -> Self {
         Self {
             queue,
             lease,
             config,
             slots,
+            handed,
             buffer: VecDeque::new(),
             fetching: None,
             blocking: Arc::default(),
@@ -279,6 +310,9 @@ impl apalis_core::backend::Backend for Backend {
         _: &WorkerContext,
     ) -> Poll<Option<Result<Task<Job>, QueueError>>> {
         loop {
+            while let Poll::Ready(Some(jobs)) = self.handed.poll_recv(cx) {
+                self.buffer.extend(jobs);
+            }
             if let Some(job) = self.buffer.pop_front() {
                 return Poll::Ready(Some(Ok(to_task(job))));
             }
@@ -289,7 +323,7 @@ impl apalis_core::backend::Backend for Backend {
             match fetching.as_mut().poll(cx) {
                 Poll::Ready(jobs) => {
                     self.fetching = None;
-                    self.slots.take(jobs.len());
+                    self.slots.take(&jobs);
                     self.buffer.extend(jobs);
                 }
                 Poll::Pending => return Poll::Pending,
@@ -305,7 +339,13 @@ impl apalis_core::backend::Backend for Backend {
         // Runs still buffered or half-fetched stay in the processing list: the worker's final
         // release step puts them back on the queue.
         self.fetching = None;
-        self.buffer.clear();
+        self.handed.close();
+        while let Ok(jobs) = self.handed.try_recv() {
+            self.buffer.extend(jobs);
+        }
+        for job in self.buffer.drain(..) {
+            self.slots.started(&job.run_id);
+        }
         Poll::Ready(Ok(()))
     }
 }

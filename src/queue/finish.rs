@@ -1,7 +1,8 @@
 //! Recording how attempts ended: many ends in one script call (group commit, `finish_many.lua`),
-//! one call per shard and owner among them. Each end is written, or found already written, or
-//! found taken over, exactly as if it had been recorded alone: the script handles its ends one
-//! by one and only gathers their index moves. It must not decide outcomes: the worker passes a
+//! one call per shard and owner among them, which can also take the next runs into the slots
+//! the ends free. Each end is written, or found already written, or found taken over, exactly
+//! as if it had been recorded alone: the script handles its ends one by one and only gathers
+//! their index moves. It must not decide outcomes: the worker passes a
 //! [`Disposition`] the outcome table (`crate::outcome`) already decided.
 
 use std::collections::BTreeMap;
@@ -9,11 +10,12 @@ use std::collections::BTreeMap;
 use super::{LIST_CAP, Outbox, Queue, QueueError, Result, script};
 use crate::outcome::Disposition;
 
-use super::jobs::Job;
+use super::Owner;
+use super::jobs::{Fetched, Job, parse_started};
 
 /// Fields per end in the script's ARGV (`end_args`; `ITEM` in `finish_many.lua`).
 #[cfg(test)]
-const ITEM_FIELDS: usize = 10;
+const ITEM_FIELDS: usize = 11;
 
 /// What the finish script found for one end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,34 +43,59 @@ impl Finished {
     }
 }
 
+/// Runs to take with a batch of ends, into the slots they free (see [`Queue::finish_many`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refill<'a> {
+    /// The worker's current owner: only ends of this owner free slots for it.
+    pub(crate) owner: &'a Owner,
+    /// `[worker] max_attempts`, as a fetch passes it.
+    pub(crate) max_attempts: u32,
+}
+
+/// What a batch of ends found, and the runs it took.
+#[derive(Debug, Default)]
+pub(crate) struct Ended {
+    /// Per end, in the order given.
+    pub(crate) found: Vec<Finished>,
+    /// Runs started in the slots the ends freed.
+    pub(crate) started: Vec<Job>,
+}
+
 impl Queue {
     /// Records the ends of `ends`, in one script call per shard and owner among them (run
-    /// concurrently), and returns what was found for each, in the order given. Safe to call
-    /// again with the same ends after an error: an end already recorded is found so.
+    /// concurrently), and returns what was found for each, in the order given. With `refill`,
+    /// each call for its owner also takes as many ready runs of its shard as it records ends
+    /// (the slots they free), started as a fetch starts them. Safe to call again with the same
+    /// ends after an error: an end already recorded is found so (a refill's runs are then in
+    /// the owner's processing list, where the reconciler or the reaper finds them).
     pub(crate) async fn finish_many(
         &self,
         ends: &[(&Job, &Disposition)],
         outbox: &Outbox,
-    ) -> Result<Vec<Finished>> {
+        refill: Option<Refill<'_>>,
+    ) -> Result<Ended> {
         let mut groups: BTreeMap<(usize, &str), Vec<usize>> = BTreeMap::new();
         for (i, (job, _)) in ends.iter().enumerate() {
             let shard = self.keys.shard_of(&job.run_id);
             groups.entry((shard, &*job.owner.id)).or_default().push(i);
         }
         let calls = groups.into_iter().map(|((shard, owner), positions)| {
+            let take = refill.filter(|refill| *refill.owner.id == *owner);
             let mut invocation = script::FINISH_MANY.prepare_invoke();
             let keys = self.keys.shard(shard);
             invocation
-                .key(keys.processing(owner))
                 .key(keys.ready())
-                .key(keys.delayed())
-                .key(keys.dead())
+                .key(keys.processing(owner))
                 .key(keys.leases())
+                .key(keys.dead())
                 .key(keys.events())
+                .key(keys.delayed())
                 .key(keys.webhook_outbox())
                 .arg(owner)
+                .arg(if take.is_some() { positions.len() } else { 0 })
                 .arg(keys.run_prefix())
                 .arg(keys.runs_by_state_prefix())
+                .arg(take.map_or(1, |take| take.max_attempts))
                 .arg(LIST_CAP)
                 .arg(keys.events_cap())
                 .arg(&outbox.states)
@@ -79,22 +106,32 @@ impl Queue {
             }
             let mut conn = self.connection();
             async move {
-                let codes: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+                let (codes, started): (Vec<i64>, redis::Value) =
+                    invocation.invoke_async(&mut conn).await?;
                 if codes.len() != positions.len() {
                     let message =
                         format!("{} finish replies for {} ends", codes.len(), positions.len());
                     return Err(QueueError::Protocol(message));
                 }
-                Ok::<_, QueueError>((positions, codes))
+                let started = match take {
+                    Some(take) => match parse_started(started, take.owner)? {
+                        Fetched::Jobs(jobs) => jobs,
+                        // The fetch loop finds the lost lease too, and rotates it.
+                        Fetched::Lost => Vec::new(),
+                    },
+                    None => Vec::new(),
+                };
+                Ok::<_, QueueError>((positions, codes, started))
             }
         });
-        let mut found = vec![Finished::TakenOver; ends.len()];
-        for (positions, codes) in futures::future::try_join_all(calls).await? {
+        let mut ended = Ended { found: vec![Finished::TakenOver; ends.len()], started: Vec::new() };
+        for (positions, codes, started) in futures::future::try_join_all(calls).await? {
             for (i, code) in positions.into_iter().zip(codes) {
-                found[i] = Finished::from_code(code);
+                ended.found[i] = Finished::from_code(code);
             }
+            ended.started.extend(started);
         }
-        Ok(found)
+        Ok(ended)
     }
 }
 
@@ -112,7 +149,8 @@ fn end_args(invocation: &mut redis::ScriptInvocation<'_>, job: &Job, disposition
         .arg(&start.user)
         .arg(&start.schedule)
         .arg(job.attempt)
-        .arg(if start.had_error { "1" } else { "0" });
+        .arg(if start.had_error { "1" } else { "0" })
+        .arg(job.fence);
 }
 
 /// The finish script's error, class and delay arguments for `disposition`.
@@ -128,22 +166,4 @@ fn finish_args(disposition: &Disposition) -> (&str, &'static str, u128) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_map_to_what_was_found() {
-        let found: Vec<Finished> = [1, 2, 3, 0].into_iter().map(Finished::from_code).collect();
-        assert_eq!(
-            found,
-            [
-                Finished::Recorded,
-                Finished::RecordedWithoutEntry,
-                Finished::AlreadyRecorded,
-                Finished::TakenOver
-            ]
-        );
-        let lua = include_str!("lua/finish_many.lua");
-        assert!(lua.contains(&format!("local ITEM = {ITEM_FIELDS}\n")), "finish_many.lua's ITEM");
-    }
-}
+mod tests;

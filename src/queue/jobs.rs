@@ -297,7 +297,7 @@ fn stall_ms(lease: Duration) -> String {
     (lease / 2).as_millis().to_string()
 }
 
-fn parse_started(value: redis::Value, owner: &Owner) -> Result<Fetched> {
+pub(super) fn parse_started(value: redis::Value, owner: &Owner) -> Result<Fetched> {
     if matches!(value, redis::Value::Int(-1)) {
         return Ok(Fetched::Lost);
     }

@@ -22,7 +22,7 @@ script!(ENQUEUE, "lua/create.lua", "lua/enqueue.lua");
 script!(ENQUEUE_MANY, "lua/create.lua", "lua/enqueue_many.lua");
 script!(FETCH, "lua/start.lua", "lua/fetch.lua");
 script!(START_ONE, "lua/start.lua", "lua/start_one.lua");
-script!(FINISH_MANY, "lua/finish_many.lua");
+script!(FINISH_MANY, "lua/start.lua", "lua/finish_many.lua");
 script!(PROMOTE, "lua/promote.lua");
 script!(HEARTBEAT, "lua/heartbeat.lua");
 script!(REAP, "lua/reap.lua");

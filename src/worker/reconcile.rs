@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::cancels::InFlight;
 use super::maintenance::sleep_or_stop;
 use crate::ids::RunId;
-use crate::queue::{Lease, Owner, Queue, QueueError};
+use crate::queue::{Lease, Owner, Queue, QueueError, Slots};
 use crate::telemetry::metrics;
 
 /// Entries read per pass; a processing list holds at most the concurrency plus one fetch.
@@ -28,12 +28,19 @@ pub(super) struct Reconciler {
     queue: Queue,
     lease: Arc<Lease>,
     runs: InFlight,
+    /// The slots, with the runs taken and waiting for their handler: not lost either.
+    slots: Arc<Slots>,
     every: Duration,
 }
 
 impl Reconciler {
-    pub(super) fn new(queue: Queue, lease: Arc<Lease>, runs: InFlight, every: Duration) -> Self {
-        Self { queue, lease, runs, every }
+    pub(super) fn new(
+        queue: Queue,
+        lease: Arc<Lease>,
+        (runs, slots): (InFlight, Arc<Slots>),
+        every: Duration,
+    ) -> Self {
+        Self { queue, lease, runs, slots, every }
     }
 
     /// Runs passes until `stop`. Redis failures are counted in the queue's health and retried
@@ -62,8 +69,10 @@ impl Reconciler {
         suspects: &mut HashSet<RunId>,
     ) -> Result<usize, QueueError> {
         let listed = self.queue.processing_ids(owner, LIST_LIMIT).await?;
-        let idle: HashSet<RunId> =
-            listed.into_iter().filter(|run_id| !self.runs.contains(run_id)).collect();
+        let idle: HashSet<RunId> = listed
+            .into_iter()
+            .filter(|run_id| !self.runs.contains(run_id) && !self.slots.is_waiting(run_id))
+            .collect();
         let confirmed: Vec<RunId> = idle.intersection(suspects).cloned().collect();
         *suspects = idle;
         if confirmed.is_empty() {

@@ -262,6 +262,8 @@ where
         let user = task.args.record.as_ref().and_then(|record| record.get("user"));
         let user = user.map(|user| UserId::trusted(user.as_str()));
         let registered = self.finisher.runs.enter(&job.run_id, user, job.cancel.clone());
+        // Only now: in between, the reconciler sees it in one of the two sets.
+        self.finisher.in_flight.started(&job.run_id);
         let running = self.inner.call(task);
         let finisher = Arc::clone(&self.finisher);
         Box::pin(async move {

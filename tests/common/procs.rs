@@ -116,6 +116,12 @@ impl Drop for Worker {
     }
 }
 
+/// Sends `signal` (`-STOP`, `-CONT`, …) to `child` with `kill`.
+pub fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap();
+    assert!(status.success(), "kill {signal} {}", child.id());
+}
+
 /// SIGKILLs `child` and reaps it.
 pub fn kill9(child: &mut Child) {
     child.kill().unwrap();

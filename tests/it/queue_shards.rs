@@ -15,7 +15,7 @@ use redis::AsyncCommands;
 use super::chaos_redis::{assert_one_session_and_message_each, runs};
 use crate::common::app::{TestApp, spawn_app_with};
 use crate::common::poll::{WithLog, poll_until};
-use crate::common::procs::{Worker, child_env, kill9, set_env, spawn_worker};
+use crate::common::procs::{Worker, child_env, kill9, set_env, signal, spawn_worker};
 use crate::common::{agentcron, agentcron_json, text};
 
 const SHARDS: usize = 3;
@@ -140,8 +140,9 @@ async fn every_producer_reaches_every_shard_and_each_run_runs_once() {
 
 /// A worker SIGKILLed while it turns intake payloads (without run ids) into runs leaves them
 /// stamped with their run ids in its intake list; the worker that takes them over creates no
-/// run twice: every user has exactly one run. Rounds of 300 payloads and a kill each go on
-/// until a kill lands between the stamp and the acknowledgement (usually the first).
+/// run twice: every user has exactly one run. Rounds of 300 payloads go on until the worker is
+/// caught holding a stamped payload: frozen (SIGSTOP) as soon as one is seen, looked at again,
+/// and killed frozen, so the kill lands between the stamp and the acknowledgement for sure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_while_it_takes_the_intake_creates_each_run_once() {
     const ROUND: usize = 300;
@@ -160,19 +161,10 @@ async fn a_worker_killed_while_it_takes_the_intake_creates_each_run_once() {
             pipe.lpush(keys.intake(), payload).ignore();
         }
         pipe.query_async::<()>(&mut conn).await.unwrap();
-        let before = over_shards(&app, "ZCARD", Keys::runs).await;
         pushed += ROUND;
         let mut worker = spawn_worker(&env, &log);
-        poll_until("the worker created runs", Duration::from_secs(60), || async {
-            over_shards(&app, "ZCARD", Keys::runs).await > before
-        })
-        .await;
+        stamped = freeze_holding_a_stamp(&app, &worker, pushed).await;
         kill9(&mut worker);
-        let killed: Vec<String> = conn.zrange(keys.leases(), 0, -1).await.unwrap();
-        for id in &killed {
-            let held: Vec<String> = conn.lrange(keys.intake_processing(id), 0, -1).await.unwrap();
-            stamped += held.iter().filter(|payload| payload.contains("run_id")).count();
-        }
         let created = over_shards(&app, "ZCARD", Keys::runs).await;
         println!("killed with {created} of {pushed} runs created, {stamped} payloads stamped");
     }
@@ -186,6 +178,42 @@ async fn a_worker_killed_while_it_takes_the_intake_creates_each_run_once() {
     }
     let left: usize = conn.llen(keys.intake()).await.unwrap();
     assert_eq!(left, 0, "the intake is drained");
+}
+
+/// Watches `worker`'s intake lists until one holds a stamped payload, then freezes the worker
+/// and counts the stamped payloads it holds frozen (a kill now leaves them); a worker frozen
+/// just after its acknowledgement is let go on. Returns 0 once `pushed` runs exist.
+async fn freeze_holding_a_stamp(app: &TestApp, worker: &Worker, pushed: usize) -> usize {
+    let (keys, conn) = (app.config.redis.keys(), app.conn.clone());
+    let stamped_now = |mut conn: agentcron::config::RedisConn| {
+        let keys = keys.clone();
+        async move {
+            let owners: Vec<String> = conn.zrange(keys.leases(), 0, -1).await.unwrap();
+            let mut stamped = 0;
+            for owner in &owners {
+                let held: Vec<String> =
+                    conn.lrange(keys.intake_processing(owner), 0, -1).await.unwrap();
+                stamped += held.iter().filter(|payload| payload.contains("run_id")).count();
+            }
+            stamped
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        if stamped_now(conn.clone()).await > 0 {
+            signal(worker, "-STOP");
+            let stamped = stamped_now(conn.clone()).await;
+            if stamped > 0 {
+                return stamped;
+            }
+            signal(worker, "-CONT");
+        }
+        if over_shards(app, "ZCARD", Keys::runs).await >= pushed {
+            return 0;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("the worker neither held a stamped payload nor created the {pushed} runs in 60 s");
 }
 
 /// The queue remembers its shard count: a command configured with another refuses to run and

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::common::app::{TestApp, spawn_app};
 use crate::common::poll::{Text, poll_until};
-use crate::common::procs::{Worker, child_env, set_env, spawn_worker, state, wait_for};
+use crate::common::procs::{Worker, child_env, set_env, signal, spawn_worker, state, wait_for};
 
 async fn enqueue(app: &TestApp, runs: &[(&str, &str)]) {
     app.enqueue(runs).await;
@@ -271,10 +271,4 @@ async fn assert_one_session_and_message(app: &TestApp, run_id: &str) {
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     assert_eq!(sessions[0]["user_messages"], 1, "one message: {sessions:?}");
     assert_eq!(app.audit().await["violations"], json!([]));
-}
-
-/// Sends `signal` (`-STOP`, `-CONT`) to `child`.
-fn signal(child: &std::process::Child, signal: &str) {
-    let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap();
-    assert!(status.success(), "kill {signal} {}", child.id());
 }
