@@ -77,7 +77,7 @@ async fn sign_in(base: &str, token: &str, origin: &str) -> reqwest::Response {
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    let form = [("token", token)];
+    let form = [("token", token), ("next", "/?view=runs&run=r-1")];
     client.post(format!("{base}/signin")).header("origin", origin).form(&form).send().await.unwrap()
 }
 
@@ -97,11 +97,15 @@ async fn the_dashboard_needs_the_token_and_a_sign_in_sets_an_http_only_strict_co
     let server = Server::start(config).await;
     let base = server.base.clone();
     // Without the token: the sign-in page at `/`, nothing of the dashboard's code or data.
-    for path in ["/", "/?view=runs", "/dashboard.js", "/charts.js"] {
+    for path in ["/", "/?view=runs&run=r-1", "/dashboard.js", "/charts.js"] {
         let response = client().get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
         let page = response.text().await.unwrap();
         assert!(page.contains("action=\"/signin\""), "{path}: {page}");
+        // Signing in goes on to the URL asked for.
+        let asked = if path.starts_with("/?") { path } else { "/" };
+        let next = format!("name=\"next\" value=\"{}\"", asked.replace('&', "&amp;"));
+        assert!(page.contains(&next), "{path}: {page}");
         assert!(!page.contains("dashboard.js") && !page.contains("<script"), "{path}: {page}");
     }
     // The style is open: the sign-in page uses it.
@@ -122,7 +126,7 @@ async fn the_dashboard_needs_the_token_and_a_sign_in_sets_an_http_only_strict_co
     // is not the token.
     let signed = sign_in(&base, token, &base).await;
     assert_eq!(signed.status(), StatusCode::SEE_OTHER);
-    assert_eq!(signed.headers()["location"], "/");
+    assert_eq!(signed.headers()["location"], "/?view=runs&run=r-1", "back to the URL asked for");
     let set = signed.headers()["set-cookie"].to_str().unwrap().to_owned();
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
         assert!(set.contains(attribute), "{attribute} missing: {set}");
@@ -147,6 +151,13 @@ async fn the_dashboard_needs_the_token_and_a_sign_in_sets_an_http_only_strict_co
         .await
         .unwrap();
     assert!(behind_tls.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
+    assert_eq!(behind_tls.headers()["location"], "/", "no next: the dashboard");
+    // A `next` that names another site is not followed.
+    for elsewhere in ["//evil.example/", "https://evil.example/", "/\\evil.example"] {
+        let form = [("token", token), ("next", elsewhere)];
+        let signed = client.post(format!("{base}/signin")).form(&form).send().await.unwrap();
+        assert_eq!(signed.headers()["location"], "/", "{elsewhere}");
+    }
 
     // A forged or stretched cookie is refused.
     let (name, value) = cookie.split_once('=').unwrap();

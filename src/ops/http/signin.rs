@@ -28,13 +28,17 @@ const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// What the HMAC signs besides the expiry, so that no other use of the token can yield a
 /// cookie.
 const CONTEXT: &str = "agentcron ops session v1";
-/// The sign-in page; `{message}` is one of the fixed messages below, never request data.
+/// The sign-in page; `{message}` is one of the fixed messages below, never request data, and
+/// `{next}` the dashboard URL that was asked for, checked by [`local_path`] and escaped.
 const SIGN_IN: &str = include_str!("../dashboard/signin.html");
 
 /// The sign-in form's fields.
 #[derive(Deserialize)]
 pub(super) struct SignIn {
     token: String,
+    /// Where to go once signed in: the dashboard URL the sign-in page stood in for.
+    #[serde(default)]
+    next: String,
 }
 
 /// Whether `headers` carry a cookie of a live session for `token`.
@@ -44,9 +48,30 @@ pub(super) fn signed_in(headers: &HeaderMap, token: &SecretString) -> bool {
 }
 
 /// The sign-in page, with 401: what `/` and the dashboard's scripts answer a browser that has
-/// not signed in.
-pub(super) fn sign_in_page(message: &str) -> Response {
-    (StatusCode::UNAUTHORIZED, Html(SIGN_IN.replace("{message}", message))).into_response()
+/// not signed in; signing in goes on to `next` (when it is a path of this server).
+pub(super) fn sign_in_page(message: &str, next: &str) -> Response {
+    let next = html_escape(local_path(next));
+    let page = SIGN_IN.replace("{message}", message).replace("{next}", &next);
+    (StatusCode::UNAUTHORIZED, Html(page)).into_response()
+}
+
+/// `next` when it is a path on this server (`/…`, not `//host` or `/\host`, which browsers
+/// take for another site, and visible ASCII only, as a browser sends a URL and as a
+/// `Location` header must be), else `/`: a sign-in never sends the browser elsewhere.
+fn local_path(next: &str) -> &str {
+    let rest = next.strip_prefix('/');
+    let local = rest.is_some_and(|rest| !rest.starts_with(['/', '\\']))
+        && next.chars().all(|c| c.is_ascii_graphic());
+    if local { next } else { "/" }
+}
+
+/// `text` safe inside an HTML attribute value.
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `POST /signin`: the right token sets the session cookie and goes to the dashboard; a wrong
@@ -58,7 +83,7 @@ pub(super) async fn sign_in(
 ) -> Response {
     let Some(token) = &state.config.ops.token else { return Redirect::to("/").into_response() };
     if !super::guard::token_matches(form.token.trim(), token) {
-        return sign_in_page("That is not this server's ops token.");
+        return sign_in_page("That is not this server's ops token.", &form.next);
     }
     let expires = unix_now() + SESSION_TTL.as_secs();
     let cookie = format!(
@@ -67,7 +92,7 @@ pub(super) async fn sign_in(
         SESSION_TTL.as_secs(),
         secure_attribute(&headers),
     );
-    with_cookie(Redirect::to("/"), &cookie)
+    with_cookie(Redirect::to(local_path(&form.next)), &cookie)
 }
 
 /// `POST /signout`: clears the cookie and goes back to the sign-in page.
@@ -88,7 +113,11 @@ pub(super) async fn require_sign_in(
 ) -> Response {
     match &state.config.ops.token {
         Some(token) if !super::guard::authorized(request.headers(), token) => {
-            sign_in_page("This dashboard needs the ops token.")
+            // Only the page is navigated to; its scripts' URLs are not worth going back to.
+            let uri = request.uri();
+            let asked = uri.path_and_query().filter(|_| uri.path() == "/");
+            let asked = asked.map_or("/", |asked| asked.as_str());
+            sign_in_page("This dashboard needs the ops token.", asked)
         }
         _ => next.run(request).await,
     }
@@ -175,6 +204,17 @@ mod tests {
         for bad in [stretched.as_str(), "", ".", "x.y", &value[..value.len() - 1], tag] {
             assert!(!session_valid(bad, &token("s3cret"), now), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_sign_in_goes_on_only_to_a_path_of_this_server() {
+        assert_eq!(local_path("/?view=runs&run=r-1"), "/?view=runs&run=r-1");
+        for elsewhere in
+            ["//evil.example", "/\\evil.example", "https://evil.example", "", "/a\nb", "/é"]
+        {
+            assert_eq!(local_path(elsewhere), "/", "{elsewhere:?}");
+        }
+        assert_eq!(html_escape("/?a=\"><script>&'"), "/?a=&quot;&gt;&lt;script&gt;&amp;&#39;");
     }
 
     #[test]
