@@ -294,6 +294,15 @@ fn artefacts() -> PathBuf {
     dir
 }
 
+/// Waits until `run_id`'s state is `want` (what a click asked for).
+async fn state_becomes(app: &TestApp, run_id: &str, want: &str) {
+    poll_until(&format!("{run_id} {want} in Redis"), Duration::from_secs(20), || async {
+        let state = state_of(app, run_id).await;
+        if state == want { Ok(()) } else { Err(state) }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_dashboard_acts_in_chromium_and_every_view_is_screenshotted() {
     let app = spawn_app().await;
@@ -315,9 +324,10 @@ async fn the_dashboard_acts_in_chromium_and_every_view_is_screenshotted() {
     browser.type_into("#token", TOKEN).await;
     browser.screenshot(&dir.join("dashboard-signin.png")).await;
     browser.click("#login button[type=\"submit\"]").await;
-    browser.find("#view-overview").await;
+    // Signed in, back at the URL asked for.
+    browser.find("#view-runs").await;
+    assert_eq!(browser.script("return location.search").await, "?view=runs");
     assert_eq!(browser.script("return document.cookie").await, "");
-    browser.goto(&format!("{}/?view=runs", server.base)).await;
     // The runs list: the dead run's requeue button, clicked.
     browser.find("#runs tr[data-run=\"r-click-ok\"]").await;
     // Human times, the exact time on hover.
@@ -327,22 +337,14 @@ async fn the_dashboard_acts_in_chromium_and_every_view_is_screenshotted() {
     assert!(chrono::DateTime::parse_from_rfc3339(&exact).is_ok(), "{exact}");
     browser.screenshot(&dir.join("dashboard-runs.png")).await;
     browser.click("#runs button[data-action=\"requeue\"][data-run=\"r-click-dead\"]").await;
-    poll_until("the clicked requeue in Redis", Duration::from_secs(20), || async {
-        let state = state_of(&app, "r-click-dead").await;
-        if state == "queued" { Ok(()) } else { Err(state) }
-    })
-    .await;
+    state_becomes(&app, "r-click-dead", "queued").await;
 
     // The run page: cancel, clicked.
     browser.goto(&format!("{}/?run=r-click-dead", server.base)).await;
     browser.find("#detail-actions button[data-action=\"cancel\"]").await;
     browser.screenshot(&dir.join("dashboard-run.png")).await;
     browser.click("#detail-actions button[data-action=\"cancel\"]").await;
-    poll_until("the clicked cancel in Redis", Duration::from_secs(20), || async {
-        let state = state_of(&app, "r-click-dead").await;
-        if state == "cancelled" { Ok(()) } else { Err(state) }
-    })
-    .await;
+    state_becomes(&app, "r-click-dead", "cancelled").await;
 
     // A failed run waiting for its retry: retry now, clicked on its page.
     browser.goto(&format!("{}/?run=r-click-failed", server.base)).await;

@@ -24,8 +24,27 @@ struct Seen {
 
 type Log = Arc<Mutex<Vec<Seen>>>;
 
+/// How the test receiver answers its requests.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// 500 to the first this many, then 200.
+    FailFirst(usize),
+    /// Never to the first (the delivery is under way when its worker dies), 200 to the others.
+    HoldFirst,
+}
+
 /// A receiver that answers 500 to its first `n_failures` requests, then 200.
 async fn receiver(n_failures: usize) -> (String, Log) {
+    receiver_answering(Answer::FailFirst(n_failures)).await
+}
+
+/// A receiver that never answers its first request and answers 200 to the others.
+async fn holding_receiver() -> (String, Log) {
+    receiver_answering(Answer::HoldFirst).await
+}
+
+/// A receiver that records every request and answers as `answer` says.
+async fn receiver_answering(answer: Answer) -> (String, Log) {
     let log: Log = Arc::default();
     let seen = Arc::clone(&log);
     let app = axum::Router::new().route(
@@ -36,17 +55,22 @@ async fn receiver(n_failures: usize) -> (String, Log) {
                 let header = |name: &str| {
                     headers.get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
                 };
-                let mut seen = seen.lock().unwrap();
-                seen.push(Seen {
-                    id: header("webhook-id"),
-                    timestamp: header("webhook-timestamp"),
-                    signature: header("webhook-signature"),
-                    body: body.to_vec(),
-                });
-                if seen.len() <= n_failures {
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    axum::http::StatusCode::OK
+                let n = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(Seen {
+                        id: header("webhook-id"),
+                        timestamp: header("webhook-timestamp"),
+                        signature: header("webhook-signature"),
+                        body: body.to_vec(),
+                    });
+                    seen.len()
+                };
+                match answer {
+                    Answer::FailFirst(n_failures) if n <= n_failures => {
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                    }
+                    Answer::HoldFirst if n == 1 => std::future::pending().await,
+                    _ => axum::http::StatusCode::OK,
                 }
             }
         }),
@@ -135,37 +159,6 @@ async fn a_webhook_that_never_accepts_is_recorded_as_failed_after_its_attempts()
     assert_eq!(log.lock().unwrap().len(), 2);
     // Without a secret the message is not signed.
     assert!(log.lock().unwrap().iter().all(|request| request.signature.is_empty()));
-}
-
-/// A receiver that never answers its first request (the delivery is under way when its worker
-/// dies) and answers 200 to the others.
-async fn holding_receiver() -> (String, Log) {
-    let log: Log = Arc::default();
-    let seen = Arc::clone(&log);
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let seen = Arc::clone(&seen);
-            async move {
-                let id = headers.get("webhook-id").map(|v| v.to_str().unwrap().to_owned());
-                let n = {
-                    let mut seen = seen.lock().unwrap();
-                    let (timestamp, signature) = (String::new(), String::new());
-                    let id = id.unwrap_or_default();
-                    seen.push(Seen { id, timestamp, signature, body: body.to_vec() });
-                    seen.len()
-                };
-                if n == 1 {
-                    std::future::pending::<()>().await;
-                }
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/hook"), log)
 }
 
 /// Before, a worker that died mid-delivery left the message `pending` for ever. Now it is in
