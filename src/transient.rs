@@ -99,32 +99,6 @@ mod tests {
         assert!(is_transient(&oom), "{oom}");
     }
 
-    /// The error a pipeline gets from the tests' Redis when its one command answers `reply`
-    /// (a script's `redis.error_reply`, which Redis sends as any command's error).
-    async fn pipeline_error(reply: &str) -> redis::RedisError {
-        let env = crate::config::Env::from_process();
-        let url = env.get("AGENTCRON_TEST_REDIS_URL").filter(|url| !url.is_empty());
-        let client = redis::Client::open(url.unwrap_or("redis://127.0.0.1:6379")).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let mut pipe = redis::pipe();
-        let script = "return redis.error_reply(ARGV[1])";
-        pipe.cmd("EVAL").arg(script).arg(0).arg(reply).ignore().cmd("PING");
-        pipe.query_async::<(String,)>(&mut conn).await.unwrap_err()
-    }
-
-    /// Before, a pipeline refused under a full memory (`Pipeline failure: [(Index 0, error:
-    /// "OOM": …)]`) was not passing trouble, and the run lost an attempt to it
-    /// (`chaos_redis_stalls::a_full_memory_costs_no_attempt_and_is_logged_once`, one run in
-    /// three).
-    #[tokio::test]
-    async fn a_pipeline_refused_for_memory_is_passing_and_one_with_a_bug_is_not() {
-        let oom = pipeline_error("OOM command not allowed when used memory > 'maxmemory'.").await;
-        assert!(oom.to_string().contains("Pipeline failure"), "{oom}");
-        assert!(is_transient(&oom), "{oom}");
-        let bug = pipeline_error("WRONGTYPE Operation against a key holding the wrong kind").await;
-        assert!(!is_transient(&bug), "{bug}");
-    }
-
     #[tokio::test]
     async fn retry_gets_through_passing_trouble_and_stops_at_a_bug() {
         let mut n_calls = 0;

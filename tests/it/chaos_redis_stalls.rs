@@ -158,6 +158,28 @@ async fn idle_connections_closed_by_the_server_strand_nothing() {
     assert_eq!(lines_saying(&log, "Lease lost"), 0, "no worker lost its lease");
 }
 
+/// The error a pipeline gets from the tests' Redis when its one command answers `reply` (a
+/// script's `redis.error_reply`, which Redis sends as any command's error).
+async fn pipeline_error(reply: &str) -> redis::RedisError {
+    let mut conn = crate::common::TestRedis::new().await.conn.clone();
+    let mut pipe = redis::pipe();
+    let script = "return redis.error_reply(ARGV[1])";
+    pipe.cmd("EVAL").arg(script).arg(0).arg(reply).ignore().cmd("PING");
+    pipe.query_async::<(String,)>(&mut conn).await.unwrap_err()
+}
+
+/// Before, a pipeline refused under a full memory (redis-rs: `Pipeline failure: [(Index 0,
+/// error: "OOM": …)]`, no `code()`) was not passing trouble, and a run whose pipelined write
+/// met the full memory lost an attempt to it (the test below, one run in three).
+#[tokio::test]
+async fn a_pipeline_refused_for_memory_is_passing_trouble_and_one_with_a_bug_is_not() {
+    let oom = pipeline_error("OOM command not allowed when used memory > 'maxmemory'.").await;
+    assert!(oom.to_string().contains("Pipeline failure"), "{oom}");
+    assert!(agentcron::transient::is_transient(&oom), "{oom}");
+    let bug = pipeline_error("WRONGTYPE Operation against a key holding the wrong kind").await;
+    assert!(!agentcron::transient::is_transient(&bug), "{bug}");
+}
+
 /// Measured before: under OOM (`noeviction`, memory full) every in-flight run lost an attempt
 /// and the log flapped (18 "unavailable" and 19 "available" lines, 1,000 per-run warnings).
 /// Now the runs wait out the full memory and resume; each worker logs the outage once.
