@@ -162,19 +162,6 @@ for at = 10, #ARGV, ITEM do
 end
 local started = {}
 local n = tonumber(ARGV[2])
-if n > 0 then
-  if lost(now) then
-    started = -1
-  else
-    local ids = redis.call('RPOP', KEYS[1], n)
-    if ids then
-      redis.call('LPUSH', KEYS[2], unpack(ids))
-      for _, id in ipairs(ids) do
-        local run = start(id, now, moves, now_s)
-        if run then table.insert(started, run) end
-      end
-    end
-  end
-end
+if n > 0 then started = take_ready(n, now, moves, now_s) end
 apply_moves(ARGV[4], moves)
 return {codes, started}

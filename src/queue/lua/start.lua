@@ -1,5 +1,6 @@
 -- Starts runs whose ids are in this worker's processing list: one attempt more, state running.
--- Used by fetch.lua (batch) and by start_one.lua (after a BLMOVE).
+-- Used by fetch.lua and finish_many.lua (a batch, `take_ready`) and by start_one.lua (after a
+-- BLMOVE).
 -- ARGV (shared): 1 worker id, 2 n, 3 run key prefix, 4 state index prefix, 5 max attempts,
 --       6 dead list cap, 7 events cap
 -- KEYS (shared): 1 q:ready, 2 q:processing:<worker>, 3 q:leases, 4 q:dead, 5 events
@@ -71,4 +72,22 @@ end
 local function lost(now)
   local score = redis.call('ZSCORE', KEYS[3], ARGV[1])
   return (not score) or tonumber(score) == 0
+end
+
+-- Takes up to `n` run ids from q:ready into this worker's processing list and starts them;
+-- their index moves go into `moves`. Returns -1 when this worker's lease was lost (reaped:
+-- nothing taken), else the list of {id, attempt, previous state, record as read, fence}.
+-- The ids move in two commands (RPOP with a count, one LPUSH: the same order as one LMOVE
+-- RIGHT LEFT each).
+local function take_ready(n, now, moves, now_s)
+  if lost(now) then return -1 end
+  local ids = redis.call('RPOP', KEYS[1], n)
+  if not ids then return {} end
+  redis.call('LPUSH', KEYS[2], unpack(ids))
+  local out = {}
+  for _, id in ipairs(ids) do
+    local started = start(id, now, moves, now_s)
+    if started then table.insert(out, started) end
+  end
+  return out
 end
